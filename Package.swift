@@ -1,0 +1,40 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Layers (each knows only those below it):
+//   1. CPaliGemmaKernels  — C SIMD kernels chosen at run time, thread pool
+//   2. PaliGemma/Tensor   — tensors and ops
+//   3. PaliGemma/Formats, PaliGemmaTokenizer, PaliGemmaImage — file formats
+//   4. PaliGemma/Models   — SigLIP, Gemma, Gemma 2, projector, PaliGemma
+//   5. PaliGemma/Generation — prompting, sampling, KV cache, output parsing
+//   6. paligemma          — command-line front end
+let package = Package(
+    name: "PaliGemma",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "PaliGemma", targets: ["PaliGemma"]),
+        .executable(name: "paligemma", targets: ["paligemma"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .target(name: "CPaliGemmaKernels"),
+        .target(name: "PaliGemmaTokenizer"),
+        .target(name: "PaliGemmaImage"),
+        .target(
+            name: "PaliGemma",
+            dependencies: ["CPaliGemmaKernels", "PaliGemmaTokenizer", "PaliGemmaImage"]
+        ),
+        .executableTarget(
+            name: "paligemma",
+            dependencies: [
+                "PaliGemma",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "PaliGemmaTests", dependencies: ["PaliGemma", "CPaliGemmaKernels"]),
+        .testTarget(name: "PaliGemmaTokenizerTests", dependencies: ["PaliGemmaTokenizer"]),
+        .testTarget(name: "PaliGemmaImageTests", dependencies: ["PaliGemmaImage"]),
+    ]
+)

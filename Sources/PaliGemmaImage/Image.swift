@@ -1,0 +1,1 @@
+// Image decoding and preprocessing. Placeholder: the implementation arrives with the image issue.

@@ -1,0 +1,7 @@
+import ArgumentParser
+import PaliGemma
+
+struct Main: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "paligemma")
+}
+Main.main()
