@@ -1,4 +1,96 @@
+// PaliGemma for Swift — layer 1: SIMD kernels chosen at run time, and a persistent thread pool.
+//
+// Conventions: activations are float32, row-major, with an explicit row stride (in elements).
+// Weight matrices stay in their stored dtype (pg_dtype) and use PyTorch's Linear layout
+// [out_features, in_features]. Every entry point is safe to call from any thread; parallel
+// work is serialised through one pool.
 #ifndef PG_KERNELS_H
 #define PG_KERNELS_H
-int pg_placeholder(void);
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { PG_F32 = 0, PG_BF16 = 1, PG_F16 = 2 } pg_dtype;
+
+// Instruction-set levels, lowest first. pg_isa() is the level in use.
+typedef enum { PG_ISA_SCALAR = 0, PG_ISA_AVX2 = 1, PG_ISA_AVX512 = 2 } pg_isa_level;
+
+/// Best level this CPU supports (AVX2 needs AVX2+FMA+F16C; AVX-512 needs F, BW, VL, DQ).
+int pg_isa_supported(void);
+/// Level in use. Defaults to pg_isa_supported(), or PALIGEMMA_ISA=scalar|avx2|avx512 if lower.
+int pg_isa(void);
+/// Forces a level (clamped to what the CPU supports); returns the level now in use.
+int pg_set_isa(int level);
+const char *pg_isa_name(int level);
+
+// ---- threads -------------------------------------------------------------------------
+/// Number of threads used by parallel kernels (default: online CPUs, or PALIGEMMA_THREADS).
+int pg_threads(void);
+void pg_set_threads(int n);
+typedef void (*pg_task_fn)(void *ctx, long task, int thread);
+/// Runs fn(ctx, i, thread) for i in [0, ntasks) on the pool; returns when all are done.
+/// Nested calls from inside a task run serially on the calling thread.
+void pg_parallel_for(long ntasks, pg_task_fn fn, void *ctx);
+
+// ---- conversions ----------------------------------------------------------------------
+void pg_convert_to_f32(const void *src, int dtype, float *dst, long n);
+void pg_convert_from_f32(const float *src, int dtype, void *dst, long n);
+float pg_bf16_round(float x);   // round-to-nearest-even to bfloat16, returned as float
+float pg_f16_round(float x);    // round to float16, returned as float
+
+// ---- matrix multiply -----------------------------------------------------------------
+/// y[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]), for m < M, n < N, k < K.
+/// x: float32 with row stride ldx; w: dtype, rows of K contiguous elements (row stride ldw);
+/// bias: float32 or NULL; y: float32 with row stride ldy (must not alias x).
+void pg_linear(const float *x, long ldx, const void *w, int wdtype, long ldw, const float *bias,
+               float *y, long ldy, long M, long N, long K);
+
+// ---- normalisation and activations ------------------------------------------------------
+/// LayerNorm over rows of length n: y = (x - mean) / sqrt(var + eps) * w + b. y may alias x.
+void pg_layer_norm(const float *x, long ldx, float *y, long ldy, long rows, long n,
+                   const float *w, const float *b, float eps);
+/// Gemma RMSNorm: y = x * rsqrt(mean(x^2) + eps) * (1 + w). y may alias x.
+void pg_rms_norm(const float *x, long ldx, float *y, long ldy, long rows, long n,
+                 const float *w, float eps);
+/// In place: x = gelu_tanh(x) (PyTorch's approximate="tanh").
+void pg_gelu_tanh(float *x, long n);
+/// In place: x = gelu(x) with erf.
+void pg_gelu_erf(float *x, long n);
+/// In place: a = gelu_tanh(a) * b (GeGLU).
+void pg_geglu(float *a, const float *b, long n, int exact_erf);
+/// In place: x = tanh(x / cap) * cap.
+void pg_softcap(float *x, long n, float cap);
+/// In place: y += x.
+void pg_add(float *y, const float *x, long n);
+/// In place: x *= s.
+void pg_scale(float *x, long n, float s);
+/// In place softmax over rows.
+void pg_softmax(float *x, long ld, long rows, long n);
+
+/// Rotary embedding, half-split ("rotate_half") layout, in place on `heads` vectors of length
+/// dim (stride between heads: dim) for each of `rows` tokens (row stride ld). Token r has
+/// position positions[r]. inv_freq has dim/2 entries.
+void pg_rope(float *x, long ld, long rows, int heads, int dim, const float *positions,
+             const float *inv_freq);
+
+// ---- attention -------------------------------------------------------------------------
+/// Scaled dot-product attention for T queries against S cached keys/values, with the
+/// prefix-LM mask, optional attention-logit soft cap and optional sliding window.
+///   q:   [T, Hq, D]  (row stride ldq between tokens)
+///   k,v: [S, Hkv, D] (row stride ldkv); key j sits at sequence index j
+///   out: [T, Hq, D]  (row stride ldo)
+/// Query t sits at sequence index q_start + t. Key j is visible from query index i when
+///   (j <= i && (window <= 0 || j > i - window)) || (i < prefix && j < prefix).
+/// Logits are q.k * scale, then softcap (if > 0): tanh(x/softcap)*softcap.
+void pg_attention(const float *q, long ldq, const float *k, const float *v, long ldkv,
+                  float *out, long ldo, long T, long S, int Hq, int Hkv, int D,
+                  long q_start, long prefix, long window, float scale, float softcap);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

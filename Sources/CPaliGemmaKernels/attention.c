@@ -1,0 +1,79 @@
+// Attention over a KV cache with the prefix-LM mask. One task per (query block, head): the
+// scores of one query row live in per-thread scratch of length S, so memory stays O(S) per
+// thread and no [heads, T, S] matrix is ever formed.
+#include "internal.h"
+#include <math.h>
+
+typedef struct {
+    const float *q; long ldq; const float *k, *v; long ldkv; float *out; long ldo;
+    long T, S; int Hq, Hkv, D; long q_start, prefix, window; float scale, softcap; int isa;
+    long qblock;
+} attn_job;
+
+static inline float dot(int isa, const float *a, const float *b, long n) {
+    if (isa == PG_ISA_AVX512) return pg_dot_f32_avx512(a, b, n);
+    if (isa == PG_ISA_AVX2) return pg_dot_f32_avx2(a, b, n);
+    float s = 0;
+    for (long i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static inline void axpy(int isa, float *y, float a, const float *x, long n) {
+    if (isa == PG_ISA_AVX512) { pg_axpy_f32_avx512(y, a, x, n); return; }
+    if (isa == PG_ISA_AVX2) { pg_axpy_f32_avx2(y, a, x, n); return; }
+    for (long i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static void attn_task(void *p, long task, int thread) {
+    const attn_job *j = p;
+    long nqb = (j->T + j->qblock - 1) / j->qblock;
+    int h = (int)(task / nqb);
+    long t0 = (task % nqb) * j->qblock;
+    long t1 = t0 + j->qblock < j->T ? t0 + j->qblock : j->T;
+    int kvh = h / (j->Hq / j->Hkv);
+    float *scores = pg_scratch(thread, 1, (size_t)j->S);
+    if (!scores) return;
+    for (long t = t0; t < t1; t++) {
+        long i = j->q_start + t;
+        const float *qv = j->q + t * j->ldq + (long)h * j->D;
+        float *o = j->out + t * j->ldo + (long)h * j->D;
+        // Visible keys form at most two ranges: [0, prefix) when i is in the prefix, and the
+        // causal window (i - window, i]. Compute the union as one contiguous span plus a mask test.
+        long lo = 0, hi = i < j->S - 1 ? i : j->S - 1;
+        int in_prefix = i < j->prefix;
+        if (in_prefix && j->prefix - 1 > hi) hi = j->prefix - 1 < j->S - 1 ? j->prefix - 1 : j->S - 1;
+        if (j->window > 0 && !in_prefix) lo = i - j->window + 1 > 0 ? i - j->window + 1 : 0;
+        float mx = -INFINITY;
+        for (long s = lo; s <= hi; s++) {
+            int visible = (s <= i && (j->window <= 0 || s > i - j->window)) || (in_prefix && s < j->prefix);
+            if (!visible) { scores[s] = -INFINITY; continue; }
+            float x = dot(j->isa, qv, j->k + s * j->ldkv + (long)kvh * j->D, j->D) * j->scale;
+            if (j->softcap > 0) x = tanhf(x / j->softcap) * j->softcap;
+            scores[s] = x;
+            if (x > mx) mx = x;
+        }
+        for (int d = 0; d < j->D; d++) o[d] = 0.0f;
+        if (mx == -INFINITY) continue;  // nothing visible (only when the cache is empty)
+        float sum = 0;
+        for (long s = lo; s <= hi; s++) {
+            float e = scores[s] == -INFINITY ? 0.0f : expf(scores[s] - mx);
+            scores[s] = e;
+            sum += e;
+        }
+        float inv = 1.0f / sum;
+        for (long s = lo; s <= hi; s++) {
+            if (scores[s] != 0.0f) axpy(j->isa, o, scores[s] * inv, j->v + s * j->ldkv + (long)kvh * j->D, j->D);
+        }
+    }
+}
+
+void pg_attention(const float *q, long ldq, const float *k, const float *v, long ldkv, float *out, long ldo,
+                  long T, long S, int Hq, int Hkv, int D, long q_start, long prefix, long window, float scale,
+                  float softcap) {
+    if (T <= 0 || Hq <= 0 || Hkv <= 0 || Hq % Hkv != 0) return;
+    long qblock = T < 16 ? T : 16;
+    attn_job j = { q, ldq, k, v, ldkv, out, ldo, T, S, Hq, Hkv, D, q_start, prefix, window, scale, softcap,
+                   pg_isa(), qblock };
+    long nqb = (T + qblock - 1) / qblock;
+    pg_parallel_for(nqb * Hq, attn_task, &j);
+}

@@ -1,0 +1,46 @@
+// Internal declarations shared by the kernel files (not part of the public header).
+#ifndef PG_INTERNAL_H
+#define PG_INTERNAL_H
+#include "pg_kernels.h"
+#include <string.h>
+
+static inline float pg_bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+float pg_f16_to_f32_scalar(uint16_t h);
+uint16_t pg_f32_to_f16_scalar(float f);
+uint16_t pg_f32_to_bf16_scalar(float f);
+
+static inline float pg_load_as_f32(const void *base, int dtype, long i) {
+    switch (dtype) {
+    case PG_BF16: { uint16_t h; memcpy(&h, (const char *)base + 2 * i, 2); return pg_bf16_to_f32(h); }
+    case PG_F16: { uint16_t h; memcpy(&h, (const char *)base + 2 * i, 2); return pg_f16_to_f32_scalar(h); }
+    default: { float f; memcpy(&f, (const char *)base + 4 * i, 4); return f; }
+    }
+}
+
+static inline size_t pg_dtype_size(int dtype) { return dtype == PG_F32 ? 4 : 2; }
+
+/// Per-thread scratch memory that grows as needed and is reused across calls (never shrinks).
+/// `slot` separates independent buffers used at the same time by one thread.
+float *pg_scratch(int thread, int slot, size_t floats);
+
+// ISA-specific matrix kernels. Each computes y rows [0,M) for columns [n0,n1) of pg_linear.
+void pg_linear_cols_scalar(const float *x, long ldx, const void *w, int wdtype, long ldw,
+                           const float *bias, float *y, long ldy, long M, long n0, long n1, long K,
+                           int thread);
+void pg_linear_cols_avx2(const float *x, long ldx, const void *w, int wdtype, long ldw,
+                         const float *bias, float *y, long ldy, long M, long n0, long n1, long K,
+                         int thread);
+void pg_linear_cols_avx512(const float *x, long ldx, const void *w, int wdtype, long ldw,
+                           const float *bias, float *y, long ldy, long M, long n0, long n1, long K,
+                           int thread);
+float pg_dot_f32_avx2(const float *a, const float *b, long n);
+float pg_dot_f32_avx512(const float *a, const float *b, long n);
+void pg_axpy_f32_avx2(float *y, float a, const float *x, long n);
+void pg_axpy_f32_avx512(float *y, float a, const float *x, long n);
+#endif

@@ -1,0 +1,65 @@
+// pg_linear: splits the output columns into tasks for the pool and calls the kernel of the
+// instruction-set level in use. The scalar kernel is the portable fallback and the reference
+// the SIMD kernels are tested against.
+#include "internal.h"
+
+void pg_linear_cols_scalar(const float *x, long ldx, const void *w, int dtype, long ldw, const float *bias,
+                           float *y, long ldy, long M, long n0, long n1, long K, int thread) {
+    float *row = pg_scratch(thread, 0, (size_t)(K > 0 ? K : 1));
+    if (!row) return;
+    for (long n = n0; n < n1; n++) {
+        pg_convert_to_f32((const char *)w + (size_t)n * ldw * pg_dtype_size(dtype), dtype, row, K);
+        float b = bias ? bias[n] : 0.0f;
+        for (long m = 0; m < M; m++) {
+            const float *xm = x + m * ldx;
+            float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            long k = 0;
+            for (; k + 4 <= K; k += 4) {
+                s0 += xm[k] * row[k];
+                s1 += xm[k + 1] * row[k + 1];
+                s2 += xm[k + 2] * row[k + 2];
+                s3 += xm[k + 3] * row[k + 3];
+            }
+            for (; k < K; k++) s0 += xm[k] * row[k];
+            y[m * ldy + n] = (s0 + s1) + (s2 + s3) + b;
+        }
+    }
+}
+
+typedef struct {
+    const float *x; long ldx; const void *w; int dtype; long ldw; const float *bias;
+    float *y; long ldy; long M, N, K; long chunk; int isa;
+} linear_job;
+
+static void linear_task(void *p, long task, int thread) {
+    const linear_job *j = p;
+    long n0 = task * j->chunk;
+    long n1 = n0 + j->chunk < j->N ? n0 + j->chunk : j->N;
+    switch (j->isa) {
+    case PG_ISA_AVX512:
+        pg_linear_cols_avx512(j->x, j->ldx, j->w, j->dtype, j->ldw, j->bias, j->y, j->ldy, j->M, n0, n1, j->K, thread);
+        break;
+    case PG_ISA_AVX2:
+        pg_linear_cols_avx2(j->x, j->ldx, j->w, j->dtype, j->ldw, j->bias, j->y, j->ldy, j->M, n0, n1, j->K, thread);
+        break;
+    default:
+        pg_linear_cols_scalar(j->x, j->ldx, j->w, j->dtype, j->ldw, j->bias, j->y, j->ldy, j->M, n0, n1, j->K, thread);
+    }
+}
+
+void pg_linear(const float *x, long ldx, const void *w, int wdtype, long ldw, const float *bias,
+               float *y, long ldy, long M, long N, long K) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        for (long m = 0; m < M; m++)
+            for (long n = 0; n < N; n++) y[m * ldy + n] = bias ? bias[n] : 0.0f;
+        return;
+    }
+    int threads = pg_threads();
+    // Column chunks: a multiple of 32, about four per thread so that uneven tasks balance out.
+    long chunk = (N + 4L * threads - 1) / (4L * threads);
+    chunk = (chunk + 31) / 32 * 32;
+    if ((double)M * N * K < 65536.0) chunk = N;  // tiny: not worth waking the pool
+    linear_job job = { x, ldx, w, wdtype, ldw, bias, y, ldy, M, N, K, chunk, pg_isa() };
+    pg_parallel_for((N + chunk - 1) / chunk, linear_task, &job);
+}

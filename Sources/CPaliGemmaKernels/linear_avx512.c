@@ -1,0 +1,30 @@
+// AVX-512 (F, BW, VL, DQ) instantiation of linear_impl.h.
+#include "internal.h"
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define PG_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
+#define PG_NAME(x) x##_avx512
+#define VF __m512
+#define VW 16
+#define VZERO() _mm512_setzero_ps()
+#define VSET1(f) _mm512_set1_ps(f)
+#define VLOADU(p) _mm512_loadu_ps(p)
+#define VSTOREU(p, v) _mm512_storeu_ps(p, v)
+#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VLOAD_BF16(p) \
+    _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
+#define VLOAD_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define VHSUM(v) _mm512_reduce_add_ps(v)
+
+#include "linear_impl.h"
+#else
+void pg_linear_cols_avx512(const float *x, long ldx, const void *w, int wdtype, long ldw, const float *bias,
+                           float *y, long ldy, long M, long n0, long n1, long K, int thread) {
+    pg_linear_cols_scalar(x, ldx, w, wdtype, ldw, bias, y, ldy, M, n0, n1, K, thread);
+}
+float pg_dot_f32_avx512(const float *a, const float *b, long n) {
+    float s = 0; for (long i = 0; i < n; i++) s += a[i] * b[i]; return s;
+}
+void pg_axpy_f32_avx512(float *y, float a, const float *x, long n) { for (long i = 0; i < n; i++) y[i] += a * x[i]; }
+#endif

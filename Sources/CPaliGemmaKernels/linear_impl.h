@@ -1,0 +1,184 @@
+// Matrix kernels written once over a vector abstraction and included by linear_avx2.c and
+// linear_avx512.c with their own macros. Included files define:
+//   PG_TARGET  function attribute selecting the instruction set
+//   PG_NAME(x) name mangling (x ## _avx2)
+//   VF, VW     vector type and width in floats
+//   VZERO(), VSET1(f), VLOADU(p), VSTOREU(p, v), VFMA(a, b, c) = a*b+c, VHSUM(v)
+//   VLOAD_BF16(p), VLOAD_F16(p)  load VW 16-bit values and widen to float
+//
+// Prefill (M > 4): the weight columns are packed, KC at a time, into a float panel of
+// NR = 2*VW columns, and a 6 x NR register-blocked micro-kernel sweeps all rows of x.
+// Decode (M <= 4): each weight row is streamed once and dotted with the few rows of x.
+
+#define MR 6
+#define NR (2 * VW)
+#define KC 256
+
+PG_TARGET static inline VF PG_NAME(load_w)(const void *w, int dtype, long i) {
+    switch (dtype) {
+    case PG_BF16: return VLOAD_BF16((const uint16_t *)w + i);
+    case PG_F16: return VLOAD_F16((const uint16_t *)w + i);
+    default: return VLOADU((const float *)w + i);
+    }
+}
+
+// panel[k * NR + j] = w[nb + j][kc0 + k] as float; columns j >= nr are zero.
+PG_TARGET static void PG_NAME(pack)(float *panel, const void *w, int dtype, long ldw, long nb, long nr,
+                                    long kc0, long kc) {
+    for (long j = 0; j < NR; j++) {
+        if (j >= nr) {
+            for (long k = 0; k < kc; k++) panel[k * NR + j] = 0.0f;
+            continue;
+        }
+        long row = (nb + j) * ldw + kc0;
+        long k = 0;
+        float tmp[VW];
+        for (; k + VW <= kc; k += VW) {
+            VSTOREU(tmp, PG_NAME(load_w)(w, dtype, row + k));
+            for (int t = 0; t < VW; t++) panel[(k + t) * NR + j] = tmp[t];
+        }
+        for (; k < kc; k++) panel[k * NR + j] = pg_load_as_f32(w, dtype, row + k);
+    }
+}
+
+// c[i][0..NR) += sum_k a_i[k] * panel[k][0..NR) for i < MR; c row stride ldc.
+PG_TARGET static void PG_NAME(micro)(long kc, const float *const a[MR], const float *panel, float *c,
+                                     long ldc) {
+    VF c00 = VLOADU(c + 0 * ldc), c01 = VLOADU(c + 0 * ldc + VW);
+    VF c10 = VLOADU(c + 1 * ldc), c11 = VLOADU(c + 1 * ldc + VW);
+    VF c20 = VLOADU(c + 2 * ldc), c21 = VLOADU(c + 2 * ldc + VW);
+    VF c30 = VLOADU(c + 3 * ldc), c31 = VLOADU(c + 3 * ldc + VW);
+    VF c40 = VLOADU(c + 4 * ldc), c41 = VLOADU(c + 4 * ldc + VW);
+    VF c50 = VLOADU(c + 5 * ldc), c51 = VLOADU(c + 5 * ldc + VW);
+    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
+    for (long k = 0; k < kc; k++) {
+        VF b0 = VLOADU(panel + k * NR), b1 = VLOADU(panel + k * NR + VW);
+        VF x;
+        x = VSET1(a0[k]); c00 = VFMA(x, b0, c00); c01 = VFMA(x, b1, c01);
+        x = VSET1(a1[k]); c10 = VFMA(x, b0, c10); c11 = VFMA(x, b1, c11);
+        x = VSET1(a2[k]); c20 = VFMA(x, b0, c20); c21 = VFMA(x, b1, c21);
+        x = VSET1(a3[k]); c30 = VFMA(x, b0, c30); c31 = VFMA(x, b1, c31);
+        x = VSET1(a4[k]); c40 = VFMA(x, b0, c40); c41 = VFMA(x, b1, c41);
+        x = VSET1(a5[k]); c50 = VFMA(x, b0, c50); c51 = VFMA(x, b1, c51);
+    }
+    VSTOREU(c + 0 * ldc, c00); VSTOREU(c + 0 * ldc + VW, c01);
+    VSTOREU(c + 1 * ldc, c10); VSTOREU(c + 1 * ldc + VW, c11);
+    VSTOREU(c + 2 * ldc, c20); VSTOREU(c + 2 * ldc + VW, c21);
+    VSTOREU(c + 3 * ldc, c30); VSTOREU(c + 3 * ldc + VW, c31);
+    VSTOREU(c + 4 * ldc, c40); VSTOREU(c + 4 * ldc + VW, c41);
+    VSTOREU(c + 5 * ldc, c50); VSTOREU(c + 5 * ldc + VW, c51);
+}
+
+// Dot products of one weight row with `rows` (1..4) rows of x.
+PG_TARGET static void PG_NAME(gemv_row)(const float *x, long ldx, long rows, const void *w, int dtype,
+                                        long row, long K, float out[4]) {
+    VF acc0 = VZERO(), acc1 = VZERO(), acc2 = VZERO(), acc3 = VZERO();
+    long k = 0;
+    for (; k + VW <= K; k += VW) {
+        VF wv = PG_NAME(load_w)(w, dtype, row + k);
+        acc0 = VFMA(VLOADU(x + k), wv, acc0);
+        if (rows > 1) acc1 = VFMA(VLOADU(x + ldx + k), wv, acc1);
+        if (rows > 2) acc2 = VFMA(VLOADU(x + 2 * ldx + k), wv, acc2);
+        if (rows > 3) acc3 = VFMA(VLOADU(x + 3 * ldx + k), wv, acc3);
+    }
+    out[0] = VHSUM(acc0); out[1] = VHSUM(acc1); out[2] = VHSUM(acc2); out[3] = VHSUM(acc3);
+    for (; k < K; k++) {
+        float wk = pg_load_as_f32(w, dtype, row + k);
+        for (long m = 0; m < rows; m++) out[m] += x[m * ldx + k] * wk;
+    }
+}
+
+// One row of x against 4 weight rows at once (4 independent streams keep the loads busy).
+PG_TARGET static void PG_NAME(gemv4)(const float *x, const void *w, int dtype, long ldw, long n,
+                                     long K, float out[4]) {
+    VF a0 = VZERO(), a1 = VZERO(), a2 = VZERO(), a3 = VZERO();
+    long r0 = n * ldw, r1 = r0 + ldw, r2 = r1 + ldw, r3 = r2 + ldw;
+    long k = 0;
+    for (; k + VW <= K; k += VW) {
+        VF xv = VLOADU(x + k);
+        a0 = VFMA(xv, PG_NAME(load_w)(w, dtype, r0 + k), a0);
+        a1 = VFMA(xv, PG_NAME(load_w)(w, dtype, r1 + k), a1);
+        a2 = VFMA(xv, PG_NAME(load_w)(w, dtype, r2 + k), a2);
+        a3 = VFMA(xv, PG_NAME(load_w)(w, dtype, r3 + k), a3);
+    }
+    out[0] = VHSUM(a0); out[1] = VHSUM(a1); out[2] = VHSUM(a2); out[3] = VHSUM(a3);
+    for (; k < K; k++) {
+        float xk = x[k];
+        out[0] += xk * pg_load_as_f32(w, dtype, r0 + k);
+        out[1] += xk * pg_load_as_f32(w, dtype, r1 + k);
+        out[2] += xk * pg_load_as_f32(w, dtype, r2 + k);
+        out[3] += xk * pg_load_as_f32(w, dtype, r3 + k);
+    }
+}
+
+PG_TARGET void PG_NAME(pg_linear_cols)(const float *x, long ldx, const void *w, int dtype, long ldw,
+                                       const float *bias, float *y, long ldy, long M, long n0, long n1,
+                                       long K, int thread) {
+    if (M <= 4) {
+        long n = n0;
+        if (M == 1) {
+            for (; n + 4 <= n1; n += 4) {
+                float out[4];
+                PG_NAME(gemv4)(x, w, dtype, ldw, n, K, out);
+                for (int j = 0; j < 4; j++) y[n + j] = out[j] + (bias ? bias[n + j] : 0.0f);
+            }
+        }
+        for (; n < n1; n++) {
+            float out[4];
+            PG_NAME(gemv_row)(x, ldx, M, w, dtype, n * ldw, K, out);
+            for (long m = 0; m < M; m++) y[m * ldy + n] = out[m] + (bias ? bias[n] : 0.0f);
+        }
+        return;
+    }
+    for (long m = 0; m < M; m++)
+        for (long n = n0; n < n1; n++) y[m * ldy + n] = bias ? bias[n] : 0.0f;
+    float *panel = pg_scratch(thread, 0, (size_t)KC * NR);
+    if (!panel) return;
+    float edge[MR * NR];
+    for (long kc0 = 0; kc0 < K; kc0 += KC) {
+        long kc = K - kc0 < KC ? K - kc0 : KC;
+        for (long nb = n0; nb < n1; nb += NR) {
+            long nr = n1 - nb < NR ? n1 - nb : NR;
+            PG_NAME(pack)(panel, w, dtype, ldw, nb, nr, kc0, kc);
+            for (long mb = 0; mb < M; mb += MR) {
+                long mr = M - mb < MR ? M - mb : MR;
+                const float *a[MR];
+                for (long i = 0; i < MR; i++) a[i] = x + (mb + (i < mr ? i : 0)) * ldx + kc0;
+                float *c = y + mb * ldy + nb;
+                if (mr == MR && nr == NR) {
+                    PG_NAME(micro)(kc, a, panel, c, ldy);
+                } else {
+                    for (long i = 0; i < MR; i++)
+                        for (long j = 0; j < NR; j++) edge[i * NR + j] = (i < mr && j < nr) ? c[i * ldy + j] : 0.0f;
+                    PG_NAME(micro)(kc, a, panel, edge, NR);
+                    for (long i = 0; i < mr; i++)
+                        for (long j = 0; j < nr; j++) c[i * ldy + j] = edge[i * NR + j];
+                }
+            }
+        }
+    }
+}
+
+PG_TARGET float PG_NAME(pg_dot_f32)(const float *a, const float *b, long n) {
+    VF acc0 = VZERO(), acc1 = VZERO();
+    long i = 0;
+    for (; i + 2 * VW <= n; i += 2 * VW) {
+        acc0 = VFMA(VLOADU(a + i), VLOADU(b + i), acc0);
+        acc1 = VFMA(VLOADU(a + i + VW), VLOADU(b + i + VW), acc1);
+    }
+    for (; i + VW <= n; i += VW) acc0 = VFMA(VLOADU(a + i), VLOADU(b + i), acc0);
+    float s = VHSUM(acc0) + VHSUM(acc1);
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+PG_TARGET void PG_NAME(pg_axpy_f32)(float *y, float alpha, const float *x, long n) {
+    VF av = VSET1(alpha);
+    long i = 0;
+    for (; i + VW <= n; i += VW) VSTOREU(y + i, VFMA(av, VLOADU(x + i), VLOADU(y + i)));
+    for (; i < n; i++) y[i] += alpha * x[i];
+}
+
+#undef MR
+#undef NR
+#undef KC

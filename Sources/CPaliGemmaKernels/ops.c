@@ -1,0 +1,125 @@
+// Row-wise normalisation, activations, soft caps, softmax and rotary embeddings, in float32.
+// Transcendentals use libm (tanhf, erff, expf) for accuracy; they are a small share of the time.
+#include "internal.h"
+#include <math.h>
+
+typedef struct {
+    const float *x; long ldx; float *y; long ldy; long rows, n; const float *w, *b; float eps; int kind;
+} norm_job;
+
+static void norm_task(void *p, long r, int thread) {
+    (void)thread;
+    const norm_job *j = p;
+    const float *x = j->x + r * j->ldx;
+    float *y = j->y + r * j->ldy;
+    long n = j->n;
+    if (j->kind == 0) {  // LayerNorm, two-pass in double for the statistics
+        double mean = 0;
+        for (long i = 0; i < n; i++) mean += x[i];
+        mean /= (double)n;
+        double var = 0;
+        for (long i = 0; i < n; i++) { double d = x[i] - mean; var += d * d; }
+        var /= (double)n;
+        float inv = (float)(1.0 / sqrt(var + j->eps));
+        float m = (float)mean;
+        for (long i = 0; i < n; i++) {
+            float v = (x[i] - m) * inv;
+            y[i] = v * (j->w ? j->w[i] : 1.0f) + (j->b ? j->b[i] : 0.0f);
+        }
+    } else {  // Gemma RMSNorm
+        double ss = 0;
+        for (long i = 0; i < n; i++) ss += (double)x[i] * x[i];
+        float inv = 1.0f / sqrtf((float)(ss / (double)n) + j->eps);
+        for (long i = 0; i < n; i++) y[i] = (x[i] * inv) * (1.0f + (j->w ? j->w[i] : 0.0f));
+    }
+}
+
+void pg_layer_norm(const float *x, long ldx, float *y, long ldy, long rows, long n, const float *w,
+                   const float *b, float eps) {
+    norm_job j = { x, ldx, y, ldy, rows, n, w, b, eps, 0 };
+    pg_parallel_for(rows, norm_task, &j);
+}
+
+void pg_rms_norm(const float *x, long ldx, float *y, long ldy, long rows, long n, const float *w, float eps) {
+    norm_job j = { x, ldx, y, ldy, rows, n, w, NULL, eps, 1 };
+    pg_parallel_for(rows, norm_task, &j);
+}
+
+static inline float gelu_tanh1(float x) {
+    const float c = 0.7978845608028654f;  // sqrt(2/pi)
+    return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
+}
+static inline float gelu_erf1(float x) { return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f)); }
+
+#define PG_ELEMWISE_CHUNK 16384
+typedef struct { float *a; const float *b; long n; float s; int kind; } ew_job;
+
+static void ew_task(void *p, long t, int thread) {
+    (void)thread;
+    const ew_job *j = p;
+    long i0 = t * PG_ELEMWISE_CHUNK, i1 = i0 + PG_ELEMWISE_CHUNK < j->n ? i0 + PG_ELEMWISE_CHUNK : j->n;
+    float *a = j->a;
+    switch (j->kind) {
+    case 0: for (long i = i0; i < i1; i++) a[i] = gelu_tanh1(a[i]); break;
+    case 1: for (long i = i0; i < i1; i++) a[i] = gelu_erf1(a[i]); break;
+    case 2: for (long i = i0; i < i1; i++) a[i] = gelu_tanh1(a[i]) * j->b[i]; break;
+    case 3: for (long i = i0; i < i1; i++) a[i] = gelu_erf1(a[i]) * j->b[i]; break;
+    case 4: for (long i = i0; i < i1; i++) a[i] = tanhf(a[i] / j->s) * j->s; break;
+    case 5: for (long i = i0; i < i1; i++) a[i] += j->b[i]; break;
+    case 6: for (long i = i0; i < i1; i++) a[i] *= j->s; break;
+    }
+}
+
+static void elementwise(float *a, const float *b, long n, float s, int kind) {
+    ew_job j = { a, b, n, s, kind };
+    pg_parallel_for((n + PG_ELEMWISE_CHUNK - 1) / PG_ELEMWISE_CHUNK, ew_task, &j);
+}
+
+void pg_gelu_tanh(float *x, long n) { elementwise(x, NULL, n, 0, 0); }
+void pg_gelu_erf(float *x, long n) { elementwise(x, NULL, n, 0, 1); }
+void pg_geglu(float *a, const float *b, long n, int exact_erf) { elementwise(a, b, n, 0, exact_erf ? 3 : 2); }
+void pg_softcap(float *x, long n, float cap) { elementwise(x, NULL, n, cap, 4); }
+void pg_add(float *y, const float *x, long n) { elementwise(y, x, n, 0, 5); }
+void pg_scale(float *x, long n, float s) { elementwise(x, NULL, n, s, 6); }
+
+static void softmax_row(float *x, long n) {
+    float mx = -INFINITY;
+    for (long i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    if (mx == -INFINITY) {  // every entry masked
+        for (long i = 0; i < n; i++) x[i] = 0.0f;
+        return;
+    }
+    float sum = 0;
+    for (long i = 0; i < n; i++) { x[i] = expf(x[i] - mx); sum += x[i]; }
+    float inv = 1.0f / sum;
+    for (long i = 0; i < n; i++) x[i] *= inv;
+}
+
+typedef struct { float *x; long ld, n; } softmax_job;
+static void softmax_task(void *p, long r, int thread) {
+    (void)thread;
+    const softmax_job *j = p;
+    softmax_row(j->x + r * j->ld, j->n);
+}
+
+void pg_softmax(float *x, long ld, long rows, long n) {
+    softmax_job j = { x, ld, n };
+    pg_parallel_for(rows, softmax_task, &j);
+}
+
+void pg_rope(float *x, long ld, long rows, int heads, int dim, const float *positions, const float *inv_freq) {
+    int half = dim / 2;
+    for (long r = 0; r < rows; r++) {
+        float pos = positions[r];
+        for (int i = 0; i < half; i++) {
+            float angle = pos * inv_freq[i];  // float32 product, as the reference computes it
+            float c = cosf(angle), s = sinf(angle);
+            for (int h = 0; h < heads; h++) {
+                float *v = x + r * ld + (long)h * dim;
+                float a = v[i], b = v[i + half];
+                v[i] = a * c - b * s;
+                v[i + half] = b * c + a * s;
+            }
+        }
+    }
+}

@@ -1,0 +1,37 @@
+import Foundation
+
+/// Every error the library throws. Each case names the file, tensor or key it is about and
+/// says what was expected, so that a message alone tells the user what to fix.
+public enum PaliGemmaError: Error, Equatable, CustomStringConvertible {
+    /// A file could not be opened, read or mapped.
+    case io(path: String, reason: String)
+    /// A safetensors file (or its index) is malformed.
+    case safetensors(path: String, tensor: String?, reason: String)
+    /// `config.json` (or another JSON file) is malformed, has a wrong value or an unknown key.
+    case config(path: String, key: String?, reason: String)
+    /// A checkpoint tensor is missing, unexpected, misshapen or of an unsupported dtype.
+    case weights(tensor: String, reason: String)
+    /// The caller's inputs (ids, pixels, lengths) do not fit the model.
+    case input(String)
+
+    public var description: String {
+        switch self {
+        case let .io(path, reason):
+            return "\(path): \(reason)"
+        case let .safetensors(path, tensor, reason):
+            if let tensor { return "\(path): tensor '\(tensor)': \(reason)" }
+            return "\(path): \(reason)"
+        case let .config(path, key, reason):
+            if let key { return "\(path): '\(key)': \(reason)" }
+            return "\(path): \(reason)"
+        case let .weights(tensor, reason):
+            return "tensor '\(tensor)': \(reason)"
+        case let .input(reason):
+            return reason
+        }
+    }
+}
+
+extension PaliGemmaError: LocalizedError {
+    public var errorDescription: String? { description }
+}

@@ -1,0 +1,170 @@
+import CPaliGemmaKernels
+import Foundation
+
+// The Gemma decoder (PaliGemma 1) and Gemma 2 decoder (PaliGemma 2), as in the Gemma and
+// Gemma 2 papers: RMSNorm with (1 + w), multi-query / grouped-query attention with rotary
+// embeddings (half-split), GeGLU MLP, embeddings scaled by sqrt(width) and tied to the output.
+// Gemma 2 adds norms after attention and MLP, attention-logit and final-logit soft caps,
+// query scaling by query_pre_attn_scalar, and sliding-window attention on alternate layers.
+//
+// Shape letters: T tokens in this call, S tokens in the cache after it, D width, H query heads,
+// Hkv key/value heads, Dh head width, F MLP width, V vocabulary rows.
+
+/// Attention with rotary embeddings over the KV cache and the prefix-LM mask.
+struct GemmaAttention: Sendable {
+    let q: Linear  // self_attn.q_proj [H·Dh, D]
+    let k: Linear  // self_attn.k_proj [Hkv·Dh, D]
+    let v: Linear  // self_attn.v_proj [Hkv·Dh, D]
+    let o: Linear  // self_attn.o_proj [D, H·Dh]
+    let heads: Int
+    let kvHeads: Int
+    let headDim: Int
+    let scale: Float
+    let softcap: Float?
+    let window: Int?
+    let invFreq: [Float]
+
+    init(_ w: Weights, config c: GemmaConfig, layer: Int) throws {
+        let (d, hd) = (c.hiddenSize, c.headDim)
+        q = try Linear(w("q_proj"), inFeatures: d, outFeatures: c.numAttentionHeads * hd, bias: c.attentionBias)
+        k = try Linear(w("k_proj"), inFeatures: d, outFeatures: c.numKeyValueHeads * hd, bias: c.attentionBias)
+        v = try Linear(w("v_proj"), inFeatures: d, outFeatures: c.numKeyValueHeads * hd, bias: c.attentionBias)
+        o = try Linear(w("o_proj"), inFeatures: c.numAttentionHeads * hd, outFeatures: d, bias: c.attentionBias)
+        heads = c.numAttentionHeads
+        kvHeads = c.numKeyValueHeads
+        headDim = hd
+        scale = c.queryScale
+        softcap = c.modelType == .gemma2 ? c.attnLogitSoftcapping : nil
+        window = c.slidingWindow(layer: layer)
+        // inv_freq[i] = 1 / theta^(2i / Dh), in float32 as the reference computes it.
+        invFreq = (0..<hd / 2).map { 1 / powf(c.ropeTheta, Float(2 * $0) / Float(hd)) }
+    }
+
+    /// x [T, D] at sequence indices start..<start+T -> [T, D]; appends K and V to the cache.
+    func callAsFunction(_ x: Matrix, cache: KVCache, layer: Int, start: Int, prefix: Int) -> Matrix {
+        let (qs, ks, vs) = (q(x), k(x), v(x))
+        // Positions count from 1, as in transformers' PaliGemma (RoPE sees only differences).
+        let positions = (0..<x.rows).map { Float(start + $0 + 1) }
+        Ops.rope(qs, heads: heads, dim: headDim, positions: positions, invFreq: invFreq)
+        Ops.rope(ks, heads: kvHeads, dim: headDim, positions: positions, invFreq: invFreq)
+        let (kc, vc) = (cache.keys[layer], cache.values[layer])
+        kc.row(start).update(from: ks.data, count: ks.count)
+        vc.row(start).update(from: vs.data, count: vs.count)
+        let mixed = Matrix(rows: x.rows, cols: heads * headDim)
+        pg_attention(qs.data, qs.cols, kc.data, vc.data, kc.cols, mixed.data, mixed.cols,
+                     x.rows, start + x.rows, Int32(heads), Int32(kvHeads), Int32(headDim),
+                     start, prefix, window ?? 0, scale, softcap ?? 0)
+        return o(mixed)
+    }
+}
+
+/// GeGLU: down(act(gate(x)) * up(x)).
+struct GemmaMLP: Sendable {
+    let gate: Linear  // mlp.gate_proj [F, D]
+    let up: Linear  // mlp.up_proj [F, D]
+    let down: Linear  // mlp.down_proj [D, F]
+    let exactGelu: Bool
+
+    init(_ w: Weights, config c: GemmaConfig) throws {
+        gate = try Linear(w("gate_proj"), inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, bias: false)
+        up = try Linear(w("up_proj"), inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, bias: false)
+        down = try Linear(w("down_proj"), inFeatures: c.intermediateSize, outFeatures: c.hiddenSize, bias: false)
+        exactGelu = Activation(name: c.hiddenAct) == .geluErf
+    }
+
+    func callAsFunction(_ x: Matrix) -> Matrix {
+        let g = gate(x)  // [T, F]
+        Ops.geglu(g, up(x), exact: exactGelu)
+        return down(g)
+    }
+}
+
+/// One decoder block.
+///   Gemma:   h = x + attn(input_norm(x));                out = h + mlp(post_attention_norm(h))
+///   Gemma 2: h = x + post_attention_norm(attn(input_norm(x)));
+///            out = h + post_feedforward_norm(mlp(pre_feedforward_norm(h)))
+/// (In Gemma `post_attention_layernorm` is the pre-MLP norm; in Gemma 2 it follows attention.)
+struct GemmaDecoderLayer: Sendable {
+    let inputNorm: RMSNorm  // input_layernorm
+    let attention: GemmaAttention  // self_attn
+    let postAttentionNorm: RMSNorm  // post_attention_layernorm
+    let preFeedforwardNorm: RMSNorm?  // pre_feedforward_layernorm (Gemma 2)
+    let postFeedforwardNorm: RMSNorm?  // post_feedforward_layernorm (Gemma 2)
+    let mlp: GemmaMLP  // mlp
+
+    init(_ w: Weights, config c: GemmaConfig, layer: Int) throws {
+        let (d, eps) = (c.hiddenSize, c.rmsNormEps)
+        inputNorm = try RMSNorm(w("input_layernorm"), size: d, eps: eps)
+        attention = try GemmaAttention(w("self_attn"), config: c, layer: layer)
+        postAttentionNorm = try RMSNorm(w("post_attention_layernorm"), size: d, eps: eps)
+        if c.modelType == .gemma2 {
+            preFeedforwardNorm = try RMSNorm(w("pre_feedforward_layernorm"), size: d, eps: eps)
+            postFeedforwardNorm = try RMSNorm(w("post_feedforward_layernorm"), size: d, eps: eps)
+        } else {
+            preFeedforwardNorm = nil
+            postFeedforwardNorm = nil
+        }
+        mlp = try GemmaMLP(w("mlp"), config: c)
+    }
+
+    /// Updates x [T, D] in place.
+    func callAsFunction(_ x: Matrix, cache: KVCache, layer: Int, start: Int, prefix: Int) {
+        let a = attention(inputNorm(x), cache: cache, layer: layer, start: start, prefix: prefix)
+        if let preFeedforwardNorm, let postFeedforwardNorm {
+            Ops.add(x, postAttentionNorm(a))
+            Ops.add(x, postFeedforwardNorm(mlp(preFeedforwardNorm(x))))
+        } else {
+            Ops.add(x, a)
+            Ops.add(x, mlp(postAttentionNorm(x)))
+        }
+    }
+}
+
+/// The decoder stack with its embedding, final norm and (tied) output projection.
+public struct GemmaDecoder: Sendable {
+    public let config: GemmaConfig
+    let embedTokens: Tensor  // embed_tokens.weight [V, D]
+    let layers: [GemmaDecoderLayer]  // layers.{i}
+    let norm: RMSNorm  // norm
+    /// Output projection [V, D]: `lm_head.weight` if untied, else the embedding.
+    let outputWeight: Tensor
+    /// sqrt(D) rounded to the embedding's dtype, as transformers computes it.
+    public let embedScale: Float
+
+    /// `w` is the decoder's scope (`language_model.model`); `head` the `lm_head` scope.
+    init(_ w: Weights, head: Weights, config c: GemmaConfig) throws {
+        config = c
+        // Rows come from the checkpoint: hub files pad the vocabulary beyond vocab_size.
+        embedTokens = try w("embed_tokens").tensor("weight", shape: [c.vocabSize, c.hiddenSize])
+        layers = try (0..<c.numHiddenLayers).map { try GemmaDecoderLayer(w("layers.\($0)"), config: c, layer: $0) }
+        norm = try RMSNorm(w("norm"), size: c.hiddenSize, eps: c.rmsNormEps)
+        if c.tieWordEmbeddings {
+            outputWeight = embedTokens
+            head.loader.ignore(prefix: head.name("weight"))  // a stored copy of the tied matrix is not used
+        } else {
+            outputWeight = try head.tensor("weight", shape: [c.vocabSize, c.hiddenSize])
+        }
+        embedScale = embedTokens.dtype.round(Float(c.hiddenSize).squareRoot())
+    }
+
+    public var vocabRows: Int { embedTokens.shape[0] }
+
+    /// Embedding row of `id`, times the embedding scale, into `dst` [D].
+    func embed(_ id: Int, into dst: UnsafeMutablePointer<Float>) {
+        embedTokens.copyRow(id, to: dst)
+        for i in 0..<config.hiddenSize { dst[i] *= embedScale }
+    }
+
+    /// Runs x [T, D] (sequence indices start..<start+T) through every layer and the final norm.
+    func callAsFunction(_ x: Matrix, cache: KVCache, start: Int, prefix: Int) -> Matrix {
+        for (i, layer) in layers.enumerated() { layer(x, cache: cache, layer: i, start: start, prefix: prefix) }
+        return norm(x)
+    }
+
+    /// h [R, D] -> logits [R, V], with the final soft cap when configured.
+    func logits(_ h: Matrix) -> Matrix {
+        let out = Ops.linear(h, outputWeight, bias: nil)
+        if config.modelType == .gemma2, let cap = config.finalLogitSoftcapping { Ops.softcap(out, cap: cap) }
+        return out
+    }
+}

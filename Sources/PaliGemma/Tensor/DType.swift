@@ -1,0 +1,42 @@
+import CPaliGemmaKernels
+
+/// Element types of checkpoint tensors. Model weights may be float32, bfloat16 or float16;
+/// integer types appear only in auxiliary files (token ids in fixtures and dumps).
+public enum DType: String, Sendable, CaseIterable {
+    case float32 = "F32"
+    case bfloat16 = "BF16"
+    case float16 = "F16"
+    case int64 = "I64"
+    case int32 = "I32"
+
+    /// Bytes per element.
+    public var size: Int {
+        switch self {
+        case .float32, .int32: return 4
+        case .bfloat16, .float16: return 2
+        case .int64: return 8
+        }
+    }
+
+    /// Whether model weights may use this type.
+    public var isFloat: Bool { kernelType != nil }
+
+    /// The kernels' name for this type (nil for integers).
+    var kernelType: Int32? {
+        switch self {
+        case .float32: return Int32(PG_F32.rawValue)
+        case .bfloat16: return Int32(PG_BF16.rawValue)
+        case .float16: return Int32(PG_F16.rawValue)
+        case .int64, .int32: return nil
+        }
+    }
+
+    /// `x` rounded to this type and back to Float (identity for float32).
+    public func round(_ x: Float) -> Float {
+        switch self {
+        case .bfloat16: return pg_bf16_round(x)
+        case .float16: return pg_f16_round(x)
+        default: return x
+        }
+    }
+}

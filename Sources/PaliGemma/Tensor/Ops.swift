@@ -1,0 +1,100 @@
+import CPaliGemmaKernels
+
+/// Instruction-set levels of the kernels.
+public enum ISA: Int, Sendable, CaseIterable, Comparable {
+    case scalar = 0, avx2 = 1, avx512 = 2
+    public static func < (a: ISA, b: ISA) -> Bool { a.rawValue < b.rawValue }
+    public var name: String { String(cString: pg_isa_name(Int32(rawValue))) }
+}
+
+/// Process-wide kernel settings: instruction set and thread count.
+public enum Kernels {
+    /// The best level this CPU supports.
+    public static var supported: ISA { ISA(rawValue: Int(pg_isa_supported())) ?? .scalar }
+    /// The level in use (PALIGEMMA_ISA may lower it).
+    public static var isa: ISA { ISA(rawValue: Int(pg_isa())) ?? .scalar }
+    /// Selects a level (clamped to what the CPU supports); returns the level now in use.
+    @discardableResult public static func setISA(_ level: ISA) -> ISA {
+        ISA(rawValue: Int(pg_set_isa(Int32(level.rawValue)))) ?? .scalar
+    }
+    /// Threads used by parallel kernels (PALIGEMMA_THREADS, or the number of CPUs).
+    public static var threads: Int {
+        get { Int(pg_threads()) }
+        set { pg_set_threads(Int32(newValue)) }
+    }
+}
+
+/// Float32 ops on `Matrix` activations, each a thin call into the C kernels.
+public enum Ops {
+    /// y = x · wᵀ + bias, with w [N, K] in its stored dtype, x [M, K], y [M, N].
+    public static func linear(_ x: Matrix, _ w: Tensor, bias: [Float]?, into y: Matrix) {
+        precondition(w.shape.count == 2 && w.shape[1] == x.cols && y.cols == w.shape[0] && y.rows == x.rows,
+                     "linear: shapes x \(x.rows)x\(x.cols), w \(w.shape), y \(y.rows)x\(y.cols)")
+        guard let wp = w.pointer, let kt = w.dtype.kernelType else { return }
+        let (m, n, k) = (x.rows, w.shape[0], w.shape[1])
+        if let bias {
+            bias.withUnsafeBufferPointer { b in
+                pg_linear(x.data, k, wp, kt, k, b.baseAddress, y.data, n, m, n, k)
+            }
+        } else {
+            pg_linear(x.data, k, wp, kt, k, nil, y.data, n, m, n, k)
+        }
+    }
+
+    public static func linear(_ x: Matrix, _ w: Tensor, bias: [Float]?) -> Matrix {
+        let y = Matrix(rows: x.rows, cols: w.shape[0])
+        linear(x, w, bias: bias, into: y)
+        return y
+    }
+
+    /// Row-wise LayerNorm into `y` (may be `x`).
+    public static func layerNorm(_ x: Matrix, weight: [Float], bias: [Float], eps: Float, into y: Matrix) {
+        weight.withUnsafeBufferPointer { w in
+            bias.withUnsafeBufferPointer { b in
+                pg_layer_norm(x.data, x.cols, y.data, y.cols, x.rows, x.cols, w.baseAddress, b.baseAddress, eps)
+            }
+        }
+    }
+
+    /// Row-wise Gemma RMSNorm, x * rsqrt(mean(x²) + eps) * (1 + w), into `y` (may be `x`).
+    public static func rmsNorm(_ x: Matrix, weight: [Float], eps: Float, into y: Matrix) {
+        weight.withUnsafeBufferPointer { w in
+            pg_rms_norm(x.data, x.cols, y.data, y.cols, x.rows, x.cols, w.baseAddress, eps)
+        }
+    }
+
+    public static func geluTanh(_ x: Matrix) { pg_gelu_tanh(x.data, x.count) }
+
+    /// a = act(a) * b, elementwise (GeGLU).
+    public static func geglu(_ a: Matrix, _ b: Matrix, exact: Bool) {
+        precondition(a.count == b.count)
+        pg_geglu(a.data, b.data, a.count, exact ? 1 : 0)
+    }
+
+    public static func gelu(_ x: Matrix, exact: Bool) {
+        if exact { pg_gelu_erf(x.data, x.count) } else { pg_gelu_tanh(x.data, x.count) }
+    }
+
+    /// x = tanh(x / cap) * cap.
+    public static func softcap(_ x: Matrix, cap: Float) { pg_softcap(x.data, x.count, cap) }
+
+    /// y += x.
+    public static func add(_ y: Matrix, _ x: Matrix) {
+        precondition(y.count == x.count)
+        pg_add(y.data, x.data, y.count)
+    }
+
+    public static func scale(_ x: Matrix, by s: Float) { pg_scale(x.data, x.count, s) }
+
+    public static func softmax(_ x: Matrix) { pg_softmax(x.data, x.cols, x.rows, x.cols) }
+
+    /// Rotary embedding (half-split layout) on `heads` vectors of `dim` per row of x.
+    public static func rope(_ x: Matrix, heads: Int, dim: Int, positions: [Float], invFreq: [Float]) {
+        precondition(positions.count == x.rows && heads * dim == x.cols && invFreq.count == dim / 2)
+        positions.withUnsafeBufferPointer { p in
+            invFreq.withUnsafeBufferPointer { f in
+                pg_rope(x.data, x.cols, x.rows, Int32(heads), Int32(dim), p.baseAddress, f.baseAddress)
+            }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Bytes a tensor points into: a read-only memory-mapped file, or memory this process owns.
+/// Immutable once created, so it can be shared between threads.
+public final class Storage: @unchecked Sendable {
+    public let base: UnsafeRawPointer
+    public let byteCount: Int
+    private let release: () -> Void
+
+    private init(base: UnsafeRawPointer, byteCount: Int, release: @escaping () -> Void) {
+        self.base = base
+        self.byteCount = byteCount
+        self.release = release
+    }
+
+    deinit { release() }
+
+    /// Maps a whole file read-only. The mapping lives as long as this object.
+    public static func map(path: String) throws -> Storage {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else {
+            throw PaliGemmaError.io(path: path, reason: "cannot open: \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            throw PaliGemmaError.io(path: path, reason: "cannot stat: \(String(cString: strerror(errno)))")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw PaliGemmaError.io(path: path, reason: "not a regular file")
+        }
+        let size = Int(st.st_size)
+        if size == 0 {
+            let empty = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 64)
+            return Storage(base: UnsafeRawPointer(empty), byteCount: 0) { empty.deallocate() }
+        }
+        guard let ptr = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), ptr != MAP_FAILED else {
+            throw PaliGemmaError.io(path: path, reason: "cannot map: \(String(cString: strerror(errno)))")
+        }
+        return Storage(base: UnsafeRawPointer(ptr), byteCount: size) { munmap(ptr, size) }
+    }
+
+    /// Owned, 64-byte aligned, zero-filled memory.
+    public static func allocate(byteCount: Int) -> Storage {
+        let n = max(byteCount, 1)
+        let ptr = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 64)
+        ptr.initializeMemory(as: UInt8.self, repeating: 0, count: n)
+        return Storage(base: UnsafeRawPointer(ptr), byteCount: byteCount) { ptr.deallocate() }
+    }
+
+    /// Owned copy of `bytes`.
+    public static func copying(_ bytes: UnsafeRawBufferPointer) -> Storage {
+        let s = allocate(byteCount: bytes.count)
+        if let src = bytes.baseAddress, bytes.count > 0 {
+            UnsafeMutableRawPointer(mutating: s.base).copyMemory(from: src, byteCount: bytes.count)
+        }
+        return s
+    }
+}
