@@ -33,7 +33,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "PaliGemmaTests", dependencies: ["PaliGemma", "CPaliGemmaKernels"]),
+        .testTarget(name: "PaliGemmaTests", dependencies: ["PaliGemma", "CPaliGemmaKernels"],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "PaliGemmaTokenizerTests", dependencies: ["PaliGemmaTokenizer"]),
         .testTarget(name: "PaliGemmaImageTests", dependencies: ["PaliGemmaImage"]),
     ]
