@@ -70,10 +70,17 @@ static void attn_task(void *p, long task, int thread) {
 void pg_attention(const float *q, long ldq, const float *k, const float *v, long ldkv, float *out, long ldo,
                   long T, long S, int Hq, int Hkv, int D, long q_start, long prefix, long window, float scale,
                   float softcap) {
+    pg_attention_isa(pg_isa(), q, ldq, k, v, ldkv, out, ldo, T, S, Hq, Hkv, D, q_start, prefix, window, scale, softcap);
+}
+
+void pg_attention_isa(int isa, const float *q, long ldq, const float *k, const float *v, long ldkv, float *out,
+                      long ldo, long T, long S, int Hq, int Hkv, int D, long q_start, long prefix, long window,
+                      float scale, float softcap) {
+    if (isa > pg_isa_supported()) isa = pg_isa_supported();
     if (T <= 0 || Hq <= 0 || Hkv <= 0 || Hq % Hkv != 0) return;
     long qblock = T < 16 ? T : 16;
     attn_job j = { q, ldq, k, v, ldkv, out, ldo, T, S, Hq, Hkv, D, q_start, prefix, window, scale, softcap,
-                   pg_isa(), qblock };
+                   isa, qblock };
     long nqb = (T + qblock - 1) / qblock;
     pg_parallel_for(nqb * Hq, attn_task, &j);
 }

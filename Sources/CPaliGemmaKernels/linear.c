@@ -49,6 +49,12 @@ static void linear_task(void *p, long task, int thread) {
 
 void pg_linear(const float *x, long ldx, const void *w, int wdtype, long ldw, const float *bias,
                float *y, long ldy, long M, long N, long K) {
+    pg_linear_isa(pg_isa(), x, ldx, w, wdtype, ldw, bias, y, ldy, M, N, K);
+}
+
+void pg_linear_isa(int isa, const float *x, long ldx, const void *w, int wdtype, long ldw, const float *bias,
+                   float *y, long ldy, long M, long N, long K) {
+    if (isa > pg_isa_supported()) isa = pg_isa_supported();
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         for (long m = 0; m < M; m++)
@@ -60,6 +66,6 @@ void pg_linear(const float *x, long ldx, const void *w, int wdtype, long ldw, co
     long chunk = (N + 4L * threads - 1) / (4L * threads);
     chunk = (chunk + 31) / 32 * 32;
     if ((double)M * N * K < 65536.0) chunk = N;  // tiny: not worth waking the pool
-    linear_job job = { x, ldx, w, wdtype, ldw, bias, y, ldy, M, N, K, chunk, pg_isa() };
+    linear_job job = { x, ldx, w, wdtype, ldw, bias, y, ldy, M, N, K, chunk, isa };
     pg_parallel_for((N + chunk - 1) / chunk, linear_task, &job);
 }

@@ -48,6 +48,9 @@ float pg_f16_round(float x);    // round to float16, returned as float
 /// bias: float32 or NULL; y: float32 with row stride ldy (must not alias x).
 void pg_linear(const float *x, long ldx, const void *w, int wdtype, long ldw, const float *bias,
                float *y, long ldy, long M, long N, long K);
+/// pg_linear on an explicit instruction-set level (clamped to what the CPU supports); for tests.
+void pg_linear_isa(int isa, const float *x, long ldx, const void *w, int wdtype, long ldw, const float *bias,
+                   float *y, long ldy, long M, long N, long K);
 
 // ---- normalisation and activations ------------------------------------------------------
 /// LayerNorm over rows of length n: y = (x - mean) / sqrt(var + eps) * w + b. y may alias x.
@@ -89,6 +92,10 @@ void pg_rope(float *x, long ld, long rows, int heads, int dim, const float *posi
 void pg_attention(const float *q, long ldq, const float *k, const float *v, long ldkv,
                   float *out, long ldo, long T, long S, int Hq, int Hkv, int D,
                   long q_start, long prefix, long window, float scale, float softcap);
+/// pg_attention on an explicit instruction-set level (clamped to what the CPU supports); for tests.
+void pg_attention_isa(int isa, const float *q, long ldq, const float *k, const float *v, long ldkv,
+                      float *out, long ldo, long T, long S, int Hq, int Hkv, int D,
+                      long q_start, long prefix, long window, float scale, float softcap);
 
 #ifdef __cplusplus
 }

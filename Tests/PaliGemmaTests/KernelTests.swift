@@ -1,0 +1,269 @@
+import CPaliGemmaKernels
+import Foundation
+import Testing
+@testable import PaliGemma
+
+/// Every instruction-set path of the kernels against plain references, on random shapes with
+/// ragged edges. Levels this CPU lacks cannot run here; the test prints which levels it ran.
+struct KernelTests {
+    static var levels: [ISA] { ISA.allCases.filter { $0 <= Kernels.supported } }
+
+    /// Stores `values` in `dtype` (rounding as the checkpoint writer would) and returns the bytes
+    /// plus the values as float32 after rounding.
+    static func encode(_ values: [Float], _ dtype: DType) -> (bytes: [UInt8], rounded: [Float]) {
+        var bytes = [UInt8](repeating: 0, count: values.count * dtype.size)
+        bytes.withUnsafeMutableBytes { b in
+            values.withUnsafeBufferPointer { pg_convert_from_f32($0.baseAddress, dtype.kernelType!, b.baseAddress, values.count) }
+        }
+        var rounded = [Float](repeating: 0, count: values.count)
+        bytes.withUnsafeBytes { b in
+            rounded.withUnsafeMutableBufferPointer { pg_convert_to_f32(b.baseAddress, dtype.kernelType!, $0.baseAddress, values.count) }
+        }
+        return (bytes, rounded)
+    }
+
+    @Test("pg_linear: every ISA level and dtype against a float64 reference")
+    func linear() {
+        print("kernel levels run here: \(Self.levels.map(\.name)) (supported: \(Kernels.supported.name))")
+        var rng = SeededRandom(7)
+        let shapes = [(1, 1, 1), (1, 17, 9), (1, 64, 300), (2, 33, 31), (3, 16, 8), (4, 100, 257), (5, 31, 40),
+                      (6, 32, 256), (7, 65, 513), (13, 47, 100), (64, 96, 72), (37, 130, 259)]
+        var worst: Float = 0
+        for level in Self.levels {
+            for dtype in [DType.float32, .bfloat16, .float16] {
+                for (m, n, k) in shapes {
+                    let x = rng.floats(m * k)
+                    let (wBytes, w) = Self.encode(rng.floats(n * k), dtype)
+                    let bias = rng.floats(n)
+                    for withBias in [true, false] {
+                        var y = [Float](repeating: .nan, count: m * n)
+                        x.withUnsafeBufferPointer { xp in
+                            wBytes.withUnsafeBytes { wp in
+                                bias.withUnsafeBufferPointer { bp in
+                                    y.withUnsafeMutableBufferPointer { yp in
+                                        pg_linear_isa(Int32(level.rawValue), xp.baseAddress, k, wp.baseAddress, dtype.kernelType!, k,
+                                                      withBias ? bp.baseAddress : nil, yp.baseAddress, n, m, n, k)
+                                    }
+                                }
+                            }
+                        }
+                        for i in 0..<m {
+                            for j in 0..<n {
+                                var s = withBias ? Double(bias[j]) : 0
+                                var mag = abs(s)
+                                for t in 0..<k {
+                                    s += Double(x[i * k + t]) * Double(w[j * k + t])
+                                    mag += abs(Double(x[i * k + t]) * Double(w[j * k + t]))
+                                }
+                                let err = Float(abs(Double(y[i * n + j]) - s))
+                                let bound = Float(mag) * 1e-6 + 1e-6
+                                if err > bound || y[i * n + j].isNaN {
+                                    Issue.record("\(level.name) \(dtype) m\(m) n\(n) k\(k) bias \(withBias): y[\(i),\(j)] = \(y[i * n + j]), want \(s)")
+                                    return
+                                }
+                                worst = max(worst, err)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        print("pg_linear: worst |diff| vs float64 reference \(worst)")
+    }
+
+    /// Plain attention with the prefix-LM mask, window and soft cap, in float64.
+    static func referenceAttention(q: [Float], k: [Float], v: [Float], T: Int, S: Int, Hq: Int, Hkv: Int, D: Int,
+                                   qStart: Int, prefix: Int, window: Int, scale: Float, softcap: Float) -> [Float] {
+        var out = [Float](repeating: 0, count: T * Hq * D)
+        for t in 0..<T {
+            let i = qStart + t
+            for h in 0..<Hq {
+                let kh = h / (Hq / Hkv)
+                var scores = [Double](repeating: -.infinity, count: S)
+                for s in 0..<S {
+                    let causal = s <= i && (window <= 0 || s > i - window)
+                    let bidirectional = i < prefix && s < prefix
+                    guard causal || bidirectional else { continue }
+                    var dot = 0.0
+                    for d in 0..<D { dot += Double(q[(t * Hq + h) * D + d]) * Double(k[(s * Hkv + kh) * D + d]) }
+                    var x = dot * Double(scale)
+                    if softcap > 0 { x = tanh(x / Double(softcap)) * Double(softcap) }
+                    scores[s] = x
+                }
+                let mx = scores.max() ?? 0
+                guard mx > -.infinity else { continue }
+                let e = scores.map { $0 == -.infinity ? 0 : exp($0 - mx) }
+                let sum = e.reduce(0, +)
+                for d in 0..<D {
+                    var acc = 0.0
+                    for s in 0..<S { acc += e[s] / sum * Double(v[(s * Hkv + kh) * D + d]) }
+                    out[(t * Hq + h) * D + d] = Float(acc)
+                }
+            }
+        }
+        return out
+    }
+
+    @Test("pg_attention: prefix-LM mask, sliding window, soft cap, GQA, cache offsets on every ISA level")
+    func attention() {
+        var rng = SeededRandom(11)
+        // (T, S, Hq, Hkv, D, qStart, prefix, window, softcap)
+        let cases = [(5, 5, 2, 2, 8, 0, 5, 0, Float(0)), (9, 9, 4, 1, 16, 0, 6, 0, 0), (9, 9, 4, 2, 12, 0, 6, 3, 2.5),
+                     (1, 12, 4, 2, 16, 11, 8, 4, 0), (3, 20, 8, 4, 72, 17, 10, 0, 50), (17, 17, 2, 1, 33, 0, 17, 5, 1.0),
+                     (1, 30, 2, 2, 24, 29, 30, 6, 0), (40, 40, 3, 1, 7, 0, 0, 0, 0)]
+        var worst: Float = 0
+        for level in Self.levels {
+            for (T, S, Hq, Hkv, D, qStart, prefix, window, softcap) in cases {
+                let q = rng.floats(T * Hq * D), k = rng.floats(S * Hkv * D), v = rng.floats(S * Hkv * D)
+                let scale = 1 / Float(D).squareRoot() * 2
+                var out = [Float](repeating: .nan, count: T * Hq * D)
+                q.withUnsafeBufferPointer { qp in
+                    k.withUnsafeBufferPointer { kp in
+                        v.withUnsafeBufferPointer { vp in
+                            out.withUnsafeMutableBufferPointer { op in
+                                pg_attention_isa(Int32(level.rawValue), qp.baseAddress, Hq * D, kp.baseAddress, vp.baseAddress, Hkv * D,
+                                                 op.baseAddress, Hq * D, T, S, Int32(Hq), Int32(Hkv), Int32(D),
+                                                 qStart, prefix, window, scale, softcap)
+                            }
+                        }
+                    }
+                }
+                let want = Self.referenceAttention(q: q, k: k, v: v, T: T, S: S, Hq: Hq, Hkv: Hkv, D: D, qStart: qStart,
+                                                   prefix: prefix, window: window, scale: scale, softcap: softcap)
+                let (d, at) = maxAbsDiff(out, want)
+                worst = max(worst, d)
+                #expect(d <= 1e-5, "\(level.name) T\(T) S\(S) Hq\(Hq) Hkv\(Hkv) D\(D) start\(qStart) prefix\(prefix) window\(window) cap\(softcap): \(d) at \(at)")
+            }
+        }
+        print("pg_attention: worst |diff| vs float64 reference \(worst)")
+    }
+
+    @Test("norms, activations, soft cap and softmax against float64 references")
+    func elementwise() {
+        var rng = SeededRandom(5)
+        let rows = 7, n = 67
+        let x = Matrix(rows: rows, cols: n, values: rng.floats(rows * n).map { $0 * 3 })
+        let w = rng.floats(n), b = rng.floats(n)
+        var worst: Float = 0
+        func check(_ name: String, _ got: [Float], _ want: [Double], tol: Float = 2e-6) {
+            let (d, at) = maxAbsDiff(got, want.map(Float.init))
+            worst = max(worst, d)
+            #expect(d <= tol, "\(name): \(d) at \(at)")
+        }
+        let ln = Matrix(rows: rows, cols: n)
+        Ops.layerNorm(x, weight: w, bias: b, eps: 1e-6, into: ln)
+        let rms = Matrix(rows: rows, cols: n)
+        Ops.rmsNorm(x, weight: w, eps: 1e-6, into: rms)
+        var wantLN: [Double] = [], wantRMS: [Double] = []
+        for r in 0..<rows {
+            let v = (0..<n).map { Double(x[r, $0]) }
+            let mean = v.reduce(0, +) / Double(n)
+            let varc = v.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(n)
+            let ms = v.map { $0 * $0 }.reduce(0, +) / Double(n)
+            for i in 0..<n {
+                wantLN.append((v[i] - mean) / (varc + 1e-6).squareRoot() * Double(w[i]) + Double(b[i]))
+                wantRMS.append(v[i] / (ms + 1e-6).squareRoot() * (1 + Double(w[i])))
+            }
+        }
+        check("layerNorm", ln.values, wantLN)
+        check("rmsNorm", rms.values, wantRMS)
+
+        let g = Matrix(rows: rows, cols: n, values: x.values)
+        Ops.gelu(g, exact: false)
+        check("gelu_tanh", g.values, x.values.map { v in
+            let d = Double(v)
+            return 0.5 * d * (1 + tanh(0.7978845608028654 * (d + 0.044715 * d * d * d)))
+        })
+        let ge = Matrix(rows: rows, cols: n, values: x.values)
+        Ops.gelu(ge, exact: true)
+        check("gelu_erf", ge.values, x.values.map { 0.5 * Double($0) * (1 + erf(Double($0) / 2.squareRoot())) })
+        let sc = Matrix(rows: rows, cols: n, values: x.values)
+        Ops.softcap(sc, cap: 2.5)
+        check("softcap", sc.values, x.values.map { tanh(Double($0) / 2.5) * 2.5 })
+        let sm = Matrix(rows: rows, cols: n, values: x.values)
+        Ops.softmax(sm)
+        var wantSM: [Double] = []
+        for r in 0..<rows {
+            let v = (0..<n).map { Double(x[r, $0]) }
+            let mx = v.max()!
+            let e = v.map { exp($0 - mx) }
+            let s = e.reduce(0, +)
+            wantSM += e.map { $0 / s }
+        }
+        check("softmax", sm.values, wantSM)
+        print("elementwise ops: worst |diff| \(worst)")
+    }
+
+    @Test("rotary embedding (half-split) against a float64 reference")
+    func rope() {
+        var rng = SeededRandom(9)
+        let heads = 3, dim = 16, rows = 5
+        let x = Matrix(rows: rows, cols: heads * dim, values: rng.floats(rows * heads * dim))
+        let original = x.values
+        let positions: [Float] = [1, 2, 7, 100, 4000]
+        let invFreq = (0..<dim / 2).map { 1 / powf(10000, Float(2 * $0) / Float(dim)) }
+        Ops.rope(x, heads: heads, dim: dim, positions: positions, invFreq: invFreq)
+        var want = original.map(Double.init)
+        for r in 0..<rows {
+            for h in 0..<heads {
+                for i in 0..<dim / 2 {
+                    let angle = Double(positions[r] * invFreq[i])
+                    let a = Double(original[r * heads * dim + h * dim + i])
+                    let b = Double(original[r * heads * dim + h * dim + i + dim / 2])
+                    want[r * heads * dim + h * dim + i] = a * cos(angle) - b * sin(angle)
+                    want[r * heads * dim + h * dim + i + dim / 2] = b * cos(angle) + a * sin(angle)
+                }
+            }
+        }
+        let (d, at) = maxAbsDiff(x.values, want.map(Float.init))
+        print("rope: max |diff| \(d)")
+        #expect(d <= 1e-5, "rope: \(d) at \(at)")
+    }
+
+    @Test("bfloat16 and float16 conversions round to nearest even and keep specials")
+    func conversions() {
+        // bf16: 1 + 2^-8 is a tie between 1 and 1 + 2^-7 -> even (1); 1 + 3·2^-8 -> 1 + 2^-6
+        #expect(pg_bf16_round(1 + 1.0 / 256) == 1)
+        #expect(pg_bf16_round(1 + 3.0 / 256) == 1 + 1.0 / 64)
+        #expect(pg_bf16_round(Float(2).squareRoot() * 32) == 45.25)  // sqrt(2048) in bf16
+        #expect(pg_bf16_round(.infinity) == .infinity)
+        #expect(pg_bf16_round(.nan).isNaN)
+        // f16: max finite, overflow, subnormals, ties
+        #expect(pg_f16_round(65504) == 65504)
+        #expect(pg_f16_round(65520) == .infinity)
+        #expect(pg_f16_round(Float(pow(2.0, -24.0))) == Float(pow(2.0, -24.0)))
+        #expect(pg_f16_round(Float(pow(2.0, -25.0))) == 0)  // tie -> even (0)
+        #expect(pg_f16_round(Float(pow(2.0, -25.0) * 3)) == Float(pow(2.0, -23.0)))
+        #expect(pg_f16_round(1 + 1.0 / 2048) == 1)  // tie -> even
+        #expect(pg_f16_round(-2.5) == -2.5)
+        #expect(pg_f16_round(.nan).isNaN)
+        // round trip of every f16 bit pattern through float32
+        var mismatches = 0
+        for bits in 0..<UInt16.max {
+            if (bits & 0x7C00) == 0x7C00 && (bits & 0x3FF) != 0 { continue }  // NaNs
+            var h = bits
+            var f: Float = 0
+            var back: UInt16 = 0
+            pg_convert_to_f32(&h, Int32(PG_F16.rawValue), &f, 1)
+            pg_convert_from_f32(&f, Int32(PG_F16.rawValue), &back, 1)
+            if back != bits { mismatches += 1 }
+        }
+        #expect(mismatches == 0, "\(mismatches) float16 values do not survive a round trip")
+    }
+
+    @Test("the thread pool runs every task exactly once, also when nested")
+    func threadPool() {
+        final class Box: @unchecked Sendable { var hits = [Int32](repeating: 0, count: 1000) }
+        let box = Box()
+        box.hits.withUnsafeMutableBufferPointer { buf in
+            pg_parallel_for(1000, { ctx, i, _ in
+                let p = ctx!.assumingMemoryBound(to: Int32.self)
+                pg_parallel_for(3, { ctx2, _, _ in
+                    ctx2!.assumingMemoryBound(to: Int32.self).pointee += 1
+                }, p + Int(i))
+            }, buf.baseAddress)
+        }
+        #expect(box.hits.allSatisfy { $0 == 3 })
+        #expect(Kernels.threads >= 1)
+    }
+}
