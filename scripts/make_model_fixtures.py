@@ -125,10 +125,15 @@ def reinit(model, gen):
 
 
 def hub_name(name):
-    """transformers 5.24 names -> the hub's 4.x spelling."""
-    if name.startswith("vision_tower.") and not name.startswith("vision_tower.vision_model."):
-        return "vision_tower.vision_model." + name[len("vision_tower."):]
-    return name
+    """transformers 5.24 in-memory names (model.vision_tower.*, model.language_model.*, ...) ->
+    the hub's 4.x spelling (vision_tower.vision_model.*, language_model.model.*, ...)."""
+    for old, new in (("model.vision_tower.vision_model.", "vision_tower.vision_model."),
+                     ("model.vision_tower.", "vision_tower.vision_model."),
+                     ("model.language_model.", "language_model.model."),
+                     ("model.multi_modal_projector.", "multi_modal_projector.")):
+        if name.startswith(old):
+            return new + name[len(old):]
+    raise ValueError(f"unexpected parameter name {name}")
 
 
 def write_hub_folder(model, cfg, fx, out):

@@ -1,0 +1,106 @@
+import Foundation
+import Testing
+@testable import PaliGemma
+
+/// The published checkpoints' shapes, from their configs alone (no weights): config.json as
+/// the hub ships them (values from the published configs and the facts sheet).
+struct RealSizeTests {
+    static func paliGemma1(imageSize: Int, vocab: Int = 257216) -> String {
+        let tokens = (imageSize / 14) * (imageSize / 14)
+        return """
+        {"architectures": ["PaliGemmaForConditionalGeneration"], "bos_token_id": 2, "eos_token_id": 1,
+         "hidden_size": 2048, "ignore_index": -100, "image_token_index": 257152, "model_type": "paligemma",
+         "pad_token_id": 0, "projection_dim": 2048, "torch_dtype": "float32", "transformers_version": "4.41.0.dev0",
+         "text_config": {"hidden_size": 2048, "intermediate_size": 16384, "model_type": "gemma",
+           "num_attention_heads": 8, "num_hidden_layers": 18, "num_image_tokens": \(tokens),
+           "num_key_value_heads": 1, "torch_dtype": "float32", "vocab_size": \(vocab)},
+         "vision_config": {"hidden_size": 1152, "image_size": \(imageSize), "intermediate_size": 4304,
+           "model_type": "siglip_vision_model", "num_attention_heads": 16, "num_hidden_layers": 27,
+           "num_image_tokens": \(tokens), "patch_size": 14, "projection_dim": 2048,
+           "projector_hidden_act": "gelu_fast", "vision_use_head": false}}
+        """
+    }
+
+    static func paliGemma2(width: Int, layers: Int, mlp: Int, heads: Int, kvHeads: Int, headDim: Int,
+                           queryScalar: Int, imageSize: Int) -> String {
+        let tokens = (imageSize / 14) * (imageSize / 14)
+        return """
+        {"architectures": ["PaliGemmaForConditionalGeneration"], "bos_token_id": 2, "eos_token_id": 1,
+         "hidden_size": 2048, "image_token_index": 257152, "model_type": "paligemma", "num_hidden_layers": \(layers),
+         "pad_token_id": 0, "projection_dim": \(width), "torch_dtype": "bfloat16", "transformers_version": "4.47.0.dev0",
+         "text_config": {"architectures": ["Gemma2ForCausalLM"], "attn_logit_softcapping": 50.0, "cache_implementation": "hybrid",
+           "final_logit_softcapping": 30.0, "head_dim": \(headDim), "hidden_activation": "gelu_pytorch_tanh",
+           "hidden_size": \(width), "intermediate_size": \(mlp), "model_type": "gemma2", "num_attention_heads": \(heads),
+           "num_hidden_layers": \(layers), "num_image_tokens": \(tokens), "num_key_value_heads": \(kvHeads),
+           "query_pre_attn_scalar": \(queryScalar), "sliding_window": 4096, "torch_dtype": "bfloat16", "vocab_size": 257216},
+         "vision_config": {"hidden_size": 1152, "image_size": \(imageSize), "intermediate_size": 4304,
+           "model_type": "siglip_vision_model", "num_attention_heads": 16, "num_hidden_layers": 27,
+           "num_image_tokens": \(tokens), "num_positions": \(tokens), "patch_size": 14, "projection_dim": \(width),
+           "torch_dtype": "bfloat16", "vision_use_head": false}}
+        """
+    }
+
+    static func tensors(_ json: String) throws -> [String: [Int]] {
+        let config = try PaliGemmaConfig.parse(Data(json.utf8), path: "config.json")
+        return Dictionary(uniqueKeysWithValues: try PaliGemmaModel.expectedTensors(config: config).map { ($0.name, $0.shape) })
+    }
+
+    @Test("PaliGemma 1 at 224 has 2,923,335,408 parameters (257,152-row vocabulary)")
+    func paliGemma1Count() throws {
+        let config = try PaliGemmaConfig.parse(Data(Self.paliGemma1(imageSize: 224, vocab: 257152).utf8), path: "config.json")
+        let n = try PaliGemmaModel.parameterCount(config: config)
+        print("PaliGemma 1 224 (vocab 257152): \(n) parameters")
+        #expect(n == 2_923_335_408)
+        // The hub's files pad the embedding to 257,216 rows: 64 x 2048 more.
+        let padded = try PaliGemmaConfig.parse(Data(Self.paliGemma1(imageSize: 224).utf8), path: "config.json")
+        #expect(try PaliGemmaModel.parameterCount(config: padded) == 2_923_335_408 + 64 * 2048)
+    }
+
+    @Test("PaliGemma 1 at 224, 448 and 896 have the published shapes")
+    func paliGemma1Shapes() throws {
+        for (size, tokens) in [(224, 256), (448, 1024), (896, 4096)] {
+            let t = try Self.tensors(Self.paliGemma1(imageSize: size))
+            #expect(t["vision_tower.vision_model.embeddings.position_embedding.weight"] == [tokens, 1152])
+            #expect(t["vision_tower.vision_model.embeddings.patch_embedding.weight"] == [1152, 3, 14, 14])
+            #expect(t["vision_tower.vision_model.encoder.layers.26.mlp.fc1.weight"] == [4304, 1152])
+            #expect(t["vision_tower.vision_model.encoder.layers.27.mlp.fc1.weight"] == nil)
+            #expect(t["multi_modal_projector.linear.weight"] == [2048, 1152])
+            #expect(t["language_model.model.embed_tokens.weight"] == [257216, 2048])
+            #expect(t["language_model.model.layers.17.self_attn.q_proj.weight"] == [2048, 2048])
+            #expect(t["language_model.model.layers.17.self_attn.k_proj.weight"] == [256, 2048])
+            #expect(t["language_model.model.layers.17.mlp.gate_proj.weight"] == [16384, 2048])
+            #expect(t["language_model.model.layers.18.mlp.gate_proj.weight"] == nil)
+            #expect(t["language_model.model.layers.0.pre_feedforward_layernorm.weight"] == nil)
+            #expect(t["language_model.lm_head.weight"] == nil)
+        }
+    }
+
+    @Test("PaliGemma 2 3B, 10B and 28B have the published decoder shapes")
+    func paliGemma2Shapes() throws {
+        // (width, layers, MLP, heads, kv heads, head dim, query_pre_attn_scalar)
+        let variants = [("3B", 2304, 26, 9216, 8, 4, 256, 256), ("10B", 3584, 42, 14336, 16, 8, 256, 256),
+                        ("28B", 4608, 46, 36864, 32, 16, 128, 144)]
+        for (name, width, layers, mlp, heads, kv, hd, qs) in variants {
+            for size in [224, 448] {
+                let json = Self.paliGemma2(width: width, layers: layers, mlp: mlp, heads: heads, kvHeads: kv, headDim: hd,
+                                           queryScalar: qs, imageSize: size)
+                let config = try PaliGemmaConfig.parse(Data(json.utf8), path: "config.json")
+                let t = try Self.tensors(json)
+                let last = layers - 1
+                #expect(t["language_model.model.layers.\(last).self_attn.q_proj.weight"] == [heads * hd, width], "\(name)")
+                #expect(t["language_model.model.layers.\(last).self_attn.k_proj.weight"] == [kv * hd, width], "\(name)")
+                #expect(t["language_model.model.layers.\(last).self_attn.o_proj.weight"] == [width, heads * hd], "\(name)")
+                #expect(t["language_model.model.layers.\(last).mlp.down_proj.weight"] == [width, mlp], "\(name)")
+                #expect(t["language_model.model.layers.\(last).pre_feedforward_layernorm.weight"] == [width], "\(name)")
+                #expect(t["language_model.model.layers.\(last).post_feedforward_layernorm.weight"] == [width], "\(name)")
+                #expect(t["language_model.model.layers.\(layers).mlp.down_proj.weight"] == nil, "\(name)")
+                #expect(t["multi_modal_projector.linear.weight"] == [width, 1152], "\(name)")
+                #expect(t["vision_tower.vision_model.embeddings.position_embedding.weight"] == [(size / 14) * (size / 14), 1152])
+                #expect(config.textConfig.queryScale == 1 / Float(qs).squareRoot(), "\(name)")
+                #expect(config.textConfig.slidingWindow(layer: 0) == 4096 && config.textConfig.slidingWindow(layer: 1) == nil)
+                let n = try PaliGemmaModel.parameterCount(config: config)
+                print("PaliGemma 2 \(name) \(size): \(n) parameters")
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import Testing
+@testable import PaliGemma
+
+/// The safetensors reader: round trip, and a typed error naming file and tensor for each kind
+/// of corruption.
+struct SafetensorsTests {
+    /// Raw file bytes from a header string and a data section.
+    static func file(header: String, data: [UInt8]) -> [UInt8] {
+        var out = [UInt8]()
+        withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { out.append(contentsOf: $0) }
+        return out + Array(header.utf8) + data
+    }
+
+    static func write(_ bytes: [UInt8], name: String = "model.safetensors") throws -> URL {
+        let url = try temporaryDirectory().appendingPathComponent(name)
+        try Data(bytes).write(to: url)
+        return url
+    }
+
+    /// The error message opening `bytes` gives (fails the test if it opens).
+    static func openError(_ bytes: [UInt8], sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+        let url = try write(bytes)
+        do {
+            _ = try SafetensorsFile(path: url.path)
+            Issue.record("opened a corrupt file", sourceLocation: sourceLocation)
+            return ""
+        } catch let error as PaliGemmaError {
+            #expect(error.description.contains(url.path), "message does not name the file: \(error)", sourceLocation: sourceLocation)
+            return error.description
+        }
+    }
+
+    @Test func roundTrip() throws {
+        let items: [SafetensorsWriter.Item] = [
+            .float32("a.weight", shape: [2, 3], [1, 2, 3, 4, 5, -6]),
+            .int64("ids", shape: [3], [7, -1, 1 << 40]),
+            SafetensorsWriter.Item(name: "h", dtype: .bfloat16, shape: [2], bytes: [0x80, 0x3F, 0x00, 0xC0]),
+            SafetensorsWriter.Item(name: "f", dtype: .float16, shape: [1], bytes: [0x00, 0x3C]),
+            .float32("empty", shape: [0, 4], []),
+        ]
+        let url = try temporaryDirectory().appendingPathComponent("x.safetensors")
+        try SafetensorsWriter.write(items, metadata: ["format": "pt"], to: url)
+        let f = try SafetensorsFile(path: url.path)
+        #expect(f.names == ["a.weight", "ids", "h", "f", "empty"])
+        #expect(f.metadata == ["format": "pt"])
+        #expect(try f.tensor("a.weight").floats() == [1, 2, 3, 4, 5, -6])
+        #expect(try f.tensor("a.weight").shape == [2, 3])
+        #expect(try f.tensor("ids").ints() == [7, -1, 1 << 40])
+        #expect(try f.tensor("h").floats() == [1, -2])
+        #expect(try f.tensor("f").floats() == [1])
+        #expect(try f.tensor("empty").count == 0)
+        #expect(throws: PaliGemmaError.self) { try f.tensor("missing") }
+    }
+
+    @Test func truncatedAndGarbage() throws {
+        #expect(try Self.openError([1, 2, 3]).contains("too short"))
+        #expect(try Self.openError(Self.file(header: "{}", data: []).dropLast(1).map { $0 }).contains("runs past the end"))
+        var huge = [UInt8](repeating: 0xFF, count: 16)
+        huge[7] = 0x00
+        #expect(try Self.openError(huge).contains("exceeds"))
+        #expect(try Self.openError(Self.file(header: "not json", data: [])).contains("not valid JSON"))
+        #expect(try Self.openError(Self.file(header: "[1,2]", data: [])).contains("not a JSON object"))
+        // data cut short: offsets point past the end of the file
+        let ok = Self.file(header: #"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#, data: [UInt8](repeating: 0, count: 8))
+        let cut = try Self.openError(Array(ok.dropLast(3)))
+        #expect(cut.contains("'w'") && cut.contains("outside"))
+    }
+
+    @Test func badEntries() throws {
+        func header(_ h: String, _ n: Int = 16) -> [UInt8] { Self.file(header: h, data: [UInt8](repeating: 0, count: n)) }
+        let dup = try Self.openError(header(#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#))
+        #expect(dup.contains("duplicate key 'w'"))
+        let overlap = try Self.openError(header(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#))
+        #expect(overlap.contains("overlaps tensor 'a'"))
+        let mismatch = try Self.openError(header(#"{"a":{"dtype":"BF16","shape":[3,2],"data_offsets":[0,8]}}"#))
+        #expect(mismatch.contains("'a'") && mismatch.contains("needs 12 bytes"))
+        let dtype = try Self.openError(header(#"{"q":{"dtype":"I8","shape":[4],"data_offsets":[0,4]}}"#))
+        #expect(dtype.contains("'q'") && dtype.contains("'I8' is not supported"))
+        let order = try Self.openError(header(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[8,4]}}"#))
+        #expect(order.contains("not ordered"))
+        let field = try Self.openError(header(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"extra":1}}"#))
+        #expect(field.contains("unknown field 'extra'"))
+        let negative = try Self.openError(header(#"{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}"#))
+        #expect(negative.contains("negative"))
+        let noOffsets = try Self.openError(header(#"{"a":{"dtype":"F32","shape":[1]}}"#))
+        #expect(noOffsets.contains("data_offsets"))
+        let meta = try Self.openError(header(#"{"__metadata__":{"k":1}}"#))
+        #expect(meta.contains("not a string"))
+    }
+}
