@@ -1,0 +1,86 @@
+import Foundation
+
+/// What `paligemma inspect` reports about a checkpoint folder.
+public struct CheckpointSummary: Sendable {
+    public let directory: String
+    public let config: PaliGemmaConfig
+    public let files: [String]
+    public let tensorCount: Int
+    public let parameterCount: Int
+    /// Parameters per dtype name ("BF16": n).
+    public let dtypes: [String: Int]
+    public let dataBytes: Int
+    public let fileBytes: Int
+
+    public init(checkpoint: Checkpoint) throws {
+        directory = checkpoint.directory.path
+        config = checkpoint.config
+        files = checkpoint.files.map { URL(fileURLWithPath: $0.path).lastPathComponent }
+        var count = 0, params = 0
+        var dtypes: [String: Int] = [:]
+        for name in checkpoint.tensorNames {
+            guard let t = try checkpoint.tensor(canonical: name) else { continue }
+            count += 1
+            params += t.count
+            dtypes[t.dtype.rawValue, default: 0] += t.count
+        }
+        tensorCount = count
+        parameterCount = params
+        self.dtypes = dtypes
+        dataBytes = checkpoint.dataBytes
+        fileBytes = checkpoint.files.reduce(0) { $0 + $1.storage.byteCount }
+    }
+
+    public var family: String { config.textConfig.modelType == .gemma2 ? "PaliGemma 2 (Gemma 2 decoder)" : "PaliGemma 1 (Gemma decoder)" }
+
+    public func text(loadSeconds: Double) -> String {
+        let v = config.visionConfig, t = config.textConfig
+        var lines = [
+            "checkpoint   \(directory)",
+            "model        \(family), \(v.imageSize)px, \(config.numImageTokens) image tokens",
+            "vision       SigLIP width \(v.hiddenSize), \(v.numHiddenLayers) layers, MLP \(v.intermediateSize), \(v.numAttentionHeads) heads, patch \(v.patchSize)",
+            "decoder      width \(t.hiddenSize), \(t.numHiddenLayers) layers, MLP \(t.intermediateSize), \(t.numAttentionHeads) heads / \(t.numKeyValueHeads) kv heads x \(t.headDim), vocab \(t.vocabSize)",
+        ]
+        if t.modelType == .gemma2 {
+            let cap = { (x: Float?) in x.map { String($0) } ?? "off" }
+            lines.append("gemma 2      query scale 1/sqrt(\(t.queryPreAttnScalar.map { String($0) } ?? "?")), attn soft cap \(cap(t.attnLogitSoftcapping)), final soft cap \(cap(t.finalLogitSoftcapping)), sliding window \(t.slidingWindow.map(String.init) ?? "off")")
+        }
+        lines.append("image token  \(config.imageTokenIndex)")
+        lines.append("files        \(files.joined(separator: ", "))")
+        lines.append("tensors      \(tensorCount)")
+        lines.append("parameters   \(Self.grouped(parameterCount)) (\(String(format: "%.2f", Double(parameterCount) / 1e9))B)")
+        lines.append("dtypes       " + dtypes.sorted { $0.key < $1.key }.map { "\($0.key) \(Self.grouped($0.value))" }.joined(separator: ", "))
+        lines.append("bytes        \(Self.grouped(dataBytes)) of tensor data, \(Self.grouped(fileBytes)) on disk")
+        lines.append("load         strict check passed in \(String(format: "%.3f", loadSeconds)) s")
+        return lines.joined(separator: "\n")
+    }
+
+    public func json(loadSeconds: Double) -> String {
+        let object: [String: Any] = [
+            "directory": directory,
+            "family": config.textConfig.modelType.rawValue,
+            "image_size": config.visionConfig.imageSize,
+            "image_tokens": config.numImageTokens,
+            "files": files,
+            "tensors": tensorCount,
+            "parameters": parameterCount,
+            "dtypes": dtypes,
+            "data_bytes": dataBytes,
+            "file_bytes": fileBytes,
+            "load_s": loadSeconds,
+            "config": (try? JSONSerialization.jsonObject(with: JSONEncoder().encode(config))) ?? [:],
+        ]
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return "{}" }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func grouped(_ n: Int) -> String {
+        let s = String(n)
+        var out = ""
+        for (i, c) in s.reversed().enumerated() {
+            if i > 0 && i % 3 == 0 { out.append(",") }
+            out.append(c)
+        }
+        return String(out.reversed())
+    }
+}

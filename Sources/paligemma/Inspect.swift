@@ -1,0 +1,43 @@
+import ArgumentParser
+import Foundation
+import PaliGemma
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Summarise a checkpoint folder: config, tensors, parameters, dtypes, bytes.",
+        discussion: """
+        Loads the folder strictly (every tensor must match the model config.json describes) and
+        prints what it holds. Nothing is computed; weights are memory-mapped.
+
+        Example:
+          paligemma inspect --model ~/models/paligemma2-3b-pt-224
+        """
+    )
+
+    @Option(name: .long, help: "Checkpoint folder (config.json + model.safetensors or shards).")
+    var model: String
+
+    @Flag(name: .long, help: "Print one JSON object instead of text.")
+    var json = false
+
+    @Flag(name: .customLong("allow-unknown-config-keys"), help: "Ignore config.json keys this runtime does not know.")
+    var allowUnknownConfigKeys = false
+
+    func run() throws {
+        do {
+            let url = URL(fileURLWithPath: (model as NSString).expandingTildeInPath)
+            let start = Date()
+            let checkpoint = try Checkpoint(directory: url, allowUnknownConfigKeys: allowUnknownConfigKeys)
+            _ = try PaliGemmaModel(directory: url, allowUnknownConfigKeys: allowUnknownConfigKeys)
+            let loadSeconds = Date().timeIntervalSince(start)
+            let summary = try CheckpointSummary(checkpoint: checkpoint)
+            if json {
+                print(summary.json(loadSeconds: loadSeconds))
+            } else {
+                print(summary.text(loadSeconds: loadSeconds))
+            }
+        } catch {
+            fail(error)
+        }
+    }
+}

@@ -1,0 +1,35 @@
+import ArgumentParser
+import Foundation
+import PaliGemma
+
+@main
+struct PaliGemmaCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "paligemma",
+        abstract: "Run Google's PaliGemma vision-language models natively.",
+        discussion: """
+        Examples:
+          paligemma inspect --model ~/models/paligemma-3b-mix-224
+          paligemma inspect --model ./my-checkpoint --json
+        """,
+        subcommands: [Inspect.self]
+    )
+}
+
+/// Exit codes: 64 usage (swift-argument-parser's), 65 bad input data, 66 model/checkpoint problems.
+enum ExitStatus {
+    static let input: Int32 = 65
+    static let model: Int32 = 66
+}
+
+/// Prints one clear line to stderr and exits with the code for the kind of error.
+func fail(_ error: Error) -> Never {
+    let message = (error as? PaliGemmaError)?.description ?? "\(error)"
+    FileHandle.standardError.write(Data("paligemma: error: \(message)\n".utf8))
+    let code: Int32
+    switch error as? PaliGemmaError {
+    case .input?: code = ExitStatus.input
+    default: code = ExitStatus.model
+    }
+    exit(code)
+}
