@@ -12,7 +12,7 @@ struct PaliGemmaCommand: ParsableCommand {
           paligemma inspect --model ~/models/paligemma-3b-mix-224
           paligemma inspect --model ./my-checkpoint --json
         """,
-        subcommands: [Inspect.self]
+        subcommands: [Inspect.self, Bench.self, RandomCheckpointCommand.self]
     )
 }
 

@@ -6,38 +6,22 @@ import Testing
 /// the hub ships them (values from the published configs and the facts sheet).
 struct RealSizeTests {
     static func paliGemma1(imageSize: Int, vocab: Int = 257216) -> String {
-        let tokens = (imageSize / 14) * (imageSize / 14)
-        return """
-        {"architectures": ["PaliGemmaForConditionalGeneration"], "bos_token_id": 2, "eos_token_id": 1,
-         "hidden_size": 2048, "ignore_index": -100, "image_token_index": 257152, "model_type": "paligemma",
-         "pad_token_id": 0, "projection_dim": 2048, "torch_dtype": "float32", "transformers_version": "4.41.0.dev0",
-         "text_config": {"hidden_size": 2048, "intermediate_size": 16384, "model_type": "gemma",
-           "num_attention_heads": 8, "num_hidden_layers": 18, "num_image_tokens": \(tokens),
-           "num_key_value_heads": 1, "torch_dtype": "float32", "vocab_size": \(vocab)},
-         "vision_config": {"hidden_size": 1152, "image_size": \(imageSize), "intermediate_size": 4304,
-           "model_type": "siglip_vision_model", "num_attention_heads": 16, "num_hidden_layers": 27,
-           "num_image_tokens": \(tokens), "patch_size": 14, "projection_dim": 2048,
-           "projector_hidden_act": "gelu_fast", "vision_use_head": false}}
-        """
+        Presets.paliGemma1(imageSize: imageSize, vocab: vocab)
     }
 
     static func paliGemma2(width: Int, layers: Int, mlp: Int, heads: Int, kvHeads: Int, headDim: Int,
                            queryScalar: Int, imageSize: Int) -> String {
-        let tokens = (imageSize / 14) * (imageSize / 14)
-        return """
-        {"architectures": ["PaliGemmaForConditionalGeneration"], "bos_token_id": 2, "eos_token_id": 1,
-         "hidden_size": 2048, "image_token_index": 257152, "model_type": "paligemma", "num_hidden_layers": \(layers),
-         "pad_token_id": 0, "projection_dim": \(width), "torch_dtype": "bfloat16", "transformers_version": "4.47.0.dev0",
-         "text_config": {"architectures": ["Gemma2ForCausalLM"], "attn_logit_softcapping": 50.0, "cache_implementation": "hybrid",
-           "final_logit_softcapping": 30.0, "head_dim": \(headDim), "hidden_activation": "gelu_pytorch_tanh",
-           "hidden_size": \(width), "intermediate_size": \(mlp), "model_type": "gemma2", "num_attention_heads": \(heads),
-           "num_hidden_layers": \(layers), "num_image_tokens": \(tokens), "num_key_value_heads": \(kvHeads),
-           "query_pre_attn_scalar": \(queryScalar), "sliding_window": 4096, "torch_dtype": "bfloat16", "vocab_size": 257216},
-         "vision_config": {"hidden_size": 1152, "image_size": \(imageSize), "intermediate_size": 4304,
-           "model_type": "siglip_vision_model", "num_attention_heads": 16, "num_hidden_layers": 27,
-           "num_image_tokens": \(tokens), "num_positions": \(tokens), "patch_size": 14, "projection_dim": \(width),
-           "torch_dtype": "bfloat16", "vision_use_head": false}}
-        """
+        Presets.paliGemma2(width: width, layers: layers, mlp: mlp, heads: heads, kvHeads: kvHeads, headDim: headDim,
+                           queryScalar: queryScalar, imageSize: imageSize)
+    }
+
+    @Test("every preset parses and builds")
+    func presets() throws {
+        for name in Presets.names {
+            let config = try Presets.config(name)
+            #expect(try PaliGemmaModel.parameterCount(config: config) > 2_900_000_000, "\(name)")
+        }
+        #expect(throws: PaliGemmaError.self) { try Presets.config("paligemma-7b-224") }
     }
 
     static func tensors(_ json: String) throws -> [String: [Int]] {

@@ -1,0 +1,109 @@
+import CPaliGemmaKernels
+import Foundation
+
+/// Writes a checkpoint folder with random weights in the real layout (the hub's tensor names,
+/// sharded safetensors plus index, config.json), loadable here and by transformers. For
+/// benchmarks at the published sizes, where the real weights are not at hand.
+///
+/// Values: matrices uniform with standard deviation 1/sqrt(fan_in), embeddings 0.02, LayerNorm
+/// scales 1 and biases 0, RMSNorm offsets 0: numerically tame, so generation runs as it would.
+public enum RandomCheckpoint {
+    public static func write(configJSON: String, dtype: DType, to directory: URL, seed: UInt64 = 0,
+                             maxShardBytes: Int = 2 << 30, progress: (Int, Int) -> Void = { _, _ in }) throws {
+        guard let kernelType = dtype.kernelType else { throw PaliGemmaError.input("random checkpoints are F32, BF16 or F16") }
+        let config = try PaliGemmaConfig.parse(Data(configJSON.utf8), path: "config.json")
+        let tensors = try PaliGemmaModel.expectedTensors(config: config)
+        let fm = FileManager.default
+        if fm.fileExists(atPath: directory.appendingPathComponent("config.json").path) {
+            throw PaliGemmaError.io(path: directory.path, reason: "already holds a checkpoint; refusing to overwrite it")
+        }
+        try fm.createDirectory(at: directory, withIntermediateDirectories: true)
+
+        // Group tensors into shards in order.
+        var shards: [[(name: String, shape: [Int])]] = [[]]
+        var shardBytes = 0
+        for t in tensors {
+            let bytes = t.shape.reduce(1, *) * dtype.size
+            if shardBytes > 0 && shardBytes + bytes > maxShardBytes {
+                shards.append([])
+                shardBytes = 0
+            }
+            shards[shards.count - 1].append(t)
+            shardBytes += bytes
+        }
+        let total = tensors.reduce(0) { $0 + $1.shape.reduce(1, *) * dtype.size }
+        var written = 0
+        var rng = Xoshiro256(seed: seed)
+        var weightMap: [(String, String)] = []
+        for (i, shard) in shards.enumerated() {
+            let name = shards.count == 1 ? "model.safetensors" : String(format: "model-%05d-of-%05d.safetensors", i + 1, shards.count)
+            let final = directory.appendingPathComponent(name)
+            let temporary = directory.appendingPathComponent(".\(name).partial")
+            try writeShard(shard, dtype: dtype, kernelType: kernelType, to: temporary, rng: &rng) { written += $0; progress(written, total) }
+            _ = try? fm.removeItem(at: final)
+            try fm.moveItem(at: temporary, to: final)
+            weightMap += shard.map { ($0.name, name) }
+        }
+        if shards.count > 1 {
+            let entries = weightMap.map { "    \(SafetensorsWriter.jsonString($0.0)): \(SafetensorsWriter.jsonString($0.1))" }
+            let index = "{\n  \"metadata\": {\"total_size\": \(total)},\n  \"weight_map\": {\n\(entries.joined(separator: ",\n"))\n  }\n}\n"
+            try Data(index.utf8).write(to: directory.appendingPathComponent("model.safetensors.index.json"), options: .atomic)
+        }
+        try Data(configJSON.utf8).write(to: directory.appendingPathComponent("config.json"), options: .atomic)
+    }
+
+    static func writeShard(_ tensors: [(name: String, shape: [Int])], dtype: DType, kernelType: Int32, to url: URL,
+                           rng: inout Xoshiro256, wrote: (Int) -> Void) throws {
+        var offset = 0
+        var parts: [String] = []
+        for t in tensors {
+            let bytes = t.shape.reduce(1, *) * dtype.size
+            let shape = t.shape.map(String.init).joined(separator: ",")
+            parts.append("\(SafetensorsWriter.jsonString(t.name)):{\"dtype\":\"\(dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + bytes)]}")
+            offset += bytes
+        }
+        var header = Array(("{\"__metadata__\":{\"format\":\"pt\"}," + parts.joined(separator: ",") + "}").utf8)
+        while header.count % 8 != 0 { header.append(0x20) }
+        guard FileManager.default.createFile(atPath: url.path, contents: nil),
+              let handle = FileHandle(forWritingAtPath: url.path) else {
+            throw PaliGemmaError.io(path: url.path, reason: "cannot create")
+        }
+        defer { try? handle.close() }
+        var prefix = [UInt8]()
+        withUnsafeBytes(of: UInt64(header.count).littleEndian) { prefix.append(contentsOf: $0) }
+        try handle.write(contentsOf: prefix + header)
+        let chunk = 1 << 20
+        var values = [Float](repeating: 0, count: chunk)
+        var bytes = [UInt8](repeating: 0, count: chunk * dtype.size)
+        for t in tensors {
+            let count = t.shape.reduce(1, *)
+            let (scale, offsetValue) = distribution(name: t.name, shape: t.shape)
+            var done = 0
+            while done < count {
+                let n = min(chunk, count - done)
+                for j in 0..<n {
+                    // uniform in [-1, 1) times sqrt(3) has unit variance
+                    let u = Float(Int64(bitPattern: rng.next()) >> 40) / Float(1 << 23)
+                    values[j] = offsetValue + scale * 1.7320508 * u
+                }
+                values.withUnsafeBufferPointer { v in
+                    bytes.withUnsafeMutableBytes { pg_convert_from_f32(v.baseAddress, kernelType, $0.baseAddress, n) }
+                }
+                try handle.write(contentsOf: bytes[0..<(n * dtype.size)])
+                done += n
+                wrote(n * dtype.size)
+            }
+        }
+    }
+
+    /// (standard deviation, mean) of a parameter's random values.
+    static func distribution(name: String, shape: [Int]) -> (Float, Float) {
+        if name.hasSuffix("embed_tokens.weight") || name.contains("position_embedding") { return (0.02, 0) }
+        if shape.count == 1 {
+            let layerNormScale = name.contains("vision_tower") && name.contains("norm") && name.hasSuffix(".weight")
+            return (0, layerNormScale ? 1 : 0)
+        }
+        let fanIn = shape.dropFirst().reduce(1, *)
+        return (1 / Float(fanIn).squareRoot(), 0)
+    }
+}

@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+import PaliGemma
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time load, vision tower, prefill and decode on a checkpoint (use a release build).",
+        discussion: """
+        Example:
+          swift run -c release paligemma random-checkpoint --preset paligemma-3b-224 --output /tmp/pg1-224
+          swift run -c release paligemma bench --model /tmp/pg1-224 --new-tokens 16 --json
+        """
+    )
+
+    @Option(help: "Checkpoint folder.") var model: String
+    @Option(name: .customLong("prompt-tokens"), help: "Text tokens in the prompt (besides image tokens, <bos> and \"\\n\").")
+    var promptTokens = 8
+    @Option(name: .customLong("new-tokens"), help: "Tokens to decode.") var newTokens = 16
+    @Option(help: "Threads (default: all CPUs).") var threads: Int?
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func run() throws {
+        if let threads { Kernels.threads = threads }
+        do {
+            let r = try Benchmark.run(directory: URL(fileURLWithPath: (model as NSString).expandingTildeInPath),
+                                      promptTokens: promptTokens, newTokens: newTokens)
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                print(String(decoding: try encoder.encode(r), as: UTF8.self))
+            } else {
+                print(String(format: "load %.3f s, vision %.3f s, prefill %.3f s (%d tokens), time to first token %.3f s",
+                             r.loadSeconds, r.visionSeconds, r.prefillSeconds, r.promptTokens, r.ttftSeconds))
+                print(String(format: "decode %.1f ms/token (min %.1f, max %.1f, %d tokens), peak RSS %.2f GiB, %d threads, %@",
+                             r.decodeMsPerToken, r.decodeMsMin, r.decodeMsMax, r.newTokens,
+                             Double(r.peakRSSBytes) / 1073741824, r.threads, r.isa))
+            }
+        } catch {
+            fail(error)
+        }
+    }
+}
+
+struct RandomCheckpointCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "random-checkpoint",
+        abstract: "Write a checkpoint folder with random weights in a published shape (for benchmarks).",
+        discussion: "Presets: \(Presets.names.joined(separator: ", "))"
+    )
+
+    @Option(help: "Published shape to imitate.") var preset: String
+    @Option(help: "Weight dtype: bf16, f16 or f32.") var dtype = "bf16"
+    @Option(help: "Output folder (must not hold a checkpoint already).") var output: String
+    @Option(help: "Random seed.") var seed: UInt64 = 0
+
+    func run() throws {
+        let types: [String: (DType, String)] = ["bf16": (.bfloat16, "bfloat16"), "f16": (.float16, "float16"), "f32": (.float32, "float32")]
+        guard let (type, name) = types[dtype] else {
+            throw ValidationError("--dtype must be bf16, f16 or f32")
+        }
+        guard let json = Presets.json(preset, dtype: name) else {
+            throw ValidationError("unknown preset '\(preset)'; known: \(Presets.names.joined(separator: ", "))")
+        }
+        do {
+            var last = -1
+            try RandomCheckpoint.write(configJSON: json, dtype: type, to: URL(fileURLWithPath: output), seed: seed) { done, total in
+                let percent = done * 100 / max(total, 1)
+                if percent != last {
+                    last = percent
+                    FileHandle.standardError.write(Data("\rwriting \(percent)% of \(total / 1_048_576) MiB".utf8))
+                }
+            }
+            FileHandle.standardError.write(Data("\n".utf8))
+        } catch {
+            fail(error)
+        }
+    }
+}
