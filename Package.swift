@@ -34,7 +34,8 @@ let package = Package(
             ]
         ),
         .testTarget(name: "PaliGemmaTests", dependencies: ["PaliGemma", "CPaliGemmaKernels"]),
-        .testTarget(name: "PaliGemmaTokenizerTests", dependencies: ["PaliGemmaTokenizer"]),
+        .testTarget(
+            name: "PaliGemmaTokenizerTests", dependencies: ["PaliGemmaTokenizer"], exclude: ["Fixtures"]),
         .testTarget(name: "PaliGemmaImageTests", dependencies: ["PaliGemmaImage"]),
     ]
 )
