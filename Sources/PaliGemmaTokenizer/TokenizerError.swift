@@ -20,6 +20,8 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible, Sendable 
     case invalidVocabulary(file: String, reason: String)
     /// An id outside `0..<vocabularySize` was given to `decode` / `pieces(for:)`.
     case idOutOfRange(id: Int, vocabularySize: Int)
+    /// A command-line id argument that is not an integer.
+    case invalidIDText(String)
 
     public var description: String {
         switch self {
@@ -37,6 +39,8 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible, Sendable 
             return "\(file): invalid vocabulary: \(reason)"
         case .idOutOfRange(let id, let vocabularySize):
             return "token id \(id) is out of range (vocabulary has \(vocabularySize) pieces)"
+        case .invalidIDText(let text):
+            return "'\(text)' is not a token id (expected an integer)"
         }
     }
 }

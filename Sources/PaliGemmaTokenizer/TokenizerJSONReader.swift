@@ -54,9 +54,17 @@ enum TokenizerJSONReader {
         }
         var byID: [String?] = []
         byID.reserveCapacity(vocabMembers.count + 16)
+        var addedCount = 0
+        if case .array(let items)? = root["added_tokens"] { addedCount = items.count }
+        // Ids must be dense, so none can reach the number of pieces listed.
+        let idLimit = vocabMembers.count + addedCount
         func place(_ piece: String, _ idValue: JSONValue, _ context: String) throws {
-            guard let id = idValue.int, id >= 0, id < 10_000_000 else {
+            guard let id = idValue.int, id >= 0 else {
                 throw bad("a non-negative integer id for \(context) '\(piece)', got \(idValue.typeName)")
+            }
+            guard id < idLimit else {
+                throw TokenizerError.invalidVocabulary(
+                    file: file, reason: "\(context) '\(piece)' has id \(id), but only \(idLimit) pieces are listed")
             }
             if id >= byID.count { byID.append(contentsOf: repeatElement(nil, count: id - byID.count + 1)) }
             if let existing = byID[id], existing != piece {
