@@ -33,6 +33,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .executableTarget(
+            name: "paligemma-tokenizer-bench",
+            dependencies: ["PaliGemmaTokenizer"]
+        ),
         .testTarget(name: "PaliGemmaTests", dependencies: ["PaliGemma", "CPaliGemmaKernels"]),
         .testTarget(
             name: "PaliGemmaTokenizerTests", dependencies: ["PaliGemmaTokenizer"], exclude: ["Fixtures"]),

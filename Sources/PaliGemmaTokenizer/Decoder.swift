@@ -33,55 +33,73 @@ struct DecoderTable: Sendable {
     /// Keep stripping while the output is still empty (SentencePiece: remove_extra_whitespaces).
     let stripAllLeadingSpaces: Bool
 
+    /// Builds the table from the raw piece bytes (no per-piece String work: this runs at load time).
     init(model: TokenizerModel, raw: PieceBytes) {
-        var kinds: [Kind] = []
-        var startsWithSpace: [Bool] = []
-        var byteValue: [UInt8] = []
-        var surfaceStrings: [String] = []
-        kinds.reserveCapacity(model.pieces.count)
-        for (id, piece) in model.pieces.enumerated() {
-            let kind: Kind
-            var value: UInt8 = 0
-            switch model.types[id] {
-            case .control: kind = .control
-            case .unknown: kind = .unknown
-            case .byte:
-                if let v = DecoderTable.parseBytePiece(piece) {
-                    kind = .byte
-                    value = v
-                } else {
-                    kind = .text
+        let n = raw.count
+        var kinds = [Kind](repeating: .text, count: n)
+        var startsWithSpace = [Bool](repeating: false, count: n)
+        var byteValue = [UInt8](repeating: 0, count: n)
+        var surfaceBytes: [UInt8] = []
+        surfaceBytes.reserveCapacity(raw.bytes.count)
+        var surfaceStarts: [Int32] = [0]
+        surfaceStarts.reserveCapacity(n + 1)
+        raw.bytes.withUnsafeBufferPointer { b in
+            for id in 0..<n {
+                let r = raw.range(id)
+                switch model.types[id] {
+                case .control: kinds[id] = .control
+                case .unknown: kinds[id] = .unknown
+                case .byte:
+                    if let v = DecoderTable.parseBytePiece(UnsafeBufferPointer(rebasing: b[r])) {
+                        kinds[id] = .byte
+                        byteValue[id] = v
+                    }
+                default: break
                 }
-            default: kind = .text
+                startsWithSpace[id] = r.count >= 3 && b[r.lowerBound] == 0xE2 && b[r.lowerBound + 1] == 0x96
+                    && b[r.lowerBound + 2] == 0x81
+                if kinds[id] == .text {
+                    var k = r.lowerBound
+                    while k < r.upperBound {
+                        if k + 2 < r.upperBound && b[k] == 0xE2 && b[k + 1] == 0x96 && b[k + 2] == 0x81 {
+                            surfaceBytes.append(0x20)
+                            k += 3
+                        } else {
+                            surfaceBytes.append(b[k])
+                            k += 1
+                        }
+                    }
+                }
+                surfaceStarts.append(Int32(surfaceBytes.count))
             }
-            kinds.append(kind)
-            byteValue.append(value)
-            startsWithSpace.append(piece.hasPrefix("\u{2581}"))
-            surfaceStrings.append(kind == .text ? piece.replacingAll("\u{2581}", with: " ") : "")
         }
         self.kinds = kinds
-        self.surfaces = PieceBytes(surfaceStrings)
+        self.surfaces = PieceBytes(bytes: surfaceBytes, starts: surfaceStarts)
         self.raw = raw
         self.startsWithSpace = startsWithSpace
         self.byteValue = byteValue
         self.unknownSurface = Array(model.unknownSurface.utf8)
-        let n = model.normalizer
-        stripLeadingSpace = n.addDummyPrefix || n.removeExtraWhitespaces || model.decoderStripsLeadingSpace
-        stripAllLeadingSpaces = n.removeExtraWhitespaces
+        let settings = model.normalizer
+        stripLeadingSpace = settings.addDummyPrefix || settings.removeExtraWhitespaces || model.decoderStripsLeadingSpace
+        stripAllLeadingSpaces = settings.removeExtraWhitespaces
     }
 
     /// "<0xNN>" -> NN.
     static func parseBytePiece(_ piece: String) -> UInt8? {
         let u = Array(piece.utf8)
-        guard u.count == 6, u[0] == 0x3c, u[1] == 0x30, u[2] == 0x78, u[5] == 0x3e else { return nil }
-        return UInt8(String(decoding: u[3...4], as: UTF8.self), radix: 16)
+        return u.withUnsafeBufferPointer { parseBytePiece($0) }
     }
-}
 
-extension String {
-    func replacingAll(_ target: String, with replacement: String) -> String {
-        guard contains(target) else { return self }
-        return split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
+    /// "<0xNN>" (upper-case hex) -> NN.
+    static func parseBytePiece(_ u: UnsafeBufferPointer<UInt8>) -> UInt8? {
+        guard u.count == 6, u[0] == 0x3c, u[1] == 0x30, u[2] == 0x78, u[5] == 0x3e else { return nil }
+        func hex(_ c: UInt8) -> UInt8? {
+            if (0x30...0x39).contains(c) { return c - 0x30 }
+            if (0x41...0x46).contains(c) { return c - 0x41 + 10 }
+            return nil
+        }
+        guard let hi = hex(u[3]), let lo = hex(u[4]) else { return nil }
+        return hi << 4 | lo
     }
 }
 

@@ -19,6 +19,11 @@ struct PieceBytes: Sendable {
         self.starts = starts
     }
 
+    init(bytes: [UInt8], starts: [Int32]) {
+        self.bytes = bytes
+        self.starts = starts
+    }
+
     var count: Int { starts.count - 1 }
 
     func range(_ id: Int) -> Range<Int> { Int(starts[id])..<Int(starts[id + 1]) }
@@ -41,6 +46,8 @@ func hashBytes(_ base: UnsafePointer<UInt8>, _ count: Int) -> UInt64 {
 struct PieceTable: Sendable {
     private var slots: [Int32]
     private let mask: Int
+    /// The first id whose spelling was already in the table, if any.
+    let firstDuplicate: Int32?
 
     /// Builds a table of the given ids. When two ids spell the same piece, the first one listed wins.
     init(ids: [Int32], pieces: PieceBytes) {
@@ -48,6 +55,7 @@ struct PieceTable: Sendable {
         while capacity < ids.count * 2 { capacity <<= 1 }
         let mask = capacity - 1
         var slots = [Int32](repeating: -1, count: capacity)
+        var duplicate: Int32?
         pieces.bytes.withUnsafeBufferPointer { all in
             guard let base = all.baseAddress else { return }  // no bytes: every piece is empty
             for id in ids {
@@ -57,13 +65,17 @@ struct PieceTable: Sendable {
                     let other = slots[slot]
                     if other < 0 { slots[slot] = id; break }
                     let o = pieces.range(Int(other))
-                    if o.count == r.count && memEqual(base + o.lowerBound, base + r.lowerBound, r.count) { break }
+                    if o.count == r.count && memEqual(base + o.lowerBound, base + r.lowerBound, r.count) {
+                        if duplicate == nil { duplicate = id }
+                        break
+                    }
                     slot = (slot + 1) & mask
                 }
             }
         }
         self.slots = slots
         self.mask = mask
+        self.firstDuplicate = duplicate
     }
 
     /// The id of the piece spelled by `key[0..<count]`, or -1.

@@ -33,14 +33,12 @@ public struct Tokenizer: Sendable {
                     userDefined.append(Int32(i))
                 }
             }
-            // SentencePiece refuses a model that defines a piece twice.
-            if model.source == .sentencePieceModel {
-                var seen = Set<String>(minimumCapacity: model.pieces.count)
-                for piece in model.pieces where !seen.insert(piece).inserted {
-                    throw TokenizerError.invalidVocabulary(file: file, reason: "piece '\(piece)' is defined twice")
-                }
-            }
             let allPieces = PieceTable(ids: reserved + mergeable, pieces: pieceBytes)
+            // SentencePiece refuses a model that defines a piece twice.
+            if model.source == .sentencePieceModel, let duplicate = allPieces.firstDuplicate {
+                throw TokenizerError.invalidVocabulary(
+                    file: file, reason: "piece '\(model.pieces[Int(duplicate)])' is defined twice")
+            }
             self.allPieces = allPieces
             let matcher = SymbolMatcher(ids: userDefined, pieces: pieceBytes)
             normalizer = Normalizer(settings: model.normalizer, matcher: matcher)

@@ -98,23 +98,24 @@ enum TokenizerJSONReader {
             pieces.append(piece)
         }
         guard !pieces.isEmpty else { throw TokenizerError.invalidVocabulary(file: file, reason: "the vocabulary is empty") }
-        var idOf: [String: Int32] = [:]
-        idOf.reserveCapacity(pieces.count)
-        for (id, piece) in pieces.enumerated() where idOf[piece] == nil { idOf[piece] = Int32(id) }
+        // Spelling -> id (first id wins), hashed over bytes: much faster than a [String: Int32] at 257k pieces.
+        let pieceBytes = PieceBytes(pieces)
+        let lookupTable = PieceTable(ids: (0..<Int32(pieces.count)).map { $0 }, pieces: pieceBytes)
+        func idOf(_ piece: String) -> Int32? { lookupTable.lookup(piece, in: pieceBytes) }
 
         // Piece types.
         var types = [PieceType](repeating: .normal, count: pieces.count)
         if byteFallback {
             for (id, piece) in pieces.enumerated() where isBytePiece(piece) { types[id] = .byte }
         }
-        let bosID = idOf[names.bos], eosID = idOf[names.eos], padID = idOf[names.pad]
+        let bosID = idOf(names.bos), eosID = idOf(names.eos), padID = idOf(names.pad)
         let controlIDs = Set([bosID, eosID, padID].compactMap { $0 })
         for token in added {
             types[token.id] = token.special && controlIDs.contains(Int32(token.id)) ? .control : .userDefined
         }
         var unkID: Int32?
         if let unkValue = model["unk_token"], !unkValue.isNull {
-            guard let name = unkValue.string, let id = idOf[name] else {
+            guard let name = unkValue.string, let id = idOf(name) else {
                 throw bad("model.unk_token to name a vocabulary piece")
             }
             unkID = id
@@ -127,28 +128,51 @@ enum TokenizerJSONReader {
         }
         guard merges.count < 1 << 24 else { throw unsupported("more than 2^24 merges") }
         var table = PairTable(capacityFor: merges.count)
-        for (rank, merge) in merges.enumerated() {
-            let left: String, right: String
-            switch merge {
-            case .array(let pair) where pair.count == 2:
-                guard let l = pair[0].string, let r = pair[1].string else { throw bad("merge \(rank) as two strings") }
-                (left, right) = (l, r)
-            case .string(let s):
-                guard let space = s.firstIndex(of: " ") else { throw bad("merge \(rank) as 'left right'") }
-                (left, right) = (String(s[..<space]), String(s[s.index(after: space)...]))
-            default:
-                throw bad("merge \(rank) as [\"left\", \"right\"] or \"left right\"")
+        var scratch: [UInt8] = []
+        try pieceBytes.bytes.withUnsafeBufferPointer { pb in
+            try pieceBytes.starts.withUnsafeBufferPointer { ps in
+                guard let pbBase = pb.baseAddress, let psBase = ps.baseAddress else { return }
+                for (rank, merge) in merges.enumerated() {
+                    let left: String, right: String
+                    switch merge {
+                    case .array(let pair) where pair.count == 2:
+                        guard let l = pair[0].string, let r = pair[1].string else {
+                            throw bad("merge \(rank) as two strings")
+                        }
+                        (left, right) = (l, r)
+                    case .string(let s):
+                        guard let space = s.firstIndex(of: " ") else { throw bad("merge \(rank) as 'left right'") }
+                        (left, right) = (String(s[..<space]), String(s[s.index(after: space)...]))
+                    default:
+                        throw bad("merge \(rank) as [\"left\", \"right\"] or \"left right\"")
+                    }
+                    // Look up left, right and left+right from one buffer holding left+right.
+                    scratch.removeAll(keepingCapacity: true)
+                    scratch.append(contentsOf: left.utf8)
+                    let split = scratch.count
+                    scratch.append(contentsOf: right.utf8)
+                    let ids: (Int32, Int32, Int32) = scratch.withUnsafeBufferPointer { k in
+                        guard let base = k.baseAddress, split > 0, split < k.count else { return (-1, -1, -1) }
+                        return (
+                            lookupTable.lookup(base, split, pieceBytes: pbBase, starts: psBase),
+                            lookupTable.lookup(base + split, k.count - split, pieceBytes: pbBase, starts: psBase),
+                            lookupTable.lookup(base, k.count, pieceBytes: pbBase, starts: psBase)
+                        )
+                    }
+                    let (l, r, m) = ids
+                    guard l >= 0, r >= 0, m >= 0 else {
+                        throw TokenizerError.invalidVocabulary(
+                            file: file,
+                            reason: "merge \(rank) ('\(left)', '\(right)') uses a piece missing from the vocabulary")
+                    }
+                    // SentencePiece never forms CONTROL, UNKNOWN or BYTE pieces by merging.
+                    switch types[Int(m)] {
+                    case .control, .unknown, .byte: continue
+                    default: break
+                    }
+                    table.upsert(UInt64(UInt32(l)) << 32 | UInt64(UInt32(r)), UInt64(rank) << 32 | UInt64(UInt32(m)))
+                }
             }
-            guard let l = idOf[left], let r = idOf[right], let m = idOf[left + right] else {
-                throw TokenizerError.invalidVocabulary(
-                    file: file, reason: "merge \(rank) ('\(left)', '\(right)') uses a piece missing from the vocabulary")
-            }
-            // SentencePiece never forms CONTROL, UNKNOWN or BYTE pieces by merging.
-            switch types[Int(m)] {
-            case .control, .unknown, .byte: continue
-            default: break
-            }
-            table.upsert(UInt64(UInt32(l)) << 32 | UInt64(UInt32(r)), UInt64(rank) << 32 | UInt64(UInt32(m)))
         }
 
         let escapes = try readNormalizer(root["normalizer"], file: file)
