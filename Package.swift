@@ -33,9 +33,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .executableTarget(
+            name: "paligemma-tokenizer-bench",
+            dependencies: ["PaliGemmaTokenizer"]
+        ),
         .testTarget(name: "PaliGemmaTests", dependencies: ["PaliGemma", "CPaliGemmaKernels"],
                     exclude: ["Fixtures"]),
-        .testTarget(name: "PaliGemmaTokenizerTests", dependencies: ["PaliGemmaTokenizer"]),
+        .testTarget(name: "PaliGemmaTokenizerTests", dependencies: ["PaliGemmaTokenizer"],
+                    exclude: ["Fixtures"]),
         .testTarget(name: "PaliGemmaImageTests", dependencies: ["PaliGemmaImage"]),
     ]
 )
