@@ -12,7 +12,7 @@ struct PaliGemmaCommand: ParsableCommand {
           paligemma inspect --model ~/models/paligemma-3b-mix-224
           paligemma inspect --model ./my-checkpoint --json
         """,
-        subcommands: [Inspect.self, Bench.self, RandomCheckpointCommand.self]
+        subcommands: [Inspect.self, Tokenize.self, Detokenize.self, Bench.self, RandomCheckpointCommand.self]
     )
 }
 
@@ -24,11 +24,12 @@ enum ExitStatus {
 
 /// Prints one clear line to stderr and exits with the code for the kind of error.
 func fail(_ error: Error) -> Never {
-    let message = (error as? PaliGemmaError)?.description ?? "\(error)"
+    let message = (error as? LocalizedError)?.errorDescription ?? "\(error)"
     FileHandle.standardError.write(Data("paligemma: error: \(message)\n".utf8))
     let code: Int32
-    switch error as? PaliGemmaError {
-    case .input?: code = ExitStatus.input
+    switch error {
+    case PaliGemmaError.input: code = ExitStatus.input
+    case TokenizerError.idOutOfRange, TokenizerError.invalidIDText: code = ExitStatus.input
     default: code = ExitStatus.model
     }
     exit(code)
