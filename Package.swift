@@ -52,6 +52,10 @@ let package = Package(
         .executableTarget(name: "paligemma-image-bench", dependencies: ["PaliGemmaImage"]),
         .testTarget(name: "PaliGemmaTests", dependencies: ["PaliGemma", "CPaliGemmaKernels"]),
         .testTarget(name: "PaliGemmaTokenizerTests", dependencies: ["PaliGemmaTokenizer"]),
-        .testTarget(name: "PaliGemmaImageTests", dependencies: ["PaliGemmaImage"]),
+        .testTarget(
+            name: "PaliGemmaImageTests",
+            dependencies: ["PaliGemmaImage"],
+            exclude: ["Fixtures"]  // read via #filePath, not bundled
+        ),
     ]
 )
