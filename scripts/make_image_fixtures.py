@@ -388,8 +388,9 @@ def make_orientation(wr):
 # ------------------------------------------------------------------ resize and tensors
 
 PATTERN_SIZES = [(1, 1), (2, 3), (5, 7), (13, 11), (100, 80), (224, 224), (300, 17), (17, 300),
-                 (1000, 3), (3, 1000), (640, 480), (1920, 1080), (4000, 3000)]
-FULL_224 = {(13, 11), (17, 300), (640, 480), (4000, 3000), (1000, 3)}
+                 (1000, 3), (3, 1000), (640, 480), (1920, 1080), (4000, 3000),
+                 (600, 2000), (3000, 4000)]  # tall: Pillow 13 runs the vertical pass first
+FULL_224 = {(13, 11), (17, 300), (640, 480), (4000, 3000), (1000, 3), (600, 2000)}
 FILTERS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
 
@@ -413,6 +414,18 @@ def make_resize(wr):
                     tag = f"{w}x{h}_to_{tw}x{th}_{fname}"
                     entry["expected"] = wr.store_rgb(f"resize/{tag}", out)
                 wr.manifest["resize"].append(entry)
+
+
+def make_random_resizes(wr):
+    """Random sizes in both directions, so the pass order rule is exercised widely."""
+    rng = np.random.default_rng(SEED + 1)
+    for _ in range(40):
+        w, h, tw, th = (int(v) for v in rng.integers(1, 260, 4))
+        im = Image.fromarray(pattern(w, h))
+        for fname, resample in FILTERS.items():
+            out = np.array(im.resize((tw, th), resample=resample))
+            wr.manifest["resize"].append({"source": {"pattern": [w, h]}, "width": tw, "height": th, "filter": fname,
+                                          "crc32": crc(out), "samples": wr.samples(out, 24)})
 
 
 def processor(size, resample, **kw):
@@ -496,6 +509,7 @@ def main():
     make_decode(wr)
     make_orientation(wr)
     make_resize(wr)
+    make_random_resizes(wr)
     make_tensors(wr)
     wr.path("manifest.json").write_text(json.dumps(wr.manifest, separators=(",", ":")) + "\n")
     total = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())

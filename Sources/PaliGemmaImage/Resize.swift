@@ -1,6 +1,7 @@
-// Resizing identical to Pillow's Image.resize for 8-bit images (libImaging/Resample.c):
-// separable convolution, horizontal pass first (only over the rows the vertical pass
-// needs), then vertical; the filter support widens by the scale factor when shrinking;
+// Resizing identical to Pillow 13's Image.resize for 8-bit images (libImaging/Resample.c):
+// separable convolution, normally horizontal pass first (only over the rows the vertical
+// pass needs) then vertical, but vertical first when the height shrinks by more than
+// twice as many pixels as the width; the filter support widens by the scale factor when shrinking;
 // coefficients are normalised in double precision, converted to fixed point with 22
 // fractional bits, and each pass rounds and clips to uint8.
 import CImageCodecs
@@ -101,59 +102,81 @@ extension RGBImage {
         if outWidth == width && outHeight == height {
             return self  // Pillow returns a copy without filtering
         }
-        let needHorizontal = outWidth != width
-        let needVertical = outHeight != height
-        let vertical = ResampleCoefficients(inSize: height, outSize: outHeight, filter: filter)
+        let horizontal = outWidth != width
+            ? ResampleCoefficients(inSize: width, outSize: outWidth, filter: filter) : nil
+        let vertical = outHeight != height
+            ? ResampleCoefficients(inSize: height, outSize: outHeight, filter: filter) : nil
+        // Pillow 13 (ImagingResampleInner): when the height shrinks by more than twice as
+        // many pixels as the width, the vertical pass runs first. The order changes the
+        // result because each pass rounds to uint8.
+        let verticalFirst = height - outHeight > 0 && height - outHeight > (width - outWidth) * 2
+        var image = self
+        if verticalFirst {
+            if let vertical { image = image.verticalPass(vertical) }
+            if let horizontal { image = image.horizontalPass(horizontal, firstRow: 0, rowCount: image.height) }
+        } else {
+            if let horizontal {
+                // Only the rows the vertical pass reads (all of them without one).
+                var firstRow = 0, lastRow = height
+                if let vertical {
+                    firstRow = Int(vertical.bounds[0])
+                    lastRow = Int(vertical.bounds[outHeight * 2 - 2] + vertical.bounds[outHeight * 2 - 1])
+                }
+                image = image.horizontalPass(horizontal, firstRow: firstRow, rowCount: lastRow - firstRow)
+                if var vertical {
+                    for i in 0..<outHeight { vertical.bounds[i * 2] -= Int32(firstRow) }
+                    image = image.verticalPass(vertical)
+                }
+            } else if let vertical {
+                image = image.verticalPass(vertical)
+            }
+        }
+        return image
+    }
 
-        var source = pixels
-        var sourceHeight = height
-        var vBounds = vertical.bounds
-        if needHorizontal {
-            let horizontal = ResampleCoefficients(inSize: width, outSize: outWidth, filter: filter)
-            // Only the rows the vertical pass reads.
-            let firstRow = Int(vertical.bounds[0])
-            let lastRow = Int(vertical.bounds[outHeight * 2 - 2] + vertical.bounds[outHeight * 2 - 1])
-            for i in 0..<outHeight { vBounds[i * 2] -= Int32(firstRow) }
-            let rows = lastRow - firstRow
-            let outStride = outWidth * 3, inStride = width * 3
-            source = pixels.withUnsafeBufferPointer { src in
-                [UInt8](unsafeUninitializedCapacity: rows * outStride) { dst, initialized in
-                    let inBase = SendablePointer(src.baseAddress), outBase = SendableMutablePointer(dst.baseAddress)
-                    horizontal.bounds.withUnsafeBufferPointer { b in
-                        horizontal.coeffs.withUnsafeBufferPointer { c in
-                            let bb = SendablePointer(b.baseAddress), cc = SendablePointer(c.baseAddress)
-                            parallelRows(rows, work: rows * outWidth * horizontal.ksize) { begin, end in
-                                pgc_resample_horizontal(inBase.pointer, inStride, outBase.pointer, outStride,
-                                                        Int32(outWidth), 3, Int32(firstRow), Int32(begin), Int32(end),
-                                                        bb.pointer, cc.pointer, Int32(horizontal.ksize))
-                            }
+    /// Resamples rows [firstRow, firstRow + rowCount) horizontally to `c`'s output width.
+    private func horizontalPass(_ c: ResampleCoefficients, firstRow: Int, rowCount: Int) -> RGBImage {
+        let outWidth = c.bounds.count / 2
+        let inStride = width * 3, outStride = outWidth * 3
+        let out = pixels.withUnsafeBufferPointer { src in
+            [UInt8](unsafeUninitializedCapacity: rowCount * outStride) { dst, initialized in
+                let inBase = SendablePointer(src.baseAddress), outBase = SendableMutablePointer(dst.baseAddress)
+                c.bounds.withUnsafeBufferPointer { b in
+                    c.coeffs.withUnsafeBufferPointer { k in
+                        let bb = SendablePointer(b.baseAddress), kk = SendablePointer(k.baseAddress)
+                        parallelRows(rowCount, work: rowCount * outStride * c.ksize) { begin, end in
+                            pgc_resample_horizontal(inBase.pointer, inStride, outBase.pointer, outStride,
+                                                    Int32(outWidth), 3, Int32(firstRow), Int32(begin), Int32(end),
+                                                    bb.pointer, kk.pointer, Int32(c.ksize))
                         }
                     }
-                    initialized = rows * outStride
                 }
+                initialized = rowCount * outStride
             }
-            sourceHeight = rows
         }
-        guard needVertical else {
-            return RGBImage(uncheckedWidth: outWidth, height: sourceHeight, pixels: source)
-        }
-        let stride = outWidth * 3
-        let out = source.withUnsafeBufferPointer { src in
+        return RGBImage(uncheckedWidth: outWidth, height: rowCount, pixels: out)
+    }
+
+    /// Resamples vertically; `c.bounds` index rows of this image.
+    private func verticalPass(_ c: ResampleCoefficients) -> RGBImage {
+        let outHeight = c.bounds.count / 2
+        let stride = width * 3
+        let out = pixels.withUnsafeBufferPointer { src in
             [UInt8](unsafeUninitializedCapacity: outHeight * stride) { dst, initialized in
                 let inBase = SendablePointer(src.baseAddress), outBase = SendableMutablePointer(dst.baseAddress)
-                vBounds.withUnsafeBufferPointer { b in
-                    vertical.coeffs.withUnsafeBufferPointer { c in
-                        let bb = SendablePointer(b.baseAddress), cc = SendablePointer(c.baseAddress)
-                        parallelRows(outHeight, work: outHeight * stride * vertical.ksize) { begin, end in
+                c.bounds.withUnsafeBufferPointer { b in
+                    c.coeffs.withUnsafeBufferPointer { k in
+                        let bb = SendablePointer(b.baseAddress), kk = SendablePointer(k.baseAddress)
+                        parallelRows(outHeight, work: outHeight * stride * c.ksize) { begin, end in
                             pgc_resample_vertical(inBase.pointer, stride, outBase.pointer, stride, stride,
-                                                  Int32(begin), Int32(end), bb.pointer, cc.pointer, Int32(vertical.ksize))
+                                                  Int32(begin), Int32(end), bb.pointer, kk.pointer, Int32(c.ksize))
                         }
                     }
                 }
                 initialized = outHeight * stride
             }
         }
-        return RGBImage(uncheckedWidth: outWidth, height: outHeight, pixels: out)
+        return RGBImage(uncheckedWidth: width, height: outHeight, pixels: out)
     }
 }
 

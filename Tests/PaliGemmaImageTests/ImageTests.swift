@@ -8,7 +8,7 @@ import Testing
         let manifest = try #require(Fixtures.manifest, "Fixtures/manifest.json missing or unreadable")
         #expect(manifest.decode.count >= 60)
         #expect(manifest.orientation.count == 16)
-        #expect(manifest.resize.count >= 90)
+        #expect(manifest.resize.count >= 180)
         #expect(manifest.tensor.count >= 8)
     }
 }
