@@ -153,8 +153,9 @@ int pgc_jpeg_decode(const uint8_t *data, size_t size, uint8_t *out, size_t out_s
             break;
         }
     }
-    // Like Pillow, a file whose pixels are all present but whose EOI is missing is fine;
-    // running out of data before the last scanline is a truncated file.
+    // Running out of data while reading scanlines means a truncated file. (libjpeg reads
+    // ahead to the next marker, so a file missing only its EOI lands here too; Pillow
+    // also reports such files as truncated.)
     if (jerr.eof_warning) {
         snprintf(err, PGC_ERRLEN, "JPEG data is truncated (premature end of data)");
         jpeg_destroy_decompress(&cinfo);

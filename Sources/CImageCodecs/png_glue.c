@@ -65,6 +65,9 @@ static void pgc_png_begin(png_structp png, png_infop info) {
     // Pillow has no per-dimension limit; the caller enforces a pixel budget instead.
     png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
     png_set_benign_errors(png, 1);
+    // CRC errors in critical chunks stay fatal (libpng's default). Pillow checks the CRCs
+    // of chunks before the image data but not of IDAT, so a file with only a damaged
+    // IDAT checksum loads there and is rejected here.
     png_read_info(png, info);
 }
 
