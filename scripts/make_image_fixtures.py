@@ -503,7 +503,7 @@ def main():
             p.unlink() if p.is_file() else p.rmdir()
     wr = Writer()
     wr.manifest["versions"] = {
-        "pillow": PIL.__version__, "pillow_libjpeg_turbo": features.version("jpg"),
+        "pillow": PIL.__version__, "pillow_libjpeg_turbo": features.version("libjpeg_turbo"),
         "transformers": transformers.__version__, "numpy": np.__version__, "seed": SEED,
     }
     make_decode(wr)
