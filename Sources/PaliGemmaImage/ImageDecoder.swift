@@ -48,7 +48,8 @@ public enum ImageDecoder {
         let name = url.path
         let data: Data
         do {
-            data = try Data(contentsOf: url, options: .mappedIfSafe)
+            // Read, not memory-mapped: a file truncated while mapped would raise SIGBUS.
+            data = try Data(contentsOf: url)
         } catch {
             throw ImageError.unreadable(file: name, reason: error.localizedDescription)
         }
