@@ -21,7 +21,23 @@ let package = Package(
     targets: [
         .target(name: "CPaliGemmaKernels"),
         .target(name: "PaliGemmaTokenizer"),
-        .target(name: "PaliGemmaImage"),
+        // System codecs: the libraries Pillow itself decodes with (see README).
+        .systemLibrary(
+            name: "CJPEG",
+            path: "Sources/CJPEG",
+            pkgConfig: "libjpeg",
+            providers: [.apt(["libjpeg62-turbo-dev"]), .brew(["jpeg-turbo"])]
+        ),
+        .systemLibrary(
+            name: "CPNG",
+            path: "Sources/CPNG",
+            pkgConfig: "libpng",
+            providers: [.apt(["libpng-dev"]), .brew(["libpng"])]
+        ),
+        // C glue: libjpeg/libpng error handling needs setjmp/longjmp, which Swift cannot do;
+        // also the fixed-point resampling kernels.
+        .target(name: "CImageCodecs", dependencies: ["CJPEG", "CPNG"]),
+        .target(name: "PaliGemmaImage", dependencies: ["CImageCodecs"]),
         .target(
             name: "PaliGemma",
             dependencies: ["CPaliGemmaKernels", "PaliGemmaTokenizer", "PaliGemmaImage"]
@@ -33,14 +49,15 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .executableTarget(
-            name: "paligemma-tokenizer-bench",
-            dependencies: ["PaliGemmaTokenizer"]
-        ),
+        // Benchmarks (release builds; JSON output)
+        .executableTarget(name: "paligemma-tokenizer-bench", dependencies: ["PaliGemmaTokenizer"]),
+        .executableTarget(name: "paligemma-image-bench", dependencies: ["PaliGemmaImage"]),
+        // Fixtures are read through #filePath, not bundled.
         .testTarget(name: "PaliGemmaTests", dependencies: ["PaliGemma", "CPaliGemmaKernels"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "PaliGemmaTokenizerTests", dependencies: ["PaliGemmaTokenizer"],
                     exclude: ["Fixtures"]),
-        .testTarget(name: "PaliGemmaImageTests", dependencies: ["PaliGemmaImage"]),
+        .testTarget(name: "PaliGemmaImageTests", dependencies: ["PaliGemmaImage"],
+                    exclude: ["Fixtures"]),
     ]
 )

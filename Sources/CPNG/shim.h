@@ -1,0 +1,2 @@
+// libpng 1.6 (brings zlib with it).
+#include <png.h>

@@ -1,1 +1,0 @@
-// Image decoding and preprocessing. Placeholder: the implementation arrives with the image issue.
