@@ -53,7 +53,7 @@ let package = Package(
         .executableTarget(name: "paligemma-tokenizer-bench", dependencies: ["PaliGemmaTokenizer"]),
         .executableTarget(name: "paligemma-image-bench", dependencies: ["PaliGemmaImage"]),
         // Fixtures are read through #filePath, not bundled.
-        .testTarget(name: "PaliGemmaTests", dependencies: ["PaliGemma", "CPaliGemmaKernels"],
+        .testTarget(name: "PaliGemmaTests", dependencies: ["PaliGemma", "CPaliGemmaKernels", "paligemma"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "PaliGemmaTokenizerTests", dependencies: ["PaliGemmaTokenizer"],
                     exclude: ["Fixtures"]),

@@ -9,10 +9,12 @@ struct PaliGemmaCommand: ParsableCommand {
         abstract: "Run Google's PaliGemma vision-language models natively.",
         discussion: """
         Examples:
+          paligemma caption --model ~/models/paligemma-3b-mix-224 --image cat.jpg
+          paligemma generate --model ~/models/paligemma-3b-mix-224 --image cat.jpg --prompt "answer en what is this?"
           paligemma inspect --model ~/models/paligemma-3b-mix-224
-          paligemma inspect --model ./my-checkpoint --json
         """,
-        subcommands: [Inspect.self, Tokenize.self, Detokenize.self, Bench.self, RandomCheckpointCommand.self]
+        subcommands: [Generate.self, Caption.self, OCR.self, Answer.self, Inspect.self, Tokenize.self, Detokenize.self,
+                      Bench.self, RandomCheckpointCommand.self]
     )
 }
 
@@ -30,6 +32,7 @@ func fail(_ error: Error) -> Never {
     switch error {
     case PaliGemmaError.input: code = ExitStatus.input
     case TokenizerError.idOutOfRange, TokenizerError.invalidIDText: code = ExitStatus.input
+    case is ImageError: code = ExitStatus.input
     default: code = ExitStatus.model
     }
     exit(code)

@@ -1,0 +1,168 @@
+import Foundation
+
+/// Timings of one request, in seconds (decode per token in milliseconds).
+public struct RequestTimings: Codable, Sendable {
+    public var load: Double = 0
+    /// Image decoding and preprocessing.
+    public var image: Double = 0
+    public var vision: Double = 0
+    public var prefill: Double = 0
+    public var decode: Double = 0
+    public var decodeMsPerToken: Double = 0
+    public var total: Double = 0
+
+    /// Time to first token: image, vision tower and prefill.
+    public var ttft: Double { image + vision + prefill }
+
+    enum CodingKeys: String, CodingKey {
+        case load = "load_s", image = "image_s", vision = "vision_s", prefill = "prefill_s", decode = "decode_s"
+        case decodeMsPerToken = "decode_ms_per_token", total = "total_s", ttft = "ttft_s"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(load, forKey: .load)
+        try c.encode(image, forKey: .image)
+        try c.encode(vision, forKey: .vision)
+        try c.encode(prefill, forKey: .prefill)
+        try c.encode(ttft, forKey: .ttft)
+        try c.encode(decode, forKey: .decode)
+        try c.encode(decodeMsPerToken, forKey: .decodeMsPerToken)
+        try c.encode(total, forKey: .total)
+    }
+
+    public init() {}
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        load = try c.decode(Double.self, forKey: .load)
+        image = try c.decode(Double.self, forKey: .image)
+        vision = try c.decode(Double.self, forKey: .vision)
+        prefill = try c.decode(Double.self, forKey: .prefill)
+        decode = try c.decode(Double.self, forKey: .decode)
+        decodeMsPerToken = try c.decode(Double.self, forKey: .decodeMsPerToken)
+        total = try c.decode(Double.self, forKey: .total)
+    }
+}
+
+/// The answer to one request.
+public struct GenerationResult: Sendable {
+    /// The answer with control tokens removed (loc/seg tokens stay: they are the answer).
+    public var text: String
+    /// Generated ids (without the stop token).
+    public var tokens: [Int]
+    /// The whole prompt: image tokens, <bos>, prompt, "\n".
+    public var promptIDs: [Int]
+    public var stopReason: StopReason
+    public var timings: RequestTimings
+    /// The pixel tensor [3, S, S] the model saw (kept only when asked).
+    public var pixelValues: [Float]?
+    /// Logits of each sampling step [steps, V] (kept only when asked): the last prompt position,
+    /// then after each generated token.
+    public var stepLogits: [[Float]]?
+}
+
+/// A model with its tokenizer and image preprocessor: text and pictures in, text out.
+/// Immutable and shareable across threads; each `generate` call has its own state.
+public final class PaliGemmaPipeline: Sendable {
+    public let model: PaliGemmaModel
+    public let tokenizer: Tokenizer
+    public let preprocessor: ImagePreprocessor
+    public let directory: URL
+    public let loadSeconds: Double
+
+    public init(directory: URL, allowUnknownConfigKeys: Bool = false, resize: ResizeFilter? = nil) throws {
+        let start = Date()
+        self.directory = directory
+        model = try PaliGemmaModel(directory: directory, allowUnknownConfigKeys: allowUnknownConfigKeys)
+        tokenizer = try Tokenizer.load(directory: directory)
+        let size = model.config.visionConfig.imageSize
+        let configURL = directory.appendingPathComponent("preprocessor_config.json")
+        var pre = FileManager.default.fileExists(atPath: configURL.path)
+            ? try PreprocessorConfig(contentsOf: configURL)
+            : PreprocessorConfig(height: size, width: size)
+        guard pre.height == size, pre.width == size else {
+            throw PaliGemmaError.config(path: configURL.path, key: "size",
+                reason: "\(pre.width)x\(pre.height) differs from the vision tower's \(size)x\(size)")
+        }
+        if let n = pre.imageSeqLength, n != model.config.numImageTokens {
+            throw PaliGemmaError.config(path: configURL.path, key: "image_seq_length",
+                reason: "\(n) differs from the model's \(model.config.numImageTokens) image tokens")
+        }
+        pre.imageSeqLength = model.config.numImageTokens
+        preprocessor = try ImagePreprocessor(config: pre, filter: resize)
+        guard let bos = tokenizer.bosID, let eos = tokenizer.eosID else {
+            throw PaliGemmaError.config(path: directory.path, key: nil, reason: "the tokenizer defines no <bos> or <eos> id")
+        }
+        guard Int(max(bos, eos)) < model.decoder.vocabRows, tokenizer.vocabularySize <= model.decoder.vocabRows else {
+            throw PaliGemmaError.config(path: directory.path, key: nil,
+                reason: "the tokenizer's \(tokenizer.vocabularySize) pieces do not fit the model's \(model.decoder.vocabRows) embedding rows")
+        }
+        loadSeconds = Date().timeIntervalSince(start)
+    }
+
+    public var eosID: Int { Int(tokenizer.eosID ?? 1) }
+
+    /// The prompt as transformers' PaliGemma processor builds it: `<image>` x N, `<bos>`,
+    /// then prompt + "\n" tokenized together.
+    public func promptIDs(_ prompt: String) -> [Int] {
+        let n = model.config.numImageTokens
+        let bos = Int(tokenizer.bosID ?? 2)
+        return [Int](repeating: model.config.imageTokenIndex, count: n) + [bos]
+            + tokenizer.encode(prompt + "\n").map(Int.init)
+    }
+
+    /// The pixel tensor [3, S, S] for an image.
+    public func pixelValues(_ image: RGBImage) throws -> [Float] { try preprocessor.pixelValues(for: image) }
+
+    /// Generates an answer. `onText` receives the answer piece by piece (valid UTF-8 at every
+    /// call; control tokens removed) and may stop generation.
+    public func generate(image: RGBImage, prompt: String, options: GenerationOptions = GenerationOptions(),
+                         keepPixels: Bool = false, keepLogits: Bool = false,
+                         onText: (String) -> StreamControl = { _ in .continue }) throws -> GenerationResult {
+        let clock = Date()
+        let pixels = try pixelValues(image)
+        let imageSeconds = Date().timeIntervalSince(clock)
+        var result = try generate(pixels: pixels, prompt: prompt, options: options, keepLogits: keepLogits, onText: onText)
+        result.timings.image = imageSeconds
+        result.timings.total += imageSeconds
+        if keepPixels { result.pixelValues = pixels }
+        return result
+    }
+
+    /// Generates from a ready pixel tensor [3, S, S].
+    public func generate(pixels: [Float], prompt: String, options: GenerationOptions = GenerationOptions(),
+                         keepLogits: Bool = false,
+                         onText: (String) -> StreamControl = { _ in .continue }) throws -> GenerationResult {
+        let start = Date()
+        let ids = promptIDs(prompt)
+        var options = options
+        options.stopTokens.insert(eosID)
+        let features = try model.imageFeatures(pixels: pixels)
+        let visionSeconds = Date().timeIntervalSince(start)
+        var decoder = tokenizer.streamingDecoder(skipSpecial: true)
+        var text = ""
+        var logits: [[Float]] = []
+        let out = try model.generate(promptIDs: ids, imageFeatures: features, options: options) { id, row in
+            if keepLogits { logits.append(Array(row)) }
+            if options.stopTokens.contains(id) { return .continue }
+            let piece = decoder.push(Int32(id))
+            text += piece
+            return piece.isEmpty ? .continue : onText(piece)
+        }
+        let tail = decoder.finish()
+        if !tail.isEmpty {
+            text += tail
+            _ = onText(tail)
+        }
+        var timings = RequestTimings()
+        timings.load = loadSeconds
+        timings.vision = visionSeconds
+        timings.prefill = out.timings.prefill
+        timings.decode = out.timings.decodeTotal
+        timings.decodeMsPerToken = out.timings.decodeMillisecondsPerToken
+        timings.total = Date().timeIntervalSince(start)
+        return GenerationResult(text: text, tokens: out.tokens, promptIDs: ids, stopReason: out.stopReason,
+                                timings: timings, pixelValues: nil, stepLogits: keepLogits ? logits : nil)
+    }
+}

@@ -1,0 +1,285 @@
+import Foundation
+import PaliGemma
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `generate --batch requests.jsonl --output results.jsonl`: loads the model once, answers each
+/// line, appends one JSON line per request as it completes, keeps going past bad lines (their
+/// error is recorded), and on restart skips requests already answered in the output. The next
+/// image is decoded and preprocessed on another thread while the model works on the current one.
+///
+/// Request line: {"image": "path" (relative to the requests file), "prompt": "..."} or instead of
+/// "prompt" a task: {"task": "caption"|"describe"|"ocr"|"answer"|"question"|"detect"|"segment",
+/// "lang": "en", "question"/"answer"/"labels"/"label": ...}; optional "id", "max_tokens",
+/// "temperature", "top_k", "top_p", "seed". Result line: the request's "id" (or its line number),
+/// "line", "image", "prompt", then text, tokens, prompt_tokens, stop_reason, timings — or "error".
+struct BatchRunner {
+    let arguments: GenerationArguments
+    let input: String
+    let output: String
+
+    /// A request's "id" as given (a string or a number), or its line number.
+    enum RequestID: Sendable {
+        case string(String), number(Int)
+        init(_ value: Any?, line: Int) {
+            if let s = value as? String { self = .string(s) }
+            else if let n = value as? Int { self = .number(n) }
+            else { self = .number(line) }
+        }
+        var json: Any {
+            switch self {
+            case let .string(s): return s
+            case let .number(n): return n
+            }
+        }
+    }
+
+    struct Request: Sendable {
+        let line: Int
+        let key: String
+        let id: RequestID
+        let image: String
+        let prompt: String
+        let options: GenerationOptions
+    }
+
+    /// A parsed request, or the reason its line is unusable.
+    enum Entry: Sendable {
+        case request(Request)
+        case invalid(line: Int, key: String, id: RequestID, error: String)
+    }
+
+    func run() {
+        do {
+            let inputURL = URL(fileURLWithPath: input)
+            let text: String
+            do { text = try String(contentsOf: inputURL, encoding: .utf8) } catch {
+                throw PaliGemmaError.io(path: input, reason: "cannot read: \(error.localizedDescription)")
+            }
+            let base = inputURL.deletingLastPathComponent()
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            var entries: [Entry] = []
+            for (i, raw) in lines.enumerated() where !raw.trimmingCharacters(in: .whitespaces).isEmpty {
+                entries.append(parse(raw, line: i + 1, base: base))
+            }
+            let done = try finishedKeys()
+            let pending = entries.filter { entry in
+                switch entry {
+                case let .request(r): return !done.contains(r.key)
+                case let .invalid(_, key, _, _): return !done.contains(key)
+                }
+            }
+            let skipped = entries.count - pending.count
+            let pipeline = try arguments.loadPipeline()
+            let sink = try ResultSink(path: output)
+            let progress = Progress(total: pending.count, skipped: skipped)
+            let prefetch = Prefetcher(entries: pending, pipeline: pipeline, applyEXIF: arguments.applyEXIFOrientation)
+            var failures = 0
+            for _ in pending.indices {
+                guard let (entry, pixels) = prefetch.next() else { break }
+                switch entry {
+                case let .invalid(line, _, id, error):
+                    failures += 1
+                    sink.write(["id": id.json, "line": line, "error": error])
+                case let .request(r):
+                    do {
+                        let pixelValues = try pixels.get()
+                        let result = try pipeline.generate(pixels: pixelValues, prompt: r.prompt, options: r.options)
+                        var object = ResultJSON.dictionary(result, prompt: r.prompt)
+                        object["id"] = r.id.json
+                        object["line"] = r.line
+                        object["image"] = r.image
+                        sink.write(object)
+                    } catch {
+                        failures += 1
+                        sink.write(["id": r.id.json, "line": r.line, "image": r.image, "prompt": r.prompt, "error": describe(error)])
+                    }
+                }
+                progress.step()
+            }
+            progress.finish(failures: failures)
+        } catch {
+            fail(error)
+        }
+    }
+
+    /// Keys of requests already answered without error in the output file.
+    func finishedKeys() throws -> Set<String> {
+        guard FileManager.default.fileExists(atPath: output) else { return [] }
+        let text: String
+        do { text = try String(contentsOfFile: output, encoding: .utf8) } catch {
+            throw PaliGemmaError.io(path: output, reason: "exists but cannot be read: \(error.localizedDescription)")
+        }
+        var keys = Set<String>()
+        for line in text.split(separator: "\n") {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  object["error"] == nil, let id = object["id"] else { continue }
+            keys.insert(Self.key(RequestID(id, line: object["line"] as? Int ?? 0)))
+        }
+        return keys
+    }
+
+    static func key(_ id: RequestID) -> String {
+        switch id {
+        case let .string(s): return "id:" + s
+        case let .number(n): return "id:\(n)"
+        }
+    }
+
+    func parse(_ raw: String, line: Int, base: URL) -> Entry {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(raw.utf8)) as? [String: Any] else {
+            return .invalid(line: line, key: "id:\(line)", id: .number(line), error: "line \(line): not a JSON object")
+        }
+        let id = RequestID(object["id"], line: line)
+        let key = Self.key(id)
+        func bad(_ message: String) -> Entry { .invalid(line: line, key: key, id: id, error: "line \(line): \(message)") }
+        guard let image = object["image"] as? String, !image.isEmpty else { return bad("missing \"image\" (a file path)") }
+        let imagePath = image.hasPrefix("/") ? image : base.appendingPathComponent(image).path
+        let prompt: String
+        if let p = object["prompt"] as? String {
+            prompt = p
+        } else if let task = object["task"] as? String {
+            let lang = object["lang"] as? String ?? "en"
+            switch task {
+            case "caption": prompt = TaskPrompt.caption(lang: lang)
+            case "describe": prompt = TaskPrompt.caption(lang: lang, long: true)
+            case "ocr": prompt = TaskPrompt.ocr
+            case "answer":
+                guard let q = object["question"] as? String else { return bad("task \"answer\" needs \"question\"") }
+                prompt = TaskPrompt.answer(q, lang: lang)
+            case "question":
+                guard let a = object["answer"] as? String else { return bad("task \"question\" needs \"answer\"") }
+                prompt = TaskPrompt.question(a, lang: lang)
+            case "detect":
+                guard let labels = object["labels"] as? [String] ?? (object["label"] as? String).map({ [$0] }), !labels.isEmpty else {
+                    return bad("task \"detect\" needs \"labels\"")
+                }
+                prompt = TaskPrompt.detect(labels)
+            case "segment":
+                guard let label = object["label"] as? String ?? (object["labels"] as? [String])?.first else {
+                    return bad("task \"segment\" needs \"label\"")
+                }
+                prompt = TaskPrompt.segment(label)
+            default: return bad("unknown task \"\(task)\"")
+            }
+        } else {
+            return bad("needs \"prompt\" or \"task\"")
+        }
+        var options = arguments.options
+        if let v = object["max_tokens"] as? Int { options.maxNewTokens = v }
+        if let v = object["temperature"] as? Double { options.sampling.temperature = Float(v) }
+        if let v = object["top_k"] as? Int { options.sampling.topK = v }
+        if let v = object["top_p"] as? Double { options.sampling.topP = Float(v) }
+        if let v = object["seed"] as? Int, v >= 0 { options.sampling.seed = UInt64(v) }
+        if options.maxNewTokens < 1 { return bad("\"max_tokens\" must be at least 1") }
+        do { try options.sampling.validate() } catch { return bad(describe(error)) }
+        return .request(Request(line: line, key: key, id: id, image: imagePath, prompt: prompt, options: options))
+    }
+}
+
+func describe(_ error: Error) -> String {
+    (error as? LocalizedError)?.errorDescription ?? "\(error)"
+}
+
+/// Appends JSON lines to the output file.
+final class ResultSink {
+    let handle: FileHandle
+    init(path: String) throws {
+        if !FileManager.default.fileExists(atPath: path) {
+            guard FileManager.default.createFile(atPath: path, contents: nil) else {
+                throw PaliGemmaError.io(path: path, reason: "cannot create the output file")
+            }
+        }
+        guard let h = FileHandle(forWritingAtPath: path) else {
+            throw PaliGemmaError.io(path: path, reason: "cannot open the output file for writing")
+        }
+        handle = h
+        handle.seekToEndOfFile()
+        // A previous run cut off mid-line leaves no newline at the end: start on a fresh line.
+        if handle.offsetInFile > 0, let last = try? Data(contentsOf: URL(fileURLWithPath: path)).last, last != 0x0A {
+            handle.write(Data("\n".utf8))
+        }
+    }
+    func write(_ object: [String: Any]) {
+        handle.write(Data((ResultJSON.encode(object) + "\n").utf8))
+    }
+}
+
+/// Decodes and preprocesses images one request ahead, on a background thread.
+final class Prefetcher: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var ready: [(BatchRunner.Entry, Result<[Float], Error>)] = []
+    private let capacity = 2
+
+    init(entries: [BatchRunner.Entry], pipeline: PaliGemmaPipeline, applyEXIF: Bool) {
+        let thread = Thread { [self] in
+            for entry in entries {
+                var pixels: Result<[Float], Error> = .success([])
+                if case let .request(r) = entry {
+                    pixels = Result {
+                        let image = try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: r.image),
+                                                            options: DecodeOptions(applyEXIFOrientation: applyEXIF))
+                        return try pipeline.pixelValues(image)
+                    }
+                }
+                condition.lock()
+                while ready.count >= capacity { condition.wait() }
+                ready.append((entry, pixels))
+                condition.broadcast()
+                condition.unlock()
+            }
+        }
+        thread.start()
+    }
+
+    func next() -> (BatchRunner.Entry, Result<[Float], Error>)? {
+        condition.lock()
+        defer { condition.unlock() }
+        while ready.isEmpty { condition.wait() }
+        let item = ready.removeFirst()
+        condition.broadcast()
+        return item
+    }
+}
+
+/// A progress line on stderr: count, percent, rate and time left.
+final class Progress {
+    let total: Int
+    let start = Date()
+    var done = 0
+    let interactive = isatty(2) != 0
+
+    init(total: Int, skipped: Int) {
+        self.total = total
+        if skipped > 0 { log("skipping \(skipped) request(s) already answered in the output") }
+    }
+
+    func log(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+
+    func step() {
+        done += 1
+        let elapsed = Date().timeIntervalSince(start)
+        let rate = Double(done) / max(elapsed, 1e-9)
+        let eta = Double(total - done) / max(rate, 1e-9)
+        let line = String(format: "[%d/%d] %3.0f%%  %.2f req/s  ETA %@", done, total,
+                          100 * Double(done) / Double(max(total, 1)), rate, Self.clock(eta))
+        if interactive {
+            FileHandle.standardError.write(Data(("\r" + line + "   ").utf8))
+        } else {
+            log(line)
+        }
+    }
+
+    func finish(failures: Int) {
+        if interactive { FileHandle.standardError.write(Data("\n".utf8)) }
+        let elapsed = Date().timeIntervalSince(start)
+        log(String(format: "%d request(s) in %.1f s, %d failed", done, elapsed, failures))
+    }
+
+    static func clock(_ seconds: Double) -> String {
+        guard seconds.isFinite else { return "?" }
+        let s = Int(seconds.rounded())
+        return s >= 3600 ? String(format: "%dh%02dm", s / 3600, (s % 3600) / 60) : String(format: "%dm%02ds", s / 60, s % 60)
+    }
+}

@@ -1,0 +1,145 @@
+import ArgumentParser
+import Foundation
+import PaliGemma
+
+/// Options every generating command shares.
+struct GenerationArguments: ParsableArguments {
+    @Option(help: "Checkpoint folder (or a hub id already in the local cache).") var model: String
+    @Option(help: "Image file (JPEG, PNG, PPM/PGM), or - to read it from standard input.") var image: String?
+    @Option(name: .customLong("max-tokens"), help: "Most tokens to generate.") var maxTokens = 128
+    @Option(help: "Sampling temperature; 0 is greedy (the default).") var temperature: Float = 0
+    @Option(name: .customLong("top-k"), help: "Sample among the k most likely tokens (0: all).") var topK = 0
+    @Option(name: .customLong("top-p"), help: "Sample among the most likely tokens holding this probability mass.") var topP: Float = 1
+    @Option(help: "Random seed for sampling.") var seed: UInt64 = 0
+    @Flag(help: "Print one JSON object: text, tokens, prompt_tokens, timings.") var json = false
+    @Option(help: "Write pixel_values, input_ids and logits to this .safetensors file.") var dump: String?
+    @Flag(name: .customLong("apply-exif-orientation"), help: "Rotate the image as its EXIF orientation says (Pillow and transformers do not).")
+    var applyEXIFOrientation = false
+    @Flag(name: .customLong("allow-unknown-config-keys"), help: "Ignore config.json keys this runtime does not know.")
+    var allowUnknownConfigKeys = false
+    @Option(help: "Threads (default: all CPUs).") var threads: Int?
+
+    var options: GenerationOptions {
+        GenerationOptions(maxNewTokens: maxTokens,
+                          sampling: SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed),
+                          stopTokens: [])
+    }
+
+    func validate() throws {
+        guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be at least 1") }
+        guard temperature >= 0 else { throw ValidationError("--temperature must be >= 0") }
+        guard topK >= 0 else { throw ValidationError("--top-k must be >= 0") }
+        guard topP > 0 && topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func loadPipeline() throws -> PaliGemmaPipeline {
+        if let threads { Kernels.threads = threads }
+        return try PaliGemmaPipeline(directory: modelURL(model), allowUnknownConfigKeys: allowUnknownConfigKeys)
+    }
+
+    func loadImage() throws -> RGBImage {
+        guard let image else { throw PaliGemmaError.input("--image is required") }
+        let options = DecodeOptions(applyEXIFOrientation: applyEXIFOrientation)
+        if image == "-" {
+            let data = FileHandle.standardInput.readDataToEndOfFile()
+            return try ImageDecoder.decode(data: data, name: "<stdin>", options: options)
+        }
+        return try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: (image as NSString).expandingTildeInPath), options: options)
+    }
+
+    /// Runs one request, streaming text to stdout unless --json, then prints the JSON and writes the dump.
+    func run(prompt: String) {
+        do {
+            let pipeline = try loadPipeline()
+            let picture = try loadImage()
+            let result = try pipeline.generate(image: picture, prompt: prompt, options: options,
+                                               keepPixels: dump != nil, keepLogits: dump != nil) { piece in
+                if !json {
+                    FileHandle.standardOutput.write(Data(piece.utf8))
+                }
+                return .continue
+            }
+            if json {
+                print(ResultJSON.object(result, prompt: prompt))
+            } else {
+                print("")
+            }
+            if let dump { try DumpFile.write(result, to: URL(fileURLWithPath: dump)) }
+        } catch {
+            fail(error)
+        }
+    }
+}
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Answer a prompt about an image.",
+        discussion: """
+        The prompt is used as given (PaliGemma mix checkpoints understand task prompts such as
+        "caption en", "answer en <question>", "detect cat ; dog", "segment car", "ocr").
+        Text streams to standard output as it is generated.
+
+        Examples:
+          paligemma generate --model ~/models/paligemma-3b-mix-224 --image cat.jpg --prompt "caption en"
+          cat photo.png | paligemma generate --model M --image - --prompt "answer en how many dogs?" --json
+          paligemma generate --model M --image cat.jpg --prompt "caption en" --dump run.safetensors
+          paligemma generate --model M --batch requests.jsonl --output results.jsonl
+        """
+    )
+
+    @OptionGroup var common: GenerationArguments
+    @Option(help: "The prompt.") var prompt: String?
+    @Option(help: "JSON Lines file of requests ({\"image\": ..., \"prompt\": ...} per line).") var batch: String?
+    @Option(help: "With --batch: JSON Lines file for the results (appended; finished requests are skipped on restart).")
+    var output: String?
+
+    func validate() throws {
+        if batch != nil {
+            guard output != nil else { throw ValidationError("--batch needs --output") }
+            guard common.image == nil, prompt == nil else { throw ValidationError("--batch takes images and prompts from the file") }
+        } else {
+            guard prompt != nil else { throw ValidationError("--prompt is required (or --batch)") }
+            guard common.image != nil else { throw ValidationError("--image is required") }
+        }
+    }
+
+    func run() throws {
+        if let batch, let output {
+            BatchRunner(arguments: common, input: batch, output: output).run()
+        } else {
+            common.run(prompt: prompt ?? "")
+        }
+    }
+}
+
+struct Caption: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Describe an image (\"caption <lang>\", or \"describe <lang>\" with --long).",
+        discussion: "Example:\n  paligemma caption --model ~/models/paligemma-3b-mix-224 --image cat.jpg --lang de")
+    @OptionGroup var common: GenerationArguments
+    @Option(help: "Language code.") var lang = "en"
+    @Flag(help: "A longer, detailed description.") var long = false
+    func validate() throws { if common.image == nil { throw ValidationError("--image is required") } }
+    func run() throws { common.run(prompt: TaskPrompt.caption(lang: lang, long: long)) }
+}
+
+struct OCR: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ocr", abstract: "Read the text in an image.",
+        discussion: "Example:\n  paligemma ocr --model ~/models/paligemma-3b-mix-224 --image receipt.png")
+    @OptionGroup var common: GenerationArguments
+    func validate() throws { if common.image == nil { throw ValidationError("--image is required") } }
+    func run() throws { common.run(prompt: TaskPrompt.ocr) }
+}
+
+struct Answer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Answer a question about an image.",
+        discussion: "Example:\n  paligemma answer --model ~/models/paligemma-3b-mix-224 --image street.jpg \"how many cars are there?\"")
+    @OptionGroup var common: GenerationArguments
+    @Option(help: "Language code.") var lang = "en"
+    @Argument(help: "The question.") var question: String
+    func validate() throws { if common.image == nil { throw ValidationError("--image is required") } }
+    func run() throws { common.run(prompt: TaskPrompt.answer(question, lang: lang)) }
+}

@@ -1,0 +1,199 @@
+import Foundation
+import Testing
+@testable import PaliGemma
+
+/// Image file + prompt in, answer out, against transformers' PaliGemmaProcessor + generate()
+/// (scripts/make_e2e_fixtures.py): the library pipeline and the `paligemma` command line.
+struct EndToEndTests {
+    struct Case {
+        let name: String
+        let model: URL
+        let image: URL
+        let prompt: String
+        let text: String
+        let inputIDs: [Int]
+        let pixels: [Float]
+        /// Generated ids without a final stop token.
+        let tokens: [Int]
+        let logits: [Float]
+        let steps: Int
+
+        init(_ name: String) throws {
+            self.name = name
+            let ref = try SafetensorsFile(path: Fixtures.root.appendingPathComponent("e2e/\(name).safetensors").path)
+            model = Fixtures.model(ref.metadata["model"] ?? "")
+            image = Fixtures.root.appendingPathComponent("e2e/images/\(ref.metadata["image"] ?? "")")
+            prompt = ref.metadata["prompt"] ?? ""
+            text = ref.metadata["text"] ?? ""
+            inputIDs = try ref.tensor("input_ids").ints()
+            pixels = try ref.tensor("pixel_values").floats()
+            let generated = try ref.tensor("generated_ids").ints()
+            tokens = generated.last == 1 ? Array(generated.dropLast()) : generated
+            logits = try ref.tensor("logits").floats()
+            steps = generated.count
+        }
+    }
+
+    static let cases = ["pg1-caption", "pg1-detect", "pg2-answer", "pg2-ocr"]
+
+    @Test("pipeline: prompt ids, pixels, tokens, text and logits equal transformers'", arguments: cases)
+    func pipeline(name: String) throws {
+        let c = try Case(name)
+        let pipeline = try PaliGemmaPipeline(directory: c.model)
+        #expect(pipeline.promptIDs(c.prompt) == c.inputIDs)
+        let image = try ImageDecoder.decode(contentsOf: c.image)
+        let pixels = try pipeline.pixelValues(image)
+        let (dp, _) = maxAbsDiff(pixels, c.pixels)
+        var streamed = ""
+        let result = try pipeline.generate(image: image, prompt: c.prompt, options: GenerationOptions(maxNewTokens: 10),
+                                           keepLogits: true) { streamed += $0; return .continue }
+        let (dl, at) = maxAbsDiff(result.stepLogits?.flatMap { $0 } ?? [], c.logits)
+        print("[\(name)] pixels max |diff| \(dp); step logits max |diff| \(dl) at \(at); text \(result.text.debugDescription)")
+        #expect(dp <= 1e-6)
+        #expect(dl <= 1e-4)
+        #expect(result.tokens == c.tokens)
+        #expect(result.text == c.text)
+        #expect(streamed == result.text)
+    }
+
+    // MARK: The command line
+
+    static var binary: URL {
+        let candidates = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
+                          Bundle.main.bundleURL.deletingLastPathComponent(), Bundle.main.bundleURL,
+                          Fixtures.root.appendingPathComponent("../../../.build/debug").standardized]
+        for dir in candidates where FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("paligemma").path) {
+            return dir.appendingPathComponent("paligemma")
+        }
+        return candidates[0].appendingPathComponent("paligemma")
+    }
+
+    struct Run {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+    }
+
+    static func run(_ arguments: [String], stdin: Data? = nil) throws -> Run {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe(), input = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = input
+        try process.run()
+        if let stdin { input.fileHandleForWriting.write(stdin) }
+        try input.fileHandleForWriting.close()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Run(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+                   stderr: String(decoding: e, as: UTF8.self))
+    }
+
+    static func json(_ s: String) -> [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(s.utf8)) as? [String: Any]) ?? [:]
+    }
+
+    @Test("paligemma generate --json --dump equals transformers' greedy run", arguments: cases)
+    func cliGenerate(name: String) throws {
+        let c = try Case(name)
+        let dump = try temporaryDirectory().appendingPathComponent("dump.safetensors")
+        let r = try Self.run(["generate", "--model", c.model.path, "--image", c.image.path, "--prompt", c.prompt,
+                              "--max-tokens", "10", "--json", "--dump", dump.path])
+        #expect(r.status == 0, "\(r.stderr)")
+        let object = Self.json(r.stdout)
+        #expect(object["tokens"] as? [Int] == c.tokens)
+        #expect(object["text"] as? String == c.text)
+        #expect(object["prompt_tokens"] as? Int == c.inputIDs.count)
+        #expect((object["timings"] as? [String: Any])?["prefill_s"] != nil)
+        let file = try SafetensorsFile(path: dump.path)
+        #expect(try file.tensor("input_ids").ints() == c.inputIDs)
+        #expect(try file.tensor("input_ids").dtype == .int64)
+        #expect(try file.tensor("pixel_values").shape == [1, 3, 56, 56])
+        let (dp, _) = maxAbsDiff(try file.tensor("pixel_values").floats(), c.pixels)
+        let logits = try file.tensor("logits")
+        #expect(logits.shape == [c.steps, 3168])
+        let (dl, _) = maxAbsDiff(logits.floats(), c.logits)
+        print("[\(name)] cli: pixels |diff| \(dp), logits |diff| \(dl)")
+        #expect(dp <= 1e-6 && dl <= 1e-4)
+    }
+
+    @Test func streamingEqualsJSONAndStdinEqualsFile() throws {
+        let c = try Case("pg2-answer")
+        let base = ["--model", c.model.path, "--max-tokens", "10"]
+        let streamed = try Self.run(["generate", "--image", c.image.path, "--prompt", c.prompt] + base)
+        #expect(streamed.status == 0, "\(streamed.stderr)")
+        #expect(streamed.stdout == c.text + "\n")
+        let stdin = try Self.run(["generate", "--image", "-", "--prompt", c.prompt, "--json"] + base,
+                                 stdin: try Data(contentsOf: c.image))
+        #expect(Self.json(stdin.stdout)["text"] as? String == c.text)
+        let shortcut = try Self.run(["answer", "--image", c.image.path, "--json", "what is in the image?"] + base)
+        #expect(Self.json(shortcut.stdout)["tokens"] as? [Int] == c.tokens)
+        let caption = try Case("pg1-caption")
+        let short = try Self.run(["caption", "--model", caption.model.path, "--image", caption.image.path, "--max-tokens", "10", "--json"])
+        #expect(Self.json(short.stdout)["tokens"] as? [Int] == caption.tokens)
+    }
+
+    @Test func seededSamplingIsReproducible() throws {
+        let c = try Case("pg1-detect")
+        let args = ["generate", "--model", c.model.path, "--image", c.image.path, "--prompt", c.prompt, "--max-tokens", "10",
+                    "--temperature", "1.2", "--top-k", "40", "--top-p", "0.9", "--json"]
+        let a = try Self.run(args + ["--seed", "5"]), b = try Self.run(args + ["--seed", "5"]), d = try Self.run(args + ["--seed", "6"])
+        let ta = Self.json(a.stdout)["tokens"] as? [Int], tb = Self.json(b.stdout)["tokens"] as? [Int]
+        #expect(ta != nil && ta == tb)
+        #expect(ta != Self.json(d.stdout)["tokens"] as? [Int])
+    }
+
+    @Test func errorsGiveOneLineAndDistinctCodes() throws {
+        let c = try Case("pg1-caption")
+        let missingImage = try Self.run(["generate", "--model", c.model.path, "--image", "/no/such.jpg", "--prompt", "x"])
+        #expect(missingImage.status == 65)
+        #expect(missingImage.stderr.contains("/no/such.jpg") && missingImage.stderr.split(separator: "\n").count == 1)
+        let notImage = try Self.run(["generate", "--model", c.model.path, "--image", c.model.appendingPathComponent("config.json").path, "--prompt", "x"])
+        #expect(notImage.status == 65, "\(notImage.stderr)")
+        let badModel = try Self.run(["generate", "--model", "/no/such/model", "--image", c.image.path, "--prompt", "x"])
+        #expect(badModel.status == 66 && badModel.stderr.contains("/no/such/model"))
+        let usage = try Self.run(["generate", "--model", c.model.path, "--image", c.image.path])
+        #expect(usage.status == 64)
+        let tooLong = try Self.run(["generate", "--model", c.model.path, "--image", c.image.path, "--prompt", "x", "--max-tokens", "9000"])
+        #expect(tooLong.status == 65 && tooLong.stderr.contains("8192"), "\(tooLong.stderr)")
+    }
+
+    @Test func batchRunsResumesAndRecordsErrors() throws {
+        let dir = try temporaryDirectory()
+        let images = Fixtures.root.appendingPathComponent("e2e/images")
+        for name in ["scene.jpg", "scene.png", "wide.png"] {
+            try FileManager.default.copyItem(at: images.appendingPathComponent(name), to: dir.appendingPathComponent(name))
+        }
+        let requests = dir.appendingPathComponent("requests.jsonl")
+        let lines = [
+            #"{"id": "a", "image": "scene.jpg", "prompt": "caption en"}"#,
+            #"{"image": "scene.png", "task": "detect", "labels": ["cat", "dog"]}"#,
+            #"{"id": "missing", "image": "nope.jpg", "prompt": "caption en"}"#,
+            #"not json"#,
+            #"{"id": 7, "image": "wide.png", "task": "ocr", "max_tokens": 3}"#,
+        ]
+        try (lines.joined(separator: "\n") + "\n").write(to: requests, atomically: true, encoding: .utf8)
+        let output = dir.appendingPathComponent("results.jsonl")
+        let model = Fixtures.model("e2e-pg1")
+        let first = try Self.run(["generate", "--model", model.path, "--batch", requests.path, "--output", output.path, "--max-tokens", "10"])
+        #expect(first.status == 0, "\(first.stderr)")
+        var results = try String(contentsOf: output, encoding: .utf8).split(separator: "\n").map { Self.json(String($0)) }
+        #expect(results.count == 5)
+        let byID = Dictionary(results.compactMap { r in (r["id"].map { "\($0)" }).map { ($0, r) } }, uniquingKeysWith: { a, _ in a })
+        let caption = try Case("pg1-caption"), detect = try Case("pg1-detect")
+        #expect(byID["a"]?["tokens"] as? [Int] == caption.tokens)
+        #expect(byID["2"]?["tokens"] as? [Int] == detect.tokens)
+        #expect((byID["missing"]?["error"] as? String)?.contains("nope.jpg") == true)
+        #expect((byID["4"]?["error"] as? String)?.contains("not a JSON object") == true)
+        #expect((byID["7"]?["tokens"] as? [Int])?.count == 3)
+        // A second run skips the three answered requests and retries the two that failed.
+        let second = try Self.run(["generate", "--model", model.path, "--batch", requests.path, "--output", output.path, "--max-tokens", "10"])
+        #expect(second.status == 0)
+        #expect(second.stderr.contains("skipping 3"), "\(second.stderr)")
+        results = try String(contentsOf: output, encoding: .utf8).split(separator: "\n").map { Self.json(String($0)) }
+        #expect(results.count == 7)
+    }
+}
