@@ -13,8 +13,11 @@
 #define MR 6
 #define NR (2 * VW)
 #define KC 256
+// Everything below is forced inline into one body per weight dtype, so that the dtype switch in
+// load_w folds away and each inner loop is straight-line SIMD.
+#define PG_INLINE PG_TARGET static inline __attribute__((always_inline))
 
-PG_TARGET static inline VF PG_NAME(load_w)(const void *w, int dtype, long i) {
+PG_INLINE VF PG_NAME(load_w)(const void *w, int dtype, long i) {
     switch (dtype) {
     case PG_BF16: return VLOAD_BF16((const uint16_t *)w + i);
     case PG_F16: return VLOAD_F16((const uint16_t *)w + i);
@@ -23,7 +26,7 @@ PG_TARGET static inline VF PG_NAME(load_w)(const void *w, int dtype, long i) {
 }
 
 // panel[k * NR + j] = w[nb + j][kc0 + k] as float; columns j >= nr are zero.
-PG_TARGET static void PG_NAME(pack)(float *panel, const void *w, int dtype, long ldw, long nb, long nr,
+PG_INLINE void PG_NAME(pack)(float *panel, const void *w, int dtype, long ldw, long nb, long nr,
                                     long kc0, long kc) {
     for (long j = 0; j < NR; j++) {
         if (j >= nr) {
@@ -42,7 +45,7 @@ PG_TARGET static void PG_NAME(pack)(float *panel, const void *w, int dtype, long
 }
 
 // c[i][0..NR) += sum_k a_i[k] * panel[k][0..NR) for i < MR; c row stride ldc.
-PG_TARGET static void PG_NAME(micro)(long kc, const float *const a[MR], const float *panel, float *c,
+PG_INLINE void PG_NAME(micro)(long kc, const float *const a[MR], const float *panel, float *c,
                                      long ldc) {
     VF c00 = VLOADU(c + 0 * ldc), c01 = VLOADU(c + 0 * ldc + VW);
     VF c10 = VLOADU(c + 1 * ldc), c11 = VLOADU(c + 1 * ldc + VW);
@@ -70,7 +73,7 @@ PG_TARGET static void PG_NAME(micro)(long kc, const float *const a[MR], const fl
 }
 
 // Dot products of one weight row with `rows` (1..4) rows of x.
-PG_TARGET static void PG_NAME(gemv_row)(const float *x, long ldx, long rows, const void *w, int dtype,
+PG_INLINE void PG_NAME(gemv_row)(const float *x, long ldx, long rows, const void *w, int dtype,
                                         long row, long K, float out[4]) {
     VF acc0 = VZERO(), acc1 = VZERO(), acc2 = VZERO(), acc3 = VZERO();
     long k = 0;
@@ -89,7 +92,7 @@ PG_TARGET static void PG_NAME(gemv_row)(const float *x, long ldx, long rows, con
 }
 
 // One row of x against 4 weight rows at once (4 independent streams keep the loads busy).
-PG_TARGET static void PG_NAME(gemv4)(const float *x, const void *w, int dtype, long ldw, long n,
+PG_INLINE void PG_NAME(gemv4)(const float *x, const void *w, int dtype, long ldw, long n,
                                      long K, float out[4]) {
     VF a0 = VZERO(), a1 = VZERO(), a2 = VZERO(), a3 = VZERO();
     long r0 = n * ldw, r1 = r0 + ldw, r2 = r1 + ldw, r3 = r2 + ldw;
@@ -111,9 +114,9 @@ PG_TARGET static void PG_NAME(gemv4)(const float *x, const void *w, int dtype, l
     }
 }
 
-PG_TARGET void PG_NAME(pg_linear_cols)(const float *x, long ldx, const void *w, int dtype, long ldw,
-                                       const float *bias, float *y, long ldy, long M, long n0, long n1,
-                                       long K, int thread) {
+PG_INLINE void PG_NAME(linear_cols)(const float *x, long ldx, const void *w, const int dtype, long ldw,
+                                    const float *bias, float *y, long ldy, long M, long n0, long n1,
+                                    long K, int thread) {
     if (M <= 4) {
         long n = n0;
         if (M == 1) {
@@ -159,6 +162,16 @@ PG_TARGET void PG_NAME(pg_linear_cols)(const float *x, long ldx, const void *w, 
     }
 }
 
+PG_TARGET void PG_NAME(pg_linear_cols)(const float *x, long ldx, const void *w, int dtype, long ldw,
+                                       const float *bias, float *y, long ldy, long M, long n0, long n1,
+                                       long K, int thread) {
+    switch (dtype) {
+    case PG_BF16: PG_NAME(linear_cols)(x, ldx, w, PG_BF16, ldw, bias, y, ldy, M, n0, n1, K, thread); break;
+    case PG_F16: PG_NAME(linear_cols)(x, ldx, w, PG_F16, ldw, bias, y, ldy, M, n0, n1, K, thread); break;
+    default: PG_NAME(linear_cols)(x, ldx, w, PG_F32, ldw, bias, y, ldy, M, n0, n1, K, thread); break;
+    }
+}
+
 PG_TARGET float PG_NAME(pg_dot_f32)(const float *a, const float *b, long n) {
     VF acc0 = VZERO(), acc1 = VZERO();
     long i = 0;
@@ -182,3 +195,4 @@ PG_TARGET void PG_NAME(pg_axpy_f32)(float *y, float alpha, const float *x, long 
 #undef MR
 #undef NR
 #undef KC
+#undef PG_INLINE
