@@ -19,11 +19,12 @@ static inline float pg_load_as_f32(const void *base, int dtype, long i) {
     switch (dtype) {
     case PG_BF16: { uint16_t h; memcpy(&h, (const char *)base + 2 * i, 2); return pg_bf16_to_f32(h); }
     case PG_F16: { uint16_t h; memcpy(&h, (const char *)base + 2 * i, 2); return pg_f16_to_f32_scalar(h); }
+    case PG_I8: return (float)((const int8_t *)base)[i];
     default: { float f; memcpy(&f, (const char *)base + 4 * i, 4); return f; }
     }
 }
 
-static inline size_t pg_dtype_size(int dtype) { return dtype == PG_F32 ? 4 : 2; }
+static inline size_t pg_dtype_size(int dtype) { return dtype == PG_F32 ? 4 : dtype == PG_I8 ? 1 : 2; }
 
 /// Per-thread scratch memory that grows as needed and is reused across calls (never shrinks).
 /// `slot` separates independent buffers used at the same time by one thread.

@@ -2,6 +2,7 @@
 // instruction-set level in use. The scalar kernel is the portable fallback and the reference
 // the SIMD kernels are tested against.
 #include "internal.h"
+#include <math.h>
 
 void pg_linear_cols_scalar(const float *x, long ldx, const void *w, int dtype, long ldw, const float *bias,
                            float *y, long ldy, long M, long n0, long n1, long K, int thread) {
@@ -27,7 +28,7 @@ void pg_linear_cols_scalar(const float *x, long ldx, const void *w, int dtype, l
 }
 
 typedef struct {
-    const float *x; long ldx; const void *w; int dtype; long ldw; const float *bias;
+    const float *x; long ldx; const void *w; int dtype; long ldw; const float *scale; const float *bias;
     float *y; long ldy; long M, N, K; long chunk; int isa;
 } linear_job;
 
@@ -35,25 +36,43 @@ static void linear_task(void *p, long task, int thread) {
     const linear_job *j = p;
     long n0 = task * j->chunk;
     long n1 = n0 + j->chunk < j->N ? n0 + j->chunk : j->N;
+    // With row scales the bias is added after scaling.
+    const float *bias = j->scale ? NULL : j->bias;
     switch (j->isa) {
     case PG_ISA_AVX512:
-        pg_linear_cols_avx512(j->x, j->ldx, j->w, j->dtype, j->ldw, j->bias, j->y, j->ldy, j->M, n0, n1, j->K, thread);
+        pg_linear_cols_avx512(j->x, j->ldx, j->w, j->dtype, j->ldw, bias, j->y, j->ldy, j->M, n0, n1, j->K, thread);
         break;
     case PG_ISA_AVX2:
-        pg_linear_cols_avx2(j->x, j->ldx, j->w, j->dtype, j->ldw, j->bias, j->y, j->ldy, j->M, n0, n1, j->K, thread);
+        pg_linear_cols_avx2(j->x, j->ldx, j->w, j->dtype, j->ldw, bias, j->y, j->ldy, j->M, n0, n1, j->K, thread);
         break;
     default:
-        pg_linear_cols_scalar(j->x, j->ldx, j->w, j->dtype, j->ldw, j->bias, j->y, j->ldy, j->M, n0, n1, j->K, thread);
+        pg_linear_cols_scalar(j->x, j->ldx, j->w, j->dtype, j->ldw, bias, j->y, j->ldy, j->M, n0, n1, j->K, thread);
+    }
+    if (j->scale) {
+        for (long m = 0; m < j->M; m++) {
+            float *row = j->y + m * j->ldy;
+            for (long n = n0; n < n1; n++) row[n] = row[n] * j->scale[n] + (j->bias ? j->bias[n] : 0.0f);
+        }
     }
 }
 
 void pg_linear(const float *x, long ldx, const void *w, int wdtype, long ldw, const float *bias,
                float *y, long ldy, long M, long N, long K) {
-    pg_linear_isa(pg_isa(), x, ldx, w, wdtype, ldw, bias, y, ldy, M, N, K);
+    pg_linear_scaled_isa(pg_isa(), x, ldx, w, wdtype, ldw, NULL, bias, y, ldy, M, N, K);
 }
 
 void pg_linear_isa(int isa, const float *x, long ldx, const void *w, int wdtype, long ldw, const float *bias,
                    float *y, long ldy, long M, long N, long K) {
+    pg_linear_scaled_isa(isa, x, ldx, w, wdtype, ldw, NULL, bias, y, ldy, M, N, K);
+}
+
+void pg_linear_scaled(const float *x, long ldx, const void *w, int wdtype, long ldw, const float *scale,
+                      const float *bias, float *y, long ldy, long M, long N, long K) {
+    pg_linear_scaled_isa(pg_isa(), x, ldx, w, wdtype, ldw, scale, bias, y, ldy, M, N, K);
+}
+
+void pg_linear_scaled_isa(int isa, const float *x, long ldx, const void *w, int wdtype, long ldw, const float *scale,
+                          const float *bias, float *y, long ldy, long M, long N, long K) {
     if (isa > pg_isa_supported()) isa = pg_isa_supported();
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
@@ -66,6 +85,32 @@ void pg_linear_isa(int isa, const float *x, long ldx, const void *w, int wdtype,
     long chunk = (N + 4L * threads - 1) / (4L * threads);
     chunk = (chunk + 31) / 32 * 32;
     if ((double)M * N * K < 65536.0) chunk = N;  // tiny: not worth waking the pool
-    linear_job job = { x, ldx, w, wdtype, ldw, bias, y, ldy, M, N, K, chunk, isa };
+    linear_job job = { x, ldx, w, wdtype, ldw, scale, bias, y, ldy, M, N, K, chunk, isa };
     pg_parallel_for((N + chunk - 1) / chunk, linear_task, &job);
+}
+
+// ---- int8 quantization --------------------------------------------------------------------
+typedef struct { const void *src; int dtype; long cols; int8_t *dst; float *scale; } quant_job;
+
+static void quant_task(void *p, long r, int thread) {
+    (void)thread;
+    const quant_job *j = p;
+    const char *row = (const char *)j->src + (size_t)r * j->cols * pg_dtype_size(j->dtype);
+    float mx = 0;
+    for (long c = 0; c < j->cols; c++) {
+        float v = fabsf(pg_load_as_f32(row, j->dtype, c));
+        if (v > mx) mx = v;
+    }
+    float s = mx > 0 ? mx / 127.0f : 1.0f;
+    j->scale[r] = s;
+    int8_t *out = j->dst + (size_t)r * j->cols;
+    for (long c = 0; c < j->cols; c++) {
+        float q = roundf(pg_load_as_f32(row, j->dtype, c) / s);
+        out[c] = (int8_t)(q > 127 ? 127 : q < -127 ? -127 : q);
+    }
+}
+
+void pg_quantize_q8(const void *src, int dtype, long rows, long cols, int8_t *dst, float *scale) {
+    quant_job j = { src, dtype, cols, dst, scale };
+    pg_parallel_for(rows, quant_task, &j);
 }

@@ -21,6 +21,7 @@ PG_INLINE VF PG_NAME(load_w)(const void *w, int dtype, long i) {
     switch (dtype) {
     case PG_BF16: return VLOAD_BF16((const uint16_t *)w + i);
     case PG_F16: return VLOAD_F16((const uint16_t *)w + i);
+    case PG_I8: return VLOAD_I8((const int8_t *)w + i);
     default: return VLOADU((const float *)w + i);
     }
 }
@@ -168,6 +169,7 @@ PG_TARGET void PG_NAME(pg_linear_cols)(const float *x, long ldx, const void *w, 
     switch (dtype) {
     case PG_BF16: PG_NAME(linear_cols)(x, ldx, w, PG_BF16, ldw, bias, y, ldy, M, n0, n1, K, thread); break;
     case PG_F16: PG_NAME(linear_cols)(x, ldx, w, PG_F16, ldw, bias, y, ldy, M, n0, n1, K, thread); break;
+    case PG_I8: PG_NAME(linear_cols)(x, ldx, w, PG_I8, ldw, bias, y, ldy, M, n0, n1, K, thread); break;
     default: PG_NAME(linear_cols)(x, ldx, w, PG_F32, ldw, bias, y, ldy, M, n0, n1, K, thread); break;
     }
 }

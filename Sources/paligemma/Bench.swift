@@ -17,13 +17,15 @@ struct Bench: ParsableCommand {
     var promptTokens = 8
     @Option(name: .customLong("new-tokens"), help: "Tokens to decode.") var newTokens = 16
     @Option(help: "Threads (default: all CPUs).") var threads: Int?
+    @Option(help: "Weights in memory: none (as stored) or int8 (decoder quantized at load).") var quantize: String = "none"
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
         if let threads { Kernels.threads = threads }
+        guard let quantization = Quantization(rawValue: quantize) else { throw ValidationError("--quantize must be none or int8") }
         do {
             let r = try Benchmark.run(directory: URL(fileURLWithPath: (model as NSString).expandingTildeInPath),
-                                      promptTokens: promptTokens, newTokens: newTokens)
+                                      promptTokens: promptTokens, newTokens: newTokens, quantization: quantization)
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]

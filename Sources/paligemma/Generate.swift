@@ -18,6 +18,8 @@ struct GenerationArguments: ParsableArguments {
     @Flag(name: .customLong("allow-unknown-config-keys"), help: "Ignore config.json keys this runtime does not know.")
     var allowUnknownConfigKeys = false
     @Option(help: "Threads (default: all CPUs).") var threads: Int?
+    @Option(help: "Weights in memory: none (as stored) or int8 (the decoder quantized at load: about half the memory traffic of bf16).")
+    var quantize: String = "none"
 
     var options: GenerationOptions {
         GenerationOptions(maxNewTokens: maxTokens,
@@ -31,11 +33,13 @@ struct GenerationArguments: ParsableArguments {
         guard topK >= 0 else { throw ValidationError("--top-k must be >= 0") }
         guard topP > 0 && topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        guard Quantization(rawValue: quantize) != nil else { throw ValidationError("--quantize must be none or int8") }
     }
 
     func loadPipeline() throws -> PaliGemmaPipeline {
         if let threads { Kernels.threads = threads }
-        return try PaliGemmaPipeline(directory: modelURL(model), allowUnknownConfigKeys: allowUnknownConfigKeys)
+        return try PaliGemmaPipeline(directory: modelURL(model), allowUnknownConfigKeys: allowUnknownConfigKeys,
+                                     quantization: Quantization(rawValue: quantize) ?? .none)
     }
 
     func loadImage() throws -> RGBImage {

@@ -14,7 +14,9 @@
 extern "C" {
 #endif
 
-typedef enum { PG_F32 = 0, PG_BF16 = 1, PG_F16 = 2 } pg_dtype;
+/// Weight element types. PG_I8 is symmetric int8 with one float scale per row (output channel),
+/// produced by pg_quantize_q8; its matrices go through pg_linear_scaled.
+typedef enum { PG_F32 = 0, PG_BF16 = 1, PG_F16 = 2, PG_I8 = 3 } pg_dtype;
 
 // Instruction-set levels, lowest first. pg_isa() is the level in use.
 typedef enum { PG_ISA_SCALAR = 0, PG_ISA_AVX2 = 1, PG_ISA_AVX512 = 2 } pg_isa_level;
@@ -48,6 +50,16 @@ float pg_f16_round(float x);    // round to float16, returned as float
 /// bias: float32 or NULL; y: float32 with row stride ldy (must not alias x).
 void pg_linear(const float *x, long ldx, const void *w, int wdtype, long ldw, const float *bias,
                float *y, long ldy, long M, long N, long K);
+/// y[m, n] = scale[n] * sum_k x[m, k] * w[n, k] (+ bias[n]): pg_linear for int8 weights with
+/// per-row scales (scale may be NULL for 1).
+void pg_linear_scaled(const float *x, long ldx, const void *w, int wdtype, long ldw, const float *scale,
+                      const float *bias, float *y, long ldy, long M, long N, long K);
+/// pg_linear_scaled on an explicit instruction-set level; for tests.
+void pg_linear_scaled_isa(int isa, const float *x, long ldx, const void *w, int wdtype, long ldw, const float *scale,
+                          const float *bias, float *y, long ldy, long M, long N, long K);
+/// Quantizes rows x cols values of src (dtype) to int8 per row: scale[r] = max|row| / 127,
+/// dst[r, c] = round(src[r, c] / scale[r]) (ties away from zero). Rows of zeros get scale 1.
+void pg_quantize_q8(const void *src, int dtype, long rows, long cols, int8_t *dst, float *scale);
 /// pg_linear on an explicit instruction-set level (clamped to what the CPU supports); for tests.
 void pg_linear_isa(int isa, const float *x, long ldx, const void *w, int wdtype, long ldw, const float *bias,
                    float *y, long ldy, long M, long N, long K);

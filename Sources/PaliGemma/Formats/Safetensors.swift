@@ -89,7 +89,7 @@ public final class SafetensorsFile: Sendable {
         }
         guard let dtypeName = value["dtype"]?.stringValue else { throw fail(name, "missing or non-string 'dtype'") }
         guard let dtype = DType(rawValue: dtypeName) else {
-            throw fail(name, "dtype '\(dtypeName)' is not supported (expected F32, BF16 or F16; I64/I32 for ids)")
+            throw fail(name, "dtype '\(dtypeName)' is not supported (expected F32, BF16 or F16 for weights; I64, I32, I8 for other data)")
         }
         guard let shapeValues = value["shape"]?.arrayValue else { throw fail(name, "missing or non-array 'shape'") }
         var shape: [Int] = []

@@ -8,6 +8,7 @@ import Darwin
 /// One benchmark run of a checkpoint: load, vision tower, prefill, decode. Stable JSON keys.
 public struct BenchmarkResult: Codable, Sendable {
     public var model: String
+    public var quantization: String
     public var threads: Int
     public var isa: String
     public var imageTokens: Int
@@ -23,7 +24,7 @@ public struct BenchmarkResult: Codable, Sendable {
     public var peakRSSBytes: Int
 
     enum CodingKeys: String, CodingKey {
-        case model, threads, isa
+        case model, quantization, threads, isa
         case imageTokens = "image_tokens", promptTokens = "prompt_tokens", newTokens = "new_tokens"
         case loadSeconds = "load_s", visionSeconds = "vision_s", prefillSeconds = "prefill_s", ttftSeconds = "ttft_s"
         case decodeMsPerToken = "decode_ms_per_token", decodeMsMin = "decode_ms_min", decodeMsMax = "decode_ms_max"
@@ -47,9 +48,10 @@ public enum Benchmark {
     /// Loads `directory`, runs the vision tower on fixed pseudo-random pixels, prefills
     /// image tokens + <bos> + `promptTokens` text tokens + "\n", and decodes `newTokens` tokens
     /// greedily (stop tokens ignored, so every run decodes the same number).
-    public static func run(directory: URL, promptTokens: Int, newTokens: Int) throws -> BenchmarkResult {
+    public static func run(directory: URL, promptTokens: Int, newTokens: Int,
+                           quantization: Quantization = .none) throws -> BenchmarkResult {
         var clock = Date()
-        let model = try PaliGemmaModel(directory: directory)
+        let model = try PaliGemmaModel(directory: directory, quantization: quantization)
         let load = Date().timeIntervalSince(clock)
         var rng = Xoshiro256(seed: 1)
         let pixels = (0..<model.pixelCount).map { _ in Float(rng.nextDouble() * 2 - 1) }
@@ -70,7 +72,7 @@ public enum Benchmark {
                                      options: GenerationOptions(maxNewTokens: max(newTokens, 1), stopTokens: []))
         let steps = out.timings.decodeSteps.map { $0 * 1000 }
         return BenchmarkResult(
-            model: directory.path, threads: Kernels.threads, isa: Kernels.isa.name, imageTokens: n,
+            model: directory.path, quantization: quantization.rawValue, threads: Kernels.threads, isa: Kernels.isa.name, imageTokens: n,
             promptTokens: ids.count, newTokens: out.tokens.count, loadSeconds: load, visionSeconds: vision,
             prefillSeconds: out.timings.prefill, ttftSeconds: vision + out.timings.prefill,
             decodeMsPerToken: out.timings.decodeMillisecondsPerToken, decodeMsMin: steps.min() ?? 0,

@@ -71,10 +71,12 @@ public final class PaliGemmaPipeline: Sendable {
     public let directory: URL
     public let loadSeconds: Double
 
-    public init(directory: URL, allowUnknownConfigKeys: Bool = false, resize: ResizeFilter? = nil) throws {
+    public init(directory: URL, allowUnknownConfigKeys: Bool = false, quantization: Quantization = .none,
+                resize: ResizeFilter? = nil) throws {
         let start = Date()
         self.directory = directory
-        model = try PaliGemmaModel(directory: directory, allowUnknownConfigKeys: allowUnknownConfigKeys)
+        model = try PaliGemmaModel(directory: directory, allowUnknownConfigKeys: allowUnknownConfigKeys,
+                                   quantization: quantization)
         tokenizer = try Tokenizer.load(directory: directory)
         let size = model.config.visionConfig.imageSize
         let configURL = directory.appendingPathComponent("preprocessor_config.json")

@@ -26,10 +26,10 @@ struct GemmaAttention: Sendable {
 
     init(_ w: Weights, config c: GemmaConfig, layer: Int) throws {
         let (d, hd) = (c.hiddenSize, c.headDim)
-        q = try Linear(w("q_proj"), inFeatures: d, outFeatures: c.numAttentionHeads * hd, bias: c.attentionBias)
-        k = try Linear(w("k_proj"), inFeatures: d, outFeatures: c.numKeyValueHeads * hd, bias: c.attentionBias)
-        v = try Linear(w("v_proj"), inFeatures: d, outFeatures: c.numKeyValueHeads * hd, bias: c.attentionBias)
-        o = try Linear(w("o_proj"), inFeatures: c.numAttentionHeads * hd, outFeatures: d, bias: c.attentionBias)
+        q = try Linear(w("q_proj"), quantizable: true, inFeatures: d, outFeatures: c.numAttentionHeads * hd, bias: c.attentionBias)
+        k = try Linear(w("k_proj"), quantizable: true, inFeatures: d, outFeatures: c.numKeyValueHeads * hd, bias: c.attentionBias)
+        v = try Linear(w("v_proj"), quantizable: true, inFeatures: d, outFeatures: c.numKeyValueHeads * hd, bias: c.attentionBias)
+        o = try Linear(w("o_proj"), quantizable: true, inFeatures: c.numAttentionHeads * hd, outFeatures: d, bias: c.attentionBias)
         heads = c.numAttentionHeads
         kvHeads = c.numKeyValueHeads
         headDim = hd
@@ -66,9 +66,9 @@ struct GemmaMLP: Sendable {
     let exactGelu: Bool
 
     init(_ w: Weights, config c: GemmaConfig) throws {
-        gate = try Linear(w("gate_proj"), inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, bias: false)
-        up = try Linear(w("up_proj"), inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, bias: false)
-        down = try Linear(w("down_proj"), inFeatures: c.intermediateSize, outFeatures: c.hiddenSize, bias: false)
+        gate = try Linear(w("gate_proj"), quantizable: true, inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, bias: false)
+        up = try Linear(w("up_proj"), quantizable: true, inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, bias: false)
+        down = try Linear(w("down_proj"), quantizable: true, inFeatures: c.intermediateSize, outFeatures: c.hiddenSize, bias: false)
         exactGelu = Activation(name: c.hiddenAct) == .geluErf
     }
 
@@ -126,8 +126,9 @@ public struct GemmaDecoder: Sendable {
     let embedTokens: Tensor  // embed_tokens.weight [V, D]
     let layers: [GemmaDecoderLayer]  // layers.{i}
     let norm: RMSNorm  // norm
-    /// Output projection [V, D]: `lm_head.weight` if untied, else the embedding.
-    let outputWeight: Tensor
+    /// Output projection [V, D]: `lm_head.weight` if untied, else the embedding (an int8 copy
+    /// when quantizing; the lookup keeps reading the stored embedding).
+    let output: Linear
     /// sqrt(D) rounded to the embedding's dtype, as transformers computes it.
     public let embedScale: Float
 
@@ -138,12 +139,16 @@ public struct GemmaDecoder: Sendable {
         embedTokens = try w("embed_tokens").tensor("weight", shape: [c.vocabSize, c.hiddenSize])
         layers = try (0..<c.numHiddenLayers).map { try GemmaDecoderLayer(w("layers.\($0)"), config: c, layer: $0) }
         norm = try RMSNorm(w("norm"), size: c.hiddenSize, eps: c.rmsNormEps)
+        var outputWeight: Tensor
         if c.tieWordEmbeddings {
             outputWeight = embedTokens
             head.loader.ignore(prefix: head.name("weight"))  // a stored copy of the tied matrix is not used
         } else {
             outputWeight = try head.tensor("weight", shape: [c.vocabSize, c.hiddenSize])
         }
+        var scales: [Float]? = nil
+        if w.loader.quantization == .int8 && outputWeight.hasData { (outputWeight, scales) = Ops.quantizeInt8(outputWeight) }
+        output = Linear(weight: outputWeight, scales: scales, bias: nil)
         embedScale = embedTokens.dtype.round(Float(c.hiddenSize).squareRoot())
     }
 
@@ -163,7 +168,7 @@ public struct GemmaDecoder: Sendable {
 
     /// h [R, D] -> logits [R, V], with the final soft cap when configured.
     func logits(_ h: Matrix) -> Matrix {
-        let out = Ops.linear(h, outputWeight, bias: nil)
+        let out = output(h)
         if config.modelType == .gemma2, let cap = config.finalLogitSoftcapping { Ops.softcap(out, cap: cap) }
         return out
     }

@@ -1,19 +1,32 @@
 // Building blocks shared by the vision tower and the decoders.
 
-/// y = x Wᵀ + b, with W [out, in] in its stored dtype.
+/// y = x Wᵀ + b, with W [out, in] in its stored dtype (or int8 with row scales).
 struct Linear: Sendable {
     let weight: Tensor
+    let scales: [Float]?
     let bias: [Float]?
 
     /// Loads `<w>.weight` [outFeatures, inFeatures] and, if `bias`, `<w>.bias` [outFeatures].
-    init(_ w: Weights, inFeatures: Int, outFeatures: Int, bias: Bool) throws {
-        weight = try w.tensor("weight", shape: [outFeatures, inFeatures])
+    /// `quantizable` layers are quantized when the loader asks for it.
+    init(_ w: Weights, quantizable: Bool = false, inFeatures: Int, outFeatures: Int, bias: Bool) throws {
+        let tensor = try w.tensor("weight", shape: [outFeatures, inFeatures])
+        if quantizable && w.loader.quantization == .int8 && tensor.hasData {
+            (weight, scales) = Ops.quantizeInt8(tensor)
+        } else {
+            (weight, scales) = (tensor, nil)
+        }
         self.bias = bias ? try w.vector("bias", count: outFeatures) : nil
+    }
+
+    init(weight: Tensor, scales: [Float]?, bias: [Float]?) {
+        self.weight = weight
+        self.scales = scales
+        self.bias = bias
     }
 
     var outFeatures: Int { weight.shape[0] }
 
-    func callAsFunction(_ x: Matrix) -> Matrix { Ops.linear(x, weight, bias: bias) }
+    func callAsFunction(_ x: Matrix) -> Matrix { Ops.linear(x, weight, bias: bias, scales: scales) }
 }
 
 /// LayerNorm with scale and shift (`<w>.weight`, `<w>.bias`).

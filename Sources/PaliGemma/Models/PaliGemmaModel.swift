@@ -23,9 +23,9 @@ public final class PaliGemmaModel: Sendable {
     public let directory: URL?
 
     /// Loads a checkpoint folder strictly: every tensor must be used and have the expected shape.
-    public convenience init(directory: URL, allowUnknownConfigKeys: Bool = false) throws {
+    public convenience init(directory: URL, allowUnknownConfigKeys: Bool = false, quantization: Quantization = .none) throws {
         let checkpoint = try Checkpoint(directory: directory, allowUnknownConfigKeys: allowUnknownConfigKeys)
-        let loader = WeightLoader(checkpoint: checkpoint)
+        let loader = WeightLoader(checkpoint: checkpoint, quantization: quantization)
         try self.init(config: checkpoint.config, loader: loader, directory: directory)
         try loader.verifyAllUsed()
     }

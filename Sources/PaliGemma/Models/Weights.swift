@@ -4,23 +4,35 @@ import Foundation
 /// and remembers which ones were taken so that loading can insist every tensor is used.
 /// Without a checkpoint it hands out shape-only tensors, so a model can be built from a config
 /// alone (to count parameters or list the expected tensors).
+/// How weights are held in memory.
+public enum Quantization: String, Sendable, CaseIterable {
+    /// As stored in the checkpoint (float32, bfloat16 or float16).
+    case none
+    /// The decoder's matrices (and the output projection) quantized at load to int8 with one
+    /// scale per output channel; the vision tower, norms and embedding lookup stay as stored.
+    case int8
+}
+
 public final class WeightLoader {
     let checkpoint: Checkpoint?
     let metaDType: DType
+    public let quantization: Quantization
     private(set) var used: Set<String> = []
     private var ignoredPrefixes: [String] = []
     /// (canonical name, shape) of every parameter the model asked for, in order.
     public private(set) var declared: [(name: String, shape: [Int])] = []
 
-    public init(checkpoint: Checkpoint) {
+    public init(checkpoint: Checkpoint, quantization: Quantization = .none) {
         self.checkpoint = checkpoint
         metaDType = .float32
+        self.quantization = quantization
     }
 
     /// Shape-only loading.
     public init(shapesOnly dtype: DType = .bfloat16) {
         checkpoint = nil
         metaDType = dtype
+        quantization = .none
     }
 
     var root: Weights { Weights(loader: self, prefix: "") }

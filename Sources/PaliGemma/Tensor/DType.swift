@@ -8,6 +8,8 @@ public enum DType: String, Sendable, CaseIterable {
     case float16 = "F16"
     case int64 = "I64"
     case int32 = "I32"
+    /// Symmetric int8 with a float scale per row; made by quantizing at load (`Quantization.int8`).
+    case int8 = "I8"
 
     /// Bytes per element.
     public var size: Int {
@@ -15,11 +17,12 @@ public enum DType: String, Sendable, CaseIterable {
         case .float32, .int32: return 4
         case .bfloat16, .float16: return 2
         case .int64: return 8
+        case .int8: return 1
         }
     }
 
-    /// Whether model weights may use this type.
-    public var isFloat: Bool { kernelType != nil }
+    /// Whether checkpoint weights may use this type.
+    public var isFloat: Bool { self == .float32 || self == .bfloat16 || self == .float16 }
 
     /// The kernels' name for this type (nil for integers).
     var kernelType: Int32? {
@@ -27,6 +30,7 @@ public enum DType: String, Sendable, CaseIterable {
         case .float32: return Int32(PG_F32.rawValue)
         case .bfloat16: return Int32(PG_BF16.rawValue)
         case .float16: return Int32(PG_F16.rawValue)
+        case .int8: return Int32(PG_I8.rawValue)
         case .int64, .int32: return nil
         }
     }

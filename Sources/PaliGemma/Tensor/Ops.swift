@@ -26,25 +26,43 @@ public enum Kernels {
 
 /// Float32 ops on `Matrix` activations, each a thin call into the C kernels.
 public enum Ops {
-    /// y = x · wᵀ + bias, with w [N, K] in its stored dtype, x [M, K], y [M, N].
-    public static func linear(_ x: Matrix, _ w: Tensor, bias: [Float]?, into y: Matrix) {
+    /// y = (x · wᵀ) · scales + bias, with w [N, K] in its stored dtype, x [M, K], y [M, N];
+    /// `scales` (per row of w) only for int8 weights.
+    public static func linear(_ x: Matrix, _ w: Tensor, bias: [Float]?, scales: [Float]? = nil, into y: Matrix) {
         precondition(w.shape.count == 2 && w.shape[1] == x.cols && y.cols == w.shape[0] && y.rows == x.rows,
                      "linear: shapes x \(x.rows)x\(x.cols), w \(w.shape), y \(y.rows)x\(y.cols)")
         guard let wp = w.pointer, let kt = w.dtype.kernelType else { return }
         let (m, n, k) = (x.rows, w.shape[0], w.shape[1])
-        if let bias {
-            bias.withUnsafeBufferPointer { b in
-                pg_linear(x.data, k, wp, kt, k, b.baseAddress, y.data, n, m, n, k)
+        withOptionalPointer(bias) { b in
+            withOptionalPointer(scales) { s in
+                pg_linear_scaled(x.data, k, wp, kt, k, s, b, y.data, n, m, n, k)
             }
-        } else {
-            pg_linear(x.data, k, wp, kt, k, nil, y.data, n, m, n, k)
         }
     }
 
-    public static func linear(_ x: Matrix, _ w: Tensor, bias: [Float]?) -> Matrix {
+    public static func linear(_ x: Matrix, _ w: Tensor, bias: [Float]?, scales: [Float]? = nil) -> Matrix {
         let y = Matrix(rows: x.rows, cols: w.shape[0])
-        linear(x, w, bias: bias, into: y)
+        linear(x, w, bias: bias, scales: scales, into: y)
         return y
+    }
+
+    /// A matrix quantized to int8 per row: the int8 tensor and the row scales.
+    public static func quantizeInt8(_ w: Tensor) -> (Tensor, [Float]) {
+        precondition(w.shape.count == 2)
+        let (rows, cols) = (w.shape[0], w.shape[1])
+        let storage = Storage.allocate(byteCount: rows * cols)
+        var scales = [Float](repeating: 1, count: rows)
+        if let p = w.pointer, let kt = w.dtype.kernelType {
+            scales.withUnsafeMutableBufferPointer { s in
+                pg_quantize_q8(p, kt, rows, cols, UnsafeMutableRawPointer(mutating: storage.base).assumingMemoryBound(to: Int8.self), s.baseAddress)
+            }
+        }
+        return (Tensor(storage: storage, offset: 0, shape: w.shape, dtype: .int8), scales)
+    }
+
+    private static func withOptionalPointer<R>(_ a: [Float]?, _ body: (UnsafePointer<Float>?) -> R) -> R {
+        guard let a else { return body(nil) }
+        return a.withUnsafeBufferPointer { body($0.baseAddress) }
     }
 
     /// Row-wise LayerNorm into `y` (may be `x`).

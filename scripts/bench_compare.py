@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Side-by-side speed and memory: transformers + PyTorch vs this runtime, same checkpoint, same
+prompt shape, same thread count, same machine, one run. Prints a table with ratios and writes
+JSON (--out).
+
+    python3 scripts/bench_compare.py --preset paligemma-3b-224 --threads 2 --new-tokens 16
+
+Sets up the Python reference as ../shared/PALIGEMMA.md describes (a venv at /tmp/ref with the
+CPU-only torch 2.13 and transformers 5.24) if it is missing, builds the release binary, writes a
+random-weight checkpoint of the preset (bf16) under /tmp if missing, then runs each side in its
+own process so that peak RSS is each one's own.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+VENV = "/tmp/ref"
+PIP = ["torch==2.13.0+cpu", "transformers==5.24.0", "safetensors", "numpy", "pillow", "sentencepiece", "protobuf"]
+
+# Runs inside the reference venv: one transformers measurement, printed as JSON.
+REFERENCE = r'''
+import json, resource, sys, time, torch
+from transformers import PaliGemmaForConditionalGeneration
+folder, dtype, threads, prompt_tokens, new_tokens = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+torch.set_num_threads(threads)
+t = time.perf_counter()
+model = PaliGemmaForConditionalGeneration.from_pretrained(folder, dtype=getattr(torch, dtype)).eval()
+load = time.perf_counter() - t
+cfg = model.config
+n, size = cfg.text_config.num_image_tokens, cfg.vision_config.image_size
+g = torch.Generator().manual_seed(1)
+pixels = (torch.rand((1, 3, size, size), generator=g) * 2 - 1).to(model.dtype)
+text = torch.randint(3, 20000, (prompt_tokens,), generator=g)
+ids = torch.cat([torch.full((n,), cfg.image_token_index), torch.tensor([2]), text, torch.tensor([108])])[None]
+tt = torch.zeros_like(ids)
+with torch.inference_mode():
+    model.model.get_image_features(pixels)  # warm-up
+    t = time.perf_counter(); model.model.get_image_features(pixels); vision = time.perf_counter() - t
+    t = time.perf_counter(); model(input_ids=ids, pixel_values=pixels, token_type_ids=tt, logits_to_keep=1); ttft = time.perf_counter() - t
+    t = time.perf_counter()
+    out = model.generate(input_ids=ids, pixel_values=pixels, token_type_ids=tt, max_new_tokens=new_tokens + 1,
+                         min_new_tokens=new_tokens + 1, do_sample=False)
+    total = time.perf_counter() - t
+decode_ms = (total - ttft) / new_tokens * 1000
+print(json.dumps({"load_s": load, "vision_s": vision, "prefill_s": ttft - vision, "ttft_s": ttft,
+                  "decode_ms_per_token": decode_ms, "prompt_tokens": ids.shape[1],
+                  "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+'''
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, text=True, **kw)
+
+
+def ensure_venv():
+    py = os.path.join(VENV, "bin", "python")
+    if not os.path.exists(py):
+        sh([sys.executable, "-m", "venv", VENV])
+        sh([os.path.join(VENV, "bin", "pip"), "install", "-q"] + PIP)
+    return py
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", default="paligemma-3b-224")
+    ap.add_argument("--model", help="checkpoint folder (default: a random bf16 one for --preset under /tmp)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--prompt-tokens", type=int, default=8)
+    ap.add_argument("--new-tokens", type=int, default=16)
+    ap.add_argument("--f32", action="store_true", help="also run transformers in float32")
+    ap.add_argument("--out", help="write the results as JSON here")
+    a = ap.parse_args()
+
+    py = ensure_venv()
+    sh(["swift", "build", "-c", "release", "--product", "paligemma"], cwd=ROOT)
+    binary = os.path.join(ROOT, ".build", "release", "paligemma")
+    folder = a.model or f"/tmp/pg-random-{a.preset}-bf16"
+    if not os.path.exists(os.path.join(folder, "config.json")):
+        sh([binary, "random-checkpoint", "--preset", a.preset, "--dtype", "bf16", "--output", folder])
+
+    env = dict(os.environ)
+    for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        env.pop(k, None)
+    results = {}
+    for dtype in ["bfloat16"] + (["float32"] if a.f32 else []):
+        out = sh([py, "-c", REFERENCE, folder, dtype, str(a.threads), str(a.prompt_tokens), str(a.new_tokens)],
+                 capture_output=True, env=env)
+        results[f"transformers {dtype}"] = json.loads(out.stdout.strip().splitlines()[-1])
+    out = sh([binary, "bench", "--model", folder, "--threads", str(a.threads), "--prompt-tokens", str(a.prompt_tokens),
+              "--new-tokens", str(a.new_tokens), "--json"], capture_output=True)
+    results["swift"] = json.loads(out.stdout.strip().splitlines()[-1])
+
+    keys = ["load_s", "vision_s", "prefill_s", "ttft_s", "decode_ms_per_token", "peak_rss_bytes"]
+    ours = results["swift"]
+    print(f"{a.preset}, {a.threads} threads, {ours['prompt_tokens']} prompt tokens, {a.new_tokens} new tokens, "
+          f"{time.strftime('%Y-%m-%d')}")
+    print(f"{'':28}" + "".join(f"{k:>22}" for k in keys))
+    for name, r in results.items():
+        cells = []
+        for k in keys:
+            v = r[k]
+            cell = f"{v / 2**30:.2f} GiB" if k == "peak_rss_bytes" else f"{v:.3f}"
+            if name != "swift" and ours.get(k):
+                cell += f" ({v / ours[k]:.2f}x)"
+            cells.append(f"{cell:>22}")
+        print(f"{name:28}" + "".join(cells))
+    print("(x) = transformers / swift: above 1 means swift is faster or smaller")
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump({"preset": a.preset, "threads": a.threads, "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
