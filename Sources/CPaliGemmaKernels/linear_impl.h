@@ -3,7 +3,7 @@
 //   PG_TARGET  function attribute selecting the instruction set
 //   PG_NAME(x) name mangling (x ## _avx2)
 //   VF, VW     vector type and width in floats
-//   VZERO(), VSET1(f), VLOADU(p), VSTOREU(p, v), VFMA(a, b, c) = a*b+c, VHSUM(v)
+//   VZERO(), VSET1(f), VLOADU(p), VSTOREU(p, v), VADD(a, b), VFMA(a, b, c) = a*b+c, VHSUM(v)
 //   VLOAD_BF16(p), VLOAD_F16(p)  load VW 16-bit values and widen to float
 //
 // Prefill (M > 4): the weight columns are packed, KC at a time, into a float panel of
@@ -29,6 +29,22 @@ PG_INLINE VF PG_NAME(load_w)(const void *w, int dtype, long i) {
 // panel[k * NR + j] = w[nb + j][kc0 + k] as float; columns j >= nr are zero.
 PG_INLINE void PG_NAME(pack)(float *panel, const void *w, int dtype, long ldw, long nb, long nr,
                                     long kc0, long kc) {
+#ifdef PG_TRANSPOSE8
+    if (nr == NR) {  // full panel: 8 rows x 8 k at a time through registers
+        long k = 0;
+        for (; k + 8 <= kc; k += 8) {
+            for (long j0 = 0; j0 < NR; j0 += 8) {
+                VF r[8];
+                for (int t = 0; t < 8; t++) r[t] = PG_NAME(load_w)(w, dtype, (nb + j0 + t) * ldw + kc0 + k);
+                PG_TRANSPOSE8(r);
+                for (int t = 0; t < 8; t++) VSTOREU(panel + (k + t) * NR + j0, r[t]);
+            }
+        }
+        for (; k < kc; k++)
+            for (long j = 0; j < NR; j++) panel[k * NR + j] = pg_load_as_f32(w, dtype, (nb + j) * ldw + kc0 + k);
+        return;
+    }
+#endif
     for (long j = 0; j < NR; j++) {
         if (j >= nr) {
             for (long k = 0; k < kc; k++) panel[k * NR + j] = 0.0f;
@@ -45,32 +61,32 @@ PG_INLINE void PG_NAME(pack)(float *panel, const void *w, int dtype, long ldw, l
     }
 }
 
-// c[i][0..NR) += sum_k a_i[k] * panel[k][0..NR) for i < MR; c row stride ldc.
-PG_INLINE void PG_NAME(micro)(long kc, const float *const a[MR], const float *panel, float *c,
-                                     long ldc) {
-    VF c00 = VLOADU(c + 0 * ldc), c01 = VLOADU(c + 0 * ldc + VW);
-    VF c10 = VLOADU(c + 1 * ldc), c11 = VLOADU(c + 1 * ldc + VW);
-    VF c20 = VLOADU(c + 2 * ldc), c21 = VLOADU(c + 2 * ldc + VW);
-    VF c30 = VLOADU(c + 3 * ldc), c31 = VLOADU(c + 3 * ldc + VW);
-    VF c40 = VLOADU(c + 4 * ldc), c41 = VLOADU(c + 4 * ldc + VW);
-    VF c50 = VLOADU(c + 5 * ldc), c51 = VLOADU(c + 5 * ldc + VW);
-    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
+// c[i][0..NR) += sum_k a[k * MR + i] * panel[k][0..NR) for i < MR; c row stride ldc.
+PG_INLINE void PG_NAME(micro)(long kc, const float *a, const float *panel, float *c, long ldc) {
+    // C rows sit far apart in memory and are cold after the previous depth block: prefetch them
+    // now and touch them only after the k loop, so the loads do not stall it.
+    for (int i = 0; i < MR; i++) {
+        __builtin_prefetch(c + i * ldc, 1, 3);
+        __builtin_prefetch(c + i * ldc + NR - 1, 1, 3);
+    }
+    VF c00 = VZERO(), c01 = VZERO(), c10 = VZERO(), c11 = VZERO(), c20 = VZERO(), c21 = VZERO();
+    VF c30 = VZERO(), c31 = VZERO(), c40 = VZERO(), c41 = VZERO(), c50 = VZERO(), c51 = VZERO();
     for (long k = 0; k < kc; k++) {
         VF b0 = VLOADU(panel + k * NR), b1 = VLOADU(panel + k * NR + VW);
+        const float *ak = a + k * MR;
         VF x;
-        x = VSET1(a0[k]); c00 = VFMA(x, b0, c00); c01 = VFMA(x, b1, c01);
-        x = VSET1(a1[k]); c10 = VFMA(x, b0, c10); c11 = VFMA(x, b1, c11);
-        x = VSET1(a2[k]); c20 = VFMA(x, b0, c20); c21 = VFMA(x, b1, c21);
-        x = VSET1(a3[k]); c30 = VFMA(x, b0, c30); c31 = VFMA(x, b1, c31);
-        x = VSET1(a4[k]); c40 = VFMA(x, b0, c40); c41 = VFMA(x, b1, c41);
-        x = VSET1(a5[k]); c50 = VFMA(x, b0, c50); c51 = VFMA(x, b1, c51);
+        x = VSET1(ak[0]); c00 = VFMA(x, b0, c00); c01 = VFMA(x, b1, c01);
+        x = VSET1(ak[1]); c10 = VFMA(x, b0, c10); c11 = VFMA(x, b1, c11);
+        x = VSET1(ak[2]); c20 = VFMA(x, b0, c20); c21 = VFMA(x, b1, c21);
+        x = VSET1(ak[3]); c30 = VFMA(x, b0, c30); c31 = VFMA(x, b1, c31);
+        x = VSET1(ak[4]); c40 = VFMA(x, b0, c40); c41 = VFMA(x, b1, c41);
+        x = VSET1(ak[5]); c50 = VFMA(x, b0, c50); c51 = VFMA(x, b1, c51);
     }
-    VSTOREU(c + 0 * ldc, c00); VSTOREU(c + 0 * ldc + VW, c01);
-    VSTOREU(c + 1 * ldc, c10); VSTOREU(c + 1 * ldc + VW, c11);
-    VSTOREU(c + 2 * ldc, c20); VSTOREU(c + 2 * ldc + VW, c21);
-    VSTOREU(c + 3 * ldc, c30); VSTOREU(c + 3 * ldc + VW, c31);
-    VSTOREU(c + 4 * ldc, c40); VSTOREU(c + 4 * ldc + VW, c41);
-    VSTOREU(c + 5 * ldc, c50); VSTOREU(c + 5 * ldc + VW, c51);
+#define PG_ACC(i, v0, v1) \
+    VSTOREU(c + i * ldc, VADD(VLOADU(c + i * ldc), v0)); VSTOREU(c + i * ldc + VW, VADD(VLOADU(c + i * ldc + VW), v1));
+    PG_ACC(0, c00, c01) PG_ACC(1, c10, c11) PG_ACC(2, c20, c21)
+    PG_ACC(3, c30, c31) PG_ACC(4, c40, c41) PG_ACC(5, c50, c51)
+#undef PG_ACC
 }
 
 // Dot products of one weight row with `rows` (1..4) rows of x.
@@ -136,18 +152,32 @@ PG_INLINE void PG_NAME(linear_cols)(const float *x, long ldx, const void *w, con
     }
     for (long m = 0; m < M; m++)
         for (long n = n0; n < n1; n++) y[m * ldy + n] = bias ? bias[n] : 0.0f;
+    long mblocks = (M + MR - 1) / MR;
     float *panel = pg_scratch(thread, 0, (size_t)KC * NR);
-    if (!panel) return;
+    float *apack = pg_scratch(thread, 2, (size_t)mblocks * MR * KC);
+    if (!panel || !apack) return;
     float edge[MR * NR];
     for (long kc0 = 0; kc0 < K; kc0 += KC) {
         long kc = K - kc0 < KC ? K - kc0 : KC;
+        // x[:, kc0:kc0+kc] in blocks of MR rows, k-major inside a block: apack[b][k][i].
+        for (long b = 0; b < mblocks; b++) {
+            float *dst = apack + b * MR * kc;
+            for (long i = 0; i < MR; i++) {
+                long m = b * MR + i;
+                if (m < M) {
+                    const float *src = x + m * ldx + kc0;
+                    for (long k = 0; k < kc; k++) dst[k * MR + i] = src[k];
+                } else {
+                    for (long k = 0; k < kc; k++) dst[k * MR + i] = 0.0f;
+                }
+            }
+        }
         for (long nb = n0; nb < n1; nb += NR) {
             long nr = n1 - nb < NR ? n1 - nb : NR;
             PG_NAME(pack)(panel, w, dtype, ldw, nb, nr, kc0, kc);
             for (long mb = 0; mb < M; mb += MR) {
                 long mr = M - mb < MR ? M - mb : MR;
-                const float *a[MR];
-                for (long i = 0; i < MR; i++) a[i] = x + (mb + (i < mr ? i : 0)) * ldx + kc0;
+                const float *a = apack + (mb / MR) * MR * kc;
                 float *c = y + mb * ldy + nb;
                 if (mr == MR && nr == NR) {
                     PG_NAME(micro)(kc, a, panel, c, ldy);
