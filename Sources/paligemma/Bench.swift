@@ -18,11 +18,24 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("new-tokens"), help: "Tokens to decode.") var newTokens = 16
     @Option(help: "Threads (default: all CPUs).") var threads: Int?
     @Option(help: "Weights in memory: none (as stored) or int8 (decoder quantized at load).") var quantize: String = "none"
+    @Option(name: .customLong("int8-agreement"), help: "Instead of timing, compare int8 with the stored weights over this many greedy steps.")
+    var int8Agreement: Int?
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
         if let threads { Kernels.threads = threads }
         guard let quantization = Quantization(rawValue: quantize) else { throw ValidationError("--quantize must be none or int8") }
+        if let steps = int8Agreement {
+            do {
+                let r = try Benchmark.quantizationAgreement(directory: modelURL(model), promptTokens: promptTokens, steps: steps)
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                print(String(decoding: try encoder.encode(r), as: UTF8.self))
+            } catch {
+                fail(error)
+            }
+            return
+        }
         do {
             let r = try Benchmark.run(directory: URL(fileURLWithPath: (model as NSString).expandingTildeInPath),
                                       promptTokens: promptTokens, newTokens: newTokens, quantization: quantization)

@@ -79,3 +79,59 @@ public enum Benchmark {
             decodeMsMax: steps.max() ?? 0, peakRSSBytes: peakRSS)
     }
 }
+
+/// How closely int8 weights follow the stored weights over a greedy run.
+public struct QuantizationAgreement: Codable, Sendable {
+    public var steps: Int
+    /// Steps where int8 picks the same next token as the stored-weight model (teacher-forced:
+    /// both see the same tokens, those the stored-weight model chose).
+    public var top1Agreement: Double
+    public var maxLogitDiff: Double
+    public var meanLogitDiff: Double
+    /// Largest logit of the stored-weight model, for scale.
+    public var maxAbsLogit: Double
+
+    enum CodingKeys: String, CodingKey {
+        case steps
+        case top1Agreement = "top1_agreement", maxLogitDiff = "max_logit_diff"
+        case meanLogitDiff = "mean_logit_diff", maxAbsLogit = "max_abs_logit"
+    }
+}
+
+extension Benchmark {
+    /// Runs `steps` greedy steps with the stored weights and the same tokens through an int8
+    /// copy, comparing the logits at each step (and at the prompt's last position).
+    public static func quantizationAgreement(directory: URL, promptTokens: Int, steps: Int) throws -> QuantizationAgreement {
+        let reference = try PaliGemmaModel(directory: directory)
+        let quantized = try PaliGemmaModel(directory: directory, quantization: .int8)
+        var rng = Xoshiro256(seed: 1)
+        let pixels = (0..<reference.pixelCount).map { _ in Float(rng.nextDouble() * 2 - 1) }
+        let upper = UInt64(min(reference.decoder.vocabRows, 20000))
+        let text = (0..<promptTokens).map { _ in 3 + Int(rng.next() % (upper - 3)) }
+        let ids = [Int](repeating: reference.config.imageTokenIndex, count: reference.config.numImageTokens) + [2] + text + [min(108, Int(upper) - 1)]
+        let capacity = ids.count + steps
+        let (cacheA, cacheB) = (reference.makeCache(capacity: capacity), quantized.makeCache(capacity: capacity))
+        var a = try reference.forward(ids: ids, imageFeatures: reference.imageFeatures(pixels: pixels), prefixLength: ids.count, cache: cacheA)
+        var b = try quantized.forward(ids: ids, imageFeatures: quantized.imageFeatures(pixels: pixels), prefixLength: ids.count, cache: cacheB)
+        var agree = 0, maxDiff = 0.0, sumDiff = 0.0, maxAbs = 0.0, count = 0
+        for step in 0..<steps {
+            let (ra, rb) = (a.values, b.values)
+            let ta = ra.withUnsafeBufferPointer { Sampler.argmax($0) }
+            let tb = rb.withUnsafeBufferPointer { Sampler.argmax($0) }
+            if ta == tb { agree += 1 }
+            for i in 0..<ra.count {
+                let d = Double(abs(ra[i] - rb[i]))
+                maxDiff = max(maxDiff, d)
+                sumDiff += d
+                maxAbs = max(maxAbs, Double(abs(ra[i])))
+            }
+            count += ra.count
+            if step + 1 < steps {
+                a = try reference.forward(ids: [ta], imageFeatures: nil, prefixLength: ids.count, cache: cacheA)
+                b = try quantized.forward(ids: [ta], imageFeatures: nil, prefixLength: ids.count, cache: cacheB)
+            }
+        }
+        return QuantizationAgreement(steps: steps, top1Agreement: Double(agree) / Double(max(steps, 1)),
+                                     maxLogitDiff: maxDiff, meanLogitDiff: sumDiff / Double(max(count, 1)), maxAbsLogit: maxAbs)
+    }
+}
