@@ -182,9 +182,20 @@ public enum ModelLocator {
         revision: String? = nil,
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws -> URL {
+        try locate(argument, revision: revision, environment: environment, workingDirectory: nil)
+    }
+
+    /// `locate`, with relative paths taken from `workingDirectory` (tests) instead of the process's.
+    static func locate(_ argument: String, revision: String?, environment: [String: String],
+                       workingDirectory: URL?) throws -> URL {
         let env = HubEnvironment(environment)
         let path = env.expand(argument)
-        let local = URL(fileURLWithPath: path).standardizedFileURL
+        let local: URL
+        if let workingDirectory, !path.hasPrefix("/") {
+            local = workingDirectory.appendingPathComponent(path).standardizedFileURL
+        } else {
+            local = URL(fileURLWithPath: path).standardizedFileURL
+        }
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: local.path, isDirectory: &isDirectory) {
             guard isDirectory.boolValue else {
@@ -194,7 +205,7 @@ public enum ModelLocator {
                 throw PaliGemmaError.hub(.invalidArgument(
                     "--revision \(revision) applies to hub ids, but '\(argument)' is a local folder"))
             }
-            return local
+            return URL(fileURLWithPath: local.path, isDirectory: true)
         }
         var searched = [local.path + " (no such folder)"]
         guard HubNames.isValidRepoID(argument), !argument.hasPrefix("~") else {

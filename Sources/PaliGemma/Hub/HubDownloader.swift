@@ -162,7 +162,9 @@ public final class HubDownloader: Sendable {
         }
         let url = try makeURL("\(endpoint)/\(repo)/resolve/\(commit)/\(Self.escape(file.name, keepSlash: true))")
         let meta = try retrying(file: file.name, status: { $0.response.status }) { try head(url) }
-        try check(meta.response, repo: repo, revision: commit, file: file.name)
+        if !(300..<400).contains(meta.response.status) {    // a redirect to the CDN carries the metadata
+            try check(meta.response, repo: repo, revision: commit, file: file.name)
+        }
         let urlText = url.absoluteString
         guard let rawEtag = meta.response.header("x-linked-etag") ?? meta.response.header("etag") else {
             throw PaliGemmaError.hub(.protocolViolation(url: urlText, reason: "no ETag or X-Linked-Etag header"))
