@@ -12,7 +12,7 @@ struct PaliGemmaCommand: ParsableCommand {
           paligemma inspect --model ~/models/paligemma-3b-mix-224
           paligemma inspect --model ./my-checkpoint --json
         """,
-        subcommands: [Inspect.self, Tokenize.self, Detokenize.self, Bench.self, RandomCheckpointCommand.self]
+        subcommands: [Inspect.self, Download.self, Tokenize.self, Detokenize.self, Bench.self, RandomCheckpointCommand.self]
     )
 }
 

@@ -193,5 +193,8 @@ private func makeFakeCache(_ root: URL, repo: String = "google/paligemma-test") 
         #expect(line == "model.safetensors [##########..........]  50%  500 B / 1.00 kB  100 B/s  ETA 0:05")
         let narrow = TerminalProgressBar.render(label: String(repeating: "x", count: 200), bytes: 1, size: nil, bytesPerSecond: nil, width: 40)
         #expect(narrow.count <= 40)
+        let standard = TerminalProgressBar.render(label: "[2/2] model.safetensors", bytes: 866_000, size: 3_000_000,
+                                                  bytesPerSecond: 1_650_000, width: 80)
+        #expect(standard.hasPrefix("[2/2] model.safetensors [") && standard.count <= 80, "\(standard)")
     }
 }

@@ -57,7 +57,7 @@ public final class HubDownloader: Sendable {
     ///   - idleTimeout: a transfer with no new bytes for this long counts as a failed connection.
     public init(endpoint: String = HubEnvironment.defaultEndpoint, token: String? = nil, cache: HubCache,
                 progress: HubProgressHandler? = nil, offline: Bool = false, maxAttempts: Int = 5,
-                retryDelay: TimeInterval = 1, idleTimeout: TimeInterval = 60) {
+                retryDelay: TimeInterval = 0.5, idleTimeout: TimeInterval = 60) {
         var e = endpoint
         while e.hasSuffix("/") { e.removeLast() }
         self.endpoint = e
@@ -107,6 +107,9 @@ public final class HubDownloader: Sendable {
         try HubNames.validate(repo: repo)
         let revision = revision ?? HubCache.defaultRevision
         try HubNames.validate(revision: revision)
+        guard !offline else {
+            throw PaliGemmaError.hub(.offlineNotCached(repo: repo, revision: revision, cache: cache.root.path))
+        }
         let url = try makeURL("\(endpoint)/api/models/\(repo)/revision/\(Self.escape(revision, keepSlash: false))?blobs=true")
         let response = try retrying(file: nil, status: \.status) {
             try request("GET", url, followCrossOrigin: true)
@@ -289,7 +292,10 @@ public final class HubDownloader: Sendable {
                 guard status(value) >= 500, attempt < maxAttempts else { return value }
                 reason = "HTTP \(status(value))"
             } catch let PaliGemmaError.hub(.network(url, why)) {
-                guard attempt < maxAttempts else { throw PaliGemmaError.hub(.network(url: url, reason: why)) }
+                // An unknown host is a setting (HF_ENDPOINT) or no network at all: retrying won't help.
+                guard attempt < maxAttempts, why != HubHTTPClient.unknownHost else {
+                    throw PaliGemmaError.hub(.network(url: url, reason: why))
+                }
                 reason = why
             }
             progress?(.retrying(file: file ?? "file listing", attempt: attempt + 1, reason: reason))
@@ -303,8 +309,8 @@ public final class HubDownloader: Sendable {
     /// One request, following redirects (bounded); the token goes only to the endpoint's origin.
     private func request(_ method: String, _ url: URL, extraHeaders: [String: String] = [:],
                          followCrossOrigin: Bool, sink: HubBodySink? = nil) throws -> HubHTTPResponse {
-        guard !offline else {
-            throw PaliGemmaError.hub(.offlineNotCached(repo: url.absoluteString, revision: "", cache: cache.root.path))
+        guard !offline else {      // a safety net: callers check offline mode before any request
+            throw PaliGemmaError.hub(.invalidArgument("HF_HUB_OFFLINE is set; not contacting \(url.absoluteString)"))
         }
         let endpointURL = URL(string: endpoint)
         var current = url

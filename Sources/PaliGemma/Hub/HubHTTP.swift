@@ -42,6 +42,7 @@ enum HubTransportError: Error {
 /// A small synchronous HTTP client over URLSession (FoundationNetworking on Linux). It never
 /// follows redirects itself: callers do, so that they decide which headers go to which host.
 struct HubHTTPClient: Sendable {
+    static let unknownHost = "cannot resolve host"
     /// A transfer with no new bytes for this long is abandoned.
     var idleTimeout: TimeInterval = 60
     var userAgent = "paligemma-swift/1 (+huggingface_hub-compatible)"
@@ -178,7 +179,7 @@ private final class TransferDelegate: NSObject, URLSessionDataDelegate, @uncheck
             switch e.code {
             case .networkConnectionLost: return "connection lost mid-transfer"
             case .cannotConnectToHost: return "cannot connect to host"
-            case .cannotFindHost: return "cannot resolve host"
+            case .cannotFindHost: return HubHTTPClient.unknownHost
             case .timedOut: return "timed out"
             case .notConnectedToInternet: return "not connected to the internet"
             default: return e.localizedDescription

@@ -40,8 +40,10 @@ public final class TerminalProgressBar: @unchecked Sendable {
     }
 
     /// A bar on stderr when stderr is a terminal, else nil (no output).
+    /// Width from `$COLUMNS`, else 80.
     public static func standardErrorIfTerminal() -> TerminalProgressBar? {
-        isatty(2) == 1 ? TerminalProgressBar() : nil
+        guard isatty(2) == 1 else { return nil }
+        return TerminalProgressBar(width: ProcessInfo.processInfo.environment["COLUMNS"].flatMap { Int($0) } ?? 80)
     }
 
     /// The handler to give `HubDownloader`.
@@ -106,9 +108,10 @@ public final class TerminalProgressBar: @unchecked Sendable {
             stats += "  " + formatBytes(Int64(rate)) + "/s"
             if let size, size > bytes { stats += "  ETA " + formatDuration(Double(size - bytes) / rate) }
         }
-        let barWidth = 20
+        // The label keeps at least 24 columns; the bar takes what is left, up to 20.
+        let barWidth = min(20, width - stats.count - 24 - 3)
         var bar = ""
-        if let size, size > 0 {
+        if let size, size > 0, barWidth >= 5 {
             let filled = Int((Double(min(bytes, size)) / Double(size) * Double(barWidth)).rounded(.down))
             bar = " [" + String(repeating: "#", count: filled) + String(repeating: ".", count: barWidth - filled) + "]"
         }
