@@ -151,6 +151,25 @@ import Testing
         #expect(try Data(contentsOf: again.appendingPathComponent("model.safetensors")) == weights.data)
     }
 
+    @Test func stalledTransferIsAbandonedAndResumed() throws {
+        let hub = try FakeHub(files: FakeHub.standardFiles())
+        defer { hub.stop() }
+        let cacheRoot = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: cacheRoot) }
+        let weights = try #require(hub.file("model.safetensors"))
+        hub.drop = (file: weights.name, bytes: 40_000, times: 1)
+        hub.stallSeconds = 1.5
+        let log = EventLog()
+        let d = HubDownloader(endpoint: hub.endpoint, cache: HubCache(root: cacheRoot), progress: log.handler,
+                              maxAttempts: 3, retryDelay: 0.01, idleTimeout: 0.5)
+        let start = Date()
+        let snapshot = try d.download(repo: hub.repo)
+        #expect(Date().timeIntervalSince(start) < 5)
+        #expect(try Data(contentsOf: snapshot.appendingPathComponent(weights.name)) == weights.data)
+        #expect(log.events.contains(.retrying(file: weights.name, attempt: 2, reason: "no data for 0.5 s")))
+        #expect(hub.cdn.requests.contains { $0.header("range") == "bytes=40000-" })
+    }
+
     @Test func gatedRepositoryNeedsAToken() throws {
         let hub = try FakeHub(files: FakeHub.standardFiles(weightBytes: 1000))
         defer { hub.stop() }

@@ -84,7 +84,8 @@ struct HubHTTPClient: Sendable {
                 delegate.markStalled()
                 task.cancel()
                 _ = delegate.done.wait(timeout: .now() + 5)
-                throw .connection("no data for \(Int(idleTimeout)) s")
+                let seconds = idleTimeout == idleTimeout.rounded() ? "\(Int(idleTimeout))" : "\(idleTimeout)"
+                throw .connection("no data for \(seconds) s")
             }
         }
         return try delegate.result(url: url)

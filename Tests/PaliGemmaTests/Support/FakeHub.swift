@@ -26,6 +26,8 @@ final class FakeHub: @unchecked Sendable {
     var missing: Set<String> = []
     /// The first `n` CDN GETs of this file (without Range, or with) close the connection after `bytes`.
     var drop: (file: String, bytes: Int, times: Int)?
+    /// With `drop`: go silent this long before closing (to exercise the client's idle timeout).
+    var stallSeconds: Double = 0
     /// Serve these files with one byte flipped (same length).
     var corrupt: Set<String> = []
     /// Ignore Range headers (answer 200 with the whole file).
@@ -129,9 +131,11 @@ final class FakeHub: @unchecked Sendable {
                 return .init(status: 416, headers: [("Content-Range", "bytes */\(data.count)")])
             }
             return .init(status: 206, headers: [("Content-Range", "bytes \(start)-\(data.count - 1)/\(data.count)")],
-                         body: data.subdata(in: start..<data.count), dropAfter: dropAfter)
+                         body: data.subdata(in: start..<data.count), dropAfter: dropAfter,
+                         stallSeconds: dropAfter == nil ? 0 : stallSeconds)
         }
-        return .init(status: 200, headers: [("ETag", "\"\(file.sha256)\"")], body: data, dropAfter: dropAfter)
+        return .init(status: 200, headers: [("ETag", "\"\(file.sha256)\"")], body: data, dropAfter: dropAfter,
+                     stallSeconds: dropAfter == nil ? 0 : stallSeconds)
     }
 
     private func notFound(_ code: String) -> LocalHTTPServer.Response {

@@ -22,11 +22,15 @@ final class LocalHTTPServer: @unchecked Sendable {
         var body = Data()
         /// Send only this many body bytes (after the full Content-Length header), then close.
         var dropAfter: Int? = nil
-        init(status: Int, headers: [(String, String)] = [], body: Data = Data(), dropAfter: Int? = nil) {
+        /// With `dropAfter`: wait this long, silent, before closing (a stalled transfer).
+        var stallSeconds: Double = 0
+        init(status: Int, headers: [(String, String)] = [], body: Data = Data(), dropAfter: Int? = nil,
+             stallSeconds: Double = 0) {
             self.status = status
             self.headers = headers
             self.body = body
             self.dropAfter = dropAfter
+            self.stallSeconds = stallSeconds
         }
     }
 
@@ -137,6 +141,7 @@ final class LocalHTTPServer: @unchecked Sendable {
                 offset += n
             }
         }
+        if response.stallSeconds > 0 { Thread.sleep(forTimeInterval: response.stallSeconds) }
         // FIN after the bytes: with dropAfter the client sees the body end short of Content-Length.
         shutdown(fd, Int32(SHUT_WR))
         if response.dropAfter == nil {
