@@ -201,8 +201,8 @@ public final class HubDownloader: Sendable {
                 return
             }
             let incomplete = cache.incompleteURL(repo: repo, etag: etag)
-            try transfer(repo: repo, file: file.name, from: meta.location, to: incomplete, size: size,
-                         sha256: sha256, index: index, count: count)
+            try transfer(repo: repo, commit: commit, file: file.name, from: meta.location, to: incomplete,
+                         size: size, sha256: sha256, index: index, count: count)
             guard rename(incomplete.path, blob.path) == 0 else {
                 throw PaliGemmaError.hub(.cache(path: blob.path, reason: "cannot place blob: \(String(cString: strerror(errno)))"))
             }
@@ -227,8 +227,8 @@ public final class HubDownloader: Sendable {
     /// Fetches into `incomplete`, resuming from its length, retrying dropped connections, then
     /// verifies size and sha256. On a mismatch the partial file is deleted; on a network failure it
     /// is kept for the next run to resume. Never touches the final blob path.
-    private func transfer(repo: String, file: String, from url: URL, to incomplete: URL, size: Int64?,
-                          sha256: String?, index: Int, count: Int) throws {
+    private func transfer(repo: String, commit: String, file: String, from url: URL, to incomplete: URL,
+                          size: Int64?, sha256: String?, index: Int, count: Int) throws {
         let sink = try BlobSink(url: incomplete, limit: size) { [progress] bytes in
             progress?(.progress(file: file, bytes: bytes, size: size))
         }
@@ -247,7 +247,7 @@ public final class HubDownloader: Sendable {
                     try sink.truncate()               // the partial file is no prefix the server knows
                     continue
                 }
-                try check(r, repo: repo, revision: "", file: file)
+                try check(r, repo: repo, revision: commit, file: file)
                 if let size, sink.length < size {
                     // The body ended without an error but short: the connection closed mid-file.
                     try pause(file: file, attempt: &attempt, reason: "connection closed after \(sink.length) bytes", url: url)
