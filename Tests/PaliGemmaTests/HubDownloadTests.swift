@@ -285,14 +285,16 @@ import Testing
     }
 
     @Test func networkFailureIsTypedAndBounded() throws {
-        let hub = try FakeHub(files: FakeHub.standardFiles(weightBytes: 1000))
-        let endpoint = hub.endpoint
-        hub.stop()                       // nothing listens on that port any more
+        // A bound socket that never listens: connections are refused, and no other test's server
+        // can be given the port meanwhile.
+        let closed = try ClosedPort()
+        defer { closed.close() }
+        let endpoint = "http://127.0.0.1:\(closed.port)"
         let cacheRoot = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: cacheRoot) }
         let d = HubDownloader(endpoint: endpoint, cache: HubCache(root: cacheRoot), maxAttempts: 2, retryDelay: 0.01)
         let start = Date()
-        let error = Self.hubError { _ = try d.download(repo: hub.repo) }
+        let error = Self.hubError { _ = try d.download(repo: "test-org/paligemma-tiny") }
         guard case let .network(url, _) = error else { Issue.record("got \(String(describing: error))"); return }
         #expect(url.hasPrefix(endpoint))
         #expect(Date().timeIntervalSince(start) < 10)

@@ -164,3 +164,32 @@ final class LocalHTTPServer: @unchecked Sendable {
         }
     }
 }
+
+/// A loopback port held by a bound, non-listening socket: connecting to it is refused.
+final class ClosedPort: @unchecked Sendable {
+    let port: UInt16
+    private var fd: Int32
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.EIO) }
+        self.fd = fd
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0
+            }
+        }
+        guard ok else { Glibc.close(fd); throw POSIXError(.EADDRINUSE) }
+        port = UInt16(bigEndian: addr.sin_port)
+    }
+
+    func close() {
+        if fd >= 0 { Glibc.close(fd); fd = -1 }
+    }
+
+    deinit { close() }
+}
