@@ -13,6 +13,8 @@ public enum PaliGemmaError: Error, Equatable, CustomStringConvertible {
     case weights(tensor: String, reason: String)
     /// The caller's inputs (ids, pixels, lengths) do not fit the model.
     case input(String)
+    /// Finding a model in the hub cache or downloading it failed (see `HubError`).
+    case hub(HubError)
 
     public var description: String {
         switch self {
@@ -28,6 +30,8 @@ public enum PaliGemmaError: Error, Equatable, CustomStringConvertible {
             return "tensor '\(tensor)': \(reason)"
         case let .input(reason):
             return reason
+        case let .hub(error):
+            return error.description
         }
     }
 }

@@ -27,7 +27,7 @@ struct Bench: ParsableCommand {
         guard let quantization = Quantization(rawValue: quantize) else { throw ValidationError("--quantize must be none or int8") }
         if let steps = int8Agreement {
             do {
-                let r = try Benchmark.quantizationAgreement(directory: modelURL(model), promptTokens: promptTokens, steps: steps)
+                let r = try Benchmark.quantizationAgreement(directory: try modelURL(model), promptTokens: promptTokens, steps: steps)
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]
                 print(String(decoding: try encoder.encode(r), as: UTF8.self))
@@ -37,7 +37,7 @@ struct Bench: ParsableCommand {
             return
         }
         do {
-            let r = try Benchmark.run(directory: URL(fileURLWithPath: (model as NSString).expandingTildeInPath),
+            let r = try Benchmark.run(directory: try modelURL(model),
                                       promptTokens: promptTokens, newTokens: newTokens, quantization: quantization)
             if json {
                 let encoder = JSONEncoder()

@@ -38,7 +38,7 @@ struct GenerationArguments: ParsableArguments {
 
     func loadPipeline() throws -> PaliGemmaPipeline {
         if let threads { Kernels.threads = threads }
-        return try PaliGemmaPipeline(directory: modelURL(model), allowUnknownConfigKeys: allowUnknownConfigKeys,
+        return try PaliGemmaPipeline(directory: try modelURL(model), allowUnknownConfigKeys: allowUnknownConfigKeys,
                                      quantization: Quantization(rawValue: quantize) ?? .none)
     }
 

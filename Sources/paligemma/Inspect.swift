@@ -25,7 +25,7 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         do {
-            let url = URL(fileURLWithPath: (model as NSString).expandingTildeInPath)
+            let url = try modelURL(model)
             let start = Date()
             let checkpoint = try Checkpoint(directory: url, allowUnknownConfigKeys: allowUnknownConfigKeys)
             _ = try PaliGemmaModel(directory: url, allowUnknownConfigKeys: allowUnknownConfigKeys)

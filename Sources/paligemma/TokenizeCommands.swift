@@ -21,7 +21,7 @@ struct Tokenize: ParsableCommand {
 
     func run() throws {
         do {
-            print(try TokenizerCommands.tokenize(modelDirectory: modelURL(model), text: text, addBOS: bos, json: json))
+            print(try TokenizerCommands.tokenize(modelDirectory: try modelURL(model), text: text, addBOS: bos, json: json))
         } catch {
             fail(error)
         }
@@ -44,14 +44,15 @@ struct Detokenize: ParsableCommand {
 
     func run() throws {
         do {
-            print(try TokenizerCommands.detokenize(modelDirectory: modelURL(model), ids: ids))
+            print(try TokenizerCommands.detokenize(modelDirectory: try modelURL(model), ids: ids))
         } catch {
             fail(error)
         }
     }
 }
 
-/// A --model argument as a folder URL (~ expanded).
-func modelURL(_ path: String) -> URL {
-    URL(fileURLWithPath: (path as NSString).expandingTildeInPath)
+/// A --model argument as a folder: an existing local folder, or a hub id (ORG/NAME) already in
+/// the local Hugging Face cache (see docs/HUB.md). Never touches the network.
+func modelURL(_ argument: String) throws -> URL {
+    try ModelLocator.locate(argument)
 }
