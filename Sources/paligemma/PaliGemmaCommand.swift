@@ -26,7 +26,9 @@ enum ExitStatus {
 
 /// Prints one clear line to stderr and exits with the code for the kind of error.
 func fail(_ error: Error) -> Never {
-    let message = (error as? LocalizedError)?.errorDescription ?? "\(error)"
+    // One line, whatever the error's own layout.
+    let message = ((error as? LocalizedError)?.errorDescription ?? "\(error)")
+        .split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
     FileHandle.standardError.write(Data("paligemma: error: \(message)\n".utf8))
     let code: Int32
     switch error {
