@@ -34,13 +34,20 @@ let package = Package(
             pkgConfig: "libpng",
             providers: [.apt(["libpng-dev"]), .brew(["libpng"])]
         ),
+        // System zlib: inflates deflated members of .npz archives (the mask decoder checkpoint).
+        .systemLibrary(
+            name: "CZlib",
+            path: "Sources/CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]
+        ),
         // C glue: libjpeg/libpng error handling needs setjmp/longjmp, which Swift cannot do;
         // also the fixed-point resampling kernels.
         .target(name: "CImageCodecs", dependencies: ["CJPEG", "CPNG"]),
         .target(name: "PaliGemmaImage", dependencies: ["CImageCodecs"]),
         .target(
             name: "PaliGemma",
-            dependencies: ["CPaliGemmaKernels", "PaliGemmaTokenizer", "PaliGemmaImage"]
+            dependencies: ["CPaliGemmaKernels", "CZlib", "PaliGemmaTokenizer", "PaliGemmaImage"]
         ),
         .executableTarget(
             name: "paligemma",
