@@ -52,3 +52,97 @@ import Testing
         #expect("\(error.map { "\($0)" } ?? "")".contains("not a PaliGemma mask decoder checkpoint"))
     }
 }
+
+/// big_vision's placement (PIL bilinear resize into the truncated pixel box, threshold 0)
+/// and COCO RLE against numpy / Pillow 13.0.0 / pycocotools 2.0.8.
+@Suite struct MaskPlacementTests {
+    struct Case {
+        let mask: Int, width: Int, height: Int, locs: [Int], pixelBox: [Int], area: Int, cocoCounts: String
+    }
+
+    static func cases() throws -> [Case] {
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: MaskDecoderTests.fixture("placement.json"))))
+        let json = try JSONParser.parse(bytes)
+        return try #require(json.arrayValue).map { c in
+            Case(mask: c["mask"]?.intValue ?? -1, width: c["width"]?.intValue ?? 0, height: c["height"]?.intValue ?? 0,
+                 locs: c["locs"]?.arrayValue?.compactMap(\.intValue) ?? [],
+                 pixelBox: c["pixel_box"]?.arrayValue?.compactMap(\.intValue) ?? [],
+                 area: c["area"]?.intValue ?? -1, cocoCounts: c["coco_counts"]?.stringValue ?? "")
+        }
+    }
+
+    static func mask64(_ ref: [String: NPYArray], _ i: Int) throws -> [Float] {
+        let all = try #require(ref["mask64"])
+        return Array(all.values[(i * 4096)..<((i + 1) * 4096)])
+    }
+
+    @Test func placementMatchesPillowExactly() throws {
+        let ref = try MaskDecoderTests.reference.get()
+        let expected = try NPZArchive(path: MaskDecoderTests.fixture("placement.npz")).arrays()
+        let cases = try Self.cases()
+        #expect(cases.count == 8)
+        var worstResize: Float = 0
+        for (i, c) in cases.enumerated() {
+            let m64 = try Self.mask64(ref, c.mask)
+            let box = MaskPlacement.pixelBox(locs: c.locs, imageWidth: c.width, imageHeight: c.height)
+            #expect([box.x1, box.y1, box.x2, box.y2] == c.pixelBox, "case \(i)")
+            if let resized = expected["resized_\(i)"] {
+                let mine = MaskPlacement.resizeBilinear(m64, width: 64, height: 64, toWidth: box.x2 - box.x1, toHeight: box.y2 - box.y1)
+                let (diff, at) = maxAbsDiff(mine, resized.values)
+                print("placement case \(i): resized \(box.x2 - box.x1)x\(box.y2 - box.y1), max |swift - Pillow| = \(diff) at \(at)")
+                worstResize = max(worstResize, diff)
+            }
+            let mask = try MaskPlacement.place(mask64: m64, locs: c.locs, imageWidth: c.width, imageHeight: c.height)
+            let full = try #require(expected["full_\(i)"])
+            let reference = full.values.map { UInt8($0) }
+            let mismatched = zip(mask.pixels, reference).filter { $0 != $1 }.count
+            print("placement case \(i): \(c.width)x\(c.height), area \(mask.area) (Pillow \(c.area)), \(mismatched) pixels differ")
+            #expect(mismatched == 0, "case \(i)")
+            #expect(mask.area == c.area)
+            #expect(mask.cocoCounts == c.cocoCounts, "case \(i)")
+            #expect(BinaryMask.decode(rleCounts: mask.rleCounts, width: c.width, height: c.height) == mask)
+        }
+        print("placement: worst resize difference \(worstResize)")
+        #expect(worstResize <= 1e-6)
+    }
+
+    @Test func endToEndFromCodesMatchesReference() throws {
+        let decoder = try MaskDecoderTests.decoder.get()
+        let ref = try MaskDecoderTests.reference.get()
+        let codes = try #require(ref["codes"])
+        let expected = try NPZArchive(path: MaskDecoderTests.fixture("placement.npz")).arrays()
+        var totalMismatched = 0
+        for (i, c) in try Self.cases().enumerated() {
+            let m64 = try decoder.decode(codes: codes.values[(c.mask * 16)..<((c.mask + 1) * 16)].map { Int($0) })
+            let mask = try MaskPlacement.place(mask64: m64, locs: c.locs, imageWidth: c.width, imageHeight: c.height)
+            let reference = try #require(expected["full_\(i)"]).values.map { UInt8($0) }
+            totalMismatched += zip(mask.pixels, reference).filter { $0 != $1 }.count
+        }
+        print("end to end (codes -> Swift decoder -> placement): \(totalMismatched) pixels differ from PyTorch + Pillow")
+        #expect(totalMismatched == 0)
+    }
+
+    @Test func rleConventions() {
+        // 3 wide, 2 tall; column-major read: (0,0)=0 (0,1)=1 | (1,0)=1 (1,1)=1 | (2,0)=0 (2,1)=0
+        let m = BinaryMask(width: 3, height: 2, pixels: [0, 1, 0,
+                                                         1, 1, 0])
+        #expect(m.rleCounts == [1, 3, 2])
+        #expect(m.area == 3)
+        let starts1 = BinaryMask(width: 1, height: 2, pixels: [1, 1])
+        #expect(starts1.rleCounts == [0, 2])
+        #expect(BinaryMask(width: 2, height: 2, pixels: [0, 0, 0, 0]).rleCounts == [4])
+        #expect(BinaryMask.decode(rleCounts: [1, 3, 2], width: 3, height: 2) == m)
+        #expect(BinaryMask.decode(rleCounts: [1, 3], width: 3, height: 2) == nil)  // does not cover the image
+        #expect(BinaryMask.decode(rleCounts: [1, -3, 2], width: 3, height: 2) == nil)
+    }
+
+    @Test func placementRejectsBadInputs() {
+        #expect(throws: PaliGemmaError.self) { try MaskPlacement.place(mask64: [0], locs: [0, 0, 1, 1], imageWidth: 4, imageHeight: 4) }
+        #expect(throws: PaliGemmaError.self) {
+            try MaskPlacement.place(mask64: Array(repeating: 1, count: 4096), locs: [0, 0, 1], imageWidth: 4, imageHeight: 4)
+        }
+        #expect(throws: PaliGemmaError.self) {
+            try MaskPlacement.place(mask64: Array(repeating: 1, count: 4096), locs: [0, 0, 1023, 1023], imageWidth: 0, imageHeight: 4)
+        }
+    }
+}
