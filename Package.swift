@@ -59,6 +59,7 @@ let package = Package(
         // Benchmarks (release builds; JSON output)
         .executableTarget(name: "paligemma-tokenizer-bench", dependencies: ["PaliGemmaTokenizer"]),
         .executableTarget(name: "paligemma-image-bench", dependencies: ["PaliGemmaImage"]),
+        .executableTarget(name: "paligemma-mask-bench", dependencies: ["PaliGemma"]),
         // Fixtures are read through #filePath, not bundled.
         .testTarget(name: "PaliGemmaTests", dependencies: ["PaliGemma", "CPaliGemmaKernels"],
                     exclude: ["Fixtures"]),
