@@ -222,9 +222,10 @@ def write_reader_fixtures():
         ("float64", npy_bytes(np.arange(3, dtype=np.float64)), zipfile.ZIP_DEFLATED),
     ]
     with zipfile.ZipFile(os.path.join(OUT, "arrays.npz"), "w") as z:
-        for name, data, method in members:
-            z.writestr(name + ".npy", data, compress_type=method)
-        z.writestr("readme.txt", b"not an array")
+        for name, data, method in members + [("readme.txt", b"not an array", zipfile.ZIP_STORED)]:
+            info = zipfile.ZipInfo(name if name.endswith(".txt") else name + ".npy", date_time=(2024, 1, 1, 0, 0, 0))
+            info.compress_type = method  # fixed timestamps keep the file reproducible
+            z.writestr(info, data)
     np.savez(os.path.join(OUT, "savez_stored.npz"), a=base, b=np.float32([1, 2, 3]))
 
 
