@@ -123,3 +123,47 @@ import Testing
         } } }
     }
 }
+
+/// ZIP64 records that numpy's small files never need (huge archives), built by hand.
+@Suite struct NPZZip64Tests {
+    static func crc32(_ bytes: [UInt8]) -> UInt32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for b in bytes {
+            crc ^= UInt32(b)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
+        }
+        return ~crc
+    }
+
+    static func le(_ v: UInt64, _ n: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: v >> (8 * UInt64($0))) } }
+
+    /// One stored member whose sizes and offset live only in ZIP64 extra fields, with a
+    /// ZIP64 end-of-central-directory record and locator.
+    static func zip64Archive(name: String, data: [UInt8]) -> [UInt8] {
+        let n = Array(name.utf8), size = UInt64(data.count), crc = UInt64(crc32(data))
+        let sat32 = le(0xFFFF_FFFF, 4)
+        var out = le(0x0403_4B50, 4) + le(45, 2) + le(0, 2) + le(0, 2) + le(0, 4) + le(crc, 4) + sat32 + sat32
+        out += le(UInt64(n.count), 2) + le(20, 2) + n + le(1, 2) + le(16, 2) + le(size, 8) + le(size, 8) + data
+        let directoryOffset = UInt64(out.count)
+        out += le(0x0201_4B50, 4) + le(45, 2) + le(45, 2) + le(0, 2) + le(0, 2) + le(0, 4) + le(crc, 4) + sat32 + sat32
+        out += le(UInt64(n.count), 2) + le(28, 2) + le(0, 2) + le(0, 2) + le(0, 2) + le(0, 4) + sat32 + n
+        out += le(1, 2) + le(24, 2) + le(size, 8) + le(size, 8) + le(0, 8)
+        let directorySize = UInt64(out.count) - directoryOffset
+        let record = UInt64(out.count)
+        out += le(0x0606_4B50, 4) + le(44, 8) + le(45, 2) + le(45, 2) + le(0, 4) + le(0, 4) + le(1, 8) + le(1, 8)
+        out += le(directorySize, 8) + le(directoryOffset, 8)
+        out += le(0x0706_4B50, 4) + le(0, 4) + le(record, 8) + le(1, 4)
+        out += le(0x0605_4B50, 4) + le(0, 2) + le(0, 2) + le(0xFFFF, 2) + le(0xFFFF, 2) + sat32 + sat32 + le(0, 2)
+        return out
+    }
+
+    @Test func readsZip64Records() throws {
+        let header = Array("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }".utf8)
+        let npy: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 1, 0, UInt8(header.count), 0] + header
+            + [0, 0, 128, 63, 0, 0, 0, 64, 0, 0, 64, 64]  // 1, 2, 3
+        #expect(Self.crc32(Array("123456789".utf8)) == 0xCBF4_3926)  // the CRC-32 check value
+        let archive = try NPZArchive(bytes: Self.zip64Archive(name: "w.npy", data: npy), path: "z64.npz")
+        #expect(archive.names == ["w"])
+        #expect(try archive.array("w").values == [1, 2, 3])
+    }
+}
