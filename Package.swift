@@ -34,13 +34,20 @@ let package = Package(
             pkgConfig: "libpng",
             providers: [.apt(["libpng-dev"]), .brew(["libpng"])]
         ),
+        // System zlib: inflates deflated members of .npz archives (the mask decoder checkpoint).
+        .systemLibrary(
+            name: "CZlib",
+            path: "Sources/CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]
+        ),
         // C glue: libjpeg/libpng error handling needs setjmp/longjmp, which Swift cannot do;
         // also the fixed-point resampling kernels.
         .target(name: "CImageCodecs", dependencies: ["CJPEG", "CPNG"]),
         .target(name: "PaliGemmaImage", dependencies: ["CImageCodecs"]),
         .target(
             name: "PaliGemma",
-            dependencies: ["CPaliGemmaKernels", "PaliGemmaTokenizer", "PaliGemmaImage"]
+            dependencies: ["CPaliGemmaKernels", "CZlib", "PaliGemmaTokenizer", "PaliGemmaImage"]
         ),
         .executableTarget(
             name: "paligemma",
@@ -52,6 +59,7 @@ let package = Package(
         // Benchmarks (release builds; JSON output)
         .executableTarget(name: "paligemma-tokenizer-bench", dependencies: ["PaliGemmaTokenizer"]),
         .executableTarget(name: "paligemma-image-bench", dependencies: ["PaliGemmaImage"]),
+        .executableTarget(name: "paligemma-mask-bench", dependencies: ["PaliGemma"]),
         // Fixtures are read through #filePath, not bundled.
         .testTarget(name: "PaliGemmaTests", dependencies: ["PaliGemma", "CPaliGemmaKernels", "paligemma"],
                     exclude: ["Fixtures"]),

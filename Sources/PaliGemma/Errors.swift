@@ -11,6 +11,8 @@ public enum PaliGemmaError: Error, Equatable, CustomStringConvertible {
     case config(path: String, key: String?, reason: String)
     /// A checkpoint tensor is missing, unexpected, misshapen or of an unsupported dtype.
     case weights(tensor: String, reason: String)
+    /// A .npy file or .npz archive (or one of its members) is malformed or unsupported.
+    case npz(path: String, member: String?, reason: String)
     /// The caller's inputs (ids, pixels, lengths) do not fit the model.
     case input(String)
     /// Finding a model in the hub cache or downloading it failed (see `HubError`).
@@ -25,6 +27,9 @@ public enum PaliGemmaError: Error, Equatable, CustomStringConvertible {
             return "\(path): \(reason)"
         case let .config(path, key, reason):
             if let key { return "\(path): '\(key)': \(reason)" }
+            return "\(path): \(reason)"
+        case let .npz(path, member, reason):
+            if let member { return "\(path): member '\(member)': \(reason)" }
             return "\(path): \(reason)"
         case let .weights(tensor, reason):
             return "tensor '\(tensor)': \(reason)"
