@@ -52,24 +52,27 @@ struct GenerationArguments: ParsableArguments {
         return try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: (image as NSString).expandingTildeInPath), options: options)
     }
 
-    /// Runs one request, streaming text to stdout unless --json, then prints the JSON and writes the dump.
+    /// Runs one request, streaming the text to stdout unless --json; writes the dump.
+    func execute(prompt: String) throws -> (GenerationResult, RGBImage, PaliGemmaPipeline) {
+        let pipeline = try loadPipeline()
+        let picture = try loadImage()
+        let result = try pipeline.generate(image: picture, prompt: prompt, options: options,
+                                           keepPixels: dump != nil, keepLogits: dump != nil) { piece in
+            if !json {
+                FileHandle.standardOutput.write(Data(piece.utf8))
+            }
+            return .continue
+        }
+        if !json { print("") }
+        if let dump { try DumpFile.write(result, to: URL(fileURLWithPath: dump)) }
+        return (result, picture, pipeline)
+    }
+
+    /// Runs one request and prints the answer (streamed text, or one JSON object).
     func run(prompt: String) {
         do {
-            let pipeline = try loadPipeline()
-            let picture = try loadImage()
-            let result = try pipeline.generate(image: picture, prompt: prompt, options: options,
-                                               keepPixels: dump != nil, keepLogits: dump != nil) { piece in
-                if !json {
-                    FileHandle.standardOutput.write(Data(piece.utf8))
-                }
-                return .continue
-            }
-            if json {
-                print(ResultJSON.object(result, prompt: prompt))
-            } else {
-                print("")
-            }
-            if let dump { try DumpFile.write(result, to: URL(fileURLWithPath: dump)) }
+            let (result, _, _) = try execute(prompt: prompt)
+            if json { print(ResultJSON.object(result, prompt: prompt)) }
         } catch {
             fail(error)
         }

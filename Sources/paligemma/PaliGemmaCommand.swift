@@ -13,7 +13,8 @@ struct PaliGemmaCommand: ParsableCommand {
           paligemma generate --model ~/models/paligemma-3b-mix-224 --image cat.jpg --prompt "answer en what is this?"
           paligemma inspect --model ~/models/paligemma-3b-mix-224
         """,
-        subcommands: [Generate.self, Caption.self, OCR.self, Answer.self, Inspect.self, Download.self,
+        subcommands: [Generate.self, Caption.self, OCR.self, Answer.self, Detect.self, Segment.self, Parse.self,
+                      Inspect.self, Download.self,
                       Tokenize.self, Detokenize.self, Bench.self, RandomCheckpointCommand.self]
     )
 }

@@ -197,3 +197,36 @@ struct EndToEndTests {
         #expect(results.count == 7)
     }
 }
+
+extension EndToEndTests {
+    @Test func detectSegmentAndParseCommands() throws {
+        let c = try Case("pg1-detect")
+        let vae = Fixtures.root.appendingPathComponent("masks/vae-random.npz").path
+        let dir = try temporaryDirectory()
+        let overlay = dir.appendingPathComponent("overlay.png").path
+        let detect = try Self.run(["detect", "--model", c.model.path, "--image", c.image.path, "--max-tokens", "10",
+                                   "--json", "--overlay", overlay, "cat", "dog"])
+        #expect(detect.status == 0, "\(detect.stderr)")
+        let object = Self.json(detect.stdout)
+        #expect(object["tokens"] as? [Int] == c.tokens)  // same prompt as the pg1-detect case
+        #expect(object["detections"] is [Any] && object["segments"] is [Any])
+        let picture = try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: overlay))
+        #expect(picture.width == 120 && picture.height == 90)
+
+        let codes = (0..<16).map { String(format: "<seg%03d>", ($0 * 7) % 128) }.joined()
+        let answer = "<loc0100><loc0200><loc0900><loc0800>\(codes) cat ; <loc0000><loc0000><loc0512><loc1023> dog"
+        let parsed = try Self.run(["parse", "--image-size", "640x480", "--vae", vae, "--json", "--masks", dir.path, answer])
+        #expect(parsed.status == 0, "\(parsed.stderr)")
+        let p = Self.json(parsed.stdout)
+        let detections = p["detections"] as? [[String: Any]] ?? []
+        let segments = p["segments"] as? [[String: Any]] ?? []
+        #expect(detections.count == 2 && segments.count == 1)
+        let mask64 = segments.first?["mask64"] as? [[Double]] ?? []
+        #expect(mask64.count == 64 && mask64.allSatisfy { $0.count == 64 })
+        #expect(segments.first?["mask_rle"] != nil)
+        let box = detections.first?["box"] as? [Double] ?? []
+        #expect(box.count == 4 && abs(box[0] - 200.0 / 1023 * 640) < 1e-6 && abs(box[3] - 900.0 / 1023 * 480) < 1e-6)
+        let bad = try Self.run(["parse", "--image-size", "640by480", "x"])
+        #expect(bad.status != 0 && bad.stderr.contains("640by480"))
+    }
+}

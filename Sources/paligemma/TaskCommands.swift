@@ -1,0 +1,105 @@
+import ArgumentParser
+import Foundation
+import PaliGemma
+
+/// Options of the commands that turn <loc>/<seg> answers into boxes and masks.
+struct TaskOutputArguments: ParsableArguments {
+    @Option(help: "Mask decoder checkpoint vae-oid.npz (default: $PALIGEMMA_VAE, beside the model, ~/.cache/paligemma).")
+    var vae: String?
+    @Option(help: "Write each full-image mask as a PNG into this folder.") var masks: String?
+    @Option(help: "Write the image with boxes, labels and masks drawn over it to this PNG file.") var overlay: String?
+}
+
+extension GenerationArguments {
+    /// Generates, then parses the answer into boxes (and masks) of the input image.
+    func runTask(prompt: String, outputs: TaskOutputArguments) {
+        do {
+            let (result, image, pipeline) = try execute(prompt: prompt)
+            let response = try TaskOutput.run(TaskOutputRequest(
+                text: result.text, imageWidth: image.width, imageHeight: image.height, vaePath: outputs.vae,
+                modelDirectory: pipeline.directory.path, json: false, maskDirectory: outputs.masks,
+                overlayPath: outputs.overlay, image: image))
+            for note in response.notes { FileHandle.standardError.write(Data("paligemma: note: \(note)\n".utf8)) }
+            if json {
+                let base = ResultJSON.object(result, prompt: prompt)
+                let members = response.result.jsonMembers()
+                print(members.isEmpty ? base : String(base.dropLast()) + "," + members + "}")
+            } else {
+                print(response.output)
+            }
+        } catch {
+            fail(error)
+        }
+    }
+}
+
+struct Detect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Find objects: boxes in pixels (\"detect a ; b\").",
+        discussion: """
+        Prints the answer, then one line per object with its box in the image's pixels
+        (x_min, y_min, x_max, y_max; big_vision's /1023 convention, see docs/OUTPUTS.md).
+        --json adds "detections": [{label, box, box_normalized}].
+
+        Example:
+          paligemma detect --model ~/models/paligemma-3b-mix-224 --image street.jpg car person --overlay boxes.png
+        """)
+    @OptionGroup var common: GenerationArguments
+    @OptionGroup var outputs: TaskOutputArguments
+    @Argument(help: "What to look for (one or more labels).") var labels: [String]
+    func validate() throws {
+        if common.image == nil { throw ValidationError("--image is required") }
+        if labels.isEmpty { throw ValidationError("give at least one label") }
+    }
+    func run() throws { common.runTask(prompt: TaskPrompt.detect(labels), outputs: outputs) }
+}
+
+struct Segment: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Segment an object: box and mask (\"segment <label>\").",
+        discussion: """
+        The 16 <seg> codes are decoded to a 64x64 mask by the VQ-VAE decoder (vae-oid.npz) and
+        placed into the box as big_vision does. --json adds "segments": [{label, box, mask64,
+        mask_rle, area}]; --masks DIR writes the masks as PNGs, --overlay FILE a picture.
+
+        Example:
+          paligemma segment --model ~/models/paligemma-3b-mix-224 --image cat.jpg cat --vae vae-oid.npz --overlay cat.png
+        """)
+    @OptionGroup var common: GenerationArguments
+    @OptionGroup var outputs: TaskOutputArguments
+    @Argument(help: "What to segment.") var label: String
+    func validate() throws { if common.image == nil { throw ValidationError("--image is required") } }
+    func run() throws { common.runTask(prompt: TaskPrompt.segment(label), outputs: outputs) }
+}
+
+struct Parse: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Turn a detect/segment answer produced elsewhere into boxes and masks.",
+        discussion: """
+        Example:
+          paligemma parse --image-size 640x480 --json "<loc0100><loc0200><loc0900><loc0800> cat"
+          paligemma parse --image-size 640x480 --vae vae-oid.npz --overlay out.png --image photo.jpg "$ANSWER"
+        """)
+    @Option(name: .customLong("image-size"), help: "Size of the original image, WIDTHxHEIGHT.") var imageSize: String
+    @Option(help: "Draw the overlay on this image (it must have --image-size).") var image: String?
+    @Flag(help: "Print JSON instead of a summary.") var json = false
+    @OptionGroup var outputs: TaskOutputArguments
+    @Argument(help: "The generated text with <loc>/<seg> tokens.") var text: String
+
+    func run() throws {
+        do {
+            let size = try TaskOutput.parseImageSize(imageSize)
+            var picture: RGBImage?
+            if let image {
+                picture = try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: (image as NSString).expandingTildeInPath))
+            }
+            let response = try TaskOutput.run(TaskOutputRequest(
+                text: text, imageWidth: size.width, imageHeight: size.height, vaePath: outputs.vae, json: json,
+                maskDirectory: outputs.masks, overlayPath: outputs.overlay, image: picture))
+            for note in response.notes { FileHandle.standardError.write(Data("paligemma: note: \(note)\n".utf8)) }
+            print(response.output)
+        } catch {
+            fail(error)
+        }
+    }
+}
