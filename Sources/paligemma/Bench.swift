@@ -17,6 +17,8 @@ struct Bench: ParsableCommand {
     var promptTokens = 8
     @Option(name: .customLong("new-tokens"), help: "Tokens to decode.") var newTokens = 16
     @Option(help: "Threads (default: all CPUs).") var threads: Int?
+    @Option(help: "Measure this many times in one process and report the last run (the first also maps the weights in).")
+    var runs = 1
     @Option(help: "Weights in memory: none (as stored) or int8 (decoder quantized at load).") var quantize: String = "none"
     @Option(name: .customLong("int8-agreement"), help: "Instead of timing, compare int8 with the stored weights over this many greedy steps.")
     var int8Agreement: Int?
@@ -38,7 +40,8 @@ struct Bench: ParsableCommand {
         }
         do {
             let r = try Benchmark.run(directory: try modelURL(model),
-                                      promptTokens: promptTokens, newTokens: newTokens, quantization: quantization)
+                                      promptTokens: promptTokens, newTokens: newTokens, quantization: quantization,
+                                      runs: runs)
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]

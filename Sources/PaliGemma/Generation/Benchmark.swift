@@ -22,13 +22,17 @@ public struct BenchmarkResult: Codable, Sendable {
     public var decodeMsMin: Double
     public var decodeMsMax: Double
     public var peakRSSBytes: Int
+    /// Runs measured; the figures above are from the last one.
+    public var runs: Int
+    /// Time to first token of the first run, which also pays for mapping the weights in.
+    public var firstTTFTSeconds: Double
 
     enum CodingKeys: String, CodingKey {
         case model, quantization, threads, isa
         case imageTokens = "image_tokens", promptTokens = "prompt_tokens", newTokens = "new_tokens"
         case loadSeconds = "load_s", visionSeconds = "vision_s", prefillSeconds = "prefill_s", ttftSeconds = "ttft_s"
         case decodeMsPerToken = "decode_ms_per_token", decodeMsMin = "decode_ms_min", decodeMsMax = "decode_ms_max"
-        case peakRSSBytes = "peak_rss_bytes"
+        case peakRSSBytes = "peak_rss_bytes", runs, firstTTFTSeconds = "first_ttft_s"
     }
 }
 
@@ -49,7 +53,7 @@ public enum Benchmark {
     /// image tokens + <bos> + `promptTokens` text tokens + "\n", and decodes `newTokens` tokens
     /// greedily (stop tokens ignored, so every run decodes the same number).
     public static func run(directory: URL, promptTokens: Int, newTokens: Int,
-                           quantization: Quantization = .none) throws -> BenchmarkResult {
+                           quantization: Quantization = .none, runs: Int = 1) throws -> BenchmarkResult {
         var clock = Date()
         let model = try PaliGemmaModel(directory: directory, quantization: quantization)
         let load = Date().timeIntervalSince(clock)
@@ -65,18 +69,23 @@ public enum Benchmark {
         let newline = min(108, Int(upper) - 1)
         let ids = [Int](repeating: model.config.imageTokenIndex, count: n) + [2] + textIDs + [newline]
 
-        clock = Date()
-        let image = try model.imageFeatures(pixels: pixels)
-        let vision = Date().timeIntervalSince(clock)
-        let out = try model.generate(promptIDs: ids, imageFeatures: image,
+        var vision = 0.0, firstTTFT = 0.0
+        var out = GeneratedTokens()
+        for run in 0..<max(runs, 1) {
+            clock = Date()
+            let image = try model.imageFeatures(pixels: pixels)
+            vision = Date().timeIntervalSince(clock)
+            out = try model.generate(promptIDs: ids, imageFeatures: image,
                                      options: GenerationOptions(maxNewTokens: max(newTokens, 1), stopTokens: []))
+            if run == 0 { firstTTFT = vision + out.timings.prefill }
+        }
         let steps = out.timings.decodeSteps.map { $0 * 1000 }
         return BenchmarkResult(
             model: directory.path, quantization: quantization.rawValue, threads: Kernels.threads, isa: Kernels.isa.name, imageTokens: n,
             promptTokens: ids.count, newTokens: out.tokens.count, loadSeconds: load, visionSeconds: vision,
             prefillSeconds: out.timings.prefill, ttftSeconds: vision + out.timings.prefill,
             decodeMsPerToken: out.timings.decodeMillisecondsPerToken, decodeMsMin: steps.min() ?? 0,
-            decodeMsMax: steps.max() ?? 0, peakRSSBytes: peakRSS)
+            decodeMsMax: steps.max() ?? 0, peakRSSBytes: peakRSS, runs: max(runs, 1), firstTTFTSeconds: firstTTFT)
     }
 }
 
