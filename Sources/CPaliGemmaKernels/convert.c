@@ -58,7 +58,16 @@ uint16_t pg_f32_to_f16_scalar(float f) {
 }
 
 void pg_convert_to_f32(const void *src, int dtype, float *dst, long n) {
-    for (long i = 0; i < n; i++) dst[i] = pg_load_as_f32(src, dtype, i);
+    switch (dtype) {  // one loop per dtype, so each vectorises
+    case PG_BF16: {
+        const uint16_t *h = src;
+        for (long i = 0; i < n; i++) { uint32_t u = (uint32_t)h[i] << 16; memcpy(&dst[i], &u, 4); }
+        break;
+    }
+    case PG_I8: { const int8_t *q = src; for (long i = 0; i < n; i++) dst[i] = (float)q[i]; break; }
+    case PG_F32: memcpy(dst, src, (size_t)n * 4); break;
+    default: for (long i = 0; i < n; i++) dst[i] = pg_load_as_f32(src, dtype, i);
+    }
 }
 
 void pg_convert_from_f32(const float *src, int dtype, void *dst, long n) {

@@ -44,4 +44,6 @@ float pg_dot_f32_avx2(const float *a, const float *b, long n);
 float pg_dot_f32_avx512(const float *a, const float *b, long n);
 void pg_axpy_f32_avx2(float *y, float a, const float *x, long n);
 void pg_axpy_f32_avx512(float *y, float a, const float *x, long n);
+/// gelu_tanh(a) (times b when given) in place with AVX2; returns how many leading elements it did.
+long pg_gelu_tanh_avx2(float *a, const float *b, long n);
 #endif

@@ -93,20 +93,21 @@ void pg_linear_scaled_isa(int isa, const float *x, long ldx, const void *w, int 
 typedef struct { const void *src; int dtype; long cols; int8_t *dst; float *scale; } quant_job;
 
 static void quant_task(void *p, long r, int thread) {
-    (void)thread;
     const quant_job *j = p;
     const char *row = (const char *)j->src + (size_t)r * j->cols * pg_dtype_size(j->dtype);
+    float *v = pg_scratch(thread, 3, (size_t)j->cols);
+    if (!v) return;
+    pg_convert_to_f32(row, j->dtype, v, j->cols);
     float mx = 0;
-    for (long c = 0; c < j->cols; c++) {
-        float v = fabsf(pg_load_as_f32(row, j->dtype, c));
-        if (v > mx) mx = v;
-    }
+    for (long c = 0; c < j->cols; c++) mx = fmaxf(mx, fabsf(v[c]));
     float s = mx > 0 ? mx / 127.0f : 1.0f;
+    float inv = 1.0f / s;
     j->scale[r] = s;
     int8_t *out = j->dst + (size_t)r * j->cols;
     for (long c = 0; c < j->cols; c++) {
-        float q = roundf(pg_load_as_f32(row, j->dtype, c) / s);
-        out[c] = (int8_t)(q > 127 ? 127 : q < -127 ? -127 : q);
+        float q = v[c] * inv;
+        q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
+        out[c] = (int8_t)(q + (q >= 0 ? 0.5f : -0.5f));  // round half away from zero
     }
 }
 

@@ -52,13 +52,15 @@ static inline float gelu_tanh1(float x) {
 static inline float gelu_erf1(float x) { return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f)); }
 
 #define PG_ELEMWISE_CHUNK 16384
-typedef struct { float *a; const float *b; long n; float s; int kind; } ew_job;
+typedef struct { float *a; const float *b; long n; float s; int kind; int isa; } ew_job;
 
 static void ew_task(void *p, long t, int thread) {
     (void)thread;
     const ew_job *j = p;
     long i0 = t * PG_ELEMWISE_CHUNK, i1 = i0 + PG_ELEMWISE_CHUNK < j->n ? i0 + PG_ELEMWISE_CHUNK : j->n;
     float *a = j->a;
+    if ((j->kind == 0 || j->kind == 2) && j->isa >= PG_ISA_AVX2)
+        i0 += pg_gelu_tanh_avx2(a + i0, j->kind == 2 ? j->b + i0 : NULL, i1 - i0);
     switch (j->kind) {
     case 0: for (long i = i0; i < i1; i++) a[i] = gelu_tanh1(a[i]); break;
     case 1: for (long i = i0; i < i1; i++) a[i] = gelu_erf1(a[i]); break;
@@ -71,7 +73,7 @@ static void ew_task(void *p, long t, int thread) {
 }
 
 static void elementwise(float *a, const float *b, long n, float s, int kind) {
-    ew_job j = { a, b, n, s, kind };
+    ew_job j = { a, b, n, s, kind, pg_isa() };
     pg_parallel_for((n + PG_ELEMWISE_CHUNK - 1) / PG_ELEMWISE_CHUNK, ew_task, &j);
 }
 

@@ -147,7 +147,11 @@ public struct GemmaDecoder: Sendable {
             outputWeight = try head.tensor("weight", shape: [c.vocabSize, c.hiddenSize])
         }
         var scales: [Float]? = nil
-        if w.loader.quantization == .int8 && outputWeight.hasData { (outputWeight, scales) = Ops.quantizeInt8(outputWeight) }
+        if w.loader.quantization == .int8 && outputWeight.hasData {
+            let stored = outputWeight
+            (outputWeight, scales) = Ops.quantizeInt8(stored)
+            Ops.releasePages(stored)  // the lookup will fault back in only the rows it reads
+        }
         output = Linear(weight: outputWeight, scales: scales, bias: nil)
         embedScale = embedTokens.dtype.round(Float(c.hiddenSize).squareRoot())
     }

@@ -12,6 +12,7 @@ struct Linear: Sendable {
         let tensor = try w.tensor("weight", shape: [outFeatures, inFeatures])
         if quantizable && w.loader.quantization == .int8 && tensor.hasData {
             (weight, scales) = Ops.quantizeInt8(tensor)
+            Ops.releasePages(tensor)  // the stored copy is not read again
         } else {
             (weight, scales) = (tensor, nil)
         }

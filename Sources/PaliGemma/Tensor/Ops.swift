@@ -60,6 +60,11 @@ public enum Ops {
         return (Tensor(storage: storage, offset: 0, shape: w.shape, dtype: .int8), scales)
     }
 
+    /// Drops a mapped tensor's pages from the resident set (after it was copied elsewhere).
+    public static func releasePages(_ t: Tensor) {
+        t.storage?.releasePages(offset: t.offset, count: t.byteCount)
+    }
+
     private static func withOptionalPointer<R>(_ a: [Float]?, _ body: (UnsafePointer<Float>?) -> R) -> R {
         guard let a else { return body(nil) }
         return a.withUnsafeBufferPointer { body($0.baseAddress) }

@@ -10,11 +10,14 @@ import Darwin
 public final class Storage: @unchecked Sendable {
     public let base: UnsafeRawPointer
     public let byteCount: Int
+    /// Whether the bytes are a mapped file (as opposed to owned memory).
+    public let isMapped: Bool
     private let release: () -> Void
 
-    private init(base: UnsafeRawPointer, byteCount: Int, release: @escaping () -> Void) {
+    private init(base: UnsafeRawPointer, byteCount: Int, isMapped: Bool = false, release: @escaping () -> Void) {
         self.base = base
         self.byteCount = byteCount
+        self.isMapped = isMapped
         self.release = release
     }
 
@@ -42,7 +45,19 @@ public final class Storage: @unchecked Sendable {
         guard let ptr = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), ptr != MAP_FAILED else {
             throw PaliGemmaError.io(path: path, reason: "cannot map: \(String(cString: strerror(errno)))")
         }
-        return Storage(base: UnsafeRawPointer(ptr), byteCount: size) { munmap(ptr, size) }
+        return Storage(base: UnsafeRawPointer(ptr), byteCount: size, isMapped: true) { munmap(ptr, size) }
+    }
+
+    /// Tells the system the mapped bytes [offset, offset + count) will not be read again, so
+    /// their pages can leave this process's resident set (they stay in the file's page cache).
+    /// Only whole pages inside the range are released; a no-op for owned memory.
+    public func releasePages(offset: Int, count: Int) {
+        guard isMapped else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (offset + page - 1) / page * page
+        let end = (offset + count) / page * page
+        guard end > start else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
     }
 
     /// Owned, 64-byte aligned, zero-filled memory.
