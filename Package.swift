@@ -20,7 +20,8 @@ let package = Package(
     ],
     targets: [
         .target(name: "CPaliGemmaKernels"),
-        .target(name: "PaliGemmaTokenizer"),
+        .target(name: "PaliGemmaJSON"),
+        .target(name: "PaliGemmaTokenizer", dependencies: ["PaliGemmaJSON"]),
         // System codecs: the libraries Pillow itself decodes with (see README).
         .systemLibrary(
             name: "CJPEG",
@@ -47,7 +48,7 @@ let package = Package(
         .target(name: "PaliGemmaImage", dependencies: ["CImageCodecs"]),
         .target(
             name: "PaliGemma",
-            dependencies: ["CPaliGemmaKernels", "CZlib", "PaliGemmaTokenizer", "PaliGemmaImage"]
+            dependencies: ["CPaliGemmaKernels", "CZlib", "PaliGemmaJSON", "PaliGemmaTokenizer", "PaliGemmaImage"]
         ),
         .executableTarget(
             name: "paligemma",
@@ -61,7 +62,7 @@ let package = Package(
         .executableTarget(name: "paligemma-image-bench", dependencies: ["PaliGemmaImage"]),
         .executableTarget(name: "paligemma-mask-bench", dependencies: ["PaliGemma"]),
         // Fixtures are read through #filePath, not bundled.
-        .testTarget(name: "PaliGemmaTests", dependencies: ["PaliGemma", "CPaliGemmaKernels", "paligemma"],
+        .testTarget(name: "PaliGemmaTests", dependencies: ["PaliGemma", "PaliGemmaJSON", "CPaliGemmaKernels", "paligemma"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "PaliGemmaTokenizerTests", dependencies: ["PaliGemmaTokenizer"],
                     exclude: ["Fixtures"]),

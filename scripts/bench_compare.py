@@ -91,7 +91,7 @@ def main():
                  capture_output=True, env=env)
         results[f"transformers {dtype}"] = json.loads(out.stdout.strip().splitlines()[-1])
     out = sh([binary, "bench", "--model", folder, "--threads", str(a.threads), "--prompt-tokens", str(a.prompt_tokens),
-              "--new-tokens", str(a.new_tokens), "--json"], capture_output=True)
+              "--new-tokens", str(a.new_tokens), "--runs", "2", "--json"], capture_output=True)
     results["swift"] = json.loads(out.stdout.strip().splitlines()[-1])
 
     keys = ["load_s", "vision_s", "prefill_s", "ttft_s", "decode_ms_per_token", "peak_rss_bytes"]

@@ -6,6 +6,7 @@
 //   DecodeState / StreamingDecoder (ids -> text)
 
 import Foundation
+import PaliGemmaJSON
 
 /// A loaded tokenizer. Immutable and cheap to copy; safe to share between threads.
 public struct Tokenizer: Sendable {
@@ -121,7 +122,7 @@ public struct Tokenizer: Sendable {
         var names = TokenizerJSONReader.SpecialTokenNames()
         func name(_ key: String) -> String? {
             guard let v = root[key] else { return nil }
-            return v.string ?? v["content"]?.string
+            return v.stringValue ?? v["content"]?.stringValue
         }
         if let n = name("bos_token") { names.bos = n }
         if let n = name("eos_token") { names.eos = n }

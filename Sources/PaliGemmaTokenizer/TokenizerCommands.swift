@@ -1,6 +1,7 @@
 // The logic of `paligemma tokenize` and `paligemma detokenize`, as functions the CLI calls.
 
 import Foundation
+import PaliGemmaJSON
 
 public enum TokenizerCommands {
     /// `paligemma tokenize --model DIR [--bos] [--json] TEXT`: the ids of `text` separated by spaces, or with
@@ -16,7 +17,7 @@ public enum TokenizerCommands {
     public static func tokenizeOutput(_ tokenizer: Tokenizer, text: String, addBOS: Bool, json: Bool) -> String {
         let ids = tokenizer.encode(text, addBOS: addBOS)
         guard json else { return ids.map(String.init).joined(separator: " ") }
-        let pieces = tokenizer.pieces(for: ids).map(jsonString).joined(separator: ", ")
+        let pieces = tokenizer.pieces(for: ids).map(jsonQuoted).joined(separator: ", ")
         return "{\"ids\": [\(ids.map(String.init).joined(separator: ", "))], \"pieces\": [\(pieces)]}"
     }
 
@@ -47,22 +48,4 @@ public enum TokenizerCommands {
         return ids
     }
 
-    /// A JSON string literal.
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where u.value < 0x20:
-                let hex = String(u.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        return out + "\""
-    }
 }

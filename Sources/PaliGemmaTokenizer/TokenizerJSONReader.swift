@@ -1,3 +1,4 @@
+import PaliGemmaJSON
 // Reads Hugging Face's `tokenizer.json` as written for Gemma / PaliGemma, and maps it onto the same
 // SentencePiece-equivalent pipeline the `tokenizer.model` reader produces.
 //
@@ -36,13 +37,13 @@ enum TokenizerJSONReader {
 
         guard case .object = root else { throw bad("a JSON object at the top level") }
         guard let model = root["model"], case .object = model else { throw bad("an object 'model'") }
-        let modelType = model["type"]?.string ?? "(missing)"
+        let modelType = model["type"]?.stringValue ?? "(missing)"
         guard modelType == "BPE" else {
             throw unsupported("model.type \(modelType) (only BPE is implemented)")
         }
         if let dropout = model["dropout"], !dropout.isNull { throw unsupported("model.dropout") }
         for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
-            if let v = model[key], !v.isNull, v.string != "" { throw unsupported("model.\(key)") }
+            if let v = model[key], !v.isNull, v.stringValue != "" { throw unsupported("model.\(key)") }
         }
         let byteFallback = try optionalBool(model, "byte_fallback", in: "model", file: file) ?? false
         let fuseUnknown = try optionalBool(model, "fuse_unk", in: "model", file: file) ?? false
@@ -59,7 +60,7 @@ enum TokenizerJSONReader {
         // Ids must be dense, so none can reach the number of pieces listed.
         let idLimit = vocabMembers.count + addedCount
         func place(_ piece: String, _ idValue: JSONValue, _ context: String) throws {
-            guard let id = idValue.int, id >= 0 else {
+            guard let id = idValue.intValue, id >= 0 else {
                 throw bad("a non-negative integer id for \(context) '\(piece)', got \(idValue.typeName)")
             }
             guard id < idLimit else {
@@ -80,14 +81,14 @@ enum TokenizerJSONReader {
         if let addedValue = root["added_tokens"], !addedValue.isNull {
             guard case .array(let items) = addedValue else { throw bad("an array 'added_tokens'") }
             for item in items {
-                guard let content = item["content"]?.string, let idValue = item["id"] else {
+                guard let content = item["content"]?.stringValue, let idValue = item["id"] else {
                     throw bad("'content' and 'id' in every added token")
                 }
-                for flag in ["lstrip", "rstrip", "single_word"] where item[flag]?.bool == true {
+                for flag in ["lstrip", "rstrip", "single_word"] where item[flag]?.boolValue == true {
                     throw unsupported("added token '\(content)' with \(flag)=true")
                 }
                 try place(content, idValue, "added token")
-                added.append((idValue.int ?? 0, content, item["special"]?.bool ?? false))
+                added.append((idValue.intValue ?? 0, content, item["special"]?.boolValue ?? false))
             }
         }
         var pieces: [String] = []
@@ -115,7 +116,7 @@ enum TokenizerJSONReader {
         }
         var unkID: Int32?
         if let unkValue = model["unk_token"], !unkValue.isNull {
-            guard let name = unkValue.string, let id = idOf(name) else {
+            guard let name = unkValue.stringValue, let id = idOf(name) else {
                 throw bad("model.unk_token to name a vocabulary piece")
             }
             unkID = id
@@ -136,7 +137,7 @@ enum TokenizerJSONReader {
                     let left: String, right: String
                     switch merge {
                     case .array(let pair) where pair.count == 2:
-                        guard let l = pair[0].string, let r = pair[1].string else {
+                        guard let l = pair[0].stringValue, let r = pair[1].stringValue else {
                             throw bad("merge \(rank) as two strings")
                         }
                         (left, right) = (l, r)
@@ -204,14 +205,14 @@ enum TokenizerJSONReader {
         -> Bool?
     {
         guard let v = object[key], !v.isNull else { return nil }
-        guard let b = v.bool else {
+        guard let b = v.boolValue else {
             throw TokenizerError.malformedJSON(file: file, expected: "\(context).\(key) to be a boolean")
         }
         return b
     }
 
     private static func components(_ value: JSONValue, listKey: String) -> [JSONValue] {
-        if value["type"]?.string == "Sequence", case .array(let items)? = value[listKey] { return items }
+        if value["type"]?.stringValue == "Sequence", case .array(let items)? = value[listKey] { return items }
         return [value]
     }
 
@@ -220,8 +221,8 @@ enum TokenizerJSONReader {
         guard let value, !value.isNull else { return false }
         var escapes = false
         for step in components(value, listKey: "normalizers") {
-            let type = step["type"]?.string ?? "(missing type)"
-            if type == "Replace", step["pattern"]?["String"]?.string == " ", step["content"]?.string == "\u{2581}" {
+            let type = step["type"]?.stringValue ?? "(missing type)"
+            if type == "Replace", step["pattern"]?["String"]?.stringValue == " ", step["content"]?.stringValue == "\u{2581}" {
                 escapes = true
                 continue
             }
@@ -234,8 +235,8 @@ enum TokenizerJSONReader {
         guard let value, !value.isNull else { return }
         for step in components(value, listKey: "pretokenizers") {
             // Splitting on " " after every space became "▁" never splits anything.
-            if step["type"]?.string == "Split", step["pattern"]?["String"]?.string == " ",
-                step["invert"]?.bool != true, spacesEscaped
+            if step["type"]?.stringValue == "Split", step["pattern"]?["String"]?.stringValue == " ",
+                step["invert"]?.boolValue != true, spacesEscaped
             {
                 continue
             }
@@ -251,14 +252,14 @@ enum TokenizerJSONReader {
         var sawReplace = false
         var strips = false
         for step in components(value, listKey: "decoders") {
-            switch step["type"]?.string {
-            case "Replace" where step["pattern"]?["String"]?.string == "\u{2581}" && step["content"]?.string == " ":
+            switch step["type"]?.stringValue {
+            case "Replace" where step["pattern"]?["String"]?.stringValue == "\u{2581}" && step["content"]?.stringValue == " ":
                 sawReplace = true
             case "ByteFallback", "Fuse":
                 break
-            case "Strip" where step["content"]?.string == " " && (step["stop"]?.int ?? 0) == 0
-                && (0...1).contains(step["start"]?.int ?? -1):
-                strips = step["start"]?.int == 1
+            case "Strip" where step["content"]?.stringValue == " " && (step["stop"]?.intValue ?? 0) == 0
+                && (0...1).contains(step["start"]?.intValue ?? -1):
+                strips = step["start"]?.intValue == 1
             default:
                 throw TokenizerError.unsupported(file: file, component: "decoder \(describe(step))")
             }
@@ -270,9 +271,9 @@ enum TokenizerJSONReader {
     }
 
     private static func describe(_ step: JSONValue) -> String {
-        let type = step["type"]?.string ?? "(missing type)"
+        let type = step["type"]?.stringValue ?? "(missing type)"
         if let pattern = step["pattern"] {
-            let p = pattern["String"]?.string.map { "String \"\($0)\"" } ?? pattern["Regex"]?.string.map { "Regex \"\($0)\"" }
+            let p = pattern["String"]?.stringValue.map { "String \"\($0)\"" } ?? pattern["Regex"]?.stringValue.map { "Regex \"\($0)\"" }
             if let p { return "\(type)(\(p.prefix(60)))" }
         }
         return type

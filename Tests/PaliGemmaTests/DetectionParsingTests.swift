@@ -1,4 +1,5 @@
 import Foundation
+import PaliGemmaJSON
 import Testing
 @testable import PaliGemma
 
@@ -119,7 +120,7 @@ func segTokens(_ codes: [Int]) -> String { codes.map { "<seg" + String(repeating
         #expect(segment.maskBox == MaskBox(x1: 7, y1: 11, x2: 109, y2: 105))
 
         let json = try JSONParser.parse(Array(result.json().utf8))
-        #expect(json["image_size"] == .array([.int(160), .int(120)]))
+        #expect(json["image_size"] == .array([.number(160), .number(120)]))
         let detections = try #require(json["detections"]?.arrayValue)
         #expect(detections.count == 2)
         #expect(detections[1]["label"]?.stringValue == "tiny \"mouse\"")
@@ -136,7 +137,7 @@ func segTokens(_ codes: [Int]) -> String { codes.map { "<seg" + String(repeating
         #expect(rows.allSatisfy { $0.arrayValue?.count == 64 })
         let flat: [Float] = rows.flatMap { $0.arrayValue ?? [] }.map { Float(number($0)) }
         #expect(flat == segment.mask64)  // shortest round-trip printing is exact
-        #expect(segments[0]["mask_rle"]?["size"] == .array([.int(120), .int(160)]))
+        #expect(segments[0]["mask_rle"]?["size"] == .array([.number(120), .number(160)]))
         #expect(segments[0]["mask_rle"]?["counts"]?.stringValue == mask.cocoCounts)
         #expect(segments[0]["area"]?.intValue == mask.area)
         #expect(mask.area > 0)
@@ -159,8 +160,7 @@ func segTokens(_ codes: [Int]) -> String { codes.map { "<seg" + String(repeating
 
     func number(_ v: JSONValue) -> Double {
         switch v {
-        case let .double(d): return d
-        case let .int(i): return Double(i)
+        case let .number(d): return d
         default: return .nan
         }
     }

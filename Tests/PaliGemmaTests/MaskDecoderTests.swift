@@ -1,4 +1,5 @@
 import Foundation
+import PaliGemmaJSON
 import Testing
 @testable import PaliGemma
 

@@ -1,4 +1,5 @@
 import Foundation
+import PaliGemmaJSON
 
 /// A Hugging Face checkpoint folder: `config.json` plus `model.safetensors`, or shards listed
 /// in `model.safetensors.index.json`. Tensor names are brought to one canonical spelling (the
@@ -52,7 +53,7 @@ public final class Checkpoint: Sendable {
             throw PaliGemmaError.io(path: path, reason: "cannot read: \(error.localizedDescription)")
         }
         let json: JSONValue
-        do { json = try JSONParser.parse(bytes) } catch {
+        do { json = try JSONParser.parse(bytes, rejectDuplicateKeys: true) } catch {
             throw PaliGemmaError.config(path: path, key: nil, reason: "not valid JSON: \(error)")
         }
         guard let map = json["weight_map"]?.objectValue else {

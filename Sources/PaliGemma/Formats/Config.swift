@@ -1,4 +1,5 @@
 import Foundation
+import PaliGemmaJSON
 
 // Codable mirrors of a PaliGemma checkpoint's config.json. Missing keys take the defaults that
 // transformers (5.x) uses for the same key, so a folder loads here exactly as it loads there.
@@ -278,7 +279,7 @@ public struct PaliGemmaConfig: Codable, Sendable, Equatable {
 
     public static func parse(_ data: Data, path: String, allowUnknownKeys: Bool = false) throws -> PaliGemmaConfig {
         let json: JSONValue
-        do { json = try JSONParser.parse(Array(data)) } catch {
+        do { json = try JSONParser.parse(Array(data), rejectDuplicateKeys: true) } catch {
             throw PaliGemmaError.config(path: path, key: nil, reason: "not valid JSON: \(error)")
         }
         guard json.objectValue != nil else {

@@ -1,3 +1,5 @@
+import PaliGemmaJSON
+
 /// The config.json keys this runtime knows, per section. Keys that change nothing about
 /// inference here (generation defaults, training settings, bookkeeping that transformers and
 /// the hub write) are listed as known; anything else is reported as unknown, so a checkpoint
@@ -51,7 +53,7 @@ enum ConfigKeys {
             }
             if key == "text_config", let section = value.objectValue {
                 if let bad = section.first(where: { !text.contains($0.0) }) { return "text_config.\(bad.0)" }
-                if let scaling = section.first(where: { $0.0 == "rope_scaling" })?.1, scaling != .null {
+                if let scaling = section.first(where: { $0.0 == "rope_scaling" })?.1, !scaling.isNull {
                     return "text_config.rope_scaling"
                 }
             }

@@ -1,5 +1,6 @@
 import CPaliGemmaKernels
 import Foundation
+import PaliGemmaJSON
 
 /// Writes a checkpoint folder with random weights in the real layout (the hub's tensor names,
 /// sharded safetensors plus index, config.json), loadable here and by transformers. For
@@ -45,7 +46,7 @@ public enum RandomCheckpoint {
             weightMap += shard.map { ($0.name, name) }
         }
         if shards.count > 1 {
-            let entries = weightMap.map { "    \(SafetensorsWriter.jsonString($0.0)): \(SafetensorsWriter.jsonString($0.1))" }
+            let entries = weightMap.map { "    \(jsonQuoted($0.0)): \(jsonQuoted($0.1))" }
             let index = "{\n  \"metadata\": {\"total_size\": \(total)},\n  \"weight_map\": {\n\(entries.joined(separator: ",\n"))\n  }\n}\n"
             try Data(index.utf8).write(to: directory.appendingPathComponent("model.safetensors.index.json"), options: .atomic)
         }
@@ -59,7 +60,7 @@ public enum RandomCheckpoint {
         for t in tensors {
             let bytes = t.shape.reduce(1, *) * dtype.size
             let shape = t.shape.map(String.init).joined(separator: ",")
-            parts.append("\(SafetensorsWriter.jsonString(t.name)):{\"dtype\":\"\(dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + bytes)]}")
+            parts.append("\(jsonQuoted(t.name)):{\"dtype\":\"\(dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + bytes)]}")
             offset += bytes
         }
         var header = Array(("{\"__metadata__\":{\"format\":\"pt\"}," + parts.joined(separator: ",") + "}").utf8)

@@ -1,4 +1,5 @@
 import Foundation
+import PaliGemmaJSON
 
 /// One tensor's entry in a safetensors header.
 public struct SafetensorsEntry: Sendable, Equatable {
@@ -45,7 +46,7 @@ public final class SafetensorsFile: Sendable {
         }
         let header: JSONValue
         do {
-            header = try JSONParser.parse(UnsafeRawBufferPointer(start: storage.base + 8, count: n))
+            header = try JSONParser.parse(Array(UnsafeRawBufferPointer(start: storage.base + 8, count: n)), rejectDuplicateKeys: true)
         } catch {
             throw fail(nil, "header is not valid JSON: \(error)")
         }
@@ -151,13 +152,13 @@ public enum SafetensorsWriter {
         var header = "{"
         var parts: [String] = []
         if !metadata.isEmpty {
-            let meta = metadata.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)):\(jsonString($0.value))" }
+            let meta = metadata.sorted { $0.key < $1.key }.map { "\(jsonQuoted($0.key)):\(jsonQuoted($0.value))" }
             parts.append("\"__metadata__\":{\(meta.joined(separator: ","))}")
         }
         var offset = 0
         for item in items {
             let shape = item.shape.map(String.init).joined(separator: ",")
-            parts.append("\(jsonString(item.name)):{\"dtype\":\"\(item.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + item.bytes.count)]}")
+            parts.append("\(jsonQuoted(item.name)):{\"dtype\":\"\(item.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + item.bytes.count)]}")
             offset += item.bytes.count
         }
         header += parts.joined(separator: ",") + "}"
@@ -178,21 +179,5 @@ public enum SafetensorsWriter {
         } catch {
             throw PaliGemmaError.io(path: url.path, reason: "cannot write: \(error.localizedDescription)")
         }
-    }
-
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-            }
-        }
-        return out + "\""
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import PaliGemmaJSON
 
 // Structured results of `detect` / `segment` answers: boxes in pixels and normalised,
 // masks (64x64 decoder output and the full-image mask with its COCO RLE), JSON, a plain
@@ -97,7 +98,7 @@ extension TaskResult {
 
     /// The members of `json()` without the braces, for embedding in a larger object.
     public func jsonMembers() -> String {
-        let q = SafetensorsWriter.jsonString
+        let q = jsonQuoted
         let detectionItems = detections.map { d in
             "{\"label\": \(q(d.label)), \"box\": \(jsonBox(d.box)), \"box_normalized\": \(jsonBox(d.normalizedBox))}"
         }

@@ -1,4 +1,5 @@
 import Foundation
+import PaliGemmaJSON
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif

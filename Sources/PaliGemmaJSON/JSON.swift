@@ -1,7 +1,9 @@
-// A small, fast JSON parser for tokenizer.json (Foundation's parser is slow for 250k-entry objects on Linux).
+// The one JSON parser of the package: small, fast (Foundation's is slow for the 250k-entry objects of
+// tokenizer.json on Linux), strict, keeps object members in file order, and can reject duplicate keys
+// (safetensors headers and indexes must not repeat a tensor).
 
 /// A parsed JSON value. Objects keep their members in file order.
-indirect enum JSONValue: Sendable {
+public indirect enum JSONValue: Sendable {
     case null
     case bool(Bool)
     case number(Double)
@@ -9,32 +11,32 @@ indirect enum JSONValue: Sendable {
     case array([JSONValue])
     case object([(key: String, value: JSONValue)])
 
-    subscript(key: String) -> JSONValue? {
+    public subscript(key: String) -> JSONValue? {
         guard case .object(let members) = self else { return nil }
         return members.first(where: { $0.key == key })?.value
     }
 
-    var string: String? {
+    public var stringValue: String? {
         if case .string(let s) = self { return s }
         return nil
     }
 
-    var bool: Bool? {
+    public var boolValue: Bool? {
         if case .bool(let b) = self { return b }
         return nil
     }
 
-    var int: Int? {
+    public var intValue: Int? {
         if case .number(let d) = self, d.rounded() == d, abs(d) < 1e15 { return Int(d) }
         return nil
     }
 
-    var isNull: Bool {
+    public var isNull: Bool {
         if case .null = self { return true }
         return false
     }
 
-    var typeName: String {
+    public var typeName: String {
         switch self {
         case .null: return "null"
         case .bool: return "a boolean"
@@ -46,19 +48,23 @@ indirect enum JSONValue: Sendable {
     }
 }
 
-struct JSONParseError: Error {
-    let offset: Int
-    let message: String
+public struct JSONParseError: Error, CustomStringConvertible, Sendable {
+    public let offset: Int
+    public let message: String
+    public var description: String { message }
 }
 
-struct JSONParser {
+public struct JSONParser {
     private let bytes: UnsafeBufferPointer<UInt8>
+    private let rejectDuplicateKeys: Bool
     private var i = 0
     private var depth = 0
 
-    static func parse(_ data: [UInt8]) throws -> JSONValue {
+    /// Parses one JSON value filling `data` (whitespace around it allowed). With
+    /// `rejectDuplicateKeys`, an object that repeats a key is an error naming the key.
+    public static func parse(_ data: [UInt8], rejectDuplicateKeys: Bool = false) throws -> JSONValue {
         try data.withUnsafeBufferPointer { buffer in
-            var parser = JSONParser(bytes: buffer)
+            var parser = JSONParser(bytes: buffer, rejectDuplicateKeys: rejectDuplicateKeys)
             parser.skipWhitespace()
             let value = try parser.parseValue()
             parser.skipWhitespace()
@@ -67,7 +73,10 @@ struct JSONParser {
         }
     }
 
-    private init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
+    private init(bytes: UnsafeBufferPointer<UInt8>, rejectDuplicateKeys: Bool) {
+        self.bytes = bytes
+        self.rejectDuplicateKeys = rejectDuplicateKeys
+    }
 
     private func error(_ expected: String) -> JSONParseError {
         JSONParseError(offset: i, message: "expected \(expected) at byte \(i)")
@@ -113,12 +122,17 @@ struct JSONParser {
         defer { depth -= 1 }
         i += 1
         var members: [(key: String, value: JSONValue)] = []
+        var seen = Set<String>()
         skipWhitespace()
         if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
         while true {
             skipWhitespace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw error("a string key") }
+            let keyOffset = i
             let key = try parseString()
+            if rejectDuplicateKeys && !seen.insert(key).inserted {
+                throw JSONParseError(offset: keyOffset, message: "duplicate key '\(key)' at byte \(keyOffset)")
+            }
             skipWhitespace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw error("':'") }
             i += 1
@@ -254,4 +268,55 @@ struct JSONParser {
         guard let d = Double(text) else { throw error("a number (got '\(text)')") }
         return d
     }
+}
+
+public extension JSONValue {
+    /// The members of an object, or nil.
+    var objectValue: [(key: String, value: JSONValue)]? {
+        if case .object(let m) = self { return m }
+        return nil
+    }
+
+    /// The items of an array, or nil.
+    var arrayValue: [JSONValue]? {
+        if case .array(let a) = self { return a }
+        return nil
+    }
+}
+
+extension JSONValue: Equatable {
+    public static func == (a: JSONValue, b: JSONValue) -> Bool {
+        switch (a, b) {
+        case (.null, .null): return true
+        case let (.bool(x), .bool(y)): return x == y
+        case let (.number(x), .number(y)): return x == y
+        case let (.string(x), .string(y)): return x == y
+        case let (.array(x), .array(y)): return x == y
+        case let (.object(x), .object(y)):
+            return x.count == y.count && zip(x, y).allSatisfy { $0.key == $1.key && $0.value == $1.value }
+        default: return false
+        }
+    }
+}
+
+/// `s` as a JSON string literal, quotes included.
+public func jsonQuoted(_ s: String) -> String {
+    var out = "\""
+    for u in s.unicodeScalars {
+        switch u {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        default:
+            if u.value < 0x20 {
+                let hex = String(u.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            } else {
+                out.unicodeScalars.append(u)
+            }
+        }
+    }
+    return out + "\""
 }
