@@ -10,18 +10,20 @@ typedef struct {
     long qblock;
 } attn_job;
 
-static inline float dot(int isa, const float *a, const float *b, long n) {
-    if (isa == PG_ISA_AVX512) return pg_dot_f32_avx512(a, b, n);
-    if (isa == PG_ISA_AVX2) return pg_dot_f32_avx2(a, b, n);
-    float s = 0;
-    for (long i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
 static inline void axpy(int isa, float *y, float a, const float *x, long n) {
     if (isa == PG_ISA_AVX512) { pg_axpy_f32_avx512(y, a, x, n); return; }
     if (isa == PG_ISA_AVX2) { pg_axpy_f32_avx2(y, a, x, n); return; }
     for (long i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+/// scores[t][s] = q_t . k_s for a block of queries against keys [0, S), through the matrix kernel.
+static void block_scores(int isa, const float *q, long ldq, long nq, const float *k, long ldkv, long S, int D,
+                         float *scores, int thread) {
+    switch (isa) {
+    case PG_ISA_AVX512: pg_linear_cols_avx512(q, ldq, k, PG_F32, ldkv, NULL, scores, S, nq, 0, S, D, thread); break;
+    case PG_ISA_AVX2: pg_linear_cols_avx2(q, ldq, k, PG_F32, ldkv, NULL, scores, S, nq, 0, S, D, thread); break;
+    default: pg_linear_cols_scalar(q, ldq, k, PG_F32, ldkv, NULL, scores, S, nq, 0, S, D, thread);
+    }
 }
 
 static void attn_task(void *p, long task, int thread) {
@@ -31,14 +33,17 @@ static void attn_task(void *p, long task, int thread) {
     long t0 = (task % nqb) * j->qblock;
     long t1 = t0 + j->qblock < j->T ? t0 + j->qblock : j->T;
     int kvh = h / (j->Hq / j->Hkv);
-    float *scores = pg_scratch(thread, 1, (size_t)j->S);
+    float *scores = pg_scratch(thread, 1, (size_t)j->qblock * j->S);
     if (!scores) return;
+    // All the block's logits at once (a small matrix multiply), then mask and softmax row by row.
+    block_scores(j->isa, j->q + t0 * j->ldq + (long)h * j->D, j->ldq, t1 - t0, j->k + (long)kvh * j->D, j->ldkv,
+                 j->S, j->D, scores, thread);
     for (long t = t0; t < t1; t++) {
         long i = j->q_start + t;
-        const float *qv = j->q + t * j->ldq + (long)h * j->D;
+        float *row = scores + (t - t0) * j->S;
         float *o = j->out + t * j->ldo + (long)h * j->D;
         // Visible keys form at most two ranges: [0, prefix) when i is in the prefix, and the
-        // causal window (i - window, i]. Compute the union as one contiguous span plus a mask test.
+        // causal window (i - window, i]. Walk their union as one span with a mask test.
         long lo = 0, hi = i < j->S - 1 ? i : j->S - 1;
         int in_prefix = i < j->prefix;
         if (in_prefix && j->prefix - 1 > hi) hi = j->prefix - 1 < j->S - 1 ? j->prefix - 1 : j->S - 1;
@@ -46,23 +51,23 @@ static void attn_task(void *p, long task, int thread) {
         float mx = -INFINITY;
         for (long s = lo; s <= hi; s++) {
             int visible = (s <= i && (j->window <= 0 || s > i - j->window)) || (in_prefix && s < j->prefix);
-            if (!visible) { scores[s] = -INFINITY; continue; }
-            float x = dot(j->isa, qv, j->k + s * j->ldkv + (long)kvh * j->D, j->D) * j->scale;
+            if (!visible) { row[s] = -INFINITY; continue; }
+            float x = row[s] * j->scale;
             if (j->softcap > 0) x = tanhf(x / j->softcap) * j->softcap;
-            scores[s] = x;
+            row[s] = x;
             if (x > mx) mx = x;
         }
         for (int d = 0; d < j->D; d++) o[d] = 0.0f;
         if (mx == -INFINITY) continue;  // nothing visible (only when the cache is empty)
         float sum = 0;
         for (long s = lo; s <= hi; s++) {
-            float e = scores[s] == -INFINITY ? 0.0f : expf(scores[s] - mx);
-            scores[s] = e;
+            float e = row[s] == -INFINITY ? 0.0f : expf(row[s] - mx);
+            row[s] = e;
             sum += e;
         }
         float inv = 1.0f / sum;
         for (long s = lo; s <= hi; s++) {
-            if (scores[s] != 0.0f) axpy(j->isa, o, scores[s] * inv, j->v + s * j->ldkv + (long)kvh * j->D, j->D);
+            if (row[s] != 0.0f) axpy(j->isa, o, row[s] * inv, j->v + s * j->ldkv + (long)kvh * j->D, j->D);
         }
     }
 }

@@ -40,8 +40,6 @@ void pg_linear_cols_avx2(const float *x, long ldx, const void *w, int wdtype, lo
 void pg_linear_cols_avx512(const float *x, long ldx, const void *w, int wdtype, long ldw,
                            const float *bias, float *y, long ldy, long M, long n0, long n1, long K,
                            int thread);
-float pg_dot_f32_avx2(const float *a, const float *b, long n);
-float pg_dot_f32_avx512(const float *a, const float *b, long n);
 void pg_axpy_f32_avx2(float *y, float a, const float *x, long n);
 void pg_axpy_f32_avx512(float *y, float a, const float *x, long n);
 /// gelu_tanh(a) (times b when given) in place with AVX2; returns how many leading elements it did.

@@ -25,8 +25,5 @@ void pg_linear_cols_avx512(const float *x, long ldx, const void *w, int wdtype, 
                            float *y, long ldy, long M, long n0, long n1, long K, int thread) {
     pg_linear_cols_scalar(x, ldx, w, wdtype, ldw, bias, y, ldy, M, n0, n1, K, thread);
 }
-float pg_dot_f32_avx512(const float *a, const float *b, long n) {
-    float s = 0; for (long i = 0; i < n; i++) s += a[i] * b[i]; return s;
-}
 void pg_axpy_f32_avx512(float *y, float a, const float *x, long n) { for (long i = 0; i < n; i++) y[i] += a * x[i]; }
 #endif

@@ -204,19 +204,6 @@ PG_TARGET void PG_NAME(pg_linear_cols)(const float *x, long ldx, const void *w, 
     }
 }
 
-PG_TARGET float PG_NAME(pg_dot_f32)(const float *a, const float *b, long n) {
-    VF acc0 = VZERO(), acc1 = VZERO();
-    long i = 0;
-    for (; i + 2 * VW <= n; i += 2 * VW) {
-        acc0 = VFMA(VLOADU(a + i), VLOADU(b + i), acc0);
-        acc1 = VFMA(VLOADU(a + i + VW), VLOADU(b + i + VW), acc1);
-    }
-    for (; i + VW <= n; i += VW) acc0 = VFMA(VLOADU(a + i), VLOADU(b + i), acc0);
-    float s = VHSUM(acc0) + VHSUM(acc1);
-    for (; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
 PG_TARGET void PG_NAME(pg_axpy_f32)(float *y, float alpha, const float *x, long n) {
     VF av = VSET1(alpha);
     long i = 0;
