@@ -31,13 +31,14 @@ struct SigLIPEmbeddings: Sendable {
         // im2col: row (gy·G + gx), column (c·P + ky)·P + kx — the order of the conv weight.
         let patches = Matrix(rows: g * g, cols: ch * p * p)
         pixels.withUnsafeBufferPointer { px in
+            guard let base = px.baseAddress else { return }  // the caller checked the count
             for gy in 0..<g {
                 for gx in 0..<g {
                     let row = patches.row(gy * g + gx)
                     for c in 0..<ch {
                         for ky in 0..<p {
                             let src = c * s * s + (gy * p + ky) * s + gx * p
-                            (row + (c * p + ky) * p).update(from: px.baseAddress! + src, count: p)
+                            (row + (c * p + ky) * p).update(from: base + src, count: p)
                         }
                     }
                 }

@@ -16,7 +16,7 @@ public final class Matrix: @unchecked Sendable {
     public convenience init(rows: Int, cols: Int, values: [Float]) {
         precondition(values.count == rows * cols, "values do not fill the matrix")
         self.init(rows: rows, cols: cols)
-        values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: values.count) }
+        values.withUnsafeBufferPointer { if let base = $0.baseAddress { data.update(from: base, count: values.count) } }
     }
 
     deinit { data.deallocate() }
