@@ -75,10 +75,11 @@ static int pgc_png_fail(pgc_png_reader *r) {
     return r->truncated ? PGC_ERR_TRUNCATED : PGC_ERR_CORRUPT;
 }
 
-int pgc_png_read_info(const uint8_t *data, size_t size, pgc_png_info *out, char *err) {
-    pgc_png_reader r;
-    memset(out, 0, sizeof(*out));
-    png_structp png = pgc_png_create_reader(&r, data, size, err);
+/// Creates the read and info structs for `data` (no longjmp can happen here, so this may live
+/// outside the functions that hold the setjmp).
+static int pgc_png_open(pgc_png_reader *r, const uint8_t *data, size_t size, char *err, png_structp *png_out,
+                        png_infop *info_out) {
+    png_structp png = pgc_png_create_reader(r, data, size, err);
     if (png == NULL) {
         snprintf(err, PGC_ERRLEN, "cannot create PNG reader");
         return PGC_ERR_MEMORY;
@@ -89,6 +90,18 @@ int pgc_png_read_info(const uint8_t *data, size_t size, pgc_png_info *out, char 
         snprintf(err, PGC_ERRLEN, "cannot create PNG info");
         return PGC_ERR_MEMORY;
     }
+    *png_out = png;
+    *info_out = info;
+    return PGC_OK;
+}
+
+int pgc_png_read_info(const uint8_t *data, size_t size, pgc_png_info *out, char *err) {
+    pgc_png_reader r;
+    memset(out, 0, sizeof(*out));
+    png_structp png;
+    png_infop info;
+    int rc = pgc_png_open(&r, data, size, err, &png, &info);
+    if (rc != PGC_OK) return rc;
     if (setjmp(png_jmpbuf(png))) {
         png_destroy_read_struct(&png, &info, NULL);
         return pgc_png_fail(&r);
@@ -139,17 +152,10 @@ int pgc_png_read_info(const uint8_t *data, size_t size, pgc_png_info *out, char 
 
 int pgc_png_decode(const uint8_t *data, size_t size, uint8_t *out, size_t out_size, char *err) {
     pgc_png_reader r;
-    png_structp png = pgc_png_create_reader(&r, data, size, err);
-    if (png == NULL) {
-        snprintf(err, PGC_ERRLEN, "cannot create PNG reader");
-        return PGC_ERR_MEMORY;
-    }
-    png_infop info = png_create_info_struct(png);
-    if (info == NULL) {
-        png_destroy_read_struct(&png, NULL, NULL);
-        snprintf(err, PGC_ERRLEN, "cannot create PNG info");
-        return PGC_ERR_MEMORY;
-    }
+    png_structp png;
+    png_infop info;
+    int rc = pgc_png_open(&r, data, size, err, &png, &info);
+    if (rc != PGC_OK) return rc;
     if (setjmp(png_jmpbuf(png))) {
         free(r.rows);
         png_destroy_read_struct(&png, &info, NULL);

@@ -73,7 +73,7 @@ struct BatchRunner {
             let skipped = entries.count - pending.count
             let pipeline = try arguments.loadPipeline()
             let sink = try ResultSink(path: output)
-            let progress = Progress(total: pending.count, skipped: skipped)
+            let progress = BatchProgress(total: pending.count, skipped: skipped)
             let prefetch = Prefetcher(entries: pending, pipeline: pipeline, applyEXIF: arguments.applyEXIFOrientation)
             var failures = 0
             for _ in pending.indices {
@@ -244,7 +244,7 @@ final class Prefetcher: @unchecked Sendable {
 }
 
 /// A progress line on stderr: count, percent, rate and time left.
-final class Progress {
+final class BatchProgress {
     let total: Int
     let start = Date()
     var done = 0

@@ -28,7 +28,7 @@ struct Inspect: ParsableCommand {
             let url = try modelURL(model)
             let start = Date()
             let checkpoint = try Checkpoint(directory: url, allowUnknownConfigKeys: allowUnknownConfigKeys)
-            _ = try PaliGemmaModel(directory: url, allowUnknownConfigKeys: allowUnknownConfigKeys)
+            _ = try PaliGemmaModel(checkpoint: checkpoint)
             let loadSeconds = Date().timeIntervalSince(start)
             let summary = try CheckpointSummary(checkpoint: checkpoint)
             if json {

@@ -5,16 +5,6 @@ import Testing
 /// The published checkpoints' shapes, from their configs alone (no weights): config.json as
 /// the hub ships them (values from the published configs and the facts sheet).
 struct RealSizeTests {
-    static func paliGemma1(imageSize: Int, vocab: Int = 257216) -> String {
-        Presets.paliGemma1(imageSize: imageSize, vocab: vocab)
-    }
-
-    static func paliGemma2(width: Int, layers: Int, mlp: Int, heads: Int, kvHeads: Int, headDim: Int,
-                           queryScalar: Int, imageSize: Int) -> String {
-        Presets.paliGemma2(width: width, layers: layers, mlp: mlp, heads: heads, kvHeads: kvHeads, headDim: headDim,
-                           queryScalar: queryScalar, imageSize: imageSize)
-    }
-
     @Test("every preset parses and builds")
     func presets() throws {
         for name in Presets.names {
@@ -31,19 +21,19 @@ struct RealSizeTests {
 
     @Test("PaliGemma 1 at 224 has 2,923,335,408 parameters (257,152-row vocabulary)")
     func paliGemma1Count() throws {
-        let config = try PaliGemmaConfig.parse(Data(Self.paliGemma1(imageSize: 224, vocab: 257152).utf8), path: "config.json")
+        let config = try PaliGemmaConfig.parse(Data(Presets.paliGemma1(imageSize: 224, vocab: 257152).utf8), path: "config.json")
         let n = try PaliGemmaModel.parameterCount(config: config)
         print("PaliGemma 1 224 (vocab 257152): \(n) parameters")
         #expect(n == 2_923_335_408)
         // The hub's files pad the embedding to 257,216 rows: 64 x 2048 more.
-        let padded = try PaliGemmaConfig.parse(Data(Self.paliGemma1(imageSize: 224).utf8), path: "config.json")
+        let padded = try PaliGemmaConfig.parse(Data(Presets.paliGemma1(imageSize: 224).utf8), path: "config.json")
         #expect(try PaliGemmaModel.parameterCount(config: padded) == 2_923_335_408 + 64 * 2048)
     }
 
     @Test("PaliGemma 1 at 224, 448 and 896 have the published shapes")
     func paliGemma1Shapes() throws {
         for (size, tokens) in [(224, 256), (448, 1024), (896, 4096)] {
-            let t = try Self.tensors(Self.paliGemma1(imageSize: size))
+            let t = try Self.tensors(Presets.paliGemma1(imageSize: size))
             #expect(t["vision_tower.vision_model.embeddings.position_embedding.weight"] == [tokens, 1152])
             #expect(t["vision_tower.vision_model.embeddings.patch_embedding.weight"] == [1152, 3, 14, 14])
             #expect(t["vision_tower.vision_model.encoder.layers.26.mlp.fc1.weight"] == [4304, 1152])
@@ -66,7 +56,7 @@ struct RealSizeTests {
                         ("28B", 4608, 46, 36864, 32, 16, 128, 144)]
         for (name, width, layers, mlp, heads, kv, hd, qs) in variants {
             for size in [224, 448] {
-                let json = Self.paliGemma2(width: width, layers: layers, mlp: mlp, heads: heads, kvHeads: kv, headDim: hd,
+                let json = Presets.paliGemma2(width: width, layers: layers, mlp: mlp, heads: heads, kvHeads: kv, headDim: hd,
                                            queryScalar: qs, imageSize: size)
                 let config = try PaliGemmaConfig.parse(Data(json.utf8), path: "config.json")
                 let t = try Self.tensors(json)

@@ -49,6 +49,21 @@ public enum Benchmark {
         #endif
     }
 
+    /// Fixed pseudo-random pixels [C, S, S] and a prompt of image tokens + <bos> + `promptTokens`
+    /// ordinary text ids (3 ..< 20000, or the vocabulary if smaller, never the image token) + "\n".
+    static func syntheticInput(_ model: PaliGemmaModel, promptTokens: Int) -> (pixels: [Float], ids: [Int]) {
+        var rng = Xoshiro256(seed: 1)
+        let pixels = (0..<model.pixelCount).map { _ in Float(rng.nextDouble() * 2 - 1) }
+        let upper = UInt64(min(model.decoder.vocabRows, 20000))
+        let text = (0..<promptTokens).map { _ in
+            let id = 3 + Int(rng.next() % (upper - 3))
+            return id == model.config.imageTokenIndex ? 3 : id
+        }
+        let newline = min(108, Int(upper) - 1)
+        let image = [Int](repeating: model.config.imageTokenIndex, count: model.config.numImageTokens)
+        return (pixels, image + [2] + text + [newline])
+    }
+
     /// Loads `directory`, runs the vision tower on fixed pseudo-random pixels, prefills
     /// image tokens + <bos> + `promptTokens` text tokens + "\n", and decodes `newTokens` tokens
     /// greedily (stop tokens ignored, so every run decodes the same number).
@@ -57,17 +72,8 @@ public enum Benchmark {
         var clock = Date()
         let model = try PaliGemmaModel(directory: directory, quantization: quantization)
         let load = Date().timeIntervalSince(clock)
-        var rng = Xoshiro256(seed: 1)
-        let pixels = (0..<model.pixelCount).map { _ in Float(rng.nextDouble() * 2 - 1) }
+        let (pixels, ids) = syntheticInput(model, promptTokens: promptTokens)
         let n = model.config.numImageTokens
-        // Ordinary text ids (3 ..< 20000, or the vocabulary if smaller), never the image token.
-        let upper = UInt64(min(model.decoder.vocabRows, 20000))
-        let textIDs = (0..<promptTokens).map { _ in
-            let id = 3 + Int(rng.next() % (upper - 3))
-            return id == model.config.imageTokenIndex ? 3 : id
-        }
-        let newline = min(108, Int(upper) - 1)
-        let ids = [Int](repeating: model.config.imageTokenIndex, count: n) + [2] + textIDs + [newline]
 
         var vision = 0.0, firstTTFT = 0.0
         var out = GeneratedTokens()
@@ -113,11 +119,7 @@ extension Benchmark {
     public static func quantizationAgreement(directory: URL, promptTokens: Int, steps: Int) throws -> QuantizationAgreement {
         let reference = try PaliGemmaModel(directory: directory)
         let quantized = try PaliGemmaModel(directory: directory, quantization: .int8)
-        var rng = Xoshiro256(seed: 1)
-        let pixels = (0..<reference.pixelCount).map { _ in Float(rng.nextDouble() * 2 - 1) }
-        let upper = UInt64(min(reference.decoder.vocabRows, 20000))
-        let text = (0..<promptTokens).map { _ in 3 + Int(rng.next() % (upper - 3)) }
-        let ids = [Int](repeating: reference.config.imageTokenIndex, count: reference.config.numImageTokens) + [2] + text + [min(108, Int(upper) - 1)]
+        let (pixels, ids) = syntheticInput(reference, promptTokens: promptTokens)
         let capacity = ids.count + steps
         let (cacheA, cacheB) = (reference.makeCache(capacity: capacity), quantized.makeCache(capacity: capacity))
         var a = try reference.forward(ids: ids, imageFeatures: reference.imageFeatures(pixels: pixels), prefixLength: ids.count, cache: cacheA)

@@ -25,8 +25,13 @@ public final class PaliGemmaModel: Sendable {
     /// Loads a checkpoint folder strictly: every tensor must be used and have the expected shape.
     public convenience init(directory: URL, allowUnknownConfigKeys: Bool = false, quantization: Quantization = .none) throws {
         let checkpoint = try Checkpoint(directory: directory, allowUnknownConfigKeys: allowUnknownConfigKeys)
+        try self.init(checkpoint: checkpoint, quantization: quantization)
+    }
+
+    /// Builds the model from an opened checkpoint, strictly (see `init(directory:)`).
+    public convenience init(checkpoint: Checkpoint, quantization: Quantization = .none) throws {
         let loader = WeightLoader(checkpoint: checkpoint, quantization: quantization)
-        try self.init(config: checkpoint.config, loader: loader, directory: directory)
+        try self.init(config: checkpoint.config, loader: loader, directory: checkpoint.directory)
         try loader.verifyAllUsed()
     }
 

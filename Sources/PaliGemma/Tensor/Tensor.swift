@@ -37,15 +37,8 @@ public struct Tensor: Sendable {
 
     /// All elements converted to Float32 (a copy; meant for small tensors and tests).
     public func floats() -> [Float] {
-        guard let p = pointer, let kt = dtype.kernelType else {
-            if let p = pointer, dtype == .int64 {
-                return (0..<count).map { Float(p.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) }
-            }
-            if let p = pointer, dtype == .int32 {
-                return (0..<count).map { Float(p.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self)) }
-            }
-            return []
-        }
+        guard let p = pointer else { return [] }
+        guard let kt = dtype.kernelType else { return ints().map(Float.init) }  // int64, int32
         var out = [Float](repeating: 0, count: count)
         out.withUnsafeMutableBufferPointer { pg_convert_to_f32(p, kt, $0.baseAddress, count) }
         return out
