@@ -40,6 +40,13 @@ void pg_linear_cols_avx2(const float *x, long ldx, const void *w, int wdtype, lo
 void pg_linear_cols_avx512(const float *x, long ldx, const void *w, int wdtype, long ldw,
                            const float *bias, float *y, long ldy, long M, long n0, long n1, long K,
                            int thread);
+// int8 weights against 1..4 rows of x quantized to int16 (linear_i8.c): y[m, n] for n in [n0, n1)
+// = xs[m] * sum_k xq[m, k] * w[n, k] (the weight's row scale is applied by the caller).
+void pg_quantize_x16(const float *x, long ldx, long M, long K, int16_t *xq, float *xs);
+void pg_gemv_i8_cols_scalar(const int16_t *xq, const float *xs, long M, long K, const int8_t *w, long ldw,
+                            float *y, long ldy, long n0, long n1);
+void pg_gemv_i8_cols_avx2(const int16_t *xq, const float *xs, long M, long K, const int8_t *w, long ldw,
+                          float *y, long ldy, long n0, long n1);
 void pg_axpy_f32_avx2(float *y, float a, const float *x, long n);
 void pg_axpy_f32_avx512(float *y, float a, const float *x, long n);
 /// gelu_tanh(a) (times b when given) in place with AVX2; returns how many leading elements it did.

@@ -3,6 +3,7 @@
 // the SIMD kernels are tested against.
 #include "internal.h"
 #include <math.h>
+#include <stdlib.h>
 
 void pg_linear_cols_scalar(const float *x, long ldx, const void *w, int dtype, long ldw, const float *bias,
                            float *y, long ldy, long M, long n0, long n1, long K, int thread) {
@@ -30,6 +31,7 @@ void pg_linear_cols_scalar(const float *x, long ldx, const void *w, int dtype, l
 typedef struct {
     const float *x; long ldx; const void *w; int dtype; long ldw; const float *scale; const float *bias;
     float *y; long ldy; long M, N, K; long chunk; int isa;
+    const int16_t *xq; const float *xs;  // x quantized to int16 (int8 weights, M <= 4), else NULL
 } linear_job;
 
 static void linear_task(void *p, long task, int thread) {
@@ -38,7 +40,10 @@ static void linear_task(void *p, long task, int thread) {
     long n1 = n0 + j->chunk < j->N ? n0 + j->chunk : j->N;
     // With row scales the bias is added after scaling.
     const float *bias = j->scale ? NULL : j->bias;
-    switch (j->isa) {
+    if (j->xq) {
+        if (j->isa >= PG_ISA_AVX2) pg_gemv_i8_cols_avx2(j->xq, j->xs, j->M, j->K, j->w, j->ldw, j->y, j->ldy, n0, n1);
+        else pg_gemv_i8_cols_scalar(j->xq, j->xs, j->M, j->K, j->w, j->ldw, j->y, j->ldy, n0, n1);
+    } else switch (j->isa) {
     case PG_ISA_AVX512:
         pg_linear_cols_avx512(j->x, j->ldx, j->w, j->dtype, j->ldw, bias, j->y, j->ldy, j->M, n0, n1, j->K, thread);
         break;
@@ -47,6 +52,10 @@ static void linear_task(void *p, long task, int thread) {
         break;
     default:
         pg_linear_cols_scalar(j->x, j->ldx, j->w, j->dtype, j->ldw, bias, j->y, j->ldy, j->M, n0, n1, j->K, thread);
+    }
+    if (j->xq && !j->scale && j->bias) {
+        for (long m = 0; m < j->M; m++)
+            for (long n = n0; n < n1; n++) j->y[m * j->ldy + n] += j->bias[n];
     }
     if (j->scale) {
         for (long m = 0; m < j->M; m++) {
@@ -85,7 +94,24 @@ void pg_linear_scaled_isa(int isa, const float *x, long ldx, const void *w, int 
     long chunk = (N + 4L * threads - 1) / (4L * threads);
     chunk = (chunk + 31) / 32 * 32;
     if ((double)M * N * K < 65536.0) chunk = N;  // tiny: not worth waking the pool
-    linear_job job = { x, ldx, w, wdtype, ldw, scale, bias, y, ldy, M, N, K, chunk, isa };
+    linear_job job = { x, ldx, w, wdtype, ldw, scale, bias, y, ldy, M, N, K, chunk, isa, NULL, NULL };
+    if (wdtype == PG_I8 && M <= 4) {
+        // Decode: integer products against x quantized to int16 (see linear_i8.c). The buffer
+        // belongs to the calling thread and only grows, so steady-state decoding allocates nothing.
+        static _Thread_local int16_t *xq_buf = NULL;
+        static _Thread_local size_t xq_cap = 0;
+        static _Thread_local float xs_buf[4];
+        size_t need = (size_t)M * (size_t)K;
+        if (xq_cap < need) {
+            int16_t *p = realloc(xq_buf, need * sizeof(int16_t));
+            if (p) { xq_buf = p; xq_cap = need; }
+        }
+        if (xq_cap >= need) {
+            pg_quantize_x16(x, ldx, M, K, xq_buf, xs_buf);
+            job.xq = xq_buf;
+            job.xs = xs_buf;
+        }
+    }
     pg_parallel_for((N + chunk - 1) / chunk, linear_task, &job);
 }
 
