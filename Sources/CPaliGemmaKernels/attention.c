@@ -4,6 +4,8 @@
 #include "internal.h"
 #include <math.h>
 
+#define PG_ATTN_QBLOCK 16  // query rows per task
+
 typedef struct {
     const float *q; long ldq; const float *k, *v; long ldkv; float *out; long ldo;
     long T, S; int Hq, Hkv, D; long q_start, prefix, window; float scale, softcap; int isa;
@@ -36,12 +38,14 @@ static void attn_task(void *p, long task, int thread) {
     float *scores = pg_scratch(thread, 1, (size_t)j->qblock * j->S);
     if (!scores) return;
     // All the block's logits at once (a small matrix multiply), then mask and softmax row by row.
-    block_scores(j->isa, j->q + t0 * j->ldq + (long)h * j->D, j->ldq, t1 - t0, j->k + (long)kvh * j->D, j->ldkv,
+    long nq = t1 - t0;
+    block_scores(j->isa, j->q + t0 * j->ldq + (long)h * j->D, j->ldq, nq, j->k + (long)kvh * j->D, j->ldkv,
                  j->S, j->D, scores, thread);
+    long blo = j->S, bhi = -1;  // union of the rows' visible spans
+    long lo_of[PG_ATTN_QBLOCK], hi_of[PG_ATTN_QBLOCK];
     for (long t = t0; t < t1; t++) {
         long i = j->q_start + t;
         float *row = scores + (t - t0) * j->S;
-        float *o = j->out + t * j->ldo + (long)h * j->D;
         // Visible keys form at most two ranges: [0, prefix) when i is in the prefix, and the
         // causal window (i - window, i]. Walk their union as one span with a mask test.
         long lo = 0, hi = i < j->S - 1 ? i : j->S - 1;
@@ -57,18 +61,46 @@ static void attn_task(void *p, long task, int thread) {
             row[s] = x;
             if (x > mx) mx = x;
         }
-        for (int d = 0; d < j->D; d++) o[d] = 0.0f;
-        if (mx == -INFINITY) continue;  // nothing visible (only when the cache is empty)
+        if (mx == -INFINITY) hi = lo - 1;  // nothing visible (only when the cache is empty)
         float sum = 0;
         for (long s = lo; s <= hi; s++) {
             float e = row[s] == -INFINITY ? 0.0f : expf(row[s] - mx);
             row[s] = e;
             sum += e;
         }
-        float inv = 1.0f / sum;
-        for (long s = lo; s <= hi; s++) {
-            if (row[s] != 0.0f) axpy(j->isa, o, row[s] * inv, j->v + s * j->ldkv + (long)kvh * j->D, j->D);
+        float inv = sum > 0 ? 1.0f / sum : 0.0f;
+        for (long s = lo; s <= hi; s++) row[s] *= inv;
+        lo_of[t - t0] = lo;
+        hi_of[t - t0] = hi;
+        if (hi >= lo) {
+            if (lo < blo) blo = lo;
+            if (hi > bhi) bhi = hi;
         }
+    }
+    // out[t, h] = sum_s p[t, s] v[s, kvh]: for a block, one matrix multiply over the union of
+    // the spans (zeros where a row sees nothing); for one to four rows, a weighted sum of V rows.
+    const float *vh = j->v + (long)kvh * j->D;
+    if (nq > 4 && bhi >= blo) {
+        for (long t = 0; t < nq; t++) {
+            float *row = scores + t * j->S;
+            for (long s = blo; s < lo_of[t] && s <= bhi; s++) row[s] = 0.0f;
+            for (long s = hi_of[t] + 1 > blo ? hi_of[t] + 1 : blo; s <= bhi; s++) row[s] = 0.0f;
+        }
+        float *o = j->out + t0 * j->ldo + (long)h * j->D;
+        long n = bhi - blo + 1;
+        switch (j->isa) {
+        case PG_ISA_AVX512: pg_matmul_kn_avx512(scores + blo, j->S, vh + blo * j->ldkv, j->ldkv, o, j->ldo, nq, j->D, n, thread); break;
+        case PG_ISA_AVX2: pg_matmul_kn_avx2(scores + blo, j->S, vh + blo * j->ldkv, j->ldkv, o, j->ldo, nq, j->D, n, thread); break;
+        default: pg_matmul_kn_scalar(scores + blo, j->S, vh + blo * j->ldkv, j->ldkv, o, j->ldo, nq, j->D, n);
+        }
+        return;
+    }
+    for (long t = t0; t < t1; t++) {
+        const float *row = scores + (t - t0) * j->S;
+        float *o = j->out + t * j->ldo + (long)h * j->D;
+        for (int d = 0; d < j->D; d++) o[d] = 0.0f;
+        for (long s = lo_of[t - t0]; s <= hi_of[t - t0]; s++)
+            if (row[s] != 0.0f) axpy(j->isa, o, row[s], vh + s * j->ldkv, j->D);
     }
 }
 
@@ -83,7 +115,7 @@ void pg_attention_isa(int isa, const float *q, long ldq, const float *k, const f
                       float scale, float softcap) {
     if (isa > pg_isa_supported()) isa = pg_isa_supported();
     if (T <= 0 || Hq <= 0 || Hkv <= 0 || Hq % Hkv != 0) return;
-    long qblock = T < 16 ? T : 16;
+    long qblock = T < PG_ATTN_QBLOCK ? T : PG_ATTN_QBLOCK;
     attn_job j = { q, ldq, k, v, ldkv, out, ldo, T, S, Hq, Hkv, D, q_start, prefix, window, scale, softcap,
                    isa, qblock };
     long nqb = (T + qblock - 1) / qblock;

@@ -47,6 +47,13 @@ void pg_gemv_i8_cols_scalar(const int16_t *xq, const float *xs, long M, long K, 
                             float *y, long ldy, long n0, long n1);
 void pg_gemv_i8_cols_avx2(const int16_t *xq, const float *xs, long M, long K, const int8_t *w, long ldw,
                           float *y, long ldy, long n0, long n1);
+// y[m][n] = sum_k x[m][k] * w[k][n] (float32, w k-major with row stride ldw), single-threaded
+// on `thread`'s scratch: the blocked kernel with panels copied instead of transposed.
+void pg_matmul_kn_scalar(const float *x, long ldx, const float *w, long ldw, float *y, long ldy, long M, long N, long K);
+void pg_matmul_kn_avx2(const float *x, long ldx, const float *w, long ldw, float *y, long ldy, long M, long N, long K,
+                       int thread);
+void pg_matmul_kn_avx512(const float *x, long ldx, const float *w, long ldw, float *y, long ldy, long M, long N, long K,
+                         int thread);
 void pg_axpy_f32_avx2(float *y, float a, const float *x, long n);
 void pg_axpy_f32_avx512(float *y, float a, const float *x, long n);
 /// gelu_tanh(a) (times b when given) in place with AVX2; returns how many leading elements it did.

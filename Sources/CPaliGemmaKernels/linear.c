@@ -28,6 +28,18 @@ void pg_linear_cols_scalar(const float *x, long ldx, const void *w, int dtype, l
     }
 }
 
+void pg_matmul_kn_scalar(const float *x, long ldx, const float *w, long ldw, float *y, long ldy, long M, long N, long K) {
+    for (long m = 0; m < M; m++) {
+        float *ym = y + m * ldy;
+        for (long n = 0; n < N; n++) ym[n] = 0.0f;
+        for (long k = 0; k < K; k++) {
+            float a = x[m * ldx + k];
+            const float *wk = w + k * ldw;
+            for (long n = 0; n < N; n++) ym[n] += a * wk[n];
+        }
+    }
+}
+
 typedef struct {
     const float *x; long ldx; const void *w; int dtype; long ldw; const float *scale; const float *bias;
     float *y; long ldy; long M, N, K; long chunk; int isa;

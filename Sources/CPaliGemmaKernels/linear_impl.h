@@ -26,9 +26,22 @@ PG_INLINE VF PG_NAME(load_w)(const void *w, int dtype, long i) {
     }
 }
 
-// panel[k * NR + j] = w[nb + j][kc0 + k] as float; columns j >= nr are zero.
-PG_INLINE void PG_NAME(pack)(float *panel, const void *w, int dtype, long ldw, long nb, long nr,
+// panel[k * NR + j] = w[nb + j][kc0 + k] as float (or, with kn, float32 w[kc0 + k][nb + j]);
+// columns j >= nr are zero.
+PG_INLINE void PG_NAME(pack)(float *panel, const void *w, int dtype, int kn, long ldw, long nb, long nr,
                                     long kc0, long kc) {
+    if (kn) {  // already k-major: copy rows of the panel
+        const float *src = (const float *)w + kc0 * ldw + nb;
+        for (long k = 0; k < kc; k++, src += ldw) {
+            float *dst = panel + k * NR;
+            if (nr == NR) {
+                for (int j = 0; j < NR; j += VW) VSTOREU(dst + j, VLOADU(src + j));
+            } else {
+                for (long j = 0; j < NR; j++) dst[j] = j < nr ? src[j] : 0.0f;
+            }
+        }
+        return;
+    }
 #ifdef PG_TRANSPOSE8
     if (nr == NR) {  // full panel: 8 rows x 8 k at a time through registers
         long k = 0;
@@ -108,28 +121,28 @@ PG_INLINE void PG_NAME(gemv_row)(const float *x, long ldx, long rows, const void
     }
 }
 
-// One row of x against 4 weight rows at once (4 independent streams keep the loads busy).
-PG_INLINE void PG_NAME(gemv4)(const float *x, const void *w, int dtype, long ldw, long n,
-                                     long K, float out[4]) {
+// One row of x against one weight row. Rows are taken one after another, so a task's columns
+// are read as one sequential stream (several rows of a few KB side by side defeat the hardware
+// prefetcher); four accumulators hide the FMA latency and a software prefetch runs ahead.
+PG_INLINE float PG_NAME(gemv1)(const float *x, const void *w, int dtype, long row, long K) {
     VF a0 = VZERO(), a1 = VZERO(), a2 = VZERO(), a3 = VZERO();
-    long r0 = n * ldw, r1 = r0 + ldw, r2 = r1 + ldw, r3 = r2 + ldw;
+    const char *base = (const char *)w + (size_t)row * pg_dtype_size(dtype);
     long k = 0;
-    for (; k + VW <= K; k += VW) {
-        VF xv = VLOADU(x + k);
-        a0 = VFMA(xv, PG_NAME(load_w)(w, dtype, r0 + k), a0);
-        a1 = VFMA(xv, PG_NAME(load_w)(w, dtype, r1 + k), a1);
-        a2 = VFMA(xv, PG_NAME(load_w)(w, dtype, r2 + k), a2);
-        a3 = VFMA(xv, PG_NAME(load_w)(w, dtype, r3 + k), a3);
+    for (; k + 4 * VW <= K; k += 4 * VW) {
+        __builtin_prefetch(base + (k + 4 * VW) * pg_dtype_size(dtype) + 1024, 0, 3);
+        a0 = VFMA(VLOADU(x + k), PG_NAME(load_w)(w, dtype, row + k), a0);
+        a1 = VFMA(VLOADU(x + k + VW), PG_NAME(load_w)(w, dtype, row + k + VW), a1);
+        a2 = VFMA(VLOADU(x + k + 2 * VW), PG_NAME(load_w)(w, dtype, row + k + 2 * VW), a2);
+        a3 = VFMA(VLOADU(x + k + 3 * VW), PG_NAME(load_w)(w, dtype, row + k + 3 * VW), a3);
     }
-    out[0] = VHSUM(a0); out[1] = VHSUM(a1); out[2] = VHSUM(a2); out[3] = VHSUM(a3);
-    for (; k < K; k++) {
-        float xk = x[k];
-        out[0] += xk * pg_load_as_f32(w, dtype, r0 + k);
-        out[1] += xk * pg_load_as_f32(w, dtype, r1 + k);
-        out[2] += xk * pg_load_as_f32(w, dtype, r2 + k);
-        out[3] += xk * pg_load_as_f32(w, dtype, r3 + k);
-    }
+    for (; k + VW <= K; k += VW) a0 = VFMA(VLOADU(x + k), PG_NAME(load_w)(w, dtype, row + k), a0);
+    float out = VHSUM(VADD(VADD(a0, a1), VADD(a2, a3)));
+    for (; k < K; k++) out += x[k] * pg_load_as_f32(w, dtype, row + k);
+    return out;
 }
+
+PG_INLINE void PG_NAME(gemm)(const float *x, long ldx, const void *w, const int dtype, const int kn, long ldw,
+                             const float *bias, float *y, long ldy, long M, long n0, long n1, long K, int thread);
 
 PG_INLINE void PG_NAME(linear_cols)(const float *x, long ldx, const void *w, const int dtype, long ldw,
                                     const float *bias, float *y, long ldy, long M, long n0, long n1,
@@ -137,11 +150,7 @@ PG_INLINE void PG_NAME(linear_cols)(const float *x, long ldx, const void *w, con
     if (M <= 4) {
         long n = n0;
         if (M == 1) {
-            for (; n + 4 <= n1; n += 4) {
-                float out[4];
-                PG_NAME(gemv4)(x, w, dtype, ldw, n, K, out);
-                for (int j = 0; j < 4; j++) y[n + j] = out[j] + (bias ? bias[n + j] : 0.0f);
-            }
+            for (; n < n1; n++) y[n] = PG_NAME(gemv1)(x, w, dtype, n * ldw, K) + (bias ? bias[n] : 0.0f);
         }
         for (; n < n1; n++) {
             float out[4];
@@ -150,6 +159,13 @@ PG_INLINE void PG_NAME(linear_cols)(const float *x, long ldx, const void *w, con
         }
         return;
     }
+    PG_NAME(gemm)(x, ldx, w, dtype, 0, ldw, bias, y, ldy, M, n0, n1, K, thread);
+}
+
+// Blocked product for any M: y[m][n] = bias[n] + sum_k x[m][k] * W(n, k), W(n, k) = w[n][k], or
+// w[k][n] (float32) with kn.
+PG_INLINE void PG_NAME(gemm)(const float *x, long ldx, const void *w, const int dtype, const int kn, long ldw,
+                             const float *bias, float *y, long ldy, long M, long n0, long n1, long K, int thread) {
     for (long m = 0; m < M; m++)
         for (long n = n0; n < n1; n++) y[m * ldy + n] = bias ? bias[n] : 0.0f;
     long mblocks = (M + MR - 1) / MR;
@@ -174,7 +190,7 @@ PG_INLINE void PG_NAME(linear_cols)(const float *x, long ldx, const void *w, con
         }
         for (long nb = n0; nb < n1; nb += NR) {
             long nr = n1 - nb < NR ? n1 - nb : NR;
-            PG_NAME(pack)(panel, w, dtype, ldw, nb, nr, kc0, kc);
+            PG_NAME(pack)(panel, w, dtype, kn, ldw, nb, nr, kc0, kc);
             for (long mb = 0; mb < M; mb += MR) {
                 long mr = M - mb < MR ? M - mb : MR;
                 const float *a = apack + (mb / MR) * MR * kc;
@@ -202,6 +218,11 @@ PG_TARGET void PG_NAME(pg_linear_cols)(const float *x, long ldx, const void *w, 
     case PG_I8: PG_NAME(linear_cols)(x, ldx, w, PG_I8, ldw, bias, y, ldy, M, n0, n1, K, thread); break;
     default: PG_NAME(linear_cols)(x, ldx, w, PG_F32, ldw, bias, y, ldy, M, n0, n1, K, thread); break;
     }
+}
+
+PG_TARGET void PG_NAME(pg_matmul_kn)(const float *x, long ldx, const float *w, long ldw, float *y, long ldy,
+                                     long M, long N, long K, int thread) {
+    PG_NAME(gemm)(x, ldx, w, PG_F32, 1, ldw, NULL, y, ldy, M, 0, N, K, thread);
 }
 
 PG_TARGET void PG_NAME(pg_axpy_f32)(float *y, float alpha, const float *x, long n) {
