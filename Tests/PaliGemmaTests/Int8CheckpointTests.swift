@@ -333,3 +333,43 @@ struct Int8CheckpointTests {
     }
 }
 
+// MARK: The command line
+
+extension Int8CheckpointTests {
+    @Test func cliQuantizeThenGenerate() throws {
+        let c = try EndToEndTests.Case("pg2-answer")
+        let parent = try temporaryDirectory()
+        let output = parent.appendingPathComponent("int8")
+        let q = try EndToEndTests.run(["quantize", "--model", c.model.path, "--output", output.path])
+        print("quantize: \(q.stdout)", terminator: "")
+        #expect(q.status == 0, "\(q.stderr)")
+        #expect(q.stdout.hasPrefix("quantized ") && q.stdout.split(separator: "\n").count == 1 && q.stdout.contains(output.path))
+
+        let args = ["--image", c.image.path, "--prompt", c.prompt, "--max-tokens", "10", "--json"]
+        let stored = try EndToEndTests.run(["generate", "--model", output.path] + args)
+        let atLoad = try EndToEndTests.run(["generate", "--model", c.model.path, "--quantize", "int8"] + args)
+        let float = try EndToEndTests.run(["generate", "--model", c.model.path] + args)
+        #expect(stored.status == 0 && atLoad.status == 0, "\(stored.stderr) \(atLoad.stderr)")
+        let (a, b) = (EndToEndTests.json(stored.stdout), EndToEndTests.json(atLoad.stdout))
+        let tokens = a["tokens"] as? [Int]
+        print("quantized folder: \(tokens ?? []) \((a["text"] as? String ?? "").debugDescription); float: \(EndToEndTests.json(float.stdout)["tokens"] as? [Int] ?? [])")
+        #expect(tokens != nil && tokens == b["tokens"] as? [Int])
+        #expect(a["text"] as? String != nil && a["text"] as? String == b["text"] as? String)
+
+        // The same output again, the folder itself, a quantized folder as input: one line, 66.
+        for bad in [["--model", c.model.path, "--output", output.path],
+                    ["--model", c.model.path, "--output", c.model.appendingPathComponent("int8").path],
+                    ["--model", output.path, "--output", parent.appendingPathComponent("again").path]] {
+            let r = try EndToEndTests.run(["quantize"] + bad)
+            #expect(r.status == 66 && r.stderr.split(separator: "\n").count == 1, "\(bad): \(r.status) \(r.stderr)")
+            #expect(r.stderr.contains(bad[1]) || r.stderr.contains(bad[3]), "\(r.stderr)")
+        }
+        #expect(try EndToEndTests.run(["quantize", "--model", c.model.path]).status == 64)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: parent.path) == ["int8"])
+
+        let inspect = try EndToEndTests.run(["inspect", "--model", output.path])
+        #expect(inspect.status == 0 && inspect.stdout.contains("I8") && inspect.stdout.contains("stored int8"), "\(inspect.stdout)")
+        let bench = try EndToEndTests.run(["bench", "--model", output.path, "--new-tokens", "2", "--prompt-tokens", "2", "--json"])
+        #expect(EndToEndTests.json(bench.stdout)["quantization"] as? String == "int8-stored", "\(bench.stdout) \(bench.stderr)")
+    }
+}
