@@ -186,8 +186,9 @@ public final class WeightLoader {
     public func verifyAllUsed() throws {
         guard let checkpoint else { return }
         if let int8 = storedInt8.first, let float = storedFloat.first {
+            let what = checkpoint.dtype(canonical: float).map { "stored as \($0.rawValue)" } ?? "missing (the output projection of tied embeddings)"
             throw PaliGemmaError.weights(tensor: checkpoint.storedName(float),
-                reason: "is \(try checkpoint.tensor(canonical: float).map { "stored as \($0.dtype.rawValue)" } ?? "missing (the output projection of tied embeddings)"), but '\(checkpoint.storedName(int8))' is int8: a quantized folder stores every decoder matrix and the output projection as int8 with row scales")
+                reason: "is \(what), but '\(checkpoint.storedName(int8))' is int8: a quantized folder stores every decoder matrix and the output projection as int8 with row scales")
         }
         for name in checkpoint.tensorNames where !used.contains(name) {
             if name.hasSuffix(Self.scaleSuffix), checkpoint.index[String(name.dropLast(Self.scaleSuffix.count))] != nil {
