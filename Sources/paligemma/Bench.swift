@@ -19,7 +19,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Threads (default: all CPUs).") var threads: Int?
     @Option(help: "Measure this many times in one process and report the last run (the first also maps the weights in).")
     var runs = 1
-    @Option(help: "Weights in memory: none (as stored) or int8 (decoder quantized at load).") var quantize: String = "none"
+    @Option(help: "Weights in memory: none (as stored) or int8 (decoder quantized at load; a folder from `paligemma quantize` is int8 either way).")
+    var quantize: String = "none"
     @Option(name: .customLong("int8-agreement"), help: "Instead of timing, compare int8 with the stored weights over this many greedy steps.")
     var int8Agreement: Int?
     @Flag(help: "Print one JSON object.") var json = false
@@ -49,9 +50,9 @@ struct Bench: ParsableCommand {
             } else {
                 print(String(format: "load %.3f s, vision %.3f s, prefill %.3f s (%d tokens), time to first token %.3f s",
                              r.loadSeconds, r.visionSeconds, r.prefillSeconds, r.promptTokens, r.ttftSeconds))
-                print(String(format: "decode %.1f ms/token (min %.1f, max %.1f, %d tokens), peak RSS %.2f GiB, %d threads, %@",
+                print(String(format: "decode %.1f ms/token (min %.1f, max %.1f, %d tokens), peak RSS %.2f GiB, %d threads, %@, weights %@",
                              r.decodeMsPerToken, r.decodeMsMin, r.decodeMsMax, r.newTokens,
-                             Double(r.peakRSSBytes) / 1073741824, r.threads, r.isa))
+                             Double(r.peakRSSBytes) / 1073741824, r.threads, r.isa, r.quantization))
             }
         } catch {
             fail(error)

@@ -88,4 +88,50 @@ struct SafetensorsTests {
         let meta = try Self.openError(header(#"{"__metadata__":{"k":1}}"#))
         #expect(meta.contains("not a string"))
     }
+
+    @Test func streamWriterFillsPiecesAndChecksCompleteness() throws {
+        let url = try temporaryDirectory().appendingPathComponent("stream.safetensors")
+        let tensors: [(name: String, dtype: DType, shape: [Int])] = [("a", .float32, [3]), ("b", .int8, [5])]
+        let writer = try SafetensorsStreamWriter(path: url.path, tensors: tensors, metadata: ["format": "pt"])
+        try [UInt8]([1, 2, 3, 4, 5]).withUnsafeBytes { try writer.write("b", $0) }
+        try [Float]([3]).withUnsafeBytes { try writer.write("a", at: 8, $0) }
+        try [Float]([1, 2]).withUnsafeBytes { try writer.write("a", $0) }
+        #expect(throws: PaliGemmaError.self) { try [UInt8]([9]).withUnsafeBytes { try writer.write("b", at: 5, $0) } }
+        #expect(throws: PaliGemmaError.self) { try [UInt8]([9]).withUnsafeBytes { try writer.write("c", $0) } }
+        try writer.finish()
+        let file = try SafetensorsFile(path: url.path)
+        #expect(try file.tensor("a").floats() == [1, 2, 3])
+        #expect(try file.tensor("b").floats() == [1, 2, 3, 4, 5])
+        #expect(file.metadata == ["format": "pt"])
+        // Same bytes as the in-memory writer.
+        let same = SafetensorsWriter.encode([.float32("a", shape: [3], [1, 2, 3]),
+                                             SafetensorsWriter.Item(name: "b", dtype: .int8, shape: [5], bytes: [1, 2, 3, 4, 5])],
+                                            metadata: ["format": "pt"])
+        #expect(Array(try Data(contentsOf: url)) == same)
+
+        #expect(throws: PaliGemmaError.self) { _ = try SafetensorsStreamWriter(path: url.path, tensors: tensors, metadata: [:]) }  // exists
+        let partial = try SafetensorsStreamWriter(path: url.path + ".2", tensors: tensors, metadata: [:])
+        try [Float]([1, 2, 3]).withUnsafeBytes { try partial.write("a", $0) }
+        do {
+            try partial.finish()
+            Issue.record("an incomplete file was accepted")
+        } catch {
+            #expect("\(error)".contains("'b'") && "\(error)".contains("0 of its 5 bytes"), "\(error)")
+        }
+    }
+
+    @Test func randomCheckpointWritesShardsThatLoad() throws {
+        let dir = try temporaryDirectory().appendingPathComponent("random")
+        let config = try String(contentsOf: Fixtures.model("pg2-f32").appendingPathComponent("config.json"), encoding: .utf8)
+        try RandomCheckpoint.write(configJSON: config, dtype: .bfloat16, to: dir, maxShardBytes: 100_000)
+        let checkpoint = try Checkpoint(directory: dir)
+        #expect(checkpoint.files.count > 1)
+        _ = try PaliGemmaModel(checkpoint: checkpoint)  // strict: every tensor used, every shape right
+        #expect(Set(checkpoint.tensorNames) == Set(try PaliGemmaModel.expectedTensors(config: checkpoint.config).map(\.name)))
+        let tensor = try #require(try checkpoint.tensor(canonical: "language_model.model.layers.0.mlp.up_proj.weight"))
+        let values = tensor.floats()
+        let std = (values.reduce(0) { $0 + $1 * $1 } / Float(values.count)).squareRoot()
+        print("random checkpoint: \(checkpoint.files.count) shards, up_proj std \(std) (want \(1 / Float(64).squareRoot()))")
+        #expect(abs(std - 0.125) < 0.02)
+    }
 }

@@ -118,6 +118,11 @@ public final class Checkpoint: Sendable {
         return try file.tensor(stored)
     }
 
+    /// The stored dtype of the tensor with this canonical name, or nil.
+    public func dtype(canonical name: String) -> DType? {
+        index[name].flatMap { $0.file.entries[$0.stored]?.dtype }
+    }
+
     /// The name as stored in the files, for messages.
     public func storedName(_ canonical: String) -> String { index[canonical]?.stored ?? canonical }
 

@@ -11,19 +11,32 @@ public struct CheckpointSummary: Sendable {
     public let dtypes: [String: Int]
     public let dataBytes: Int
     public let fileBytes: Int
+    /// Matrices stored int8 with F32 row scales (`paligemma quantize`); 0 for a float folder.
+    public let int8Tensors: Int
+    /// Whether the output projection is stored as an int8 copy of the tied embedding.
+    public let int8TiedOutput: Bool
 
     public init(checkpoint: Checkpoint) throws {
         directory = checkpoint.directory.path
         config = checkpoint.config
         files = checkpoint.files.map { URL(fileURLWithPath: $0.path).lastPathComponent }
-        var count = 0, params = 0
+        var count = 0, params = 0, int8 = 0
         var dtypes: [String: Int] = [:]
+        let outputName = "language_model.lm_head.weight"
+        let tiedCopy = config.textConfig.tieWordEmbeddings && checkpoint.dtype(canonical: outputName) == .int8
         for name in checkpoint.tensorNames {
             guard let t = try checkpoint.tensor(canonical: name) else { continue }
             count += 1
-            params += t.count
             dtypes[t.dtype.rawValue, default: 0] += t.count
+            if t.dtype == .int8 { int8 += 1 }
+            // Parameters of the model: not the row scales of int8 weights, nor an int8 copy of
+            // the tied embedding.
+            let isScale = name.hasSuffix(WeightLoader.scaleSuffix)
+                && checkpoint.dtype(canonical: String(name.dropLast(WeightLoader.scaleSuffix.count))) == .int8
+            if !isScale && !(tiedCopy && name == outputName) { params += t.count }
         }
+        int8Tensors = int8
+        int8TiedOutput = tiedCopy
         tensorCount = count
         parameterCount = params
         self.dtypes = dtypes
@@ -51,6 +64,10 @@ public struct CheckpointSummary: Sendable {
         lines.append("parameters   \(Self.grouped(parameterCount)) (\(String(format: "%.2f", Double(parameterCount) / 1e9))B)")
         lines.append("dtypes       " + dtypes.sorted { $0.key < $1.key }.map { "\($0.key) \(Self.grouped($0.value))" }.joined(separator: ", "))
         lines.append("bytes        \(Self.grouped(dataBytes)) of tensor data, \(Self.grouped(fileBytes)) on disk")
+        if int8Tensors > 0 {
+            let output = int8TiedOutput ? "; the output projection is an int8 copy of the tied embedding, which stays as stored" : ""
+            lines.append("int8         \(int8Tensors) matrices stored int8 with F32 row scales (paligemma quantize), loaded without quantizing\(output)")
+        }
         lines.append("load         strict check passed in \(String(format: "%.3f", loadSeconds)) s")
         return lines.joined(separator: "\n")
     }
@@ -67,6 +84,7 @@ public struct CheckpointSummary: Sendable {
             "dtypes": dtypes,
             "data_bytes": dataBytes,
             "file_bytes": fileBytes,
+            "int8_tensors": int8Tensors,
             "load_s": loadSeconds,
             "config": (try? JSONSerialization.jsonObject(with: JSONEncoder().encode(config))) ?? [:],
         ]

@@ -37,42 +37,26 @@ public enum RandomCheckpoint {
         var rng = Xoshiro256(seed: seed)
         var weightMap: [(String, String)] = []
         for (i, shard) in shards.enumerated() {
-            let name = shards.count == 1 ? "model.safetensors" : String(format: "model-%05d-of-%05d.safetensors", i + 1, shards.count)
+            let name = SafetensorsIndex.shardName(i, of: shards.count)
             let final = directory.appendingPathComponent(name)
             let temporary = directory.appendingPathComponent(".\(name).partial")
+            _ = try? fm.removeItem(at: temporary)
             try writeShard(shard, dtype: dtype, kernelType: kernelType, to: temporary, rng: &rng) { written += $0; progress(written, total) }
             _ = try? fm.removeItem(at: final)
             try fm.moveItem(at: temporary, to: final)
             weightMap += shard.map { ($0.name, name) }
         }
         if shards.count > 1 {
-            let entries = weightMap.map { "    \(jsonQuoted($0.0)): \(jsonQuoted($0.1))" }
-            let index = "{\n  \"metadata\": {\"total_size\": \(total)},\n  \"weight_map\": {\n\(entries.joined(separator: ",\n"))\n  }\n}\n"
-            try Data(index.utf8).write(to: directory.appendingPathComponent("model.safetensors.index.json"), options: .atomic)
+            try SafetensorsIndex.write(weightMap: weightMap, totalSize: total,
+                                       to: directory.appendingPathComponent(SafetensorsIndex.fileName))
         }
         try Data(configJSON.utf8).write(to: directory.appendingPathComponent("config.json"), options: .atomic)
     }
 
     static func writeShard(_ tensors: [(name: String, shape: [Int])], dtype: DType, kernelType: Int32, to url: URL,
                            rng: inout Xoshiro256, wrote: (Int) -> Void) throws {
-        var offset = 0
-        var parts: [String] = []
-        for t in tensors {
-            let bytes = t.shape.reduce(1, *) * dtype.size
-            let shape = t.shape.map(String.init).joined(separator: ",")
-            parts.append("\(jsonQuoted(t.name)):{\"dtype\":\"\(dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + bytes)]}")
-            offset += bytes
-        }
-        var header = Array(("{\"__metadata__\":{\"format\":\"pt\"}," + parts.joined(separator: ",") + "}").utf8)
-        while header.count % 8 != 0 { header.append(0x20) }
-        guard FileManager.default.createFile(atPath: url.path, contents: nil),
-              let handle = FileHandle(forWritingAtPath: url.path) else {
-            throw PaliGemmaError.io(path: url.path, reason: "cannot create")
-        }
-        defer { try? handle.close() }
-        var prefix = [UInt8]()
-        withUnsafeBytes(of: UInt64(header.count).littleEndian) { prefix.append(contentsOf: $0) }
-        try handle.write(contentsOf: prefix + header)
+        let writer = try SafetensorsStreamWriter(path: url.path, tensors: tensors.map { ($0.name, dtype, $0.shape) },
+                                                 metadata: ["format": "pt"])
         let chunk = 1 << 20
         var values = [Float](repeating: 0, count: chunk)
         var bytes = [UInt8](repeating: 0, count: chunk * dtype.size)
@@ -87,14 +71,17 @@ public enum RandomCheckpoint {
                     let u = Float(Int64(bitPattern: rng.next()) >> 40) / Float(1 << 23)
                     values[j] = offsetValue + scale * 1.7320508 * u
                 }
-                values.withUnsafeBufferPointer { v in
-                    bytes.withUnsafeMutableBytes { pg_convert_from_f32(v.baseAddress, kernelType, $0.baseAddress, n) }
+                try values.withUnsafeBufferPointer { v in
+                    try bytes.withUnsafeMutableBytes {
+                        pg_convert_from_f32(v.baseAddress, kernelType, $0.baseAddress, n)
+                        try writer.write(t.name, at: done * dtype.size, UnsafeRawBufferPointer(rebasing: $0[0..<(n * dtype.size)]))
+                    }
                 }
-                try handle.write(contentsOf: bytes[0..<(n * dtype.size)])
                 done += n
                 wrote(n * dtype.size)
             }
         }
+        try writer.finish()
     }
 
     /// (standard deviation, mean) of a parameter's random values.

@@ -1,5 +1,10 @@
 import Foundation
 import PaliGemmaJSON
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// One tensor's entry in a safetensors header.
 public struct SafetensorsEntry: Sendable, Equatable {
@@ -149,27 +154,37 @@ public enum SafetensorsWriter {
     }
 
     public static func encode(_ items: [Item], metadata: [String: String] = [:]) -> [UInt8] {
-        var header = "{"
+        let (headerBytes, size) = header(items.map { ($0.name, $0.dtype, $0.shape) }, metadata: metadata)
+        var out = [UInt8]()
+        out.reserveCapacity(headerBytes.count + size)
+        out.append(contentsOf: headerBytes)
+        for item in items { out.append(contentsOf: item.bytes) }
+        return out
+    }
+
+    /// The 8-byte length and the JSON header (padded with spaces to a multiple of 8 bytes, so
+    /// the data section starts aligned) for tensors laid out one after another in this order,
+    /// and the size of the data section.
+    static func header(_ tensors: [(name: String, dtype: DType, shape: [Int])], metadata: [String: String]) -> (bytes: [UInt8], dataSize: Int) {
         var parts: [String] = []
         if !metadata.isEmpty {
             let meta = metadata.sorted { $0.key < $1.key }.map { "\(jsonQuoted($0.key)):\(jsonQuoted($0.value))" }
             parts.append("\"__metadata__\":{\(meta.joined(separator: ","))}")
         }
         var offset = 0
-        for item in items {
-            let shape = item.shape.map(String.init).joined(separator: ",")
-            parts.append("\(jsonQuoted(item.name)):{\"dtype\":\"\(item.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + item.bytes.count)]}")
-            offset += item.bytes.count
+        for t in tensors {
+            let bytes = t.shape.reduce(1, *) * t.dtype.size
+            let shape = t.shape.map(String.init).joined(separator: ",")
+            parts.append("\(jsonQuoted(t.name)):{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + bytes)]}")
+            offset += bytes
         }
-        header += parts.joined(separator: ",") + "}"
-        var headerBytes = Array(header.utf8)
+        var headerBytes = Array(("{" + parts.joined(separator: ",") + "}").utf8)
         while headerBytes.count % 8 != 0 { headerBytes.append(0x20) }
         var out = [UInt8]()
-        out.reserveCapacity(8 + headerBytes.count + offset)
+        out.reserveCapacity(8 + headerBytes.count)
         withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { out.append(contentsOf: $0) }
         out.append(contentsOf: headerBytes)
-        for item in items { out.append(contentsOf: item.bytes) }
-        return out
+        return (out, offset)
     }
 
     public static func write(_ items: [Item], metadata: [String: String] = [:], to url: URL) throws {
@@ -179,5 +194,94 @@ public enum SafetensorsWriter {
         } catch {
             throw PaliGemmaError.io(path: url.path, reason: "cannot write: \(error.localizedDescription)")
         }
+    }
+}
+
+/// Writes one safetensors file whose tensors are filled in piece by piece, in any order, so that
+/// no more than a piece of one tensor needs to be in memory (for checkpoints of many GB). The
+/// header goes first; `finish()` checks that every byte of every tensor was written.
+final class SafetensorsStreamWriter {
+    let path: String
+    private var fd: Int32
+    private let dataOffset: Int
+    /// name -> (byte offset of the tensor in the file, byte count, bytes written so far)
+    private var slots: [String: (offset: Int, count: Int, written: Int)] = [:]
+
+    /// Creates the file (which must not exist) with `tensors` laid out in this order.
+    init(path: String, tensors: [(name: String, dtype: DType, shape: [Int])], metadata: [String: String]) throws {
+        self.path = path
+        let (header, _) = SafetensorsWriter.header(tensors, metadata: metadata)
+        dataOffset = header.count
+        var offset = header.count
+        for t in tensors {
+            let count = t.shape.reduce(1, *) * t.dtype.size
+            slots[t.name] = (offset, count, 0)
+            offset += count
+        }
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw PaliGemmaError.io(path: path, reason: "cannot create: \(String(cString: strerror(errno)))") }
+        try header.withUnsafeBytes { try write($0, at: 0) }
+        if offset > header.count, ftruncate(fd, off_t(offset)) != 0 {
+            throw PaliGemmaError.io(path: path, reason: "cannot size the file to \(offset) bytes: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    /// Writes `bytes` into tensor `name`, starting `at` bytes into the tensor.
+    func write(_ name: String, at start: Int = 0, _ bytes: UnsafeRawBufferPointer) throws {
+        guard let slot = slots[name] else {
+            throw PaliGemmaError.safetensors(path: path, tensor: name, reason: "not in the header being written")
+        }
+        guard start >= 0, start + bytes.count <= slot.count else {
+            throw PaliGemmaError.safetensors(path: path, tensor: name,
+                reason: "writing bytes [\(start), \(start + bytes.count)) past its \(slot.count) bytes")
+        }
+        try write(bytes, at: slot.offset + start)
+        slots[name]?.written += bytes.count
+    }
+
+    private func write(_ bytes: UnsafeRawBufferPointer, at fileOffset: Int) throws {
+        guard let base = bytes.baseAddress else { return }
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, base + done, min(bytes.count - done, 1 << 30), off_t(fileOffset + done))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                throw PaliGemmaError.io(path: path, reason: "cannot write: \(String(cString: n < 0 ? strerror(errno) : strerror(EIO)))")
+            }
+            done += n
+        }
+    }
+
+    /// Closes the file after checking that every tensor was written in full.
+    func finish() throws {
+        for (name, slot) in slots.sorted(by: { $0.value.offset < $1.value.offset }) where slot.written != slot.count {
+            throw PaliGemmaError.safetensors(path: path, tensor: name, reason: "\(slot.written) of its \(slot.count) bytes were written")
+        }
+        let status = close(fd)
+        fd = -1
+        guard status == 0 else { throw PaliGemmaError.io(path: path, reason: "cannot close: \(String(cString: strerror(errno)))") }
+    }
+}
+
+/// `model.safetensors.index.json` as the hub writes it: the total tensor bytes and the shard
+/// holding each tensor.
+enum SafetensorsIndex {
+    static let fileName = "model.safetensors.index.json"
+
+    static func write(weightMap: [(tensor: String, shard: String)], totalSize: Int, to url: URL) throws {
+        let entries = weightMap.sorted { $0.tensor < $1.tensor }.map { "    \(jsonQuoted($0.tensor)): \(jsonQuoted($0.shard))" }
+        let index = "{\n  \"metadata\": {\n    \"total_size\": \(totalSize)\n  },\n  \"weight_map\": {\n\(entries.joined(separator: ",\n"))\n  }\n}\n"
+        do {
+            try Data(index.utf8).write(to: url, options: .atomic)
+        } catch {
+            throw PaliGemmaError.io(path: url.path, reason: "cannot write: \(error.localizedDescription)")
+        }
+    }
+
+    /// The hub's name of shard `i` (from 0) of `count`.
+    static func shardName(_ i: Int, of count: Int) -> String {
+        count == 1 ? "model.safetensors" : String(format: "model-%05d-of-%05d.safetensors", i + 1, count)
     }
 }

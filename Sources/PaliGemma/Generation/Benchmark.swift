@@ -8,6 +8,8 @@ import Darwin
 /// One benchmark run of a checkpoint: load, vision tower, prefill, decode. Stable JSON keys.
 public struct BenchmarkResult: Codable, Sendable {
     public var model: String
+    /// How the decoder's matrices were held: "none" (as stored), "int8" (quantized at load) or
+    /// "int8-stored" (a folder written by `paligemma quantize`); see `WeightFormat`.
     public var quantization: String
     public var threads: Int
     public var isa: String
@@ -87,7 +89,7 @@ public enum Benchmark {
         }
         let steps = out.timings.decodeSteps.map { $0 * 1000 }
         return BenchmarkResult(
-            model: directory.path, quantization: quantization.rawValue, threads: Kernels.threads, isa: Kernels.isa.name, imageTokens: n,
+            model: directory.path, quantization: model.weightFormat.rawValue, threads: Kernels.threads, isa: Kernels.isa.name, imageTokens: n,
             promptTokens: ids.count, newTokens: out.tokens.count, loadSeconds: load, visionSeconds: vision,
             prefillSeconds: out.timings.prefill, ttftSeconds: vision + out.timings.prefill,
             decodeMsPerToken: out.timings.decodeMillisecondsPerToken, decodeMsMin: steps.min() ?? 0,
@@ -118,6 +120,9 @@ extension Benchmark {
     /// copy, comparing the logits at each step (and at the prompt's last position).
     public static func quantizationAgreement(directory: URL, promptTokens: Int, steps: Int) throws -> QuantizationAgreement {
         let reference = try PaliGemmaModel(directory: directory)
+        guard reference.weightFormat == .stored else {
+            throw PaliGemmaError.input("\(directory.path) stores int8 weights already; compare the float folder it was quantized from")
+        }
         let quantized = try PaliGemmaModel(directory: directory, quantization: .int8)
         let (pixels, ids) = syntheticInput(reference, promptTokens: promptTokens)
         let capacity = ids.count + steps

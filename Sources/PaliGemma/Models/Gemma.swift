@@ -127,7 +127,8 @@ public struct GemmaDecoder: Sendable {
     let layers: [GemmaDecoderLayer]  // layers.{i}
     let norm: RMSNorm  // norm
     /// Output projection [V, D]: `lm_head.weight` if untied, else the embedding (an int8 copy
-    /// when quantizing; the lookup keeps reading the stored embedding).
+    /// when quantizing, or the stored int8 `lm_head.weight`; the lookup keeps reading the
+    /// stored embedding).
     let output: Linear
     /// sqrt(D) rounded to the embedding's dtype, as transformers computes it.
     public let embedScale: Float
@@ -139,18 +140,12 @@ public struct GemmaDecoder: Sendable {
         embedTokens = try w("embed_tokens").tensor("weight", shape: [c.vocabSize, c.hiddenSize])
         layers = try (0..<c.numHiddenLayers).map { try GemmaDecoderLayer(w("layers.\($0)"), config: c, layer: $0) }
         norm = try RMSNorm(w("norm"), size: c.hiddenSize, eps: c.rmsNormEps)
-        var outputWeight: Tensor
+        let outputWeight: Tensor, scales: [Float]?
         if c.tieWordEmbeddings {
-            outputWeight = embedTokens
-            head.loader.ignore(prefix: head.name("weight"))  // a stored copy of the tied matrix is not used
+            (outputWeight, scales) = try w.loader.tiedOutput(head.name("weight"), embedding: embedTokens,
+                                                             embeddingName: w("embed_tokens").name("weight"))
         } else {
-            outputWeight = try head.tensor("weight", shape: [c.vocabSize, c.hiddenSize])
-        }
-        var scales: [Float]? = nil
-        if w.loader.quantization == .int8 && outputWeight.hasData {
-            let stored = outputWeight
-            (outputWeight, scales) = Ops.quantizeInt8(stored)
-            Ops.releasePages(stored)  // the lookup will fault back in only the rows it reads
+            (outputWeight, scales) = try w.loader.quantizable(head.name("weight"), shape: [c.vocabSize, c.hiddenSize])
         }
         output = Linear(weight: outputWeight, scales: scales, bias: nil)
         embedScale = embedTokens.dtype.round(Float(c.hiddenSize).squareRoot())

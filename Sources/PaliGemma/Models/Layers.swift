@@ -7,14 +7,14 @@ struct Linear: Sendable {
     let bias: [Float]?
 
     /// Loads `<w>.weight` [outFeatures, inFeatures] and, if `bias`, `<w>.bias` [outFeatures].
-    /// `quantizable` layers are quantized when the loader asks for it.
+    /// `quantizable` layers may be stored int8 (with `<w>.weight_scale`) and are quantized
+    /// when the loader asks for int8 (see `WeightLoader`).
     init(_ w: Weights, quantizable: Bool = false, inFeatures: Int, outFeatures: Int, bias: Bool) throws {
-        let tensor = try w.tensor("weight", shape: [outFeatures, inFeatures])
-        if quantizable && w.loader.quantization == .int8 && tensor.hasData {
-            (weight, scales) = Ops.quantizeInt8(tensor)
-            Ops.releasePages(tensor)  // the stored copy is not read again
+        let shape = [outFeatures, inFeatures]
+        if quantizable {
+            (weight, scales) = try w.loader.quantizable(w.name("weight"), shape: shape)
         } else {
-            (weight, scales) = (tensor, nil)
+            (weight, scales) = (try w.tensor("weight", shape: shape), nil)
         }
         self.bias = bias ? try w.vector("bias", count: outFeatures) : nil
     }

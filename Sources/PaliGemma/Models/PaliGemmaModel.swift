@@ -21,6 +21,9 @@ public final class PaliGemmaModel: Sendable {
     public let decoder: GemmaDecoder  // language_model.model (+ language_model.lm_head)
     /// The folder it came from (nil when built from a config alone).
     public let directory: URL?
+    /// How the decoder's matrices and the output projection are held: as stored, quantized to
+    /// int8 at load, or stored int8 in the folder.
+    public let weightFormat: WeightFormat
 
     /// Loads a checkpoint folder strictly: every tensor must be used and have the expected shape.
     public convenience init(directory: URL, allowUnknownConfigKeys: Bool = false, quantization: Quantization = .none) throws {
@@ -43,6 +46,7 @@ public final class PaliGemmaModel: Sendable {
         projector = try Linear(w("multi_modal_projector.linear"), inFeatures: config.visionConfig.hiddenSize,
                                outFeatures: config.projectionDim, bias: true)
         decoder = try GemmaDecoder(w("language_model.model"), head: w("language_model.lm_head"), config: config.textConfig)
+        weightFormat = loader.weightFormat
     }
 
     /// Every parameter the model described by `config` has, with its shape, in the hub's
@@ -51,6 +55,15 @@ public final class PaliGemmaModel: Sendable {
         let loader = WeightLoader(shapesOnly: .bfloat16)
         _ = try PaliGemmaModel(config: config, loader: loader, directory: nil)
         return loader.declared
+    }
+
+    /// The matrices int8 covers in the model described by `config` (canonical names): every
+    /// decoder layer's q/k/v/o and gate/up/down projections, and the output projection
+    /// `language_model.lm_head.weight` (quantized from the embedding when tied).
+    public static func int8Targets(config: PaliGemmaConfig) throws -> [Int8Target] {
+        let loader = WeightLoader(shapesOnly: .bfloat16)
+        _ = try PaliGemmaModel(config: config, loader: loader, directory: nil)
+        return loader.int8Targets
     }
 
     /// Number of parameters of the model described by `config` (tied output counted once).

@@ -1,18 +1,49 @@
 import Foundation
 
+/// How weights are held in memory.
+public enum Quantization: String, Sendable, CaseIterable {
+    /// As stored in the checkpoint (float32, bfloat16 or float16; int8 where the folder
+    /// stores int8, see `WeightFormat.int8Stored`).
+    case none
+    /// The decoder's matrices (and the output projection) quantized at load to int8 with one
+    /// scale per output channel; the vision tower, norms and embedding lookup stay as stored.
+    /// A folder that already stores them int8 (`paligemma quantize`) is mapped as it is.
+    case int8
+}
+
+/// How a loaded model holds the matrices that int8 covers (the decoder's attention and MLP
+/// matrices and the output projection), whatever `Quantization` was asked for.
+public enum WeightFormat: String, Sendable, Codable {
+    /// In the checkpoint's float dtype.
+    case stored = "none"
+    /// Quantized to int8 while loading (`Quantization.int8` on a float checkpoint).
+    case int8Quantized = "int8"
+    /// Stored int8 in the checkpoint (written by `Int8Checkpoint`), mapped without work.
+    case int8Stored = "int8-stored"
+
+    /// Whether these matrices are int8 in memory.
+    public var isInt8: Bool { self != .stored }
+}
+
+/// A matrix int8 may cover: its canonical name, shape [out, in], and the canonical name of the
+/// tensor it is quantized from (itself, except the tied output projection, which is a
+/// quantized copy of the embedding).
+public struct Int8Target: Sendable, Equatable {
+    public let name: String
+    public let shape: [Int]
+    public let source: String
+}
+
 /// Hands out a model's parameters by name, checking each against the shape the model expects,
 /// and remembers which ones were taken so that loading can insist every tensor is used.
 /// Without a checkpoint it hands out shape-only tensors, so a model can be built from a config
 /// alone (to count parameters or list the expected tensors).
-/// How weights are held in memory.
-public enum Quantization: String, Sendable, CaseIterable {
-    /// As stored in the checkpoint (float32, bfloat16 or float16).
-    case none
-    /// The decoder's matrices (and the output projection) quantized at load to int8 with one
-    /// scale per output channel; the vision tower, norms and embedding lookup stay as stored.
-    case int8
-}
-
+///
+/// Stored int8 (see `Int8Checkpoint`): a matrix int8 covers may be stored as
+/// `<name>.weight` (dtype I8, shape [out, in]) with `<name>.weight_scale` (F32, [out]), the
+/// row scales: w[r, c] ≈ weight[r, c] · weight_scale[r]. For a tied output projection the int8
+/// copy is `language_model.lm_head.weight` (+ `_scale`) beside the embedding. Either every
+/// such matrix is stored int8 or none is; I8 anywhere else is an error.
 public final class WeightLoader {
     let checkpoint: Checkpoint?
     let metaDType: DType
@@ -21,6 +52,14 @@ public final class WeightLoader {
     private var ignoredPrefixes: [String] = []
     /// (canonical name, shape) of every parameter the model asked for, in order.
     public private(set) var declared: [(name: String, shape: [Int])] = []
+    /// The matrices int8 covers, in the order the model asked for them.
+    public private(set) var int8Targets: [Int8Target] = []
+    /// Those of `int8Targets` found stored as int8, and those found in a float dtype.
+    private var storedInt8: [String] = []
+    private var storedFloat: [String] = []
+
+    /// Suffix of the row-scale tensor that goes with a stored int8 weight.
+    public static let scaleSuffix = "_scale"
 
     public init(checkpoint: Checkpoint, quantization: Quantization = .none) {
         self.checkpoint = checkpoint
@@ -48,11 +87,89 @@ public final class WeightLoader {
         guard t.shape == shape else {
             throw PaliGemmaError.weights(tensor: stored, reason: "has shape \(t.shape), expected \(shape)")
         }
+        guard t.dtype != .int8 else {
+            throw PaliGemmaError.weights(tensor: stored, reason: "is int8 (I8), but only the decoder's attention and MLP matrices and the output projection may be stored int8")
+        }
         guard t.dtype.isFloat else {
             throw PaliGemmaError.weights(tensor: stored, reason: "has dtype \(t.dtype.rawValue); weights must be F32, BF16 or F16")
         }
         used.insert(name)
         return t
+    }
+
+    /// A matrix int8 covers: stored int8 with its row scales, or as stored and quantized here
+    /// when the loader asks for int8 (scales nil otherwise).
+    func quantizable(_ name: String, shape: [Int]) throws -> (weight: Tensor, scales: [Float]?) {
+        int8Targets.append(Int8Target(name: name, shape: shape, source: name))
+        if let int8 = try storedInt8(name, shape: shape) { return int8 }
+        let t = try tensor(name, shape: shape)
+        guard t.hasData else { return (t, nil) }
+        storedFloat.append(name)
+        return quantizeIfAsked(t)
+    }
+
+    /// The output projection `name` when tied to `embedding` (canonical name `embeddingName`):
+    /// a stored int8 copy if the checkpoint has one, else the embedding itself (quantized when
+    /// the loader asks for int8; the lookup keeps reading the stored embedding). A stored float
+    /// copy of the tied matrix is not used.
+    func tiedOutput(_ name: String, embedding: Tensor, embeddingName: String) throws -> (weight: Tensor, scales: [Float]?) {
+        int8Targets.append(Int8Target(name: name, shape: embedding.shape, source: embeddingName))
+        if let int8 = try storedInt8(name, shape: embedding.shape) { return int8 }
+        ignore(prefix: name)
+        guard embedding.hasData else { return (embedding, nil) }
+        storedFloat.append(name)
+        return quantizeIfAsked(embedding)
+    }
+
+    private func quantizeIfAsked(_ t: Tensor) -> (weight: Tensor, scales: [Float]?) {
+        guard quantization == .int8 else { return (t, nil) }
+        let (q, scales) = Ops.quantizeInt8(t)
+        Ops.releasePages(t)  // the stored copy is not read again (a tied embedding's lookup faults back only its rows)
+        return (q, scales)
+    }
+
+    /// `name` with its row scales if the checkpoint stores it as int8; nil if it is absent or
+    /// in a float dtype (and then it must have no scale).
+    private func storedInt8(_ name: String, shape: [Int]) throws -> (weight: Tensor, scales: [Float])? {
+        guard let checkpoint else { return nil }
+        let scaleName = name + Self.scaleSuffix
+        let weight = try checkpoint.tensor(canonical: name)
+        let scale = try checkpoint.tensor(canonical: scaleName)
+        guard let weight, weight.dtype == .int8 else {
+            if scale != nil {
+                throw PaliGemmaError.weights(tensor: checkpoint.storedName(scaleName),
+                    reason: "row scales belong to an int8 (I8) weight, but '\(checkpoint.storedName(name))' is \(weight.map { "stored as \($0.dtype.rawValue)" } ?? "missing")")
+            }
+            return nil
+        }
+        let stored = checkpoint.storedName(name)
+        guard weight.shape == shape else {
+            throw PaliGemmaError.weights(tensor: stored, reason: "has shape \(weight.shape), expected \(shape)")
+        }
+        guard let scale else {
+            throw PaliGemmaError.weights(tensor: stored,
+                reason: "is int8 (I8) but its row scales '\(name + Self.scaleSuffix)' (F32 [\(shape[0])]) are missing")
+        }
+        let storedScale = checkpoint.storedName(scaleName)
+        guard scale.dtype == .float32, scale.shape == [shape[0]] else {
+            throw PaliGemmaError.weights(tensor: storedScale,
+                reason: "has dtype \(scale.dtype.rawValue) and shape \(scale.shape); the row scales of '\(stored)' must be F32 [\(shape[0])]")
+        }
+        let scales = scale.floats()
+        if let bad = scales.firstIndex(where: { !$0.isFinite || $0 < 0 }) {
+            throw PaliGemmaError.weights(tensor: storedScale, reason: "row \(bad) has scale \(scales[bad]); scales must be finite and not negative")
+        }
+        declared.append((name, shape))
+        used.insert(name)
+        used.insert(scaleName)
+        storedInt8.append(name)
+        return (weight, scales)
+    }
+
+    /// How the matrices int8 covers are held, given what was loaded so far.
+    public var weightFormat: WeightFormat {
+        if !storedInt8.isEmpty { return .int8Stored }
+        return quantization == .int8 && checkpoint != nil ? .int8Quantized : .stored
     }
 
     /// A small parameter (norm scale, bias) converted to float32.
@@ -65,9 +182,20 @@ public final class WeightLoader {
     func ignore(prefix: String) { ignoredPrefixes.append(prefix) }
 
     /// Throws if the checkpoint holds a tensor the model did not take.
+    /// Throws too if some of the matrices int8 covers are stored int8 and others are not.
     public func verifyAllUsed() throws {
         guard let checkpoint else { return }
+        if let int8 = storedInt8.first, let float = storedFloat.first {
+            let what = checkpoint.dtype(canonical: float).map { "stored as \($0.rawValue)" } ?? "missing (the output projection of tied embeddings)"
+            throw PaliGemmaError.weights(tensor: checkpoint.storedName(float),
+                reason: "is \(what), but '\(checkpoint.storedName(int8))' is int8: a quantized folder stores every decoder matrix and the output projection as int8 with row scales")
+        }
         for name in checkpoint.tensorNames where !used.contains(name) {
+            if name.hasSuffix(Self.scaleSuffix), checkpoint.index[String(name.dropLast(Self.scaleSuffix.count))] != nil {
+                let weight = String(name.dropLast(Self.scaleSuffix.count))
+                throw PaliGemmaError.weights(tensor: checkpoint.storedName(name),
+                    reason: "row scales, but '\(checkpoint.storedName(weight))' is not a matrix that may be stored int8")
+            }
             if ignoredPrefixes.contains(where: { name.hasPrefix($0) }) { continue }
             throw PaliGemmaError.weights(tensor: checkpoint.storedName(name),
                 reason: "unexpected: the checkpoint has it but the model described by config.json has no such parameter")

@@ -1,14 +1,16 @@
 import CPaliGemmaKernels
 
-/// Element types of checkpoint tensors. Model weights may be float32, bfloat16 or float16;
-/// integer types appear only in auxiliary files (token ids in fixtures and dumps).
+/// Element types of checkpoint tensors. Model weights may be float32, bfloat16 or float16, and
+/// int8 for the matrices an int8 folder stores (`Int8Checkpoint`); the other integer types
+/// appear only in auxiliary files (token ids in fixtures and dumps).
 public enum DType: String, Sendable, CaseIterable {
     case float32 = "F32"
     case bfloat16 = "BF16"
     case float16 = "F16"
     case int64 = "I64"
     case int32 = "I32"
-    /// Symmetric int8 with a float scale per row; made by quantizing at load (`Quantization.int8`).
+    /// Symmetric int8 with a float scale per row; made by quantizing at load (`Quantization.int8`)
+    /// or stored with its scales by `Int8Checkpoint`.
     case int8 = "I8"
 
     /// Bytes per element.

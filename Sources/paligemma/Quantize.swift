@@ -1,0 +1,44 @@
+import ArgumentParser
+import Foundation
+import PaliGemma
+
+struct Quantize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write an int8 copy of a checkpoint folder, which then loads without quantizing.",
+        discussion: """
+        The decoder's attention and MLP matrices and the output projection are stored as int8 \
+        with one F32 scale per output channel (the same values --quantize int8 computes at \
+        load); everything else, and the other files of the folder, are copied unchanged. The \
+        output must not exist (or be an empty folder); it appears only when complete.
+
+        Example:
+          paligemma quantize --model ~/models/paligemma-3b-mix-224 --output ~/models/paligemma-3b-mix-224-int8
+          paligemma generate --model ~/models/paligemma-3b-mix-224-int8 --image cat.jpg --prompt "caption en"
+        """
+    )
+
+    @Option(help: "Checkpoint folder (or a hub id already in the local cache).") var model: String
+    @Option(help: "Folder to write (must not exist, or be empty).") var output: String
+    @Flag(name: .customLong("allow-unknown-config-keys"), help: "Ignore config.json keys this runtime does not know.")
+    var allowUnknownConfigKeys = false
+
+    func run() throws {
+        do {
+            let checkpoint = try Checkpoint(directory: try modelURL(model), allowUnknownConfigKeys: allowUnknownConfigKeys)
+            let destination = URL(fileURLWithPath: (output as NSString).expandingTildeInPath)
+            let showProgress = isatty(STDERR_FILENO) != 0
+            var last = -1
+            let summary = try Int8Checkpoint.write(checkpoint, to: destination) { done, total in
+                let percent = done * 100 / max(total, 1)
+                if showProgress && percent != last {
+                    last = percent
+                    FileHandle.standardError.write(Data("\rquantizing \(percent)%".utf8))
+                }
+            }
+            if showProgress { FileHandle.standardError.write(Data("\r".utf8)) }
+            print(summary.line)
+        } catch {
+            fail(error)
+        }
+    }
+}
