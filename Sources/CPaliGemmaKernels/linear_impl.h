@@ -74,13 +74,16 @@ PG_INLINE void PG_NAME(pack)(float *panel, const void *w, int dtype, int kn, lon
     }
 }
 
-// c[i][0..NR) += sum_k a[k * MR + i] * panel[k][0..NR) for i < MR; c row stride ldc.
-PG_INLINE void PG_NAME(micro)(long kc, const float *a, const float *panel, float *c, long ldc) {
+// c[i][0..NR) += sum_k a[k * MR + i] * panel[k][0..NR) for i < MR (= instead of += when first);
+// c row stride ldc.
+PG_INLINE void PG_NAME(micro)(long kc, const float *a, const float *panel, float *c, long ldc, int first) {
     // C rows sit far apart in memory and are cold after the previous depth block: prefetch them
     // now and touch them only after the k loop, so the loads do not stall it.
-    for (int i = 0; i < MR; i++) {
-        __builtin_prefetch(c + i * ldc, 1, 3);
-        __builtin_prefetch(c + i * ldc + NR - 1, 1, 3);
+    if (!first) {
+        for (int i = 0; i < MR; i++) {
+            __builtin_prefetch(c + i * ldc, 1, 3);
+            __builtin_prefetch(c + i * ldc + NR - 1, 1, 3);
+        }
     }
     VF c00 = VZERO(), c01 = VZERO(), c10 = VZERO(), c11 = VZERO(), c20 = VZERO(), c21 = VZERO();
     VF c30 = VZERO(), c31 = VZERO(), c40 = VZERO(), c41 = VZERO(), c50 = VZERO(), c51 = VZERO();
@@ -97,9 +100,16 @@ PG_INLINE void PG_NAME(micro)(long kc, const float *a, const float *panel, float
     }
 #define PG_ACC(i, v0, v1) \
     VSTOREU(c + i * ldc, VADD(VLOADU(c + i * ldc), v0)); VSTOREU(c + i * ldc + VW, VADD(VLOADU(c + i * ldc + VW), v1));
-    PG_ACC(0, c00, c01) PG_ACC(1, c10, c11) PG_ACC(2, c20, c21)
-    PG_ACC(3, c30, c31) PG_ACC(4, c40, c41) PG_ACC(5, c50, c51)
+#define PG_SET(i, v0, v1) VSTOREU(c + i * ldc, v0); VSTOREU(c + i * ldc + VW, v1);
+    if (first) {
+        PG_SET(0, c00, c01) PG_SET(1, c10, c11) PG_SET(2, c20, c21)
+        PG_SET(3, c30, c31) PG_SET(4, c40, c41) PG_SET(5, c50, c51)
+    } else {
+        PG_ACC(0, c00, c01) PG_ACC(1, c10, c11) PG_ACC(2, c20, c21)
+        PG_ACC(3, c30, c31) PG_ACC(4, c40, c41) PG_ACC(5, c50, c51)
+    }
 #undef PG_ACC
+#undef PG_SET
 }
 
 // Dot products of one weight row with `rows` (1..4) rows of x.
@@ -166,8 +176,11 @@ PG_INLINE void PG_NAME(linear_cols)(const float *x, long ldx, const void *w, con
 // w[k][n] (float32) with kn.
 PG_INLINE void PG_NAME(gemm)(const float *x, long ldx, const void *w, const int dtype, const int kn, long ldw,
                              const float *bias, float *y, long ldy, long M, long n0, long n1, long K, int thread) {
-    for (long m = 0; m < M; m++)
-        for (long n = n0; n < n1; n++) y[m * ldy + n] = bias ? bias[n] : 0.0f;
+    if (K <= 0) {
+        for (long m = 0; m < M; m++)
+            for (long n = n0; n < n1; n++) y[m * ldy + n] = bias ? bias[n] : 0.0f;
+        return;
+    }
     long mblocks = (M + MR - 1) / MR;
     float *panel = pg_scratch(thread, 0, (size_t)KC * NR);
     float *apack = pg_scratch(thread, 2, (size_t)mblocks * MR * KC);
@@ -196,17 +209,21 @@ PG_INLINE void PG_NAME(gemm)(const float *x, long ldx, const void *w, const int 
                 const float *a = apack + (mb / MR) * MR * kc;
                 float *c = y + mb * ldy + nb;
                 if (mr == MR && nr == NR) {
-                    PG_NAME(micro)(kc, a, panel, c, ldy);
+                    PG_NAME(micro)(kc, a, panel, c, ldy, kc0 == 0);
                 } else {
-                    for (long i = 0; i < MR; i++)
-                        for (long j = 0; j < NR; j++) edge[i * NR + j] = (i < mr && j < nr) ? c[i * ldy + j] : 0.0f;
-                    PG_NAME(micro)(kc, a, panel, edge, NR);
+                    if (kc0 > 0)
+                        for (long i = 0; i < mr; i++)
+                            for (long j = 0; j < nr; j++) edge[i * NR + j] = c[i * ldy + j];
+                    PG_NAME(micro)(kc, a, panel, edge, NR, kc0 == 0);
                     for (long i = 0; i < mr; i++)
                         for (long j = 0; j < nr; j++) c[i * ldy + j] = edge[i * NR + j];
                 }
             }
         }
     }
+    if (bias)
+        for (long m = 0; m < M; m++)
+            for (long n = n0; n < n1; n++) y[m * ldy + n] += bias[n];
 }
 
 PG_TARGET void PG_NAME(pg_linear_cols)(const float *x, long ldx, const void *w, int dtype, long ldw,
