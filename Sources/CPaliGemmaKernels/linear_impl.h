@@ -151,6 +151,30 @@ PG_INLINE float PG_NAME(gemv1)(const float *x, const void *w, int dtype, long ro
     return out;
 }
 
+// One row of x against 4 weight rows at once: for long rows (8 KB and more), four independent
+// streams keep more loads in flight than one.
+PG_INLINE void PG_NAME(gemv4)(const float *x, const void *w, int dtype, long ldw, long n,
+                                     long K, float out[4]) {
+    VF a0 = VZERO(), a1 = VZERO(), a2 = VZERO(), a3 = VZERO();
+    long r0 = n * ldw, r1 = r0 + ldw, r2 = r1 + ldw, r3 = r2 + ldw;
+    long k = 0;
+    for (; k + VW <= K; k += VW) {
+        VF xv = VLOADU(x + k);
+        a0 = VFMA(xv, PG_NAME(load_w)(w, dtype, r0 + k), a0);
+        a1 = VFMA(xv, PG_NAME(load_w)(w, dtype, r1 + k), a1);
+        a2 = VFMA(xv, PG_NAME(load_w)(w, dtype, r2 + k), a2);
+        a3 = VFMA(xv, PG_NAME(load_w)(w, dtype, r3 + k), a3);
+    }
+    out[0] = VHSUM(a0); out[1] = VHSUM(a1); out[2] = VHSUM(a2); out[3] = VHSUM(a3);
+    for (; k < K; k++) {
+        float xk = x[k];
+        out[0] += xk * pg_load_as_f32(w, dtype, r0 + k);
+        out[1] += xk * pg_load_as_f32(w, dtype, r1 + k);
+        out[2] += xk * pg_load_as_f32(w, dtype, r2 + k);
+        out[3] += xk * pg_load_as_f32(w, dtype, r3 + k);
+    }
+}
+
 PG_INLINE void PG_NAME(gemm)(const float *x, long ldx, const void *w, const int dtype, const int kn, long ldw,
                              const float *bias, float *y, long ldy, long M, long n0, long n1, long K, int thread);
 
@@ -159,6 +183,13 @@ PG_INLINE void PG_NAME(linear_cols)(const float *x, long ldx, const void *w, con
                                     long K, int thread) {
     if (M <= 4) {
         long n = n0;
+        if (M == 1 && K * (long)pg_dtype_size(dtype) >= 8192) {
+            for (; n + 4 <= n1; n += 4) {
+                float out[4];
+                PG_NAME(gemv4)(x, w, dtype, ldw, n, K, out);
+                for (int j = 0; j < 4; j++) y[n + j] = out[j] + (bias ? bias[n + j] : 0.0f);
+            }
+        }
         if (M == 1) {
             for (; n < n1; n++) y[n] = PG_NAME(gemv1)(x, w, dtype, n * ldw, K) + (bias ? bias[n] : 0.0f);
         }

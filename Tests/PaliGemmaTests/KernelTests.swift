@@ -27,7 +27,8 @@ struct KernelTests {
         print("kernel levels run here: \(Self.levels.map(\.name)) (supported: \(Kernels.supported.name))")
         var rng = SeededRandom(7)
         let shapes = [(1, 1, 1), (1, 17, 9), (1, 64, 300), (2, 33, 31), (3, 16, 8), (4, 100, 257), (5, 31, 40),
-                      (6, 32, 256), (7, 65, 513), (13, 47, 100), (64, 96, 72), (37, 130, 259)]
+                      (6, 32, 256), (7, 65, 513), (13, 47, 100), (64, 96, 72), (37, 130, 259),
+                      (1, 9, 4100)]  // rows of 8 KB and more: the four-row decode path
         var worst: Float = 0
         for level in Self.levels {
             for dtype in [DType.float32, .bfloat16, .float16] {

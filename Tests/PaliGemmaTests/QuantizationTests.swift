@@ -34,8 +34,9 @@ struct QuantizationTests {
     func linearInt8() {
         var rng = SeededRandom(4)
         var worst: Float = 0  // largest error as a share of its bound
-        // K above 2048 crosses the integer kernel's accumulation blocks; K % 16 != 0 its tail.
-        let shapes = [(1, 33, 17), (1, 64, 300), (2, 9, 2100), (1, 40, 4133), (3, 20, 40), (4, 7, 2048),
+        // K above 2048 crosses the integer kernel's accumulation blocks; K % 16 != 0 its tail;
+        // K of 8192 and more takes the four-row path.
+        let shapes = [(1, 33, 17), (1, 64, 300), (2, 9, 2100), (1, 40, 4133), (2, 6, 8200), (3, 20, 40), (4, 7, 2048),
                       (7, 45, 257), (40, 70, 130)]
         for level in KernelTests.levels {
             for (m, n, k) in shapes {
