@@ -105,6 +105,8 @@ void pg_linear_scaled_isa(int isa, const float *x, long ldx, const void *w, int 
     // Column chunks: a multiple of 32, about four per thread so that uneven tasks balance out.
     long chunk = (N + 4L * threads - 1) / (4L * threads);
     chunk = (chunk + 31) / 32 * 32;
+    // Each task packs all of x for its columns: with many rows and few columns, one task per thread.
+    if (M > 4 && chunk < 128) chunk = ((N + threads - 1) / threads + 15) / 16 * 16;
     if ((double)M * N * K < 65536.0) chunk = N;  // tiny: not worth waking the pool
     linear_job job = { x, ldx, w, wdtype, ldw, scale, bias, y, ldy, M, N, K, chunk, isa, NULL, NULL };
     if (wdtype == PG_I8 && M <= 4) {

@@ -232,11 +232,20 @@ PG_INLINE void PG_NAME(gemm)(const float *x, long ldx, const void *w, const int 
                 }
             }
         }
+        size_t es = pg_dtype_size(dtype);
+        long row_lines = (long)((kc * es + 63) / 64);
         for (long nb = n0; nb < n1; nb += NR) {
             long nr = n1 - nb < NR ? n1 - nb : NR;
             PG_NAME(pack)(panel, w, dtype, kn, ldw, nb, nr, kc0, kc);
+            // While this panel is in use, bring the next one's weight rows into L2 a few lines per
+            // tile: read cold and strided, they would otherwise stall the next pack.
+            long next_rows = kn ? 0 : (n1 - nb - NR < NR ? n1 - nb - NR : NR);
+            long pf_total = next_rows > 0 ? next_rows * row_lines : 0, pf_done = 0;
+            const char *pf_base = (const char *)w + ((size_t)(nb + NR) * ldw + kc0) * es;
             for (long mb = 0; mb < M; mb += MR) {
                 long mr = M - mb < MR ? M - mb : MR;
+                for (long target = pf_total * (mb / MR + 1) / mblocks; pf_done < target; pf_done++)
+                    __builtin_prefetch(pf_base + (size_t)(pf_done / row_lines) * ldw * es + (size_t)(pf_done % row_lines) * 64, 0, 2);
                 const float *a = apack + (mb / MR) * MR * kc;
                 float *c = y + mb * ldy + nb;
                 if (mr == MR && nr == NR) {
