@@ -23,6 +23,8 @@ struct Bench: ParsableCommand {
     var quantize: String = "none"
     @Option(name: .customLong("int8-agreement"), help: "Instead of timing, compare int8 with the stored weights over this many greedy steps.")
     var int8Agreement: Int?
+    @Flag(help: "Also measure this machine's read bandwidth and FMA peak and report the floors (decode, prefill, vision) for the same work.")
+    var floors = false
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
@@ -42,7 +44,7 @@ struct Bench: ParsableCommand {
         do {
             let r = try Benchmark.run(directory: try modelURL(model),
                                       promptTokens: promptTokens, newTokens: newTokens, quantization: quantization,
-                                      runs: runs)
+                                      runs: runs, floors: floors)
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]
@@ -53,6 +55,11 @@ struct Bench: ParsableCommand {
                 print(String(format: "decode %.1f ms/token (min %.1f, max %.1f, %d tokens), peak RSS %.2f GiB, %d threads, %@, weights %@",
                              r.decodeMsPerToken, r.decodeMsMin, r.decodeMsMax, r.newTokens,
                              Double(r.peakRSSBytes) / 1073741824, r.threads, r.isa, r.quantization))
+                if let f = r.floors {
+                    print(String(format: "floors here (read %.1f GB/s, FMA peak %.0f GFLOP/s): decode %.1f ms/token (%.2f GB), prefill %.2f s, vision %.2f s",
+                                 f.readBandwidthGBs, f.fmaPeakGFLOPs, f.decodeFloorMs, Double(f.decodeBytesPerToken) / 1e9,
+                                 f.prefillFloorSeconds, f.visionFloorSeconds))
+                }
             }
         } catch {
             fail(error)

@@ -92,6 +92,13 @@ void pg_softmax(float *x, long ld, long rows, long n);
 void pg_rope(float *x, long ld, long rows, int heads, int dim, const float *positions,
              const float *inv_freq);
 
+// ---- machine probes (benchmark floors) -----------------------------------------------------
+/// Best of `reps` passes reading `bytes` of memory with all pool threads, in GB/s.
+double pg_measure_read_gbs(size_t bytes, int reps);
+/// float32 FMA rate of all pool threads at the current ISA level (register-only, `iters` rounds
+/// of 12 vector FMAs per task, 8 tasks per thread), in GFLOP/s; 0 on the scalar level.
+double pg_measure_fma_gflops(long iters);
+
 // ---- attention -------------------------------------------------------------------------
 /// Scaled dot-product attention for T queries against S cached keys/values, with the
 /// prefix-LM mask, optional attention-logit soft cap and optional sliding window.

@@ -28,13 +28,15 @@ public struct BenchmarkResult: Codable, Sendable {
     public var runs: Int
     /// Time to first token of the first run, which also pays for mapping the weights in.
     public var firstTTFTSeconds: Double
+    /// This machine's limits for the same work (`bench --floors`); nil when not measured.
+    public var floors: BenchmarkFloors?
 
     enum CodingKeys: String, CodingKey {
         case model, quantization, threads, isa
         case imageTokens = "image_tokens", promptTokens = "prompt_tokens", newTokens = "new_tokens"
         case loadSeconds = "load_s", visionSeconds = "vision_s", prefillSeconds = "prefill_s", ttftSeconds = "ttft_s"
         case decodeMsPerToken = "decode_ms_per_token", decodeMsMin = "decode_ms_min", decodeMsMax = "decode_ms_max"
-        case peakRSSBytes = "peak_rss_bytes", runs, firstTTFTSeconds = "first_ttft_s"
+        case peakRSSBytes = "peak_rss_bytes", runs, firstTTFTSeconds = "first_ttft_s", floors
     }
 }
 
@@ -70,7 +72,7 @@ public enum Benchmark {
     /// image tokens + <bos> + `promptTokens` text tokens + "\n", and decodes `newTokens` tokens
     /// greedily (stop tokens ignored, so every run decodes the same number).
     public static func run(directory: URL, promptTokens: Int, newTokens: Int,
-                           quantization: Quantization = .none, runs: Int = 1) throws -> BenchmarkResult {
+                           quantization: Quantization = .none, runs: Int = 1, floors: Bool = false) throws -> BenchmarkResult {
         var clock = Date()
         let model = try PaliGemmaModel(directory: directory, quantization: quantization)
         let load = Date().timeIntervalSince(clock)
@@ -93,7 +95,8 @@ public enum Benchmark {
             promptTokens: ids.count, newTokens: out.tokens.count, loadSeconds: load, visionSeconds: vision,
             prefillSeconds: out.timings.prefill, ttftSeconds: vision + out.timings.prefill,
             decodeMsPerToken: out.timings.decodeMillisecondsPerToken, decodeMsMin: steps.min() ?? 0,
-            decodeMsMax: steps.max() ?? 0, peakRSSBytes: peakRSS, runs: max(runs, 1), firstTTFTSeconds: firstTTFT)
+            decodeMsMax: steps.max() ?? 0, peakRSSBytes: peakRSS, runs: max(runs, 1), firstTTFTSeconds: firstTTFT,
+            floors: floors ? BenchmarkFloors.measure(model: model, promptTokens: ids.count) : nil)
     }
 }
 

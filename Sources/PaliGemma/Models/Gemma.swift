@@ -16,6 +16,7 @@ struct GemmaAttention: Sendable {
     let k: Linear  // self_attn.k_proj [Hkv·Dh, D]
     let v: Linear  // self_attn.v_proj [Hkv·Dh, D]
     let o: Linear  // self_attn.o_proj [D, H·Dh]
+    var matrices: [Linear] { [q, k, v, o] }
     let heads: Int
     let kvHeads: Int
     let headDim: Int
@@ -63,6 +64,7 @@ struct GemmaMLP: Sendable {
     let gate: Linear  // mlp.gate_proj [F, D]
     let up: Linear  // mlp.up_proj [F, D]
     let down: Linear  // mlp.down_proj [D, F]
+    var matrices: [Linear] { [gate, up, down] }
     let exactGelu: Bool
 
     init(_ w: Weights, config c: GemmaConfig) throws {
@@ -91,6 +93,7 @@ struct GemmaDecoderLayer: Sendable {
     let preFeedforwardNorm: RMSNorm?  // pre_feedforward_layernorm (Gemma 2)
     let postFeedforwardNorm: RMSNorm?  // post_feedforward_layernorm (Gemma 2)
     let mlp: GemmaMLP  // mlp
+    var matrices: [Linear] { attention.matrices + mlp.matrices }
 
     init(_ w: Weights, config c: GemmaConfig, layer: Int) throws {
         let (d, eps) = (c.hiddenSize, c.rmsNormEps)

@@ -58,6 +58,7 @@ struct SigLIPAttention: Sendable {
     let k: Linear  // self_attn.k_proj
     let v: Linear  // self_attn.v_proj
     let out: Linear  // self_attn.out_proj
+    var matrices: [Linear] { [q, k, v, out] }
     let heads: Int
     let headDim: Int
 
@@ -87,6 +88,7 @@ struct SigLIPAttention: Sendable {
 struct SigLIPMLP: Sendable {
     let fc1: Linear  // mlp.fc1 [F, D]
     let fc2: Linear  // mlp.fc2 [D, F]
+    var matrices: [Linear] { [fc1, fc2] }
     let exactGelu: Bool
 
     init(_ w: Weights, config c: SigLIPConfig) throws {

@@ -121,3 +121,14 @@ public enum Ops {
         }
     }
 }
+
+extension Kernels {
+    /// Memory read bandwidth of this machine with the kernels' threads, in GB/s (best of `reps`
+    /// passes over `bytes`, which should be far larger than the last-level cache).
+    public static func measureReadBandwidth(bytes: Int = 1 << 30, reps: Int = 3) -> Double {
+        pg_measure_read_gbs(bytes, Int32(reps))
+    }
+    /// float32 FMA peak of the kernels' threads at the ISA level in use, in GFLOP/s (0 on the
+    /// scalar level); `rounds` of 12 vector FMAs per task (about 0.1 s per pass in a release build).
+    public static func measureFMAPeak(rounds: Int = 2_500_000) -> Double { pg_measure_fma_gflops(rounds) }
+}

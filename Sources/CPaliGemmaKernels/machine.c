@@ -1,0 +1,125 @@
+// Machine probes for the benchmark's physical floors: how fast this machine streams memory
+// and how many float32 FMAs per second its cores can retire, both with the pool's threads.
+#include "internal.h"
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+typedef struct { const char *buf; size_t slice; int isa; volatile float sink[256]; } read_job;
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+__attribute__((target("avx2"))) static float read_avx2(const char *p, size_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    for (size_t i = 0; i + 64 <= n; i += 64) {
+        a0 = _mm256_add_ps(a0, _mm256_load_ps((const float *)(p + i)));
+        a1 = _mm256_add_ps(a1, _mm256_load_ps((const float *)(p + i + 32)));
+    }
+    __m256 s = _mm256_add_ps(a0, a1);
+    float out[8];
+    _mm256_storeu_ps(out, s);
+    return out[0];
+}
+#endif
+
+static float read_scalar(const char *p, size_t n) {
+    const float *f = (const float *)p;
+    float s0 = 0, s1 = 0;
+    for (size_t i = 0; i + 2 <= n / 4; i += 16) { s0 += f[i]; s1 += f[i + 8]; }  // one load per 32 bytes
+    return s0 + s1;
+}
+
+static void read_task(void *p, long task, int thread) {
+    read_job *j = p;
+    const char *slice = j->buf + (size_t)task * j->slice;
+    float s;
+#if defined(__x86_64__)
+    if (j->isa >= PG_ISA_AVX2) s = read_avx2(slice, j->slice);
+    else s = read_scalar(slice, j->slice);
+#else
+    s = read_scalar(slice, j->slice);
+#endif
+    j->sink[thread & 255] = s;
+}
+
+double pg_measure_read_gbs(size_t bytes, int reps) {
+    // Several slices per thread, claimed dynamically, so that a late-waking thread costs little.
+    long tasks = 8L * pg_threads();
+    size_t slice = bytes / (size_t)tasks / 4096 * 4096;
+    if (slice == 0) return 0;
+    char *buf = NULL;
+    if (posix_memalign((void **)&buf, 4096, slice * (size_t)tasks) != 0) return 0;
+    memset(buf, 1, slice * (size_t)tasks);  // fault every page in before timing
+    read_job j = { buf, slice, pg_isa(), {0} };
+    double best = 0;
+    for (int r = 0; r < (reps > 0 ? reps : 1); r++) {
+        double t0 = seconds();
+        pg_parallel_for(tasks, read_task, &j);
+        double t = seconds() - t0;
+        double gbs = (double)(slice * (size_t)tasks) / t / 1e9;
+        if (gbs > best) best = gbs;
+    }
+    free(buf);
+    return best;
+}
+
+typedef struct { long iters; int isa; volatile float sink[256]; } fma_job;
+
+#if defined(__x86_64__)
+// Twelve independent accumulators: enough to cover the FMA latency on both FMA pipes.
+__attribute__((target("avx2,fma"))) static float fma_avx2(long iters) {
+    __m256 a[12], b = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+    for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps((float)i);
+    for (long t = 0; t < iters; t++)
+        for (int i = 0; i < 12; i++) a[i] = _mm256_fmadd_ps(a[i], b, c);
+    __m256 s = a[0];
+    for (int i = 1; i < 12; i++) s = _mm256_add_ps(s, a[i]);
+    float out[8];
+    _mm256_storeu_ps(out, s);
+    return out[0];
+}
+__attribute__((target("avx512f"))) static float fma_avx512(long iters) {
+    __m512 a[12], b = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i);
+    for (long t = 0; t < iters; t++)
+        for (int i = 0; i < 12; i++) a[i] = _mm512_fmadd_ps(a[i], b, c);
+    __m512 s = a[0];
+    for (int i = 1; i < 12; i++) s = _mm512_add_ps(s, a[i]);
+    return _mm512_reduce_add_ps(s);
+}
+#endif
+
+static void fma_task(void *p, long task, int thread) {
+    fma_job *j = p;
+    (void)task;
+    float s = 0;
+#if defined(__x86_64__)
+    if (j->isa >= PG_ISA_AVX512) s = fma_avx512(j->iters);
+    else if (j->isa >= PG_ISA_AVX2) s = fma_avx2(j->iters);
+#endif
+    j->sink[thread & 255] = s;
+}
+
+double pg_measure_fma_gflops(long iters) {
+    int threads = pg_threads();
+    int isa = pg_isa();
+    int lanes = isa >= PG_ISA_AVX512 ? 16 : isa >= PG_ISA_AVX2 ? 8 : 0;
+    if (lanes == 0) return 0;  // no vector FMA: no meaningful peak
+    long tasks = 8L * threads;
+    fma_job j = { iters > 0 ? iters : 1, isa, {0} };
+    double best = 0;
+    for (int r = 0; r < 3; r++) {
+        double t0 = seconds();
+        pg_parallel_for(tasks, fma_task, &j);
+        double t = seconds() - t0;
+        double gf = (double)tasks * (double)j.iters * 12.0 * lanes * 2.0 / t / 1e9;
+        if (gf > best) best = gf;
+    }
+    return best;
+}

@@ -1,0 +1,63 @@
+import Foundation
+
+/// The physical limits of one benchmark run on this machine: the time below which no
+/// implementation can go, from measured memory bandwidth and FMA peak. Stable JSON keys.
+///
+/// - decode reads every decoder matrix and the output projection once per token, in the dtype
+///   they are held in (int8 + scales, or as stored): floor = those bytes / read bandwidth.
+/// - prefill and vision are matrix multiplies: floor = their multiply-add FLOPs (matrices plus
+///   attention's two products) / float32 FMA peak. Norms, activations and softmax are left out.
+public struct BenchmarkFloors: Codable, Sendable {
+    public var readBandwidthGBs: Double
+    public var fmaPeakGFLOPs: Double
+    public var decodeBytesPerToken: Int
+    public var decodeFloorMs: Double
+    public var prefillFLOPs: Double
+    public var prefillFloorSeconds: Double
+    public var visionFLOPs: Double
+    public var visionFloorSeconds: Double
+
+    enum CodingKeys: String, CodingKey {
+        case readBandwidthGBs = "read_bandwidth_gbs", fmaPeakGFLOPs = "fma_peak_gflops"
+        case decodeBytesPerToken = "decode_bytes_per_token", decodeFloorMs = "decode_floor_ms"
+        case prefillFLOPs = "prefill_flops", prefillFloorSeconds = "prefill_floor_s"
+        case visionFLOPs = "vision_flops", visionFloorSeconds = "vision_floor_s"
+    }
+
+    /// Measures the machine (about two seconds in a release build) and works out the floors for
+    /// `model` with a prompt of `promptTokens` tokens (image tokens included).
+    public static func measure(model: PaliGemmaModel, promptTokens: Int) -> BenchmarkFloors {
+        BenchmarkFloors(model: model, promptTokens: promptTokens,
+                        readBandwidthGBs: Kernels.measureReadBandwidth(), fmaPeakGFLOPs: Kernels.measureFMAPeak())
+    }
+
+    /// The floors for `model` and a prompt of `promptTokens` tokens on a machine with the given
+    /// read bandwidth and FMA peak.
+    public init(model: PaliGemmaModel, promptTokens: Int, readBandwidthGBs bandwidth: Double, fmaPeakGFLOPs peak: Double) {
+        let decoder = model.decoder, text = model.config.textConfig, vision = model.config.visionConfig
+        let layerMatrices = decoder.layers.flatMap(\.matrices)
+        let decodeBytes = layerMatrices.reduce(0) { $0 + $1.weight.byteCount + ($1.scales?.count ?? 0) * 4 }
+            + decoder.output.weight.byteCount + (decoder.output.scales?.count ?? 0) * 4
+
+        func params(_ m: [Linear]) -> Double { m.reduce(0.0) { $0 + Double($1.weight.count) } }
+        let t = Double(promptTokens)
+        // Prefix-LM: every prompt row attends to the whole prompt (QK and PV: 2 · 2 · T² · H · Dh).
+        let prefillAttention = 4 * t * t * Double(text.numAttentionHeads * text.headDim * text.numHiddenLayers)
+        let prefill = 2 * t * params(layerMatrices) + prefillAttention + 2 * Double(decoder.output.weight.count)
+
+        let n = Double(vision.numPatches)
+        let visionMatrices = model.vision.layers.flatMap { $0.attention.matrices + $0.mlp.matrices }
+        let visionAttention = 4 * n * n * Double(vision.hiddenSize * vision.numHiddenLayers)
+        let visionFLOPs = 2 * n * (params(visionMatrices) + Double(model.vision.embeddings.patchWeight.count)
+            + Double(model.projector.weight.count)) + visionAttention
+
+        readBandwidthGBs = bandwidth
+        fmaPeakGFLOPs = peak
+        decodeBytesPerToken = decodeBytes
+        decodeFloorMs = bandwidth > 0 ? Double(decodeBytes) / (bandwidth * 1e9) * 1000 : 0
+        prefillFLOPs = prefill
+        prefillFloorSeconds = peak > 0 ? prefill / (peak * 1e9) : 0
+        self.visionFLOPs = visionFLOPs
+        visionFloorSeconds = peak > 0 ? visionFLOPs / (peak * 1e9) : 0
+    }
+}

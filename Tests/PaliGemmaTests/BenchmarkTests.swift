@@ -1,0 +1,36 @@
+import Foundation
+import Testing
+@testable import PaliGemma
+
+struct BenchmarkTests {
+    @Test("bench floors: bytes decode streams per token, FLOPs of prefill and vision, and the floors from them")
+    func floors() throws {
+        // pg1-f32: decoder D 64, 4 query heads and 1 key/value head of 16, MLP 96, 2 layers, 320
+        // vocabulary rows (tied); vision width 32, MLP 48, 2 layers, 16 patches of 3x14x14.
+        let perLayer = 64 * 64 + 2 * 16 * 64 + 64 * 64 + 3 * 64 * 96
+        let decodeParams = 2 * perLayer + 320 * 64
+        let stored = try PaliGemmaModel(directory: Fixtures.model("pg1-f32"))
+        let f = BenchmarkFloors(model: stored, promptTokens: 26, readBandwidthGBs: 10, fmaPeakGFLOPs: 100)
+        #expect(f.decodeBytesPerToken == decodeParams * 4)
+        #expect(abs(f.decodeFloorMs - Double(decodeParams * 4) / 10e9 * 1000) < 1e-12)
+        let int8 = try PaliGemmaModel(directory: Fixtures.model("pg1-f32"), quantization: .int8)
+        let scales = 2 * (64 + 16 + 16 + 64 + 96 + 96 + 64) + 320
+        #expect(BenchmarkFloors(model: int8, promptTokens: 26, readBandwidthGBs: 10, fmaPeakGFLOPs: 100).decodeBytesPerToken
+                == decodeParams + scales * 4)
+
+        let prefill = 2.0 * 26 * Double(2 * perLayer) + 4.0 * 26 * 26 * 4 * 16 * 2 + 2.0 * 320 * 64
+        #expect(f.prefillFLOPs == prefill)
+        let visionParams = 2 * (4 * 32 * 32 + 2 * 32 * 48) + 32 * 3 * 14 * 14 + 64 * 32
+        #expect(f.visionFLOPs == 2.0 * 16 * Double(visionParams) + 4.0 * 16 * 16 * 32 * 2)
+        #expect(abs(f.prefillFloorSeconds - prefill / 100e9) < 1e-15)
+    }
+
+    @Test("machine probes return a read bandwidth and (with SIMD) an FMA rate")
+    func probes() {
+        let bandwidth = Kernels.measureReadBandwidth(bytes: 32 << 20, reps: 1)
+        let peak = Kernels.measureFMAPeak(rounds: 20_000)
+        print("probes (debug build, small): read \(bandwidth) GB/s, FMA \(peak) GFLOP/s")
+        #expect(bandwidth > 0)
+        if Kernels.isa != .scalar { #expect(peak > 0) }
+    }
+}
