@@ -72,6 +72,8 @@ def main():
     ap.add_argument("--prompt-tokens", type=int, default=8)
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--f32", action="store_true", help="also run transformers in float32")
+    ap.add_argument("--int8", action="store_true",
+                    help="also bench ours on int8 weights (a folder written once by `paligemma quantize`)")
     ap.add_argument("--out", help="write the results as JSON here")
     a = ap.parse_args()
 
@@ -90,9 +92,17 @@ def main():
         out = sh([py, "-c", REFERENCE, folder, dtype, str(a.threads), str(a.prompt_tokens), str(a.new_tokens)],
                  capture_output=True, env=env)
         results[f"transformers {dtype}"] = json.loads(out.stdout.strip().splitlines()[-1])
-    out = sh([binary, "bench", "--model", folder, "--threads", str(a.threads), "--prompt-tokens", str(a.prompt_tokens),
-              "--new-tokens", str(a.new_tokens), "--runs", "2", "--json"], capture_output=True)
-    results["swift"] = json.loads(out.stdout.strip().splitlines()[-1])
+    def ours_bench(model, extra=()):
+        out = sh([binary, "bench", "--model", model, "--threads", str(a.threads), "--prompt-tokens", str(a.prompt_tokens),
+                  "--new-tokens", str(a.new_tokens), "--runs", "2", "--json", *extra], capture_output=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    results["swift"] = ours_bench(folder, ["--floors"])
+    if a.int8:
+        int8_folder = folder.rstrip("/") + "-int8"
+        if not os.path.exists(os.path.join(int8_folder, "config.json")):
+            sh([binary, "quantize", "--model", folder, "--output", int8_folder])
+        results["swift int8"] = ours_bench(int8_folder, ["--floors"])
 
     keys = ["load_s", "vision_s", "prefill_s", "ttft_s", "decode_ms_per_token", "peak_rss_bytes"]
     ours = results["swift"]
@@ -104,11 +114,19 @@ def main():
         for k in keys:
             v = r[k]
             cell = f"{v / 2**30:.2f} GiB" if k == "peak_rss_bytes" else f"{v:.3f}"
-            if name != "swift" and ours.get(k):
+            if name.startswith("transformers") and ours.get(k):
                 cell += f" ({v / ours[k]:.2f}x)"
             cells.append(f"{cell:>22}")
         print(f"{name:28}" + "".join(cells))
     print("(x) = transformers / swift: above 1 means swift is faster or smaller")
+    for name in ("swift", "swift int8"):
+        f = results.get(name, {}).get("floors")
+        if f:
+            r = results[name]
+            print(f"{name} floors here (read {f['read_bandwidth_gbs']:.1f} GB/s, FMA peak {f['fma_peak_gflops']:.0f} GFLOP/s): "
+                  f"decode {f['decode_floor_ms']:.0f} ms ({f['decode_floor_ms'] / r['decode_ms_per_token']:.0%} of ours), "
+                  f"prefill {f['prefill_floor_s']:.2f} s ({f['prefill_floor_s'] / r['prefill_s']:.0%}), "
+                  f"vision {f['vision_floor_s']:.2f} s ({f['vision_floor_s'] / r['vision_s']:.0%})")
     if a.out:
         with open(a.out, "w") as f:
             json.dump({"preset": a.preset, "threads": a.threads, "results": results}, f, indent=2)

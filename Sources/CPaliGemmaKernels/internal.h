@@ -30,6 +30,19 @@ static inline size_t pg_dtype_size(int dtype) { return dtype == PG_F32 ? 4 : dty
 /// `slot` separates independent buffers used at the same time by one thread.
 float *pg_scratch(int thread, int slot, size_t floats);
 
+// Blocking of the prefill matrix kernel, shared by every ISA: MR rows of x per micro-tile,
+// KC-deep blocks. x packed for it ("A pack"): for each depth block kc0 (length kc), at offset
+// Mpad * kc0, the row blocks one after another, each [kc][MR] (Mpad = M rounded up to MR).
+#define PG_GEMM_MR 6
+#define PG_GEMM_KC 256
+/// Packs rows [0, M) of x into dst (Mpad * K floats) in that layout, on the pool.
+void pg_pack_a(const float *x, long ldx, long M, long K, float *dst);
+/// The prefill kernel for columns [n0, n1) with x already packed by pg_pack_a.
+void pg_gemm_packed_avx2(const float *apack, const void *w, int wdtype, long ldw, const float *bias, float *y,
+                         long ldy, long M, long n0, long n1, long K, int thread);
+void pg_gemm_packed_avx512(const float *apack, const void *w, int wdtype, long ldw, const float *bias, float *y,
+                           long ldy, long M, long n0, long n1, long K, int thread);
+
 // ISA-specific matrix kernels. Each computes y rows [0,M) for columns [n0,n1) of pg_linear.
 void pg_linear_cols_scalar(const float *x, long ldx, const void *w, int wdtype, long ldw,
                            const float *bias, float *y, long ldy, long M, long n0, long n1, long K,

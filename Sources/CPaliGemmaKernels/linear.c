@@ -40,10 +40,14 @@ void pg_matmul_kn_scalar(const float *x, long ldx, const float *w, long ldw, flo
     }
 }
 
+// Largest packed copy of x shared by the prefill tasks (rows beyond it are done in blocks).
+#define PG_APACK_BYTES ((size_t)64 << 20)
+
 typedef struct {
     const float *x; long ldx; const void *w; int dtype; long ldw; const float *scale; const float *bias;
     float *y; long ldy; long M, N, K; long chunk; int isa;
     const int16_t *xq; const float *xs;  // x quantized to int16 (int8 weights, M <= 4), else NULL
+    const float *apack;                  // x packed once for all tasks (prefill, SIMD), else NULL
 } linear_job;
 
 static void linear_task(void *p, long task, int thread) {
@@ -55,6 +59,10 @@ static void linear_task(void *p, long task, int thread) {
     if (j->xq) {
         if (j->isa >= PG_ISA_AVX2) pg_gemv_i8_cols_avx2(j->xq, j->xs, j->M, j->K, j->w, j->ldw, j->y, j->ldy, n0, n1);
         else pg_gemv_i8_cols_scalar(j->xq, j->xs, j->M, j->K, j->w, j->ldw, j->y, j->ldy, n0, n1);
+    } else if (j->apack && j->isa == PG_ISA_AVX512) {
+        pg_gemm_packed_avx512(j->apack, j->w, j->dtype, j->ldw, bias, j->y, j->ldy, j->M, n0, n1, j->K, thread);
+    } else if (j->apack && j->isa == PG_ISA_AVX2) {
+        pg_gemm_packed_avx2(j->apack, j->w, j->dtype, j->ldw, bias, j->y, j->ldy, j->M, n0, n1, j->K, thread);
     } else switch (j->isa) {
     case PG_ISA_AVX512:
         pg_linear_cols_avx512(j->x, j->ldx, j->w, j->dtype, j->ldw, bias, j->y, j->ldy, j->M, n0, n1, j->K, thread);
@@ -108,7 +116,7 @@ void pg_linear_scaled_isa(int isa, const float *x, long ldx, const void *w, int 
     // Each task packs all of x for its columns: with many rows and few columns, one task per thread.
     if (M > 4 && chunk < 128) chunk = ((N + threads - 1) / threads + 15) / 16 * 16;
     if ((double)M * N * K < 65536.0) chunk = N;  // tiny: not worth waking the pool
-    linear_job job = { x, ldx, w, wdtype, ldw, scale, bias, y, ldy, M, N, K, chunk, isa, NULL, NULL };
+    linear_job job = { x, ldx, w, wdtype, ldw, scale, bias, y, ldy, M, N, K, chunk, isa, NULL, NULL, NULL };
     if (wdtype == PG_I8 && M <= 4) {
         // Decode: integer products against x quantized to int16 (see linear_i8.c). The buffer
         // belongs to the calling thread and only grows, so steady-state decoding allocates nothing.
@@ -126,7 +134,64 @@ void pg_linear_scaled_isa(int isa, const float *x, long ldx, const void *w, int 
             job.xs = xs_buf;
         }
     }
+    if (M > 4 && isa >= PG_ISA_AVX2 && chunk < N) {
+        // Prefill: pack x once for every task instead of once per task, in row blocks that keep
+        // the packed copy under PG_APACK_BYTES (the weights are then read once per block).
+        static _Thread_local float *apack_buf = NULL;
+        static _Thread_local size_t apack_cap = 0;
+        long rows = (long)(PG_APACK_BYTES / sizeof(float) / (size_t)K) / PG_GEMM_MR * PG_GEMM_MR;
+        if (rows < PG_GEMM_MR) rows = PG_GEMM_MR;
+        if (rows > M) rows = M;
+        size_t need = (size_t)((rows + PG_GEMM_MR - 1) / PG_GEMM_MR * PG_GEMM_MR) * (size_t)K;
+        if (apack_cap < need) {
+            float *p = NULL;
+            if (posix_memalign((void **)&p, 64, need * sizeof(float)) == 0) {
+                free(apack_buf);
+                apack_buf = p;
+                apack_cap = need;
+            }
+        }
+        if (apack_cap >= need) {
+            for (long m0 = 0; m0 < M; m0 += rows) {
+                long mb = M - m0 < rows ? M - m0 : rows;
+                pg_pack_a(x + m0 * ldx, ldx, mb, K, apack_buf);
+                linear_job part = job;
+                part.x = x + m0 * ldx;
+                part.y = y + m0 * ldy;
+                part.M = mb;
+                part.apack = apack_buf;
+                pg_parallel_for((N + chunk - 1) / chunk, linear_task, &part);
+            }
+            return;
+        }
+    }
     pg_parallel_for((N + chunk - 1) / chunk, linear_task, &job);
+}
+
+// ---- x packed once for the prefill kernel ----------------------------------------------------
+typedef struct { const float *x; long ldx, M, K, mblocks; float *dst; } pack_job;
+
+static void pack_task(void *p, long task, int thread) {
+    (void)thread;
+    const pack_job *j = p;
+    long kb = task / j->mblocks, b = task % j->mblocks;
+    long kc0 = kb * PG_GEMM_KC, kc = j->K - kc0 < PG_GEMM_KC ? j->K - kc0 : PG_GEMM_KC;
+    float *dst = j->dst + j->mblocks * PG_GEMM_MR * kc0 + b * PG_GEMM_MR * kc;
+    for (long i = 0; i < PG_GEMM_MR; i++) {
+        long m = b * PG_GEMM_MR + i;
+        if (m < j->M) {
+            const float *src = j->x + m * j->ldx + kc0;
+            for (long k = 0; k < kc; k++) dst[k * PG_GEMM_MR + i] = src[k];
+        } else {
+            for (long k = 0; k < kc; k++) dst[k * PG_GEMM_MR + i] = 0.0f;
+        }
+    }
+}
+
+void pg_pack_a(const float *x, long ldx, long M, long K, float *dst) {
+    long mblocks = (M + PG_GEMM_MR - 1) / PG_GEMM_MR, kblocks = (K + PG_GEMM_KC - 1) / PG_GEMM_KC;
+    pack_job j = { x, ldx, M, K, mblocks, dst };
+    pg_parallel_for(mblocks * kblocks, pack_task, &j);
 }
 
 // ---- int8 quantization --------------------------------------------------------------------

@@ -10,9 +10,9 @@
 // NR = 2*VW columns, and a 6 x NR register-blocked micro-kernel sweeps all rows of x.
 // Decode (M <= 4): each weight row is streamed once and dotted with the few rows of x.
 
-#define MR 6
+#define MR PG_GEMM_MR
 #define NR (2 * VW)
-#define KC 256
+#define KC PG_GEMM_KC
 // Everything below is forced inline into one body per weight dtype, so that the dtype switch in
 // load_w folds away and each inner loop is straight-line SIMD.
 #define PG_INLINE PG_TARGET static inline __attribute__((always_inline))
@@ -175,8 +175,8 @@ PG_INLINE void PG_NAME(gemv4)(const float *x, const void *w, int dtype, long ldw
     }
 }
 
-PG_INLINE void PG_NAME(gemm)(const float *x, long ldx, const void *w, const int dtype, const int kn, long ldw,
-                             const float *bias, float *y, long ldy, long M, long n0, long n1, long K, int thread);
+PG_INLINE void PG_NAME(gemm)(const float *x, long ldx, const float *apre, const void *w, const int dtype, const int kn,
+                             long ldw, const float *bias, float *y, long ldy, long M, long n0, long n1, long K, int thread);
 
 PG_INLINE void PG_NAME(linear_cols)(const float *x, long ldx, const void *w, const int dtype, long ldw,
                                     const float *bias, float *y, long ldy, long M, long n0, long n1,
@@ -200,13 +200,13 @@ PG_INLINE void PG_NAME(linear_cols)(const float *x, long ldx, const void *w, con
         }
         return;
     }
-    PG_NAME(gemm)(x, ldx, w, dtype, 0, ldw, bias, y, ldy, M, n0, n1, K, thread);
+    PG_NAME(gemm)(x, ldx, NULL, w, dtype, 0, ldw, bias, y, ldy, M, n0, n1, K, thread);
 }
 
 // Blocked product for any M: y[m][n] = bias[n] + sum_k x[m][k] * W(n, k), W(n, k) = w[n][k], or
-// w[k][n] (float32) with kn.
-PG_INLINE void PG_NAME(gemm)(const float *x, long ldx, const void *w, const int dtype, const int kn, long ldw,
-                             const float *bias, float *y, long ldy, long M, long n0, long n1, long K, int thread) {
+// w[k][n] (float32) with kn. x comes packed by pg_pack_a in apre, or is packed here per depth block.
+PG_INLINE void PG_NAME(gemm)(const float *x, long ldx, const float *apre, const void *w, const int dtype, const int kn,
+                             long ldw, const float *bias, float *y, long ldy, long M, long n0, long n1, long K, int thread) {
     if (K <= 0) {
         for (long m = 0; m < M; m++)
             for (long n = n0; n < n1; n++) y[m * ldy + n] = bias ? bias[n] : 0.0f;
@@ -214,13 +214,14 @@ PG_INLINE void PG_NAME(gemm)(const float *x, long ldx, const void *w, const int 
     }
     long mblocks = (M + MR - 1) / MR;
     float *panel = pg_scratch(thread, 0, (size_t)KC * NR);
-    float *apack = pg_scratch(thread, 2, (size_t)mblocks * MR * KC);
-    if (!panel || !apack) return;
+    float *apack = apre ? NULL : pg_scratch(thread, 2, (size_t)mblocks * MR * KC);
+    if (!panel || (!apre && !apack)) return;
     float edge[MR * NR];
     for (long kc0 = 0; kc0 < K; kc0 += KC) {
         long kc = K - kc0 < KC ? K - kc0 : KC;
+        if (apre) apack = (float *)apre + mblocks * MR * kc0;
         // x[:, kc0:kc0+kc] in blocks of MR rows, k-major inside a block: apack[b][k][i].
-        for (long b = 0; b < mblocks; b++) {
+        for (long b = 0; !apre && b < mblocks; b++) {
             float *dst = apack + b * MR * kc;
             for (long i = 0; i < MR; i++) {
                 long m = b * MR + i;
@@ -277,9 +278,19 @@ PG_TARGET void PG_NAME(pg_linear_cols)(const float *x, long ldx, const void *w, 
     }
 }
 
+PG_TARGET void PG_NAME(pg_gemm_packed)(const float *apack, const void *w, int dtype, long ldw, const float *bias,
+                                       float *y, long ldy, long M, long n0, long n1, long K, int thread) {
+    switch (dtype) {
+    case PG_BF16: PG_NAME(gemm)(NULL, 0, apack, w, PG_BF16, 0, ldw, bias, y, ldy, M, n0, n1, K, thread); break;
+    case PG_F16: PG_NAME(gemm)(NULL, 0, apack, w, PG_F16, 0, ldw, bias, y, ldy, M, n0, n1, K, thread); break;
+    case PG_I8: PG_NAME(gemm)(NULL, 0, apack, w, PG_I8, 0, ldw, bias, y, ldy, M, n0, n1, K, thread); break;
+    default: PG_NAME(gemm)(NULL, 0, apack, w, PG_F32, 0, ldw, bias, y, ldy, M, n0, n1, K, thread); break;
+    }
+}
+
 PG_TARGET void PG_NAME(pg_matmul_kn)(const float *x, long ldx, const float *w, long ldw, float *y, long ldy,
                                      long M, long N, long K, int thread) {
-    PG_NAME(gemm)(x, ldx, w, PG_F32, 1, ldw, NULL, y, ldy, M, 0, N, K, thread);
+    PG_NAME(gemm)(x, ldx, NULL, w, PG_F32, 1, ldw, NULL, y, ldy, M, 0, N, K, thread);
 }
 
 PG_TARGET void PG_NAME(pg_axpy_f32)(float *y, float alpha, const float *x, long n) {

@@ -72,6 +72,41 @@ struct KernelTests {
         print("pg_linear: worst |diff| vs float64 reference \(worst)")
     }
 
+    @Test("pg_linear prefill with x packed in row blocks (packed copy over 64 MB)")
+    func linearRowBlocks() {
+        // 2100 x 8200 float32 rows are 69 MB packed: two row blocks share one packed buffer.
+        let (m, n, k) = (2100, 40, 8200)
+        var rng = SeededRandom(21)
+        let x = rng.floats(m * k)
+        let (wBytes, w) = Self.encode(rng.floats(n * k), .bfloat16)
+        let bias = rng.floats(n)
+        var y = [Float](repeating: .nan, count: m * n)
+        x.withUnsafeBufferPointer { xp in
+            wBytes.withUnsafeBytes { wp in
+                bias.withUnsafeBufferPointer { bp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        pg_linear(xp.baseAddress, k, wp.baseAddress, DType.bfloat16.kernelType!, k, bp.baseAddress,
+                                  yp.baseAddress, n, m, n, k)
+                    }
+                }
+            }
+        }
+        var worst: Float = 0
+        for i in [0, 5, 1000, 2045, 2046, 2093, 2099] {  // both blocks (the second starts at 2046), the ragged end
+            for j in 0..<n {
+                var s = Double(bias[j]), mag = abs(s)
+                for t in 0..<k {
+                    s += Double(x[i * k + t]) * Double(w[j * k + t])
+                    mag += abs(Double(x[i * k + t]) * Double(w[j * k + t]))
+                }
+                let err = Float(abs(Double(y[i * n + j]) - s))
+                worst = max(worst, err)
+                #expect(err <= Float(mag) * 1e-6 + 1e-6, "y[\(i),\(j)] = \(y[i * n + j]), want \(s)")
+            }
+        }
+        print("pg_linear row blocks: worst |diff| vs float64 reference \(worst)")
+    }
+
     /// Plain attention with the prefix-LM mask, window and soft cap, in float64.
     static func referenceAttention(q: [Float], k: [Float], v: [Float], T: Int, S: Int, Hq: Int, Hkv: Int, D: Int,
                                    qStart: Int, prefix: Int, window: Int, scale: Float, softcap: Float) -> [Float] {
