@@ -1,7 +1,8 @@
-// Vectorised GELU (tanh approximation) for AVX2 + FMA. tanh comes from a Cephes-style expf
+// Vectorised GELU (tanh approximation) and softmax pieces for AVX2 + FMA. tanh comes from a Cephes-style expf
 // (range reduction by ln 2, degree-6 polynomial), accurate to a few float32 ulps; the kernel
 // tests bound it against float64.
 #include "internal.h"
+#include <math.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
 
@@ -44,6 +45,55 @@ PG_TARGET long pg_gelu_tanh_avx2(float *a, const float *b, long n) {
     }
     return i;  // elements done; the caller finishes the tail
 }
+
+// x[i] *= scale; returns max(x) (-inf for n = 0).
+PG_TARGET float pg_scale_max_avx2(float *x, long n, float scale) {
+    __m256 s = _mm256_set1_ps(scale), m = _mm256_set1_ps(-INFINITY);
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), s);
+        _mm256_storeu_ps(x + i, v);
+        m = _mm256_max_ps(m, v);
+    }
+    float out[8], mx = -INFINITY;
+    _mm256_storeu_ps(out, m);
+    for (int t = 0; t < 8; t++) mx = out[t] > mx ? out[t] : mx;
+    for (; i < n; i++) {
+        x[i] *= scale;
+        if (x[i] > mx) mx = x[i];
+    }
+    return mx;
+}
+
+// x[i] = exp(x[i] - shift) (0 where x[i] is -inf); returns the sum.
+PG_TARGET float pg_exp_shift_sum_avx2(float *x, long n, float shift) {
+    __m256 sh = _mm256_set1_ps(shift), acc = _mm256_setzero_ps(), ninf = _mm256_set1_ps(-INFINITY);
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 e = _mm256_and_ps(exp_avx2(_mm256_sub_ps(v, sh)), _mm256_cmp_ps(v, ninf, _CMP_NEQ_OQ));
+        _mm256_storeu_ps(x + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float out[8], sum = 0;
+    _mm256_storeu_ps(out, acc);
+    for (int t = 0; t < 8; t++) sum += out[t];
+    for (; i < n; i++) {
+        x[i] = x[i] == -INFINITY ? 0.0f : expf(x[i] - shift);
+        sum += x[i];
+    }
+    return sum;
+}
 #else
 long pg_gelu_tanh_avx2(float *a, const float *b, long n) { (void)a; (void)b; (void)n; return 0; }
+float pg_scale_max_avx2(float *x, long n, float scale) {
+    float mx = -INFINITY;
+    for (long i = 0; i < n; i++) { x[i] *= scale; if (x[i] > mx) mx = x[i]; }
+    return mx;
+}
+float pg_exp_shift_sum_avx2(float *x, long n, float shift) {
+    float sum = 0;
+    for (long i = 0; i < n; i++) { x[i] = x[i] == -INFINITY ? 0.0f : expf(x[i] - shift); sum += x[i]; }
+    return sum;
+}
 #endif

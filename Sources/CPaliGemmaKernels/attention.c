@@ -4,7 +4,10 @@
 #include "internal.h"
 #include <math.h>
 
-#define PG_ATTN_QBLOCK 16  // query rows per task
+// Query rows per task. Each task packs all S keys and values for its products, so long
+// sequences take bigger blocks (the packing is then shared by more rows); short ones keep
+// blocks small enough to give every thread work.
+#define PG_ATTN_QBLOCK_MAX 128
 
 typedef struct {
     const float *q; long ldq; const float *k, *v; long ldkv; float *out; long ldo;
@@ -42,34 +45,45 @@ static void attn_task(void *p, long task, int thread) {
     block_scores(j->isa, j->q + t0 * j->ldq + (long)h * j->D, j->ldq, nq, j->k + (long)kvh * j->D, j->ldkv,
                  j->S, j->D, scores, thread);
     long blo = j->S, bhi = -1;  // union of the rows' visible spans
-    long lo_of[PG_ATTN_QBLOCK], hi_of[PG_ATTN_QBLOCK];
+    long lo_of[PG_ATTN_QBLOCK_MAX], hi_of[PG_ATTN_QBLOCK_MAX];
     for (long t = t0; t < t1; t++) {
         long i = j->q_start + t;
         float *row = scores + (t - t0) * j->S;
         // Visible keys form at most two ranges: [0, prefix) when i is in the prefix, and the
-        // causal window (i - window, i]. Walk their union as one span with a mask test.
+        // causal window (i - window, i]. For a prefix row the first contains the second, and
+        // otherwise only the second applies, so the visible keys are exactly one span [lo, hi].
         long lo = 0, hi = i < j->S - 1 ? i : j->S - 1;
         int in_prefix = i < j->prefix;
         if (in_prefix && j->prefix - 1 > hi) hi = j->prefix - 1 < j->S - 1 ? j->prefix - 1 : j->S - 1;
         if (j->window > 0 && !in_prefix) lo = i - j->window + 1 > 0 ? i - j->window + 1 : 0;
-        float mx = -INFINITY;
-        for (long s = lo; s <= hi; s++) {
-            int visible = (s <= i && (j->window <= 0 || s > i - j->window)) || (in_prefix && s < j->prefix);
-            if (!visible) { row[s] = -INFINITY; continue; }
-            float x = row[s] * j->scale;
-            if (j->softcap > 0) x = tanhf(x / j->softcap) * j->softcap;
-            row[s] = x;
-            if (x > mx) mx = x;
+        long n = hi - lo + 1;
+        float *x = row + lo, mx = -INFINITY, sum = 0;
+        if (n > 0) {
+            if (j->softcap > 0) {
+                for (long s = 0; s < n; s++) {
+                    x[s] = tanhf(x[s] * j->scale / j->softcap) * j->softcap;
+                    if (x[s] > mx) mx = x[s];
+                }
+            } else if (j->isa >= PG_ISA_AVX2) {
+                mx = pg_scale_max_avx2(x, n, j->scale);
+            } else {
+                for (long s = 0; s < n; s++) {
+                    x[s] *= j->scale;
+                    if (x[s] > mx) mx = x[s];
+                }
+            }
         }
-        if (mx == -INFINITY) hi = lo - 1;  // nothing visible (only when the cache is empty)
-        float sum = 0;
-        for (long s = lo; s <= hi; s++) {
-            float e = row[s] == -INFINITY ? 0.0f : expf(row[s] - mx);
-            row[s] = e;
-            sum += e;
+        if (mx == -INFINITY) n = 0, hi = lo - 1;  // nothing visible (only when the cache is empty)
+        if (j->isa >= PG_ISA_AVX2) {
+            sum = pg_exp_shift_sum_avx2(x, n, mx);
+        } else {
+            for (long s = 0; s < n; s++) {
+                x[s] = expf(x[s] - mx);
+                sum += x[s];
+            }
         }
         float inv = sum > 0 ? 1.0f / sum : 0.0f;
-        for (long s = lo; s <= hi; s++) row[s] *= inv;
+        for (long s = 0; s < n; s++) x[s] *= inv;
         lo_of[t - t0] = lo;
         hi_of[t - t0] = hi;
         if (hi >= lo) {
@@ -115,7 +129,8 @@ void pg_attention_isa(int isa, const float *q, long ldq, const float *k, const f
                       float scale, float softcap) {
     if (isa > pg_isa_supported()) isa = pg_isa_supported();
     if (T <= 0 || Hq <= 0 || Hkv <= 0 || Hq % Hkv != 0) return;
-    long qblock = T < PG_ATTN_QBLOCK ? T : PG_ATTN_QBLOCK;
+    long qblock = S >= 2048 ? 128 : S >= 256 ? 64 : 16;
+    if (qblock > T) qblock = T;
     attn_job j = { q, ldq, k, v, ldkv, out, ldo, T, S, Hq, Hkv, D, q_start, prefix, window, scale, softcap,
                    isa, qblock };
     long nqb = (T + qblock - 1) / qblock;

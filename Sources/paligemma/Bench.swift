@@ -89,14 +89,15 @@ struct RandomCheckpointCommand: ParsableCommand {
         }
         do {
             var last = -1
+            let interactive = isatty(STDERR_FILENO) != 0  // a progress line only on a terminal
             try RandomCheckpoint.write(configJSON: json, dtype: type, to: URL(fileURLWithPath: output), seed: seed) { done, total in
                 let percent = done * 100 / max(total, 1)
-                if percent != last {
+                if interactive && percent != last {
                     last = percent
                     FileHandle.standardError.write(Data("\rwriting \(percent)% of \(total / 1_048_576) MiB".utf8))
                 }
             }
-            FileHandle.standardError.write(Data("\n".utf8))
+            if interactive { FileHandle.standardError.write(Data("\n".utf8)) }
         } catch {
             fail(error)
         }

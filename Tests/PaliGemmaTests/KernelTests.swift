@@ -148,7 +148,9 @@ struct KernelTests {
                      (1, 12, 4, 2, 16, 11, 8, 4, 0), (3, 20, 8, 4, 72, 17, 10, 0, 50), (17, 17, 2, 1, 33, 0, 17, 5, 1.0),
                      (1, 30, 2, 2, 24, 29, 30, 6, 0), (40, 40, 3, 1, 7, 0, 0, 0, 0),
                      // blocks of 16 rows whose visible spans differ (weighted sum of V as one product)
-                     (37, 300, 4, 2, 72, 263, 270, 40, 0), (21, 90, 2, 1, 256, 69, 75, 9, 30), (33, 33, 2, 2, 40, 0, 33, 0, 0)]
+                     (37, 300, 4, 2, 72, 263, 270, 40, 0), (21, 90, 2, 1, 256, 69, 75, 9, 30), (33, 33, 2, 2, 40, 0, 33, 0, 0),
+                     // long sequences: blocks of 64 (S >= 256) and 128 (S >= 2048) rows
+                     (70, 600, 2, 1, 24, 530, 560, 50, 0), (130, 2100, 2, 2, 16, 1970, 2000, 0, 0)]
         var worst: Float = 0
         for level in Self.levels {
             for (T, S, Hq, Hkv, D, qStart, prefix, window, softcap) in cases {
