@@ -150,7 +150,9 @@ struct KernelTests {
                      // blocks of 16 rows whose visible spans differ (weighted sum of V as one product)
                      (37, 300, 4, 2, 72, 263, 270, 40, 0), (21, 90, 2, 1, 256, 69, 75, 9, 30), (33, 33, 2, 2, 40, 0, 33, 0, 0),
                      // long sequences: blocks of 64 (S >= 256) and 128 (S >= 2048) rows
-                     (70, 600, 2, 1, 24, 530, 560, 50, 0), (130, 2100, 2, 2, 16, 1970, 2000, 0, 0)]
+                     (70, 600, 2, 1, 24, 530, 560, 50, 0), (130, 2100, 2, 2, 16, 1970, 2000, 0, 0),
+                     // decode with grouped heads (one task per key/value head): 8 heads on 1, 6 on 1
+                     (1, 700, 8, 1, 256, 699, 266, 0, 0), (2, 40, 6, 1, 32, 38, 30, 5, 0), (4, 50, 6, 2, 24, 46, 20, 0, 3)]
         var worst: Float = 0
         for level in Self.levels {
             for (T, S, Hq, Hkv, D, qStart, prefix, window, softcap) in cases {
