@@ -43,6 +43,13 @@ void pg_gemm_packed_avx2(const float *apack, const void *w, int wdtype, long ldw
 void pg_gemm_packed_avx512(const float *apack, const void *w, int wdtype, long ldw, const float *bias, float *y,
                            long ldy, long M, long n0, long n1, long K, int thread);
 
+// Prefill with int8 weights in integer arithmetic (gemm_i8.c): x quantized per row to int16
+// (scales xs) and packed in pairs of k; y[m][n] for n in [n0, n1) = xs[m] * sum_k x[m, k] w[n, k].
+size_t pg_pack_a16_size(long M, long K);
+void pg_pack_a16(const float *x, long ldx, long M, long K, int16_t *dst, float *xs);
+void pg_gemm_i8_avx2(const int16_t *apack, const float *xs, const int8_t *w, long ldw, float *y, long ldy,
+                     long M, long n0, long n1, long K, int thread);
+
 // ISA-specific matrix kernels. Each computes y rows [0,M) for columns [n0,n1) of pg_linear.
 void pg_linear_cols_scalar(const float *x, long ldx, const void *w, int wdtype, long ldw,
                            const float *bias, float *y, long ldy, long M, long n0, long n1, long K,

@@ -48,6 +48,7 @@ typedef struct {
     float *y; long ldy; long M, N, K; long chunk; int isa;
     const int16_t *xq; const float *xs;  // x quantized to int16 (int8 weights, M <= 4), else NULL
     const float *apack;                  // x packed once for all tasks (prefill, SIMD), else NULL
+    const int16_t *apack16; const float *xs16;  // x as int16 pairs (int8 weights, prefill, AVX2), else NULL
 } linear_job;
 
 static void linear_task(void *p, long task, int thread) {
@@ -56,7 +57,9 @@ static void linear_task(void *p, long task, int thread) {
     long n1 = n0 + j->chunk < j->N ? n0 + j->chunk : j->N;
     // With row scales the bias is added after scaling.
     const float *bias = j->scale ? NULL : j->bias;
-    if (j->xq) {
+    if (j->apack16) {
+        pg_gemm_i8_avx2(j->apack16, j->xs16, j->w, j->ldw, j->y, j->ldy, j->M, n0, n1, j->K, thread);
+    } else if (j->xq) {
         if (j->isa >= PG_ISA_AVX2) pg_gemv_i8_cols_avx2(j->xq, j->xs, j->M, j->K, j->w, j->ldw, j->y, j->ldy, n0, n1);
         else pg_gemv_i8_cols_scalar(j->xq, j->xs, j->M, j->K, j->w, j->ldw, j->y, j->ldy, n0, n1);
     } else if (j->apack && j->isa == PG_ISA_AVX512) {
@@ -73,7 +76,7 @@ static void linear_task(void *p, long task, int thread) {
     default:
         pg_linear_cols_scalar(j->x, j->ldx, j->w, j->dtype, j->ldw, bias, j->y, j->ldy, j->M, n0, n1, j->K, thread);
     }
-    if (j->xq && !j->scale && j->bias) {
+    if ((j->xq || j->apack16) && !j->scale && j->bias) {
         for (long m = 0; m < j->M; m++)
             for (long n = n0; n < n1; n++) j->y[m * j->ldy + n] += j->bias[n];
     }
@@ -116,7 +119,7 @@ void pg_linear_scaled_isa(int isa, const float *x, long ldx, const void *w, int 
     // Each task packs all of x for its columns: with many rows and few columns, one task per thread.
     if (M > 4 && chunk < 128) chunk = ((N + threads - 1) / threads + 15) / 16 * 16;
     if ((double)M * N * K < 65536.0) chunk = N;  // tiny: not worth waking the pool
-    linear_job job = { x, ldx, w, wdtype, ldw, scale, bias, y, ldy, M, N, K, chunk, isa, NULL, NULL, NULL };
+    linear_job job = { x, ldx, w, wdtype, ldw, scale, bias, y, ldy, M, N, K, chunk, isa, NULL, NULL, NULL, NULL, NULL };
     if (wdtype == PG_I8 && M <= 4) {
         // Decode: integer products against x quantized to int16 (see linear_i8.c). The buffer
         // belongs to the calling thread and only grows, so steady-state decoding allocates nothing.
@@ -132,6 +135,43 @@ void pg_linear_scaled_isa(int isa, const float *x, long ldx, const void *w, int 
             pg_quantize_x16(x, ldx, M, K, xq_buf, xs_buf);
             job.xq = xq_buf;
             job.xs = xs_buf;
+        }
+    }
+    if (M > 4 && isa >= PG_ISA_AVX2 && wdtype == PG_I8) {
+        // Prefill with int8 weights: integer products (gemm_i8.c), x packed once as int16 pairs,
+        // in row blocks that keep the packed copy under PG_APACK_BYTES.
+        static _Thread_local int16_t *a16_buf = NULL;
+        static _Thread_local float *xs_buf16 = NULL;
+        static _Thread_local size_t a16_cap = 0, xs16_cap = 0;
+        long rows = (long)(PG_APACK_BYTES / sizeof(int16_t) / (size_t)(K + 1)) / PG_GEMM_MR * PG_GEMM_MR;
+        if (rows < PG_GEMM_MR) rows = PG_GEMM_MR;
+        if (rows > M) rows = M;
+        size_t need = pg_pack_a16_size(rows, K);
+        if (a16_cap < need) {
+            int16_t *p = NULL;
+            if (posix_memalign((void **)&p, 64, need * sizeof(int16_t)) == 0) {
+                free(a16_buf);
+                a16_buf = p;
+                a16_cap = need;
+            }
+        }
+        if (xs16_cap < (size_t)rows) {
+            float *p = realloc(xs_buf16, (size_t)rows * sizeof(float));
+            if (p) { xs_buf16 = p; xs16_cap = (size_t)rows; }
+        }
+        if (a16_cap >= need && xs16_cap >= (size_t)rows) {
+            for (long m0 = 0; m0 < M; m0 += rows) {
+                long mb = M - m0 < rows ? M - m0 : rows;
+                pg_pack_a16(x + m0 * ldx, ldx, mb, K, a16_buf, xs_buf16);
+                linear_job part = job;
+                part.x = x + m0 * ldx;
+                part.y = y + m0 * ldy;
+                part.M = mb;
+                part.apack16 = a16_buf;
+                part.xs16 = xs_buf16;
+                pg_parallel_for((N + chunk - 1) / chunk, linear_task, &part);
+            }
+            return;
         }
     }
     if (M > 4 && isa >= PG_ISA_AVX2 && chunk < N) {

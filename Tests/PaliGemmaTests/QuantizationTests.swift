@@ -30,14 +30,14 @@ struct QuantizationTests {
         #expect(worst <= 0.5 + 1e-4)
     }
 
-    @Test("pg_linear_scaled with int8 weights on every ISA level (integer decode path for M <= 4)")
+    @Test("pg_linear_scaled with int8 weights on every ISA level (integer paths: decode, and prefill with SIMD)")
     func linearInt8() {
         var rng = SeededRandom(4)
         var worst: Float = 0  // largest error as a share of its bound
         // K above 2048 crosses the integer kernel's accumulation blocks; K % 16 != 0 its tail;
         // K of 8192 and more takes the four-row path.
         let shapes = [(1, 33, 17), (1, 64, 300), (2, 9, 2100), (1, 40, 4133), (2, 6, 8200), (3, 20, 40), (4, 7, 2048),
-                      (7, 45, 257), (40, 70, 130)]
+                      (7, 45, 257), (40, 70, 130), (13, 37, 515), (66, 33, 1030)]  // prefill: ragged rows, columns, odd k
         for level in KernelTests.levels {
             for (m, n, k) in shapes {
                 // One row of x with a large outlier: the int16 quantization step follows max|x|.
@@ -61,8 +61,10 @@ struct QuantizationTests {
                         }
                     }
                     for i in 0..<m {
-                        // Decode rows are quantized to int16: each x moves by at most half a step.
-                        let step = m <= 4 ? Double((0..<k).map { abs(x[i * k + $0]) }.max() ?? 0) / 32767 : 0
+                        // Rows of x are quantized to int16 (decode on every level, prefill with SIMD):
+                        // each x moves by at most half a step.
+                        let integer = m <= 4 || level != .scalar
+                        let step = integer ? Double((0..<k).map { abs(x[i * k + $0]) }.max() ?? 0) / 32767 : 0
                         for j in 0..<n {
                             let s = useScales ? Double(scales[j]) : 1
                             var dot = 0.0, mag = 0.0, wsum = 0.0
@@ -84,25 +86,27 @@ struct QuantizationTests {
         print("pg_linear_scaled int8: worst |diff| = \(worst) of its bound")
     }
 
-    @Test("integer int8 decode path: extreme values do not overflow the int32 accumulators")
+    @Test("integer int8 paths (decode and prefill): extreme values do not overflow the int32 accumulators")
     func linearInt8Extremes() {
         // Every weight -128 and every x at the top of its int16 range: each product is maximal.
         let k = 16_384 + 5, n = 5
         let q = [Int8](repeating: -128, count: n * k)
         for level in KernelTests.levels {
-            for sign: Float in [1, -1] {
-                let x = [Float](repeating: 3 * sign, count: k)
-                var y = [Float](repeating: .nan, count: n)
-                x.withUnsafeBufferPointer { xp in
-                    q.withUnsafeBytes { wp in
-                        y.withUnsafeMutableBufferPointer { yp in
-                            pg_linear_scaled_isa(Int32(level.rawValue), xp.baseAddress, k, wp.baseAddress, Int32(PG_I8.rawValue), k,
-                                                 nil, nil, yp.baseAddress, n, 1, n, k)
+            for m in [1, 7] {
+                for sign: Float in [1, -1] {
+                    let x = [Float](repeating: 3 * sign, count: m * k)
+                    var y = [Float](repeating: .nan, count: m * n)
+                    x.withUnsafeBufferPointer { xp in
+                        q.withUnsafeBytes { wp in
+                            y.withUnsafeMutableBufferPointer { yp in
+                                pg_linear_scaled_isa(Int32(level.rawValue), xp.baseAddress, k, wp.baseAddress, Int32(PG_I8.rawValue), k,
+                                                     nil, nil, yp.baseAddress, n, m, n, k)
+                            }
                         }
                     }
+                    let want = Float(-128 * 3 * k) * sign
+                    for v in y { #expect(abs(v - want) <= abs(want) * 1e-6, "\(level.name) m\(m): \(v) vs \(want)") }
                 }
-                let want = Float(-128 * 3 * k) * sign
-                for v in y { #expect(abs(v - want) <= abs(want) * 1e-6, "\(level.name): \(v) vs \(want)") }
             }
         }
     }

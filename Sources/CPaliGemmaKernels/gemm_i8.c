@@ -1,0 +1,157 @@
+// Prefill products with int8 weights in integer arithmetic (AVX2).
+//
+// Rows of x are quantized to int16 (as in decode, linear_i8.c) and multiplied with the int8
+// weights widened to int16 by vpmaddwd, which does 16 multiply-adds per instruction against the
+// 8 of a float32 FMA. The blocking follows the float kernel: depth blocks of PG_GEMM_KC, x packed
+// once ("A pack": for each depth block, row blocks of PG_GEMM_MR rows, each [kc/2][MR] pairs of
+// int16, consecutive k side by side), weight panels of 16 columns packed per task
+// ([kc/2][16] pairs). Each depth block's int32 sums (at most 128 vpmaddwd lanes of < 2^23: below
+// 2^30) are converted to float, times the row's x scale, and added to y.
+#include "internal.h"
+#include <math.h>
+
+#define MR PG_GEMM_MR
+#define KC PG_GEMM_KC
+#define NR 16
+
+typedef struct { const float *x; long ldx, M, K, mblocks; const float *xs; int16_t *dst; } pack16_job;
+
+// Pairs in a depth block of length kc: ceil(kc / 2); an odd k is paired with a zero.
+static inline long pairs(long kc) { return (kc + 1) / 2; }
+
+static void pack16_task(void *p, long task, int thread) {
+    (void)thread;
+    const pack16_job *j = p;
+    long kb = task / j->mblocks, b = task % j->mblocks;
+    long kc0 = kb * KC, kc = j->K - kc0 < KC ? j->K - kc0 : KC;
+    // Depth blocks before this one hold mblocks * MR * 2 * pairs(KC) values each.
+    int16_t *dst = j->dst + (size_t)kb * j->mblocks * MR * 2 * pairs(KC) + (size_t)b * MR * 2 * pairs(kc);
+    for (long i = 0; i < MR; i++) {
+        long m = b * MR + i;
+        const float *src = m < j->M ? j->x + m * j->ldx + kc0 : NULL;
+        float inv = m < j->M ? 1.0f / j->xs[m] : 0.0f;
+        for (long k = 0; k < 2 * pairs(kc); k++) {
+            int16_t q = 0;
+            if (src && k < kc) {
+                float v = src[k] * inv;
+                v = v > 32767.0f ? 32767.0f : v < -32767.0f ? -32767.0f : v;
+                q = (int16_t)lrintf(v);
+            }
+            dst[((k / 2) * MR + i) * 2 + (k & 1)] = q;
+        }
+    }
+}
+
+typedef struct { const float *x; long ldx, K; float *xs; } scale16_job;
+
+static void scale16_task(void *p, long m, int thread) {
+    (void)thread;
+    const scale16_job *j = p;
+    const float *row = j->x + m * j->ldx;
+    float mx = 0;
+    for (long k = 0; k < j->K; k++) mx = fmaxf(mx, fabsf(row[k]));
+    j->xs[m] = mx > 0 ? mx / 32767.0f : 1.0f;
+}
+
+size_t pg_pack_a16_size(long M, long K) {
+    long mblocks = (M + MR - 1) / MR, kblocks = (K + KC - 1) / KC;
+    return (size_t)kblocks * (size_t)mblocks * MR * 2 * (size_t)pairs(KC);
+}
+
+void pg_pack_a16(const float *x, long ldx, long M, long K, int16_t *dst, float *xs) {
+    scale16_job sj = { x, ldx, K, xs };
+    pg_parallel_for(M, scale16_task, &sj);
+    long mblocks = (M + MR - 1) / MR, kblocks = (K + KC - 1) / KC;
+    pack16_job j = { x, ldx, M, K, mblocks, xs, dst };
+    pg_parallel_for(mblocks * kblocks, pack16_task, &j);
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define T_AVX2 __attribute__((target("avx2,fma")))
+
+// panel[(kp * NR + j) * 2 + t] = w[nb + j][kc0 + 2 kp + t] as int16 (0 beyond kc or nr).
+T_AVX2 static void pack_panel16(int16_t *panel, const int8_t *w, long ldw, long nb, long nr, long kc0, long kc) {
+    long np = pairs(kc);
+    for (long j = 0; j < NR; j++) {
+        if (j >= nr) {
+            for (long kp = 0; kp < np; kp++) ((int32_t *)panel)[kp * NR + j] = 0;
+            continue;
+        }
+        const int8_t *row = w + (nb + j) * ldw + kc0;
+        long k = 0;
+        for (; k + 16 <= kc; k += 16) {
+            __m256i v = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(row + k)));
+            int32_t pr[8];
+            _mm256_storeu_si256((__m256i *)pr, v);
+            for (int t = 0; t < 8; t++) ((int32_t *)panel)[(k / 2 + t) * NR + j] = pr[t];
+        }
+        for (; k < 2 * np; k++) panel[((k / 2) * NR + j) * 2 + (k & 1)] = k < kc ? row[k] : 0;
+    }
+}
+
+// c[i][0..16) (+)= xs[i] * sum_kp a[kp][i] . panel[kp][0..16) for i < MR.
+T_AVX2 static inline void micro16(long np, const int16_t *a, const int16_t *panel, float *c, long ldc,
+                                  const float *xs, int first) {
+    __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256i c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    const int32_t *ap = (const int32_t *)a;
+    for (long kp = 0; kp < np; kp++) {
+        __m256i b0 = _mm256_loadu_si256((const __m256i *)(panel + kp * NR * 2));
+        __m256i b1 = _mm256_loadu_si256((const __m256i *)(panel + kp * NR * 2 + 16));
+        const int32_t *ak = ap + kp * MR;
+        __m256i x;
+        x = _mm256_set1_epi32(ak[0]); c00 = _mm256_add_epi32(c00, _mm256_madd_epi16(x, b0)); c01 = _mm256_add_epi32(c01, _mm256_madd_epi16(x, b1));
+        x = _mm256_set1_epi32(ak[1]); c10 = _mm256_add_epi32(c10, _mm256_madd_epi16(x, b0)); c11 = _mm256_add_epi32(c11, _mm256_madd_epi16(x, b1));
+        x = _mm256_set1_epi32(ak[2]); c20 = _mm256_add_epi32(c20, _mm256_madd_epi16(x, b0)); c21 = _mm256_add_epi32(c21, _mm256_madd_epi16(x, b1));
+        x = _mm256_set1_epi32(ak[3]); c30 = _mm256_add_epi32(c30, _mm256_madd_epi16(x, b0)); c31 = _mm256_add_epi32(c31, _mm256_madd_epi16(x, b1));
+        x = _mm256_set1_epi32(ak[4]); c40 = _mm256_add_epi32(c40, _mm256_madd_epi16(x, b0)); c41 = _mm256_add_epi32(c41, _mm256_madd_epi16(x, b1));
+        x = _mm256_set1_epi32(ak[5]); c50 = _mm256_add_epi32(c50, _mm256_madd_epi16(x, b0)); c51 = _mm256_add_epi32(c51, _mm256_madd_epi16(x, b1));
+    }
+#define PG_OUT(i, v0, v1) { \
+        __m256 s = _mm256_set1_ps(xs[i]); \
+        __m256 f0 = _mm256_mul_ps(_mm256_cvtepi32_ps(v0), s), f1 = _mm256_mul_ps(_mm256_cvtepi32_ps(v1), s); \
+        if (!first) { f0 = _mm256_add_ps(f0, _mm256_loadu_ps(c + i * ldc)); f1 = _mm256_add_ps(f1, _mm256_loadu_ps(c + i * ldc + 8)); } \
+        _mm256_storeu_ps(c + i * ldc, f0); _mm256_storeu_ps(c + i * ldc + 8, f1); }
+    PG_OUT(0, c00, c01) PG_OUT(1, c10, c11) PG_OUT(2, c20, c21) PG_OUT(3, c30, c31) PG_OUT(4, c40, c41) PG_OUT(5, c50, c51)
+#undef PG_OUT
+}
+
+T_AVX2 void pg_gemm_i8_avx2(const int16_t *apack, const float *xs, const int8_t *w, long ldw, float *y, long ldy,
+                            long M, long n0, long n1, long K, int thread) {
+    long mblocks = (M + MR - 1) / MR;
+    int16_t *panel = (int16_t *)pg_scratch(thread, 0, (size_t)pairs(KC) * NR);  // int16 pairs: one float each
+    if (!panel) return;
+    float edge[MR * NR], exs[MR];
+    for (long kc0 = 0; kc0 < K; kc0 += KC) {
+        long kc = K - kc0 < KC ? K - kc0 : KC, np = pairs(kc);
+        const int16_t *ablock = apack + (size_t)(kc0 / KC) * mblocks * MR * 2 * pairs(KC);
+        for (long nb = n0; nb < n1; nb += NR) {
+            long nr = n1 - nb < NR ? n1 - nb : NR;
+            pack_panel16(panel, w, ldw, nb, nr, kc0, kc);
+            for (long mb = 0; mb < M; mb += MR) {
+                long mr = M - mb < MR ? M - mb : MR;
+                const int16_t *a = ablock + (mb / MR) * MR * 2 * np;
+                float *c = y + mb * ldy + nb;
+                if (mr == MR && nr == NR) {
+                    micro16(np, a, panel, c, ldy, xs + mb, kc0 == 0);
+                } else {
+                    for (long i = 0; i < MR; i++) exs[i] = i < mr ? xs[mb + i] : 0.0f;
+                    if (kc0 > 0)
+                        for (long i = 0; i < mr; i++)
+                            for (long jj = 0; jj < nr; jj++) edge[i * NR + jj] = c[i * ldy + jj];
+                    micro16(np, a, panel, edge, NR, exs, kc0 == 0);
+                    for (long i = 0; i < mr; i++)
+                        for (long jj = 0; jj < nr; jj++) c[i * ldy + jj] = edge[i * NR + jj];
+                }
+            }
+        }
+    }
+}
+#else
+void pg_gemm_i8_avx2(const int16_t *apack, const float *xs, const int8_t *w, long ldw, float *y, long ldy,
+                     long M, long n0, long n1, long K, int thread) {
+    (void)apack; (void)xs; (void)w; (void)ldw; (void)y; (void)ldy; (void)M; (void)n0; (void)n1; (void)K;
+    (void)thread;  // never called: pg_isa() is scalar where this file has no SIMD
+}
+#endif
