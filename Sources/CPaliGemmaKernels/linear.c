@@ -43,6 +43,17 @@ void pg_matmul_kn_scalar(const float *x, long ldx, const float *w, long ldw, flo
 // Largest packed copy of x shared by the prefill tasks (rows beyond it are done in blocks).
 #define PG_APACK_BYTES ((size_t)64 << 20)
 
+// Grows a 64-byte-aligned buffer (contents not kept) to at least `bytes`; false if it cannot.
+static int grow_buffer(void **buf, size_t *cap, size_t bytes) {
+    if (*cap >= bytes) return 1;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes) != 0) return 0;
+    free(*buf);
+    *buf = p;
+    *cap = bytes;
+    return 1;
+}
+
 typedef struct {
     const float *x; long ldx; const void *w; int dtype; long ldw; const float *scale; const float *bias;
     float *y; long ldy; long M, N, K; long chunk; int isa;
@@ -123,83 +134,43 @@ void pg_linear_scaled_isa(int isa, const float *x, long ldx, const void *w, int 
     if (wdtype == PG_I8 && M <= 4) {
         // Decode: integer products against x quantized to int16 (see linear_i8.c). The buffer
         // belongs to the calling thread and only grows, so steady-state decoding allocates nothing.
-        static _Thread_local int16_t *xq_buf = NULL;
+        static _Thread_local void *xq_buf = NULL;
         static _Thread_local size_t xq_cap = 0;
         static _Thread_local float xs_buf[4];
-        size_t need = (size_t)M * (size_t)K;
-        if (xq_cap < need) {
-            int16_t *p = realloc(xq_buf, need * sizeof(int16_t));
-            if (p) { xq_buf = p; xq_cap = need; }
-        }
-        if (xq_cap >= need) {
+        if (grow_buffer(&xq_buf, &xq_cap, (size_t)M * (size_t)K * sizeof(int16_t))) {
             pg_quantize_x16(x, ldx, M, K, xq_buf, xs_buf);
             job.xq = xq_buf;
             job.xs = xs_buf;
         }
     }
-    if (M > 4 && isa >= PG_ISA_AVX2 && wdtype == PG_I8) {
-        // Prefill with int8 weights: integer products (gemm_i8.c), x packed once as int16 pairs,
-        // in row blocks that keep the packed copy under PG_APACK_BYTES.
-        static _Thread_local int16_t *a16_buf = NULL;
-        static _Thread_local float *xs_buf16 = NULL;
-        static _Thread_local size_t a16_cap = 0, xs16_cap = 0;
-        long rows = (long)(PG_APACK_BYTES / sizeof(int16_t) / (size_t)(K + 1)) / PG_GEMM_MR * PG_GEMM_MR;
+    if (M > 4 && isa >= PG_ISA_AVX2 && (wdtype == PG_I8 || chunk < N)) {
+        // Prefill: x packed once for every task instead of once per task, in row blocks that keep
+        // the packed copy under PG_APACK_BYTES (the weights are then read once per block). int8
+        // weights take the integer kernel (gemm_i8.c) with x as int16 pairs.
+        static _Thread_local void *abuf = NULL, *xsbuf = NULL;
+        static _Thread_local size_t acap = 0, xscap = 0;
+        int integer = wdtype == PG_I8;
+        size_t esize = integer ? sizeof(int16_t) : sizeof(float);
+        long rows = (long)(PG_APACK_BYTES / esize / (size_t)(K + 1)) / PG_GEMM_MR * PG_GEMM_MR;
         if (rows < PG_GEMM_MR) rows = PG_GEMM_MR;
         if (rows > M) rows = M;
-        size_t need = pg_pack_a16_size(rows, K);
-        if (a16_cap < need) {
-            int16_t *p = NULL;
-            if (posix_memalign((void **)&p, 64, need * sizeof(int16_t)) == 0) {
-                free(a16_buf);
-                a16_buf = p;
-                a16_cap = need;
-            }
-        }
-        if (xs16_cap < (size_t)rows) {
-            float *p = realloc(xs_buf16, (size_t)rows * sizeof(float));
-            if (p) { xs_buf16 = p; xs16_cap = (size_t)rows; }
-        }
-        if (a16_cap >= need && xs16_cap >= (size_t)rows) {
+        size_t need = integer ? pg_pack_a16_size(rows, K) * esize
+                              : (size_t)((rows + PG_GEMM_MR - 1) / PG_GEMM_MR * PG_GEMM_MR) * (size_t)K * esize;
+        if (grow_buffer(&abuf, &acap, need) && (!integer || grow_buffer(&xsbuf, &xscap, (size_t)rows * sizeof(float)))) {
             for (long m0 = 0; m0 < M; m0 += rows) {
                 long mb = M - m0 < rows ? M - m0 : rows;
-                pg_pack_a16(x + m0 * ldx, ldx, mb, K, a16_buf, xs_buf16);
                 linear_job part = job;
                 part.x = x + m0 * ldx;
                 part.y = y + m0 * ldy;
                 part.M = mb;
-                part.apack16 = a16_buf;
-                part.xs16 = xs_buf16;
-                pg_parallel_for((N + chunk - 1) / chunk, linear_task, &part);
-            }
-            return;
-        }
-    }
-    if (M > 4 && isa >= PG_ISA_AVX2 && chunk < N) {
-        // Prefill: pack x once for every task instead of once per task, in row blocks that keep
-        // the packed copy under PG_APACK_BYTES (the weights are then read once per block).
-        static _Thread_local float *apack_buf = NULL;
-        static _Thread_local size_t apack_cap = 0;
-        long rows = (long)(PG_APACK_BYTES / sizeof(float) / (size_t)K) / PG_GEMM_MR * PG_GEMM_MR;
-        if (rows < PG_GEMM_MR) rows = PG_GEMM_MR;
-        if (rows > M) rows = M;
-        size_t need = (size_t)((rows + PG_GEMM_MR - 1) / PG_GEMM_MR * PG_GEMM_MR) * (size_t)K;
-        if (apack_cap < need) {
-            float *p = NULL;
-            if (posix_memalign((void **)&p, 64, need * sizeof(float)) == 0) {
-                free(apack_buf);
-                apack_buf = p;
-                apack_cap = need;
-            }
-        }
-        if (apack_cap >= need) {
-            for (long m0 = 0; m0 < M; m0 += rows) {
-                long mb = M - m0 < rows ? M - m0 : rows;
-                pg_pack_a(x + m0 * ldx, ldx, mb, K, apack_buf);
-                linear_job part = job;
-                part.x = x + m0 * ldx;
-                part.y = y + m0 * ldy;
-                part.M = mb;
-                part.apack = apack_buf;
+                if (integer) {
+                    pg_pack_a16(part.x, ldx, mb, K, abuf, xsbuf);
+                    part.apack16 = abuf;
+                    part.xs16 = xsbuf;
+                } else {
+                    pg_pack_a(part.x, ldx, mb, K, abuf);
+                    part.apack = abuf;
+                }
                 pg_parallel_for((N + chunk - 1) / chunk, linear_task, &part);
             }
             return;
