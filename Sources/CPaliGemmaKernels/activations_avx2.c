@@ -5,6 +5,7 @@
 #include <math.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include "avx2_inline.h"
 
 #define PG_TARGET __attribute__((target("avx2,fma")))
 
@@ -75,9 +76,7 @@ PG_TARGET float pg_exp_shift_sum_avx2(float *x, long n, float shift) {
         _mm256_storeu_ps(x + i, e);
         acc = _mm256_add_ps(acc, e);
     }
-    float out[8], sum = 0;
-    _mm256_storeu_ps(out, acc);
-    for (int t = 0; t < 8; t++) sum += out[t];
+    float sum = pg_hsum_avx2(acc);
     for (; i < n; i++) {
         x[i] = x[i] == -INFINITY ? 0.0f : expf(x[i] - shift);
         sum += x[i];

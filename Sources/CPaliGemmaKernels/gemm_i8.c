@@ -30,15 +30,8 @@ static void pack16_task(void *p, long task, int thread) {
         long m = b * MR + i;
         const float *src = m < j->M ? j->x + m * j->ldx + kc0 : NULL;
         float inv = m < j->M ? 1.0f / j->xs[m] : 0.0f;
-        for (long k = 0; k < 2 * pairs(kc); k++) {
-            int16_t q = 0;
-            if (src && k < kc) {
-                float v = src[k] * inv;
-                v = v > 32767.0f ? 32767.0f : v < -32767.0f ? -32767.0f : v;
-                q = (int16_t)lrintf(v);
-            }
-            dst[((k / 2) * MR + i) * 2 + (k & 1)] = q;
-        }
+        for (long k = 0; k < 2 * pairs(kc); k++)
+            dst[((k / 2) * MR + i) * 2 + (k & 1)] = src && k < kc ? pg_x16(src[k], inv) : 0;
     }
 }
 
@@ -47,10 +40,7 @@ typedef struct { const float *x; long ldx, K; float *xs; } scale16_job;
 static void scale16_task(void *p, long m, int thread) {
     (void)thread;
     const scale16_job *j = p;
-    const float *row = j->x + m * j->ldx;
-    float mx = 0;
-    for (long k = 0; k < j->K; k++) mx = fmaxf(mx, fabsf(row[k]));
-    j->xs[m] = mx > 0 ? mx / 32767.0f : 1.0f;
+    j->xs[m] = pg_x16_scale(j->x + m * j->ldx, j->K);
 }
 
 size_t pg_pack_a16_size(long M, long K) {

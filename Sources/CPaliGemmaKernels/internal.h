@@ -2,6 +2,7 @@
 #ifndef PG_INTERNAL_H
 #define PG_INTERNAL_H
 #include "pg_kernels.h"
+#include <math.h>
 #include <string.h>
 
 static inline float pg_bf16_to_f32(uint16_t h) {
@@ -37,6 +38,33 @@ float *pg_scratch(int thread, int slot, size_t floats);
 #define PG_GEMM_KC 256
 /// Packs rows [0, M) of x into dst (Mpad * K floats) in that layout, on the pool.
 void pg_pack_a(const float *x, long ldx, long M, long K, float *dst);
+
+/// One row block of the A pack: rows [b·MR, b·MR + MR) of x[:, kc0 : kc0 + kc] into
+/// dst[k][i] (k-major, MR wide); rows at or beyond M are zero.
+static inline void pg_pack_a_block(const float *x, long ldx, long M, long b, long kc0, long kc, float *dst) {
+    for (long i = 0; i < PG_GEMM_MR; i++) {
+        long m = b * PG_GEMM_MR + i;
+        if (m < M) {
+            const float *src = x + m * ldx + kc0;
+            for (long k = 0; k < kc; k++) dst[k * PG_GEMM_MR + i] = src[k];
+        } else {
+            for (long k = 0; k < kc; k++) dst[k * PG_GEMM_MR + i] = 0.0f;
+        }
+    }
+}
+
+/// Rows of x as int16 for the integer int8 kernels: scale max|row| / 32767 (1 for a zero row),
+/// and each value divided by it, clamped and rounded to nearest.
+static inline float pg_x16_scale(const float *row, long K) {
+    float mx = 0;
+    for (long k = 0; k < K; k++) mx = fmaxf(mx, fabsf(row[k]));
+    return mx > 0 ? mx / 32767.0f : 1.0f;
+}
+static inline int16_t pg_x16(float v, float inv_scale) {
+    float q = v * inv_scale;
+    q = q > 32767.0f ? 32767.0f : q < -32767.0f ? -32767.0f : q;
+    return (int16_t)lrintf(q);
+}
 /// The prefill kernel for columns [n0, n1) with x already packed by pg_pack_a.
 void pg_gemm_packed_avx2(const float *apack, const void *w, int wdtype, long ldw, const float *bias, float *y,
                          long ldy, long M, long n0, long n1, long K, int thread);

@@ -187,16 +187,7 @@ static void pack_task(void *p, long task, int thread) {
     const pack_job *j = p;
     long kb = task / j->mblocks, b = task % j->mblocks;
     long kc0 = kb * PG_GEMM_KC, kc = j->K - kc0 < PG_GEMM_KC ? j->K - kc0 : PG_GEMM_KC;
-    float *dst = j->dst + j->mblocks * PG_GEMM_MR * kc0 + b * PG_GEMM_MR * kc;
-    for (long i = 0; i < PG_GEMM_MR; i++) {
-        long m = b * PG_GEMM_MR + i;
-        if (m < j->M) {
-            const float *src = j->x + m * j->ldx + kc0;
-            for (long k = 0; k < kc; k++) dst[k * PG_GEMM_MR + i] = src[k];
-        } else {
-            for (long k = 0; k < kc; k++) dst[k * PG_GEMM_MR + i] = 0.0f;
-        }
-    }
+    pg_pack_a_block(j->x, j->ldx, j->M, b, kc0, kc, j->dst + j->mblocks * PG_GEMM_MR * kc0 + b * PG_GEMM_MR * kc);
 }
 
 void pg_pack_a(const float *x, long ldx, long M, long K, float *dst) {

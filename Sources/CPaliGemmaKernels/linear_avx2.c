@@ -2,6 +2,7 @@
 #include "internal.h"
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include "avx2_inline.h"
 
 #define PG_TARGET __attribute__((target("avx2,fma,f16c")))
 #define PG_NAME(x) x##_avx2
@@ -18,14 +19,7 @@
 #define VLOAD_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
 #define VLOAD_I8(p) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
 
-PG_TARGET static inline float hsum_avx2(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
-#define VHSUM(v) hsum_avx2(v)
+#define VHSUM(v) pg_hsum_avx2(v)
 
 // In-register transpose of 8 vectors of 8 floats (r[t][j] -> r[j][t]).
 #define PG_TRANSPOSE8(r) transpose8_avx2(r)

@@ -17,16 +17,8 @@
 void pg_quantize_x16(const float *x, long ldx, long M, long K, int16_t *xq, float *xs) {
     for (long m = 0; m < M; m++) {
         const float *row = x + m * ldx;
-        float mx = 0;
-        for (long k = 0; k < K; k++) mx = fmaxf(mx, fabsf(row[k]));
-        float s = mx > 0 ? mx / 32767.0f : 1.0f;
-        float inv = 1.0f / s;
-        int16_t *out = xq + m * K;
-        for (long k = 0; k < K; k++) {
-            float q = row[k] * inv;
-            q = q > 32767.0f ? 32767.0f : q < -32767.0f ? -32767.0f : q;
-            out[k] = (int16_t)lrintf(q);
-        }
+        float s = pg_x16_scale(row, K), inv = 1.0f / s;
+        for (long k = 0; k < K; k++) xq[m * K + k] = pg_x16(row[k], inv);
         xs[m] = s;
     }
 }
@@ -46,14 +38,8 @@ void pg_gemv_i8_cols_scalar(const int16_t *xq, const float *xs, long M, long K, 
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include "avx2_inline.h"
 #define T_AVX2 __attribute__((target("avx2,fma")))
-
-T_AVX2 static inline float hsum8(__m256 v) {
-    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
 
 T_AVX2 static inline __m256i madd16(const int8_t *w, __m256i xv) {
     return _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w)), xv);
@@ -81,7 +67,7 @@ T_AVX2 static float dot1_i8_avx2(const int16_t *xq, long K, const int8_t *r) {
     }
     int32_t t = 0;
     for (; k < K; k++) t += r[k] * (int32_t)xq[k];
-    return hsum8(f) + (float)t;
+    return pg_hsum_avx2(f) + (float)t;
 }
 
 // Four weight rows against one quantized row of x: for long rows (8 KB and more) four
@@ -110,8 +96,8 @@ T_AVX2 static void dot4_i8_avx2(const int16_t *xq, long K, const int8_t *r0, lon
         int32_t xk = xq[k];
         t0 += r0[k] * xk; t1 += r1[k] * xk; t2 += r2[k] * xk; t3 += r3[k] * xk;
     }
-    out[0] = hsum8(f0) + (float)t0; out[1] = hsum8(f1) + (float)t1;
-    out[2] = hsum8(f2) + (float)t2; out[3] = hsum8(f3) + (float)t3;
+    out[0] = pg_hsum_avx2(f0) + (float)t0; out[1] = pg_hsum_avx2(f1) + (float)t1;
+    out[2] = pg_hsum_avx2(f2) + (float)t2; out[3] = pg_hsum_avx2(f3) + (float)t3;
 }
 
 T_AVX2 void pg_gemv_i8_cols_avx2(const int16_t *xq, const float *xs, long M, long K, const int8_t *w, long ldw,

@@ -221,18 +221,7 @@ PG_INLINE void PG_NAME(gemm)(const float *x, long ldx, const float *apre, const 
         long kc = K - kc0 < KC ? K - kc0 : KC;
         if (apre) apack = (float *)apre + mblocks * MR * kc0;
         // x[:, kc0:kc0+kc] in blocks of MR rows, k-major inside a block: apack[b][k][i].
-        for (long b = 0; !apre && b < mblocks; b++) {
-            float *dst = apack + b * MR * kc;
-            for (long i = 0; i < MR; i++) {
-                long m = b * MR + i;
-                if (m < M) {
-                    const float *src = x + m * ldx + kc0;
-                    for (long k = 0; k < kc; k++) dst[k * MR + i] = src[k];
-                } else {
-                    for (long k = 0; k < kc; k++) dst[k * MR + i] = 0.0f;
-                }
-            }
-        }
+        for (long b = 0; !apre && b < mblocks; b++) pg_pack_a_block(x, ldx, M, b, kc0, kc, apack + b * MR * kc);
         size_t es = pg_dtype_size(dtype);
         long row_lines = (long)((kc * es + 63) / 64);
         for (long nb = n0; nb < n1; nb += NR) {
