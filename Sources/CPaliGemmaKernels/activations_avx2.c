@@ -84,15 +84,8 @@ PG_TARGET float pg_exp_shift_sum_avx2(float *x, long n, float shift) {
     return sum;
 }
 #else
+// Never called: pg_isa() is scalar where this file has no SIMD.
 long pg_gelu_tanh_avx2(float *a, const float *b, long n) { (void)a; (void)b; (void)n; return 0; }
-float pg_scale_max_avx2(float *x, long n, float scale) {
-    float mx = -INFINITY;
-    for (long i = 0; i < n; i++) { x[i] *= scale; if (x[i] > mx) mx = x[i]; }
-    return mx;
-}
-float pg_exp_shift_sum_avx2(float *x, long n, float shift) {
-    float sum = 0;
-    for (long i = 0; i < n; i++) { x[i] = x[i] == -INFINITY ? 0.0f : expf(x[i] - shift); sum += x[i]; }
-    return sum;
-}
+float pg_scale_max_avx2(float *x, long n, float scale) { (void)x; (void)n; (void)scale; return 0; }
+float pg_exp_shift_sum_avx2(float *x, long n, float shift) { (void)x; (void)n; (void)shift; return 0; }
 #endif

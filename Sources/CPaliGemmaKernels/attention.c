@@ -53,31 +53,19 @@ static void attend(const attn_job *j, int kvh, const float *q0, long qs, float *
         if (in_prefix && j->prefix - 1 > hi) hi = j->prefix - 1 < j->S - 1 ? j->prefix - 1 : j->S - 1;
         if (j->window > 0 && !in_prefix) lo = i - j->window + 1 > 0 ? i - j->window + 1 : 0;
         long n = hi - lo + 1;
-        float *x = row + lo, mx = -INFINITY, sum = 0;
+        float *x = row + lo, mx = -INFINITY;
         if (n > 0) {
             if (j->softcap > 0) {
                 for (long s = 0; s < n; s++) {
                     x[s] = tanhf(x[s] * j->scale / j->softcap) * j->softcap;
                     if (x[s] > mx) mx = x[s];
                 }
-            } else if (j->isa >= PG_ISA_AVX2) {
-                mx = pg_scale_max_avx2(x, n, j->scale);
             } else {
-                for (long s = 0; s < n; s++) {
-                    x[s] *= j->scale;
-                    if (x[s] > mx) mx = x[s];
-                }
+                mx = pg_scale_max(j->isa, x, n, j->scale);
             }
         }
         if (mx == -INFINITY) n = 0, hi = lo - 1;  // nothing visible (only when the cache is empty)
-        if (j->isa >= PG_ISA_AVX2) {
-            sum = pg_exp_shift_sum_avx2(x, n, mx);
-        } else {
-            for (long s = 0; s < n; s++) {
-                x[s] = expf(x[s] - mx);
-                sum += x[s];
-            }
-        }
+        float sum = pg_exp_shift_sum(j->isa, x, n, mx);
         float inv = sum > 0 ? 1.0f / sum : 0.0f;
         for (long s = 0; s < n; s++) x[s] *= inv;
         lo_of[r] = lo;

@@ -110,4 +110,7 @@ long pg_gelu_tanh_avx2(float *a, const float *b, long n);
 /// (exp from the same polynomial as the GELU, a few float32 ulps; -inf gives 0).
 float pg_scale_max_avx2(float *x, long n, float scale);
 float pg_exp_shift_sum_avx2(float *x, long n, float shift);
+/// The same on an explicit level (ops.c; the scalar level uses expf).
+float pg_scale_max(int isa, float *x, long n, float scale);
+float pg_exp_shift_sum(int isa, float *x, long n, float shift);
 #endif

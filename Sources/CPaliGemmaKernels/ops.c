@@ -84,6 +84,26 @@ void pg_softcap(float *x, long n, float cap) { elementwise(x, NULL, n, cap, 4); 
 void pg_add(float *y, const float *x, long n) { elementwise(y, x, n, 0, 5); }
 void pg_scale(float *x, long n, float s) { elementwise(x, NULL, n, s, 6); }
 
+float pg_scale_max(int isa, float *x, long n, float scale) {
+    if (isa >= PG_ISA_AVX2) return pg_scale_max_avx2(x, n, scale);
+    float mx = -INFINITY;
+    for (long i = 0; i < n; i++) {
+        x[i] *= scale;
+        if (x[i] > mx) mx = x[i];
+    }
+    return mx;
+}
+
+float pg_exp_shift_sum(int isa, float *x, long n, float shift) {
+    if (isa >= PG_ISA_AVX2) return pg_exp_shift_sum_avx2(x, n, shift);
+    float sum = 0;
+    for (long i = 0; i < n; i++) {
+        x[i] = x[i] == -INFINITY ? 0.0f : expf(x[i] - shift);
+        sum += x[i];
+    }
+    return sum;
+}
+
 static void softmax_row(float *x, long n) {
     float mx = -INFINITY;
     for (long i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
@@ -91,8 +111,7 @@ static void softmax_row(float *x, long n) {
         for (long i = 0; i < n; i++) x[i] = 0.0f;
         return;
     }
-    float sum = 0;
-    for (long i = 0; i < n; i++) { x[i] = expf(x[i] - mx); sum += x[i]; }
+    float sum = pg_exp_shift_sum(PG_ISA_SCALAR, x, n, mx);
     float inv = 1.0f / sum;
     for (long i = 0; i < n; i++) x[i] *= inv;
 }
