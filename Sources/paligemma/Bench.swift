@@ -27,15 +27,20 @@ struct Bench: ParsableCommand {
     var floors = false
     @Flag(help: "Print one JSON object.") var json = false
 
+    /// One JSON object with sorted keys (stable output for scripts).
+    private func printSortedJSON<T: Encodable>(_ value: T) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        print(String(decoding: try encoder.encode(value), as: UTF8.self))
+    }
+
     func run() throws {
         if let threads { Kernels.threads = threads }
         guard let quantization = Quantization(rawValue: quantize) else { throw ValidationError("--quantize must be none or int8") }
         if let steps = int8Agreement {
             do {
                 let r = try Benchmark.quantizationAgreement(directory: try modelURL(model), promptTokens: promptTokens, steps: steps)
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys]
-                print(String(decoding: try encoder.encode(r), as: UTF8.self))
+                try printSortedJSON(r)
             } catch {
                 fail(error)
             }
@@ -46,9 +51,7 @@ struct Bench: ParsableCommand {
                                       promptTokens: promptTokens, newTokens: newTokens, quantization: quantization,
                                       runs: runs, floors: floors)
             if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys]
-                print(String(decoding: try encoder.encode(r), as: UTF8.self))
+                try printSortedJSON(r)
             } else {
                 print(String(format: "load %.3f s, vision %.3f s, prefill %.3f s (%d tokens), time to first token %.3f s",
                              r.loadSeconds, r.visionSeconds, r.prefillSeconds, r.promptTokens, r.ttftSeconds))
