@@ -31,7 +31,7 @@ __attribute__((target("avx2"))) static float read_avx2(const char *p, size_t n) 
 static float read_scalar(const char *p, size_t n) {
     const float *f = (const float *)p;
     float s0 = 0, s1 = 0;
-    for (size_t i = 0; i + 2 <= n / 4; i += 16) { s0 += f[i]; s1 += f[i + 8]; }  // one load per 32 bytes
+    for (size_t i = 0; i + 16 <= n / 4; i += 16) { s0 += f[i]; s1 += f[i + 8]; }  // one load per 32 bytes
     return s0 + s1;
 }
 
