@@ -60,7 +60,31 @@ typedef struct {
     const int16_t *xq; const float *xs;  // x quantized to int16 (int8 weights, M <= 4), else NULL
     const float *apack;                  // x packed once for all tasks (prefill, SIMD), else NULL
     const int16_t *apack16; const float *xs16;  // x as int16 pairs (int8 weights, prefill, AVX2), else NULL
+    const uint16_t *q4scales;            // group scales of 4-bit weights (dtype PG_Q4)
+    const int8_t *xq8; const float *dx8, *cx8;  // x quantized per group to int8 (4-bit weights, M <= 4), else NULL
 } linear_job;
+
+// Rows of 4-bit weights dequantized per block for the prefill: 64 rows of K floats at a time.
+#define PG_Q4_BLOCK_ROWS 64
+
+// Columns [n0, n1) of y with 4-bit weights and M > 4: each block of weight rows is dequantized
+// into the thread's scratch and multiplied as float32 (x packed once when apack is given).
+static void linear_q4_prefill(const linear_job *j, long n0, long n1, int thread) {
+    float *buf = pg_scratch(thread, 4, (size_t)PG_Q4_BLOCK_ROWS * (size_t)j->K);
+    if (!buf) return;
+    size_t row_bytes = (size_t)(j->K / 2), groups = (size_t)(j->K / PG_Q4_GROUP);
+    for (long nb = n0; nb < n1; nb += PG_Q4_BLOCK_ROWS) {
+        long nr = n1 - nb < PG_Q4_BLOCK_ROWS ? n1 - nb : PG_Q4_BLOCK_ROWS;
+        const uint8_t *w = (const uint8_t *)j->w + (size_t)nb * row_bytes;
+        const uint16_t *s = j->q4scales + (size_t)nb * groups;
+        if (j->isa >= PG_ISA_AVX2) pg_dequantize_q4_rows_avx2(w, s, nr, j->K, buf);
+        else pg_dequantize_q4_rows_scalar(w, s, nr, j->K, buf);
+        float *y = j->y + nb;
+        if (j->apack && j->isa == PG_ISA_AVX512) pg_gemm_packed_avx512(j->apack, buf, PG_F32, j->K, NULL, y, j->ldy, j->M, 0, nr, j->K, thread);
+        else if (j->apack) pg_gemm_packed_avx2(j->apack, buf, PG_F32, j->K, NULL, y, j->ldy, j->M, 0, nr, j->K, thread);
+        else pg_linear_cols_scalar(j->x, j->ldx, buf, PG_F32, j->K, NULL, y, j->ldy, j->M, 0, nr, j->K, thread);
+    }
+}
 
 static void linear_task(void *p, long task, int thread) {
     const linear_job *j = p;
@@ -68,7 +92,12 @@ static void linear_task(void *p, long task, int thread) {
     long n1 = n0 + j->chunk < j->N ? n0 + j->chunk : j->N;
     // With row scales the bias is added after scaling.
     const float *bias = j->scale ? NULL : j->bias;
-    if (j->apack16) {
+    int separate_bias = j->xq || j->apack16 || j->dtype == PG_Q4;
+    if (j->dtype == PG_Q4) {
+        if (j->xq8 && j->isa >= PG_ISA_AVX2) pg_gemv_q4_cols_avx2(j->xq8, j->dx8, j->cx8, j->M, j->K, j->w, j->q4scales, j->y, j->ldy, n0, n1);
+        else if (j->xq8) pg_gemv_q4_cols_scalar(j->xq8, j->dx8, j->cx8, j->M, j->K, j->w, j->q4scales, j->y, j->ldy, n0, n1);
+        else linear_q4_prefill(j, n0, n1, thread);
+    } else if (j->apack16) {
         pg_gemm_i8_avx2(j->apack16, j->xs16, j->w, j->ldw, j->y, j->ldy, j->M, n0, n1, j->K, thread);
     } else if (j->xq) {
         if (j->isa >= PG_ISA_AVX2) pg_gemv_i8_cols_avx2(j->xq, j->xs, j->M, j->K, j->w, j->ldw, j->y, j->ldy, n0, n1);
@@ -87,7 +116,7 @@ static void linear_task(void *p, long task, int thread) {
     default:
         pg_linear_cols_scalar(j->x, j->ldx, j->w, j->dtype, j->ldw, bias, j->y, j->ldy, j->M, n0, n1, j->K, thread);
     }
-    if ((j->xq || j->apack16) && !j->scale && j->bias) {
+    if (separate_bias && !j->scale && j->bias) {
         for (long m = 0; m < j->M; m++)
             for (long n = n0; n < n1; n++) j->y[m * j->ldy + n] += j->bias[n];
     }
@@ -98,6 +127,9 @@ static void linear_task(void *p, long task, int thread) {
         }
     }
 }
+
+static void linear_run(int isa, const float *x, long ldx, const void *w, int wdtype, long ldw, const float *scale,
+                       const uint16_t *q4scales, const float *bias, float *y, long ldy, long M, long N, long K);
 
 void pg_linear(const float *x, long ldx, const void *w, int wdtype, long ldw, const float *bias,
                float *y, long ldy, long M, long N, long K) {
@@ -116,6 +148,23 @@ void pg_linear_scaled(const float *x, long ldx, const void *w, int wdtype, long 
 
 void pg_linear_scaled_isa(int isa, const float *x, long ldx, const void *w, int wdtype, long ldw, const float *scale,
                           const float *bias, float *y, long ldy, long M, long N, long K) {
+    if (wdtype == PG_Q4) return;  // needs its group scales: pg_linear_q4
+    linear_run(isa, x, ldx, w, wdtype, ldw, scale, NULL, bias, y, ldy, M, N, K);
+}
+
+void pg_linear_q4(const float *x, long ldx, const uint8_t *w, const uint16_t *scales, const float *bias,
+                  float *y, long ldy, long M, long N, long K) {
+    pg_linear_q4_isa(pg_isa(), x, ldx, w, scales, bias, y, ldy, M, N, K);
+}
+
+void pg_linear_q4_isa(int isa, const float *x, long ldx, const uint8_t *w, const uint16_t *scales, const float *bias,
+                      float *y, long ldy, long M, long N, long K) {
+    if (K % PG_Q4_GROUP != 0) return;
+    linear_run(isa, x, ldx, w, PG_Q4, K, NULL, scales, bias, y, ldy, M, N, K);
+}
+
+static void linear_run(int isa, const float *x, long ldx, const void *w, int wdtype, long ldw, const float *scale,
+                       const uint16_t *q4scales, const float *bias, float *y, long ldy, long M, long N, long K) {
     if (isa > pg_isa_supported()) isa = pg_isa_supported();
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
@@ -130,7 +179,8 @@ void pg_linear_scaled_isa(int isa, const float *x, long ldx, const void *w, int 
     // Each task packs all of x for its columns: with many rows and few columns, one task per thread.
     if (M > 4 && chunk < 128) chunk = ((N + threads - 1) / threads + 15) / 16 * 16;
     if ((double)M * N * K < 65536.0) chunk = N;  // tiny: not worth waking the pool
-    linear_job job = { x, ldx, w, wdtype, ldw, scale, bias, y, ldy, M, N, K, chunk, isa, NULL, NULL, NULL, NULL, NULL };
+    linear_job job = { x, ldx, w, wdtype, ldw, scale, bias, y, ldy, M, N, K, chunk, isa, NULL, NULL, NULL, NULL, NULL,
+                       q4scales, NULL, NULL, NULL };
     if (wdtype == PG_I8 && M <= 4) {
         // Decode: integer products against x quantized to int16 (see linear_i8.c). The buffer
         // belongs to the calling thread and only grows, so steady-state decoding allocates nothing.
@@ -143,7 +193,23 @@ void pg_linear_scaled_isa(int isa, const float *x, long ldx, const void *w, int 
             job.xs = xs_buf;
         }
     }
-    if (M > 4 && isa >= PG_ISA_AVX2 && (wdtype == PG_I8 || chunk < N)) {
+    if (wdtype == PG_Q4 && M <= 4) {
+        // Decode: x quantized per group of 32 to int8 (see linear_q4.c), in the calling thread's buffers.
+        static _Thread_local void *xq8_buf = NULL, *dx8_buf = NULL;
+        static _Thread_local size_t xq8_cap = 0, dx8_cap = 0;
+        size_t groups = (size_t)M * (size_t)(K / PG_Q4_GROUP);
+        if (!grow_buffer(&xq8_buf, &xq8_cap, (size_t)M * (size_t)K) ||
+            !grow_buffer(&dx8_buf, &dx8_cap, 2 * groups * sizeof(float))) {
+            for (long m = 0; m < M; m++)
+                for (long n = 0; n < N; n++) y[m * ldy + n] = NAN;  // out of memory: no silent zeros
+            return;
+        }
+        pg_quantize_x8_groups(x, ldx, M, K, xq8_buf, dx8_buf, (float *)dx8_buf + groups);
+        job.xq8 = xq8_buf;
+        job.dx8 = dx8_buf;
+        job.cx8 = (float *)dx8_buf + groups;
+    }
+    if (M > 4 && isa >= PG_ISA_AVX2 && (wdtype == PG_I8 || wdtype == PG_Q4 || chunk < N)) {
         // Prefill: x packed once for every task instead of once per task, in row blocks that keep
         // the packed copy under PG_APACK_BYTES (the weights are then read once per block). int8
         // weights take the integer kernel (gemm_i8.c) with x as int16 pairs.

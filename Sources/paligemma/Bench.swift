@@ -19,10 +19,11 @@ struct Bench: ParsableCommand {
     @Option(help: "Threads (default: all CPUs).") var threads: Int?
     @Option(help: "Measure this many times in one process and report the last run (the first also maps the weights in).")
     var runs = 1
-    @Option(help: "Weights in memory: none (as stored) or int8 (decoder quantized at load; a folder from `paligemma quantize` is int8 either way).")
+    @Option(help: "Weights in memory: none (as stored), int8 or int4 (decoder quantized at load; a folder from `paligemma quantize` is int8 either way).")
     var quantize: String = "none"
-    @Option(name: .customLong("int8-agreement"), help: "Instead of timing, compare int8 with the stored weights over this many greedy steps.")
-    var int8Agreement: Int?
+    @Option(name: [.customLong("agreement"), .customLong("int8-agreement")],
+            help: "Instead of timing, compare the --quantize weights (int8 if none) with the stored weights over this many greedy steps.")
+    var agreement: Int?
     @Flag(help: "Also measure this machine's read bandwidth and FMA peak and report the floors (decode, prefill, vision) for the same work.")
     var floors = false
     @Flag(help: "Print one JSON object.") var json = false
@@ -36,10 +37,11 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         if let threads { Kernels.threads = threads }
-        guard let quantization = Quantization(rawValue: quantize) else { throw ValidationError("--quantize must be none or int8") }
-        if let steps = int8Agreement {
+        guard let quantization = Quantization(rawValue: quantize) else { throw ValidationError("--quantize must be none, int8 or int4") }
+        if let steps = agreement {
             do {
-                let r = try Benchmark.quantizationAgreement(directory: try modelURL(model), promptTokens: promptTokens, steps: steps)
+                let r = try Benchmark.quantizationAgreement(directory: try modelURL(model), promptTokens: promptTokens, steps: steps,
+                                                            quantization: quantization == .none ? .int8 : quantization)
                 try printSortedJSON(r)
             } catch {
                 fail(error)

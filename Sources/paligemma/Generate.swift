@@ -18,7 +18,7 @@ struct GenerationArguments: ParsableArguments {
     @Flag(name: .customLong("allow-unknown-config-keys"), help: "Ignore config.json keys this runtime does not know.")
     var allowUnknownConfigKeys = false
     @Option(help: "Threads (default: all CPUs).") var threads: Int?
-    @Option(help: "Weights in memory: none (as stored) or int8 (the decoder quantized at load: about half the memory traffic of bf16; a folder written by `paligemma quantize` is int8 either way, with nothing to do at load).")
+    @Option(help: "Weights in memory: none (as stored), int8 or int4 (the decoder quantized at load: about a half or a quarter of the memory traffic of bf16; a folder written by `paligemma quantize` is int8 either way, with nothing to do at load).")
     var quantize: String = "none"
 
     var options: GenerationOptions {
@@ -33,7 +33,7 @@ struct GenerationArguments: ParsableArguments {
         guard topK >= 0 else { throw ValidationError("--top-k must be >= 0") }
         guard topP > 0 && topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
-        guard Quantization(rawValue: quantize) != nil else { throw ValidationError("--quantize must be none or int8") }
+        guard Quantization(rawValue: quantize) != nil else { throw ValidationError("--quantize must be none, int8 or int4") }
     }
 
     func loadPipeline() throws -> PaliGemmaPipeline {

@@ -15,8 +15,17 @@ extern "C" {
 #endif
 
 /// Weight element types. PG_I8 is symmetric int8 with one float scale per row (output channel),
-/// produced by pg_quantize_q8; its matrices go through pg_linear_scaled.
-typedef enum { PG_F32 = 0, PG_BF16 = 1, PG_F16 = 2, PG_I8 = 3 } pg_dtype;
+/// produced by pg_quantize_q8; its matrices go through pg_linear_scaled. PG_Q4 is 4-bit with a
+/// float16 scale per group of PG_Q4_GROUP values along a row, produced by pg_quantize_q4; its
+/// matrices go through pg_linear_q4.
+typedef enum { PG_F32 = 0, PG_BF16 = 1, PG_F16 = 2, PG_I8 = 3, PG_Q4 = 4 } pg_dtype;
+
+/// Values per scale group of a 4-bit (PG_Q4) matrix. A matrix [rows, cols] (cols a multiple of
+/// the group) is `rows * cols / 2` bytes, row after row; group g of a row is the 16 bytes at
+/// 16g, byte j holding value 32g + j in its low nibble and value 32g + 16 + j in its high
+/// nibble, each as q + 8 for q in [-8, 7]. The scales are float16 [rows, cols / 32], and
+/// w[r, 32g + i] = q · scale[r, g].
+#define PG_Q4_GROUP 32
 
 // Instruction-set levels, lowest first. pg_isa() is the level in use.
 typedef enum { PG_ISA_SCALAR = 0, PG_ISA_AVX2 = 1, PG_ISA_AVX512 = 2 } pg_isa_level;
@@ -63,6 +72,23 @@ void pg_linear_scaled_isa(int isa, const float *x, long ldx, const void *w, int 
 /// Quantizes rows x cols values of src (dtype) to int8 per row: scale[r] = max|row| / 127,
 /// dst[r, c] = round(src[r, c] / scale[r]) (ties away from zero). Rows of zeros get scale 1.
 void pg_quantize_q8(const void *src, int dtype, long rows, long cols, int8_t *dst, float *scale);
+/// Quantizes rows x cols values of src (dtype) to 4-bit groups (PG_Q4 layout; cols must be a
+/// multiple of PG_Q4_GROUP): per group, scale = m / -8 (rounded to float16) for the value m of
+/// largest magnitude, q = clamp(round(v / scale), -8, 7) (ties away from zero); a group of zeros
+/// gets scale 0. dst holds rows * cols / 2 bytes, scales rows * cols / 32 float16 values.
+void pg_quantize_q4(const void *src, int dtype, long rows, long cols, uint8_t *dst, uint16_t *scales);
+/// The float32 values of a 4-bit matrix (rows x cols into dst, row-major).
+void pg_dequantize_q4(const uint8_t *w, const uint16_t *scales, long rows, long cols, float *dst);
+/// y[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) for a 4-bit matrix w [N, K] with its group
+/// scales (K a multiple of PG_Q4_GROUP; otherwise nothing is written). In decode (M <= 4) each
+/// group of 32 values of a row of x is first quantized to int8 (scale max|x| / 127) and the sums
+/// run in integers, so x enters with an error of at most half a step of its group; in prefill
+/// x stays float32 against the dequantized weights.
+void pg_linear_q4(const float *x, long ldx, const uint8_t *w, const uint16_t *scales, const float *bias,
+                  float *y, long ldy, long M, long N, long K);
+/// pg_linear_q4 on an explicit instruction-set level; for tests.
+void pg_linear_q4_isa(int isa, const float *x, long ldx, const uint8_t *w, const uint16_t *scales, const float *bias,
+                      float *y, long ldy, long M, long N, long K);
 /// pg_linear on an explicit instruction-set level (clamped to what the CPU supports); for tests.
 void pg_linear_isa(int isa, const float *x, long ldx, const void *w, int wdtype, long ldw, const float *bias,
                    float *y, long ldy, long M, long N, long K);

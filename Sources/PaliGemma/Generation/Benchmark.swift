@@ -8,8 +8,8 @@ import Darwin
 /// One benchmark run of a checkpoint: load, vision tower, prefill, decode. Stable JSON keys.
 public struct BenchmarkResult: Codable, Sendable {
     public var model: String
-    /// How the decoder's matrices were held: "none" (as stored), "int8" (quantized at load) or
-    /// "int8-stored" (a folder written by `paligemma quantize`); see `WeightFormat`.
+    /// How the decoder's matrices were held: "none" (as stored), "int8" or "int4" (quantized at
+    /// load), or "int8-stored" (a folder written by `paligemma quantize`); see `WeightFormat`.
     public var quantization: String
     public var threads: Int
     public var isa: String
@@ -100,10 +100,12 @@ public enum Benchmark {
     }
 }
 
-/// How closely int8 weights follow the stored weights over a greedy run.
+/// How closely quantized weights (int8 or int4) follow the stored weights over a greedy run.
 public struct QuantizationAgreement: Codable, Sendable {
+    /// The quantization compared ("int8" or "int4").
+    public var quantization: String
     public var steps: Int
-    /// Steps where int8 picks the same next token as the stored-weight model (teacher-forced:
+    /// Steps where the quantized model picks the same next token as the stored-weight model (teacher-forced:
     /// both see the same tokens, those the stored-weight model chose).
     public var top1Agreement: Double
     public var maxLogitDiff: Double
@@ -112,21 +114,24 @@ public struct QuantizationAgreement: Codable, Sendable {
     public var maxAbsLogit: Double
 
     enum CodingKeys: String, CodingKey {
-        case steps
+        case quantization, steps
         case top1Agreement = "top1_agreement", maxLogitDiff = "max_logit_diff"
         case meanLogitDiff = "mean_logit_diff", maxAbsLogit = "max_abs_logit"
     }
 }
 
 extension Benchmark {
-    /// Runs `steps` greedy steps with the stored weights and the same tokens through an int8
-    /// copy, comparing the logits at each step (and at the prompt's last position).
-    public static func quantizationAgreement(directory: URL, promptTokens: Int, steps: Int) throws -> QuantizationAgreement {
+    /// Runs `steps` greedy steps with the stored weights and the same tokens through a copy
+    /// quantized as `quantization` says, comparing the logits at each step (and at the prompt's
+    /// last position).
+    public static func quantizationAgreement(directory: URL, promptTokens: Int, steps: Int,
+                                             quantization: Quantization = .int8) throws -> QuantizationAgreement {
+        guard quantization != .none else { throw PaliGemmaError.input("compare a quantization (int8 or int4) with the stored weights") }
         let reference = try PaliGemmaModel(directory: directory)
         guard reference.weightFormat == .stored else {
             throw PaliGemmaError.input("\(directory.path) stores int8 weights already; compare the float folder it was quantized from")
         }
-        let quantized = try PaliGemmaModel(directory: directory, quantization: .int8)
+        let quantized = try PaliGemmaModel(directory: directory, quantization: quantization)
         let (pixels, ids) = syntheticInput(reference, promptTokens: promptTokens)
         let capacity = ids.count + steps
         let (cacheA, cacheB) = (reference.makeCache(capacity: capacity), quantized.makeCache(capacity: capacity))
@@ -150,7 +155,7 @@ extension Benchmark {
                 b = try quantized.forward(ids: [ta], imageFeatures: nil, prefixLength: ids.count, cache: cacheB)
             }
         }
-        return QuantizationAgreement(steps: steps, top1Agreement: Double(agree) / Double(max(steps, 1)),
+        return QuantizationAgreement(quantization: quantization.rawValue, steps: steps, top1Agreement: Double(agree) / Double(max(steps, 1)),
                                      maxLogitDiff: maxDiff, meanLogitDiff: sumDiff / Double(max(count, 1)), maxAbsLogit: maxAbs)
     }
 }

@@ -36,8 +36,7 @@ public struct BenchmarkFloors: Codable, Sendable {
     public init(model: PaliGemmaModel, promptTokens: Int, readBandwidthGBs bandwidth: Double, fmaPeakGFLOPs peak: Double) {
         let decoder = model.decoder, text = model.config.textConfig, vision = model.config.visionConfig
         let layerMatrices = decoder.layers.flatMap(\.matrices)
-        let decodeBytes = layerMatrices.reduce(0) { $0 + $1.weight.byteCount + ($1.scales?.count ?? 0) * 4 }
-            + decoder.output.weight.byteCount + (decoder.output.scales?.count ?? 0) * 4
+        let decodeBytes = layerMatrices.reduce(0) { $0 + $1.weight.byteCount } + decoder.output.weight.byteCount
 
         func params(_ m: [Linear]) -> Double { m.reduce(0.0) { $0 + Double($1.weight.count) } }
         let t = Double(promptTokens)

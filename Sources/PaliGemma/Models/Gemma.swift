@@ -129,7 +129,7 @@ public struct GemmaDecoder: Sendable {
     let embedTokens: Tensor  // embed_tokens.weight [V, D]
     let layers: [GemmaDecoderLayer]  // layers.{i}
     let norm: RMSNorm  // norm
-    /// Output projection [V, D]: `lm_head.weight` if untied, else the embedding (an int8 copy
+    /// Output projection [V, D]: `lm_head.weight` if untied, else the embedding (a quantized copy
     /// when quantizing, or the stored int8 `lm_head.weight`; the lookup keeps reading the
     /// stored embedding).
     let output: Linear
@@ -143,14 +143,14 @@ public struct GemmaDecoder: Sendable {
         embedTokens = try w("embed_tokens").tensor("weight", shape: [c.vocabSize, c.hiddenSize])
         layers = try (0..<c.numHiddenLayers).map { try GemmaDecoderLayer(w("layers.\($0)"), config: c, layer: $0) }
         norm = try RMSNorm(w("norm"), size: c.hiddenSize, eps: c.rmsNormEps)
-        let outputWeight: Tensor, scales: [Float]?
+        let outputWeight: MatrixWeight
         if c.tieWordEmbeddings {
-            (outputWeight, scales) = try w.loader.tiedOutput(head.name("weight"), embedding: embedTokens,
-                                                             embeddingName: w("embed_tokens").name("weight"))
+            outputWeight = try w.loader.tiedOutput(head.name("weight"), embedding: embedTokens,
+                                                   embeddingName: w("embed_tokens").name("weight"))
         } else {
-            (outputWeight, scales) = try w.loader.quantizable(head.name("weight"), shape: [c.vocabSize, c.hiddenSize])
+            outputWeight = try w.loader.quantizable(head.name("weight"), shape: [c.vocabSize, c.hiddenSize])
         }
-        output = Linear(weight: outputWeight, scales: scales, bias: nil)
+        output = Linear(weight: outputWeight, bias: nil)
         embedScale = embedTokens.dtype.round(Float(c.hiddenSize).squareRoot())
     }
 

@@ -1,33 +1,31 @@
 // Building blocks shared by the vision tower and the decoders.
 
-/// y = x Wᵀ + b, with W [out, in] in its stored dtype (or int8 with row scales).
+/// y = x Wᵀ + b, with W [out, in] as stored, or quantized (`MatrixWeight`).
 struct Linear: Sendable {
-    let weight: Tensor
-    let scales: [Float]?
+    let weight: MatrixWeight
     let bias: [Float]?
 
     /// Loads `<w>.weight` [outFeatures, inFeatures] and, if `bias`, `<w>.bias` [outFeatures].
     /// `quantizable` layers may be stored int8 (with `<w>.weight_scale`) and are quantized
-    /// when the loader asks for int8 (see `WeightLoader`).
+    /// when the loader asks for int8 or int4 (see `WeightLoader`).
     init(_ w: Weights, quantizable: Bool = false, inFeatures: Int, outFeatures: Int, bias: Bool) throws {
         let shape = [outFeatures, inFeatures]
         if quantizable {
-            (weight, scales) = try w.loader.quantizable(w.name("weight"), shape: shape)
+            weight = try w.loader.quantizable(w.name("weight"), shape: shape)
         } else {
-            (weight, scales) = (try w.tensor("weight", shape: shape), nil)
+            weight = .dense(try w.tensor("weight", shape: shape))
         }
         self.bias = bias ? try w.vector("bias", count: outFeatures) : nil
     }
 
-    init(weight: Tensor, scales: [Float]?, bias: [Float]?) {
+    init(weight: MatrixWeight, bias: [Float]?) {
         self.weight = weight
-        self.scales = scales
         self.bias = bias
     }
 
-    var outFeatures: Int { weight.shape[0] }
+    var outFeatures: Int { weight.rows }
 
-    func callAsFunction(_ x: Matrix) -> Matrix { Ops.linear(x, weight, bias: bias, scales: scales) }
+    func callAsFunction(_ x: Matrix) -> Matrix { Ops.linear(x, weight, bias: bias) }
 }
 
 /// LayerNorm with scale and shift (`<w>.weight`, `<w>.bias`).

@@ -9,6 +9,11 @@ public enum Quantization: String, Sendable, CaseIterable {
     /// scale per output channel; the vision tower, norms and embedding lookup stay as stored.
     /// A folder that already stores them int8 (`paligemma quantize`) is mapped as it is.
     case int8
+    /// The same matrices quantized at load to 4 bits, one float16 scale per group of 32 values
+    /// of a row (`MatrixWeight.int4`): about a quarter of bf16's memory traffic, at a larger
+    /// accuracy cost than int8 (docs/BENCHMARKS.md). Their input sizes must be multiples of 32,
+    /// as in every published checkpoint. A folder that stores int8 is refused.
+    case int4
 }
 
 /// How a loaded model holds the matrices that int8 covers (the decoder's attention and MLP
@@ -20,9 +25,11 @@ public enum WeightFormat: String, Sendable, Codable {
     case int8Quantized = "int8"
     /// Stored int8 in the checkpoint (written by `Int8Checkpoint`), mapped without work.
     case int8Stored = "int8-stored"
+    /// Quantized to 4-bit groups while loading (`Quantization.int4`).
+    case int4Quantized = "int4"
 
     /// Whether these matrices are int8 in memory.
-    public var isInt8: Bool { self != .stored }
+    public var isInt8: Bool { self == .int8Quantized || self == .int8Stored }
 }
 
 /// A matrix int8 may cover: its canonical name, shape [out, in], and the canonical name of the
@@ -98,39 +105,50 @@ public final class WeightLoader {
     }
 
     /// A matrix int8 covers: stored int8 with its row scales, or as stored and quantized here
-    /// when the loader asks for int8 (scales nil otherwise).
-    func quantizable(_ name: String, shape: [Int]) throws -> (weight: Tensor, scales: [Float]?) {
+    /// when the loader asks for int8 or int4.
+    func quantizable(_ name: String, shape: [Int]) throws -> MatrixWeight {
         int8Targets.append(Int8Target(name: name, shape: shape, source: name))
         if let int8 = try storedInt8(name, shape: shape) { return int8 }
         let t = try tensor(name, shape: shape)
-        guard t.hasData else { return (t, nil) }
+        guard t.hasData else { return .dense(t) }
         storedFloat.append(name)
-        return quantizeIfAsked(t)
+        return try quantizeIfAsked(t, name: name)
     }
 
     /// The output projection `name` when tied to `embedding` (canonical name `embeddingName`):
     /// a stored int8 copy if the checkpoint has one, else the embedding itself (quantized when
     /// the loader asks for int8; the lookup keeps reading the stored embedding). A stored float
     /// copy of the tied matrix is not used.
-    func tiedOutput(_ name: String, embedding: Tensor, embeddingName: String) throws -> (weight: Tensor, scales: [Float]?) {
+    func tiedOutput(_ name: String, embedding: Tensor, embeddingName: String) throws -> MatrixWeight {
         int8Targets.append(Int8Target(name: name, shape: embedding.shape, source: embeddingName))
         if let int8 = try storedInt8(name, shape: embedding.shape) { return int8 }
         ignore(prefix: name)
-        guard embedding.hasData else { return (embedding, nil) }
+        guard embedding.hasData else { return .dense(embedding) }
         storedFloat.append(name)
-        return quantizeIfAsked(embedding)
+        return try quantizeIfAsked(embedding, name: embeddingName)
     }
 
-    private func quantizeIfAsked(_ t: Tensor) -> (weight: Tensor, scales: [Float]?) {
-        guard quantization == .int8 else { return (t, nil) }
-        let (q, scales) = Ops.quantizeInt8(t)
+    private func quantizeIfAsked(_ t: Tensor, name: String) throws -> MatrixWeight {
+        let q: MatrixWeight
+        switch quantization {
+        case .none: return .dense(t)
+        case .int8:
+            let (w, scales) = Ops.quantizeInt8(t)
+            q = .int8(w, scales: scales)
+        case .int4:
+            guard t.shape[1] % MatrixWeight.int4Group == 0 else {
+                throw PaliGemmaError.weights(tensor: checkpoint?.storedName(name) ?? name,
+                    reason: "has \(t.shape[1]) input features; int4 quantizes groups of \(MatrixWeight.int4Group) along a row, so they must be a multiple of \(MatrixWeight.int4Group) (use int8)")
+            }
+            q = Ops.quantizeInt4(t)
+        }
         Ops.releasePages(t)  // the stored copy is not read again (a tied embedding's lookup faults back only its rows)
-        return (q, scales)
+        return q
     }
 
     /// `name` with its row scales if the checkpoint stores it as int8; nil if it is absent or
     /// in a float dtype (and then it must have no scale).
-    private func storedInt8(_ name: String, shape: [Int]) throws -> (weight: Tensor, scales: [Float])? {
+    private func storedInt8(_ name: String, shape: [Int]) throws -> MatrixWeight? {
         guard let checkpoint else { return nil }
         let scaleName = name + Self.scaleSuffix
         let weight = try checkpoint.tensor(canonical: name)
@@ -162,14 +180,23 @@ public final class WeightLoader {
         declared.append((name, shape))
         used.insert(name)
         used.insert(scaleName)
+        if quantization == .int4 {
+            throw PaliGemmaError.weights(tensor: stored,
+                reason: "is stored int8; int4 quantizes from the float weights, so load the float folder this was quantized from")
+        }
         storedInt8.append(name)
-        return (weight, scales)
+        return .int8(weight, scales: scales)
     }
 
     /// How the matrices int8 covers are held, given what was loaded so far.
     public var weightFormat: WeightFormat {
         if !storedInt8.isEmpty { return .int8Stored }
-        return quantization == .int8 && checkpoint != nil ? .int8Quantized : .stored
+        guard checkpoint != nil else { return .stored }
+        switch quantization {
+        case .none: return .stored
+        case .int8: return .int8Quantized
+        case .int4: return .int4Quantized
+        }
     }
 
     /// A small parameter (norm scale, bias) converted to float32.

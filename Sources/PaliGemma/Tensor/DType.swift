@@ -2,7 +2,8 @@ import CPaliGemmaKernels
 
 /// Element types of checkpoint tensors. Model weights may be float32, bfloat16 or float16, and
 /// int8 for the matrices an int8 folder stores (`Int8Checkpoint`); the other integer types
-/// appear only in auxiliary files (token ids in fixtures and dumps).
+/// appear only in auxiliary files (token ids in fixtures and dumps) and, for uint8, in memory
+/// as packed 4-bit weights.
 public enum DType: String, Sendable, CaseIterable {
     case float32 = "F32"
     case bfloat16 = "BF16"
@@ -12,6 +13,8 @@ public enum DType: String, Sendable, CaseIterable {
     /// Symmetric int8 with a float scale per row; made by quantizing at load (`Quantization.int8`)
     /// or stored with its scales by `Int8Checkpoint`.
     case int8 = "I8"
+    /// Bytes: the packed values of 4-bit weights (`MatrixWeight.int4`), two to a byte.
+    case uint8 = "U8"
 
     /// Bytes per element.
     public var size: Int {
@@ -19,7 +22,7 @@ public enum DType: String, Sendable, CaseIterable {
         case .float32, .int32: return 4
         case .bfloat16, .float16: return 2
         case .int64: return 8
-        case .int8: return 1
+        case .int8, .uint8: return 1
         }
     }
 
@@ -33,7 +36,7 @@ public enum DType: String, Sendable, CaseIterable {
         case .bfloat16: return Int32(PG_BF16.rawValue)
         case .float16: return Int32(PG_F16.rawValue)
         case .int8: return Int32(PG_I8.rawValue)
-        case .int64, .int32: return nil
+        case .int64, .int32, .uint8: return nil
         }
     }
 

@@ -46,6 +46,44 @@ public enum Ops {
         return y
     }
 
+    /// y = x · Wᵀ + bias for a weight matrix in any of its forms, x [M, cols], y [M, rows].
+    public static func linear(_ x: Matrix, _ w: MatrixWeight, bias: [Float]?, into y: Matrix) {
+        switch w {
+        case .dense(let t): linear(x, t, bias: bias, into: y)
+        case .int8(let t, let scales): linear(x, t, bias: bias, scales: scales, into: y)
+        case .int4(let packed, let scales):
+            precondition(w.cols == x.cols && y.cols == w.rows && y.rows == x.rows,
+                         "linear: shapes x \(x.rows)x\(x.cols), w [\(w.rows), \(w.cols)], y \(y.rows)x\(y.cols)")
+            guard let p = packed.pointer, let s = scales.pointer else { return }
+            withOptionalPointer(bias) { b in
+                pg_linear_q4(x.data, x.cols, p.assumingMemoryBound(to: UInt8.self), s.assumingMemoryBound(to: UInt16.self),
+                             b, y.data, y.cols, x.rows, w.rows, w.cols)
+            }
+        }
+    }
+
+    public static func linear(_ x: Matrix, _ w: MatrixWeight, bias: [Float]?) -> Matrix {
+        let y = Matrix(rows: x.rows, cols: w.rows)
+        linear(x, w, bias: bias, into: y)
+        return y
+    }
+
+    /// A matrix quantized to 4-bit groups (`MatrixWeight.int4`); its column count must be a
+    /// multiple of `MatrixWeight.int4Group`.
+    public static func quantizeInt4(_ w: Tensor) -> MatrixWeight {
+        precondition(w.shape.count == 2 && w.shape[1] % MatrixWeight.int4Group == 0)
+        let (rows, cols) = (w.shape[0], w.shape[1])
+        let packed = Storage.allocate(byteCount: rows * cols / 2)
+        let scales = Storage.allocate(byteCount: rows * (cols / MatrixWeight.int4Group) * 2)
+        if let p = w.pointer, let kt = w.dtype.kernelType {
+            pg_quantize_q4(p, kt, rows, cols,
+                           UnsafeMutableRawPointer(mutating: packed.base).assumingMemoryBound(to: UInt8.self),
+                           UnsafeMutableRawPointer(mutating: scales.base).assumingMemoryBound(to: UInt16.self))
+        }
+        return .int4(packed: Tensor(storage: packed, offset: 0, shape: [rows, cols / 2], dtype: .uint8),
+                     scales: Tensor(storage: scales, offset: 0, shape: [rows, cols / MatrixWeight.int4Group], dtype: .float16))
+    }
+
     /// A matrix quantized to int8 per row: the int8 tensor and the row scales.
     public static func quantizeInt8(_ w: Tensor) -> (Tensor, [Float]) {
         precondition(w.shape.count == 2)

@@ -50,6 +50,7 @@ public struct Tensor: Sendable {
         switch dtype {
         case .int64: return (0..<count).map { Int(p.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) }
         case .int32: return (0..<count).map { Int(p.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self)) }
+        case .uint8: return (0..<count).map { Int(p.load(fromByteOffset: $0, as: UInt8.self)) }
         default: return floats().map { Int($0) }
         }
     }

@@ -1,0 +1,224 @@
+import CPaliGemmaKernels
+import Foundation
+import Testing
+@testable import PaliGemma
+
+/// 4-bit weights (`MatrixWeight.int4`, the kernels' PG_Q4): the quantizer's layout and rounding,
+/// the decode and prefill kernels against a float64 reference of the dequantized matrix on every
+/// ISA level, and the accuracy cost on the parity fixtures (measured and bounded).
+struct Int4Tests {
+    static let group = MatrixWeight.int4Group
+
+    @Test("pg_quantize_q4 layout: low nibble value j, high nibble value j + 16, stored as q + 8")
+    func layout() throws {
+        // One group whose values are the 16 levels twice: m = -8 gives scale 1, so q = value.
+        let values = (0..<32).map { Float($0 % 16) - 8 }
+        let w = Ops.quantizeInt4(Tensor(values: values, shape: [1, 32]))
+        guard case .int4(let packed, let scales) = w else { Issue.record("not int4"); return }
+        #expect(packed.shape == [1, 16] && packed.dtype == .uint8)
+        #expect(scales.shape == [1, 1] && scales.dtype == .float16)
+        #expect(scales.floats() == [1])
+        #expect(packed.ints() == (0..<16).map { $0 | ($0 << 4) })
+        #expect(w.floats() == values)
+        #expect(w.rows == 1 && w.cols == 32 && w.byteCount == 18)
+    }
+
+    @Test("pg_quantize_q4 keeps every value within one step (half a step unless clamped at +7), the largest exactly")
+    func quantize() {
+        var rng = SeededRandom(41)
+        let rows = 9, cols = 7 * Self.group
+        var w = rng.floats(rows * cols).map { $0 * 3 }
+        for c in 0..<Self.group { w[2 * cols + c] = 0 }  // a group of zeros
+        w[4 * cols + 5] = 1e6  // beyond float16's range: the scale saturates
+        let q = Ops.quantizeInt4(Tensor(values: w, shape: [rows, cols]))
+        guard case .int4(_, let scaleTensor) = q else { Issue.record("not int4"); return }
+        let scales = scaleTensor.floats()
+        let back = q.floats()
+        var worst: Float = 0, halfStepViolations = 0
+        for r in 0..<rows {
+            for g in 0..<(cols / Self.group) {
+                let idx = (0..<Self.group).map { r * cols + g * Self.group + $0 }
+                let s = abs(scales[r * (cols / Self.group) + g])
+                if idx.allSatisfy({ w[$0] == 0 }) {
+                    #expect(s == 0 && idx.allSatisfy { back[$0] == 0 })
+                    continue
+                }
+                if r == 4 && g == 0 { #expect(s == 65504); continue }
+                let m = idx.max { abs(w[$0]) < abs(w[$1]) }!
+                #expect(abs(back[m] - w[m]) <= abs(w[m]) * 1e-3, "largest value of the group \(g) of row \(r)")
+                for i in idx {
+                    let err = abs(back[i] - w[i]) / s
+                    worst = max(worst, err)
+                    if err > 0.5 + 1e-3 { halfStepViolations += 1 }
+                    #expect(err <= 1 + 1e-3, "row \(r), column \(i - r * cols): \(back[i]) vs \(w[i]) (step \(s))")
+                }
+            }
+        }
+        print("int4 quantization: worst error \(worst) steps, \(halfStepViolations) values clamped at +7")
+        #expect(halfStepViolations <= rows * cols / 20)
+    }
+
+    /// Runs pg_linear_q4_isa on `level`.
+    static func linear(_ level: ISA, x: [Float], w: MatrixWeight, bias: [Float]?, m: Int) -> [Float] {
+        guard case .int4(let packed, let scales) = w, let p = packed.pointer, let s = scales.pointer else { return [] }
+        let (n, k) = (w.rows, w.cols)
+        var y = [Float](repeating: .nan, count: m * n)
+        let b = bias ?? []
+        x.withUnsafeBufferPointer { xp in
+            b.withUnsafeBufferPointer { bp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    pg_linear_q4_isa(Int32(level.rawValue), xp.baseAddress, k, p.assumingMemoryBound(to: UInt8.self),
+                                     s.assumingMemoryBound(to: UInt16.self), bias == nil ? nil : bp.baseAddress,
+                                     yp.baseAddress, n, m, n, k)
+                }
+            }
+        }
+        return y
+    }
+
+    @Test("pg_linear_q4 on every ISA level: decode (x quantized per group, bounded) and prefill (float, tight)")
+    func linearInt4() {
+        var rng = SeededRandom(42)
+        var worst: Float = 0  // largest error as a share of its bound
+        // Groups: 1 (unpaired), 3 (a pair and an unpaired one), 8 and 16 (the SIMD blocks), 11 and
+        // 72 (blocks and a tail); prefill with ragged rows and columns, and over 64 weight rows.
+        let shapes = [(1, 17, 32), (1, 33, 96), (2, 9, 256), (1, 40, 352), (3, 20, 512), (4, 7, 2304), (1, 5, 16_384),
+                      (5, 45, 32), (7, 70, 96), (13, 37, 352), (40, 130, 256)]
+        for level in KernelTests.levels {
+            for (m, n, k) in shapes {
+                var x = rng.floats(m * k)
+                x[k / 2] = 9  // an outlier: its group's x step follows it
+                let wf = rng.floats(n * k).map { $0 * 2 }
+                let w = Ops.quantizeInt4(Tensor(values: wf, shape: [n, k]))
+                let dq = w.floats()
+                let bias: [Float]? = n % 2 == 1 ? rng.floats(n) : nil
+                let y = Self.linear(level, x: x, w: w, bias: bias, m: m)
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var dot = Double(bias?[j] ?? 0), mag = 0.0, xerr = 0.0
+                        for g in 0..<(k / Self.group) {
+                            let r = (g * Self.group)..<((g + 1) * Self.group)
+                            // Decode quantizes each group of x to int8: every x moves by at most half a step.
+                            let step = m <= 4 ? Double(r.map { abs(x[i * k + $0]) }.max() ?? 0) / 127 : 0
+                            for t in r {
+                                let p = Double(x[i * k + t]) * Double(dq[j * k + t])
+                                dot += p
+                                mag += abs(p)
+                                xerr += 0.5 * step * abs(Double(dq[j * k + t]))
+                            }
+                        }
+                        let err = Float(abs(Double(y[i * n + j]) - dot))
+                        let bound = Float(mag * 2e-6 + xerr * 1.001) + 1e-5
+                        worst = max(worst, err / bound)
+                        #expect(err <= bound, "\(level.name) m\(m) n\(n) k\(k): \(y[i * n + j]) vs \(dot) (bound \(bound))")
+                    }
+                }
+            }
+        }
+        print("pg_linear_q4: worst |diff| = \(worst) of its bound")
+    }
+
+    @Test("pg_linear_q4 decode: extreme nibbles and x do not overflow the 16-bit pair sums")
+    func extremes() {
+        // Every weight at q = 7 (nibble 15) or q = -8 (nibble 0), every x at the top of its range.
+        let k = 16_384 + 96, n = 3
+        for level in KernelTests.levels {
+            for q: Float in [7, -8] {
+                // m = -8 fixes the scale at 1; the rest of each group is q.
+                var wf = [Float](repeating: q, count: n * k)
+                for i in stride(from: 0, to: n * k, by: Self.group) { wf[i] = -8 }
+                let w = Ops.quantizeInt4(Tensor(values: wf, shape: [n, k]))
+                for (m, sign) in [(1, Float(1)), (4, -1), (9, 1)] {
+                    let x = [Float](repeating: 5 * sign, count: m * k)
+                    let y = Self.linear(level, x: x, w: w, bias: nil, m: m)
+                    let want = 5 * sign * (Float(k / Self.group) * (31 * q - 8))
+                    for v in y { #expect(abs(v - want) <= abs(want) * 1e-5, "\(level.name) q\(q) m\(m): \(v) vs \(want)") }
+                }
+            }
+        }
+    }
+
+    /// Fixtures whose decoder matrices all have input sizes that are multiples of 32.
+    static let fixtures = ["pg1-f32", "pg2-f32"]
+
+    @Test("int4 decoder on the parity fixtures: logits near, greedy tokens mostly kept", arguments: Int4Tests.fixtures)
+    func accuracy(name: String) throws {
+        let ref = try Fixtures.reference(name)
+        let pixels = try ref.tensor("pixel_values").floats()
+        let prompt = try ref.tensor("input_ids").ints()
+        let want = try ref.tensor("logits_prompt").floats()
+        let model = try PaliGemmaModel(directory: Fixtures.model(name), quantization: .int4)
+        #expect(model.weightFormat == .int4Quantized)
+        let image = try model.imageFeatures(pixels: pixels)
+        let logits = try model.forward(ids: prompt, imageFeatures: image, prefixLength: prompt.count,
+                                       cache: model.makeCache(capacity: prompt.count), logits: .all)
+        let (d, _) = maxAbsDiff(logits.values, want)
+        let vocab = logits.cols
+        var agree = 0
+        for r in 0..<logits.rows {
+            let row = Array(logits.values[(r * vocab)..<((r + 1) * vocab)])
+            let ref = Array(want[(r * vocab)..<((r + 1) * vocab)])
+            if row.indices.max(by: { row[$0] < row[$1] }) == ref.indices.max(by: { ref[$0] < ref[$1] }) { agree += 1 }
+        }
+        let range = (want.max() ?? 0) - (want.min() ?? 0)
+        print("[\(name)] int4: prompt logits max |diff| \(d) (logit range \(range)), top-1 agreement \(agree)/\(logits.rows)")
+        #expect(d <= 0.4 * range, "\(name): int4 logits differ by \(d)")
+        #expect(agree * 10 >= logits.rows * 6, "\(name): top-1 agrees on only \(agree) of \(logits.rows) positions")
+    }
+
+    @Test("int4 prefill equals the float model that holds the dequantized weights (wiring, to float rounding)",
+          arguments: Int4Tests.fixtures)
+    func matchesDequantizedFloatModel(name: String) throws {
+        // A float32 folder whose int4-covered matrices hold their dequantized values; the tied
+        // output projection becomes an untied lm_head (the int4 model keeps looking up the
+        // stored embedding). Prefill multiplies float x with the dequantized weights, so the
+        // two models' prompt logits differ only by summation order.
+        let source = try Checkpoint(directory: Fixtures.model(name))
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("int4-dequantized-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var replaced: [String: (shape: [Int], values: [Float])] = [:]
+        for t in try PaliGemmaModel.int8Targets(config: source.config) {
+            let src = try #require(try source.tensor(canonical: t.source))
+            replaced[t.name] = (t.shape, Ops.quantizeInt4(src).floats())
+        }
+        var items: [SafetensorsWriter.Item] = try source.tensorNames.filter { replaced[$0] == nil }.map { n in
+            let t = try #require(try source.tensor(canonical: n))
+            return .float32(n, shape: t.shape, t.floats())
+        }
+        items += replaced.map { .float32($0.key, shape: $0.value.shape, $0.value.values) }
+        try SafetensorsWriter.write(items, to: dir.appendingPathComponent("model.safetensors"))
+        var config = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: source.directory.appendingPathComponent("config.json"))) as? [String: Any])
+        var text = try #require(config["text_config"] as? [String: Any])
+        text["tie_word_embeddings"] = false
+        config["text_config"] = text
+        try JSONSerialization.data(withJSONObject: config).write(to: dir.appendingPathComponent("config.json"))
+
+        let ref = try Fixtures.reference(name)
+        let pixels = try ref.tensor("pixel_values").floats()
+        let prompt = try ref.tensor("input_ids").ints()
+        let int4 = try PaliGemmaModel(directory: Fixtures.model(name), quantization: .int4)
+        let float = try PaliGemmaModel(directory: dir)
+        var out: [[Float]] = []
+        for model in [int4, float] {
+            let logits = try model.forward(ids: prompt, imageFeatures: model.imageFeatures(pixels: pixels), prefixLength: prompt.count,
+                                           cache: model.makeCache(capacity: prompt.count), logits: .all)
+            out.append(logits.values)
+        }
+        let (d, _) = maxAbsDiff(out[0], out[1])
+        print("[\(name)] int4 vs float with the dequantized weights: prompt logits max |diff| \(d)")
+        #expect(d <= 1e-4)
+    }
+
+    @Test("int4 refuses a decoder matrix whose input size is not a multiple of 32, naming it")
+    func refusesRaggedGroups() throws {
+        // pg1-bf16's text hidden size is 48.
+        do {
+            _ = try PaliGemmaModel(directory: Fixtures.model("pg1-bf16"), quantization: .int4)
+            Issue.record("loaded")
+        } catch let PaliGemmaError.weights(tensor, reason) {
+            #expect(tensor.hasSuffix("layers.0.self_attn.q_proj.weight"), "\(tensor)")
+            #expect(reason.contains("48") && reason.contains("multiple of 32"), "\(reason)")
+        }
+    }
+}
