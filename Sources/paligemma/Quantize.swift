@@ -4,12 +4,14 @@ import PaliGemma
 
 struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write an int8 copy of a checkpoint folder, which then loads without quantizing.",
+        abstract: "Write an int8 (or 4-bit) copy of a checkpoint folder, which then loads without quantizing.",
         discussion: """
         The decoder's attention and MLP matrices and the output projection are stored as int8 \
         with one F32 scale per output channel (the same values --quantize int8 computes at \
-        load); everything else, and the other files of the folder, are copied unchanged. The \
-        output must not exist (or be an empty folder); it appears only when complete.
+        load); everything else, and the other files of the folder, are copied unchanged. With \
+        --bits 4 they are stored as 4-bit values with one F16 scale per group of 32 (the same \
+        values --quantize int4 computes at load). The output must not exist (or be an empty \
+        folder); it appears only when complete.
 
         Example:
           paligemma quantize --model ~/models/paligemma-3b-mix-224 --output ~/models/paligemma-3b-mix-224-int8
@@ -19,8 +21,13 @@ struct Quantize: ParsableCommand {
 
     @Option(help: "Checkpoint folder (or a hub id already in the local cache).") var model: String
     @Option(help: "Folder to write (must not exist, or be empty).") var output: String
+    @Option(help: "Bits per weight: 8 (int8, one scale per output channel) or 4 (one scale per group of 32).") var bits = 8
     @Flag(name: .customLong("allow-unknown-config-keys"), help: "Ignore config.json keys this runtime does not know.")
     var allowUnknownConfigKeys = false
+
+    func validate() throws {
+        guard bits == 8 || bits == 4 else { throw ValidationError("--bits must be 8 or 4") }
+    }
 
     func run() throws {
         do {
@@ -28,7 +35,7 @@ struct Quantize: ParsableCommand {
             let destination = URL(fileURLWithPath: (output as NSString).expandingTildeInPath)
             let showProgress = isatty(STDERR_FILENO) != 0
             var last = -1
-            let summary = try Int8Checkpoint.write(checkpoint, to: destination) { done, total in
+            let summary = try Int8Checkpoint.write(checkpoint, to: destination, bits: bits) { done, total in
                 let percent = done * 100 / max(total, 1)
                 if showProgress && percent != last {
                     last = percent

@@ -41,7 +41,7 @@ struct Int8CheckpointTests {
         let atLoad = try PaliGemmaModel(directory: Fixtures.model(name), quantization: .int8)
         #expect(atLoad.weightFormat == .int8Quantized)
         let want = try Self.logits(atLoad, name)
-        for asked in Quantization.allCases {
+        for asked in [Quantization.none, .int8] {  // int4 is refused on a quantized folder (Int4Tests)
             let stored = try PaliGemmaModel(directory: out, quantization: asked)
             #expect(stored.weightFormat == .int8Stored)
             let (d, at) = maxAbsDiff(try Self.logits(stored, name), want)
@@ -286,13 +286,13 @@ struct Int8CheckpointTests {
         Corruption(description: "NaN scale", tensor: layer + "mlp.down_proj.weight_scale", words: ["nan", "finite"]) { items in
             replace(&items, layer + "mlp.down_proj.weight_scale") { .float32($0.name, shape: $0.shape, [Float](repeating: .nan, count: $0.shape[0])) }
         },
-        Corruption(description: "I8 norm", tensor: layer + "input_layernorm.weight", words: ["int8", "only"]) { items in
+        Corruption(description: "I8 norm", tensor: layer + "input_layernorm.weight", words: ["I8", "only"]) { items in
             replace(&items, layer + "input_layernorm.weight") {
                 SafetensorsWriter.Item(name: $0.name, dtype: .int8, shape: $0.shape, bytes: [UInt8](repeating: 1, count: $0.shape[0]))
             }
         },
         Corruption(description: "I8 vision matrix with scales", tensor: "vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight",
-                   words: ["int8", "only"]) { items in
+                   words: ["I8", "only"]) { items in
             replace(&items, "vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight") {
                 SafetensorsWriter.Item(name: $0.name, dtype: .int8, shape: $0.shape, bytes: [UInt8](repeating: 1, count: $0.shape.reduce(1, *)))
             }
@@ -323,7 +323,7 @@ struct Int8CheckpointTests {
         let (out, _) = try Self.quantize(Fixtures.model("pg1-f32"))
         _ = try PaliGemmaModel(directory: out)  // intact, it loads
         try CheckpointTests.rewrite(out, c.edit)
-        for asked in Quantization.allCases {
+        for asked in [Quantization.none, .int8] {
             let e = Self.error { _ = try PaliGemmaModel(directory: out, quantization: asked) }
             print("[\(c)] \(e.map { "\($0)" } ?? "-")")
             guard case let .weights(tensor, reason)? = e else { Issue.record("\(c): \(String(describing: e))"); continue }

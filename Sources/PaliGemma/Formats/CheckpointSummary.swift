@@ -13,30 +13,35 @@ public struct CheckpointSummary: Sendable {
     public let fileBytes: Int
     /// Matrices stored int8 with F32 row scales (`paligemma quantize`); 0 for a float folder.
     public let int8Tensors: Int
-    /// Whether the output projection is stored as an int8 copy of the tied embedding.
+    /// Whether the output projection is stored as a quantized copy of the tied embedding.
     public let int8TiedOutput: Bool
+    /// Matrices stored 4-bit (U8) with F16 group scales (`paligemma quantize --bits 4`).
+    public let int4Tensors: Int
 
     public init(checkpoint: Checkpoint) throws {
         directory = checkpoint.directory.path
         config = checkpoint.config
         files = checkpoint.files.map { URL(fileURLWithPath: $0.path).lastPathComponent }
-        var count = 0, params = 0, int8 = 0
+        var count = 0, params = 0, int8 = 0, int4 = 0
         var dtypes: [String: Int] = [:]
         let outputName = "language_model.lm_head.weight"
-        let tiedCopy = config.textConfig.tieWordEmbeddings && checkpoint.dtype(canonical: outputName) == .int8
+        let quantized: (DType?) -> Bool = { $0 == .int8 || $0 == .uint8 }
+        let tiedCopy = config.textConfig.tieWordEmbeddings && quantized(checkpoint.dtype(canonical: outputName))
         for name in checkpoint.tensorNames {
             guard let t = try checkpoint.tensor(canonical: name) else { continue }
             count += 1
             dtypes[t.dtype.rawValue, default: 0] += t.count
             if t.dtype == .int8 { int8 += 1 }
-            // Parameters of the model: not the row scales of int8 weights, nor an int8 copy of
-            // the tied embedding.
+            if t.dtype == .uint8 { int4 += 1 }
+            // Parameters of the model: not the scales of quantized weights, nor a quantized copy
+            // of the tied embedding; a 4-bit byte holds two.
             let isScale = name.hasSuffix(WeightLoader.scaleSuffix)
-                && checkpoint.dtype(canonical: String(name.dropLast(WeightLoader.scaleSuffix.count))) == .int8
-            if !isScale && !(tiedCopy && name == outputName) { params += t.count }
+                && quantized(checkpoint.dtype(canonical: String(name.dropLast(WeightLoader.scaleSuffix.count))))
+            if !isScale && !(tiedCopy && name == outputName) { params += t.dtype == .uint8 ? 2 * t.count : t.count }
         }
         int8Tensors = int8
         int8TiedOutput = tiedCopy
+        int4Tensors = int4
         tensorCount = count
         parameterCount = params
         self.dtypes = dtypes
@@ -68,6 +73,10 @@ public struct CheckpointSummary: Sendable {
             let output = int8TiedOutput ? "; the output projection is an int8 copy of the tied embedding, which stays as stored" : ""
             lines.append("int8         \(int8Tensors) matrices stored int8 with F32 row scales (paligemma quantize), loaded without quantizing\(output)")
         }
+        if int4Tensors > 0 {
+            let output = int8TiedOutput ? "; the output projection is a 4-bit copy of the tied embedding, which stays as stored" : ""
+            lines.append("int4         \(int4Tensors) matrices stored 4-bit (U8) with F16 scales per group of 32 (paligemma quantize --bits 4), loaded without quantizing\(output)")
+        }
         lines.append("load         strict check passed in \(String(format: "%.3f", loadSeconds)) s")
         return lines.joined(separator: "\n")
     }
@@ -85,6 +94,7 @@ public struct CheckpointSummary: Sendable {
             "data_bytes": dataBytes,
             "file_bytes": fileBytes,
             "int8_tensors": int8Tensors,
+            "int4_tensors": int4Tensors,
             "load_s": loadSeconds,
             "config": (try? JSONSerialization.jsonObject(with: JSONEncoder().encode(config))) ?? [:],
         ]

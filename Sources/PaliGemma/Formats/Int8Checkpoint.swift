@@ -5,8 +5,14 @@ import Glibc
 import Darwin
 #endif
 
-/// Writes an int8 copy of a checkpoint folder, quantized once, that loads without any work
-/// (memory-mapped like any folder): `paligemma quantize`.
+/// Writes an int8 (or 4-bit) copy of a checkpoint folder, quantized once, that loads without
+/// any work (memory-mapped like any folder): `paligemma quantize [--bits 4]`.
+///
+/// With `bits: 4` each covered matrix is instead `<name>.weight` U8 [out, in / 2] (the
+/// kernels' PG_Q4 layout, two values a byte) with `<name>.weight_scale` F16 [out, in / 32] (the
+/// group scales), the same values as `--quantize int4` computes at load, and the mark is
+/// `paligemma_quantization: int4-group32`; every covered matrix needs an input size that is a
+/// multiple of 32.
 ///
 /// The folder it writes (read back by `WeightLoader`, which documents the same layout):
 /// - every matrix `Quantization.int8` quantizes (`PaliGemmaModel.int8Targets`: each decoder
@@ -34,6 +40,7 @@ public enum Int8Checkpoint {
     /// The `__metadata__` key (and value) that marks a quantized folder's safetensors files.
     public static let metadataKey = "paligemma_quantization"
     public static let metadataValue = "int8-per-channel"
+    public static let metadataValueInt4 = "int4-group32"
     public static let defaultMaxShardBytes = 2_000_000_000
     /// Largest piece of a tensor read and written at once.
     static let defaultChunkBytes = 64 << 20
@@ -41,7 +48,9 @@ public enum Int8Checkpoint {
     /// What a run wrote.
     public struct Summary: Sendable {
         public let output: URL
-        /// Matrices written as int8 + row scales.
+        /// Bits per quantized weight: 8 or 4.
+        public let bits: Int
+        /// Matrices written quantized, with their scales.
         public let tensorsQuantized: Int
         /// Tensors copied as stored.
         public let tensorsCopied: Int
@@ -59,7 +68,7 @@ public enum Int8Checkpoint {
         /// One line for the command line.
         public var line: String {
             let dropped = tensorsDropped.isEmpty ? "" : ", dropped \(tensorsDropped.count) unused"
-            return "quantized \(tensorsQuantized) tensors to int8, copied \(tensorsCopied)\(dropped) and \(filesCopied.count) files: "
+            return "quantized \(tensorsQuantized) tensors to int\(bits), copied \(tensorsCopied)\(dropped) and \(filesCopied.count) files: "
                 + "\(Self.bytes(bytesIn)) -> \(Self.bytes(bytesOut)) in \(String(format: "%.2f", seconds)) s "
                 + "(\(shards) \(shards == 1 ? "file" : "shards")): \(output.path)"
         }
@@ -72,21 +81,21 @@ public enum Int8Checkpoint {
         }
     }
 
-    /// Whether `checkpoint` already holds int8 tensors or the quantized-folder mark.
+    /// Whether `checkpoint` already holds int8 or 4-bit tensors or the quantized-folder mark.
     public static func isQuantized(_ checkpoint: Checkpoint) -> Bool {
         checkpoint.files.contains { file in
-            file.metadata[metadataKey] != nil || file.entries.values.contains { $0.dtype == .int8 }
+            file.metadata[metadataKey] != nil || file.entries.values.contains { $0.dtype == .int8 || $0.dtype == .uint8 }
         }
     }
 
     /// One tensor of the output, or a matrix and its scales.
     private enum Unit {
         case copy(name: String, tensor: Tensor)
-        case quantize(name: String, source: Tensor)
+        case quantize(name: String, source: Tensor, bits: Int)
 
         var name: String {
             switch self {
-            case let .copy(name, _), let .quantize(name, _): return name
+            case let .copy(name, _), let .quantize(name, _, _): return name
             }
         }
 
@@ -94,7 +103,11 @@ public enum Int8Checkpoint {
         var tensors: [(name: String, dtype: DType, shape: [Int])] {
             switch self {
             case let .copy(name, t): return [(name, t.dtype, t.shape)]
-            case let .quantize(name, t):
+            case let .quantize(name, t, bits) where bits == 4:
+                let (rows, cols) = (t.shape[0], t.shape[1])
+                return [(name, .uint8, [rows, cols / 2]),
+                        (name + WeightLoader.scaleSuffix, .float16, [rows, cols / MatrixWeight.int4Group])]
+            case let .quantize(name, t, _):
                 return [(name, .int8, t.shape), (name + WeightLoader.scaleSuffix, .float32, [t.shape[0]])]
             }
         }
@@ -102,19 +115,20 @@ public enum Int8Checkpoint {
         var bytes: Int { tensors.reduce(0) { $0 + $1.shape.reduce(1, *) * $1.dtype.size } }
     }
 
-    /// Writes the int8 copy of `source` to `output` (which must not exist, or be an empty
-    /// folder, and must lie outside `source`'s folder). `progress(done, total)` counts bytes of
-    /// tensor data written.
+    /// Writes the int8 (`bits` 8) or 4-bit (`bits` 4) copy of `source` to `output` (which must
+    /// not exist, or be an empty folder, and must lie outside `source`'s folder).
+    /// `progress(done, total)` counts bytes of tensor data written.
     @discardableResult
-    public static func write(_ source: Checkpoint, to output: URL, maxShardBytes: Int = defaultMaxShardBytes,
+    public static func write(_ source: Checkpoint, to output: URL, bits: Int = 8, maxShardBytes: Int = defaultMaxShardBytes,
                              progress: (Int, Int) -> Void = { _, _ in }) throws -> Summary {
-        try write(source, to: output, maxShardBytes: maxShardBytes, chunkBytes: defaultChunkBytes, progress: progress)
+        try write(source, to: output, bits: bits, maxShardBytes: maxShardBytes, chunkBytes: defaultChunkBytes, progress: progress)
     }
 
     /// `write` with the piece size as a parameter (the tests use small pieces).
     @discardableResult
-    static func write(_ source: Checkpoint, to output: URL, maxShardBytes: Int, chunkBytes: Int,
+    static func write(_ source: Checkpoint, to output: URL, bits: Int = 8, maxShardBytes: Int, chunkBytes: Int,
                       progress: (Int, Int) -> Void = { _, _ in }) throws -> Summary {
+        guard bits == 8 || bits == 4 else { throw PaliGemmaError.input("bits must be 8 or 4, not \(bits)") }
         let start = Date()
         let fm = FileManager.default
         let destination = output.standardizedFileURL
@@ -124,9 +138,10 @@ public enum Int8Checkpoint {
                 throw PaliGemmaError.safetensors(path: file.path, tensor: nil,
                     reason: "is already quantized (\(metadataKey) = \(mark)); use the folder as it is")
             }
-            if let name = file.names.first(where: { file.entries[$0]?.dtype == .int8 }) {
+            if let name = file.names.first(where: { file.entries[$0]?.dtype == .int8 || file.entries[$0]?.dtype == .uint8 }) {
+                let dtype = file.entries[name]?.dtype == .int8 ? "int8 (I8)" : "4-bit (U8)"
                 throw PaliGemmaError.safetensors(path: file.path, tensor: name,
-                    reason: "is already int8 (I8): the folder is already quantized; use it as it is")
+                    reason: "is already \(dtype): the folder is already quantized; use it as it is")
             }
         }
         // The source must load strictly, so the copy will too.
@@ -134,6 +149,10 @@ public enum Int8Checkpoint {
 
         // Plan: what each tensor becomes, in name order.
         let targets = try PaliGemmaModel.int8Targets(config: source.config)
+        if bits == 4, let ragged = targets.first(where: { $0.shape[1] % MatrixWeight.int4Group != 0 }) {
+            throw PaliGemmaError.weights(tensor: source.storedName(ragged.source),
+                reason: "has \(ragged.shape[1]) input features; 4-bit weights are quantized in groups of \(MatrixWeight.int4Group) along a row, so they must be a multiple of \(MatrixWeight.int4Group) (use int8)")
+        }
         let targetByName = Dictionary(targets.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         func sourceTensor(_ name: String) throws -> Tensor {
             guard let t = try source.tensor(canonical: name) else {
@@ -146,7 +165,7 @@ public enum Int8Checkpoint {
         for name in source.tensorNames {
             if let target = targetByName[name] {
                 if target.source == name {
-                    units.append(.quantize(name: name, source: try sourceTensor(name)))
+                    units.append(.quantize(name: name, source: try sourceTensor(name), bits: bits))
                 } else {
                     dropped.append(source.storedName(name))  // a stored float copy of the tied output projection
                 }
@@ -155,7 +174,7 @@ public enum Int8Checkpoint {
             }
         }
         for target in targets where target.source != target.name {
-            units.append(.quantize(name: target.name, source: try sourceTensor(target.source)))
+            units.append(.quantize(name: target.name, source: try sourceTensor(target.source), bits: bits))
         }
         units.sort { $0.name < $1.name }
 
@@ -197,13 +216,13 @@ public enum Int8Checkpoint {
                 $0.dtype.size != $1.dtype.size ? $0.dtype.size > $1.dtype.size : $0.name < $1.name
             }
             let writer = try SafetensorsStreamWriter(path: temporary.appendingPathComponent(shardName).path, tensors: layout,
-                                                     metadata: ["format": "pt", metadataKey: metadataValue])
+                                                     metadata: ["format": "pt", metadataKey: bits == 4 ? metadataValueInt4 : metadataValue])
             for unit in shard {
                 switch unit {
                 case let .copy(name, tensor):
                     try copy(tensor, as: name, into: writer, chunkBytes: chunkBytes) { written += $0; progress(written, total) }
-                case let .quantize(name, tensor):
-                    try quantize(tensor, as: name, into: writer, chunkBytes: chunkBytes) { written += $0; progress(written, total) }
+                case let .quantize(name, tensor, bits):
+                    try quantize(tensor, as: name, bits: bits, into: writer, chunkBytes: chunkBytes) { written += $0; progress(written, total) }
                 }
             }
             try writer.finish()
@@ -215,18 +234,18 @@ public enum Int8Checkpoint {
         }
         let files = try copyOtherFiles(of: source, into: temporary)
 
-        // The copy must load strictly, as stored int8, before it takes the output's name
+        // The copy must load strictly, as stored int8 or 4-bit, before it takes the output's name
         // (config.json is the source's, already checked as the caller asked).
         let check = try PaliGemmaModel(checkpoint: Checkpoint(directory: temporary, allowUnknownConfigKeys: true))
-        guard check.weightFormat == .int8Stored else {
-            throw PaliGemmaError.weights(tensor: targets.first?.name ?? "", reason: "the written folder does not load as int8")
+        guard check.weightFormat == (bits == 4 ? .int4Stored : .int8Stored) else {
+            throw PaliGemmaError.weights(tensor: targets.first?.name ?? "", reason: "the written folder does not load as int\(bits)")
         }
         guard rename(temporary.path, destination.path) == 0 else {
             throw PaliGemmaError.io(path: destination.path,
                 reason: "cannot move the finished folder into place: \(String(cString: strerror(errno)))")
         }
         finished = true
-        return Summary(output: destination, tensorsQuantized: units.filter { if case .quantize = $0 { true } else { false } }.count,
+        return Summary(output: destination, bits: bits, tensorsQuantized: units.filter { if case .quantize = $0 { true } else { false } }.count,
                        tensorsCopied: units.filter { if case .copy = $0 { true } else { false } }.count,
                        tensorsDropped: dropped, filesCopied: files, shards: shards.count,
                        bytesIn: source.dataBytes, bytesOut: total, seconds: Date().timeIntervalSince(start))
@@ -284,11 +303,30 @@ public enum Int8Checkpoint {
     }
 
     /// Quantizes a matrix a block of rows at a time (rows are quantized independently, so the
-    /// result equals `Ops.quantizeInt8` of the whole), then writes its row scales.
-    private static func quantize(_ t: Tensor, as name: String, into writer: SafetensorsStreamWriter, chunkBytes: Int, wrote: (Int) -> Void) throws {
+    /// result equals `Ops.quantizeInt8` or `Ops.quantizeInt4` of the whole) and writes it with
+    /// its scales.
+    private static func quantize(_ t: Tensor, as name: String, bits: Int, into writer: SafetensorsStreamWriter, chunkBytes: Int,
+                                 wrote: (Int) -> Void) throws {
         guard t.shape.count == 2, t.hasData else { throw PaliGemmaError.weights(tensor: name, reason: "is not a matrix with data") }
         let (rows, cols) = (t.shape[0], t.shape[1])
         let rowsPerBlock = max(1, chunkBytes / max(cols * t.dtype.size, 1))
+        if bits == 4 {
+            let scaleRowBytes = cols / MatrixWeight.int4Group * 2
+            var r = 0
+            while r < rows {
+                let n = min(rowsPerBlock, rows - r)
+                let block = Tensor(storage: t.storage, offset: t.offset + r * cols * t.dtype.size, shape: [n, cols], dtype: t.dtype)
+                guard case let .int4(packed, scales) = Ops.quantizeInt4(block), let pp = packed.pointer, let sp = scales.pointer else {
+                    throw PaliGemmaError.weights(tensor: name, reason: "quantization produced no data")
+                }
+                try writer.write(name, at: r * cols / 2, UnsafeRawBufferPointer(start: pp, count: n * cols / 2))
+                try writer.write(name + WeightLoader.scaleSuffix, at: r * scaleRowBytes, UnsafeRawBufferPointer(start: sp, count: n * scaleRowBytes))
+                Ops.releasePages(block)
+                r += n
+                wrote(n * (cols / 2 + scaleRowBytes))
+            }
+            return
+        }
         var scales: [Float] = []
         scales.reserveCapacity(rows)
         var r = 0

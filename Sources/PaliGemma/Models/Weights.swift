@@ -27,6 +27,8 @@ public enum WeightFormat: String, Sendable, Codable {
     case int8Stored = "int8-stored"
     /// Quantized to 4-bit groups while loading (`Quantization.int4`).
     case int4Quantized = "int4"
+    /// Stored 4-bit in the checkpoint (`paligemma quantize --bits 4`), mapped without work.
+    case int4Stored = "int4-stored"
 
     /// Whether these matrices are int8 in memory.
     public var isInt8: Bool { self == .int8Quantized || self == .int8Stored }
@@ -49,8 +51,11 @@ public struct Int8Target: Sendable, Equatable {
 /// Stored int8 (see `Int8Checkpoint`): a matrix int8 covers may be stored as
 /// `<name>.weight` (dtype I8, shape [out, in]) with `<name>.weight_scale` (F32, [out]), the
 /// row scales: w[r, c] ≈ weight[r, c] · weight_scale[r]. For a tied output projection the int8
-/// copy is `language_model.lm_head.weight` (+ `_scale`) beside the embedding. Either every
-/// such matrix is stored int8 or none is; I8 anywhere else is an error.
+/// copy is `language_model.lm_head.weight` (+ `_scale`) beside the embedding. Stored 4-bit
+/// (`paligemma quantize --bits 4`) is the same with `<name>.weight` U8 [out, in / 2] (the
+/// kernels' PG_Q4 layout, see `MatrixWeight.int4`) and `<name>.weight_scale` F16
+/// [out, in / 32], the group scales. Either every such matrix is stored quantized, one way,
+/// or none is; I8 or U8 anywhere else is an error.
 public final class WeightLoader {
     let checkpoint: Checkpoint?
     let metaDType: DType
@@ -63,6 +68,7 @@ public final class WeightLoader {
     public private(set) var int8Targets: [Int8Target] = []
     /// Those of `int8Targets` found stored as int8, and those found in a float dtype.
     private var storedInt8: [String] = []
+    private var storedInt4: [String] = []
     private var storedFloat: [String] = []
 
     /// Suffix of the row-scale tensor that goes with a stored int8 weight.
@@ -94,8 +100,8 @@ public final class WeightLoader {
         guard t.shape == shape else {
             throw PaliGemmaError.weights(tensor: stored, reason: "has shape \(t.shape), expected \(shape)")
         }
-        guard t.dtype != .int8 else {
-            throw PaliGemmaError.weights(tensor: stored, reason: "is int8 (I8), but only the decoder's attention and MLP matrices and the output projection may be stored int8")
+        guard t.dtype != .int8 && t.dtype != .uint8 else {
+            throw PaliGemmaError.weights(tensor: stored, reason: "is quantized (\(t.dtype.rawValue)), but only the decoder's attention and MLP matrices and the output projection may be stored quantized")
         }
         guard t.dtype.isFloat else {
             throw PaliGemmaError.weights(tensor: stored, reason: "has dtype \(t.dtype.rawValue); weights must be F32, BF16 or F16")
@@ -108,7 +114,7 @@ public final class WeightLoader {
     /// when the loader asks for int8 or int4.
     func quantizable(_ name: String, shape: [Int]) throws -> MatrixWeight {
         int8Targets.append(Int8Target(name: name, shape: shape, source: name))
-        if let int8 = try storedInt8(name, shape: shape) { return int8 }
+        if let stored = try storedQuantized(name, shape: shape) { return stored }
         let t = try tensor(name, shape: shape)
         guard t.hasData else { return .dense(t) }
         storedFloat.append(name)
@@ -121,7 +127,7 @@ public final class WeightLoader {
     /// copy of the tied matrix is not used.
     func tiedOutput(_ name: String, embedding: Tensor, embeddingName: String) throws -> MatrixWeight {
         int8Targets.append(Int8Target(name: name, shape: embedding.shape, source: embeddingName))
-        if let int8 = try storedInt8(name, shape: embedding.shape) { return int8 }
+        if let stored = try storedQuantized(name, shape: embedding.shape) { return stored }
         ignore(prefix: name)
         guard embedding.hasData else { return .dense(embedding) }
         storedFloat.append(name)
@@ -146,51 +152,79 @@ public final class WeightLoader {
         return q
     }
 
-    /// `name` with its row scales if the checkpoint stores it as int8; nil if it is absent or
-    /// in a float dtype (and then it must have no scale).
-    private func storedInt8(_ name: String, shape: [Int]) throws -> MatrixWeight? {
+    /// `name` with its scales if the checkpoint stores it quantized (int8 with F32 row scales, or
+    /// 4-bit as U8 [out, in / 2] with F16 group scales [out, in / 32]); nil if it is absent or in
+    /// a float dtype (and then it must have no scale).
+    private func storedQuantized(_ name: String, shape: [Int]) throws -> MatrixWeight? {
         guard let checkpoint else { return nil }
         let scaleName = name + Self.scaleSuffix
         let weight = try checkpoint.tensor(canonical: name)
         let scale = try checkpoint.tensor(canonical: scaleName)
-        guard let weight, weight.dtype == .int8 else {
+        guard let weight, weight.dtype == .int8 || weight.dtype == .uint8 else {
             if scale != nil {
                 throw PaliGemmaError.weights(tensor: checkpoint.storedName(scaleName),
-                    reason: "row scales belong to an int8 (I8) weight, but '\(checkpoint.storedName(name))' is \(weight.map { "stored as \($0.dtype.rawValue)" } ?? "missing")")
+                    reason: "scales belong to a quantized (I8 or U8) weight, but '\(checkpoint.storedName(name))' is \(weight.map { "stored as \($0.dtype.rawValue)" } ?? "missing")")
             }
             return nil
         }
         let stored = checkpoint.storedName(name)
-        guard weight.shape == shape else {
-            throw PaliGemmaError.weights(tensor: stored, reason: "has shape \(weight.shape), expected \(shape)")
-        }
-        guard let scale else {
-            throw PaliGemmaError.weights(tensor: stored,
-                reason: "is int8 (I8) but its row scales '\(name + Self.scaleSuffix)' (F32 [\(shape[0])]) are missing")
-        }
         let storedScale = checkpoint.storedName(scaleName)
-        guard scale.dtype == .float32, scale.shape == [shape[0]] else {
-            throw PaliGemmaError.weights(tensor: storedScale,
-                reason: "has dtype \(scale.dtype.rawValue) and shape \(scale.shape); the row scales of '\(stored)' must be F32 [\(shape[0])]")
+        if quantization == .int4 {
+            throw PaliGemmaError.weights(tensor: stored,
+                reason: "is stored quantized (\(weight.dtype.rawValue)); --quantize int4 quantizes from the float weights, so load the float folder this was made from, or this folder as it is")
         }
-        let scales = scale.floats()
-        if let bad = scales.firstIndex(where: { !$0.isFinite || $0 < 0 }) {
-            throw PaliGemmaError.weights(tensor: storedScale, reason: "row \(bad) has scale \(scales[bad]); scales must be finite and not negative")
+        let result: MatrixWeight
+        if weight.dtype == .uint8 {
+            let group = MatrixWeight.int4Group
+            let packedShape = [shape[0], shape[1] / 2], scaleShape = [shape[0], shape[1] / group]
+            guard shape[1] % group == 0, weight.shape == packedShape else {
+                throw PaliGemmaError.weights(tensor: stored,
+                    reason: "has shape \(weight.shape); a 4-bit (U8) matrix [\(shape[0]), \(shape[1])] is stored as \(packedShape), two values a byte")
+            }
+            guard let scale else {
+                throw PaliGemmaError.weights(tensor: stored,
+                    reason: "is 4-bit (U8) but its group scales '\(name + Self.scaleSuffix)' (F16 \(scaleShape)) are missing")
+            }
+            guard scale.dtype == .float16, scale.shape == scaleShape, let p = scale.pointer else {
+                throw PaliGemmaError.weights(tensor: storedScale,
+                    reason: "has dtype \(scale.dtype.rawValue) and shape \(scale.shape); the group scales of '\(stored)' must be F16 \(scaleShape)")
+            }
+            let bits = UnsafeBufferPointer(start: p.assumingMemoryBound(to: UInt16.self), count: scale.count)
+            if let bad = bits.firstIndex(where: { $0 & 0x7C00 == 0x7C00 }) {
+                throw PaliGemmaError.weights(tensor: storedScale,
+                    reason: "row \(bad / scaleShape[1]), group \(bad % scaleShape[1]) has a scale that is not finite")
+            }
+            storedInt4.append(name)
+            result = .int4(packed: weight, scales: scale)
+        } else {
+            guard weight.shape == shape else {
+                throw PaliGemmaError.weights(tensor: stored, reason: "has shape \(weight.shape), expected \(shape)")
+            }
+            guard let scale else {
+                throw PaliGemmaError.weights(tensor: stored,
+                    reason: "is int8 (I8) but its row scales '\(name + Self.scaleSuffix)' (F32 [\(shape[0])]) are missing")
+            }
+            guard scale.dtype == .float32, scale.shape == [shape[0]] else {
+                throw PaliGemmaError.weights(tensor: storedScale,
+                    reason: "has dtype \(scale.dtype.rawValue) and shape \(scale.shape); the row scales of '\(stored)' must be F32 [\(shape[0])]")
+            }
+            let scales = scale.floats()
+            if let bad = scales.firstIndex(where: { !$0.isFinite || $0 < 0 }) {
+                throw PaliGemmaError.weights(tensor: storedScale, reason: "row \(bad) has scale \(scales[bad]); scales must be finite and not negative")
+            }
+            storedInt8.append(name)
+            result = .int8(weight, scales: scales)
         }
         declared.append((name, shape))
         used.insert(name)
         used.insert(scaleName)
-        if quantization == .int4 {
-            throw PaliGemmaError.weights(tensor: stored,
-                reason: "is stored int8; int4 quantizes from the float weights, so load the float folder this was quantized from")
-        }
-        storedInt8.append(name)
-        return .int8(weight, scales: scales)
+        return result
     }
 
     /// How the matrices int8 covers are held, given what was loaded so far.
     public var weightFormat: WeightFormat {
         if !storedInt8.isEmpty { return .int8Stored }
+        if !storedInt4.isEmpty { return .int4Stored }
         guard checkpoint != nil else { return .stored }
         switch quantization {
         case .none: return .stored
@@ -212,10 +246,17 @@ public final class WeightLoader {
     /// Throws too if some of the matrices int8 covers are stored int8 and others are not.
     public func verifyAllUsed() throws {
         guard let checkpoint else { return }
-        if let int8 = storedInt8.first, let float = storedFloat.first {
+        if let int8 = storedInt8.first, let int4 = storedInt4.first {
+            // Name one of the fewer kind: the odd one out.
+            let (odd, other) = storedInt8.count <= storedInt4.count ? ((int8, "int8 (I8)"), (int4, "4-bit (U8)")) : ((int4, "4-bit (U8)"), (int8, "int8 (I8)"))
+            throw PaliGemmaError.weights(tensor: checkpoint.storedName(odd.0),
+                reason: "is \(odd.1), but '\(checkpoint.storedName(other.0))' is \(other.1): a quantized folder stores every covered matrix one way")
+        }
+        if let quantized = storedInt8.first ?? storedInt4.first, let float = storedFloat.first {
             let what = checkpoint.dtype(canonical: float).map { "stored as \($0.rawValue)" } ?? "missing (the output projection of tied embeddings)"
+            let how = storedInt8.isEmpty ? "4-bit (U8) with group scales" : "int8 with row scales"
             throw PaliGemmaError.weights(tensor: checkpoint.storedName(float),
-                reason: "is \(what), but '\(checkpoint.storedName(int8))' is int8: a quantized folder stores every decoder matrix and the output projection as int8 with row scales")
+                reason: "is \(what), but '\(checkpoint.storedName(quantized))' is quantized: a quantized folder stores every decoder matrix and the output projection as \(how)")
         }
         for name in checkpoint.tensorNames where !used.contains(name) {
             if name.hasSuffix(Self.scaleSuffix), checkpoint.index[String(name.dropLast(Self.scaleSuffix.count))] != nil {
