@@ -143,27 +143,10 @@ struct Int4Tests {
 
     @Test("int4 decoder on the parity fixtures: logits near, greedy tokens mostly kept", arguments: Int4Tests.fixtures)
     func accuracy(name: String) throws {
-        let ref = try Fixtures.reference(name)
-        let pixels = try ref.tensor("pixel_values").floats()
-        let prompt = try ref.tensor("input_ids").ints()
-        let want = try ref.tensor("logits_prompt").floats()
-        let model = try PaliGemmaModel(directory: Fixtures.model(name), quantization: .int4)
-        #expect(model.weightFormat == .int4Quantized)
-        let image = try model.imageFeatures(pixels: pixels)
-        let logits = try model.forward(ids: prompt, imageFeatures: image, prefixLength: prompt.count,
-                                       cache: model.makeCache(capacity: prompt.count), logits: .all)
-        let (d, _) = maxAbsDiff(logits.values, want)
-        let vocab = logits.cols
-        var agree = 0
-        for r in 0..<logits.rows {
-            let row = Array(logits.values[(r * vocab)..<((r + 1) * vocab)])
-            let ref = Array(want[(r * vocab)..<((r + 1) * vocab)])
-            if row.indices.max(by: { row[$0] < row[$1] }) == ref.indices.max(by: { ref[$0] < ref[$1] }) { agree += 1 }
-        }
-        let range = (want.max() ?? 0) - (want.min() ?? 0)
-        print("[\(name)] int4: prompt logits max |diff| \(d) (logit range \(range)), top-1 agreement \(agree)/\(logits.rows)")
-        #expect(d <= 0.4 * range, "\(name): int4 logits differ by \(d)")
-        #expect(agree * 10 >= logits.rows * 6, "\(name): top-1 agrees on only \(agree) of \(logits.rows) positions")
+        #expect(try PaliGemmaModel(directory: Fixtures.model(name), quantization: .int4).weightFormat == .int4Quantized)
+        let r = try QuantizationTests.promptAgreement(name, .int4)
+        #expect(r.diff <= 0.4 * r.range, "\(name): int4 logits differ by \(r.diff)")
+        #expect(r.agree * 10 >= r.rows * 6, "\(name): top-1 agrees on only \(r.agree) of \(r.rows) positions")
     }
 
     @Test("int4 prefill equals the float model that holds the dequantized weights (wiring, to float rounding)",

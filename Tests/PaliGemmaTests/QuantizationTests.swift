@@ -111,13 +111,14 @@ struct QuantizationTests {
         }
     }
 
-    @Test("int8 decoder on the parity fixtures: logits close, greedy tokens mostly kept", arguments: ModelParityTests.names)
-    func accuracy(name: String) throws {
+    /// A quantized model's prompt logits on a parity fixture against transformers' (float
+    /// weights): the largest difference, the logit range, and the positions whose top-1 agrees.
+    static func promptAgreement(_ name: String, _ quantization: Quantization) throws -> (diff: Float, range: Float, agree: Int, rows: Int) {
         let ref = try Fixtures.reference(name)
         let pixels = try ref.tensor("pixel_values").floats()
         let prompt = try ref.tensor("input_ids").ints()
         let want = try ref.tensor("logits_prompt").floats()
-        let model = try PaliGemmaModel(directory: Fixtures.model(name), quantization: .int8)
+        let model = try PaliGemmaModel(directory: Fixtures.model(name), quantization: quantization)
         let image = try model.imageFeatures(pixels: pixels)
         let logits = try model.forward(ids: prompt, imageFeatures: image, prefixLength: prompt.count,
                                        cache: model.makeCache(capacity: prompt.count), logits: .all)
@@ -130,8 +131,14 @@ struct QuantizationTests {
             if row.indices.max(by: { row[$0] < row[$1] }) == ref.indices.max(by: { ref[$0] < ref[$1] }) { agree += 1 }
         }
         let range = (want.max() ?? 0) - (want.min() ?? 0)
-        print("[\(name)] int8: prompt logits max |diff| \(d) (logit range \(range)), top-1 agreement \(agree)/\(logits.rows)")
-        #expect(d <= 0.05 * range, "\(name): int8 logits differ by \(d)")
-        #expect(agree * 10 >= logits.rows * 8, "\(name): top-1 agrees on only \(agree) of \(logits.rows) positions")
+        print("[\(name)] \(quantization.rawValue): prompt logits max |diff| \(d) (logit range \(range)), top-1 agreement \(agree)/\(logits.rows)")
+        return (d, range, agree, logits.rows)
+    }
+
+    @Test("int8 decoder on the parity fixtures: logits close, greedy tokens mostly kept", arguments: ModelParityTests.names)
+    func accuracy(name: String) throws {
+        let r = try Self.promptAgreement(name, .int8)
+        #expect(r.diff <= 0.05 * r.range, "\(name): int8 logits differ by \(r.diff)")
+        #expect(r.agree * 10 >= r.rows * 8, "\(name): top-1 agrees on only \(r.agree) of \(r.rows) positions")
     }
 }
