@@ -99,12 +99,15 @@ void pg_gemv_i8_cols_avx2(const int16_t *xq, const float *xs, long M, long K, co
 // pair layout, with dx [M, K / 32] (scales) and c [M, K / 32] (8 · dx · group sum);
 // y[m, n] for n in [n0, n1) = sum_g dw[n, g] dx[m, g] (integer group sum).
 void pg_quantize_x8_groups(const float *x, long ldx, long M, long K, int8_t *xq, float *dx, float *c);
+/// The same at an ISA level (the same bytes for finite x), rows spread over the pool (inline for M <= 4).
+void pg_quantize_x8_groups_pool(int isa, const float *x, long ldx, long M, long K, int8_t *xq, float *dx, float *c);
 void pg_gemv_q4_cols_scalar(const int8_t *xq, const float *dx, const float *c, long M, long K, const uint8_t *w,
                             const uint16_t *scales, float *y, long ldy, long n0, long n1);
 void pg_gemv_q4_cols_avx2(const int8_t *xq, const float *dx, const float *c, long M, long K, const uint8_t *w,
                           const uint16_t *scales, float *y, long ldy, long n0, long n1);
-void pg_dequantize_q4_rows_scalar(const uint8_t *w, const uint16_t *scales, long rows, long cols, float *dst);
-void pg_dequantize_q4_rows_avx2(const uint8_t *w, const uint16_t *scales, long rows, long cols, float *dst);
+/// The same for any M (prefill): blocks of weight rows against 4 rows of x at a time.
+void pg_gemm_q4_cols_avx2(const int8_t *xq, const float *dx, const float *c, long M, long K, const uint8_t *w,
+                          const uint16_t *scales, float *y, long ldy, long n0, long n1);
 // y[m][n] = sum_k x[m][k] * w[k][n] (float32, w k-major with row stride ldw), single-threaded
 // on `thread`'s scratch: the blocked kernel with panels copied instead of transposed.
 void pg_matmul_kn_scalar(const float *x, long ldx, const float *w, long ldw, float *y, long ldy, long M, long N, long K);

@@ -64,28 +64,6 @@ typedef struct {
     const int8_t *xq8; const float *dx8, *cx8;  // x quantized per group to int8 (4-bit weights, M <= 4), else NULL
 } linear_job;
 
-// Rows of 4-bit weights dequantized per block for the prefill: 64 rows of K floats at a time.
-#define PG_Q4_BLOCK_ROWS 64
-
-// Columns [n0, n1) of y with 4-bit weights and M > 4: each block of weight rows is dequantized
-// into the thread's scratch and multiplied as float32 (x packed once when apack is given).
-static void linear_q4_prefill(const linear_job *j, long n0, long n1, int thread) {
-    float *buf = pg_scratch(thread, 4, (size_t)PG_Q4_BLOCK_ROWS * (size_t)j->K);
-    if (!buf) return;
-    size_t row_bytes = (size_t)(j->K / 2), groups = (size_t)(j->K / PG_Q4_GROUP);
-    for (long nb = n0; nb < n1; nb += PG_Q4_BLOCK_ROWS) {
-        long nr = n1 - nb < PG_Q4_BLOCK_ROWS ? n1 - nb : PG_Q4_BLOCK_ROWS;
-        const uint8_t *w = (const uint8_t *)j->w + (size_t)nb * row_bytes;
-        const uint16_t *s = j->q4scales + (size_t)nb * groups;
-        if (j->isa >= PG_ISA_AVX2) pg_dequantize_q4_rows_avx2(w, s, nr, j->K, buf);
-        else pg_dequantize_q4_rows_scalar(w, s, nr, j->K, buf);
-        float *y = j->y + nb;
-        if (j->apack && j->isa == PG_ISA_AVX512) pg_gemm_packed_avx512(j->apack, buf, PG_F32, j->K, NULL, y, j->ldy, j->M, 0, nr, j->K, thread);
-        else if (j->apack) pg_gemm_packed_avx2(j->apack, buf, PG_F32, j->K, NULL, y, j->ldy, j->M, 0, nr, j->K, thread);
-        else pg_linear_cols_scalar(j->x, j->ldx, buf, PG_F32, j->K, NULL, y, j->ldy, j->M, 0, nr, j->K, thread);
-    }
-}
-
 static void linear_task(void *p, long task, int thread) {
     const linear_job *j = p;
     long n0 = task * j->chunk;
@@ -94,9 +72,8 @@ static void linear_task(void *p, long task, int thread) {
     const float *bias = j->scale ? NULL : j->bias;
     int separate_bias = j->xq || j->apack16 || j->dtype == PG_Q4;
     if (j->dtype == PG_Q4) {
-        if (j->xq8 && j->isa >= PG_ISA_AVX2) pg_gemv_q4_cols_avx2(j->xq8, j->dx8, j->cx8, j->M, j->K, j->w, j->q4scales, j->y, j->ldy, n0, n1);
-        else if (j->xq8) pg_gemv_q4_cols_scalar(j->xq8, j->dx8, j->cx8, j->M, j->K, j->w, j->q4scales, j->y, j->ldy, n0, n1);
-        else linear_q4_prefill(j, n0, n1, thread);
+        if (j->isa >= PG_ISA_AVX2) pg_gemm_q4_cols_avx2(j->xq8, j->dx8, j->cx8, j->M, j->K, j->w, j->q4scales, j->y, j->ldy, n0, n1);
+        else pg_gemv_q4_cols_scalar(j->xq8, j->dx8, j->cx8, j->M, j->K, j->w, j->q4scales, j->y, j->ldy, n0, n1);
     } else if (j->apack16) {
         pg_gemm_i8_avx2(j->apack16, j->xs16, j->w, j->ldw, j->y, j->ldy, j->M, n0, n1, j->K, thread);
     } else if (j->xq) {
@@ -193,23 +170,34 @@ static void linear_run(int isa, const float *x, long ldx, const void *w, int wdt
             job.xs = xs_buf;
         }
     }
-    if (wdtype == PG_Q4 && M <= 4) {
-        // Decode: x quantized per group of 32 to int8 (see linear_q4.c), in the calling thread's buffers.
+    if (wdtype == PG_Q4) {
+        // x quantized per group of 32 to int8 (see linear_q4.c) into the calling thread's buffers,
+        // in row blocks of at most PG_APACK_BYTES.
         static _Thread_local void *xq8_buf = NULL, *dx8_buf = NULL;
         static _Thread_local size_t xq8_cap = 0, dx8_cap = 0;
-        size_t groups = (size_t)M * (size_t)(K / PG_Q4_GROUP);
-        if (!grow_buffer(&xq8_buf, &xq8_cap, (size_t)M * (size_t)K) ||
-            !grow_buffer(&dx8_buf, &dx8_cap, 2 * groups * sizeof(float))) {
+        long groups = K / PG_Q4_GROUP;
+        long rows = (long)(PG_APACK_BYTES / (size_t)(K + 8 * groups));
+        if (rows < 4) rows = 4;
+        if (rows > M) rows = M;
+        if (!grow_buffer(&xq8_buf, &xq8_cap, (size_t)rows * (size_t)K) ||
+            !grow_buffer(&dx8_buf, &dx8_cap, 2 * (size_t)rows * (size_t)groups * sizeof(float))) {
             for (long m = 0; m < M; m++)
                 for (long n = 0; n < N; n++) y[m * ldy + n] = NAN;  // out of memory: no silent zeros
             return;
         }
-        pg_quantize_x8_groups(x, ldx, M, K, xq8_buf, dx8_buf, (float *)dx8_buf + groups);
-        job.xq8 = xq8_buf;
-        job.dx8 = dx8_buf;
-        job.cx8 = (float *)dx8_buf + groups;
+        for (long m0 = 0; m0 < M; m0 += rows) {
+            linear_job part = job;
+            part.M = M - m0 < rows ? M - m0 : rows;
+            part.y = y + m0 * ldy;
+            part.xq8 = xq8_buf;
+            part.dx8 = dx8_buf;
+            part.cx8 = (float *)dx8_buf + (size_t)part.M * (size_t)groups;
+            pg_quantize_x8_groups_pool(isa, x + m0 * ldx, ldx, part.M, K, xq8_buf, dx8_buf, (float *)part.cx8);
+            pg_parallel_for((N + chunk - 1) / chunk, linear_task, &part);
+        }
+        return;
     }
-    if (M > 4 && isa >= PG_ISA_AVX2 && (wdtype == PG_I8 || wdtype == PG_Q4 || chunk < N)) {
+    if (M > 4 && isa >= PG_ISA_AVX2 && (wdtype == PG_I8 || chunk < N)) {
         // Prefill: x packed once for every task instead of once per task, in row blocks that keep
         // the packed copy under PG_APACK_BYTES (the weights are then read once per block). int8
         // weights take the integer kernel (gemm_i8.c) with x as int16 pairs.

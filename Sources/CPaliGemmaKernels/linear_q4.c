@@ -1,24 +1,42 @@
-// 4-bit weights (PG_Q4): quantizer, dequantizer and the decode and prefill products.
+// 4-bit weights (PG_Q4): quantizer, dequantizer and the matrix products.
 //
 // Format (see pg_kernels.h): groups of 32 consecutive values of a row share one float16 scale;
-// each value is a 4-bit q in [-8, 7], stored as q + 8, two to a byte (byte j of a group: value j
-// in the low nibble, value j + 16 in the high one). The scale is m / -8 for the group's value m
-// of largest magnitude, so that value is exact and the others are rounded to the nearest step.
+// each value is a 4-bit q in [-8, 7], stored as q + 8, two to a byte. The scale is m / -8 for the
+// group's value m of largest magnitude, so that value is exact and the others are rounded to the
+// nearest step. Blocks of 8 groups (128 bytes) interleave them: the byte at 32j + 4q + t holds
+// value 4j + t (low nibble) and value 16 + 4j + t (high nibble) of the block's group q, so that
+// one 32-byte load holds four bytes of each of the 8 groups. Groups after the last full block
+// take 16 bytes each, byte i holding values i (low) and 16 + i (high).
 //
-// Decode (M <= 4): the weights are read once per token, so the product must cost less than the
-// read. Each row of x is quantized to int8 per group of 32 (dx = max|x| / 127, ties rounded away
-// from zero) and the products run in integers: vpmaddubsw multiplies the unsigned nibbles (q + 8)
-// with x, two groups per 32-byte load (x is laid out pair by pair to match the nibble order);
-// the group sums are scaled by dw · dx in float and the 8 · sum(x) that the + 8 added is taken
-// off per group. The scalar kernel computes the same integer group sums exactly.
-//
-// Prefill (M > 4): compute-bound, so the weights are dequantized to float32, 64 rows at a time,
-// and go through the float prefill kernel with x packed once (as for float weights); results are
-// then those of float x against the dequantized weights.
+// Products: each group of 32 values of a row of x is quantized to int8 (dx = max|x| / 127, ties
+// rounded away from zero), laid out like the nibbles, and the sums run in integers: vpmaddubsw
+// multiplies the unsigned nibbles (q + 8) with x, and since every 16-bit lane then belongs to one
+// group for the whole block, the 8 products of a block add up lane by lane (each lane at most
+// 8 · 2 · 15 · 127 = 30480, inside int16); one vpmaddwd gives the 8 group sums, converted and
+// scaled by dw · dx once per block; the 8 · sum(x) that the + 8 added is taken off per group.
+// Decode (M <= 4) streams each weight row once; prefill runs the same kernel 4 rows of x at a
+// time over blocks of weight rows that stay in L2. The scalar kernel computes the same integer
+// group sums exactly, so every level and every M agree but for float rounding.
 #include "internal.h"
 #include <math.h>
 
 #define G PG_Q4_GROUP
+#define BLOCK 8  // groups per interleaved block
+
+// Byte of a weight row holding value i (0-31) of group g (low nibble for i < 16).
+static inline long w_byte(long groups, long g, int i) {
+    int k = i % 16;
+    if (g < groups / BLOCK * BLOCK) return (g / BLOCK) * (BLOCK * 16) + 32 * (k / 4) + 4 * (g % BLOCK) + k % 4;
+    return g * 16 + k;
+}
+
+// Byte of a quantized x row holding value i of group g: the same order, low nibbles' values of
+// each 32-byte chunk first, then the high ones' (64 bytes per chunk of a block).
+static inline long x_byte(long groups, long g, int i) {
+    int k = i % 16;
+    if (g < groups / BLOCK * BLOCK) return (g / BLOCK) * (BLOCK * 32) + 64 * (k / 4) + (i < 16 ? 0 : 32) + 4 * (g % BLOCK) + k % 4;
+    return g * 32 + i;
+}
 
 // ---- quantization --------------------------------------------------------------------------
 static inline int q4_round(float v) {
@@ -48,9 +66,11 @@ static void q4_quant_task(void *p, long r, int thread) {
         float d = pg_f16_to_f32_scalar(h);
         float inv = d != 0 ? 1.0f / d : 0.0f;
         sc[g] = h;
+        uint8_t *base = out + w_byte(groups, g, 0);
+        int blocked = g < groups / BLOCK * BLOCK;  // bytes 32j + t of the block for value 4j + t, else i
         for (int i = 0; i < G / 2; i++) {
             int q0 = q4_round(e[i] * inv) + 8, q1 = q4_round(e[i + G / 2] * inv) + 8;
-            out[g * (G / 2) + i] = (uint8_t)(q0 | (q1 << 4));
+            base[blocked ? 32 * (i / 4) + i % 4 : i] = (uint8_t)(q0 | (q1 << 4));
         }
     }
 }
@@ -61,7 +81,8 @@ void pg_quantize_q4(const void *src, int dtype, long rows, long cols, uint8_t *d
     pg_parallel_for(rows, q4_quant_task, &j);
 }
 
-void pg_dequantize_q4_rows_scalar(const uint8_t *w, const uint16_t *scales, long rows, long cols, float *dst) {
+void pg_dequantize_q4(const uint8_t *w, const uint16_t *scales, long rows, long cols, float *dst) {
+    if (rows <= 0 || cols <= 0 || cols % G != 0) return;
     long groups = cols / G;
     for (long r = 0; r < rows; r++) {
         const uint8_t *b = w + (size_t)r * (size_t)(cols / 2);
@@ -69,7 +90,7 @@ void pg_dequantize_q4_rows_scalar(const uint8_t *w, const uint16_t *scales, long
             float d = pg_f16_to_f32_scalar(scales[r * groups + g]);
             float *o = dst + r * cols + g * G;
             for (int i = 0; i < G / 2; i++) {
-                uint8_t v = b[g * (G / 2) + i];
+                uint8_t v = b[w_byte(groups, g, i)];
                 o[i] = (float)((v & 15) - 8) * d;
                 o[i + G / 2] = (float)((v >> 4) - 8) * d;
             }
@@ -77,23 +98,9 @@ void pg_dequantize_q4_rows_scalar(const uint8_t *w, const uint16_t *scales, long
     }
 }
 
-void pg_dequantize_q4(const uint8_t *w, const uint16_t *scales, long rows, long cols, float *dst) {
-    if (rows <= 0 || cols <= 0 || cols % G != 0) return;
-    pg_dequantize_q4_rows_scalar(w, scales, rows, cols, dst);
-}
-
-// ---- x for the decode kernel ---------------------------------------------------------------
-// A quantized x row of `groups` groups holds its int8 values pair by pair: groups 2p and 2p + 1
-// take the 64 bytes at 64p as values 0-15 of 2p, 0-15 of 2p + 1, 16-31 of 2p, 16-31 of 2p + 1
-// (the order of the low and high nibbles of their 32 weight bytes); a last unpaired group is
-// stored as it is. Beside it: dx [groups] (the scales) and c [groups] = 8 · dx · sum of the
-// group's values, which turns the sum against unsigned nibbles (q + 8) into the sum against q.
-static inline long xq_offset(long groups, long g, int i) {
-    long p = g / 2;
-    if (2 * p + 1 >= groups) return g * G + i;
-    return 64 * p + (i < G / 2 ? 0 : 32) + (g & 1) * (G / 2) + (i % (G / 2));
-}
-
+// ---- x -------------------------------------------------------------------------------------
+// Beside the quantized row: dx [groups] (the scales) and c [groups] = 8 · dx · sum of the group's
+// values, which turns the sum against unsigned nibbles (q + 8) into the sum against q.
 void pg_quantize_x8_groups(const float *x, long ldx, long M, long K, int8_t *xq, float *dx, float *c) {
     long groups = K / G;
     for (long m = 0; m < M; m++) {
@@ -104,20 +111,13 @@ void pg_quantize_x8_groups(const float *x, long ldx, long M, long K, int8_t *xq,
             float mx = 0;
             for (int i = 0; i < G; i++) mx = fmaxf(mx, fabsf(v[i]));
             float s = mx > 0 ? mx / 127.0f : 1.0f, inv = 1.0f / s;
-            int8_t q[G];
             int32_t sum = 0;
             for (int i = 0; i < G; i++) {
                 float t = v[i] * inv;
                 t = t > 127.0f ? 127.0f : t < -127.0f ? -127.0f : t;
-                q[i] = (int8_t)(t + (t >= 0 ? 0.5f : -0.5f));  // half away from zero
-                sum += q[i];
-            }
-            if ((g | 1) < groups) {  // in a pair
-                int8_t *base = out + 64 * (g / 2) + (g & 1) * (G / 2);
-                memcpy(base, q, G / 2);
-                memcpy(base + 32, q + G / 2, G / 2);
-            } else {
-                memcpy(out + g * G, q, G);
+                int8_t q = (int8_t)(t + (t >= 0 ? 0.5f : -0.5f));  // half away from zero
+                out[x_byte(groups, g, i)] = q;
+                sum += q;
             }
             dx[m * groups + g] = s;
             c[m * groups + g] = 8.0f * s * (float)sum;
@@ -125,13 +125,14 @@ void pg_quantize_x8_groups(const float *x, long ldx, long M, long K, int8_t *xq,
     }
 }
 
+
 // Group g of weight row b against group g of quantized x row xq: the exact integer sum.
 static inline int32_t q4_group_dot(const uint8_t *b, const int8_t *xq, long groups, long g) {
     int32_t t = 0;
     for (int i = 0; i < G / 2; i++) {
-        uint8_t v = b[g * (G / 2) + i];
-        t += ((v & 15) - 8) * (int32_t)xq[xq_offset(groups, g, i)];
-        t += ((v >> 4) - 8) * (int32_t)xq[xq_offset(groups, g, i + G / 2)];
+        uint8_t v = b[w_byte(groups, g, i)];
+        t += ((v & 15) - 8) * (int32_t)xq[x_byte(groups, g, i)];
+        t += ((v >> 4) - 8) * (int32_t)xq[x_byte(groups, g, i + G / 2)];
     }
     return t;
 }
@@ -156,45 +157,91 @@ void pg_gemv_q4_cols_scalar(const int8_t *xq, const float *dx, const float *c, l
 #include <immintrin.h>
 #include "avx2_inline.h"
 #define T_AVX2 __attribute__((target("avx2,fma,f16c")))
+// The loops over rows of x and chunks of a block must unroll so that their vectors stay in registers.
+#if defined(__clang__)
+#define PG_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define PG_UNROLL _Pragma("GCC unroll 4")
+#endif
 
-// One weight row against MM rows of quantized x; groups in blocks of 8 (4 pairs), the rest scalar.
-// Per pair of groups: the unsigned nibbles (q + 8) against x with vpmaddubsw (pair sums of at
-// most 2 · 15 · 127, two of them added: below 2^13), then vpmaddwd to 8 int32 lanes, 4 per group.
-// Three vphaddd fold the 4 pairs' lanes into one sum per group (lanes: groups 0 2 4 6 1 3 5 7),
-// converted and scaled once; the 8 · sum(x) part is taken off with c after the loop.
+// One row of x quantized as pg_quantize_x8_groups does (the same bytes for finite x): the full
+// blocks' groups in vectors, each run of 4 consecutive values stored as one 32-bit word.
+T_AVX2 static void quantize_x8_row_avx2(const float *row, long K, int8_t *out, float *dx, float *c) {
+    long groups = K / G, full = groups / BLOCK * BLOCK;
+    const __m256 sign = _mm256_set1_ps(-0.0f), top = _mm256_set1_ps(127.0f), bottom = _mm256_set1_ps(-127.0f);
+    const __m256 half = _mm256_set1_ps(0.5f), nhalf = _mm256_set1_ps(-0.5f), zero = _mm256_setzero_ps();
+    for (long g = 0; g < full; g++) {
+        __m256 v[4];
+        PG_UNROLL for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(row + g * G + 8 * k);
+        __m256 a = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                                 _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        float mx = _mm_cvtss_f32(h);
+        float s = mx > 0 ? mx / 127.0f : 1.0f, inv = 1.0f / s;
+        __m256 iv = _mm256_set1_ps(inv);
+        __m256i total = _mm256_setzero_si256();
+        int8_t *base = out + (g / BLOCK) * (BLOCK * 32) + 4 * (g % BLOCK);
+        PG_UNROLL for (int k = 0; k < 4; k++) {
+            __m256 t = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v[k], iv), bottom), top);
+            __m256i q = _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_blendv_ps(nhalf, half, _mm256_cmp_ps(t, zero, _CMP_GE_OQ))));
+            total = _mm256_add_epi32(total, q);
+            __m256i b8 = _mm256_packs_epi16(_mm256_packs_epi32(q, q), _mm256_setzero_si256());
+            int32_t w0 = _mm_cvtsi128_si32(_mm256_castsi256_si128(b8)), w1 = _mm_cvtsi128_si32(_mm256_extracti128_si256(b8, 1));
+            // values 8k..8k+3 and 8k+4..8k+7: runs r = 2k and 2k + 1 at 64 (r % 4) + 32 (r / 4)
+            memcpy(base + 64 * ((2 * k) % 4) + 32 * ((2 * k) / 4), &w0, 4);
+            memcpy(base + 64 * ((2 * k + 1) % 4) + 32 * ((2 * k + 1) / 4), &w1, 4);
+        }
+        __m128i t4 = _mm_add_epi32(_mm256_castsi256_si128(total), _mm256_extracti128_si256(total, 1));
+        t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0x4e));
+        t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0xb1));
+        dx[g] = s;
+        c[g] = 8.0f * s * (float)_mm_cvtsi128_si32(t4);
+    }
+    if (full < groups) {  // the tail groups, as the scalar quantizer lays them out
+        int8_t tail[G * BLOCK];
+        float tdx[BLOCK], tc[BLOCK];
+        long n = groups - full;
+        pg_quantize_x8_groups(row + full * G, 0, 1, n * G, tail, tdx, tc);
+        memcpy(out + full * G, tail, (size_t)(n * G));
+        memcpy(dx + full, tdx, (size_t)n * sizeof(float));
+        memcpy(c + full, tc, (size_t)n * sizeof(float));
+    }
+}
+
+// One weight row against MM rows of quantized x: full blocks of 8 groups in SIMD, the rest scalar.
 T_AVX2 static inline __attribute__((always_inline)) void q4_row_avx2(
         const uint8_t *b, const uint16_t *s, long groups, long K, const int8_t *xq, const float *dx, const float *c,
         const long MM, float *out) {
     const __m256i low = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
-    const __m256i order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
     __m256 acc[4], corr[4];
-    for (long m = 0; m < MM; m++) acc[m] = corr[m] = _mm256_setzero_ps();
+    PG_UNROLL for (long m = 0; m < MM; m++) acc[m] = corr[m] = _mm256_setzero_ps();
     long g = 0;
-    for (; g + 8 <= groups; g += 8) {
-        _mm_prefetch((const char *)(b + g * (G / 2) + 1024), _MM_HINT_T0);
-        _mm_prefetch((const char *)(b + g * (G / 2) + 1088), _MM_HINT_T0);
-        __m256 sw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + g)));
+    for (; g + BLOCK <= groups; g += BLOCK) {
+        const uint8_t *wb = b + g * 16;
+        _mm_prefetch((const char *)(wb + 1024), _MM_HINT_T0);
+        _mm_prefetch((const char *)(wb + 1088), _MM_HINT_T0);
         __m256i lo[4], hi[4];
-        for (int p = 0; p < 4; p++) {
-            __m256i wb = _mm256_loadu_si256((const __m256i *)(b + (g + 2 * p) * (G / 2)));
-            lo[p] = _mm256_and_si256(wb, low);
-            hi[p] = _mm256_and_si256(_mm256_srli_epi16(wb, 4), low);
+        PG_UNROLL for (int j = 0; j < 4; j++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(wb + 32 * j));
+            lo[j] = _mm256_and_si256(v, low);
+            hi[j] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
         }
-        for (long m = 0; m < MM; m++) {
-            const int8_t *xp = xq + m * K + g * G;
-            __m256i i32[4];
-            for (int p = 0; p < 4; p++) {
-                __m256i pl = _mm256_maddubs_epi16(lo[p], _mm256_loadu_si256((const __m256i *)(xp + 64 * p)));
-                __m256i ph = _mm256_maddubs_epi16(hi[p], _mm256_loadu_si256((const __m256i *)(xp + 64 * p + 32)));
-                i32[p] = _mm256_madd_epi16(_mm256_add_epi16(pl, ph), ones);
-            }
-            __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(i32[0], i32[1]), _mm256_hadd_epi32(i32[2], i32[3]));
-            __m256 sc = _mm256_permutevar8x32_ps(_mm256_mul_ps(sw, _mm256_loadu_ps(dx + m * groups + g)), order);
-            acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h), sc, acc[m]);
+        __m256 sw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + g)));
+        PG_UNROLL for (long m = 0; m < MM; m++) {
+            const int8_t *xp = xq + m * K + g * 32;
+            __m256i part[4];  // added as a tree: a short dependency chain
+            PG_UNROLL for (int j = 0; j < 4; j++)
+                part[j] = _mm256_add_epi16(_mm256_maddubs_epi16(lo[j], _mm256_loadu_si256((const __m256i *)(xp + 64 * j))),
+                                           _mm256_maddubs_epi16(hi[j], _mm256_loadu_si256((const __m256i *)(xp + 64 * j + 32))));
+            __m256i sum = _mm256_add_epi16(_mm256_add_epi16(part[0], part[1]), _mm256_add_epi16(part[2], part[3]));
+            __m256 sc = _mm256_mul_ps(sw, _mm256_loadu_ps(dx + m * groups + g));
+            acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(sum, ones)), sc, acc[m]);
             corr[m] = _mm256_fmadd_ps(sw, _mm256_loadu_ps(c + m * groups + g), corr[m]);
         }
     }
-    for (long m = 0; m < MM; m++) {
+    PG_UNROLL for (long m = 0; m < MM; m++) {
         float t = pg_hsum_avx2(_mm256_sub_ps(acc[m], corr[m]));
         for (long r = g; r < groups; r++)
             t += pg_f16_to_f32_scalar(s[r]) * dx[m * groups + r] * (float)q4_group_dot(b, xq + m * K, groups, r);
@@ -219,23 +266,20 @@ T_AVX2 void pg_gemv_q4_cols_avx2(const int8_t *xq, const float *dx, const float 
     }
 }
 
-// Rows of 4-bit weights to float32, a group (16 bytes, 32 values) at a time.
-T_AVX2 void pg_dequantize_q4_rows_avx2(const uint8_t *w, const uint16_t *scales, long rows, long cols, float *dst) {
-    long groups = cols / G;
-    const __m128i low = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
-    for (long r = 0; r < rows; r++) {
-        const uint8_t *b = w + (size_t)r * (size_t)(cols / 2);
-        for (long g = 0; g < groups; g++) {
-            __m256 d = _mm256_set1_ps(pg_f16_to_f32_scalar(scales[r * groups + g]));
-            __m128i v = _mm_loadu_si128((const __m128i *)(b + g * (G / 2)));
-            __m128i lo = _mm_sub_epi8(_mm_and_si128(v, low), eight);
-            __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), low), eight);
-            float *o = dst + r * cols + g * G;
-            _mm256_storeu_ps(o, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), d));
-            _mm256_storeu_ps(o + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), d));
-            _mm256_storeu_ps(o + 16, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), d));
-            _mm256_storeu_ps(o + 24, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), d));
-        }
+// Any M (prefill): the kernel on 4 rows of x at a time, over blocks of weight rows small enough
+// to stay in L2 while every group of 4 x rows passes over them (each weight byte is unpacked once
+// per 4 rows of x and read from memory once per block).
+T_AVX2 void pg_gemm_q4_cols_avx2(const int8_t *xq, const float *dx, const float *c, long M, long K, const uint8_t *w,
+                                 const uint16_t *scales, float *y, long ldy, long n0, long n1) {
+    long groups = K / G;
+    long row_bytes = K / 2 + groups * 2;
+    long nb_rows = (256L << 10) / row_bytes;
+    if (nb_rows < 8) nb_rows = 8;
+    for (long nb = n0; nb < n1; nb += nb_rows) {
+        long ne = n1 - nb < nb_rows ? n1 : nb + nb_rows;
+        for (long m = 0; m < M; m += 4)
+            pg_gemv_q4_cols_avx2(xq + m * K, dx + m * groups, c + m * groups, M - m < 4 ? M - m : 4, K, w, scales,
+                                 y + m * ldy, ldy, nb, ne);
     }
 }
 #else
@@ -243,7 +287,34 @@ void pg_gemv_q4_cols_avx2(const int8_t *xq, const float *dx, const float *c, lon
                           const uint16_t *scales, float *y, long ldy, long n0, long n1) {
     pg_gemv_q4_cols_scalar(xq, dx, c, M, K, w, scales, y, ldy, n0, n1);
 }
-void pg_dequantize_q4_rows_avx2(const uint8_t *w, const uint16_t *scales, long rows, long cols, float *dst) {
-    pg_dequantize_q4_rows_scalar(w, scales, rows, cols, dst);
+void pg_gemm_q4_cols_avx2(const int8_t *xq, const float *dx, const float *c, long M, long K, const uint8_t *w,
+                          const uint16_t *scales, float *y, long ldy, long n0, long n1) {
+    pg_gemv_q4_cols_scalar(xq, dx, c, M, K, w, scales, y, ldy, n0, n1);
 }
 #endif
+
+typedef struct { const float *x; long ldx, K; int8_t *xq; float *dx, *c; int isa; } x8_job;
+
+static void quantize_x8_row(int isa, const float *row, long K, int8_t *xq, float *dx, float *c) {
+#if defined(__x86_64__)
+    if (isa >= PG_ISA_AVX2) { quantize_x8_row_avx2(row, K, xq, dx, c); return; }
+#endif
+    (void)isa;
+    pg_quantize_x8_groups(row, 0, 1, K, xq, dx, c);
+}
+
+static void x8_task(void *p, long m, int thread) {
+    (void)thread;
+    const x8_job *j = p;
+    long groups = j->K / G;
+    quantize_x8_row(j->isa, j->x + m * j->ldx, j->K, j->xq + m * j->K, j->dx + m * groups, j->c + m * groups);
+}
+
+void pg_quantize_x8_groups_pool(int isa, const float *x, long ldx, long M, long K, int8_t *xq, float *dx, float *c) {
+    x8_job j = { x, ldx, K, xq, dx, c, isa };
+    if (M <= 4) {  // decode: not worth waking the pool
+        for (long m = 0; m < M; m++) x8_task(&j, m, 0);
+        return;
+    }
+    pg_parallel_for(M, x8_task, &j);
+}

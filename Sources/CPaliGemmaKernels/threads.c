@@ -137,7 +137,7 @@ void pg_parallel_for(long ntasks, pg_task_fn fn, void *ctx) {
 }
 
 // ---- per-thread scratch ----------------------------------------------------------------
-#define PG_SCRATCH_SLOTS 5
+#define PG_SCRATCH_SLOTS 4
 typedef struct { float *ptr; size_t cap; } scratch_t;
 static scratch_t g_scratch[PG_MAX_THREADS][PG_SCRATCH_SLOTS];
 

@@ -21,6 +21,20 @@ struct Int4Tests {
         #expect(packed.ints() == (0..<16).map { $0 | ($0 << 4) })
         #expect(w.floats() == values)
         #expect(w.rows == 1 && w.cols == 32 && w.byteCount == 18)
+
+        // A full block of 8 groups, interleaved: byte 32j + 4q + t holds values 4j + t (low) and
+        // 16 + 4j + t (high) of group q. Every group holds -8 and nothing above 7: scale 1.
+        func v(_ q: Int, _ i: Int) -> Int { (i + q) % 16 - 8 }
+        let block = (0..<256).map { Float(v($0 / 32, $0 % 32)) }
+        let b = Ops.quantizeInt4(Tensor(values: block, shape: [1, 256]))
+        guard case .int4(let bp, let bs) = b else { Issue.record("not int4"); return }
+        #expect(bs.floats() == [Float](repeating: 1, count: 8))
+        var want = [Int](repeating: -1, count: 128)
+        for j in 0..<4 { for q in 0..<8 { for t in 0..<4 {
+            want[32 * j + 4 * q + t] = (v(q, 4 * j + t) + 8) | ((v(q, 16 + 4 * j + t) + 8) << 4)
+        } } }
+        #expect(bp.ints() == want)
+        #expect(b.floats() == block)
     }
 
     @Test("pg_quantize_q4 keeps every value within one step (half a step unless clamped at +7), the largest exactly")
@@ -76,14 +90,15 @@ struct Int4Tests {
         return y
     }
 
-    @Test("pg_linear_q4 on every ISA level: decode (x quantized per group, bounded) and prefill (float, tight)")
+    @Test("pg_linear_q4 on every ISA level, decode and prefill (x quantized per group: bounded)")
     func linearInt4() {
         var rng = SeededRandom(42)
         var worst: Float = 0  // largest error as a share of its bound
-        // Groups: 1 (unpaired), 3 (a pair and an unpaired one), 8 and 16 (the SIMD blocks), 11 and
-        // 72 (blocks and a tail); prefill with ragged rows and columns, and over 64 weight rows.
+        // Groups: 1 and 3 (no full block of 8), 8 and 16 (blocks only), 11 and 72 (blocks and a
+        // tail), 512; prefill with ragged rows (M % 4 != 0) and columns, and more weight rows than
+        // one L2 block (40 x 130 x 256 is below it; 5 x 40 x 16384 above: 28 rows of 16384).
         let shapes = [(1, 17, 32), (1, 33, 96), (2, 9, 256), (1, 40, 352), (3, 20, 512), (4, 7, 2304), (1, 5, 16_384),
-                      (5, 45, 32), (7, 70, 96), (13, 37, 352), (40, 130, 256)]
+                      (5, 45, 32), (7, 70, 96), (13, 37, 352), (40, 130, 256), (5, 40, 16_384)]
         for level in KernelTests.levels {
             for (m, n, k) in shapes {
                 var x = rng.floats(m * k)
@@ -98,8 +113,8 @@ struct Int4Tests {
                         var dot = Double(bias?[j] ?? 0), mag = 0.0, xerr = 0.0
                         for g in 0..<(k / Self.group) {
                             let r = (g * Self.group)..<((g + 1) * Self.group)
-                            // Decode quantizes each group of x to int8: every x moves by at most half a step.
-                            let step = m <= 4 ? Double(r.map { abs(x[i * k + $0]) }.max() ?? 0) / 127 : 0
+                            // Each group of x is quantized to int8: every x moves by at most half a step.
+                            let step = Double(r.map { abs(x[i * k + $0]) }.max() ?? 0) / 127
                             for t in r {
                                 let p = Double(x[i * k + t]) * Double(dq[j * k + t])
                                 dot += p
@@ -149,13 +164,15 @@ struct Int4Tests {
         #expect(r.agree * 10 >= r.rows * 6, "\(name): top-1 agrees on only \(r.agree) of \(r.rows) positions")
     }
 
-    @Test("int4 prefill equals the float model that holds the dequantized weights (wiring, to float rounding)",
+    @Test("int4 follows the float model that holds the dequantized weights (wiring), not the original weights",
           arguments: Int4Tests.fixtures)
     func matchesDequantizedFloatModel(name: String) throws {
         // A float32 folder whose int4-covered matrices hold their dequantized values; the tied
         // output projection becomes an untied lm_head (the int4 model keeps looking up the
-        // stored embedding). Prefill multiplies float x with the dequantized weights, so the
-        // two models' prompt logits differ only by summation order.
+        // stored embedding). The int4 model differs from it only by quantizing x per group to
+        // int8 (half a step of 1/127 of the group's largest value); a matrix left unquantized or
+        // quantized twice, or a lookup of the quantized embedding, moves it further (leaving one
+        // MLP matrix unquantized here measured 0.26 and 0.42).
         let source = try Checkpoint(directory: Fixtures.model(name))
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("int4-dequantized-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -182,15 +199,18 @@ struct Int4Tests {
         let prompt = try ref.tensor("input_ids").ints()
         let int4 = try PaliGemmaModel(directory: Fixtures.model(name), quantization: .int4)
         let float = try PaliGemmaModel(directory: dir)
+        let original = try PaliGemmaModel(directory: Fixtures.model(name))
         var out: [[Float]] = []
-        for model in [int4, float] {
+        for model in [int4, float, original] {
             let logits = try model.forward(ids: prompt, imageFeatures: model.imageFeatures(pixels: pixels), prefixLength: prompt.count,
                                            cache: model.makeCache(capacity: prompt.count), logits: .all)
             out.append(logits.values)
         }
         let (d, _) = maxAbsDiff(out[0], out[1])
-        print("[\(name)] int4 vs float with the dequantized weights: prompt logits max |diff| \(d)")
-        #expect(d <= 1e-4)
+        let (fromOriginal, _) = maxAbsDiff(out[0], out[2])
+        print("[\(name)] int4 vs float with the dequantized weights: prompt logits max |diff| \(d) (vs the original weights: \(fromOriginal))")
+        #expect(d <= 0.15)
+        #expect(d * 8 <= fromOriginal)
     }
 
     @Test("int4 refuses a decoder matrix whose input size is not a multiple of 32, naming it")

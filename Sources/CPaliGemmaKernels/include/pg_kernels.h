@@ -21,10 +21,12 @@ extern "C" {
 typedef enum { PG_F32 = 0, PG_BF16 = 1, PG_F16 = 2, PG_I8 = 3, PG_Q4 = 4 } pg_dtype;
 
 /// Values per scale group of a 4-bit (PG_Q4) matrix. A matrix [rows, cols] (cols a multiple of
-/// the group) is `rows * cols / 2` bytes, row after row; group g of a row is the 16 bytes at
-/// 16g, byte j holding value 32g + j in its low nibble and value 32g + 16 + j in its high
-/// nibble, each as q + 8 for q in [-8, 7]. The scales are float16 [rows, cols / 32], and
-/// w[r, 32g + i] = q · scale[r, g].
+/// the group) is `rows * cols / 2` bytes, row after row, each value stored as q + 8 for q in
+/// [-8, 7], two to a byte; group g's 16 bytes lie at 16g. Whole blocks of 8 groups (128 bytes
+/// from 16 · 8b) interleave them: byte 32j + 4q + t of the block (j < 4, q < 8, t < 4) holds
+/// value 4j + t of group 8b + q in its low nibble and value 16 + 4j + t in its high nibble. Groups
+/// after the last whole block: byte i of the group holds value i (low) and 16 + i (high). The
+/// scales are float16 [rows, cols / 32], and w[r, 32g + i] = q · scale[r, g].
 #define PG_Q4_GROUP 32
 
 // Instruction-set levels, lowest first. pg_isa() is the level in use.
@@ -80,10 +82,9 @@ void pg_quantize_q4(const void *src, int dtype, long rows, long cols, uint8_t *d
 /// The float32 values of a 4-bit matrix (rows x cols into dst, row-major).
 void pg_dequantize_q4(const uint8_t *w, const uint16_t *scales, long rows, long cols, float *dst);
 /// y[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) for a 4-bit matrix w [N, K] with its group
-/// scales (K a multiple of PG_Q4_GROUP; otherwise nothing is written). In decode (M <= 4) each
-/// group of 32 values of a row of x is first quantized to int8 (scale max|x| / 127) and the sums
-/// run in integers, so x enters with an error of at most half a step of its group; in prefill
-/// x stays float32 against the dequantized weights.
+/// scales (K a multiple of PG_Q4_GROUP; otherwise nothing is written). Each group of 32 values of
+/// a row of x is first quantized to int8 (scale max|x| / 127) and the sums run in integers, so x
+/// enters with an error of at most half a step of its group.
 void pg_linear_q4(const float *x, long ldx, const uint8_t *w, const uint16_t *scales, const float *bias,
                   float *y, long ldy, long M, long N, long K);
 /// pg_linear_q4 on an explicit instruction-set level; for tests.
