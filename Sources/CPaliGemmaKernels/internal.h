@@ -91,6 +91,9 @@ void pg_linear_cols_avx512(const float *x, long ldx, const void *w, int wdtype, 
 // int8 weights against 1..4 rows of x quantized to int16 (linear_i8.c): y[m, n] for n in [n0, n1)
 // = xs[m] * sum_k xq[m, k] * w[n, k] (the weight's row scale is applied by the caller).
 void pg_quantize_x16(const float *x, long ldx, long M, long K, int16_t *xq, float *xs);
+/// One row of pg_quantize_q8 (values already float32); every level gives the same bytes.
+void pg_quantize_q8_row_scalar(const float *v, long cols, int8_t *out, float *scale);
+void pg_quantize_q8_row_avx2(const float *v, long cols, int8_t *out, float *scale);
 void pg_gemv_i8_cols_scalar(const int16_t *xq, const float *xs, long M, long K, const int8_t *w, long ldw,
                             float *y, long ldy, long n0, long n1);
 void pg_gemv_i8_cols_avx2(const int16_t *xq, const float *xs, long M, long K, const int8_t *w, long ldw,

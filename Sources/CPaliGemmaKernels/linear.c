@@ -251,7 +251,7 @@ void pg_pack_a(const float *x, long ldx, long M, long K, float *dst) {
 }
 
 // ---- int8 quantization --------------------------------------------------------------------
-typedef struct { const void *src; int dtype; long cols; int8_t *dst; float *scale; } quant_job;
+typedef struct { const void *src; int dtype; long cols; int8_t *dst; float *scale; int isa; } quant_job;
 
 static void quant_task(void *p, long r, int thread) {
     const quant_job *j = p;
@@ -259,20 +259,17 @@ static void quant_task(void *p, long r, int thread) {
     float *v = pg_scratch(thread, 3, (size_t)j->cols);
     if (!v) return;
     pg_convert_to_f32(row, j->dtype, v, j->cols);
-    float mx = 0;
-    for (long c = 0; c < j->cols; c++) mx = fmaxf(mx, fabsf(v[c]));
-    float s = mx > 0 ? mx / 127.0f : 1.0f;
-    float inv = 1.0f / s;
-    j->scale[r] = s;
     int8_t *out = j->dst + (size_t)r * j->cols;
-    for (long c = 0; c < j->cols; c++) {
-        float q = v[c] * inv;
-        q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
-        out[c] = (int8_t)(q + (q >= 0 ? 0.5f : -0.5f));  // round half away from zero
-    }
+    if (j->isa >= PG_ISA_AVX2) pg_quantize_q8_row_avx2(v, j->cols, out, j->scale + r);
+    else pg_quantize_q8_row_scalar(v, j->cols, out, j->scale + r);
+}
+
+void pg_quantize_q8_isa(int isa, const void *src, int dtype, long rows, long cols, int8_t *dst, float *scale) {
+    if (isa > pg_isa_supported()) isa = pg_isa_supported();
+    quant_job j = { src, dtype, cols, dst, scale, isa };
+    pg_parallel_for(rows, quant_task, &j);
 }
 
 void pg_quantize_q8(const void *src, int dtype, long rows, long cols, int8_t *dst, float *scale) {
-    quant_job j = { src, dtype, cols, dst, scale };
-    pg_parallel_for(rows, quant_task, &j);
+    pg_quantize_q8_isa(pg_isa(), src, dtype, rows, cols, dst, scale);
 }

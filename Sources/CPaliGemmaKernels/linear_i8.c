@@ -23,6 +23,19 @@ void pg_quantize_x16(const float *x, long ldx, long M, long K, int16_t *xq, floa
     }
 }
 
+void pg_quantize_q8_row_scalar(const float *v, long cols, int8_t *out, float *scale) {
+    float mx = 0;
+    for (long c = 0; c < cols; c++) mx = fmaxf(mx, fabsf(v[c]));
+    float s = mx > 0 ? mx / 127.0f : 1.0f;
+    float inv = 1.0f / s;
+    *scale = s;
+    for (long c = 0; c < cols; c++) {
+        float q = v[c] * inv;
+        q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
+        out[c] = (int8_t)(q + (q >= 0 ? 0.5f : -0.5f));  // round half away from zero
+    }
+}
+
 // The exact integer sum of w[k] * xq[k] (64-bit: 2^22 per product).
 static float dot_i8_scalar(const int8_t *w, const int16_t *xq, long K) {
     int64_t s = 0;
@@ -100,6 +113,50 @@ T_AVX2 static void dot4_i8_avx2(const int16_t *xq, long K, const int8_t *r0, lon
     out[2] = pg_hsum_avx2(f2) + (float)t2; out[3] = pg_hsum_avx2(f3) + (float)t3;
 }
 
+// pg_quantize_q8_row_scalar in vectors, with the same result; a row holding a NaN goes to the
+// scalar one.
+T_AVX2 void pg_quantize_q8_row_avx2(const float *v, long cols, int8_t *out, float *scale) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 mx = _mm256_setzero_ps(), nan = _mm256_setzero_ps();
+    long c = 0, cv = cols & ~31L;
+    for (; c + 8 <= cols; c += 8) {
+        __m256 x = _mm256_loadu_ps(v + c);
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+        mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, x));
+    }
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    float m = _mm_cvtss_f32(h);
+    for (; c < cols; c++) {
+        if (v[c] != v[c]) { nan = _mm256_set1_ps(-1.0f); break; }
+        m = fmaxf(m, fabsf(v[c]));
+    }
+    if (_mm256_movemask_ps(nan)) { pg_quantize_q8_row_scalar(v, cols, out, scale); return; }
+    float s = m > 0 ? m / 127.0f : 1.0f;
+    *scale = s;
+    __m256 inv = _mm256_set1_ps(1.0f / s);
+    const __m256 top = _mm256_set1_ps(127.0f), bottom = _mm256_set1_ps(-127.0f);
+    const __m256 half = _mm256_set1_ps(0.5f), nhalf = _mm256_set1_ps(-0.5f), zero = _mm256_setzero_ps();
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (c = 0; c < cv; c += 32) {
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) {
+            __m256 t = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(v + c + 8 * k), inv), bottom), top);
+            t = _mm256_add_ps(t, _mm256_blendv_ps(nhalf, half, _mm256_cmp_ps(t, zero, _CMP_GE_OQ)));
+            q[k] = _mm256_cvttps_epi32(t);
+        }
+        __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        _mm256_storeu_si256((__m256i *)(out + c), _mm256_permutevar8x32_epi32(b, order));
+    }
+    float invs = 1.0f / s;
+    for (; c < cols; c++) {
+        float q = v[c] * invs;
+        q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
+        out[c] = (int8_t)(q + (q >= 0 ? 0.5f : -0.5f));
+    }
+}
+
 T_AVX2 void pg_gemv_i8_cols_avx2(const int16_t *xq, const float *xs, long M, long K, const int8_t *w, long ldw,
                                  float *y, long ldy, long n0, long n1) {
     long n = n0;
@@ -115,6 +172,9 @@ T_AVX2 void pg_gemv_i8_cols_avx2(const int16_t *xq, const float *xs, long M, lon
         for (long m = 0; m < M; m++) y[m * ldy + n] = dot1_i8_avx2(xq + m * K, K, w + n * ldw) * xs[m];
 }
 #else
+void pg_quantize_q8_row_avx2(const float *v, long cols, int8_t *out, float *scale) {
+    pg_quantize_q8_row_scalar(v, cols, out, scale);
+}
 void pg_gemv_i8_cols_avx2(const int16_t *xq, const float *xs, long M, long K, const int8_t *w, long ldw,
                           float *y, long ldy, long n0, long n1) {
     pg_gemv_i8_cols_scalar(xq, xs, M, K, w, ldw, y, ldy, n0, n1);

@@ -45,7 +45,74 @@ static inline int q4_round(float v) {
     return (int)(v + (v >= 0 ? 0.5f : -0.5f));  // half away from zero
 }
 
-typedef struct { const void *src; int dtype; long cols; uint8_t *dst; uint16_t *scales; } q4_quant_job;
+// One group of 32 values: its float16 scale, and its 16 bytes at base (blocked: value 4j + t at
+// byte 32j + t, as within an interleaved block; else value i at byte i).
+static uint16_t q4_group_scalar(const float *e, uint8_t *base, int blocked) {
+    float m = 0;
+    for (int i = 0; i < G; i++)
+        if (fabsf(e[i]) > fabsf(m)) m = e[i];
+    float s = m / -8.0f;
+    if (fabsf(s) > 65504.0f) s = copysignf(65504.0f, s);  // largest float16
+    uint16_t h = pg_f32_to_f16_scalar(s);
+    float d = pg_f16_to_f32_scalar(h);
+    float inv = d != 0 ? 1.0f / d : 0.0f;
+    for (int i = 0; i < G / 2; i++) {
+        int q0 = q4_round(e[i] * inv) + 8, q1 = q4_round(e[i + G / 2] * inv) + 8;
+        base[blocked ? 32 * (i / 4) + i % 4 : i] = (uint8_t)(q0 | (q1 << 4));
+    }
+    return h;
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include "avx2_inline.h"
+#define T_AVX2 __attribute__((target("avx2,fma,f16c")))
+// The loops over rows of x and chunks of a block must unroll so that their vectors stay in registers.
+#if defined(__clang__)
+#define PG_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define PG_UNROLL _Pragma("GCC unroll 4")
+#endif
+
+// q4_group_scalar in vectors, with the same result; a group holding a NaN goes to the scalar one.
+T_AVX2 static uint16_t q4_group_avx2(const float *e, uint8_t *base, int blocked) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v[4], a[4];
+    PG_UNROLL for (int k = 0; k < 4; k++) { v[k] = _mm256_loadu_ps(e + 8 * k); a[k] = _mm256_andnot_ps(sign, v[k]); }
+    __m256 nan = _mm256_or_ps(_mm256_or_ps(_mm256_cmp_ps(v[0], v[0], _CMP_UNORD_Q), _mm256_cmp_ps(v[1], v[1], _CMP_UNORD_Q)),
+                              _mm256_or_ps(_mm256_cmp_ps(v[2], v[2], _CMP_UNORD_Q), _mm256_cmp_ps(v[3], v[3], _CMP_UNORD_Q)));
+    if (_mm256_movemask_ps(nan)) return q4_group_scalar(e, base, blocked);
+    __m256 mx = _mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3]));
+    __m128 h4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    h4 = _mm_max_ps(h4, _mm_movehl_ps(h4, h4));
+    h4 = _mm_max_ss(h4, _mm_movehdup_ps(h4));
+    __m256 top = _mm256_set1_ps(_mm_cvtss_f32(h4));
+    // The first value of that magnitude, as the scalar loop picks it.
+    uint32_t mask = 0;
+    PG_UNROLL for (int k = 0; k < 4; k++) mask |= (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(a[k], top, _CMP_EQ_OQ)) << (8 * k);
+    float m = _mm_cvtss_f32(h4) > 0 ? e[__builtin_ctz(mask)] : 0.0f;
+    float s = m / -8.0f;
+    if (fabsf(s) > 65504.0f) s = copysignf(65504.0f, s);
+    uint16_t h = pg_f32_to_f16_scalar(s);
+    float d = pg_f16_to_f32_scalar(h);
+    __m256 inv = _mm256_set1_ps(d != 0 ? 1.0f / d : 0.0f);
+    const __m256 hi = _mm256_set1_ps(7.0f), lo = _mm256_set1_ps(-8.0f), half = _mm256_set1_ps(0.5f), nhalf = _mm256_set1_ps(-0.5f);
+    const __m256i eight = _mm256_set1_epi32(8);
+    __m256i q[4];
+    PG_UNROLL for (int k = 0; k < 4; k++) {
+        __m256 t = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v[k], inv), lo), hi);
+        t = _mm256_add_ps(t, _mm256_blendv_ps(nhalf, half, _mm256_cmp_ps(t, _mm256_setzero_ps(), _CMP_GE_OQ)));
+        q[k] = _mm256_add_epi32(_mm256_cvttps_epi32(t), eight);
+    }
+    int32_t b[16];  // byte i = value i | value 16 + i << 4
+    _mm256_storeu_si256((__m256i *)b, _mm256_or_si256(q[0], _mm256_slli_epi32(q[2], 4)));
+    _mm256_storeu_si256((__m256i *)(b + 8), _mm256_or_si256(q[1], _mm256_slli_epi32(q[3], 4)));
+    for (int i = 0; i < G / 2; i++) base[blocked ? 32 * (i / 4) + i % 4 : i] = (uint8_t)b[i];
+    return h;
+}
+#endif
+
+typedef struct { const void *src; int dtype; long cols; uint8_t *dst; uint16_t *scales; int isa; } q4_quant_job;
 
 static void q4_quant_task(void *p, long r, int thread) {
     const q4_quant_job *j = p;
@@ -56,29 +123,24 @@ static void q4_quant_task(void *p, long r, int thread) {
     uint8_t *out = j->dst + (size_t)r * (size_t)(j->cols / 2);
     uint16_t *sc = j->scales + (size_t)r * (size_t)groups;
     for (long g = 0; g < groups; g++) {
-        const float *e = v + g * G;
-        float m = 0;
-        for (int i = 0; i < G; i++)
-            if (fabsf(e[i]) > fabsf(m)) m = e[i];
-        float s = m / -8.0f;
-        if (fabsf(s) > 65504.0f) s = copysignf(65504.0f, s);  // largest float16
-        uint16_t h = pg_f32_to_f16_scalar(s);
-        float d = pg_f16_to_f32_scalar(h);
-        float inv = d != 0 ? 1.0f / d : 0.0f;
-        sc[g] = h;
         uint8_t *base = out + w_byte(groups, g, 0);
-        int blocked = g < groups / BLOCK * BLOCK;  // bytes 32j + t of the block for value 4j + t, else i
-        for (int i = 0; i < G / 2; i++) {
-            int q0 = q4_round(e[i] * inv) + 8, q1 = q4_round(e[i + G / 2] * inv) + 8;
-            base[blocked ? 32 * (i / 4) + i % 4 : i] = (uint8_t)(q0 | (q1 << 4));
-        }
+        int blocked = g < groups / BLOCK * BLOCK;
+#if defined(__x86_64__)
+        if (j->isa >= PG_ISA_AVX2) { sc[g] = q4_group_avx2(v + g * G, base, blocked); continue; }
+#endif
+        sc[g] = q4_group_scalar(v + g * G, base, blocked);
     }
 }
 
-void pg_quantize_q4(const void *src, int dtype, long rows, long cols, uint8_t *dst, uint16_t *scales) {
+void pg_quantize_q4_isa(int isa, const void *src, int dtype, long rows, long cols, uint8_t *dst, uint16_t *scales) {
     if (rows <= 0 || cols <= 0 || cols % G != 0) return;
-    q4_quant_job j = { src, dtype, cols, dst, scales };
+    if (isa > pg_isa_supported()) isa = pg_isa_supported();
+    q4_quant_job j = { src, dtype, cols, dst, scales, isa };
     pg_parallel_for(rows, q4_quant_task, &j);
+}
+
+void pg_quantize_q4(const void *src, int dtype, long rows, long cols, uint8_t *dst, uint16_t *scales) {
+    pg_quantize_q4_isa(pg_isa(), src, dtype, rows, cols, dst, scales);
 }
 
 void pg_dequantize_q4(const uint8_t *w, const uint16_t *scales, long rows, long cols, float *dst) {
@@ -154,15 +216,6 @@ void pg_gemv_q4_cols_scalar(const int8_t *xq, const float *dx, const float *c, l
 }
 
 #if defined(__x86_64__)
-#include <immintrin.h>
-#include "avx2_inline.h"
-#define T_AVX2 __attribute__((target("avx2,fma,f16c")))
-// The loops over rows of x and chunks of a block must unroll so that their vectors stay in registers.
-#if defined(__clang__)
-#define PG_UNROLL _Pragma("clang loop unroll(full)")
-#else
-#define PG_UNROLL _Pragma("GCC unroll 4")
-#endif
 
 // One row of x quantized as pg_quantize_x8_groups does (the same bytes for finite x): the full
 // blocks' groups in vectors, each run of 4 consecutive values stored as one 32-bit word.

@@ -72,6 +72,33 @@ struct Int4Tests {
         #expect(halfStepViolations <= rows * cols / 20)
     }
 
+    @Test("every ISA level quantizes to the same bytes and scales (4-bit and int8), NaN, ties and zeros included")
+    func quantizersAgreeAcrossLevels() {
+        var rng = SeededRandom(43)
+        let rows = 12, cols = 17 * Self.group  // two full blocks and a tail; 544 is not a multiple of 32 · 8 or of 32
+        var w = rng.floats(rows * cols)
+        for c in 0..<cols { w[cols + c] = 0 }                        // a zero row
+        w[2 * cols + 3] = .nan                                      // a NaN (its group / row goes the scalar way)
+        w[3 * cols + 5] = 1e9                                       // beyond float16 (4-bit scale saturates)
+        for c in 0..<cols { w[4 * cols + c] = Float(c % 3) - 1 }    // ties of the largest magnitude, both signs
+        for c in 0..<cols { w[5 * cols + c] = Float(c % 5) * 0.25 - 0.5 }  // values on rounding ties
+        var packed: [[UInt8]] = [], scales4: [[UInt16]] = [], bytes8: [[Int8]] = [], scales8: [[Float]] = []
+        for level in KernelTests.levels {
+            var p = [UInt8](repeating: 0, count: rows * cols / 2), s4 = [UInt16](repeating: 0, count: rows * cols / Self.group)
+            var q = [Int8](repeating: 0, count: rows * cols), s8 = [Float](repeating: 0, count: rows)
+            w.withUnsafeBytes { wp in
+                pg_quantize_q4_isa(Int32(level.rawValue), wp.baseAddress, Int32(PG_F32.rawValue), rows, cols, &p, &s4)
+                pg_quantize_q8_isa(Int32(level.rawValue), wp.baseAddress, Int32(PG_F32.rawValue), rows, cols, &q, &s8)
+            }
+            packed.append(p); scales4.append(s4); bytes8.append(q); scales8.append(s8.map { $0.isNaN ? -1 : $0 })
+        }
+        print("quantizers compared on levels \(KernelTests.levels.map(\.name))")
+        for i in packed.indices.dropFirst() {
+            #expect(packed[i] == packed[0] && scales4[i] == scales4[0], "4-bit: \(KernelTests.levels[i].name) differs from scalar")
+            #expect(bytes8[i] == bytes8[0] && scales8[i] == scales8[0], "int8: \(KernelTests.levels[i].name) differs from scalar")
+        }
+    }
+
     /// Runs pg_linear_q4_isa on `level`.
     static func linear(_ level: ISA, x: [Float], w: MatrixWeight, bias: [Float]?, m: Int) -> [Float] {
         guard case .int4(let packed, let scales) = w, let p = packed.pointer, let s = scales.pointer else { return [] }

@@ -74,11 +74,15 @@ void pg_linear_scaled_isa(int isa, const float *x, long ldx, const void *w, int 
 /// Quantizes rows x cols values of src (dtype) to int8 per row: scale[r] = max|row| / 127,
 /// dst[r, c] = round(src[r, c] / scale[r]) (ties away from zero). Rows of zeros get scale 1.
 void pg_quantize_q8(const void *src, int dtype, long rows, long cols, int8_t *dst, float *scale);
+/// pg_quantize_q8 on an explicit instruction-set level (every level gives the same bytes); for tests.
+void pg_quantize_q8_isa(int isa, const void *src, int dtype, long rows, long cols, int8_t *dst, float *scale);
 /// Quantizes rows x cols values of src (dtype) to 4-bit groups (PG_Q4 layout; cols must be a
 /// multiple of PG_Q4_GROUP): per group, scale = m / -8 (rounded to float16) for the value m of
 /// largest magnitude, q = clamp(round(v / scale), -8, 7) (ties away from zero); a group of zeros
 /// gets scale 0. dst holds rows * cols / 2 bytes, scales rows * cols / 32 float16 values.
 void pg_quantize_q4(const void *src, int dtype, long rows, long cols, uint8_t *dst, uint16_t *scales);
+/// pg_quantize_q4 on an explicit instruction-set level (every level gives the same bytes); for tests.
+void pg_quantize_q4_isa(int isa, const void *src, int dtype, long rows, long cols, uint8_t *dst, uint16_t *scales);
 /// The float32 values of a 4-bit matrix (rows x cols into dst, row-major).
 void pg_dequantize_q4(const uint8_t *w, const uint16_t *scales, long rows, long cols, float *dst);
 /// y[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) for a 4-bit matrix w [N, K] with its group
