@@ -3,7 +3,7 @@
 prompt shape, same thread count, same machine, one run. Prints a table with ratios and writes
 JSON (--out).
 
-    python3 scripts/bench_compare.py --preset paligemma-3b-224 --threads 2 --new-tokens 16
+    python3 scripts/bench_compare.py --preset paligemma-3b-224 --threads 2 --new-tokens 16 [--f32] [--int8] [--int4]
 
 Sets up the Python reference as ../shared/PALIGEMMA.md describes (a venv at /tmp/ref with the
 CPU-only torch 2.13 and transformers 5.24) if it is missing, builds the release binary, writes a
@@ -80,6 +80,8 @@ def main():
     ap.add_argument("--f32", action="store_true", help="also run transformers in float32")
     ap.add_argument("--int8", action="store_true",
                     help="also bench ours on int8 weights (a folder written once by `paligemma quantize`)")
+    ap.add_argument("--int4", action="store_true",
+                    help="also bench ours on 4-bit weights (a folder written once by `paligemma quantize --bits 4`)")
     ap.add_argument("--out", help="write the results as JSON here")
     a = ap.parse_args()
 
@@ -104,11 +106,13 @@ def main():
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     results["swift"] = ours_bench(folder, ["--floors"])
-    if a.int8:
-        int8_folder = folder.rstrip("/") + "-int8"
-        if not os.path.exists(os.path.join(int8_folder, "config.json")):
-            sh([binary, "quantize", "--model", folder, "--output", int8_folder])
-        results["swift int8"] = ours_bench(int8_folder, ["--floors"])
+    for bits, wanted in ((8, a.int8), (4, a.int4)):
+        if not wanted:
+            continue
+        quantized = folder.rstrip("/") + f"-int{bits}"
+        if not os.path.exists(os.path.join(quantized, "config.json")):
+            sh([binary, "quantize", "--model", folder, "--output", quantized, "--bits", str(bits)])
+        results[f"swift int{bits}"] = ours_bench(quantized, ["--floors"])
 
     keys = ["load_s", "vision_s", "prefill_s", "ttft_s", "decode_ms_per_token", "peak_rss_bytes"]
     ours = results["swift"]
@@ -125,7 +129,7 @@ def main():
             cells.append(f"{cell:>22}")
         print(f"{name:28}" + "".join(cells))
     print("(x) = transformers / swift: above 1 means swift is faster or smaller")
-    for name in ("swift", "swift int8"):
+    for name in ("swift", "swift int8", "swift int4"):
         f = results.get(name, {}).get("floors")
         if f:
             r = results[name]
