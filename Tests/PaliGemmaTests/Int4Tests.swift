@@ -351,3 +351,39 @@ struct Int4Tests {
         for word in c.words { #expect(reason.lowercased().contains(word.lowercased()), "\(c): \(reason)") }
     }
 }
+
+// MARK: The command line
+
+extension Int4Tests {
+    @Test func cliQuantize4ThenGenerate() throws {
+        let c = try EndToEndTests.Case("pg2-answer")
+        let parent = try temporaryDirectory()
+        let output = parent.appendingPathComponent("int4")
+        let q = try EndToEndTests.run(["quantize", "--model", c.model.path, "--output", output.path, "--bits", "4"])
+        print("quantize --bits 4: \(q.stdout)", terminator: "")
+        #expect(q.status == 0, "\(q.stderr)")
+        #expect(q.stdout.hasPrefix("quantized ") && q.stdout.contains("to int4"), "\(q.stdout)")
+
+        let args = ["--image", c.image.path, "--prompt", c.prompt, "--max-tokens", "10", "--json"]
+        let stored = try EndToEndTests.run(["generate", "--model", output.path] + args)
+        let atLoad = try EndToEndTests.run(["generate", "--model", c.model.path, "--quantize", "int4"] + args)
+        #expect(stored.status == 0 && atLoad.status == 0, "\(stored.stderr) \(atLoad.stderr)")
+        let (a, b) = (EndToEndTests.json(stored.stdout), EndToEndTests.json(atLoad.stdout))
+        print("4-bit folder: \(a["tokens"] as? [Int] ?? []) \((a["text"] as? String ?? "").debugDescription)")
+        #expect(a["tokens"] as? [Int] != nil && a["tokens"] as? [Int] == b["tokens"] as? [Int])
+
+        // Bad values are usage errors (64); int4 on top of a quantized folder is refused (65 or 66), in one line.
+        #expect(try EndToEndTests.run(["quantize", "--model", c.model.path, "--output", parent.appendingPathComponent("x").path, "--bits", "3"]).status == 64)
+        #expect(try EndToEndTests.run(["generate", "--model", c.model.path, "--quantize", "int3"] + args).status == 64)
+        let twice = try EndToEndTests.run(["generate", "--model", output.path, "--quantize", "int4"] + args)
+        #expect(twice.status != 0 && twice.stderr.split(separator: "\n").count == 1 && twice.stderr.contains("stored quantized"), "\(twice.stderr)")
+
+        let inspect = try EndToEndTests.run(["inspect", "--model", output.path])
+        #expect(inspect.status == 0 && inspect.stdout.contains("U8") && inspect.stdout.contains("stored 4-bit"), "\(inspect.stdout)")
+        let bench = try EndToEndTests.run(["bench", "--model", output.path, "--new-tokens", "2", "--prompt-tokens", "2", "--json"])
+        #expect(EndToEndTests.json(bench.stdout)["quantization"] as? String == "int4-stored", "\(bench.stdout) \(bench.stderr)")
+        let agreement = try EndToEndTests.run(["bench", "--model", c.model.path, "--agreement", "3", "--quantize", "int4", "--prompt-tokens", "2"])
+        let r = EndToEndTests.json(agreement.stdout)
+        #expect(r["quantization"] as? String == "int4" && r["steps"] as? Int == 3, "\(agreement.stdout) \(agreement.stderr)")
+    }
+}
