@@ -318,18 +318,23 @@ struct Int8CheckpointTests {
         items[i] = make(items[i])
     }
 
-    @Test("corrupt int8 folders are refused, naming the tensor", arguments: corruptions)
-    func corrupt(_ c: Corruption) throws {
-        let (out, _) = try Self.quantize(Fixtures.model("pg1-f32"))
+    /// Applies `c` to the quantized folder `out` (which loads while intact) and expects loading
+    /// it, as each of `asked` says, to fail naming `c.tensor` with `c.words`.
+    static func expectRefused(_ c: Corruption, folder out: URL, asked: [Quantization]) throws {
         _ = try PaliGemmaModel(directory: out)  // intact, it loads
         try CheckpointTests.rewrite(out, c.edit)
-        for asked in [Quantization.none, .int8] {
-            let e = Self.error { _ = try PaliGemmaModel(directory: out, quantization: asked) }
+        for quantization in asked {
+            let e = Self.error { _ = try PaliGemmaModel(directory: out, quantization: quantization) }
             print("[\(c)] \(e.map { "\($0)" } ?? "-")")
             guard case let .weights(tensor, reason)? = e else { Issue.record("\(c): \(String(describing: e))"); continue }
             #expect(tensor == c.tensor, "\(c): names \(tensor)")
             for word in c.words { #expect(reason.lowercased().contains(word.lowercased()), "\(c): \(reason)") }
         }
+    }
+
+    @Test("corrupt int8 folders are refused, naming the tensor", arguments: corruptions)
+    func corrupt(_ c: Corruption) throws {
+        try Self.expectRefused(c, folder: Self.quantize(Fixtures.model("pg1-f32")).0, asked: [.none, .int8])
     }
 }
 
