@@ -7,12 +7,13 @@ public enum Quantization: String, Sendable, CaseIterable {
     case none
     /// The decoder's matrices (and the output projection) quantized at load to int8 with one
     /// scale per output channel; the vision tower, norms and embedding lookup stay as stored.
-    /// A folder that already stores them int8 (`paligemma quantize`) is mapped as it is.
+    /// A folder that already stores them int8 (`paligemma quantize`) is mapped as it is; a 4-bit
+    /// folder is refused (load it as it is).
     case int8
     /// The same matrices quantized at load to 4 bits, one float16 scale per group of 32 values
     /// of a row (`MatrixWeight.int4`): about a quarter of bf16's memory traffic, at a larger
     /// accuracy cost than int8 (docs/BENCHMARKS.md). Their input sizes must be multiples of 32,
-    /// as in every published checkpoint. A folder that stores int8 is refused.
+    /// as in every published checkpoint. A quantized folder is refused (load it as it is).
     case int4
 }
 
@@ -169,9 +170,9 @@ public final class WeightLoader {
         }
         let stored = checkpoint.storedName(name)
         let storedScale = checkpoint.storedName(scaleName)
-        if quantization == .int4 {
+        if quantization == .int4 || (quantization == .int8 && weight.dtype == .uint8) {
             throw PaliGemmaError.weights(tensor: stored,
-                reason: "is stored quantized (\(weight.dtype.rawValue)); --quantize int4 quantizes from the float weights, so load the float folder this was made from, or this folder as it is")
+                reason: "is stored quantized (\(weight.dtype.rawValue)); --quantize \(quantization.rawValue) quantizes from the float weights, so load the float folder this was made from, or this folder as it is")
         }
         let result: MatrixWeight
         if weight.dtype == .uint8 {
