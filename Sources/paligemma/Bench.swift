@@ -19,7 +19,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Threads (default: all CPUs).") var threads: Int?
     @Option(help: "Measure this many times in one process and report the last run (the first also maps the weights in).")
     var runs = 1
-    @Option(help: "Weights in memory: none (as stored), int8 or int4 (decoder quantized at load; a folder from `paligemma quantize` is int8 either way).")
+    @Option(help: "Weights in memory: none (as stored), int8 or int4 (decoder quantized at load; a folder from `paligemma quantize` loads as it is: leave this at none).")
     var quantize: String = "none"
     @Option(name: [.customLong("agreement"), .customLong("int8-agreement")],
             help: "Instead of timing, compare the --quantize weights (int8 if none) with the stored weights over this many greedy steps.")

@@ -18,7 +18,7 @@ struct GenerationArguments: ParsableArguments {
     @Flag(name: .customLong("allow-unknown-config-keys"), help: "Ignore config.json keys this runtime does not know.")
     var allowUnknownConfigKeys = false
     @Option(help: "Threads (default: all CPUs).") var threads: Int?
-    @Option(help: "Weights in memory: none (as stored), int8 or int4 (the decoder quantized at load: about a half or a quarter of the memory traffic of bf16; a folder written by `paligemma quantize` is int8 either way, with nothing to do at load).")
+    @Option(help: "Weights in memory: none (as stored), int8 or int4 (the decoder quantized at load: about a half or a quarter of the memory traffic of bf16; a folder written by `paligemma quantize` loads as it is, with nothing to do at load; leave this at none for it).")
     var quantize: String = "none"
 
     var options: GenerationOptions {

@@ -2,8 +2,8 @@ import Foundation
 
 /// How weights are held in memory.
 public enum Quantization: String, Sendable, CaseIterable {
-    /// As stored in the checkpoint (float32, bfloat16 or float16; int8 where the folder
-    /// stores int8, see `WeightFormat.int8Stored`).
+    /// As stored in the checkpoint (float32, bfloat16 or float16; int8 or 4-bit where the
+    /// folder stores them, see `WeightFormat.int8Stored` and `.int4Stored`).
     case none
     /// The decoder's matrices (and the output projection) quantized at load to int8 with one
     /// scale per output channel; the vision tower, norms and embedding lookup stay as stored.
