@@ -2,8 +2,9 @@
 //
 // Format (see pg_kernels.h): groups of 32 consecutive values of a row share one float16 scale;
 // each value is a 4-bit q in [-8, 7], stored as q + 8, two to a byte. The scale is m / -8 for the
-// group's value m of largest magnitude, so that value is exact and the others are rounded to the
-// nearest step. Blocks of 8 groups (128 bytes) interleave them: the byte at 32j + 4q + t holds
+// group's value m of largest magnitude, so that value is kept (up to the float16 rounding of the
+// scale) and the others are rounded to the nearest step (values of the other sign beyond 7 steps
+// are clamped to 7). Blocks of 8 groups (128 bytes) interleave them: the byte at 32j + 4q + t holds
 // value 4j + t (low nibble) and value 16 + 4j + t (high nibble) of the block's group q, so that
 // one 32-byte load holds four bytes of each of the 8 groups. Groups after the last full block
 // take 16 bytes each, byte i holding values i (low) and 16 + i (high).
