@@ -3,7 +3,7 @@
 // tests bound it against float64.
 #include "internal.h"
 #include <math.h>
-#if defined(__x86_64__)
+#if PG_X86_SIMD
 #include <immintrin.h>
 #include "avx2_inline.h"
 

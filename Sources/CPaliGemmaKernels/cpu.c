@@ -5,7 +5,7 @@
 #include <string.h>
 
 static int detect(void) {
-#if defined(__x86_64__) || defined(__i386__)
+#if PG_X86_SIMD
     __builtin_cpu_init();
     int level = PG_ISA_SCALAR;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))

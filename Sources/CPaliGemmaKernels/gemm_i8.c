@@ -56,7 +56,7 @@ void pg_pack_a16(const float *x, long ldx, long M, long K, int16_t *dst, float *
     pg_parallel_for(mblocks * kblocks, pack16_task, &j);
 }
 
-#if defined(__x86_64__)
+#if PG_X86_SIMD
 #include <immintrin.h>
 #define T_AVX2 __attribute__((target("avx2,fma")))
 

@@ -5,6 +5,14 @@
 #include <math.h>
 #include <string.h>
 
+// The x86-64 SIMD kernels are compiled on x86-64 unless PG_PORTABLE_ONLY is defined, which builds
+// the portable fallback alone (to check it on an x86 machine).
+#if defined(__x86_64__) && !defined(PG_PORTABLE_ONLY)
+#define PG_X86_SIMD 1
+#else
+#define PG_X86_SIMD 0
+#endif
+
 static inline float pg_bf16_to_f32(uint16_t h) {
     uint32_t u = (uint32_t)h << 16;
     float f;

@@ -1,6 +1,6 @@
 // AVX2 + FMA + F16C instantiation of linear_impl.h.
 #include "internal.h"
-#if defined(__x86_64__)
+#if PG_X86_SIMD
 #include <immintrin.h>
 #include "avx2_inline.h"
 

@@ -1,6 +1,6 @@
 // AVX-512 (F, BW, VL, DQ) instantiation of linear_impl.h.
 #include "internal.h"
-#if defined(__x86_64__)
+#if PG_X86_SIMD
 #include <immintrin.h>
 
 #define PG_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))

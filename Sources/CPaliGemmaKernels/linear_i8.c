@@ -49,7 +49,7 @@ void pg_gemv_i8_cols_scalar(const int16_t *xq, const float *xs, long M, long K, 
         for (long m = 0; m < M; m++) y[m * ldy + n] = dot_i8_scalar(w + n * ldw, xq + m * K, K) * xs[m];
 }
 
-#if defined(__x86_64__)
+#if PG_X86_SIMD
 #include <immintrin.h>
 #include "avx2_inline.h"
 #define T_AVX2 __attribute__((target("avx2,fma")))

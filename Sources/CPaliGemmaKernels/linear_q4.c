@@ -64,7 +64,7 @@ static uint16_t q4_group_scalar(const float *e, uint8_t *base, int blocked) {
     return h;
 }
 
-#if defined(__x86_64__)
+#if PG_X86_SIMD
 #include <immintrin.h>
 #include "avx2_inline.h"
 #define T_AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -126,7 +126,7 @@ static void q4_quant_task(void *p, long r, int thread) {
     for (long g = 0; g < groups; g++) {
         uint8_t *base = out + w_byte(groups, g, 0);
         int blocked = g < groups / BLOCK * BLOCK;
-#if defined(__x86_64__)
+#if PG_X86_SIMD
         if (j->isa >= PG_ISA_AVX2) { sc[g] = q4_group_avx2(v + g * G, base, blocked); continue; }
 #endif
         sc[g] = q4_group_scalar(v + g * G, base, blocked);
@@ -216,7 +216,7 @@ void pg_gemv_q4_cols_scalar(const int8_t *xq, const float *dx, const float *c, l
     }
 }
 
-#if defined(__x86_64__)
+#if PG_X86_SIMD
 
 // One row of x quantized as pg_quantize_x8_groups does (the same bytes for finite x): the full
 // blocks' groups in vectors, each run of 4 consecutive values stored as one 32-bit word.
@@ -350,7 +350,7 @@ void pg_gemm_q4_cols_avx2(const int8_t *xq, const float *dx, const float *c, lon
 typedef struct { const float *x; long ldx, K; int8_t *xq; float *dx, *c; int isa; } x8_job;
 
 static void quantize_x8_row(int isa, const float *row, long K, int8_t *xq, float *dx, float *c) {
-#if defined(__x86_64__)
+#if PG_X86_SIMD
     if (isa >= PG_ISA_AVX2) { quantize_x8_row_avx2(row, K, xq, dx, c); return; }
 #endif
     (void)isa;

@@ -13,7 +13,7 @@ static double seconds(void) {
 
 typedef struct { const char *buf; size_t slice; int isa; volatile float sink[256]; } read_job;
 
-#if defined(__x86_64__)
+#if PG_X86_SIMD
 #include <immintrin.h>
 __attribute__((target("avx2"))) static float read_avx2(const char *p, size_t n) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0;
@@ -39,7 +39,7 @@ static void read_task(void *p, long task, int thread) {
     read_job *j = p;
     const char *slice = j->buf + (size_t)task * j->slice;
     float s;
-#if defined(__x86_64__)
+#if PG_X86_SIMD
     if (j->isa >= PG_ISA_AVX2) s = read_avx2(slice, j->slice);
     else s = read_scalar(slice, j->slice);
 #else
@@ -71,7 +71,7 @@ double pg_measure_read_gbs(size_t bytes, int reps) {
 
 typedef struct { long iters; int isa; volatile float sink[256]; } fma_job;
 
-#if defined(__x86_64__)
+#if PG_X86_SIMD
 // Twelve independent accumulators: enough to cover the FMA latency on both FMA pipes.
 __attribute__((target("avx2,fma"))) static float fma_avx2(long iters) {
     __m256 a[12], b = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
@@ -99,7 +99,7 @@ static void fma_task(void *p, long task, int thread) {
     fma_job *j = p;
     (void)task;
     float s = 0;
-#if defined(__x86_64__)
+#if PG_X86_SIMD
     if (j->isa >= PG_ISA_AVX512) s = fma_avx512(j->iters);
     else if (j->isa >= PG_ISA_AVX2) s = fma_avx2(j->iters);
 #endif
