@@ -61,6 +61,13 @@ static inline void pg_pack_a_block(const float *x, long ldx, long M, long b, lon
     }
 }
 
+/// v clamped to [lo, hi] and rounded half away from zero: the rounding of the int8 and 4-bit
+/// quantizers (their vector versions, pg_round_clamped_avx2, give the same integers).
+static inline int pg_round_clamped(float v, float lo, float hi) {
+    v = v > hi ? hi : v < lo ? lo : v;
+    return (int)(v + (v >= 0 ? 0.5f : -0.5f));
+}
+
 /// Rows of x as int16 for the integer int8 kernels: scale max|row| / 32767 (1 for a zero row),
 /// and each value divided by it, clamped and rounded to nearest.
 static inline float pg_x16_scale(const float *row, long K) {
@@ -106,11 +113,10 @@ void pg_gemv_i8_cols_scalar(const int16_t *xq, const float *xs, long M, long K, 
                             float *y, long ldy, long n0, long n1);
 void pg_gemv_i8_cols_avx2(const int16_t *xq, const float *xs, long M, long K, const int8_t *w, long ldw,
                           float *y, long ldy, long n0, long n1);
-// 4-bit weights (linear_q4.c): x rows quantized to int8 per group of 32 in the decode kernel's
-// pair layout, with dx [M, K / 32] (scales) and c [M, K / 32] (8 · dx · group sum);
+// 4-bit weights (linear_q4.c): x rows quantized to int8 per group of 32 (each group as a
+// pg_quantize_q8 row of 32) in the kernels' interleaved block layout, with dx [M, K / 32] (scales)
+// and c [M, K / 32] (8 · dx · group sum), rows spread over the pool (inline for M <= 4);
 // y[m, n] for n in [n0, n1) = sum_g dw[n, g] dx[m, g] (integer group sum).
-void pg_quantize_x8_groups(const float *x, long ldx, long M, long K, int8_t *xq, float *dx, float *c);
-/// The same at an ISA level (the same bytes for finite x), rows spread over the pool (inline for M <= 4).
 void pg_quantize_x8_groups_pool(int isa, const float *x, long ldx, long M, long K, int8_t *xq, float *dx, float *c);
 void pg_gemv_q4_cols_scalar(const int8_t *xq, const float *dx, const float *c, long M, long K, const uint8_t *w,
                             const uint16_t *scales, float *y, long ldy, long n0, long n1);

@@ -23,17 +23,17 @@ void pg_quantize_x16(const float *x, long ldx, long M, long K, int16_t *xq, floa
     }
 }
 
+// Values [from, cols) of a row times inv, clamped to ±127 and rounded half away from zero.
+static void q8_values(const float *v, long from, long cols, float inv, int8_t *out) {
+    for (long c = from; c < cols; c++) out[c] = (int8_t)pg_round_clamped(v[c] * inv, -127.0f, 127.0f);
+}
+
 void pg_quantize_q8_row_scalar(const float *v, long cols, int8_t *out, float *scale) {
     float mx = 0;
     for (long c = 0; c < cols; c++) mx = fmaxf(mx, fabsf(v[c]));
     float s = mx > 0 ? mx / 127.0f : 1.0f;
-    float inv = 1.0f / s;
     *scale = s;
-    for (long c = 0; c < cols; c++) {
-        float q = v[c] * inv;
-        q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
-        out[c] = (int8_t)(q + (q >= 0 ? 0.5f : -0.5f));  // round half away from zero
-    }
+    q8_values(v, 0, cols, 1.0f / s, out);
 }
 
 // The exact integer sum of w[k] * xq[k] (64-bit: 2^22 per product).
@@ -124,10 +124,7 @@ T_AVX2 void pg_quantize_q8_row_avx2(const float *v, long cols, int8_t *out, floa
         nan = _mm256_or_ps(nan, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
         mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, x));
     }
-    __m128 h = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
-    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_max_ss(h, _mm_movehdup_ps(h));
-    float m = _mm_cvtss_f32(h);
+    float m = pg_hmax_avx2(mx);
     for (; c < cols; c++) {
         if (v[c] != v[c]) { nan = _mm256_set1_ps(-1.0f); break; }
         m = fmaxf(m, fabsf(v[c]));
@@ -137,24 +134,14 @@ T_AVX2 void pg_quantize_q8_row_avx2(const float *v, long cols, int8_t *out, floa
     *scale = s;
     __m256 inv = _mm256_set1_ps(1.0f / s);
     const __m256 top = _mm256_set1_ps(127.0f), bottom = _mm256_set1_ps(-127.0f);
-    const __m256 half = _mm256_set1_ps(0.5f), nhalf = _mm256_set1_ps(-0.5f), zero = _mm256_setzero_ps();
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (c = 0; c < cv; c += 32) {
         __m256i q[4];
-        for (int k = 0; k < 4; k++) {
-            __m256 t = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_loadu_ps(v + c + 8 * k), inv), bottom), top);
-            t = _mm256_add_ps(t, _mm256_blendv_ps(nhalf, half, _mm256_cmp_ps(t, zero, _CMP_GE_OQ)));
-            q[k] = _mm256_cvttps_epi32(t);
-        }
+        for (int k = 0; k < 4; k++) q[k] = pg_round_clamped_avx2(_mm256_mul_ps(_mm256_loadu_ps(v + c + 8 * k), inv), bottom, top);
         __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
         _mm256_storeu_si256((__m256i *)(out + c), _mm256_permutevar8x32_epi32(b, order));
     }
-    float invs = 1.0f / s;
-    for (; c < cols; c++) {
-        float q = v[c] * invs;
-        q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
-        out[c] = (int8_t)(q + (q >= 0 ? 0.5f : -0.5f));
-    }
+    q8_values(v, cv, cols, 1.0f / s, out);
 }
 
 T_AVX2 void pg_gemv_i8_cols_avx2(const int16_t *xq, const float *xs, long M, long K, const int8_t *w, long ldw,

@@ -40,27 +40,35 @@ static inline long x_byte(long groups, long g, int i) {
 }
 
 // ---- quantization --------------------------------------------------------------------------
-static inline int q4_round(float v) {
-    if (!(v == v)) return 0;
-    v = v > 7.0f ? 7.0f : v < -8.0f ? -8.0f : v;
-    return (int)(v + (v >= 0 ? 0.5f : -0.5f));  // half away from zero
-}
-
-// One group of 32 values: its float16 scale, and its 16 bytes at base (blocked: value 4j + t at
-// byte 32j + t, as within an interleaved block; else value i at byte i).
-static uint16_t q4_group_scalar(const float *e, uint8_t *base, int blocked) {
-    float m = 0;
-    for (int i = 0; i < G; i++)
-        if (fabsf(e[i]) > fabsf(m)) m = e[i];
+// The float16 scale of a group whose value of largest magnitude is m, and 1 / the scale as
+// stored (0 for a zero scale).
+static inline uint16_t q4_scale(float m, float *inv) {
     float s = m / -8.0f;
     if (fabsf(s) > 65504.0f) s = copysignf(65504.0f, s);  // largest float16
     uint16_t h = pg_f32_to_f16_scalar(s);
     float d = pg_f16_to_f32_scalar(h);
-    float inv = d != 0 ? 1.0f / d : 0.0f;
-    for (int i = 0; i < G / 2; i++) {
-        int q0 = q4_round(e[i] * inv) + 8, q1 = q4_round(e[i + G / 2] * inv) + 8;
-        base[blocked ? 32 * (i / 4) + i % 4 : i] = (uint8_t)(q0 | (q1 << 4));
-    }
+    *inv = d != 0 ? 1.0f / d : 0.0f;
+    return h;
+}
+
+// A group's 16 bytes (byte i = value i | value 16 + i << 4, each as q + 8) at base: blocked,
+// value 4j + t at byte 32j + t, as within an interleaved block; else value i at byte i.
+static inline void q4_place(uint8_t *base, int blocked, const int32_t bytes[G / 2]) {
+    for (int i = 0; i < G / 2; i++) base[blocked ? 32 * (i / 4) + i % 4 : i] = (uint8_t)bytes[i];
+}
+
+static inline int q4_round(float v) { return v == v ? pg_round_clamped(v, -8.0f, 7.0f) : 0; }
+
+// One group of 32 values: its float16 scale, and its 16 bytes at base (see q4_place).
+static uint16_t q4_group_scalar(const float *e, uint8_t *base, int blocked) {
+    float m = 0;
+    for (int i = 0; i < G; i++)
+        if (fabsf(e[i]) > fabsf(m)) m = e[i];
+    float inv;
+    uint16_t h = q4_scale(m, &inv);
+    int32_t bytes[G / 2];
+    for (int i = 0; i < G / 2; i++) bytes[i] = (q4_round(e[i] * inv) + 8) | ((q4_round(e[i + G / 2] * inv) + 8) << 4);
+    q4_place(base, blocked, bytes);
     return h;
 }
 
@@ -83,32 +91,21 @@ T_AVX2 static uint16_t q4_group_avx2(const float *e, uint8_t *base, int blocked)
     __m256 nan = _mm256_or_ps(_mm256_or_ps(_mm256_cmp_ps(v[0], v[0], _CMP_UNORD_Q), _mm256_cmp_ps(v[1], v[1], _CMP_UNORD_Q)),
                               _mm256_or_ps(_mm256_cmp_ps(v[2], v[2], _CMP_UNORD_Q), _mm256_cmp_ps(v[3], v[3], _CMP_UNORD_Q)));
     if (_mm256_movemask_ps(nan)) return q4_group_scalar(e, base, blocked);
-    __m256 mx = _mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3]));
-    __m128 h4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
-    h4 = _mm_max_ps(h4, _mm_movehl_ps(h4, h4));
-    h4 = _mm_max_ss(h4, _mm_movehdup_ps(h4));
-    __m256 top = _mm256_set1_ps(_mm_cvtss_f32(h4));
+    float top = pg_hmax_avx2(_mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3])));
     // The first value of that magnitude, as the scalar loop picks it.
     uint32_t mask = 0;
-    PG_UNROLL for (int k = 0; k < 4; k++) mask |= (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(a[k], top, _CMP_EQ_OQ)) << (8 * k);
-    float m = _mm_cvtss_f32(h4) > 0 ? e[__builtin_ctz(mask)] : 0.0f;
-    float s = m / -8.0f;
-    if (fabsf(s) > 65504.0f) s = copysignf(65504.0f, s);
-    uint16_t h = pg_f32_to_f16_scalar(s);
-    float d = pg_f16_to_f32_scalar(h);
-    __m256 inv = _mm256_set1_ps(d != 0 ? 1.0f / d : 0.0f);
-    const __m256 hi = _mm256_set1_ps(7.0f), lo = _mm256_set1_ps(-8.0f), half = _mm256_set1_ps(0.5f), nhalf = _mm256_set1_ps(-0.5f);
+    PG_UNROLL for (int k = 0; k < 4; k++)
+        mask |= (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(a[k], _mm256_set1_ps(top), _CMP_EQ_OQ)) << (8 * k);
+    float inv;
+    uint16_t h = q4_scale(top > 0 ? e[__builtin_ctz(mask)] : 0.0f, &inv);
+    const __m256 iv = _mm256_set1_ps(inv), hi = _mm256_set1_ps(7.0f), lo = _mm256_set1_ps(-8.0f);
     const __m256i eight = _mm256_set1_epi32(8);
     __m256i q[4];
-    PG_UNROLL for (int k = 0; k < 4; k++) {
-        __m256 t = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v[k], inv), lo), hi);
-        t = _mm256_add_ps(t, _mm256_blendv_ps(nhalf, half, _mm256_cmp_ps(t, _mm256_setzero_ps(), _CMP_GE_OQ)));
-        q[k] = _mm256_add_epi32(_mm256_cvttps_epi32(t), eight);
-    }
-    int32_t b[16];  // byte i = value i | value 16 + i << 4
-    _mm256_storeu_si256((__m256i *)b, _mm256_or_si256(q[0], _mm256_slli_epi32(q[2], 4)));
-    _mm256_storeu_si256((__m256i *)(b + 8), _mm256_or_si256(q[1], _mm256_slli_epi32(q[3], 4)));
-    for (int i = 0; i < G / 2; i++) base[blocked ? 32 * (i / 4) + i % 4 : i] = (uint8_t)b[i];
+    PG_UNROLL for (int k = 0; k < 4; k++) q[k] = _mm256_add_epi32(pg_round_clamped_avx2(_mm256_mul_ps(v[k], iv), lo, hi), eight);
+    int32_t bytes[G / 2];
+    _mm256_storeu_si256((__m256i *)bytes, _mm256_or_si256(q[0], _mm256_slli_epi32(q[2], 4)));
+    _mm256_storeu_si256((__m256i *)(bytes + 8), _mm256_or_si256(q[1], _mm256_slli_epi32(q[3], 4)));
+    q4_place(base, blocked, bytes);
     return h;
 }
 #endif
@@ -162,32 +159,40 @@ void pg_dequantize_q4(const uint8_t *w, const uint16_t *scales, long rows, long 
 }
 
 // ---- x -------------------------------------------------------------------------------------
-// Beside the quantized row: dx [groups] (the scales) and c [groups] = 8 · dx · sum of the group's
-// values, which turns the sum against unsigned nibbles (q + 8) into the sum against q.
-void pg_quantize_x8_groups(const float *x, long ldx, long M, long K, int8_t *xq, float *dx, float *c) {
+// Each group of 32 values of a row is a pg_quantize_q8 row of 32 (scale max|x| / 127, rounded half
+// away from zero), laid out as x_byte says, with dx [groups] (the scales) and c [groups] =
+// 8 · dx · sum of the group's values, which turns the sum against unsigned nibbles (q + 8) into
+// the sum against q.
+static void quantize_x8_row(int isa, const float *row, long K, int8_t *out, float *dx, float *c) {
     long groups = K / G;
-    for (long m = 0; m < M; m++) {
-        const float *row = x + m * ldx;
-        int8_t *out = xq + m * K;
-        for (long g = 0; g < groups; g++) {
-            const float *v = row + g * G;
-            float mx = 0;
-            for (int i = 0; i < G; i++) mx = fmaxf(mx, fabsf(v[i]));
-            float s = mx > 0 ? mx / 127.0f : 1.0f, inv = 1.0f / s;
-            int32_t sum = 0;
-            for (int i = 0; i < G; i++) {
-                float t = v[i] * inv;
-                t = t > 127.0f ? 127.0f : t < -127.0f ? -127.0f : t;
-                int8_t q = (int8_t)(t + (t >= 0 ? 0.5f : -0.5f));  // half away from zero
-                out[x_byte(groups, g, i)] = q;
-                sum += q;
-            }
-            dx[m * groups + g] = s;
-            c[m * groups + g] = 8.0f * s * (float)sum;
-        }
+    for (long g = 0; g < groups; g++) {
+        int8_t q[G];
+        if (isa >= PG_ISA_AVX2) pg_quantize_q8_row_avx2(row + g * G, G, q, dx + g);
+        else pg_quantize_q8_row_scalar(row + g * G, G, q, dx + g);
+        int32_t sum = 0;
+        for (int i = 0; i < G; i++) sum += q[i];
+        c[g] = 8.0f * dx[g] * (float)sum;
+        for (int i = 0; i < G; i += 4) memcpy(out + x_byte(groups, g, i), q + i, 4);  // runs of 4 stay together
     }
 }
 
+typedef struct { const float *x; long ldx, K; int8_t *xq; float *dx, *c; int isa; } x8_job;
+
+static void x8_task(void *p, long m, int thread) {
+    (void)thread;
+    const x8_job *j = p;
+    long groups = j->K / G;
+    quantize_x8_row(j->isa, j->x + m * j->ldx, j->K, j->xq + m * j->K, j->dx + m * groups, j->c + m * groups);
+}
+
+void pg_quantize_x8_groups_pool(int isa, const float *x, long ldx, long M, long K, int8_t *xq, float *dx, float *c) {
+    x8_job j = { x, ldx, K, xq, dx, c, isa };
+    if (M <= 4) {  // decode: not worth waking the pool
+        for (long m = 0; m < M; m++) x8_task(&j, m, 0);
+        return;
+    }
+    pg_parallel_for(M, x8_task, &j);
+}
 
 // Group g of weight row b against group g of quantized x row xq: the exact integer sum.
 static inline int32_t q4_group_dot(const uint8_t *b, const int8_t *xq, long groups, long g) {
@@ -217,53 +222,6 @@ void pg_gemv_q4_cols_scalar(const int8_t *xq, const float *dx, const float *c, l
 }
 
 #if PG_X86_SIMD
-
-// One row of x quantized as pg_quantize_x8_groups does (the same bytes for finite x): the full
-// blocks' groups in vectors, each run of 4 consecutive values stored as one 32-bit word.
-T_AVX2 static void quantize_x8_row_avx2(const float *row, long K, int8_t *out, float *dx, float *c) {
-    long groups = K / G, full = groups / BLOCK * BLOCK;
-    const __m256 sign = _mm256_set1_ps(-0.0f), top = _mm256_set1_ps(127.0f), bottom = _mm256_set1_ps(-127.0f);
-    const __m256 half = _mm256_set1_ps(0.5f), nhalf = _mm256_set1_ps(-0.5f), zero = _mm256_setzero_ps();
-    for (long g = 0; g < full; g++) {
-        __m256 v[4];
-        PG_UNROLL for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(row + g * G + 8 * k);
-        __m256 a = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
-                                 _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
-        __m128 h = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_max_ss(h, _mm_movehdup_ps(h));
-        float mx = _mm_cvtss_f32(h);
-        float s = mx > 0 ? mx / 127.0f : 1.0f, inv = 1.0f / s;
-        __m256 iv = _mm256_set1_ps(inv);
-        __m256i total = _mm256_setzero_si256();
-        int8_t *base = out + (g / BLOCK) * (BLOCK * 32) + 4 * (g % BLOCK);
-        PG_UNROLL for (int k = 0; k < 4; k++) {
-            __m256 t = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v[k], iv), bottom), top);
-            __m256i q = _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_blendv_ps(nhalf, half, _mm256_cmp_ps(t, zero, _CMP_GE_OQ))));
-            total = _mm256_add_epi32(total, q);
-            __m256i b8 = _mm256_packs_epi16(_mm256_packs_epi32(q, q), _mm256_setzero_si256());
-            int32_t w0 = _mm_cvtsi128_si32(_mm256_castsi256_si128(b8)), w1 = _mm_cvtsi128_si32(_mm256_extracti128_si256(b8, 1));
-            // values 8k..8k+3 and 8k+4..8k+7: runs r = 2k and 2k + 1 at 64 (r % 4) + 32 (r / 4)
-            memcpy(base + 64 * ((2 * k) % 4) + 32 * ((2 * k) / 4), &w0, 4);
-            memcpy(base + 64 * ((2 * k + 1) % 4) + 32 * ((2 * k + 1) / 4), &w1, 4);
-        }
-        __m128i t4 = _mm_add_epi32(_mm256_castsi256_si128(total), _mm256_extracti128_si256(total, 1));
-        t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0x4e));
-        t4 = _mm_add_epi32(t4, _mm_shuffle_epi32(t4, 0xb1));
-        dx[g] = s;
-        c[g] = 8.0f * s * (float)_mm_cvtsi128_si32(t4);
-    }
-    if (full < groups) {  // the tail groups, as the scalar quantizer lays them out
-        int8_t tail[G * BLOCK];
-        float tdx[BLOCK], tc[BLOCK];
-        long n = groups - full;
-        pg_quantize_x8_groups(row + full * G, 0, 1, n * G, tail, tdx, tc);
-        memcpy(out + full * G, tail, (size_t)(n * G));
-        memcpy(dx + full, tdx, (size_t)n * sizeof(float));
-        memcpy(c + full, tc, (size_t)n * sizeof(float));
-    }
-}
-
 // One weight row against MM rows of quantized x: full blocks of 8 groups in SIMD, the rest scalar.
 T_AVX2 static inline __attribute__((always_inline)) void q4_row_avx2(
         const uint8_t *b, const uint16_t *s, long groups, long K, const int8_t *xq, const float *dx, const float *c,
@@ -346,29 +304,3 @@ void pg_gemm_q4_cols_avx2(const int8_t *xq, const float *dx, const float *c, lon
     pg_gemv_q4_cols_scalar(xq, dx, c, M, K, w, scales, y, ldy, n0, n1);
 }
 #endif
-
-typedef struct { const float *x; long ldx, K; int8_t *xq; float *dx, *c; int isa; } x8_job;
-
-static void quantize_x8_row(int isa, const float *row, long K, int8_t *xq, float *dx, float *c) {
-#if PG_X86_SIMD
-    if (isa >= PG_ISA_AVX2) { quantize_x8_row_avx2(row, K, xq, dx, c); return; }
-#endif
-    (void)isa;
-    pg_quantize_x8_groups(row, 0, 1, K, xq, dx, c);
-}
-
-static void x8_task(void *p, long m, int thread) {
-    (void)thread;
-    const x8_job *j = p;
-    long groups = j->K / G;
-    quantize_x8_row(j->isa, j->x + m * j->ldx, j->K, j->xq + m * j->K, j->dx + m * groups, j->c + m * groups);
-}
-
-void pg_quantize_x8_groups_pool(int isa, const float *x, long ldx, long M, long K, int8_t *xq, float *dx, float *c) {
-    x8_job j = { x, ldx, K, xq, dx, c, isa };
-    if (M <= 4) {  // decode: not worth waking the pool
-        for (long m = 0; m < M; m++) x8_task(&j, m, 0);
-        return;
-    }
-    pg_parallel_for(M, x8_task, &j);
-}
