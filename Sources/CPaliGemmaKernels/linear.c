@@ -61,7 +61,7 @@ typedef struct {
     const float *apack;                  // x packed once for all tasks (prefill, SIMD), else NULL
     const int16_t *apack16; const float *xs16;  // x as int16 pairs (int8 weights, prefill, AVX2), else NULL
     const uint16_t *q4scales;            // group scales of 4-bit weights (dtype PG_Q4)
-    const int8_t *xq8; const float *dx8, *cx8;  // x quantized per group to int8 (4-bit weights, M <= 4), else NULL
+    const int8_t *xq8; const float *dx8, *cx8;  // x quantized per group to int8 (4-bit weights)
 } linear_job;
 
 static void linear_task(void *p, long task, int thread) {
@@ -158,70 +158,73 @@ static void linear_run(int isa, const float *x, long ldx, const void *w, int wdt
     if ((double)M * N * K < 65536.0) chunk = N;  // tiny: not worth waking the pool
     linear_job job = { x, ldx, w, wdtype, ldw, scale, bias, y, ldy, M, N, K, chunk, isa, NULL, NULL, NULL, NULL, NULL,
                        q4scales, NULL, NULL, NULL };
-    if (wdtype == PG_I8 && M <= 4) {
-        // Decode: integer products against x quantized to int16 (see linear_i8.c). The buffer
-        // belongs to the calling thread and only grows, so steady-state decoding allocates nothing.
-        static _Thread_local void *xq_buf = NULL;
-        static _Thread_local size_t xq_cap = 0;
-        static _Thread_local float xs_buf[4];
-        if (grow_buffer(&xq_buf, &xq_cap, (size_t)M * (size_t)K * sizeof(int16_t))) {
-            pg_quantize_x16(x, ldx, M, K, xq_buf, xs_buf);
-            job.xq = xq_buf;
-            job.xs = xs_buf;
+    // How x is prepared once for all tasks, in row blocks that keep the copy under PG_APACK_BYTES:
+    //   X_Q16:    int16 rows (int8 weights, decode; linear_i8.c)
+    //   X_Q8G:    int8 groups of 32 (4-bit weights; linear_q4.c), needed: no fallback
+    //   X_PACK16: int16 pairs in the prefill layout (int8 weights, prefill, AVX2; gemm_i8.c)
+    //   X_PACK:   float32 in the prefill layout (prefill, SIMD, several tasks)
+    // The buffers belong to the calling thread and only grow, so steady-state decoding allocates nothing.
+    enum { X_NONE, X_Q16, X_Q8G, X_PACK16, X_PACK } kind = X_NONE;
+    if (wdtype == PG_Q4) kind = X_Q8G;
+    else if (wdtype == PG_I8 && M <= 4) kind = X_Q16;
+    else if (M > 4 && isa >= PG_ISA_AVX2 && wdtype == PG_I8) kind = X_PACK16;
+    else if (M > 4 && isa >= PG_ISA_AVX2 && chunk < N) kind = X_PACK;
+    if (kind != X_NONE) {
+        static _Thread_local void *abuf = NULL, *sbuf = NULL;
+        static _Thread_local size_t acap = 0, scap = 0;
+        long groups = K / PG_Q4_GROUP, rows = M;
+        size_t abytes = 0, sbytes = 0;
+        switch (kind) {
+        case X_Q16:
+            abytes = (size_t)M * (size_t)K * sizeof(int16_t);
+            sbytes = (size_t)M * sizeof(float);
+            break;
+        case X_Q8G:
+            rows = (long)(PG_APACK_BYTES / (size_t)(K + 8 * groups));
+            if (rows < 4) rows = 4;
+            if (rows > M) rows = M;
+            abytes = (size_t)rows * (size_t)K;
+            sbytes = 2 * (size_t)rows * (size_t)groups * sizeof(float);  // dx, then c
+            break;
+        case X_PACK16:
+        case X_PACK: {
+            size_t esize = kind == X_PACK16 ? sizeof(int16_t) : sizeof(float);
+            rows = (long)(PG_APACK_BYTES / esize / (size_t)(K + 1)) / PG_GEMM_MR * PG_GEMM_MR;
+            if (rows < PG_GEMM_MR) rows = PG_GEMM_MR;
+            if (rows > M) rows = M;
+            abytes = kind == X_PACK16 ? pg_pack_a16_size(rows, K) * esize
+                                      : (size_t)((rows + PG_GEMM_MR - 1) / PG_GEMM_MR * PG_GEMM_MR) * (size_t)K * esize;
+            sbytes = kind == X_PACK16 ? (size_t)rows * sizeof(float) : 1;
+            break;
         }
-    }
-    if (wdtype == PG_Q4) {
-        // x quantized per group of 32 to int8 (see linear_q4.c) into the calling thread's buffers,
-        // in row blocks of at most PG_APACK_BYTES.
-        static _Thread_local void *xq8_buf = NULL, *dx8_buf = NULL;
-        static _Thread_local size_t xq8_cap = 0, dx8_cap = 0;
-        long groups = K / PG_Q4_GROUP;
-        long rows = (long)(PG_APACK_BYTES / (size_t)(K + 8 * groups));
-        if (rows < 4) rows = 4;
-        if (rows > M) rows = M;
-        if (!grow_buffer(&xq8_buf, &xq8_cap, (size_t)rows * (size_t)K) ||
-            !grow_buffer(&dx8_buf, &dx8_cap, 2 * (size_t)rows * (size_t)groups * sizeof(float))) {
-            for (long m = 0; m < M; m++)
-                for (long n = 0; n < N; n++) y[m * ldy + n] = NAN;  // out of memory: no silent zeros
-            return;
+        default:
+            break;
         }
-        for (long m0 = 0; m0 < M; m0 += rows) {
-            linear_job part = job;
-            part.M = M - m0 < rows ? M - m0 : rows;
-            part.y = y + m0 * ldy;
-            part.xq8 = xq8_buf;
-            part.dx8 = dx8_buf;
-            part.cx8 = (float *)dx8_buf + (size_t)part.M * (size_t)groups;
-            pg_quantize_x8_groups_pool(isa, x + m0 * ldx, ldx, part.M, K, xq8_buf, dx8_buf, (float *)part.cx8);
-            pg_parallel_for((N + chunk - 1) / chunk, linear_task, &part);
-        }
-        return;
-    }
-    if (M > 4 && isa >= PG_ISA_AVX2 && (wdtype == PG_I8 || chunk < N)) {
-        // Prefill: x packed once for every task instead of once per task, in row blocks that keep
-        // the packed copy under PG_APACK_BYTES (the weights are then read once per block). int8
-        // weights take the integer kernel (gemm_i8.c) with x as int16 pairs.
-        static _Thread_local void *abuf = NULL, *xsbuf = NULL;
-        static _Thread_local size_t acap = 0, xscap = 0;
-        int integer = wdtype == PG_I8;
-        size_t esize = integer ? sizeof(int16_t) : sizeof(float);
-        long rows = (long)(PG_APACK_BYTES / esize / (size_t)(K + 1)) / PG_GEMM_MR * PG_GEMM_MR;
-        if (rows < PG_GEMM_MR) rows = PG_GEMM_MR;
-        if (rows > M) rows = M;
-        size_t need = integer ? pg_pack_a16_size(rows, K) * esize
-                              : (size_t)((rows + PG_GEMM_MR - 1) / PG_GEMM_MR * PG_GEMM_MR) * (size_t)K * esize;
-        if (grow_buffer(&abuf, &acap, need) && (!integer || grow_buffer(&xsbuf, &xscap, (size_t)rows * sizeof(float)))) {
+        if (grow_buffer(&abuf, &acap, abytes) && grow_buffer(&sbuf, &scap, sbytes)) {
             for (long m0 = 0; m0 < M; m0 += rows) {
                 long mb = M - m0 < rows ? M - m0 : rows;
                 linear_job part = job;
                 part.x = x + m0 * ldx;
                 part.y = y + m0 * ldy;
                 part.M = mb;
-                if (integer) {
-                    pg_pack_a16(part.x, ldx, mb, K, abuf, xsbuf);
+                switch (kind) {
+                case X_Q16:
+                    pg_quantize_x16(part.x, ldx, mb, K, abuf, sbuf);
+                    part.xq = abuf;
+                    part.xs = sbuf;
+                    break;
+                case X_Q8G:
+                    part.xq8 = abuf;
+                    part.dx8 = sbuf;
+                    part.cx8 = (float *)sbuf + (size_t)mb * (size_t)groups;
+                    pg_quantize_x8_groups_pool(isa, part.x, ldx, mb, K, abuf, sbuf, (float *)part.cx8);
+                    break;
+                case X_PACK16:
+                    pg_pack_a16(part.x, ldx, mb, K, abuf, sbuf);
                     part.apack16 = abuf;
-                    part.xs16 = xsbuf;
-                } else {
+                    part.xs16 = sbuf;
+                    break;
+                default:
                     pg_pack_a(part.x, ldx, mb, K, abuf);
                     part.apack = abuf;
                 }
@@ -229,6 +232,12 @@ static void linear_run(int isa, const float *x, long ldx, const void *w, int wdt
             }
             return;
         }
+        if (kind == X_Q8G) {  // out of memory, and 4-bit weights have no path without it: no silent zeros
+            for (long m = 0; m < M; m++)
+                for (long n = 0; n < N; n++) y[m * ldy + n] = NAN;
+            return;
+        }
+        // Otherwise the tasks convert the weights and pack x themselves.
     }
     pg_parallel_for((N + chunk - 1) / chunk, linear_task, &job);
 }
