@@ -310,39 +310,31 @@ public enum Int8Checkpoint {
         guard t.shape.count == 2, t.hasData else { throw PaliGemmaError.weights(tensor: name, reason: "is not a matrix with data") }
         let (rows, cols) = (t.shape[0], t.shape[1])
         let rowsPerBlock = max(1, chunkBytes / max(cols * t.dtype.size, 1))
-        if bits == 4 {
-            let scaleRowBytes = cols / MatrixWeight.int4Group * 2
-            var r = 0
-            while r < rows {
-                let n = min(rowsPerBlock, rows - r)
-                let block = Tensor(storage: t.storage, offset: t.offset + r * cols * t.dtype.size, shape: [n, cols], dtype: t.dtype)
-                guard case let .int4(packed, scales) = Ops.quantizeInt4(block), let pp = packed.pointer, let sp = scales.pointer else {
-                    throw PaliGemmaError.weights(tensor: name, reason: "quantization produced no data")
-                }
-                try writer.write(name, at: r * cols / 2, UnsafeRawBufferPointer(start: pp, count: n * cols / 2))
-                try writer.write(name + WeightLoader.scaleSuffix, at: r * scaleRowBytes, UnsafeRawBufferPointer(start: sp, count: n * scaleRowBytes))
-                Ops.releasePages(block)
-                r += n
-                wrote(n * (cols / 2 + scaleRowBytes))
-            }
-            return
-        }
-        var scales: [Float] = []
-        scales.reserveCapacity(rows)
+        // Bytes per matrix row of the weight and of its scales, as stored.
+        let (weightRowBytes, scaleRowBytes) = bits == 4 ? (cols / 2, cols / MatrixWeight.int4Group * 2) : (cols, 4)
+        let scaleName = name + WeightLoader.scaleSuffix
         var r = 0
         while r < rows {
             let n = min(rowsPerBlock, rows - r)
             let block = Tensor(storage: t.storage, offset: t.offset + r * cols * t.dtype.size, shape: [n, cols], dtype: t.dtype)
-            let (q, s) = Ops.quantizeInt8(block)
-            guard let qp = q.pointer else { throw PaliGemmaError.weights(tensor: name, reason: "quantization produced no data") }
-            try writer.write(name, at: r * cols, UnsafeRawBufferPointer(start: qp, count: n * cols))
-            scales += s
+            let weight: Tensor
+            switch Ops.quantize(block, bits: bits) {
+            case let .int8(q, scales):
+                weight = q
+                try scales.withUnsafeBytes { try writer.write(scaleName, at: r * scaleRowBytes, $0) }
+            case let .int4(packed, scales):
+                weight = packed
+                guard let sp = scales.pointer else { throw PaliGemmaError.weights(tensor: name, reason: "quantization produced no data") }
+                try writer.write(scaleName, at: r * scaleRowBytes, UnsafeRawBufferPointer(start: sp, count: n * scaleRowBytes))
+            case .dense:
+                throw PaliGemmaError.weights(tensor: name, reason: "quantization produced no data")
+            }
+            guard let wp = weight.pointer else { throw PaliGemmaError.weights(tensor: name, reason: "quantization produced no data") }
+            try writer.write(name, at: r * weightRowBytes, UnsafeRawBufferPointer(start: wp, count: n * weightRowBytes))
             Ops.releasePages(block)
             r += n
-            wrote(n * cols)
+            wrote(n * (weightRowBytes + scaleRowBytes))
         }
-        try scales.withUnsafeBytes { try writer.write(name + WeightLoader.scaleSuffix, $0) }
-        wrote(rows * 4)
     }
 
     /// Copies every file of the source folder that is not a weight file (following symbolic

@@ -136,19 +136,12 @@ public final class WeightLoader {
     }
 
     private func quantizeIfAsked(_ t: Tensor, name: String) throws -> MatrixWeight {
-        let q: MatrixWeight
-        switch quantization {
-        case .none: return .dense(t)
-        case .int8:
-            let (w, scales) = Ops.quantizeInt8(t)
-            q = .int8(w, scales: scales)
-        case .int4:
-            guard t.shape[1] % MatrixWeight.int4Group == 0 else {
-                throw PaliGemmaError.weights(tensor: checkpoint?.storedName(name) ?? name,
-                    reason: "has \(t.shape[1]) input features; int4 quantizes groups of \(MatrixWeight.int4Group) along a row, so they must be a multiple of \(MatrixWeight.int4Group) (use int8)")
-            }
-            q = Ops.quantizeInt4(t)
+        guard quantization != .none else { return .dense(t) }
+        if quantization == .int4 && t.shape[1] % MatrixWeight.int4Group != 0 {
+            throw PaliGemmaError.weights(tensor: checkpoint?.storedName(name) ?? name,
+                reason: "has \(t.shape[1]) input features; int4 quantizes groups of \(MatrixWeight.int4Group) along a row, so they must be a multiple of \(MatrixWeight.int4Group) (use int8)")
         }
+        let q = Ops.quantize(t, bits: quantization == .int4 ? 4 : 8)
         Ops.releasePages(t)  // the stored copy is not read again (a tied embedding's lookup faults back only its rows)
         return q
     }

@@ -68,6 +68,15 @@ public enum Ops {
         return y
     }
 
+    /// A matrix quantized to int8 rows (`bits` 8, `MatrixWeight.int8`) or 4-bit groups (`bits` 4,
+    /// `MatrixWeight.int4`, whose column count must be a multiple of `MatrixWeight.int4Group`).
+    public static func quantize(_ w: Tensor, bits: Int) -> MatrixWeight {
+        precondition(bits == 8 || bits == 4)
+        if bits == 4 { return quantizeInt4(w) }
+        let (q, scales) = quantizeInt8(w)
+        return .int8(q, scales: scales)
+    }
+
     /// A matrix quantized to 4-bit groups (`MatrixWeight.int4`); its column count must be a
     /// multiple of `MatrixWeight.int4Group`.
     public static func quantizeInt4(_ w: Tensor) -> MatrixWeight {
