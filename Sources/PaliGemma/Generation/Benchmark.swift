@@ -9,7 +9,8 @@ import Darwin
 public struct BenchmarkResult: Codable, Sendable {
     public var model: String
     /// How the decoder's matrices were held: "none" (as stored), "int8" or "int4" (quantized at
-    /// load), or "int8-stored" (a folder written by `paligemma quantize`); see `WeightFormat`.
+    /// load), or "int8-stored" or "int4-stored" (a folder written by `paligemma quantize`); see
+    /// `WeightFormat`.
     public var quantization: String
     public var threads: Int
     public var isa: String
@@ -129,7 +130,7 @@ extension Benchmark {
         guard quantization != .none else { throw PaliGemmaError.input("compare a quantization (int8 or int4) with the stored weights") }
         let reference = try PaliGemmaModel(directory: directory)
         guard reference.weightFormat == .stored else {
-            throw PaliGemmaError.input("\(directory.path) stores int8 weights already; compare the float folder it was quantized from")
+            throw PaliGemmaError.input("\(directory.path) stores quantized weights already; compare the float folder it was quantized from")
         }
         let quantized = try PaliGemmaModel(directory: directory, quantization: quantization)
         let (pixels, ids) = syntheticInput(reference, promptTokens: promptTokens)

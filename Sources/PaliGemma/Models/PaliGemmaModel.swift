@@ -22,7 +22,7 @@ public final class PaliGemmaModel: Sendable {
     /// The folder it came from (nil when built from a config alone).
     public let directory: URL?
     /// How the decoder's matrices and the output projection are held: as stored, quantized to
-    /// int8 at load, or stored int8 in the folder.
+    /// int8 or 4-bit at load, or stored int8 or 4-bit in the folder.
     public let weightFormat: WeightFormat
 
     /// Loads a checkpoint folder strictly: every tensor must be used and have the expected shape.

@@ -41,22 +41,6 @@ public enum MatrixWeight: Sendable {
         }
     }
 
-    /// Whether it has values (not a shape-only placeholder).
-    public var hasData: Bool {
-        switch self {
-        case .dense(let t), .int8(let t, _), .int4(let t, _): return t.hasData
-        }
-    }
-
-    /// How it is held, for reports: the dtype name of a dense matrix, "int8" or "int4".
-    public var formatName: String {
-        switch self {
-        case .dense(let t): return t.dtype.rawValue
-        case .int8: return "int8"
-        case .int4: return "int4"
-        }
-    }
-
     /// All of W as float32 [rows · cols] (the dequantized values; for tests and small matrices).
     public func floats() -> [Float] {
         switch self {
