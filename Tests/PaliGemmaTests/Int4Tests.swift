@@ -75,7 +75,7 @@ struct Int4Tests {
     @Test("every ISA level quantizes to the same bytes and scales (4-bit and int8), NaN, ties and zeros included")
     func quantizersAgreeAcrossLevels() {
         var rng = SeededRandom(43)
-        let rows = 12, cols = 17 * Self.group  // two full blocks and a tail; 544 is not a multiple of 32 · 8 or of 32
+        let rows = 12, cols = 17 * Self.group  // 17 groups: two full 4-bit blocks of 8 and a tail group
         var w = rng.floats(rows * cols)
         for c in 0..<cols { w[cols + c] = 0 }                        // a zero row
         w[2 * cols + 3] = .nan                                      // a NaN (its group / row goes the scalar way)

@@ -4,7 +4,7 @@ import Foundation
 /// implementation can go, from measured memory bandwidth and FMA peak. Stable JSON keys.
 ///
 /// - decode reads every decoder matrix and the output projection once per token, in the dtype
-///   they are held in (int8 + scales, or as stored): floor = those bytes / read bandwidth.
+///   they are held in (int8 or 4-bit + scales, or as stored): floor = those bytes / read bandwidth.
 /// - prefill and vision are matrix multiplies: floor = their multiply-add FLOPs (matrices plus
 ///   attention's two products) / float32 FMA peak. Norms, activations and softmax are left out.
 public struct BenchmarkFloors: Codable, Sendable {
