@@ -64,7 +64,7 @@ struct ModelParityTests {
     func promptLogits(name: String) throws {
         let c = try Case(name)
         let image = try c.model.imageFeatures(pixels: c.pixels)
-        let cache = c.model.makeCache(capacity: c.prompt.count)
+        let cache = try c.model.makeCache(capacity: c.prompt.count)
         let logits = try c.model.forward(ids: c.prompt, imageFeatures: image, prefixLength: c.prompt.count,
                                          cache: cache, logits: .all)
         #expect(logits.rows == c.prompt.count && logits.cols == c.model.decoder.vocabRows)
@@ -76,7 +76,7 @@ struct ModelParityTests {
         let c = try Case(name)
         let image = try c.model.imageFeatures(pixels: c.pixels)
         let ids = c.prompt + c.suffix
-        let cache = c.model.makeCache(capacity: ids.count)
+        let cache = try c.model.makeCache(capacity: ids.count)
         let logits = try c.model.forward(ids: ids, imageFeatures: image, prefixLength: c.prompt.count,
                                          cache: cache, logits: .all)
         try c.check("prompt+suffix logits", logits.values, "logits_full")
@@ -89,7 +89,7 @@ struct ModelParityTests {
         let ids = c.prompt + c.suffix
         let full = try c.model.forward(ids: ids, imageFeatures: image, prefixLength: c.prompt.count,
                                        cache: c.model.makeCache(capacity: ids.count), logits: .all)
-        let cache = c.model.makeCache(capacity: ids.count)
+        let cache = try c.model.makeCache(capacity: ids.count)
         var stepped = try c.model.forward(ids: c.prompt, imageFeatures: image, prefixLength: c.prompt.count,
                                           cache: cache, logits: .last).values
         for id in c.suffix {
@@ -108,7 +108,7 @@ struct ModelParityTests {
         let c = try Case(name)
         let want = try c.ref.tensor("greedy_ids").ints()
         let image = try c.model.imageFeatures(pixels: c.pixels)
-        let cache = c.model.makeCache(capacity: c.prompt.count + want.count)
+        let cache = try c.model.makeCache(capacity: c.prompt.count + want.count)
         var logits = try c.model.forward(ids: c.prompt, imageFeatures: image, prefixLength: c.prompt.count,
                                          cache: cache, logits: .last)
         var ids: [Int] = []

@@ -150,6 +150,32 @@ void pg_attention_isa(int isa, const float *q, long ldq, const float *k, const f
                       float *out, long ldo, long T, long S, int Hq, int Hkv, int D,
                       long q_start, long prefix, long window, float scale, float softcap);
 
+
+/// One sequence of a batched attention call: its rows of q and out, and its keys and values.
+/// Key (and value) j of the sequence is row r of k (v), row stride ldkv, where r = j without a
+/// block table, and r = block_table[j / block_tokens] * block_tokens + j % block_tokens with one
+/// (a paged cache: fixed-size blocks of rows, anywhere in k and v, in sequence order).
+typedef struct {
+    long row0;             // first row of this sequence in q and out
+    long T;                // its query rows (new tokens)
+    long S;                // keys visible to it: the cache length after this call
+    long q_start;          // sequence index of its first query row
+    long prefix;           // prefix-LM: indices < prefix see each other
+    const float *k, *v;    // base of its keys and values (offset to key/value head 0)
+    const int32_t *block_table;  // NULL: contiguous
+    long block_tokens;     // rows per block (with a block table)
+} pg_attn_seq;
+
+/// pg_attention for several sequences in one call: sequence i's T rows of q start at row
+/// seqs[i].row0 (rows of different sequences never see each other), each with its own cache,
+/// positions and prefix; window, scale and soft cap are the layer's. All (sequence, head, query
+/// block) tasks share the pool at once.
+void pg_attention_batch(const float *q, long ldq, float *out, long ldo, const pg_attn_seq *seqs, long nseq, long ldkv,
+                        int Hq, int Hkv, int D, long window, float scale, float softcap);
+/// pg_attention_batch on an explicit instruction-set level; for tests.
+void pg_attention_batch_isa(int isa, const float *q, long ldq, float *out, long ldo, const pg_attn_seq *seqs,
+                            long nseq, long ldkv, int Hq, int Hkv, int D, long window, float scale, float softcap);
+
 #ifdef __cplusplus
 }
 #endif

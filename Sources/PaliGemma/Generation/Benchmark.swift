@@ -135,7 +135,7 @@ extension Benchmark {
         let quantized = try PaliGemmaModel(directory: directory, quantization: quantization)
         let (pixels, ids) = syntheticInput(reference, promptTokens: promptTokens)
         let capacity = ids.count + steps
-        let (cacheA, cacheB) = (reference.makeCache(capacity: capacity), quantized.makeCache(capacity: capacity))
+        let (cacheA, cacheB) = (try reference.makeCache(capacity: capacity), try quantized.makeCache(capacity: capacity))
         var a = try reference.forward(ids: ids, imageFeatures: reference.imageFeatures(pixels: pixels), prefixLength: ids.count, cache: cacheA)
         var b = try quantized.forward(ids: ids, imageFeatures: quantized.imageFeatures(pixels: pixels), prefixLength: ids.count, cache: cacheB)
         var agree = 0, maxDiff = 0.0, sumDiff = 0.0, maxAbs = 0.0, count = 0

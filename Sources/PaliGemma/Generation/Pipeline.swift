@@ -142,21 +142,15 @@ public final class PaliGemmaPipeline: Sendable {
         options.stopTokens.insert(eosID)
         let features = try model.imageFeatures(pixels: pixels)
         let visionSeconds = Date().timeIntervalSince(start)
-        var decoder = tokenizer.streamingDecoder(skipSpecial: true)
-        var text = ""
+        let generator = try TokenGenerator(model: model, promptIDs: ids, imageFeatures: features, options: options,
+                                           detokenizer: tokenizer.streamingDecoder(skipSpecial: true))
         var logits: [[Float]] = []
-        let out = try model.generate(promptIDs: ids, imageFeatures: features, options: options) { id, row in
+        let out = try model.run(generator) { event, row in
             if keepLogits { logits.append(Array(row)) }
-            if options.stopTokens.contains(id) { return .continue }
-            let piece = decoder.push(Int32(id))
-            text += piece
-            return piece.isEmpty ? .continue : onText(piece)
+            return event.text.isEmpty ? .continue : onText(event.text)
         }
-        let tail = decoder.finish()
-        if !tail.isEmpty {
-            text += tail
-            _ = onText(tail)
-        }
+        let text = generator.text
+        if !generator.tail.isEmpty { _ = onText(generator.tail) }
         var timings = RequestTimings()
         timings.load = loadSeconds
         timings.vision = visionSeconds

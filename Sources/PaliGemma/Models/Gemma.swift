@@ -1,4 +1,3 @@
-import CPaliGemmaKernels
 import Foundation
 
 // The Gemma decoder (PaliGemma 1) and Gemma 2 decoder (PaliGemma 2), as in the Gemma and
@@ -7,8 +6,22 @@ import Foundation
 // Gemma 2 adds norms after attention and MLP, attention-logit and final-logit soft caps,
 // query scaling by query_pre_attn_scalar, and sliding-window attention on alternate layers.
 //
-// Shape letters: T tokens in this call, S tokens in the cache after it, D width, H query heads,
-// Hkv key/value heads, Dh head width, F MLP width, V vocabulary rows.
+// Shape letters: R rows in this call (the new tokens of every sequence of the batch, stacked),
+// D width, H query heads, Hkv key/value heads, Dh head width, F MLP width, V vocabulary rows.
+
+/// Where the rows of a batched decoder call belong: one segment per sequence (its rows, its
+/// cache, its start and prefix), and each row's position.
+struct DecoderBatch {
+    let segments: [AttentionSegment]
+    /// Position of every row, for the rotary embedding. Positions count from 1, as in
+    /// transformers' PaliGemma (RoPE sees only differences).
+    let positions: [Float]
+
+    init(segments: [AttentionSegment]) {
+        self.segments = segments
+        positions = segments.flatMap { s in (0..<s.rows.count).map { Float(s.start + $0 + 1) } }
+    }
+}
 
 /// Attention with rotary embeddings over the KV cache and the prefix-LM mask.
 struct GemmaAttention: Sendable {
@@ -41,20 +54,15 @@ struct GemmaAttention: Sendable {
         invFreq = (0..<hd / 2).map { 1 / powf(c.ropeTheta, Float(2 * $0) / Float(hd)) }
     }
 
-    /// x [T, D] at sequence indices start..<start+T -> [T, D]; appends K and V to the cache.
-    func callAsFunction(_ x: Matrix, cache: KVCache, layer: Int, start: Int, prefix: Int) -> Matrix {
-        let (qs, ks, vs) = (q(x), k(x), v(x))
-        // Positions count from 1, as in transformers' PaliGemma (RoPE sees only differences).
-        let positions = (0..<x.rows).map { Float(start + $0 + 1) }
-        Ops.rope(qs, heads: heads, dim: headDim, positions: positions, invFreq: invFreq)
-        Ops.rope(ks, heads: kvHeads, dim: headDim, positions: positions, invFreq: invFreq)
-        let (kc, vc) = (cache.keys[layer], cache.values[layer])
-        kc.row(start).update(from: ks.data, count: ks.count)
-        vc.row(start).update(from: vs.data, count: vs.count)
-        let mixed = Matrix(rows: x.rows, cols: heads * headDim)
-        pg_attention(qs.data, qs.cols, kc.data, vc.data, kc.cols, mixed.data, mixed.cols,
-                     x.rows, start + x.rows, Int32(heads), Int32(kvHeads), Int32(headDim),
-                     start, prefix, window ?? 0, scale, softcap ?? 0)
+    /// x [R, D] -> [R, D]: each segment's rows attend over its own cache, to which their keys
+    /// and values are appended first.
+    func callAsFunction(_ x: Matrix, batch: DecoderBatch, layer: Int) -> Matrix {
+        let (qs, ks, vs) = (q(x), k(x), v(x))  // [R, H·Dh], [R, Hkv·Dh], [R, Hkv·Dh]
+        Ops.rope(qs, heads: heads, dim: headDim, positions: batch.positions, invFreq: invFreq)
+        Ops.rope(ks, heads: kvHeads, dim: headDim, positions: batch.positions, invFreq: invFreq)
+        for s in batch.segments { s.cache.store(layer: layer, start: s.start, keys: ks, values: vs, rows: s.rows) }
+        let mixed = Ops.attention(qs, segments: batch.segments, layer: layer, heads: heads, kvHeads: kvHeads,
+                                  headDim: headDim, window: window, scale: scale, softcap: softcap)
         return o(mixed)
     }
 }
@@ -110,9 +118,9 @@ struct GemmaDecoderLayer: Sendable {
         mlp = try GemmaMLP(w("mlp"), config: c)
     }
 
-    /// Updates x [T, D] in place.
-    func callAsFunction(_ x: Matrix, cache: KVCache, layer: Int, start: Int, prefix: Int) {
-        let a = attention(inputNorm(x), cache: cache, layer: layer, start: start, prefix: prefix)
+    /// Updates x [R, D] in place.
+    func callAsFunction(_ x: Matrix, batch: DecoderBatch, layer: Int) {
+        let a = attention(inputNorm(x), batch: batch, layer: layer)
         if let preFeedforwardNorm, let postFeedforwardNorm {
             Ops.add(x, postAttentionNorm(a))
             Ops.add(x, postFeedforwardNorm(mlp(preFeedforwardNorm(x))))
@@ -156,15 +164,14 @@ public struct GemmaDecoder: Sendable {
 
     public var vocabRows: Int { embedTokens.shape[0] }
 
-    /// Embedding row of `id`, times the embedding scale, into `dst` [D].
-    func embed(_ id: Int, into dst: UnsafeMutablePointer<Float>) {
-        embedTokens.copyRow(id, to: dst)
-        for i in 0..<config.hiddenSize { dst[i] *= embedScale }
+    /// Embedding row of `id`, times the embedding scale, into row `row` of x [_, D].
+    func embed(_ id: Int, into x: Matrix, row: Int) {
+        Ops.gatherRow(embedTokens, id, scale: embedScale, into: x, row: row)
     }
 
-    /// Runs x [T, D] (sequence indices start..<start+T) through every layer and the final norm.
-    func callAsFunction(_ x: Matrix, cache: KVCache, start: Int, prefix: Int) -> Matrix {
-        for (i, layer) in layers.enumerated() { layer(x, cache: cache, layer: i, start: start, prefix: prefix) }
+    /// Runs x [R, D] through every layer and the final norm.
+    func callAsFunction(_ x: Matrix, batch: DecoderBatch) -> Matrix {
+        for (i, layer) in layers.enumerated() { layer(x, batch: batch, layer: i) }
         return norm(x)
     }
 

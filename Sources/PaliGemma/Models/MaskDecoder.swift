@@ -1,4 +1,3 @@
-import CPaliGemmaKernels
 import Foundation
 
 /// The decoder half of big_vision's mask VQ-VAE: turns the 16 `<seg>` codes of a
@@ -165,7 +164,7 @@ public final class MaskDecoder: Sendable {
             let b = Ops.linear(im2col3x3(a, side: side), block[1].weight, bias: block[1].bias)
             relu(b)
             let c = Ops.linear(b, block[2].weight, bias: block[2].bias)
-            pg_add(c.data, h.data, c.count)
+            Ops.add(c, h)
             h = c
         }
         for layer in upsample {  // side -> 2 * side

@@ -99,15 +99,26 @@ public final class PaliGemmaModel: Sendable {
 
     // MARK: Decoder side
 
-    /// A cache able to hold `capacity` tokens.
-    public func makeCache(capacity: Int) -> KVCache {
+    /// Bytes of KV cache one token takes (keys and values of every decoder layer, float32).
+    public var kvBytesPerToken: Int { config.kvBytesPerToken }
+
+    /// A pool of KV cache blocks for this model's decoder, holding `tokens` tokens in all
+    /// (rounded up to whole blocks), for caches that come and go (see `KVCachePool`).
+    public func makeCachePool(tokens: Int, blockTokens: Int = KVCachePool.defaultBlockTokens) throws -> KVCachePool {
         let t = config.textConfig
-        return KVCache(layers: t.numHiddenLayers, capacity: capacity, kvWidth: t.numKeyValueHeads * t.headDim)
+        return try KVCachePool(layers: t.numHiddenLayers, kvWidth: t.numKeyValueHeads * t.headDim, tokens: tokens,
+                               blockTokens: blockTokens)
     }
 
-    /// Embeds `ids` [T] into [T, D]: text ids through the scaled embedding, each
-    /// `image_token_index` replaced by the next row of `imageFeatures`.
-    public func embed(ids: [Int], imageFeatures: Matrix?) throws -> Matrix {
+    /// A cache with a pool of its own, able to hold `capacity` tokens.
+    public func makeCache(capacity: Int) throws -> KVCache {
+        let t = config.textConfig
+        return try KVCache(layers: t.numHiddenLayers, capacity: capacity, kvWidth: t.numKeyValueHeads * t.headDim)
+    }
+
+    /// Embeds `ids` [T] into rows start..<start+T of x [_, D]: text ids through the scaled
+    /// embedding, each `image_token_index` replaced by the next row of `imageFeatures`.
+    func embed(ids: [Int], imageFeatures: Matrix?, into x: Matrix, at start: Int) throws {
         let d = config.textConfig.hiddenSize
         let imageID = config.imageTokenIndex
         let imageCount = ids.reduce(0) { $0 + ($1 == imageID ? 1 : 0) }
@@ -118,41 +129,126 @@ public final class PaliGemmaModel: Sendable {
         if let f = imageFeatures, f.cols != d {
             throw PaliGemmaError.input("image features have width \(f.cols), the decoder expects \(d)")
         }
-        let x = Matrix(rows: ids.count, cols: d)
         var nextImage = 0
         for (t, id) in ids.enumerated() {
             if id == imageID, let f = imageFeatures {
-                x.row(t).update(from: f.row(nextImage), count: d)
+                Ops.copyRows(f, nextImage..<nextImage + 1, into: x, at: start + t)
                 nextImage += 1
             } else {
                 guard id >= 0, id < decoder.vocabRows else {
                     throw PaliGemmaError.input("token id \(id) at position \(t) is outside the vocabulary (0..<\(decoder.vocabRows))")
                 }
-                decoder.embed(id, into: x.row(t))
+                decoder.embed(id, into: x, row: start + t)
             }
         }
+    }
+
+    /// Embeds `ids` [T] into [T, D] (see `embed(ids:imageFeatures:into:at:)`).
+    public func embed(ids: [Int], imageFeatures: Matrix?) throws -> Matrix {
+        let x = Matrix(rows: ids.count, cols: config.textConfig.hiddenSize)
+        try embed(ids: ids, imageFeatures: imageFeatures, into: x, at: 0)
         return x
     }
 
     /// Runs `ids` through the decoder after the `cache.length` tokens already in the cache and
     /// appends them to it. Tokens at sequence index < `prefixLength` form the bidirectional
     /// prefix (image + <bos> + prompt + "\n"); the rest are causal. Returns logits [R, V] for
-    /// the rows asked for (R = T, 1 or 0).
+    /// the rows asked for (R = T, 1 or 0). The cache takes blocks from its pool as it grows.
     public func forward(ids: [Int], imageFeatures: Matrix?, prefixLength: Int, cache: KVCache,
                         logits rows: LogitRows = .last) throws -> Matrix {
-        guard !ids.isEmpty else { throw PaliGemmaError.input("forward needs at least one token") }
-        let start = cache.length
-        guard start + ids.count <= cache.capacity else {
-            throw PaliGemmaError.input("sequence of \(start + ids.count) tokens exceeds the KV cache capacity \(cache.capacity)")
+        try forward([SequenceInput(ids: ids, imageFeatures: imageFeatures, prefixLength: prefixLength, cache: cache,
+                                   logits: rows)])[0]
+    }
+
+    /// One forward pass over several sequences at once: their new rows are stacked into one
+    /// matrix, so every linear layer reads its weights once for the whole batch, and attention
+    /// runs per sequence over its own cache, positions and prefix. Sequence i may be prefilling
+    /// a prompt (many ids) while others decode (one id each). Returns each sequence's logits, in
+    /// order (see `LogitRows`). Equal, up to float32 rounding, to running each sequence alone.
+    /// Nothing is changed when the inputs are refused; the caches grow only once all are valid.
+    public func forward(_ batch: [SequenceInput]) throws -> [Matrix] {
+        guard !batch.isEmpty else { return [] }
+        let limit = config.textConfig.maxPositionEmbeddings
+        for (i, s) in batch.enumerated() {
+            let which = batch.count > 1 ? "sequence \(i): " : ""
+            guard !s.ids.isEmpty else { throw PaliGemmaError.input(which + "forward needs at least one token") }
+            guard s.prefixLength >= 0 else { throw PaliGemmaError.input(which + "prefix length must not be negative") }
+            guard s.cache.pool.layers == config.textConfig.numHiddenLayers,
+                  s.cache.pool.kvWidth == config.textConfig.numKeyValueHeads * config.textConfig.headDim else {
+                throw PaliGemmaError.input(which + "the KV cache was made for another decoder shape")
+            }
+            guard s.cache.length + s.ids.count <= limit else {
+                throw PaliGemmaError.input(which + "sequence of \(s.cache.length + s.ids.count) tokens exceeds the model's \(limit) positions")
+            }
+            for other in batch[..<i] where other.cache === s.cache {
+                throw PaliGemmaError.input(which + "the same KV cache appears twice in one batch")
+            }
         }
-        guard prefixLength >= 0 else { throw PaliGemmaError.input("prefix length must not be negative") }
-        let x = try embed(ids: ids, imageFeatures: imageFeatures)
-        let h = decoder(x, cache: cache, start: start, prefix: prefixLength)
-        cache.length = start + ids.count
-        switch rows {
-        case .all: return decoder.logits(h)
-        case .last: return decoder.logits(h.rows((h.rows - 1)..<h.rows))
-        case .none: return Matrix(rows: 0, cols: decoder.vocabRows)
+        for s in batch { try s.cache.reserve(s.cache.length + s.ids.count) }
+
+        let x = Matrix(rows: batch.reduce(0) { $0 + $1.ids.count }, cols: config.textConfig.hiddenSize)
+        var segments: [AttentionSegment] = []
+        var row = 0
+        for s in batch {
+            try embed(ids: s.ids, imageFeatures: s.imageFeatures, into: x, at: row)
+            segments.append(AttentionSegment(rows: row..<row + s.ids.count, cache: s.cache, start: s.cache.length,
+                                             prefix: s.prefixLength))
+            row += s.ids.count
         }
+        let h = decoder(x, batch: DecoderBatch(segments: segments))
+        for s in batch { s.cache.length += s.ids.count }
+
+        // The rows asked for, through the output projection in one product.
+        var wanted: [Range<Int>] = []
+        for (s, segment) in zip(batch, segments) {
+            switch s.logits {
+            case .all: wanted.append(segment.rows)
+            case .last: wanted.append(segment.rows.upperBound - 1..<segment.rows.upperBound)
+            case .none: wanted.append(0..<0)
+            }
+        }
+        let picked = Matrix(rows: wanted.reduce(0) { $0 + $1.count }, cols: h.cols)
+        var at = 0
+        for r in wanted {
+            Ops.copyRows(h, r, into: picked, at: at)
+            at += r.count
+        }
+        let logits = picked.rows > 0 ? decoder.logits(picked) : Matrix(rows: 0, cols: decoder.vocabRows)
+        at = 0
+        return wanted.map { r in
+            defer { at += r.count }
+            return logits.rows(at..<at + r.count)
+        }
+    }
+}
+
+/// One sequence of a batched forward pass (`PaliGemmaModel.forward(_:)`).
+public struct SequenceInput: Sendable {
+    /// New tokens: a whole prompt when prefilling, one id when decoding.
+    public var ids: [Int]
+    /// Rows for the prompt's image tokens (nil when `ids` has none).
+    public var imageFeatures: Matrix?
+    /// Sequence indices below this form the bidirectional prefix.
+    public var prefixLength: Int
+    /// The sequence's cache: its length is where `ids` start; they are appended to it.
+    public var cache: KVCache
+    /// Which rows of logits to return for this sequence.
+    public var logits: LogitRows
+
+    public init(ids: [Int], imageFeatures: Matrix? = nil, prefixLength: Int, cache: KVCache, logits: LogitRows = .last) {
+        self.ids = ids
+        self.imageFeatures = imageFeatures
+        self.prefixLength = prefixLength
+        self.cache = cache
+        self.logits = logits
+    }
+}
+
+extension PaliGemmaConfig {
+    /// Bytes of KV cache one token takes: keys and values of every decoder layer, float32
+    /// (2 · layers · Hkv · Dh · 4; 36,864 for PaliGemma 1, 212,992 for PaliGemma 2 3B).
+    public var kvBytesPerToken: Int {
+        let t = textConfig
+        return t.numHiddenLayers * 2 * t.numKeyValueHeads * t.headDim * MemoryLayout<Float>.size
     }
 }

@@ -1,5 +1,3 @@
-import CPaliGemmaKernels
-
 // SigLIP vision tower (So400m/14 in PaliGemma), as in "Sigmoid Loss for Language Image
 // Pre-Training": patch embedding + learned positions, pre-LayerNorm transformer blocks,
 // final LayerNorm. The attention-pooling head is not used by PaliGemma.
@@ -27,26 +25,12 @@ struct SigLIPEmbeddings: Sendable {
 
     /// pixels [C, S, S] (CHW) -> [N, D]
     func callAsFunction(_ pixels: [Float]) -> Matrix {
-        let (p, g, ch, s) = (config.patchSize, config.patchesPerSide, config.numChannels, config.imageSize)
+        let (p, ch, s) = (config.patchSize, config.numChannels, config.imageSize)
         // im2col: row (gy·G + gx), column (c·P + ky)·P + kx — the order of the conv weight.
-        let patches = Matrix(rows: g * g, cols: ch * p * p)
-        pixels.withUnsafeBufferPointer { px in
-            guard let base = px.baseAddress else { return }  // the caller checked the count
-            for gy in 0..<g {
-                for gx in 0..<g {
-                    let row = patches.row(gy * g + gx)
-                    for c in 0..<ch {
-                        for ky in 0..<p {
-                            let src = c * s * s + (gy * p + ky) * s + gx * p
-                            (row + (c * p + ky) * p).update(from: base + src, count: p)
-                        }
-                    }
-                }
-            }
-        }
+        let patches = Ops.patches(pixels, channels: ch, size: s, patch: p)
         let x = Ops.linear(patches, patchWeight, bias: patchBias)
         let pos = Matrix(rows: x.rows, cols: x.cols)
-        for r in 0..<pos.rows { position.copyRow(r, to: pos.row(r)) }
+        for r in 0..<pos.rows { Ops.gatherRow(position, r, into: pos, row: r) }
         Ops.add(x, pos)
         return x
     }
@@ -75,11 +59,8 @@ struct SigLIPAttention: Sendable {
     /// x [N, D] -> [N, D]
     func callAsFunction(_ x: Matrix) -> Matrix {
         let (qs, ks, vs) = (q(x), k(x), v(x))  // each [N, H·Dh]
-        let mixed = Matrix(rows: x.rows, cols: heads * headDim)
-        let n = x.rows
-        pg_attention(qs.data, qs.cols, ks.data, vs.data, ks.cols, mixed.data, mixed.cols,
-                     n, n, Int32(heads), Int32(heads), Int32(headDim),
-                     0, n, 0, 1 / Float(headDim).squareRoot(), 0)
+        let mixed = Ops.selfAttention(q: qs, k: ks, v: vs, heads: heads, headDim: headDim,
+                                      scale: 1 / Float(headDim).squareRoot())
         return out(mixed)
     }
 }
