@@ -21,6 +21,7 @@ static int detect(void) {
 
 static int g_supported = -1;
 static int g_level = -1;
+static _Thread_local int t_level = -1;  // this thread's override (pg_set_thread_isa), or -1
 
 int pg_isa_supported(void) {
     if (g_supported < 0) g_supported = detect();
@@ -28,6 +29,7 @@ int pg_isa_supported(void) {
 }
 
 int pg_isa(void) {
+    if (t_level >= 0) return t_level;
     if (g_level < 0) {
         int level = pg_isa_supported();
         const char *env = getenv("PALIGEMMA_ISA");
@@ -48,6 +50,16 @@ int pg_set_isa(int level) {
     if (level < PG_ISA_SCALAR) level = PG_ISA_SCALAR;
     g_level = level > max ? max : level;
     return g_level;
+}
+
+int pg_set_thread_isa(int level) {
+    if (level < 0) {
+        t_level = -1;
+        return pg_isa();
+    }
+    int max = pg_isa_supported();
+    t_level = level > max ? max : level;
+    return t_level;
 }
 
 const char *pg_isa_name(int level) {

@@ -38,6 +38,10 @@ int pg_isa_supported(void);
 int pg_isa(void);
 /// Forces a level (clamped to what the CPU supports); returns the level now in use.
 int pg_set_isa(int level);
+/// Sets the level for calls made from this thread only (clamped; a negative level goes back to
+/// the process-wide one); returns the level now in use on this thread. Every kernel entry point
+/// reads the level on the calling thread, so the pool's workers follow it for that call.
+int pg_set_thread_isa(int level);
 const char *pg_isa_name(int level);
 
 // ---- threads -------------------------------------------------------------------------

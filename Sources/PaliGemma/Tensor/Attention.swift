@@ -31,7 +31,7 @@ extension Ops {
     /// when both are in the prefix), with logits q·k·scale, soft-capped when `softcap` is set.
     /// Rows of different segments never see each other. Returns [R, H·Dh].
     public static func attention(_ q: Matrix, segments: [AttentionSegment], layer: Int, heads: Int, kvHeads: Int,
-                                 headDim: Int, window: Int?, scale: Float, softcap: Float?, isa: ISA? = nil) -> Matrix {
+                                 headDim: Int, window: Int?, scale: Float, softcap: Float?) -> Matrix {
         precondition(q.cols == heads * headDim)
         let out = Matrix(rows: q.rows, cols: q.cols)
         // Block tables must stay alive (and put) while the kernel reads them.
@@ -50,9 +50,8 @@ extension Ops {
                                     prefix: segment.prefix, k: pool.keys[layer], v: pool.values[layer],
                                     block_table: t.baseAddress, block_tokens: pool.blockTokens))
         }
-        let level = Int32((isa ?? Kernels.isa).rawValue)
         seqs.withUnsafeBufferPointer { s in
-            pg_attention_batch_isa(level, q.data, q.cols, out.data, out.cols, s.baseAddress, s.count, kvHeads * headDim,
+            pg_attention_batch(q.data, q.cols, out.data, out.cols, s.baseAddress, s.count, kvHeads * headDim,
                                    Int32(heads), Int32(kvHeads), Int32(headDim), window ?? 0, scale, softcap ?? 0)
         }
         return out

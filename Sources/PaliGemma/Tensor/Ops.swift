@@ -17,6 +17,14 @@ public enum Kernels {
     @discardableResult public static func setISA(_ level: ISA) -> ISA {
         ISA(rawValue: Int(pg_set_isa(Int32(level.rawValue)))) ?? .scalar
     }
+    /// Runs `body` with the kernels called from this thread at `level` (clamped to what the CPU
+    /// supports), leaving other threads and the process-wide level alone. For tests that run a
+    /// whole model at each level while other work goes on.
+    public static func withISA<T>(_ level: ISA, _ body: () throws -> T) rethrows -> T {
+        pg_set_thread_isa(Int32(level.rawValue))
+        defer { pg_set_thread_isa(-1) }
+        return try body()
+    }
     /// Threads used by parallel kernels (PALIGEMMA_THREADS, or the number of CPUs).
     public static var threads: Int {
         get { Int(pg_threads()) }
