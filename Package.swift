@@ -6,7 +6,7 @@ import PackageDescription
 //   2. PaliGemma/Tensor   — tensors and ops
 //   3. PaliGemma/Formats, PaliGemmaTokenizer, PaliGemmaImage — file formats
 //   4. PaliGemma/Models   — SigLIP, Gemma, Gemma 2, projector, PaliGemma
-//   5. PaliGemma/Generation — prompting, sampling, KV cache, output parsing
+//   5. PaliGemma/Generation — prompting, sampling, the token generator, output parsing
 //   6. paligemma          — command-line front end
 let package = Package(
     name: "PaliGemma",

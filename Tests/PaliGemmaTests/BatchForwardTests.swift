@@ -294,4 +294,26 @@ struct BatchForwardTests {
         #expect(pool.freeBlocks == pool.blockCount)
     }
 }
+extension BatchForwardTests {
+    @Test("README's library example: stepped requests with detokenizers give the pipeline's answers")
+    func readmeExample() throws {
+        let pipeline = try PaliGemmaPipeline(directory: Fixtures.model("e2e-pg1"))
+        let image = try ImageDecoder.decode(contentsOf: Fixtures.root.appendingPathComponent("e2e/images/scene.jpg"))
+        let prompts = ["caption en", "ocr", "answer en what is this?"]
+        let options = GenerationOptions(maxNewTokens: 12, stopTokens: [pipeline.eosID])
+        let want = try prompts.map { try pipeline.generate(image: image, prompt: $0, options: options) }
+        let model = pipeline.model
+        let pool = try model.makeCachePool(tokens: 8 * 400)
+        let requests = try prompts.map { prompt in
+            try TokenGenerator(model: model, promptIDs: pipeline.promptIDs(prompt),
+                               imageFeatures: model.imageFeatures(pixels: pipeline.pixelValues(image)),
+                               options: options, pool: pool, detokenizer: pipeline.tokenizer.streamingDecoder())
+        }
+        while requests.contains(where: { !$0.isFinished }) { try model.step(requests) }
+        #expect(requests.map(\.text) == want.map(\.text))
+        #expect(requests.map(\.tokens) == want.map(\.tokens))
+        #expect(pool.freeBlocks == pool.blockCount)
+    }
+}
+
 extension SeededRandom: RandomNumberGenerator {}
