@@ -8,9 +8,23 @@ import Testing
 /// Bound: a sequence run in a batch and alone goes through the same kernels, but a decoding
 /// row alone takes the matrix-vector path (M <= 4 rows) and in a batch the blocked product, and
 /// a paged cache splits the weighted sum of V into runs, so the two differ by float32 rounding
-/// only: held to 2e-5 of max(1, |logit|), printed as the worst difference.
+/// only: held to 2e-5 of max(1, |logit|), printed as the worst difference. With int8 weights,
+/// x is quantized to int16 per row (a relative error of up to 1.5e-5 of the row's largest value)
+/// on the matrix-vector path at every level but on the blocked path only from AVX2 up, so there
+/// the bound is that step carried through the layers: 5e-4. With 4-bit weights, x is quantized
+/// to int8 per group of 32, which is discontinuous: a float32-rounding difference upstream can
+/// move a value across a rounding boundary (a step of 1/127 of its group's largest value), and
+/// that step is carried through the layers: 5e-2, against 4-bit's own error of about 0.4 of the
+/// logit range on these fixtures (Int4Tests).
 struct BatchForwardTests {
     static let relativeBound: Float = 2e-5
+    static func bound(_ q: Quantization) -> Float {
+        switch q {
+        case .none: return relativeBound
+        case .int8: return 5e-4
+        case .int4: return 5e-2
+        }
+    }
 
     // MARK: Kernel
 
@@ -151,12 +165,14 @@ struct BatchForwardTests {
     }
 
     @Test("batched forward: random mixes of 1 to 8 sequences (prefill, decode and chunks together) equal each sequence alone, every ISA level",
-          arguments: ModelParityTests.names)
-    func batchedEqualsAlone(name: String) throws {
-        let model = try PaliGemmaModel(directory: Fixtures.model(name))
+          arguments: ModelParityTests.names.map { ($0, Quantization.none) } + [("pg1-f32", .int8), ("pg2-f32", .int4)])
+    func batchedEqualsAlone(name: String, quantization: Quantization) throws {
+        let model = try PaliGemmaModel(directory: Fixtures.model(name), quantization: quantization)
         var rng = SeededRandom(UInt64(name.utf8.reduce(7) { $0 &* 31 &+ Int($1) }))
         var worst: Float = 0
         for level in KernelTests.levels {
+            var worstHere: Float = 0
+            defer { print("[\(name), \(quantization)] \(level.name): worst \(worstHere)") }
             try Kernels.withISA(level) {
                 for trial in 0..<3 {
                     let count = trial == 0 ? 1 : 2 + Int(rng.next() % 7)
@@ -187,7 +203,8 @@ struct BatchForwardTests {
                         for (i, l) in zip(members, logits) {
                             let d = Self.relativeDiff(l.values, want[i][done[i]])
                             worst = max(worst, d)
-                            #expect(d <= Self.relativeBound, "\(name) \(level.name) trial \(trial) seq \(i) chunk \(done[i]): \(d)")
+                            worstHere = max(worstHere, d)
+                            #expect(d <= Self.bound(quantization), "\(name) \(level.name) trial \(trial) seq \(i) chunk \(done[i]): \(d)")
                             done[i] += 1
                         }
                     }
@@ -197,7 +214,7 @@ struct BatchForwardTests {
                 }
             }
         }
-        print("[\(name)] batched vs alone: worst |diff| / max(1, |logit|) \(worst) (bound \(Self.relativeBound))")
+        print("[\(name), \(quantization)] batched vs alone: worst |diff| / max(1, |logit|) \(worst) (bound \(Self.bound(quantization)))")
     }
 
     @Test("batched forward refuses bad batches and changes nothing")
