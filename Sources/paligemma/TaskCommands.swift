@@ -15,17 +15,17 @@ extension GenerationArguments {
     func runTask(prompt: String, outputs: TaskOutputArguments) {
         do {
             let (result, image, pipeline) = try execute(prompt: prompt)
-            let response = try TaskOutput.run(TaskOutputRequest(
+            let response = try TaskOutputRequest(
                 text: result.text, imageWidth: image.width, imageHeight: image.height, vaePath: outputs.vae,
-                modelDirectory: pipeline.directory.path, json: false, maskDirectory: outputs.masks,
-                overlayPath: outputs.overlay, image: image))
-            for note in response.notes { FileHandle.standardError.write(Data("paligemma: note: \(note)\n".utf8)) }
+                modelDirectory: pipeline.directory.path, maskDirectory: outputs.masks,
+                overlayPath: outputs.overlay, image: image).run()
+            response.printNotes()
             if json {
                 let base = ResultJSON.object(result, prompt: prompt)
                 let members = response.result.jsonMembers()
                 print(members.isEmpty ? base : String(base.dropLast()) + "," + members + "}")
             } else {
-                print(response.output)
+                print(response.result.summary())
             }
         } catch {
             fail(error)
@@ -93,11 +93,11 @@ struct Parse: ParsableCommand {
             if let image {
                 picture = try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: (image as NSString).expandingTildeInPath))
             }
-            let response = try TaskOutput.run(TaskOutputRequest(
-                text: text, imageWidth: size.width, imageHeight: size.height, vaePath: outputs.vae, json: json,
-                maskDirectory: outputs.masks, overlayPath: outputs.overlay, image: picture))
-            for note in response.notes { FileHandle.standardError.write(Data("paligemma: note: \(note)\n".utf8)) }
-            print(response.output)
+            let response = try TaskOutputRequest(
+                text: text, imageWidth: size.width, imageHeight: size.height, vaePath: outputs.vae,
+                maskDirectory: outputs.masks, overlayPath: outputs.overlay, image: picture).run()
+            response.printNotes()
+            print(json ? response.result.json() : response.result.summary())
         } catch {
             fail(error)
         }
