@@ -10,29 +10,6 @@ struct TaskOutputArguments: ParsableArguments {
     @Option(help: "Write the image with boxes, labels and masks drawn over it to this PNG file.") var overlay: String?
 }
 
-extension GenerationArguments {
-    /// Generates, then parses the answer into boxes (and masks) of the input image.
-    func runTask(prompt: String, outputs: TaskOutputArguments) {
-        do {
-            let (result, image, pipeline) = try execute(prompt: prompt)
-            let response = try TaskOutputRequest(
-                text: result.text, imageWidth: image.width, imageHeight: image.height, vaePath: outputs.vae,
-                modelDirectory: pipeline.directory.path, maskDirectory: outputs.masks,
-                overlayPath: outputs.overlay, image: image).run()
-            response.printNotes()
-            if json {
-                let base = ResultJSON.object(result, prompt: prompt)
-                let members = response.result.jsonMembers()
-                print(members.isEmpty ? base : String(base.dropLast()) + "," + members + "}")
-            } else {
-                print(response.result.summary())
-            }
-        } catch {
-            fail(error)
-        }
-    }
-}
-
 struct Detect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Find objects: boxes in pixels (\"detect a ; b\").",
@@ -51,7 +28,7 @@ struct Detect: ParsableCommand {
         if common.image == nil { throw ValidationError("--image is required") }
         if labels.isEmpty { throw ValidationError("give at least one label") }
     }
-    func run() throws { common.runTask(prompt: TaskPrompt.detect(labels), outputs: outputs) }
+    func run() throws { common.run(.detect(labels: labels), outputs: outputs) }
 }
 
 struct Segment: ParsableCommand {
@@ -69,7 +46,7 @@ struct Segment: ParsableCommand {
     @OptionGroup var outputs: TaskOutputArguments
     @Argument(help: "What to segment.") var label: String
     func validate() throws { if common.image == nil { throw ValidationError("--image is required") } }
-    func run() throws { common.runTask(prompt: TaskPrompt.segment(label), outputs: outputs) }
+    func run() throws { common.run(.segment(label: label), outputs: outputs) }
 }
 
 struct Parse: ParsableCommand {
