@@ -54,13 +54,14 @@ let package = Package(
             name: "paligemma",
             dependencies: [
                 "PaliGemma",
+                "PaliGemmaJSON",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // Benchmarks (release builds; JSON output)
-        .executableTarget(name: "paligemma-tokenizer-bench", dependencies: ["PaliGemmaTokenizer"]),
-        .executableTarget(name: "paligemma-image-bench", dependencies: ["PaliGemmaImage"]),
-        .executableTarget(name: "paligemma-mask-bench", dependencies: ["PaliGemma"]),
+        .executableTarget(name: "paligemma-tokenizer-bench", dependencies: ["PaliGemmaTokenizer", "PaliGemmaJSON"]),
+        .executableTarget(name: "paligemma-image-bench", dependencies: ["PaliGemmaImage", "PaliGemmaJSON"]),
+        .executableTarget(name: "paligemma-mask-bench", dependencies: ["PaliGemma", "PaliGemmaJSON"]),
         // Fixtures are read through #filePath, not bundled.
         .testTarget(name: "PaliGemmaTests", dependencies: ["PaliGemma", "PaliGemmaJSON", "CPaliGemmaKernels", "paligemma"],
                     exclude: ["Fixtures"]),

@@ -1,5 +1,6 @@
 import Foundation
 import PaliGemma
+import PaliGemmaJSON
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -34,13 +35,6 @@ struct BatchRunner {
             switch self {
             case let .string(s): try c.encode(s)
             case let .number(n): try c.encode(n)
-            }
-        }
-
-        var json: Any {
-            switch self {
-            case let .string(s): return s
-            case let .number(n): return n
             }
         }
     }
@@ -118,26 +112,46 @@ struct BatchRunner {
                 switch entry {
                 case let .invalid(line, _, id, error):
                     failures += 1
-                    sink.write(["id": id.json, "line": line, "error": error])
+                    try sink.write(ResultLine(id: id, line: line, error: error))
                 case let .request(r):
+                    let written: ResultLine
                     do {
-                        let pixelValues = try pixels.get()
-                        let result = try pipeline.generate(pixels: pixelValues, prompt: r.prompt, options: r.options)
-                        var object = ResultJSON.dictionary(result, prompt: r.prompt)
-                        object["id"] = r.id.json
-                        object["line"] = r.line
-                        object["image"] = r.image
-                        sink.write(object)
+                        let result = try pipeline.generate(pixels: try pixels.get(), prompt: r.prompt, options: r.options)
+                        written = ResultLine(id: r.id, line: r.line, image: r.image, answer: GenerationOutput(result, prompt: r.prompt))
                     } catch {
                         failures += 1
-                        sink.write(["id": r.id.json, "line": r.line, "image": r.image, "prompt": r.prompt, "error": describe(error)])
+                        written = ResultLine(id: r.id, line: r.line, image: r.image, prompt: r.prompt, error: describe(error))
                     }
+                    try sink.write(written)
                 }
                 progress.step()
             }
             progress.finish(failures: failures)
         } catch {
             fail(error)
+        }
+    }
+
+    /// One line of the results file: the request's id and line, the image and prompt when the
+    /// request had them, then the answer's members (`GenerationOutput`, prompt included) or "error".
+    struct ResultLine: Encodable {
+        let id: RequestID
+        let line: Int
+        var image: String? = nil
+        var prompt: String? = nil
+        var answer: GenerationOutput? = nil
+        var error: String? = nil
+
+        enum CodingKeys: String, CodingKey { case id, line, image, prompt, error }
+
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(id, forKey: .id)
+            try c.encode(line, forKey: .line)
+            try c.encodeIfPresent(image, forKey: .image)
+            try c.encodeIfPresent(prompt, forKey: .prompt)
+            try c.encodeIfPresent(error, forKey: .error)
+            try answer?.encode(to: encoder)  // its members join this object
         }
     }
 
@@ -208,7 +222,7 @@ func describe(_ error: Error) -> String {
     (error as? LocalizedError)?.errorDescription ?? "\(error)"
 }
 
-/// Appends JSON lines to the output file.
+/// Appends JSON lines (`JSONOutput`) to the output file.
 final class ResultSink {
     let handle: FileHandle
     init(path: String) throws {
@@ -227,8 +241,8 @@ final class ResultSink {
             handle.write(Data("\n".utf8))
         }
     }
-    func write(_ object: [String: Any]) {
-        handle.write(Data((ResultJSON.encode(object) + "\n").utf8))
+    func write(_ line: BatchRunner.ResultLine) throws {
+        handle.write(Data((try JSONOutput.string(line) + "\n").utf8))
     }
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PaliGemma
+import PaliGemmaJSON
 
 /// Options every generating command shares.
 struct GenerationArguments: ParsableArguments {
@@ -76,7 +77,7 @@ struct GenerationArguments: ParsableArguments {
         do {
             let (result, image, pipeline) = try execute(prompt: task.prompt)
             guard task.answerFormat != .text else {
-                if json { print(ResultJSON.object(result, prompt: task.prompt)) }
+                if json { print(try JSONOutput.string(GenerationOutput(result, prompt: task.prompt))) }
                 return
             }
             let response = try TaskOutputRequest(
@@ -85,9 +86,7 @@ struct GenerationArguments: ParsableArguments {
                 overlayPath: outputs?.overlay, image: image).run()
             response.printNotes()
             if json {
-                let base = ResultJSON.object(result, prompt: task.prompt)
-                let members = response.result.jsonMembers()
-                print(members.isEmpty ? base : String(base.dropLast()) + "," + members + "}")
+                print(try JSONOutput.string(GenerationOutput(result, prompt: task.prompt, parsed: response.result)))
             } else {
                 print(response.result.summary())
             }

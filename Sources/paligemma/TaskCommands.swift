@@ -74,7 +74,7 @@ struct Parse: ParsableCommand {
                 text: text, imageWidth: size.width, imageHeight: size.height, vaePath: outputs.vae,
                 maskDirectory: outputs.masks, overlayPath: outputs.overlay, image: picture).run()
             response.printNotes()
-            print(json ? response.result.json() : response.result.summary())
+            print(json ? try response.result.json() : response.result.summary())
         } catch {
             fail(error)
         }
