@@ -6,8 +6,10 @@ import PackageDescription
 //   2. PaliGemma/Tensor   — tensors and ops
 //   3. PaliGemma/Formats, PaliGemmaTokenizer, PaliGemmaImage — file formats
 //   4. PaliGemma/Models   — SigLIP, Gemma, Gemma 2, projector, PaliGemma
-//   5. PaliGemma/Generation — prompting, sampling, KV cache, output parsing
-//   6. paligemma          — command-line front end
+//   5. PaliGemma/Generation — sampling, the decode loop, the pipeline, the answer's JSON and dump
+//      PaliGemma/Tasks      — the task type (prompts, JSON), answers parsed into boxes and masks
+//      PaliGemma/Benchmark  — timing runs, this machine's floors, the mask decoder benchmark
+//   6. paligemma          — command-line front end (arguments, printing, stderr notes, batch files)
 let package = Package(
     name: "PaliGemma",
     platforms: [.macOS(.v14)],
