@@ -6,6 +6,9 @@
 //
 // The byte-exact writers of file formats (the safetensors header and index) stay their own:
 // the format, not this configuration, decides their bytes.
+//
+// Also here: the reading rule request lines share (`decodeIfValid`: a member of the wrong type
+// counts as not given).
 
 import Foundation
 
@@ -41,5 +44,13 @@ public struct FiniteOrNull<Value: BinaryFloatingPoint & Encodable & Sendable>: E
     public func encode(to encoder: Encoder) throws {
         var c = encoder.singleValueContainer()
         if value.isFinite { try c.encode(value) } else { try c.encodeNil() }
+    }
+}
+
+extension KeyedDecodingContainer {
+    /// The member `key` as a `T`, or nil when it is absent, null or of another type: for request
+    /// lines where a member of the wrong type counts as not given (batch lines, `PaliGemmaTask`).
+    public func decodeIfValid<T: Decodable>(_ type: T.Type, forKey key: Key) -> T? {
+        (try? decodeIfPresent(type, forKey: key)) ?? nil
     }
 }

@@ -54,7 +54,7 @@ struct BatchRunner {
 
         init(from decoder: Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)  // throws unless the line is an object
-            func member<T: Decodable>(_ key: CodingKeys) -> T? { (try? c.decodeIfPresent(T.self, forKey: key)) ?? nil }
+            func member<T: Decodable>(_ key: CodingKeys) -> T? { c.decodeIfValid(T.self, forKey: key) }
             id = member(.id)
             image = member(.image)
             task = Result { try PaliGemmaTask(from: decoder) }

@@ -1,3 +1,5 @@
+import PaliGemmaJSON
+
 /// One thing to ask PaliGemma about an image: a task prompt the mix checkpoints were trained on,
 /// or a prompt used as it is. It gives the exact prompt (`prompt`) and what the answer holds
 /// (`answerFormat`), and reads and writes the JSON members every front end uses for it (batch
@@ -106,10 +108,7 @@ public enum PaliGemmaTask: Sendable, Hashable, Codable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        /// A member of the expected type, or nil (absent, null or another type).
-        func member<T: Decodable>(_ type: T.Type, _ key: CodingKeys) -> T? {
-            (try? c.decodeIfPresent(type, forKey: key)) ?? nil
-        }
+        func member<T: Decodable>(_ type: T.Type, _ key: CodingKeys) -> T? { c.decodeIfValid(type, forKey: key) }
         if let prompt = member(String.self, .prompt) {
             self = .prompt(prompt)
             return
