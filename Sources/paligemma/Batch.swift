@@ -166,7 +166,11 @@ struct BatchRunner {
         init(from decoder: Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             failed = c.contains(.error)
-            id = c.contains(.id) ? (try? c.decode(RequestID.self, forKey: .id)) ?? .number((try? c.decode(Int.self, forKey: .line)) ?? 0) : nil
+            if c.contains(.id) {
+                id = c.decodeIfValid(RequestID.self, forKey: .id) ?? .number(c.decodeIfValid(Int.self, forKey: .line) ?? 0)
+            } else {
+                id = nil
+            }
         }
     }
 
