@@ -6,8 +6,10 @@ import PackageDescription
 //   2. PaliGemma/Tensor   — tensors and ops
 //   3. PaliGemma/Formats, PaliGemmaTokenizer, PaliGemmaImage — file formats
 //   4. PaliGemma/Models   — SigLIP, Gemma, Gemma 2, projector, PaliGemma
-//   5. PaliGemma/Generation — prompting, sampling, the token generator, output parsing
-//   6. paligemma          — command-line front end
+//   5. PaliGemma/Generation — sampling, the token generator and batched stepping, the pipeline, the answer's JSON and dump
+//      PaliGemma/Tasks      — the task type (prompts, JSON), answers parsed into boxes and masks
+//      PaliGemma/Benchmark  — timing runs, this machine's floors, the mask decoder benchmark
+//   6. paligemma          — command-line front end (arguments, printing, stderr notes, batch files)
 let package = Package(
     name: "PaliGemma",
     platforms: [.macOS(.v14)],
@@ -54,13 +56,14 @@ let package = Package(
             name: "paligemma",
             dependencies: [
                 "PaliGemma",
+                "PaliGemmaJSON",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // Benchmarks (release builds; JSON output)
-        .executableTarget(name: "paligemma-tokenizer-bench", dependencies: ["PaliGemmaTokenizer"]),
-        .executableTarget(name: "paligemma-image-bench", dependencies: ["PaliGemmaImage"]),
-        .executableTarget(name: "paligemma-mask-bench", dependencies: ["PaliGemma"]),
+        .executableTarget(name: "paligemma-tokenizer-bench", dependencies: ["PaliGemmaTokenizer", "PaliGemmaJSON"]),
+        .executableTarget(name: "paligemma-image-bench", dependencies: ["PaliGemmaImage", "PaliGemmaJSON"]),
+        .executableTarget(name: "paligemma-mask-bench", dependencies: ["PaliGemma", "PaliGemmaJSON"]),
         // Fixtures are read through #filePath, not bundled.
         .testTarget(name: "PaliGemmaTests", dependencies: ["PaliGemma", "PaliGemmaJSON", "CPaliGemmaKernels", "paligemma"],
                     exclude: ["Fixtures"]),

@@ -10,15 +10,20 @@ public enum TokenizerCommands {
         -> String
     {
         let tokenizer = try Tokenizer.load(directory: modelDirectory)
-        return tokenizeOutput(tokenizer, text: text, addBOS: addBOS, json: json)
+        return try tokenizeOutput(tokenizer, text: text, addBOS: addBOS, json: json)
     }
 
     /// As `tokenize(modelDirectory:...)` with an already loaded tokenizer.
-    public static func tokenizeOutput(_ tokenizer: Tokenizer, text: String, addBOS: Bool, json: Bool) -> String {
+    public static func tokenizeOutput(_ tokenizer: Tokenizer, text: String, addBOS: Bool, json: Bool) throws -> String {
         let ids = tokenizer.encode(text, addBOS: addBOS)
         guard json else { return ids.map(String.init).joined(separator: " ") }
-        let pieces = tokenizer.pieces(for: ids).map(jsonQuoted).joined(separator: ", ")
-        return "{\"ids\": [\(ids.map(String.init).joined(separator: ", "))], \"pieces\": [\(pieces)]}"
+        return try JSONOutput.string(Tokenization(ids: ids, pieces: tokenizer.pieces(for: ids)))
+    }
+
+    /// The JSON object of `tokenize --json`.
+    struct Tokenization: Encodable {
+        let ids: [Int32]
+        let pieces: [String]
     }
 
     /// `paligemma detokenize --model DIR IDS...`: the text of the ids. Each argument may hold one id or

@@ -1,10 +1,11 @@
 // Times decode + resize + normalise of an image file for PaliGemma's square sizes and
-// prints one JSON object (sorted keys). Used by scripts/bench_image.py; build with
+// prints one JSON object (JSONOutput: sorted keys). Used by scripts/bench_image.py; build with
 // `swift build -c release --product paligemma-image-bench`.
 //
 // Usage: paligemma-image-bench IMAGE [--sizes 224,896] [--repeat N] [--filter bicubic|bilinear]
 import Foundation
 import PaliGemmaImage
+import PaliGemmaJSON
 
 struct Options {
     var path = ""
@@ -42,10 +43,36 @@ func milliseconds(_ duration: Duration) -> Double {
     return Double(seconds) * 1e3 + Double(attoseconds) / 1e15
 }
 
-func summary(_ samples: [Double]) -> [String: Double] {
-    let sorted = samples.sorted()
-    let round = { (x: Double) in (x * 1000).rounded() / 1000 }
-    return ["min": round(sorted[0]), "median": round(sorted[sorted.count / 2])]
+/// Milliseconds of the timed runs, to 3 decimals.
+struct Timing: Encodable {
+    let min, median: Double
+
+    init(_ samples: [Double]) {
+        let sorted = samples.sorted()
+        min = JSONOutput.rounded(sorted[0], decimals: 3)
+        median = JSONOutput.rounded(sorted[sorted.count / 2], decimals: 3)
+    }
+}
+
+/// One square size.
+struct SizeResult: Encodable {
+    let size: Int
+    let filter: String
+    let decode, resize, normalize, total: Timing
+    /// The sum of the pixel values, to 3 decimals (the same input gives the same sum).
+    let checksum: Double
+
+    enum CodingKeys: String, CodingKey {
+        case size, filter, decode = "decode_ms", resize = "resize_ms", normalize = "normalize_ms", total = "total_ms", checksum
+    }
+}
+
+/// The printed object.
+struct Report: Encodable {
+    let implementation = "swift"
+    let file: String
+    let width, height, repeats, cores: Int
+    let results: [SizeResult]
 }
 
 guard let options = parse(CommandLine.arguments) else {
@@ -56,7 +83,7 @@ guard let options = parse(CommandLine.arguments) else {
 do {
     let url = URL(fileURLWithPath: options.path)
     let clock = ContinuousClock()
-    var results: [[String: Any]] = []
+    var results: [SizeResult] = []
     var imageSize = (0, 0)
     for size in options.sizes {
         let preprocessor = try ImagePreprocessor(config: PreprocessorConfig(height: size, width: size), filter: options.filter)
@@ -77,19 +104,15 @@ do {
             normalize.append(milliseconds(t3 - t2))
             total.append(milliseconds(t3 - t0))
         }
-        results.append([
-            "size": size, "filter": options.filter.rawValue,
-            "decode_ms": summary(Array(decode.dropFirst())), "resize_ms": summary(Array(resize.dropFirst())),
-            "normalize_ms": summary(Array(normalize.dropFirst())), "total_ms": summary(Array(total.dropFirst())),
-            "checksum": (checksum * 1000).rounded() / 1000,
-        ])
+        results.append(SizeResult(
+            size: size, filter: options.filter.rawValue,
+            decode: Timing(Array(decode.dropFirst())), resize: Timing(Array(resize.dropFirst())),
+            normalize: Timing(Array(normalize.dropFirst())), total: Timing(Array(total.dropFirst())),
+            checksum: JSONOutput.rounded(checksum, decimals: 3)))
     }
-    let report: [String: Any] = [
-        "implementation": "swift", "file": options.path, "width": imageSize.0, "height": imageSize.1,
-        "repeats": options.repeats, "cores": ProcessInfo.processInfo.activeProcessorCount, "results": results,
-    ]
-    let json = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
-    print(String(decoding: json, as: UTF8.self))
+    print(try JSONOutput.string(Report(
+        file: options.path, width: imageSize.0, height: imageSize.1, repeats: options.repeats,
+        cores: ProcessInfo.processInfo.activeProcessorCount, results: results)))
 } catch {
     FileHandle.standardError.write(Data("paligemma-image-bench: \(error)\n".utf8))
     exit(1)

@@ -6,6 +6,20 @@
 //   (the test fixture Tests/PaliGemmaTests/Fixtures/masks/vae-random.npz has the real shapes)
 import Foundation
 import PaliGemma
+import PaliGemmaJSON
+
+/// The printed object (milliseconds to 3 decimals, the load to 1).
+struct Report: Encodable {
+    let decodeMedianMs, decodeMinMs: Double
+    let iterations: Int
+    let loadMs, placeMedianMs: Double
+    let threads: Int
+
+    enum CodingKeys: String, CodingKey {
+        case decodeMedianMs = "decode_median_ms", decodeMinMs = "decode_min_ms", iterations, loadMs = "load_ms"
+        case placeMedianMs = "place_640x480_median_ms", threads
+    }
+}
 
 var arguments = CommandLine.arguments.dropFirst()[...]
 var path: String?
@@ -31,8 +45,10 @@ do {
     guard let decoder else { exit(66) }
     let r = try decoder.benchmark(iterations: repeats)
     let loadMs = Double(load.components.seconds) * 1000 + Double(load.components.attoseconds) / 1e15
-    print(String(format: "{\"decode_median_ms\": %.3f, \"decode_min_ms\": %.3f, \"iterations\": %d, \"load_ms\": %.1f, \"place_640x480_median_ms\": %.3f, \"threads\": %d}",
-                 r.decodeMedianMs, r.decodeMinMs, r.iterations, loadMs, r.placeMedianMs, r.threads))
+    func ms(_ x: Double) -> Double { JSONOutput.rounded(x, decimals: 3) }
+    print(try JSONOutput.string(Report(
+        decodeMedianMs: ms(r.decodeMedianMs), decodeMinMs: ms(r.decodeMinMs), iterations: r.iterations,
+        loadMs: JSONOutput.rounded(loadMs, decimals: 1), placeMedianMs: ms(r.placeMedianMs), threads: r.threads)))
 } catch {
     FileHandle.standardError.write(Data("paligemma-mask-bench: error: \(error)\n".utf8))
     exit(66)

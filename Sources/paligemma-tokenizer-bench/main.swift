@@ -7,7 +7,41 @@
 // Run by scripts/benchmark_tokenizer.py, which also times sentencepiece and Hugging Face tokenizers.
 
 import Foundation
+import PaliGemmaJSON
 import PaliGemmaTokenizer
+
+/// The printed object: times in seconds to 6 decimals; null for what was not measured.
+struct Report: Encodable {
+    let pieces, textBytes, ids: Int
+    let loadModel: FiniteOrNull<Double>
+    let loadJSON: FiniteOrNull<Double>?
+    let encode, encodeMBPerSecond: FiniteOrNull<Double>
+    let encodeJSON: FiniteOrNull<Double>?
+    let jsonAgrees: Bool?
+    let decode: FiniteOrNull<Double>
+    let decodeRoundTrips: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case pieces, textBytes = "text_bytes", ids, loadModel = "load_model_s", loadJSON = "load_json_s"
+        case encode = "encode_s", encodeMBPerSecond = "encode_mb_per_s", encodeJSON = "encode_json_s"
+        case jsonAgrees = "json_ids_equal_model_ids", decode = "decode_s", decodeRoundTrips = "decode_round_trips"
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(pieces, forKey: .pieces)
+        try c.encode(textBytes, forKey: .textBytes)
+        try c.encode(ids, forKey: .ids)
+        try c.encode(loadModel, forKey: .loadModel)
+        try c.encode(loadJSON, forKey: .loadJSON)  // null when there is no tokenizer.json
+        try c.encode(encode, forKey: .encode)
+        try c.encode(encodeMBPerSecond, forKey: .encodeMBPerSecond)
+        try c.encode(encodeJSON, forKey: .encodeJSON)
+        try c.encode(jsonAgrees, forKey: .jsonAgrees)
+        try c.encode(decode, forKey: .decode)
+        try c.encode(decodeRoundTrips, forKey: .decodeRoundTrips)
+    }
+}
 
 func seconds(_ body: () throws -> Void) rethrows -> Double {
     let start = DispatchTime.now().uptimeNanoseconds
@@ -63,14 +97,12 @@ do {
         try Data(decoded.utf8).write(to: URL(fileURLWithPath: arguments[3] + ".decoded"))
     }
     let megabytes = Double(data.count) / 1_000_000
-    func fmt(_ x: Double?) -> String { x.map { String(format: "%.6f", $0) } ?? "null" }
-    print("""
-        {"pieces": \(tokenizer.vocabularySize), "text_bytes": \(data.count), "ids": \(ids.count), \
-        "load_model_s": \(fmt(loadModel)), "load_json_s": \(fmt(loadJSON)), \
-        "encode_s": \(fmt(encode)), "encode_mb_per_s": \(fmt(megabytes / encode)), \
-        "encode_json_s": \(fmt(encodeJSON)), "json_ids_equal_model_ids": \(jsonAgrees.map(String.init) ?? "null"), \
-        "decode_s": \(fmt(decode)), "decode_round_trips": \(decoded == text)}
-        """)
+    func figure(_ x: Double) -> FiniteOrNull<Double> { FiniteOrNull(JSONOutput.rounded(x, decimals: 6)) }
+    print(try JSONOutput.string(Report(
+        pieces: tokenizer.vocabularySize, textBytes: data.count, ids: ids.count,
+        loadModel: figure(loadModel), loadJSON: loadJSON.map(figure), encode: figure(encode),
+        encodeMBPerSecond: figure(megabytes / encode), encodeJSON: encodeJSON.map(figure), jsonAgrees: jsonAgrees,
+        decode: figure(decode), decodeRoundTrips: decoded == text)))
 } catch {
     fail("error: \(error)")
 }

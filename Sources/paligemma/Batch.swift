@@ -1,5 +1,6 @@
 import Foundation
 import PaliGemma
+import PaliGemmaJSON
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,7 +12,8 @@ import Glibc
 ///
 /// Request line: {"image": "path" (relative to the requests file), "prompt": "..."} or instead of
 /// "prompt" a task: {"task": "caption"|"describe"|"ocr"|"answer"|"question"|"detect"|"segment",
-/// "lang": "en", "question"/"answer"/"labels"/"label": ...}; optional "id", "max_tokens",
+/// "lang": "en", "question"/"answer"/"labels"/"label": ...} (read by `PaliGemmaTask`, which also
+/// gives the prompt and the error messages); optional "id", "max_tokens",
 /// "temperature", "top_k", "top_p", "seed". Result line: the request's "id" (or its line number),
 /// "line", "image", "prompt", then text, tokens, prompt_tokens, stop_reason, timings — or "error".
 struct BatchRunner {
@@ -19,19 +21,48 @@ struct BatchRunner {
     let input: String
     let output: String
 
-    /// A request's "id" as given (a string or a number), or its line number.
-    enum RequestID: Sendable {
+    /// A request's "id" as given (a string or an integer), or its line number.
+    enum RequestID: Sendable, Codable {
         case string(String), number(Int)
-        init(_ value: Any?, line: Int) {
-            if let s = value as? String { self = .string(s) }
-            else if let n = value as? Int { self = .number(n) }
-            else { self = .number(line) }
+
+        init(from decoder: Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let s = try? c.decode(String.self) { self = .string(s) } else { self = .number(try c.decode(Int.self)) }
         }
-        var json: Any {
+
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.singleValueContainer()
             switch self {
-            case let .string(s): return s
-            case let .number(n): return n
+            case let .string(s): try c.encode(s)
+            case let .number(n): try c.encode(n)
             }
+        }
+    }
+
+    /// A request line as decoded. Members of the wrong type count as absent (an "id" of another
+    /// type gives way to the line number); the task is read from the same object.
+    struct RequestLine: Decodable {
+        let id: RequestID?
+        let image: String?
+        let task: Result<PaliGemmaTask, Error>
+        let maxTokens: Int?, topK: Int?, seed: Int?
+        let temperature: Double?, topP: Double?
+
+        enum CodingKeys: String, CodingKey {
+            case id, image, maxTokens = "max_tokens", temperature, topK = "top_k", topP = "top_p", seed
+        }
+
+        init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)  // throws unless the line is an object
+            func member<T: Decodable>(_ key: CodingKeys) -> T? { c.decodeIfValid(T.self, forKey: key) }
+            id = member(.id)
+            image = member(.image)
+            task = Result { try PaliGemmaTask(from: decoder) }
+            maxTokens = member(.maxTokens)
+            temperature = member(.temperature)
+            topK = member(.topK)
+            topP = member(.topP)
+            seed = member(.seed)
         }
     }
 
@@ -81,20 +112,17 @@ struct BatchRunner {
                 switch entry {
                 case let .invalid(line, _, id, error):
                     failures += 1
-                    sink.write(["id": id.json, "line": line, "error": error])
+                    try sink.write(ResultLine(id: id, line: line, error: error))
                 case let .request(r):
+                    let written: ResultLine
                     do {
-                        let pixelValues = try pixels.get()
-                        let result = try pipeline.generate(pixels: pixelValues, prompt: r.prompt, options: r.options)
-                        var object = ResultJSON.dictionary(result, prompt: r.prompt)
-                        object["id"] = r.id.json
-                        object["line"] = r.line
-                        object["image"] = r.image
-                        sink.write(object)
+                        let result = try pipeline.generate(pixels: try pixels.get(), prompt: r.prompt, options: r.options)
+                        written = ResultLine(id: r.id, line: r.line, image: r.image, answer: GenerationOutput(result, prompt: r.prompt))
                     } catch {
                         failures += 1
-                        sink.write(["id": r.id.json, "line": r.line, "image": r.image, "prompt": r.prompt, "error": describe(error)])
+                        written = ResultLine(id: r.id, line: r.line, image: r.image, prompt: r.prompt, error: describe(error))
                     }
+                    try sink.write(written)
                 }
                 progress.step()
             }
@@ -104,7 +132,50 @@ struct BatchRunner {
         }
     }
 
-    /// Keys of requests already answered without error in the output file.
+    /// One line of the results file: the request's id and line, the image and prompt when the
+    /// request had them, then the answer's members (`GenerationOutput`, prompt included) or "error".
+    struct ResultLine: Encodable {
+        let id: RequestID
+        let line: Int
+        var image: String? = nil
+        var prompt: String? = nil
+        var answer: GenerationOutput? = nil
+        var error: String? = nil
+
+        enum CodingKeys: String, CodingKey { case id, line, image, prompt, error }
+
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(id, forKey: .id)
+            try c.encode(line, forKey: .line)
+            try c.encodeIfPresent(image, forKey: .image)
+            try c.encodeIfPresent(prompt, forKey: .prompt)
+            try c.encodeIfPresent(error, forKey: .error)
+            try answer?.encode(to: encoder)  // its members join this object
+        }
+    }
+
+    /// What resuming needs from a result line: its id (the line number when the id is of another
+    /// type), and whether it records an error.
+    struct AnsweredLine: Decodable {
+        let id: RequestID?
+        let failed: Bool
+
+        enum CodingKeys: String, CodingKey { case id, line, error }
+
+        init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            failed = c.contains(.error)
+            if c.contains(.id) {
+                id = c.decodeIfValid(RequestID.self, forKey: .id) ?? .number(c.decodeIfValid(Int.self, forKey: .line) ?? 0)
+            } else {
+                id = nil
+            }
+        }
+    }
+
+    /// Keys of requests already answered without error in the output file (lines that are not
+    /// JSON objects, such as one cut off by an interrupted run, are passed over).
     func finishedKeys() throws -> Set<String> {
         guard FileManager.default.fileExists(atPath: output) else { return [] }
         let text: String
@@ -112,10 +183,11 @@ struct BatchRunner {
             throw PaliGemmaError.io(path: output, reason: "exists but cannot be read: \(error.localizedDescription)")
         }
         var keys = Set<String>()
+        let decoder = JSONDecoder()
         for line in text.split(separator: "\n") {
-            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  object["error"] == nil, let id = object["id"] else { continue }
-            keys.insert(Self.key(RequestID(id, line: object["line"] as? Int ?? 0)))
+            guard let answered = try? decoder.decode(AnsweredLine.self, from: Data(line.utf8)),
+                  !answered.failed, let id = answered.id else { continue }
+            keys.insert(Self.key(id))
         }
         return keys
     }
@@ -128,53 +200,25 @@ struct BatchRunner {
     }
 
     func parse(_ raw: String, line: Int, base: URL) -> Entry {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(raw.utf8)) as? [String: Any] else {
+        guard let request = try? JSONDecoder().decode(RequestLine.self, from: Data(raw.utf8)) else {
             return .invalid(line: line, key: "id:\(line)", id: .number(line), error: "line \(line): not a JSON object")
         }
-        let id = RequestID(object["id"], line: line)
+        let id = request.id ?? .number(line)
         let key = Self.key(id)
         func bad(_ message: String) -> Entry { .invalid(line: line, key: key, id: id, error: "line \(line): \(message)") }
-        guard let image = object["image"] as? String, !image.isEmpty else { return bad("missing \"image\" (a file path)") }
+        guard let image = request.image, !image.isEmpty else { return bad("missing \"image\" (a file path)") }
         let imagePath = image.hasPrefix("/") ? image : base.appendingPathComponent(image).path
-        let prompt: String
-        if let p = object["prompt"] as? String {
-            prompt = p
-        } else if let task = object["task"] as? String {
-            let lang = object["lang"] as? String ?? "en"
-            switch task {
-            case "caption": prompt = TaskPrompt.caption(lang: lang)
-            case "describe": prompt = TaskPrompt.caption(lang: lang, long: true)
-            case "ocr": prompt = TaskPrompt.ocr
-            case "answer":
-                guard let q = object["question"] as? String else { return bad("task \"answer\" needs \"question\"") }
-                prompt = TaskPrompt.answer(q, lang: lang)
-            case "question":
-                guard let a = object["answer"] as? String else { return bad("task \"question\" needs \"answer\"") }
-                prompt = TaskPrompt.question(a, lang: lang)
-            case "detect":
-                guard let labels = object["labels"] as? [String] ?? (object["label"] as? String).map({ [$0] }), !labels.isEmpty else {
-                    return bad("task \"detect\" needs \"labels\"")
-                }
-                prompt = TaskPrompt.detect(labels)
-            case "segment":
-                guard let label = object["label"] as? String ?? (object["labels"] as? [String])?.first else {
-                    return bad("task \"segment\" needs \"label\"")
-                }
-                prompt = TaskPrompt.segment(label)
-            default: return bad("unknown task \"\(task)\"")
-            }
-        } else {
-            return bad("needs \"prompt\" or \"task\"")
-        }
+        let task: PaliGemmaTask
+        do { task = try request.task.get() } catch { return bad(describe(error)) }
         var options = arguments.options
-        if let v = object["max_tokens"] as? Int { options.maxNewTokens = v }
-        if let v = object["temperature"] as? Double { options.sampling.temperature = Float(v) }
-        if let v = object["top_k"] as? Int { options.sampling.topK = v }
-        if let v = object["top_p"] as? Double { options.sampling.topP = Float(v) }
-        if let v = object["seed"] as? Int, v >= 0 { options.sampling.seed = UInt64(v) }
+        if let v = request.maxTokens { options.maxNewTokens = v }
+        if let v = request.temperature { options.sampling.temperature = Float(v) }
+        if let v = request.topK { options.sampling.topK = v }
+        if let v = request.topP { options.sampling.topP = Float(v) }
+        if let v = request.seed, v >= 0 { options.sampling.seed = UInt64(v) }
         if options.maxNewTokens < 1 { return bad("\"max_tokens\" must be at least 1") }
         do { try options.sampling.validate() } catch { return bad(describe(error)) }
-        return .request(Request(line: line, key: key, id: id, image: imagePath, prompt: prompt, options: options))
+        return .request(Request(line: line, key: key, id: id, image: imagePath, prompt: task.prompt, options: options))
     }
 }
 
@@ -182,7 +226,7 @@ func describe(_ error: Error) -> String {
     (error as? LocalizedError)?.errorDescription ?? "\(error)"
 }
 
-/// Appends JSON lines to the output file.
+/// Appends JSON lines (`JSONOutput`) to the output file.
 final class ResultSink {
     let handle: FileHandle
     init(path: String) throws {
@@ -201,8 +245,8 @@ final class ResultSink {
             handle.write(Data("\n".utf8))
         }
     }
-    func write(_ object: [String: Any]) {
-        handle.write(Data((ResultJSON.encode(object) + "\n").utf8))
+    func write(_ line: BatchRunner.ResultLine) throws {
+        handle.write(Data((try JSONOutput.string(line) + "\n").utf8))
     }
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PaliGemma
+import PaliGemmaJSON
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -28,13 +29,6 @@ struct Bench: ParsableCommand {
     var floors = false
     @Flag(help: "Print one JSON object.") var json = false
 
-    /// One JSON object with sorted keys (stable output for scripts).
-    private func printSortedJSON<T: Encodable>(_ value: T) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        print(String(decoding: try encoder.encode(value), as: UTF8.self))
-    }
-
     func run() throws {
         if let threads { Kernels.threads = threads }
         guard let quantization = Quantization(rawValue: quantize) else { throw ValidationError("--quantize must be none, int8 or int4") }
@@ -42,7 +36,7 @@ struct Bench: ParsableCommand {
             do {
                 let r = try Benchmark.quantizationAgreement(directory: try modelURL(model), promptTokens: promptTokens, steps: steps,
                                                             quantization: quantization == .none ? .int8 : quantization)
-                try printSortedJSON(r)
+                print(try JSONOutput.string(r))
             } catch {
                 fail(error)
             }
@@ -53,7 +47,7 @@ struct Bench: ParsableCommand {
                                       promptTokens: promptTokens, newTokens: newTokens, quantization: quantization,
                                       runs: runs, floors: floors)
             if json {
-                try printSortedJSON(r)
+                print(try JSONOutput.string(r))
             } else {
                 print(String(format: "load %.3f s, vision %.3f s, prefill %.3f s (%d tokens), time to first token %.3f s",
                              r.loadSeconds, r.visionSeconds, r.prefillSeconds, r.promptTokens, r.ttftSeconds))

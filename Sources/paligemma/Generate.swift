@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PaliGemma
+import PaliGemmaJSON
 
 /// Options every generating command shares.
 struct GenerationArguments: ParsableArguments {
@@ -68,11 +69,27 @@ struct GenerationArguments: ParsableArguments {
         return (result, picture, pipeline)
     }
 
-    /// Runs one request and prints the answer (streamed text, or one JSON object).
-    func run(prompt: String) {
+    /// Runs one task and prints the answer: the streamed text, or with --json one object. A task
+    /// whose answer holds boxes (detect, segment) is then parsed into boxes and masks of the
+    /// input image: a summary after the text, or their members in the same JSON object; the
+    /// mask decoder, mask PNGs and overlay come from `outputs`.
+    func run(_ task: PaliGemmaTask, outputs: TaskOutputArguments? = nil) {
         do {
-            let (result, _, _) = try execute(prompt: prompt)
-            if json { print(ResultJSON.object(result, prompt: prompt)) }
+            let (result, image, pipeline) = try execute(prompt: task.prompt)
+            guard task.answerFormat != .text else {
+                if json { print(try JSONOutput.string(GenerationOutput(result, prompt: task.prompt))) }
+                return
+            }
+            let response = try TaskOutputRequest(
+                text: result.text, imageWidth: image.width, imageHeight: image.height, vaePath: outputs?.vae,
+                modelDirectory: pipeline.directory.path, maskDirectory: outputs?.masks,
+                overlayPath: outputs?.overlay, image: image).run()
+            response.printNotes()
+            if json {
+                print(try JSONOutput.string(GenerationOutput(result, prompt: task.prompt, parsed: response.result)))
+            } else {
+                print(response.result.summary())
+            }
         } catch {
             fail(error)
         }
@@ -115,7 +132,7 @@ struct Generate: ParsableCommand {
         if let batch, let output {
             BatchRunner(arguments: common, input: batch, output: output).run()
         } else {
-            common.run(prompt: prompt ?? "")
+            common.run(.prompt(prompt ?? ""))
         }
     }
 }
@@ -128,7 +145,7 @@ struct Caption: ParsableCommand {
     @Option(help: "Language code.") var lang = "en"
     @Flag(help: "A longer, detailed description.") var long = false
     func validate() throws { if common.image == nil { throw ValidationError("--image is required") } }
-    func run() throws { common.run(prompt: TaskPrompt.caption(lang: lang, long: long)) }
+    func run() throws { common.run(long ? .describe(lang: lang) : .caption(lang: lang)) }
 }
 
 struct OCR: ParsableCommand {
@@ -137,7 +154,7 @@ struct OCR: ParsableCommand {
         discussion: "Example:\n  paligemma ocr --model ~/models/paligemma-3b-mix-224 --image receipt.png")
     @OptionGroup var common: GenerationArguments
     func validate() throws { if common.image == nil { throw ValidationError("--image is required") } }
-    func run() throws { common.run(prompt: TaskPrompt.ocr) }
+    func run() throws { common.run(.ocr) }
 }
 
 struct Answer: ParsableCommand {
@@ -148,5 +165,5 @@ struct Answer: ParsableCommand {
     @Option(help: "Language code.") var lang = "en"
     @Argument(help: "The question.") var question: String
     func validate() throws { if common.image == nil { throw ValidationError("--image is required") } }
-    func run() throws { common.run(prompt: TaskPrompt.answer(question, lang: lang)) }
+    func run() throws { common.run(.answer(question: question, lang: lang)) }
 }

@@ -10,29 +10,6 @@ struct TaskOutputArguments: ParsableArguments {
     @Option(help: "Write the image with boxes, labels and masks drawn over it to this PNG file.") var overlay: String?
 }
 
-extension GenerationArguments {
-    /// Generates, then parses the answer into boxes (and masks) of the input image.
-    func runTask(prompt: String, outputs: TaskOutputArguments) {
-        do {
-            let (result, image, pipeline) = try execute(prompt: prompt)
-            let response = try TaskOutput.run(TaskOutputRequest(
-                text: result.text, imageWidth: image.width, imageHeight: image.height, vaePath: outputs.vae,
-                modelDirectory: pipeline.directory.path, json: false, maskDirectory: outputs.masks,
-                overlayPath: outputs.overlay, image: image))
-            for note in response.notes { FileHandle.standardError.write(Data("paligemma: note: \(note)\n".utf8)) }
-            if json {
-                let base = ResultJSON.object(result, prompt: prompt)
-                let members = response.result.jsonMembers()
-                print(members.isEmpty ? base : String(base.dropLast()) + "," + members + "}")
-            } else {
-                print(response.output)
-            }
-        } catch {
-            fail(error)
-        }
-    }
-}
-
 struct Detect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Find objects: boxes in pixels (\"detect a ; b\").",
@@ -51,7 +28,7 @@ struct Detect: ParsableCommand {
         if common.image == nil { throw ValidationError("--image is required") }
         if labels.isEmpty { throw ValidationError("give at least one label") }
     }
-    func run() throws { common.runTask(prompt: TaskPrompt.detect(labels), outputs: outputs) }
+    func run() throws { common.run(.detect(labels: labels), outputs: outputs) }
 }
 
 struct Segment: ParsableCommand {
@@ -69,7 +46,7 @@ struct Segment: ParsableCommand {
     @OptionGroup var outputs: TaskOutputArguments
     @Argument(help: "What to segment.") var label: String
     func validate() throws { if common.image == nil { throw ValidationError("--image is required") } }
-    func run() throws { common.runTask(prompt: TaskPrompt.segment(label), outputs: outputs) }
+    func run() throws { common.run(.segment(label: label), outputs: outputs) }
 }
 
 struct Parse: ParsableCommand {
@@ -93,11 +70,11 @@ struct Parse: ParsableCommand {
             if let image {
                 picture = try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: (image as NSString).expandingTildeInPath))
             }
-            let response = try TaskOutput.run(TaskOutputRequest(
-                text: text, imageWidth: size.width, imageHeight: size.height, vaePath: outputs.vae, json: json,
-                maskDirectory: outputs.masks, overlayPath: outputs.overlay, image: picture))
-            for note in response.notes { FileHandle.standardError.write(Data("paligemma: note: \(note)\n".utf8)) }
-            print(response.output)
+            let response = try TaskOutputRequest(
+                text: text, imageWidth: size.width, imageHeight: size.height, vaePath: outputs.vae,
+                maskDirectory: outputs.masks, overlayPath: outputs.overlay, image: picture).run()
+            response.printNotes()
+            print(json ? try response.result.json() : response.result.summary())
         } catch {
             fail(error)
         }

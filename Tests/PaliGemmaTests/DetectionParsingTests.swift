@@ -209,29 +209,33 @@ func segTokens(_ codes: [Int]) -> String { codes.map { "<seg" + String(repeating
         #expect(throws: PaliGemmaError.self) { try result.overlay(on: RGBImage(width: 10, height: 10)) }
     }
 
+    /// `paligemma parse` (the output stage detect and segment share): files, stderr notes, JSON,
+    /// summary, and the error for a --vae that names a missing file.
     @Test func parseCommandEndToEnd() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let vae = MaskDecoderTests.fixture("vae-random.npz")
-        var request = TaskOutputRequest(text: Self.text + " ; " + locTokens([5, 5, 1, 1]) + " bad", imageWidth: 160, imageHeight: 120,
-                                        vaePath: vae, json: true, maskDirectory: dir.appendingPathComponent("masks").path,
-                                        overlayPath: dir.appendingPathComponent("o.png").path)
-        let response = try TaskOutput.run(request)
-        #expect(response.files.count == 2)
-        #expect(response.notes.count == 1)
-        #expect(response.notes.first?.contains("empty or inverted box") == true)
-        let json = try JSONParser.parse(Array(response.output.utf8))
-        #expect(json["segments"]?.arrayValue?.first?["area"]?.intValue == response.result.segments.first?.mask?.area)
+        let text = Self.text + " ; " + locTokens([5, 5, 1, 1]) + " bad"
+        let masks = dir.appendingPathComponent("masks"), overlay = dir.appendingPathComponent("o.png")
+        let run = try EndToEndTests.run(["parse", "--image-size", "160x120", "--vae", vae, "--json",
+                                         "--masks", masks.path, "--overlay", overlay.path, text])
+        #expect(run.status == 0, "\(run.stderr)")
+        let written = try FileManager.default.contentsOfDirectory(atPath: masks.path).filter { $0.hasSuffix(".png") }
+        #expect(written.count + (FileManager.default.fileExists(atPath: overlay.path) ? 1 : 0) == 2)
+        let notes = run.stderr.split(separator: "\n").filter { $0.hasPrefix("paligemma: note: ") }
+        #expect(notes.count == 1)
+        #expect(notes.first?.contains("empty or inverted box") == true)
+        let json = try JSONParser.parse(Array(run.stdout.utf8))
+        let expected = try TaskOutput.parse(text: text, imageWidth: 160, imageHeight: 120, maskDecoder: MaskDecoder(path: vae))
+        #expect(json["segments"]?.arrayValue?.first?["area"]?.intValue == expected.segments.first?.mask?.area)
 
-        request.json = false
-        request.maskDirectory = nil
-        request.overlayPath = nil
-        #expect(try TaskOutput.run(request).output.hasPrefix("2 objects in 160x120"))
+        let summary = try EndToEndTests.run(["parse", "--image-size", "160x120", "--vae", vae, text])
+        #expect(summary.stdout.hasPrefix("2 objects in 160x120"), "\(summary.stderr)")
 
         // --vae naming a missing file is an error that says where to get the checkpoint.
-        request.vaePath = dir.appendingPathComponent("nope.npz").path
-        let error = #expect(throws: PaliGemmaError.self) { try TaskOutput.run(request) }
-        #expect("\(error.map { "\($0)" } ?? "")".contains("storage.googleapis.com/big_vision/paligemma/vae-oid.npz"))
+        let missing = try EndToEndTests.run(["parse", "--image-size", "160x120", "--vae", dir.appendingPathComponent("nope.npz").path, text])
+        #expect(missing.status == 66)
+        #expect(missing.stderr.contains("storage.googleapis.com/big_vision/paligemma/vae-oid.npz"))
     }
 
     @Test func checkpointDiscovery() throws {

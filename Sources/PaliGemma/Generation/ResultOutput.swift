@@ -1,36 +1,48 @@
 import Foundation
+import PaliGemmaJSON
 
-/// JSON and safetensors forms of a `GenerationResult`, shared by the command line and (later) the server.
-public enum ResultJSON {
-    /// The result as a JSON-ready dictionary: text, tokens, prompt_tokens, stop_reason, timings.
-    public static func dictionary(_ r: GenerationResult, prompt: String? = nil) -> [String: Any] {
-        var timings: [String: Any] = [:]
-        if let data = try? JSONEncoder().encode(r.timings),
-           let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
-            timings = object
-        }
-        var out: [String: Any] = [
-            "text": r.text,
-            "tokens": r.tokens,
-            "prompt_tokens": r.promptIDs.count,
-            "generated_tokens": r.tokens.count,
-            "stop_reason": r.stopReason.rawValue,
-            "timings": timings,
-        ]
-        if let prompt { out["prompt"] = prompt }
-        return out
+/// The JSON object of one answer, for `--json`, batch result lines and (later) the server:
+/// text, tokens, prompt_tokens, generated_tokens, stop_reason, timings {load_s, image_s,
+/// vision_s, prefill_s, ttft_s, decode_s, decode_ms_per_token, total_s}, the prompt when given,
+/// and for a detect / segment answer the members of its `TaskResult` (image_size, detections,
+/// segments, skipped, masks_decoded) in the same object. Written with `JSONOutput`.
+public struct GenerationOutput: Encodable, Sendable {
+    public var text: String
+    public var tokens: [Int]
+    public var promptTokens: Int
+    public var generatedTokens: Int
+    public var stopReason: StopReason
+    public var timings: RequestTimings
+    public var prompt: String?
+    /// The answer parsed into boxes and masks (detect, segment); nil for a text answer.
+    public var parsed: TaskResult?
+
+    public init(_ result: GenerationResult, prompt: String? = nil, parsed: TaskResult? = nil) {
+        text = result.text
+        tokens = result.tokens
+        promptTokens = result.promptIDs.count
+        generatedTokens = result.tokens.count
+        stopReason = result.stopReason
+        timings = result.timings
+        self.prompt = prompt
+        self.parsed = parsed
     }
 
-    /// One line of JSON.
-    public static func object(_ r: GenerationResult, prompt: String? = nil) -> String {
-        encode(dictionary(r, prompt: prompt))
+    enum CodingKeys: String, CodingKey {
+        case text, tokens, promptTokens = "prompt_tokens", generatedTokens = "generated_tokens"
+        case stopReason = "stop_reason", timings, prompt
     }
 
-    public static func encode(_ object: [String: Any]) -> String {
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else {
-            return "{}"
-        }
-        return String(decoding: data, as: UTF8.self)
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(text, forKey: .text)
+        try c.encode(tokens, forKey: .tokens)
+        try c.encode(promptTokens, forKey: .promptTokens)
+        try c.encode(generatedTokens, forKey: .generatedTokens)
+        try c.encode(stopReason, forKey: .stopReason)
+        try c.encode(timings, forKey: .timings)
+        try c.encodeIfPresent(prompt, forKey: .prompt)
+        try parsed?.encode(to: encoder)  // its members join this object
     }
 }
 

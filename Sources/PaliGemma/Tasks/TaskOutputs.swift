@@ -91,44 +91,79 @@ public enum TaskOutput {
 
 // MARK: - JSON and text
 
-extension TaskResult {
-    /// The result as one JSON object:
-    /// {"image_size": [w, h], "detections": [...], "segments": [...], "skipped": [...], "masks_decoded": bool}
-    public func json() -> String { "{" + jsonMembers() + "}" }
-
-    /// The members of `json()` without the braces, for embedding in a larger object.
-    public func jsonMembers() -> String {
-        let q = jsonQuoted
-        let detectionItems = detections.map { d in
-            "{\"label\": \(q(d.label)), \"box\": \(jsonBox(d.box)), \"box_normalized\": \(jsonBox(d.normalizedBox))}"
-        }
-        let segmentItems = segments.map { s -> String in
-            var fields = ["\"label\": \(q(s.label))", "\"box\": \(jsonBox(s.box))",
-                          "\"box_normalized\": \(jsonBox(s.normalizedBox))",
-                          "\"mask_box\": [\(s.maskBox.x1), \(s.maskBox.y1), \(s.maskBox.x2), \(s.maskBox.y2)]",
-                          "\"seg_codes\": [\(s.segCodes.map(String.init).joined(separator: ", "))]"]
-            if let m = s.mask64 {
-                let rows = (0..<64).map { r in "[" + m[(r * 64)..<(r * 64 + 64)].map(jsonNumber).joined(separator: ", ") + "]" }
-                fields.append("\"mask64\": [\n      " + rows.joined(separator: ",\n      ") + "]")
-            } else {
-                fields.append("\"mask64\": null")
-            }
-            if let mask = s.mask {
-                fields.append("\"mask_rle\": {\"size\": [\(mask.height), \(mask.width)], \"counts\": \(q(mask.cocoCounts))}")
-                fields.append("\"area\": \(mask.area)")
-            } else {
-                fields.append("\"mask_rle\": null")
-                fields.append("\"area\": null")
-            }
-            return "{" + fields.joined(separator: ", ") + "}"
-        }
-        let skippedItems = skipped.map { "{\"text\": \(q($0.text)), \"reason\": \(q($0.reason))}" }
-        func list(_ items: [String]) -> String { items.isEmpty ? "[]" : "[\n    " + items.joined(separator: ",\n    ") + "\n  ]" }
-        return "\n  \"image_size\": [\(imageWidth), \(imageHeight)],\n  \"detections\": \(list(detectionItems)),\n"
-            + "  \"segments\": \(list(segmentItems)),\n  \"skipped\": \(list(skippedItems)),\n"
-            + "  \"masks_decoded\": \(masksDecoded)\n"
+/// The JSON object of a result (docs/OUTPUTS.md):
+/// {"image_size": [w, h], "detections": [...], "segments": [...], "skipped": [...], "masks_decoded": bool}.
+/// Its members can join a larger object: `GenerationOutput` writes them beside the answer's.
+extension TaskResult: Encodable {
+    enum CodingKeys: String, CodingKey {
+        case imageSize = "image_size", detections, segments, skipped, masksDecoded = "masks_decoded"
     }
 
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode([imageWidth, imageHeight], forKey: .imageSize)
+        try c.encode(detections, forKey: .detections)
+        try c.encode(segments, forKey: .segments)
+        try c.encode(skipped, forKey: .skipped)
+        try c.encode(masksDecoded, forKey: .masksDecoded)
+    }
+
+    /// The result as one line of JSON (`JSONOutput`).
+    public func json() throws -> String { try JSONOutput.string(self) }
+}
+
+/// {"label", "box": [x_min, y_min, x_max, y_max] in pixels, "box_normalized": [...] in 0...1}.
+extension Detection: Encodable {
+    enum CodingKeys: String, CodingKey { case label, box, boxNormalized = "box_normalized" }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(label, forKey: .label)
+        try c.encode(box.json, forKey: .box)
+        try c.encode(normalizedBox.json, forKey: .boxNormalized)
+    }
+}
+
+/// As a detection, plus "mask_box": [x1, y1, x2, y2], "seg_codes": [16], and "mask64": [[64] x 64],
+/// "mask_rle": {"size": [h, w], "counts"}, "area" — each null when no mask was decoded.
+extension Segment: Encodable {
+    enum CodingKeys: String, CodingKey {
+        case label, box, boxNormalized = "box_normalized", maskBox = "mask_box", segCodes = "seg_codes"
+        case mask64, maskRLE = "mask_rle", area
+    }
+
+    /// COCO's compressed RLE of a full-image mask.
+    struct RLE: Encodable {
+        let size: [Int]
+        let counts: String
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(label, forKey: .label)
+        try c.encode(box.json, forKey: .box)
+        try c.encode(normalizedBox.json, forKey: .boxNormalized)
+        try c.encode([maskBox.x1, maskBox.y1, maskBox.x2, maskBox.y2], forKey: .maskBox)
+        try c.encode(segCodes, forKey: .segCodes)
+        // Optionals through encode(_:forKey:), so that a missing mask is written as null.
+        let rows = mask64.map { m in stride(from: 0, to: m.count, by: 64).map { m[$0..<min($0 + 64, m.count)].map(FiniteOrNull.init) } }
+        try c.encode(rows, forKey: .mask64)
+        try c.encode(mask.map { RLE(size: [$0.height, $0.width], counts: $0.cocoCounts) }, forKey: .maskRLE)
+        try c.encode(mask?.area, forKey: .area)
+    }
+}
+
+extension PixelBox {
+    /// [x_min, y_min, x_max, y_max].
+    var json: [FiniteOrNull<Double>] { [xMin, yMin, xMax, yMax].map(FiniteOrNull.init) }
+}
+
+extension NormalizedBox {
+    /// [x_min, y_min, x_max, y_max].
+    var json: [FiniteOrNull<Double>] { [xMin, yMin, xMax, yMax].map(FiniteOrNull.init) }
+}
+
+extension TaskResult {
     /// A short human-readable account, one line per object.
     public func summary() -> String {
         var lines: [String] = []
@@ -151,14 +186,7 @@ extension TaskResult {
         if !masksDecoded && !segments.isEmpty { lines.append("  (no mask decoder checkpoint: masks not decoded)") }
         return lines.joined(separator: "\n")
     }
-
-    private func jsonBox(_ b: PixelBox) -> String { "[\(jsonNumber(b.xMin)), \(jsonNumber(b.yMin)), \(jsonNumber(b.xMax)), \(jsonNumber(b.yMax))]" }
-    private func jsonBox(_ b: NormalizedBox) -> String { "[\(jsonNumber(b.xMin)), \(jsonNumber(b.yMin)), \(jsonNumber(b.xMax)), \(jsonNumber(b.yMax))]" }
 }
-
-/// Shortest round-trip decimal; null for non-finite values (JSON has none).
-func jsonNumber(_ v: Double) -> String { v.isFinite ? "\(v)" : "null" }
-func jsonNumber(_ v: Float) -> String { v.isFinite ? "\(v)" : "null" }
 
 // MARK: - Images
 

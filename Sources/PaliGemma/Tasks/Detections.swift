@@ -53,8 +53,8 @@ public struct PixelBox: Sendable, Equatable {
     public let xMin, yMin, xMax, yMax: Double
 }
 
-/// Part of the text that did not yield a (complete) object, and why.
-public struct SkippedPiece: Sendable, Equatable {
+/// Part of the text that did not yield a (complete) object, and why. JSON: {"text", "reason"}.
+public struct SkippedPiece: Sendable, Equatable, Encodable {
     public let text: String
     public let reason: String
 
