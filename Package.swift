@@ -7,7 +7,9 @@ import PackageDescription
 //   3. PaliGemma/Formats, PaliGemmaTokenizer, PaliGemmaImage — file formats
 //   4. PaliGemma/Models   — SigLIP, Gemma, Gemma 2, projector, PaliGemma
 //   5. PaliGemma/Generation — prompting, sampling, KV cache, output parsing
-//   6. paligemma          — command-line front end
+//   6. PaliGemma/Checkpoints — writing and summarising checkpoint folders (quantized, random,
+//                              inspect); above Models because it builds models to check them
+//   7. paligemma          — command-line front end
 let package = Package(
     name: "PaliGemma",
     platforms: [.macOS(.v14)],
