@@ -35,7 +35,7 @@ struct Quantize: ParsableCommand {
             let destination = URL(fileURLWithPath: (output as NSString).expandingTildeInPath)
             let showProgress = isatty(STDERR_FILENO) != 0
             var last = -1
-            let summary = try Int8Checkpoint.write(checkpoint, to: destination, bits: bits) { done, total in
+            let summary = try QuantizedCheckpoint.write(checkpoint, to: destination, bits: bits) { done, total in
                 let percent = done * 100 / max(total, 1)
                 if showProgress && percent != last {
                     last = percent

@@ -1,9 +1,9 @@
 import CPaliGemmaKernels
 
 /// Element types of checkpoint tensors. Model weights may be float32, bfloat16 or float16, and
-/// int8 for the matrices an int8 folder stores (`Int8Checkpoint`); the other integer types
-/// appear only in auxiliary files (token ids in fixtures and dumps) and, for uint8, in memory
-/// as packed 4-bit weights.
+/// int8 for the matrices an int8 folder stores (`QuantizedCheckpoint`); the other integer types
+/// appear only in auxiliary files (token ids in fixtures and dumps) and, for uint8, as packed
+/// 4-bit weights (in memory, or stored by `QuantizedCheckpoint`).
 public enum DType: String, Sendable, CaseIterable {
     case float32 = "F32"
     case bfloat16 = "BF16"
@@ -11,7 +11,7 @@ public enum DType: String, Sendable, CaseIterable {
     case int64 = "I64"
     case int32 = "I32"
     /// Symmetric int8 with a float scale per row; made by quantizing at load (`Quantization.int8`)
-    /// or stored with its scales by `Int8Checkpoint`.
+    /// or stored with its scales by `QuantizedCheckpoint`.
     case int8 = "I8"
     /// Bytes: the packed values of 4-bit weights (`MatrixWeight.int4`), two to a byte.
     case uint8 = "U8"
