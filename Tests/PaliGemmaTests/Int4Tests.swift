@@ -22,8 +22,8 @@ struct Int4Tests {
         #expect(w.floats() == values)
         #expect(w.rows == 1 && w.cols == 32 && w.byteCount == 18)
 
-        // A full block of 8 groups, interleaved: byte 32j + 4q + t holds values 4j + t (low) and
-        // 16 + 4j + t (high) of group q. Every group holds -8 and nothing above 7: scale 1.
+        // A full block of 8 groups, in the block layout of pg_kernels.h (PG_Q4_GROUP). Every
+        // group holds -8 and nothing above 7: scale 1.
         func v(_ q: Int, _ i: Int) -> Int { (i + q) % 16 - 8 }
         let block = (0..<256).map { Float(v($0 / 32, $0 % 32)) }
         let b = Ops.quantizeInt4(Tensor(values: block, shape: [1, 256]))
