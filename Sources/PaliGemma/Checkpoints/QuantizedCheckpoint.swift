@@ -237,7 +237,7 @@ public enum QuantizedCheckpoint {
 
         // The copy must load strictly, as stored int8 or 4-bit, before it takes the output's name
         // (config.json is the source's, already checked as the caller asked).
-        let check = try PaliGemmaModel(checkpoint: Checkpoint(directory: temporary, allowUnknownConfigKeys: true))
+        let check = try PaliGemmaModel(checkpoint: Checkpoint(directory: temporary))
         guard check.weightFormat == (bits == 4 ? .int4Stored : .int8Stored) else {
             throw PaliGemmaError.weights(tensor: targets.first?.name ?? "", reason: "the written folder does not load as int\(bits)")
         }

@@ -26,8 +26,8 @@ public final class PaliGemmaModel: Sendable {
     public let weightFormat: WeightFormat
 
     /// Loads a checkpoint folder strictly: every tensor must be used and have the expected shape.
-    public convenience init(directory: URL, allowUnknownConfigKeys: Bool = false, quantization: Quantization = .none) throws {
-        let checkpoint = try Checkpoint(directory: directory, allowUnknownConfigKeys: allowUnknownConfigKeys)
+    public convenience init(directory: URL, configStrictness: ConfigStrictness = .lenient, quantization: Quantization = .none) throws {
+        let checkpoint = try Checkpoint(directory: directory, configStrictness: configStrictness)
         try self.init(checkpoint: checkpoint, quantization: quantization)
     }
 
