@@ -3,11 +3,13 @@ import PackageDescription
 
 // Layers (each knows only those below it):
 //   1. CPaliGemmaKernels  — C SIMD kernels chosen at run time, thread pool
-//   2. PaliGemma/Tensor   — tensors and ops
+//   2. PaliGemma/Tensor   — tensors and ops, the paged KV cache, the seeded random generator
 //   3. PaliGemma/Formats, PaliGemmaTokenizer, PaliGemmaImage — file formats
 //   4. PaliGemma/Models   — SigLIP, Gemma, Gemma 2, projector, PaliGemma
 //   5. PaliGemma/Generation — sampling, the token generator and batched stepping, the pipeline, the answer's JSON and dump
 //      PaliGemma/Tasks      — the task type (prompts, JSON), answers parsed into boxes and masks
+//      PaliGemma/Checkpoints — writing and summarising checkpoint folders (quantized, random,
+//                              inspect); above Models because it builds models to check them
 //      PaliGemma/Benchmark  — timing runs, this machine's floors, the mask decoder benchmark
 //   6. paligemma          — command-line front end (arguments, printing, stderr notes, batch files)
 let package = Package(

@@ -1,13 +1,6 @@
 // 4-bit weights (PG_Q4): quantizer, dequantizer and the matrix products.
 //
-// Format (see pg_kernels.h): groups of 32 consecutive values of a row share one float16 scale;
-// each value is a 4-bit q in [-8, 7], stored as q + 8, two to a byte. The scale is m / -8 for the
-// group's value m of largest magnitude, so that value is kept (up to the float16 rounding of the
-// scale) and the others are rounded to the nearest step (values of the other sign beyond 7 steps
-// are clamped to 7). Blocks of 8 groups (128 bytes) interleave them: the byte at 32j + 4q + t holds
-// value 4j + t (low nibble) and value 16 + 4j + t (high nibble) of the block's group q, so that
-// one 32-byte load holds four bytes of each of the 8 groups. Groups after the last full block
-// take 16 bytes each, byte i holding values i (low) and 16 + i (high).
+// Format: PG_Q4, described once in pg_kernels.h (at PG_Q4_GROUP).
 //
 // Products: each group of 32 values of a row of x is quantized to int8 (dx = max|x| / 127, ties
 // rounded away from zero), laid out like the nibbles, and the sums run in integers: vpmaddubsw
@@ -52,7 +45,7 @@ static inline uint16_t q4_scale(float m, float *inv) {
 }
 
 // A group's 16 bytes (byte i = value i | value 16 + i << 4, each as q + 8) at base: blocked,
-// value 4j + t at byte 32j + t, as within an interleaved block; else value i at byte i.
+// spread as in a whole PG_Q4 block (base already offset by the group's place in it); else in order.
 static inline void q4_place(uint8_t *base, int blocked, const int32_t bytes[G / 2]) {
     for (int i = 0; i < G / 2; i++) base[blocked ? 32 * (i / 4) + i % 4 : i] = (uint8_t)bytes[i];
 }

@@ -9,6 +9,9 @@ public enum PaliGemmaError: Error, Equatable, CustomStringConvertible {
     case safetensors(path: String, tensor: String?, reason: String)
     /// `config.json` (or another JSON file) is malformed, has a wrong value or an unknown key.
     case config(path: String, key: String?, reason: String)
+    /// `config.json` asks for something this runtime does not implement (weights quantized by
+    /// another tool, another architecture, scaled rotary embeddings, ...): `key` says what.
+    case unsupportedConfig(path: String, key: String, reason: String)
     /// A checkpoint tensor is missing, unexpected, misshapen or of an unsupported dtype.
     case weights(tensor: String, reason: String)
     /// A .npy file or .npz archive (or one of its members) is malformed or unsupported.
@@ -28,6 +31,8 @@ public enum PaliGemmaError: Error, Equatable, CustomStringConvertible {
         case let .config(path, key, reason):
             if let key { return "\(path): '\(key)': \(reason)" }
             return "\(path): \(reason)"
+        case let .unsupportedConfig(path, key, reason):
+            return "\(path): '\(key)': not supported: \(reason)"
         case let .npz(path, member, reason):
             if let member { return "\(path): member '\(member)': \(reason)" }
             return "\(path): \(reason)"

@@ -28,13 +28,23 @@ struct Bench: ParsableCommand {
     @Flag(help: "Also measure this machine's read bandwidth and FMA peak and report the floors (decode, prefill, vision) for the same work.")
     var floors = false
     @Flag(help: "Print one JSON object.") var json = false
+    @OptionGroup var configKeys: ConfigKeyArguments
 
     func run() throws {
         if let threads { Kernels.threads = threads }
         guard let quantization = Quantization(rawValue: quantize) else { throw ValidationError("--quantize must be none, int8 or int4") }
+        let directory: URL
+        do {
+            directory = try modelURL(model)
+            // The benchmark loads the folder itself; its config is checked here once, for the
+            // warning (or --strict-config).
+            configKeys.warnAboutUnknownKeys(try Checkpoint(directory: directory, configStrictness: configKeys.strictness).config)
+        } catch {
+            fail(error)
+        }
         if let steps = agreement {
             do {
-                let r = try Benchmark.quantizationAgreement(directory: try modelURL(model), promptTokens: promptTokens, steps: steps,
+                let r = try Benchmark.quantizationAgreement(directory: directory, promptTokens: promptTokens, steps: steps,
                                                             quantization: quantization == .none ? .int8 : quantization)
                 print(try JSONOutput.string(r))
             } catch {
@@ -43,7 +53,7 @@ struct Bench: ParsableCommand {
             return
         }
         do {
-            let r = try Benchmark.run(directory: try modelURL(model),
+            let r = try Benchmark.run(directory: directory,
                                       promptTokens: promptTokens, newTokens: newTokens, quantization: quantization,
                                       runs: runs, floors: floors)
             if json {

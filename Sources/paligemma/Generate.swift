@@ -16,8 +16,7 @@ struct GenerationArguments: ParsableArguments {
     @Option(help: "Write pixel_values, input_ids and logits to this .safetensors file.") var dump: String?
     @Flag(name: .customLong("apply-exif-orientation"), help: "Rotate the image as its EXIF orientation says (Pillow and transformers do not).")
     var applyEXIFOrientation = false
-    @Flag(name: .customLong("allow-unknown-config-keys"), help: "Ignore config.json keys this runtime does not know.")
-    var allowUnknownConfigKeys = false
+    @OptionGroup var configKeys: ConfigKeyArguments
     @Option(help: "Threads (default: all CPUs).") var threads: Int?
     @Option(help: "Weights in memory: none (as stored), int8 or int4 (the decoder quantized at load: about a half or a quarter of the memory traffic of bf16; a folder written by `paligemma quantize` loads as it is, with nothing to do at load; leave this at none for it).")
     var quantize: String = "none"
@@ -39,8 +38,10 @@ struct GenerationArguments: ParsableArguments {
 
     func loadPipeline() throws -> PaliGemmaPipeline {
         if let threads { Kernels.threads = threads }
-        return try PaliGemmaPipeline(directory: try modelURL(model), allowUnknownConfigKeys: allowUnknownConfigKeys,
-                                     quantization: Quantization(rawValue: quantize) ?? .none)
+        let pipeline = try PaliGemmaPipeline(directory: try modelURL(model), configStrictness: configKeys.strictness,
+                                             quantization: Quantization(rawValue: quantize) ?? .none)
+        configKeys.warnAboutUnknownKeys(pipeline.model.config)
+        return pipeline
     }
 
     func loadImage() throws -> RGBImage {

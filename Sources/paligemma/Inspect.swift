@@ -20,14 +20,14 @@ struct Inspect: ParsableCommand {
     @Flag(name: .long, help: "Print one JSON object instead of text.")
     var json = false
 
-    @Flag(name: .customLong("allow-unknown-config-keys"), help: "Ignore config.json keys this runtime does not know.")
-    var allowUnknownConfigKeys = false
+    @OptionGroup var configKeys: ConfigKeyArguments
 
     func run() throws {
         do {
             let url = try modelURL(model)
             let start = Date()
-            let checkpoint = try Checkpoint(directory: url, allowUnknownConfigKeys: allowUnknownConfigKeys)
+            let checkpoint = try Checkpoint(directory: url, configStrictness: configKeys.strictness)
+            configKeys.warnAboutUnknownKeys(checkpoint.config)
             _ = try PaliGemmaModel(checkpoint: checkpoint)
             let loadSeconds = Date().timeIntervalSince(start)
             let summary = try CheckpointSummary(checkpoint: checkpoint)

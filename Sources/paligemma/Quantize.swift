@@ -22,8 +22,7 @@ struct Quantize: ParsableCommand {
     @Option(help: "Checkpoint folder (or a hub id already in the local cache).") var model: String
     @Option(help: "Folder to write (must not exist, or be empty).") var output: String
     @Option(help: "Bits per weight: 8 (int8, one scale per output channel) or 4 (one scale per group of 32).") var bits = 8
-    @Flag(name: .customLong("allow-unknown-config-keys"), help: "Ignore config.json keys this runtime does not know.")
-    var allowUnknownConfigKeys = false
+    @OptionGroup var configKeys: ConfigKeyArguments
 
     func validate() throws {
         guard bits == 8 || bits == 4 else { throw ValidationError("--bits must be 8 or 4") }
@@ -31,11 +30,12 @@ struct Quantize: ParsableCommand {
 
     func run() throws {
         do {
-            let checkpoint = try Checkpoint(directory: try modelURL(model), allowUnknownConfigKeys: allowUnknownConfigKeys)
+            let checkpoint = try Checkpoint(directory: try modelURL(model), configStrictness: configKeys.strictness)
+            configKeys.warnAboutUnknownKeys(checkpoint.config)
             let destination = URL(fileURLWithPath: (output as NSString).expandingTildeInPath)
             let showProgress = isatty(STDERR_FILENO) != 0
             var last = -1
-            let summary = try Int8Checkpoint.write(checkpoint, to: destination, bits: bits) { done, total in
+            let summary = try QuantizedCheckpoint.write(checkpoint, to: destination, bits: bits) { done, total in
                 let percent = done * 100 / max(total, 1)
                 if showProgress && percent != last {
                     last = percent

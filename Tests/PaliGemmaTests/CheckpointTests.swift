@@ -18,9 +18,9 @@ struct CheckpointTests {
         try SafetensorsWriter.write(items, to: url)
     }
 
-    static func loadError(_ dir: URL, allowUnknown: Bool = false) -> String {
+    static func loadError(_ dir: URL, configStrictness: ConfigStrictness = .strict) -> String {
         do {
-            _ = try PaliGemmaModel(directory: dir, allowUnknownConfigKeys: allowUnknown)
+            _ = try PaliGemmaModel(directory: dir, configStrictness: configStrictness)
             Issue.record("loaded a broken checkpoint")
             return ""
         } catch {
@@ -135,6 +135,6 @@ struct CheckpointTests {
         try text.write(to: url, atomically: true, encoding: .utf8)
         let message = Self.loadError(dir)
         #expect(message.contains("text_config.mystery_option") && message.contains("unknown"), "\(message)")
-        _ = try PaliGemmaModel(directory: dir, allowUnknownConfigKeys: true)
+        _ = try PaliGemmaModel(directory: dir, configStrictness: .lenient)
     }
 }

@@ -5,7 +5,7 @@ import Testing
 /// config.json parsing: transformers' defaults for missing keys, legacy spellings, validation.
 struct ConfigTests {
     static func parse(_ json: String) throws -> PaliGemmaConfig {
-        try PaliGemmaConfig.parse(Data(json.utf8), path: "config.json")
+        try PaliGemmaConfig.parse(Data(json.utf8), path: "config.json", strictness: .strict)
     }
 
     static func error(_ json: String) -> String {

@@ -22,8 +22,8 @@ struct Int4Tests {
         #expect(w.floats() == values)
         #expect(w.rows == 1 && w.cols == 32 && w.byteCount == 18)
 
-        // A full block of 8 groups, interleaved: byte 32j + 4q + t holds values 4j + t (low) and
-        // 16 + 4j + t (high) of group q. Every group holds -8 and nothing above 7: scale 1.
+        // A full block of 8 groups, in the block layout of pg_kernels.h (PG_Q4_GROUP). Every
+        // group holds -8 and nothing above 7: scale 1.
         func v(_ q: Int, _ i: Int) -> Int { (i + q) % 16 - 8 }
         let block = (0..<256).map { Float(v($0 / 32, $0 % 32)) }
         let b = Ops.quantizeInt4(Tensor(values: block, shape: [1, 256]))
@@ -205,7 +205,7 @@ struct Int4Tests {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         var replaced: [String: (shape: [Int], values: [Float])] = [:]
-        for t in try PaliGemmaModel.int8Targets(config: source.config) {
+        for t in try PaliGemmaModel.quantizableMatrices(config: source.config) {
             let src = try #require(try source.tensor(canonical: t.source))
             replaced[t.name] = (t.shape, Ops.quantizeInt4(src).floats())
         }
@@ -254,10 +254,10 @@ struct Int4Tests {
 
     // MARK: Stored 4-bit folders (paligemma quantize --bits 4)
 
-    static func quantize4(_ name: String, maxShardBytes: Int = Int8Checkpoint.defaultMaxShardBytes,
-                          chunkBytes: Int = 4096) throws -> (URL, Int8Checkpoint.Summary) {
+    static func quantize4(_ name: String, maxShardBytes: Int = QuantizedCheckpoint.defaultMaxShardBytes,
+                          chunkBytes: Int = 4096) throws -> (URL, QuantizedCheckpoint.Summary) {
         let out = try temporaryDirectory().appendingPathComponent("out4")
-        let summary = try Int8Checkpoint.write(Checkpoint(directory: Fixtures.model(name)), to: out, bits: 4,
+        let summary = try QuantizedCheckpoint.write(Checkpoint(directory: Fixtures.model(name)), to: out, bits: 4,
                                                maxShardBytes: maxShardBytes, chunkBytes: chunkBytes)
         return (out, summary)
     }
@@ -271,7 +271,7 @@ struct Int4Tests {
         let stored = try PaliGemmaModel(directory: out)
         #expect(stored.weightFormat == .int4Stored)
         let atLoad = try PaliGemmaModel(directory: Fixtures.model(name), quantization: .int4)
-        let (a, b) = (try Int8CheckpointTests.logits(stored, name), try Int8CheckpointTests.logits(atLoad, name))
+        let (a, b) = (try QuantizedCheckpointTests.logits(stored, name), try QuantizedCheckpointTests.logits(atLoad, name))
         let (d, _) = maxAbsDiff(a, b)
         print("[\(name)] stored 4-bit vs int4 at load: max |diff| \(d)")
         #expect(d == 0)
@@ -281,11 +281,11 @@ struct Int4Tests {
         #expect(info.parameterCount == source.parameterCount, "\(info.parameterCount) vs \(source.parameterCount)")
         #expect(info.text(loadSeconds: 0).contains("int4         \(summary.tensorsQuantized) matrices"))
         // Quantizing again, or asking for int4 on top, is refused.
-        let again = Int8CheckpointTests.error { try Int8Checkpoint.write(Checkpoint(directory: out), to: out.deletingLastPathComponent().appendingPathComponent("again"), bits: 4) }
+        let again = QuantizedCheckpointTests.error { try QuantizedCheckpoint.write(Checkpoint(directory: out), to: out.deletingLastPathComponent().appendingPathComponent("again"), bits: 4) }
         guard case let .safetensors(_, _, reason)? = again else { Issue.record("\(String(describing: again))"); return }
         #expect(reason.contains("already quantized"))
         for asked in [Quantization.int4, .int8] {
-            let e = Int8CheckpointTests.error { _ = try PaliGemmaModel(directory: out, quantization: asked) }
+            let e = QuantizedCheckpointTests.error { _ = try PaliGemmaModel(directory: out, quantization: asked) }
             guard case let .weights(_, why)? = e else { Issue.record("\(String(describing: e))"); return }
             #expect(why.contains("stored quantized") && why.contains(asked.rawValue), "\(why)")
         }
@@ -293,57 +293,57 @@ struct Int4Tests {
 
     @Test("int4 at load refuses an int8 folder; --bits 4 refuses input sizes that are not multiples of 32")
     func refusals() throws {
-        let (int8, _) = try Int8CheckpointTests.quantize(Fixtures.model("pg1-f32"))
-        let e = Int8CheckpointTests.error { _ = try PaliGemmaModel(directory: int8, quantization: .int4) }
+        let (int8, _) = try QuantizedCheckpointTests.quantize(Fixtures.model("pg1-f32"))
+        let e = QuantizedCheckpointTests.error { _ = try PaliGemmaModel(directory: int8, quantization: .int4) }
         guard case let .weights(tensor, reason)? = e else { Issue.record("\(String(describing: e))"); return }
         #expect(tensor.hasSuffix(".weight") && reason.contains("I8") && reason.contains("float folder"), "\(tensor): \(reason)")
-        let ragged = Int8CheckpointTests.error { _ = try Self.quantize4("pg1-bf16") }
+        let ragged = QuantizedCheckpointTests.error { _ = try Self.quantize4("pg1-bf16") }
         guard case let .weights(name, why)? = ragged else { Issue.record("\(String(describing: ragged))"); return }
         #expect(name.hasSuffix("q_proj.weight") && why.contains("multiple of 32"), "\(name): \(why)")
     }
 
     static let layer = "language_model.model.layers.1."
-    static let corruptions: [Int8CheckpointTests.Corruption] = [
+    static let corruptions: [QuantizedCheckpointTests.Corruption] = [
         .init(description: "group scales missing", tensor: layer + "mlp.up_proj.weight", words: ["group scales", "missing"]) { items in
             items.removeAll { $0.name == layer + "mlp.up_proj.weight_scale" }
         },
         .init(description: "group scales of the wrong shape", tensor: layer + "self_attn.q_proj.weight_scale", words: ["[64, 3]", "F16 [64, 2]"]) { items in
-            Int8CheckpointTests.replace(&items, layer + "self_attn.q_proj.weight_scale") {
+            QuantizedCheckpointTests.replace(&items, layer + "self_attn.q_proj.weight_scale") {
                 SafetensorsWriter.Item(name: $0.name, dtype: .float16, shape: [64, 3], bytes: [UInt8](repeating: 0x3c, count: 64 * 3 * 2))
             }
         },
         .init(description: "group scales in F32", tensor: layer + "self_attn.k_proj.weight_scale", words: ["F32", "F16"]) { items in
-            Int8CheckpointTests.replace(&items, layer + "self_attn.k_proj.weight_scale") {
+            QuantizedCheckpointTests.replace(&items, layer + "self_attn.k_proj.weight_scale") {
                 .float32($0.name, shape: $0.shape, [Float](repeating: 0.01, count: $0.shape.reduce(1, *)))
             }
         },
         .init(description: "an infinite group scale", tensor: layer + "mlp.down_proj.weight_scale", words: ["not finite", "group 1"]) { items in
-            Int8CheckpointTests.replace(&items, layer + "mlp.down_proj.weight_scale") {
+            QuantizedCheckpointTests.replace(&items, layer + "mlp.down_proj.weight_scale") {
                 var bytes = $0.bytes
                 bytes[2] = 0x00; bytes[3] = 0x7c  // row 0, group 1: +inf
                 return SafetensorsWriter.Item(name: $0.name, dtype: .float16, shape: $0.shape, bytes: bytes)
             }
         },
         .init(description: "packed values of the wrong shape", tensor: layer + "mlp.gate_proj.weight", words: ["[96, 64]", "two values a byte"]) { items in
-            Int8CheckpointTests.replace(&items, layer + "mlp.gate_proj.weight") {
+            QuantizedCheckpointTests.replace(&items, layer + "mlp.gate_proj.weight") {
                 SafetensorsWriter.Item(name: $0.name, dtype: .uint8, shape: [96, 64], bytes: [UInt8](repeating: 0x88, count: 96 * 64))
             }
         },
         .init(description: "one matrix int8 among 4-bit", tensor: layer + "self_attn.o_proj.weight", words: ["4-bit", "I8", "one way"]) { items in
-            Int8CheckpointTests.replace(&items, layer + "self_attn.o_proj.weight") {
+            QuantizedCheckpointTests.replace(&items, layer + "self_attn.o_proj.weight") {
                 SafetensorsWriter.Item(name: $0.name, dtype: .int8, shape: [64, 64], bytes: [UInt8](repeating: 1, count: 64 * 64))
             }
-            Int8CheckpointTests.replace(&items, layer + "self_attn.o_proj.weight_scale") { .float32($0.name, shape: [64], [Float](repeating: 0.01, count: 64)) }
+            QuantizedCheckpointTests.replace(&items, layer + "self_attn.o_proj.weight_scale") { .float32($0.name, shape: [64], [Float](repeating: 0.01, count: 64)) }
         },
         .init(description: "one matrix float among 4-bit", tensor: layer + "mlp.down_proj.weight", words: ["F32", "every decoder matrix", "4-bit"]) { items in
-            Int8CheckpointTests.replace(&items, layer + "mlp.down_proj.weight") { .float32($0.name, shape: [64, 96], [Float](repeating: 0.5, count: 64 * 96)) }
+            QuantizedCheckpointTests.replace(&items, layer + "mlp.down_proj.weight") { .float32($0.name, shape: [64, 96], [Float](repeating: 0.5, count: 64 * 96)) }
             items.removeAll { $0.name == layer + "mlp.down_proj.weight_scale" }
         },
     ]
 
     @Test("corrupt 4-bit folders are refused, naming the tensor", arguments: corruptions)
-    func corrupt(_ c: Int8CheckpointTests.Corruption) throws {
-        try Int8CheckpointTests.expectRefused(c, folder: Self.quantize4("pg1-f32").0, asked: [.none])
+    func corrupt(_ c: QuantizedCheckpointTests.Corruption) throws {
+        try QuantizedCheckpointTests.expectRefused(c, folder: Self.quantize4("pg1-f32").0, asked: [.none])
     }
 }
 

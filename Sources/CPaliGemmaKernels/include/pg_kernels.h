@@ -20,13 +20,19 @@ extern "C" {
 /// matrices go through pg_linear_q4.
 typedef enum { PG_F32 = 0, PG_BF16 = 1, PG_F16 = 2, PG_I8 = 3, PG_Q4 = 4 } pg_dtype;
 
-/// Values per scale group of a 4-bit (PG_Q4) matrix. A matrix [rows, cols] (cols a multiple of
-/// the group) is `rows * cols / 2` bytes, row after row, each value stored as q + 8 for q in
-/// [-8, 7], two to a byte; group g's 16 bytes lie at 16g. Whole blocks of 8 groups (128 bytes
-/// from 16 · 8b) interleave them: byte 32j + 4q + t of the block (j < 4, q < 8, t < 4) holds
-/// value 4j + t of group 8b + q in its low nibble and value 16 + 4j + t in its high nibble. Groups
-/// after the last whole block: byte i of the group holds value i (low) and 16 + i (high). The
-/// scales are float16 [rows, cols / 32], and w[r, 32g + i] = q · scale[r, g].
+/// The 4-bit format (PG_Q4), described here once (the Swift side, the quantized checkpoint
+/// folders and the docs point to this comment). Values per scale group: PG_Q4_GROUP.
+/// - Scales: float16 [rows, cols / 32], one per group of 32 consecutive values of a row
+///   (cols must be a multiple of 32). A group's scale is m / -8 (rounded to float16, saturated
+///   at ±65504) for its value m of largest magnitude; a group of zeros has scale 0.
+/// - Values: q = clamp(round(v / scale), -8, 7), ties away from zero, so m itself is -8 and
+///   values of the other sign beyond 7 steps are clamped to 7; w[r, 32g + i] = q · scale[r, g].
+/// - Bytes: a matrix [rows, cols] is `rows * cols / 2` bytes, row after row; each value is stored
+///   as q + 8, two to a byte, and group g's 16 bytes lie at 16g. Whole blocks of 8 groups
+///   (128 bytes from 16 · 8b) interleave them: byte 32j + 4q + t of the block (j < 4, q < 8,
+///   t < 4) holds value 4j + t of group 8b + q in its low nibble and value 16 + 4j + t in its
+///   high nibble, so one 32-byte load holds 4 bytes of each of the 8 groups. Groups after the
+///   last whole block: byte i of the group holds value i (low) and 16 + i (high).
 #define PG_Q4_GROUP 32
 
 // Instruction-set levels, lowest first. pg_isa() is the level in use.
@@ -80,10 +86,9 @@ void pg_linear_scaled_isa(int isa, const float *x, long ldx, const void *w, int 
 void pg_quantize_q8(const void *src, int dtype, long rows, long cols, int8_t *dst, float *scale);
 /// pg_quantize_q8 on an explicit instruction-set level (every level gives the same bytes); for tests.
 void pg_quantize_q8_isa(int isa, const void *src, int dtype, long rows, long cols, int8_t *dst, float *scale);
-/// Quantizes rows x cols values of src (dtype) to 4-bit groups (PG_Q4 layout; cols must be a
-/// multiple of PG_Q4_GROUP): per group, scale = m / -8 (rounded to float16) for the value m of
-/// largest magnitude, q = clamp(round(v / scale), -8, 7) (ties away from zero); a group of zeros
-/// gets scale 0. dst holds rows * cols / 2 bytes, scales rows * cols / 32 float16 values.
+/// Quantizes rows x cols values of src (dtype) to the PG_Q4 format above (cols must be a
+/// multiple of PG_Q4_GROUP): dst holds rows * cols / 2 bytes, scales rows * cols / 32 float16
+/// values.
 void pg_quantize_q4(const void *src, int dtype, long rows, long cols, uint8_t *dst, uint16_t *scales);
 /// pg_quantize_q4 on an explicit instruction-set level (every level gives the same bytes); for tests.
 void pg_quantize_q4_isa(int isa, const void *src, int dtype, long rows, long cols, uint8_t *dst, uint16_t *scales);

@@ -11,13 +11,15 @@ public final class Checkpoint: Sendable {
     /// canonical name -> (file, name as stored)
     let index: [String: (file: SafetensorsFile, stored: String)]
 
-    public init(directory: URL, allowUnknownConfigKeys: Bool = false) throws {
+    /// Opens the folder; `configStrictness` says what an unknown config.json key does (by
+    /// default it is listed in `config.unknownKeys`).
+    public init(directory: URL, configStrictness: ConfigStrictness = .lenient) throws {
         self.directory = directory
         let configURL = directory.appendingPathComponent("config.json")
         guard FileManager.default.fileExists(atPath: configURL.path) else {
             throw PaliGemmaError.io(path: configURL.path, reason: "missing: a checkpoint folder needs config.json")
         }
-        config = try PaliGemmaConfig.load(from: configURL, allowUnknownKeys: allowUnknownConfigKeys)
+        config = try PaliGemmaConfig.load(from: configURL, strictness: configStrictness)
         files = try Self.openWeights(directory)
         var index: [String: (file: SafetensorsFile, stored: String)] = [:]
         for file in files {

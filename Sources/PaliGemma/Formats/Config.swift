@@ -3,7 +3,8 @@ import PaliGemmaJSON
 
 // Codable mirrors of a PaliGemma checkpoint's config.json. Missing keys take the defaults that
 // transformers (5.x) uses for the same key, so a folder loads here exactly as it loads there.
-// Keys nobody here knows are rejected (see `ConfigKeys`), unless the caller opts out.
+// Keys nobody here knows are listed in `PaliGemmaConfig.unknownKeys` (or refused in strict
+// mode); values this runtime does not implement are refused by name (see `ConfigKeys`).
 
 /// `vision_config`: the SigLIP vision tower (transformers' SiglipVisionConfig).
 public struct SigLIPConfig: Codable, Sendable, Equatable {
@@ -102,10 +103,10 @@ public struct GemmaConfig: Codable, Sendable, Equatable {
         case slidingWindow = "sliding_window", layerTypes = "layer_types"
     }
 
+    /// The part of `rope_parameters` used here (`ConfigKeys` refuses a type other than default).
     struct RopeParameters: Codable {
         var ropeTheta: Float?
-        var ropeType: String?
-        enum CodingKeys: String, CodingKey { case ropeTheta = "rope_theta", ropeType = "rope_type" }
+        enum CodingKeys: String, CodingKey { case ropeTheta = "rope_theta" }
     }
 
     public init(family: Family = .gemma) {
@@ -155,10 +156,6 @@ public struct GemmaConfig: Codable, Sendable, Equatable {
         maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? d.maxPositionEmbeddings
         rmsNormEps = try c.decodeIfPresent(Float.self, forKey: .rmsNormEps) ?? d.rmsNormEps
         let rope = try c.decodeIfPresent(RopeParameters.self, forKey: .ropeParameters)
-        if let type = rope?.ropeType, type != "default" {
-            throw DecodingError.dataCorruptedError(forKey: .ropeParameters, in: c,
-                debugDescription: "rope_type '\(type)' is not supported (expected 'default')")
-        }
         ropeTheta = try rope?.ropeTheta ?? c.decodeIfPresent(Float.self, forKey: .ropeTheta) ?? d.ropeTheta
         attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? d.attentionBias
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? d.tieWordEmbeddings
@@ -226,25 +223,28 @@ public struct PaliGemmaConfig: Codable, Sendable, Equatable {
     public var vocabSize = 257152
     /// Weight dtype recorded by the exporter ("float32", "bfloat16", ...), informational.
     public var dtype: String?
+    /// Keys of the file this runtime does not know and ignored, as dotted paths
+    /// ("text_config.foo"), in file order; set by `parse` in lenient mode (strict mode refuses
+    /// them). Not written by `encode`. A caller shows them as one warning.
+    public var unknownKeys: [String] = []
 
     enum CodingKeys: String, CodingKey {
         case visionConfig = "vision_config", textConfig = "text_config"
         case imageTokenIndex = "image_token_index", imageTokenId = "image_token_id"
         case projectionDim = "projection_dim", hiddenSize = "hidden_size", vocabSize = "vocab_size"
-        case dtype, torchDtype = "torch_dtype", modelType = "model_type"
+        case dtype, torchDtype = "torch_dtype", modelType = "model_type", tieWordEmbeddings = "tie_word_embeddings"
     }
 
     public init() {}
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = PaliGemmaConfig()
-        if let type = try c.decodeIfPresent(String.self, forKey: .modelType), type != "paligemma" {
-            throw DecodingError.dataCorruptedError(forKey: .modelType, in: c,
-                debugDescription: "model_type '\(type)' is not a PaliGemma checkpoint (expected 'paligemma')")
-        }
+        let d = PaliGemmaConfig()  // model types: see ConfigKeys
         visionConfig = try c.decodeIfPresent(SigLIPConfig.self, forKey: .visionConfig) ?? d.visionConfig
         textConfig = try c.decodeIfPresent(GemmaConfig.self, forKey: .textConfig) ?? d.textConfig
+        // transformers 5.x ties the output projection by the top-level key (4.x by text_config's;
+        // `ConfigKeys` refuses a file where the two disagree).
+        if let tied = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) { textConfig.tieWordEmbeddings = tied }
         imageTokenIndex = try c.decodeIfPresent(Int.self, forKey: .imageTokenIndex)
             ?? c.decodeIfPresent(Int.self, forKey: .imageTokenId) ?? d.imageTokenIndex
         projectionDim = try c.decodeIfPresent(Int.self, forKey: .projectionDim) ?? d.projectionDim
@@ -268,16 +268,19 @@ public struct PaliGemmaConfig: Codable, Sendable, Equatable {
     /// Image tokens the prompt must hold: (image_size / patch_size)².
     public var numImageTokens: Int { visionConfig.numPatches }
 
-    /// Reads and validates `config.json`.
-    public static func load(from url: URL, allowUnknownKeys: Bool = false) throws -> PaliGemmaConfig {
+    /// Reads and validates `config.json` (see `parse`).
+    public static func load(from url: URL, strictness: ConfigStrictness = .lenient) throws -> PaliGemmaConfig {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
             throw PaliGemmaError.io(path: url.path, reason: "cannot read: \(error.localizedDescription)")
         }
-        return try parse(data, path: url.path, allowUnknownKeys: allowUnknownKeys)
+        return try parse(data, path: url.path, strictness: strictness)
     }
 
-    public static func parse(_ data: Data, path: String, allowUnknownKeys: Bool = false) throws -> PaliGemmaConfig {
+    /// Parses and validates a config.json. A value this runtime does not implement is refused
+    /// (`PaliGemmaError.unsupportedConfig`, naming the key); unknown keys are listed in
+    /// `unknownKeys` (`.lenient`) or refused (`.strict`).
+    public static func parse(_ data: Data, path: String, strictness: ConfigStrictness = .lenient) throws -> PaliGemmaConfig {
         let json: JSONValue
         do { json = try JSONParser.parse(Array(data), rejectDuplicateKeys: true) } catch {
             throw PaliGemmaError.config(path: path, key: nil, reason: "not valid JSON: \(error)")
@@ -285,15 +288,19 @@ public struct PaliGemmaConfig: Codable, Sendable, Equatable {
         guard json.objectValue != nil else {
             throw PaliGemmaError.config(path: path, key: nil, reason: "expected a JSON object")
         }
-        if !allowUnknownKeys, let key = ConfigKeys.firstUnknown(in: json) {
+        try ConfigKeys.checkSupported(json, path: path)
+        let unknown = ConfigKeys.unknown(in: json)
+        if strictness == .strict, let key = unknown.first {
+            let others = unknown.dropFirst().joined(separator: ", ")
             throw PaliGemmaError.config(path: path, key: key,
-                reason: "unknown config key (not a PaliGemma, SigLIP or Gemma setting; pass allowUnknownKeys / --allow-unknown-config-keys to ignore it)")
+                reason: "unknown config key (not a PaliGemma, SigLIP or Gemma setting), refused in strict mode" + (others.isEmpty ? "" : "; also unknown: \(others)"))
         }
-        let config: PaliGemmaConfig
+        var config: PaliGemmaConfig
         do { config = try JSONDecoder().decode(PaliGemmaConfig.self, from: data) } catch let error as DecodingError {
             throw PaliGemmaError.config(path: path, key: error.keyPath, reason: error.reason)
         }
         try config.validate(path: path)
+        config.unknownKeys = unknown
         return config
     }
 

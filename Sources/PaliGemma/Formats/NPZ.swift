@@ -1,4 +1,3 @@
-import CPaliGemmaKernels
 import CZlib
 import Foundation
 
@@ -85,8 +84,9 @@ public enum NPY {
         if count > 0 {
             raw.withUnsafeBytes { src in
                 values.withUnsafeMutableBufferPointer { dst in
-                    pg_convert_to_f32(src.baseAddress, Int32(dtype == .float32 ? PG_F32.rawValue : PG_F16.rawValue),
-                                      dst.baseAddress, count)
+                    if let s = src.baseAddress, let d = dst.baseAddress {
+                        Ops.convertToFloat(s, dtype == .float32 ? .float32 : .float16, into: d, count: count)
+                    }
                 }
             }
         }

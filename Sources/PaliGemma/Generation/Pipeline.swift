@@ -71,11 +71,11 @@ public final class PaliGemmaPipeline: Sendable {
     public let directory: URL
     public let loadSeconds: Double
 
-    public init(directory: URL, allowUnknownConfigKeys: Bool = false, quantization: Quantization = .none,
+    public init(directory: URL, configStrictness: ConfigStrictness = .lenient, quantization: Quantization = .none,
                 resize: ResizeFilter? = nil) throws {
         let start = Date()
         self.directory = directory
-        model = try PaliGemmaModel(directory: directory, allowUnknownConfigKeys: allowUnknownConfigKeys,
+        model = try PaliGemmaModel(directory: directory, configStrictness: configStrictness,
                                    quantization: quantization)
         tokenizer = try Tokenizer.load(directory: directory)
         let size = model.config.visionConfig.imageSize

@@ -26,8 +26,8 @@ public final class PaliGemmaModel: Sendable {
     public let weightFormat: WeightFormat
 
     /// Loads a checkpoint folder strictly: every tensor must be used and have the expected shape.
-    public convenience init(directory: URL, allowUnknownConfigKeys: Bool = false, quantization: Quantization = .none) throws {
-        let checkpoint = try Checkpoint(directory: directory, allowUnknownConfigKeys: allowUnknownConfigKeys)
+    public convenience init(directory: URL, configStrictness: ConfigStrictness = .lenient, quantization: Quantization = .none) throws {
+        let checkpoint = try Checkpoint(directory: directory, configStrictness: configStrictness)
         try self.init(checkpoint: checkpoint, quantization: quantization)
     }
 
@@ -57,13 +57,13 @@ public final class PaliGemmaModel: Sendable {
         return loader.declared
     }
 
-    /// The matrices int8 covers in the model described by `config` (canonical names): every
+    /// The matrices quantization covers (int8 or 4-bit) in the model described by `config` (canonical names): every
     /// decoder layer's q/k/v/o and gate/up/down projections, and the output projection
     /// `language_model.lm_head.weight` (quantized from the embedding when tied).
-    public static func int8Targets(config: PaliGemmaConfig) throws -> [Int8Target] {
+    public static func quantizableMatrices(config: PaliGemmaConfig) throws -> [QuantizableMatrix] {
         let loader = WeightLoader(shapesOnly: .bfloat16)
         _ = try PaliGemmaModel(config: config, loader: loader, directory: nil)
-        return loader.int8Targets
+        return loader.quantizableMatrices
     }
 
     /// Number of parameters of the model described by `config` (tied output counted once).

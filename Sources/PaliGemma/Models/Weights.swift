@@ -24,21 +24,21 @@ public enum WeightFormat: String, Sendable, Codable {
     case stored = "none"
     /// Quantized to int8 while loading (`Quantization.int8` on a float checkpoint).
     case int8Quantized = "int8"
-    /// Stored int8 in the checkpoint (written by `Int8Checkpoint`), mapped without work.
+    /// Stored int8 in the checkpoint (written by `QuantizedCheckpoint`), mapped without work.
     case int8Stored = "int8-stored"
     /// Quantized to 4-bit groups while loading (`Quantization.int4`).
     case int4Quantized = "int4"
     /// Stored 4-bit in the checkpoint (`paligemma quantize --bits 4`), mapped without work.
     case int4Stored = "int4-stored"
 
-    /// Whether these matrices are int8 in memory.
-    public var isInt8: Bool { self == .int8Quantized || self == .int8Stored }
+    /// Whether these matrices are quantized (int8 or 4-bit, at load or stored).
+    public var isQuantized: Bool { self != .stored }
 }
 
-/// A matrix int8 may cover: its canonical name, shape [out, in], and the canonical name of the
+/// A matrix quantization may cover: its canonical name, shape [out, in], and the canonical name of the
 /// tensor it is quantized from (itself, except the tied output projection, which is a
 /// quantized copy of the embedding).
-public struct Int8Target: Sendable, Equatable {
+public struct QuantizableMatrix: Sendable, Equatable {
     public let name: String
     public let shape: [Int]
     public let source: String
@@ -49,7 +49,7 @@ public struct Int8Target: Sendable, Equatable {
 /// Without a checkpoint it hands out shape-only tensors, so a model can be built from a config
 /// alone (to count parameters or list the expected tensors).
 ///
-/// Stored int8 (see `Int8Checkpoint`): a matrix int8 covers may be stored as
+/// Stored int8 (see `QuantizedCheckpoint`): a matrix quantization covers may be stored as
 /// `<name>.weight` (dtype I8, shape [out, in]) with `<name>.weight_scale` (F32, [out]), the
 /// row scales: w[r, c] ≈ weight[r, c] · weight_scale[r]. For a tied output projection the int8
 /// copy is `language_model.lm_head.weight` (+ `_scale`) beside the embedding. Stored 4-bit
@@ -65,9 +65,9 @@ public final class WeightLoader {
     private var ignoredPrefixes: [String] = []
     /// (canonical name, shape) of every parameter the model asked for, in order.
     public private(set) var declared: [(name: String, shape: [Int])] = []
-    /// The matrices int8 covers, in the order the model asked for them.
-    public private(set) var int8Targets: [Int8Target] = []
-    /// Those of `int8Targets` found stored as int8, and those found in a float dtype.
+    /// The matrices quantization covers, in the order the model asked for them.
+    public private(set) var quantizableMatrices: [QuantizableMatrix] = []
+    /// Those of `quantizableMatrices` found stored as int8, and those found in a float dtype.
     private var storedInt8: [String] = []
     private var storedInt4: [String] = []
     private var storedFloat: [String] = []
@@ -111,10 +111,10 @@ public final class WeightLoader {
         return t
     }
 
-    /// A matrix int8 covers: stored int8 with its row scales, or as stored and quantized here
+    /// A matrix quantization covers: stored quantized with its scales, or as stored and quantized here
     /// when the loader asks for int8 or int4.
     func quantizable(_ name: String, shape: [Int]) throws -> MatrixWeight {
-        int8Targets.append(Int8Target(name: name, shape: shape, source: name))
+        quantizableMatrices.append(QuantizableMatrix(name: name, shape: shape, source: name))
         if let stored = try storedQuantized(name, shape: shape) { return stored }
         let t = try tensor(name, shape: shape)
         guard t.hasData else { return .dense(t) }
@@ -127,7 +127,7 @@ public final class WeightLoader {
     /// the loader asks for int8; the lookup keeps reading the stored embedding). A stored float
     /// copy of the tied matrix is not used.
     func tiedOutput(_ name: String, embedding: Tensor, embeddingName: String) throws -> MatrixWeight {
-        int8Targets.append(Int8Target(name: name, shape: embedding.shape, source: embeddingName))
+        quantizableMatrices.append(QuantizableMatrix(name: name, shape: embedding.shape, source: embeddingName))
         if let stored = try storedQuantized(name, shape: embedding.shape) { return stored }
         ignore(prefix: name)
         guard embedding.hasData else { return .dense(embedding) }

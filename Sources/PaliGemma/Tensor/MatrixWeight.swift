@@ -7,10 +7,8 @@ public enum MatrixWeight: Sendable {
     case dense(Tensor)
     /// Symmetric int8 with one float scale per row: W[r, c] ≈ q[r, c] · scales[r].
     case int8(Tensor, scales: [Float])
-    /// 4-bit, one float16 scale per group of 32 values of a row (the kernels' PG_Q4 layout, see
-    /// pg_kernels.h: two values a byte, 8 groups interleaved per 128-byte block): `packed` U8
-    /// [rows, cols / 2], `scales` F16 [rows, cols / 32]; W[r, 32g + i] = q · scales[r, g] with q
-    /// in [-8, 7].
+    /// 4-bit, one float16 scale per group of 32 values of a row, in the kernels' PG_Q4 format
+    /// (defined in pg_kernels.h): `packed` U8 [rows, cols / 2], `scales` F16 [rows, cols / 32].
     case int4(packed: Tensor, scales: Tensor)
 
     /// Values per scale group of `.int4`; its `cols` must be a multiple of it.

@@ -9,13 +9,13 @@ import Darwin
 /// any work (memory-mapped like any folder): `paligemma quantize [--bits 4]`.
 ///
 /// With `bits: 4` each covered matrix is instead `<name>.weight` U8 [out, in / 2] (the
-/// kernels' PG_Q4 layout, two values a byte) with `<name>.weight_scale` F16 [out, in / 32] (the
-/// group scales), the same values as `--quantize int4` computes at load, and the mark is
+/// kernels' PG_Q4 layout, defined in pg_kernels.h) with `<name>.weight_scale` F16 [out, in / 32]
+/// (the group scales), the same values as `--quantize int4` computes at load, and the mark is
 /// `paligemma_quantization: int4-group32`; every covered matrix needs an input size that is a
 /// multiple of 32.
 ///
 /// The folder it writes (read back by `WeightLoader`, which documents the same layout):
-/// - every matrix `Quantization.int8` quantizes (`PaliGemmaModel.int8Targets`: each decoder
+/// - every matrix quantization covers (`PaliGemmaModel.quantizableMatrices`: each decoder
 ///   layer's q/k/v/o and gate/up/down projections, and the output projection) is stored as
 ///   `<name>.weight`, dtype I8, shape [out, in], with its row scales `<name>.weight_scale`,
 ///   F32 [out]: w[r, c] ≈ weight[r, c] · weight_scale[r], scale = max|w[r, :]| / 127 (1 for an
@@ -36,10 +36,11 @@ import Darwin
 /// a time, and the source's pages are released after use, so memory stays low at any size.
 /// The folder is written under a temporary name beside the output and renamed into place only
 /// after it loads strictly; on failure the temporary folder is removed.
-public enum Int8Checkpoint {
-    /// The `__metadata__` key (and value) that marks a quantized folder's safetensors files.
+public enum QuantizedCheckpoint {
+    /// The `__metadata__` key (and its values for int8 and 4-bit folders) that marks a quantized
+    /// folder's safetensors files.
     public static let metadataKey = "paligemma_quantization"
-    public static let metadataValue = "int8-per-channel"
+    public static let metadataValueInt8 = "int8-per-channel"
     public static let metadataValueInt4 = "int4-group32"
     public static let defaultMaxShardBytes = 2_000_000_000
     /// Largest piece of a tensor read and written at once.
@@ -55,7 +56,7 @@ public enum Int8Checkpoint {
         /// Tensors copied as stored.
         public let tensorsCopied: Int
         /// Stored names of tensors not written: a float copy of a tied output projection (the
-        /// loader never reads it; the int8 `lm_head` replaces it).
+        /// loader never reads it; the quantized `lm_head` replaces it).
         public let tensorsDropped: [String]
         /// Other files copied unchanged.
         public let filesCopied: [String]
@@ -148,7 +149,7 @@ public enum Int8Checkpoint {
         _ = try PaliGemmaModel(checkpoint: source)
 
         // Plan: what each tensor becomes, in name order.
-        let targets = try PaliGemmaModel.int8Targets(config: source.config)
+        let targets = try PaliGemmaModel.quantizableMatrices(config: source.config)
         if bits == 4, let ragged = targets.first(where: { $0.shape[1] % MatrixWeight.int4Group != 0 }) {
             throw PaliGemmaError.weights(tensor: source.storedName(ragged.source),
                 reason: "has \(ragged.shape[1]) input features; 4-bit weights are quantized in groups of \(MatrixWeight.int4Group) along a row, so they must be a multiple of \(MatrixWeight.int4Group) (use int8)")
@@ -216,7 +217,7 @@ public enum Int8Checkpoint {
                 $0.dtype.size != $1.dtype.size ? $0.dtype.size > $1.dtype.size : $0.name < $1.name
             }
             let writer = try SafetensorsStreamWriter(path: temporary.appendingPathComponent(shardName).path, tensors: layout,
-                                                     metadata: ["format": "pt", metadataKey: bits == 4 ? metadataValueInt4 : metadataValue])
+                                                     metadata: ["format": "pt", metadataKey: bits == 4 ? metadataValueInt4 : metadataValueInt8])
             for unit in shard {
                 switch unit {
                 case let .copy(name, tensor):
@@ -236,7 +237,7 @@ public enum Int8Checkpoint {
 
         // The copy must load strictly, as stored int8 or 4-bit, before it takes the output's name
         // (config.json is the source's, already checked as the caller asked).
-        let check = try PaliGemmaModel(checkpoint: Checkpoint(directory: temporary, allowUnknownConfigKeys: true))
+        let check = try PaliGemmaModel(checkpoint: Checkpoint(directory: temporary))
         guard check.weightFormat == (bits == 4 ? .int4Stored : .int8Stored) else {
             throw PaliGemmaError.weights(tensor: targets.first?.name ?? "", reason: "the written folder does not load as int\(bits)")
         }

@@ -1,4 +1,3 @@
-import CPaliGemmaKernels
 import Foundation
 import PaliGemmaJSON
 
@@ -11,7 +10,7 @@ import PaliGemmaJSON
 public enum RandomCheckpoint {
     public static func write(configJSON: String, dtype: DType, to directory: URL, seed: UInt64 = 0,
                              maxShardBytes: Int = 2 << 30, progress: (Int, Int) -> Void = { _, _ in }) throws {
-        guard let kernelType = dtype.kernelType else { throw PaliGemmaError.input("random checkpoints are F32, BF16 or F16") }
+        guard dtype.isFloat else { throw PaliGemmaError.input("random checkpoints are F32, BF16 or F16") }
         let config = try PaliGemmaConfig.parse(Data(configJSON.utf8), path: "config.json")
         let tensors = try PaliGemmaModel.expectedTensors(config: config)
         let fm = FileManager.default
@@ -41,7 +40,7 @@ public enum RandomCheckpoint {
             let final = directory.appendingPathComponent(name)
             let temporary = directory.appendingPathComponent(".\(name).partial")
             _ = try? fm.removeItem(at: temporary)
-            try writeShard(shard, dtype: dtype, kernelType: kernelType, to: temporary, rng: &rng) { written += $0; progress(written, total) }
+            try writeShard(shard, dtype: dtype, to: temporary, rng: &rng) { written += $0; progress(written, total) }
             _ = try? fm.removeItem(at: final)
             try fm.moveItem(at: temporary, to: final)
             weightMap += shard.map { ($0.name, name) }
@@ -53,7 +52,7 @@ public enum RandomCheckpoint {
         try Data(configJSON.utf8).write(to: directory.appendingPathComponent("config.json"), options: .atomic)
     }
 
-    static func writeShard(_ tensors: [(name: String, shape: [Int])], dtype: DType, kernelType: Int32, to url: URL,
+    static func writeShard(_ tensors: [(name: String, shape: [Int])], dtype: DType, to url: URL,
                            rng: inout Xoshiro256, wrote: (Int) -> Void) throws {
         let writer = try SafetensorsStreamWriter(path: url.path, tensors: tensors.map { ($0.name, dtype, $0.shape) },
                                                  metadata: ["format": "pt"])
@@ -73,7 +72,7 @@ public enum RandomCheckpoint {
                 }
                 try values.withUnsafeBufferPointer { v in
                     try bytes.withUnsafeMutableBytes {
-                        pg_convert_from_f32(v.baseAddress, kernelType, $0.baseAddress, n)
+                        if let src = v.baseAddress, let dst = $0.baseAddress { Ops.convertFromFloat(src, to: dtype, into: dst, count: n) }
                         try writer.write(t.name, at: done * dtype.size, UnsafeRawBufferPointer(rebasing: $0[0..<(n * dtype.size)]))
                     }
                 }

@@ -2,15 +2,15 @@ import Foundation
 import Testing
 @testable import PaliGemma
 
-/// `Int8Checkpoint` (`paligemma quantize`): a folder quantized once loads without quantizing
+/// `QuantizedCheckpoint` (`paligemma quantize`): a folder quantized once loads without quantizing
 /// and computes exactly what quantizing at load computes; its files follow the hub's layout;
 /// unsafe outputs, quantized inputs and corrupt int8 folders are refused with the tensor named.
-struct Int8CheckpointTests {
+struct QuantizedCheckpointTests {
     /// Quantizes a folder into a fresh temporary directory (`out` inside it).
-    static func quantize(_ source: URL, maxShardBytes: Int = Int8Checkpoint.defaultMaxShardBytes,
-                         chunkBytes: Int = Int8Checkpoint.defaultChunkBytes) throws -> (URL, Int8Checkpoint.Summary) {
+    static func quantize(_ source: URL, maxShardBytes: Int = QuantizedCheckpoint.defaultMaxShardBytes,
+                         chunkBytes: Int = QuantizedCheckpoint.defaultChunkBytes) throws -> (URL, QuantizedCheckpoint.Summary) {
         let out = try temporaryDirectory().appendingPathComponent("out")
-        let summary = try Int8Checkpoint.write(Checkpoint(directory: source), to: out, maxShardBytes: maxShardBytes, chunkBytes: chunkBytes)
+        let summary = try QuantizedCheckpoint.write(Checkpoint(directory: source), to: out, maxShardBytes: maxShardBytes, chunkBytes: chunkBytes)
         return (out, summary)
     }
 
@@ -108,7 +108,7 @@ struct Int8CheckpointTests {
         var stored: [String: (file: SafetensorsFile, entry: SafetensorsEntry)] = [:]
         for shard in shardNames.sorted() {
             let file = try SafetensorsFile(path: out.appendingPathComponent(shard).path)
-            #expect(file.metadata == ["format": "pt", Int8Checkpoint.metadataKey: Int8Checkpoint.metadataValue])
+            #expect(file.metadata == ["format": "pt", QuantizedCheckpoint.metadataKey: QuantizedCheckpoint.metadataValueInt8])
             var end = 0
             for e in file.entries.values.sorted(by: { $0.begin < $1.begin }) {
                 #expect(e.begin == end, "\(shard): gap before \(e.name)")
@@ -125,7 +125,7 @@ struct Int8CheckpointTests {
         #expect(totalSize == dataBytes && summary.bytesOut == dataBytes)
 
         // Every int8 target is I8 with its F32 scales, equal to the quantizer's output.
-        let targets = try PaliGemmaModel.int8Targets(config: source.config)
+        let targets = try PaliGemmaModel.quantizableMatrices(config: source.config)
         #expect(targets.count == source.config.textConfig.numHiddenLayers * 7 + 1)
         #expect(Set(stored.values.filter { $0.entry.dtype == .int8 }.map(\.entry.name)) == Set(targets.map(\.name)))
         var worst = 0
@@ -174,7 +174,7 @@ struct Int8CheckpointTests {
         #expect(a == b, "writing in 1000-byte pieces changed the file")
         #expect(!FileManager.default.fileExists(atPath: whole.appendingPathComponent("model.safetensors.index.json").path))
         let checkpoint = try Checkpoint(directory: whole)
-        let targets = try PaliGemmaModel.int8Targets(config: checkpoint.config)
+        let targets = try PaliGemmaModel.quantizableMatrices(config: checkpoint.config)
         let text = try CheckpointSummary(checkpoint: checkpoint).text(loadSeconds: 0)
         #expect(text.contains("I8") && text.contains("int8         \(targets.count) matrices"), "\(text)")
     }
@@ -211,7 +211,7 @@ struct Int8CheckpointTests {
             (URL(fileURLWithPath: source.path + "/../" + source.lastPathComponent), "checkpoint folder"),
         ]
         for (output, expected) in cases {
-            let e = Self.error { try Int8Checkpoint.write(checkpoint, to: output) }
+            let e = Self.error { try QuantizedCheckpoint.write(checkpoint, to: output) }
             print("refused \(output.path): \(e.map { "\($0)" } ?? "-")")
             guard case let .io(path, reason)? = e else { Issue.record("\(output.path): \(String(describing: e))"); continue }
             #expect(path == output.standardizedFileURL.path && reason.contains(expected), "\(reason)")
@@ -223,15 +223,15 @@ struct Int8CheckpointTests {
         // An empty folder may be the output.
         let empty = parent.appendingPathComponent("empty")
         try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
-        try Int8Checkpoint.write(checkpoint, to: empty)
+        try QuantizedCheckpoint.write(checkpoint, to: empty)
         #expect(try PaliGemmaModel(directory: empty).weightFormat == .int8Stored)
         #expect(try FileManager.default.contentsOfDirectory(atPath: parent.path).sorted() == ["empty", "full"])
     }
 
     @Test func refusesAQuantizedInput() throws {
         let (out, _) = try Self.quantize(Fixtures.model("pg2-f32"))
-        #expect(Int8Checkpoint.isQuantized(try Checkpoint(directory: out)))
-        #expect(!Int8Checkpoint.isQuantized(try Checkpoint(directory: Fixtures.model("pg2-f32"))))
+        #expect(QuantizedCheckpoint.isQuantized(try Checkpoint(directory: out)))
+        #expect(!QuantizedCheckpoint.isQuantized(try Checkpoint(directory: Fixtures.model("pg2-f32"))))
         let e = Self.error { _ = try Self.quantize(out) }
         print("quantized input: \(e.map { "\($0)" } ?? "-")")
         guard case let .safetensors(path, _, reason)? = e else { Issue.record("\(String(describing: e))"); return }
@@ -253,7 +253,7 @@ struct Int8CheckpointTests {
         try FileManager.default.createSymbolicLink(atPath: broken.path, withDestinationPath: "/nonexistent/tokenizer.model")
         let parent = try temporaryDirectory()
         let output = parent.appendingPathComponent("out")
-        let e = Self.error { try Int8Checkpoint.write(Checkpoint(directory: source), to: output) }
+        let e = Self.error { try QuantizedCheckpoint.write(Checkpoint(directory: source), to: output) }
         print("failed run: \(e.map { "\($0)" } ?? "-")")
         guard case let .io(path, _)? = e else { Issue.record("\(String(describing: e))"); return }
         #expect(path == broken.path)
@@ -340,7 +340,7 @@ struct Int8CheckpointTests {
 
 // MARK: The command line
 
-extension Int8CheckpointTests {
+extension QuantizedCheckpointTests {
     @Test func cliQuantizeThenGenerate() throws {
         let c = try EndToEndTests.Case("pg2-answer")
         let parent = try temporaryDirectory()

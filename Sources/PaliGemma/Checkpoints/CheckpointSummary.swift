@@ -14,7 +14,7 @@ public struct CheckpointSummary: Sendable {
     /// Matrices stored int8 with F32 row scales (`paligemma quantize`); 0 for a float folder.
     public let int8Tensors: Int
     /// Whether the output projection is stored as a quantized copy of the tied embedding.
-    public let int8TiedOutput: Bool
+    public let quantizedTiedOutput: Bool
     /// Matrices stored 4-bit (U8) with F16 group scales (`paligemma quantize --bits 4`).
     public let int4Tensors: Int
 
@@ -40,7 +40,7 @@ public struct CheckpointSummary: Sendable {
             if !isScale && !(tiedCopy && name == outputName) { params += t.dtype == .uint8 ? 2 * t.count : t.count }
         }
         int8Tensors = int8
-        int8TiedOutput = tiedCopy
+        quantizedTiedOutput = tiedCopy
         int4Tensors = int4
         tensorCount = count
         parameterCount = params
@@ -70,11 +70,11 @@ public struct CheckpointSummary: Sendable {
         lines.append("dtypes       " + dtypes.sorted { $0.key < $1.key }.map { "\($0.key) \(Self.grouped($0.value))" }.joined(separator: ", "))
         lines.append("bytes        \(Self.grouped(dataBytes)) of tensor data, \(Self.grouped(fileBytes)) on disk")
         if int8Tensors > 0 {
-            let output = int8TiedOutput ? "; the output projection is an int8 copy of the tied embedding, which stays as stored" : ""
+            let output = quantizedTiedOutput ? "; the output projection is an int8 copy of the tied embedding, which stays as stored" : ""
             lines.append("int8         \(int8Tensors) matrices stored int8 with F32 row scales (paligemma quantize), loaded without quantizing\(output)")
         }
         if int4Tensors > 0 {
-            let output = int8TiedOutput ? "; the output projection is a 4-bit copy of the tied embedding, which stays as stored" : ""
+            let output = quantizedTiedOutput ? "; the output projection is a 4-bit copy of the tied embedding, which stays as stored" : ""
             lines.append("int4         \(int4Tensors) matrices stored 4-bit (U8) with F16 scales per group of 32 (paligemma quantize --bits 4), loaded without quantizing\(output)")
         }
         lines.append("load         strict check passed in \(String(format: "%.3f", loadSeconds)) s")
