@@ -132,6 +132,13 @@ void pg_matmul_kn_avx2(const float *x, long ldx, const float *w, long ldw, float
                        int thread);
 void pg_matmul_kn_avx512(const float *x, long ldx, const float *w, long ldw, float *y, long ldy, long M, long N, long K,
                          int thread);
+// y[m][n] for n in [n0, n1) = sum_k x[m][k] * w[k][n], w k-major in its dtype (f32, bf16, f16, i8).
+void pg_matmul_cols_scalar(const float *x, long ldx, const void *w, int dtype, long ldw, float *y, long ldy, long M,
+                           long n0, long n1, long K, int thread);
+void pg_matmul_cols_avx2(const float *x, long ldx, const void *w, int dtype, long ldw, float *y, long ldy, long M,
+                         long n0, long n1, long K, int thread);
+void pg_matmul_cols_avx512(const float *x, long ldx, const void *w, int dtype, long ldw, float *y, long ldy, long M,
+                           long n0, long n1, long K, int thread);
 void pg_axpy_f32_avx2(float *y, float a, const float *x, long n);
 void pg_axpy_f32_avx512(float *y, float a, const float *x, long n);
 /// gelu_tanh(a) (times b when given) in place with AVX2; returns how many leading elements it did.

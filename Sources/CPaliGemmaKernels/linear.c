@@ -40,6 +40,54 @@ void pg_matmul_kn_scalar(const float *x, long ldx, const float *w, long ldw, flo
     }
 }
 
+void pg_matmul_cols_scalar(const float *x, long ldx, const void *w, int dtype, long ldw, float *y, long ldy, long M,
+                           long n0, long n1, long K, int thread) {
+    (void)thread;
+    for (long m = 0; m < M; m++) {
+        float *ym = y + m * ldy;
+        for (long n = n0; n < n1; n++) ym[n] = 0.0f;
+        for (long k = 0; k < K; k++) {
+            float a = x[m * ldx + k];
+            for (long n = n0; n < n1; n++) ym[n] += a * pg_load_as_f32(w, dtype, k * ldw + n);
+        }
+    }
+}
+
+typedef struct {
+    const float *x; long ldx; const void *w; int dtype; long ldw; float *y; long ldy; long M, N, K, chunk; int isa;
+} matmul_job;
+
+static void matmul_task(void *p, long task, int thread) {
+    const matmul_job *j = p;
+    long n0 = task * j->chunk, n1 = n0 + j->chunk < j->N ? n0 + j->chunk : j->N;
+    switch (j->isa) {
+    case PG_ISA_AVX512: pg_matmul_cols_avx512(j->x, j->ldx, j->w, j->dtype, j->ldw, j->y, j->ldy, j->M, n0, n1, j->K, thread); break;
+    case PG_ISA_AVX2: pg_matmul_cols_avx2(j->x, j->ldx, j->w, j->dtype, j->ldw, j->y, j->ldy, j->M, n0, n1, j->K, thread); break;
+    default: pg_matmul_cols_scalar(j->x, j->ldx, j->w, j->dtype, j->ldw, j->y, j->ldy, j->M, n0, n1, j->K, thread);
+    }
+}
+
+void pg_matmul(const float *x, long ldx, const void *w, int wdtype, long ldw, float *y, long ldy, long M, long N, long K) {
+    pg_matmul_isa(pg_isa(), x, ldx, w, wdtype, ldw, y, ldy, M, N, K);
+}
+
+void pg_matmul_isa(int isa, const float *x, long ldx, const void *w, int wdtype, long ldw, float *y, long ldy, long M,
+                   long N, long K) {
+    if (isa > pg_isa_supported()) isa = pg_isa_supported();
+    if (M <= 0 || N <= 0 || wdtype == PG_Q4) return;
+    if (K <= 0) {
+        for (long m = 0; m < M; m++)
+            for (long n = 0; n < N; n++) y[m * ldy + n] = 0.0f;
+        return;
+    }
+    int threads = pg_threads();
+    long chunk = (N + 4L * threads - 1) / (4L * threads);
+    chunk = (chunk + 31) / 32 * 32;
+    if ((double)M * N * K < 65536.0) chunk = N;  // tiny: not worth waking the pool
+    matmul_job j = { x, ldx, w, wdtype, ldw, y, ldy, M, N, K, chunk, isa };
+    pg_parallel_for((N + chunk - 1) / chunk, matmul_task, &j);
+}
+
 // Largest packed copy of x shared by the prefill tasks (rows beyond it are done in blocks).
 #define PG_APACK_BYTES ((size_t)64 << 20)
 

@@ -36,4 +36,8 @@ void pg_matmul_kn_avx512(const float *x, long ldx, const float *w, long ldw, flo
     pg_matmul_kn_scalar(x, ldx, w, ldw, y, ldy, M, N, K);
 }
 void pg_axpy_f32_avx512(float *y, float a, const float *x, long n) { for (long i = 0; i < n; i++) y[i] += a * x[i]; }
+void pg_matmul_cols_avx512(const float *x, long ldx, const void *w, int dtype, long ldw, float *y, long ldy, long M,
+                         long n0, long n1, long K, int thread) {
+    pg_matmul_cols_scalar(x, ldx, w, dtype, ldw, y, ldy, M, n0, n1, K, thread);
+}
 #endif

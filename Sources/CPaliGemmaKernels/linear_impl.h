@@ -30,14 +30,14 @@ PG_INLINE VF PG_NAME(load_w)(const void *w, int dtype, long i) {
 // columns j >= nr are zero.
 PG_INLINE void PG_NAME(pack)(float *panel, const void *w, int dtype, int kn, long ldw, long nb, long nr,
                                     long kc0, long kc) {
-    if (kn) {  // already k-major: copy rows of the panel
-        const float *src = (const float *)w + kc0 * ldw + nb;
-        for (long k = 0; k < kc; k++, src += ldw) {
+    if (kn) {  // already k-major: copy (and widen) rows of the panel
+        for (long k = 0; k < kc; k++) {
+            long src = (kc0 + k) * ldw + nb;
             float *dst = panel + k * NR;
             if (nr == NR) {
-                for (int j = 0; j < NR; j += VW) VSTOREU(dst + j, VLOADU(src + j));
+                for (int j = 0; j < NR; j += VW) VSTOREU(dst + j, PG_NAME(load_w)(w, dtype, src + j));
             } else {
-                for (long j = 0; j < NR; j++) dst[j] = j < nr ? src[j] : 0.0f;
+                for (long j = 0; j < NR; j++) dst[j] = j < nr ? pg_load_as_f32(w, dtype, src + j) : 0.0f;
             }
         }
         return;
@@ -204,7 +204,7 @@ PG_INLINE void PG_NAME(linear_cols)(const float *x, long ldx, const void *w, con
 }
 
 // Blocked product for any M: y[m][n] = bias[n] + sum_k x[m][k] * W(n, k), W(n, k) = w[n][k], or
-// w[k][n] (float32) with kn. x comes packed by pg_pack_a in apre, or is packed here per depth block.
+// w[k][n] with kn. x comes packed by pg_pack_a in apre, or is packed here per depth block.
 PG_INLINE void PG_NAME(gemm)(const float *x, long ldx, const float *apre, const void *w, const int dtype, const int kn,
                              long ldw, const float *bias, float *y, long ldy, long M, long n0, long n1, long K, int thread) {
     if (K <= 0) {
@@ -274,6 +274,16 @@ PG_TARGET void PG_NAME(pg_gemm_packed)(const float *apack, const void *w, int dt
     case PG_F16: PG_NAME(gemm)(NULL, 0, apack, w, PG_F16, 0, ldw, bias, y, ldy, M, n0, n1, K, thread); break;
     case PG_I8: PG_NAME(gemm)(NULL, 0, apack, w, PG_I8, 0, ldw, bias, y, ldy, M, n0, n1, K, thread); break;
     default: PG_NAME(gemm)(NULL, 0, apack, w, PG_F32, 0, ldw, bias, y, ldy, M, n0, n1, K, thread); break;
+    }
+}
+
+PG_TARGET void PG_NAME(pg_matmul_cols)(const float *x, long ldx, const void *w, int dtype, long ldw, float *y,
+                                       long ldy, long M, long n0, long n1, long K, int thread) {
+    switch (dtype) {
+    case PG_BF16: PG_NAME(gemm)(x, ldx, NULL, w, PG_BF16, 1, ldw, NULL, y, ldy, M, n0, n1, K, thread); break;
+    case PG_F16: PG_NAME(gemm)(x, ldx, NULL, w, PG_F16, 1, ldw, NULL, y, ldy, M, n0, n1, K, thread); break;
+    case PG_I8: PG_NAME(gemm)(x, ldx, NULL, w, PG_I8, 1, ldw, NULL, y, ldy, M, n0, n1, K, thread); break;
+    default: PG_NAME(gemm)(x, ldx, NULL, w, PG_F32, 1, ldw, NULL, y, ldy, M, n0, n1, K, thread); break;
     }
 }
 

@@ -107,6 +107,15 @@ void pg_linear_q4_isa(int isa, const float *x, long ldx, const uint8_t *w, const
 void pg_linear_isa(int isa, const float *x, long ldx, const void *w, int wdtype, long ldw, const float *bias,
                    float *y, long ldy, long M, long N, long K);
 
+/// y[m, n] = sum_k x[m, k] * w[k, n] for m < M, n < N, k < K: the product with w k-major
+/// (row stride ldw) in its dtype (f32, bf16, f16, or i8 without scales), e.g. dX = dY · W for a
+/// linear layer's W [out, in] (K = out, N = in), or dW = dYᵀ · X with float32 operands. x and y
+/// float32 (y must not alias x); columns are split over the pool.
+void pg_matmul(const float *x, long ldx, const void *w, int wdtype, long ldw, float *y, long ldy, long M, long N, long K);
+/// pg_matmul on an explicit instruction-set level; for tests.
+void pg_matmul_isa(int isa, const float *x, long ldx, const void *w, int wdtype, long ldw, float *y, long ldy, long M,
+                   long N, long K);
+
 // ---- normalisation and activations ------------------------------------------------------
 /// LayerNorm over rows of length n: y = (x - mean) / sqrt(var + eps) * w + b. y may alias x.
 void pg_layer_norm(const float *x, long ldx, float *y, long ldy, long rows, long n,

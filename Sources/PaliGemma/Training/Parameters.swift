@@ -1,0 +1,185 @@
+import Foundation
+
+// What training changes: float32 parameters with their gradients, and the linear layer that
+// training runs (a frozen base in its stored dtype, with a trained float32 copy or a LoRA
+// adapter beside it).
+//
+// Shape letters: T tokens, I in features, O out features, R LoRA rank.
+
+/// A trained tensor: float32 values and a gradient of the same shape, named as in the
+/// checkpoint (hub spelling) or, for LoRA, as in PEFT's adapter file without its
+/// `base_model.model.` prefix.
+public final class Parameter: @unchecked Sendable {
+    public let name: String
+    public let shape: [Int]
+    public let value: Matrix
+    public let grad: Matrix
+
+    public init(name: String, shape: [Int], values: [Float]) {
+        precondition(values.count == shape.reduce(1, *))
+        self.name = name
+        self.shape = shape
+        let (rows, cols) = shape.count == 2 ? (shape[0], shape[1]) : (1, values.count)
+        value = Matrix(rows: rows, cols: cols, values: values)
+        grad = Matrix(rows: rows, cols: cols)
+    }
+
+    public var count: Int { value.count }
+    public func zeroGrad() { grad.data.update(repeating: 0, count: grad.count) }
+    /// The values as a vector (norm weights, biases).
+    var vector: [Float] { value.values }
+}
+
+/// LoRA's settings, with PEFT's meaning: y = W x + s · B (A x), s = alpha / r (alpha / √r with
+/// rsLoRA); A [R, I] kaiming-uniform, B [O, R] zero.
+public struct LoRAConfig: Sendable, Equatable {
+    public var rank: Int
+    public var alpha: Float
+    public var rslora: Bool
+    /// Module names matched by their last component, as PEFT's `target_modules` list.
+    public var targets: [String]
+
+    public static let defaultTargets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+    public init(rank: Int = 8, alpha: Float = 16, rslora: Bool = false, targets: [String] = LoRAConfig.defaultTargets) {
+        self.rank = rank
+        self.alpha = alpha
+        self.rslora = rslora
+        self.targets = targets
+    }
+
+    public var scale: Float { rslora ? alpha / Float(rank).squareRoot() : alpha / Float(rank) }
+
+    /// Whether the module at `path` (e.g. `language_model.model.layers.0.self_attn.q_proj`) gets an adapter.
+    public func matches(_ path: String) -> Bool {
+        let last = path.split(separator: ".").last.map(String.init) ?? path
+        return targets.contains(last) || targets.contains(path)
+    }
+}
+
+/// What a training run changes.
+public enum TrainingMethod: Sendable, Equatable {
+    /// Adapters on the matched modules; the base stays as stored.
+    case lora(LoRAConfig)
+    /// The decoder's attention matrices (q, k, v, o) in float32 copies (big_vision's recipe).
+    case attention
+    /// Every parameter, in float32 copies (small models).
+    case full
+}
+
+/// A linear layer as training runs it: y = x · Wᵀ + b with W the frozen base (as stored) or its
+/// trained float32 copy, plus s · (x · Aᵀ) · Bᵀ with a LoRA adapter.
+final class TrainLinear {
+    let path: String
+    let base: Linear
+    let weight: Parameter?  // trained copy of W [O, I]
+    let bias: Parameter?  // trained copy of b [O]
+    let loraA: Parameter?  // [R, I]
+    let loraB: Parameter?  // [O, R]
+    let loraScale: Float
+
+    /// What backward needs from one forward call.
+    struct Saved {
+        let x: Matrix
+        let h: Matrix?  // x · Aᵀ
+    }
+
+    init(path: String, base: Linear, trainWeights: Bool, lora: LoRAConfig?, rng: inout Xoshiro256) {
+        self.path = path
+        self.base = base
+        let (o, i) = (base.weight.rows, base.weight.cols)
+        weight = trainWeights ? Parameter(name: path + ".weight", shape: [o, i], values: base.weight.floats()) : nil
+        bias = trainWeights ? base.bias.map { Parameter(name: path + ".bias", shape: [o], values: $0) } : nil
+        if let lora {
+            // kaiming_uniform_(a=√5) as PEFT (nn.Linear's default): bound 1/√I.
+            let bound = 1 / Float(i).squareRoot()
+            let a = (0..<lora.rank * i).map { _ in Float(rng.nextDouble() * 2 - 1) * bound }
+            loraA = Parameter(name: path + ".lora_A.weight", shape: [lora.rank, i], values: a)
+            loraB = Parameter(name: path + ".lora_B.weight", shape: [o, lora.rank], values: [Float](repeating: 0, count: o * lora.rank))
+            loraScale = lora.scale
+        } else {
+            loraA = nil
+            loraB = nil
+            loraScale = 0
+        }
+    }
+
+    var parameters: [Parameter] { [weight, bias, loraA, loraB].compactMap { $0 } }
+
+    func forward(_ x: Matrix) -> (Matrix, Saved) {
+        var y: Matrix
+        if let weight {
+            y = Ops.matmulTransposed(x, weight.value)
+            if let b = bias?.value ?? base.bias.map({ Matrix(rows: 1, cols: $0.count, values: $0) }) {
+                for r in 0..<y.rows { for c in 0..<y.cols { y[r, c] += b.data[c] } }
+            }
+        } else {
+            y = base(x)
+        }
+        var h: Matrix?
+        if let loraA, let loraB {
+            let hx = Ops.matmulTransposed(x, loraA.value)  // [T, R]
+            Ops.addScaled(y, Ops.matmulTransposed(hx, loraB.value), loraScale)
+            h = hx
+        }
+        return (y, Saved(x: x, h: h))
+    }
+
+    /// dy [T, O] -> dx [T, I]; adds the parameters' gradients.
+    func backward(_ dy: Matrix, _ saved: Saved, needInput: Bool = true) -> Matrix? {
+        if let weight { Ops.add(weight.grad, Ops.matmulTransposedA(dy, saved.x)) }
+        if let bias { Ops.addColumnSums(dy, into: bias.grad.data) }
+        var dx: Matrix?
+        if needInput { dx = weight.map { Ops.matmul(dy, $0.value) } ?? Ops.linearBackwardInput(dy, base.weight) }
+        if let loraA, let loraB, let h = saved.h {
+            Ops.addScaled(loraB.grad, Ops.matmulTransposedA(dy, h), loraScale)  // dB = s · dyᵀ h
+            let dh = Ops.matmul(dy, loraB.value)  // [T, R]
+            Ops.scale(dh, by: loraScale)
+            Ops.add(loraA.grad, Ops.matmulTransposedA(dh, saved.x))  // dA = dhᵀ x
+            if let dx { Ops.add(dx, Ops.matmul(dh, loraA.value)) }
+        }
+        return dx
+    }
+}
+
+/// A norm's weight (and bias) as training uses them: frozen values, or trained parameters.
+struct TrainNorm {
+    let weight: [Float]
+    let bias: [Float]?
+    let eps: Float
+    let weightParameter: Parameter?
+    let biasParameter: Parameter?
+
+    init(path: String, weight: [Float], bias: [Float]?, eps: Float, trained: Bool) {
+        self.weight = weight
+        self.bias = bias
+        self.eps = eps
+        weightParameter = trained ? Parameter(name: path + ".weight", shape: [weight.count], values: weight) : nil
+        biasParameter = trained ? bias.map { Parameter(name: path + ".bias", shape: [$0.count], values: $0) } : nil
+    }
+
+    var parameters: [Parameter] { [weightParameter, biasParameter].compactMap { $0 } }
+    var currentWeight: [Float] { weightParameter?.vector ?? weight }
+    var currentBias: [Float] { biasParameter?.vector ?? bias ?? [] }
+
+    func rms(_ x: Matrix) -> Matrix {
+        let y = Matrix(rows: x.rows, cols: x.cols)
+        Ops.rmsNorm(x, weight: currentWeight, eps: eps, into: y)
+        return y
+    }
+
+    func rmsBackward(_ dy: Matrix, x: Matrix) -> Matrix {
+        Ops.rmsNormBackward(dy, x: x, weight: currentWeight, eps: eps, dw: weightParameter?.grad.data)
+    }
+
+    func layer(_ x: Matrix) -> Matrix {
+        let y = Matrix(rows: x.rows, cols: x.cols)
+        Ops.layerNorm(x, weight: currentWeight, bias: currentBias, eps: eps, into: y)
+        return y
+    }
+
+    func layerBackward(_ dy: Matrix, x: Matrix) -> Matrix {
+        Ops.layerNormBackward(dy, x: x, weight: currentWeight, eps: eps, dw: weightParameter?.grad.data,
+                              db: biasParameter?.grad.data)
+    }
+}

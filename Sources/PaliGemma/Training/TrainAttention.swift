@@ -1,0 +1,102 @@
+import Foundation
+
+// Attention for training: one sequence, all of its tokens at once, keeping each head's
+// probabilities for the backward pass. The same mask as inference (the prefix-LM rule with an
+// optional window) and the same soft cap.
+//
+// Shape letters: T tokens, H query heads, Hkv key/value heads, Dh head width.
+
+struct TrainAttention {
+    let heads: Int
+    let kvHeads: Int
+    let headDim: Int
+    let scale: Float
+    let softcap: Float?
+    let window: Int?
+    /// Sequence indices below this see each other (T for the vision tower: no mask at all).
+    let prefix: Int
+
+    struct Saved {
+        let q: Matrix, k: Matrix, v: Matrix  // [T, H·Dh], [T, Hkv·Dh], [T, Hkv·Dh] (after RoPE)
+        let probs: [Matrix]  // per head [T, T]
+        let capped: [Matrix]  // per head [T, T]: the soft-capped logits (with a soft cap)
+    }
+
+    func visible(_ i: Int, _ j: Int) -> Bool {
+        let causal = j <= i && (window.map { j > i - $0 } ?? true)
+        return causal || (i < prefix && j < prefix)
+    }
+
+    static func columns(_ x: Matrix, _ c0: Int, _ n: Int) -> Matrix {
+        let y = Matrix(rows: x.rows, cols: n)
+        for r in 0..<x.rows { y.row(r).update(from: x.row(r) + c0, count: n) }
+        return y
+    }
+
+    static func addColumns(_ x: Matrix, _ c0: Int, _ part: Matrix) {
+        for r in 0..<x.rows {
+            let dst = x.row(r) + c0, src = part.row(r)
+            for c in 0..<part.cols { dst[c] += src[c] }
+        }
+    }
+
+    /// q [T, H·Dh], k and v [T, Hkv·Dh] -> [T, H·Dh].
+    func forward(q: Matrix, k: Matrix, v: Matrix) -> (Matrix, Saved) {
+        let t = q.rows, group = heads / kvHeads
+        let out = Matrix(rows: t, cols: heads * headDim)
+        var probs: [Matrix] = [], capped: [Matrix] = []
+        for h in 0..<heads {
+            let g = h / group
+            let qh = Self.columns(q, h * headDim, headDim), kh = Self.columns(k, g * headDim, headDim)
+            let s = Ops.matmulTransposed(qh, kh)  // [T, T]: logits, then probabilities
+            for i in 0..<s.count {
+                let x = s.data[i] * scale
+                s.data[i] = softcap.map { tanhf(x / $0) * $0 } ?? x
+            }
+            if softcap != nil { capped.append(s.rows(0..<t)) }  // for the soft cap's derivative
+            for i in 0..<t {
+                let row = s.row(i)
+                var mx = -Float.infinity
+                for j in 0..<t where visible(i, j) { mx = max(mx, row[j]) }
+                var sum: Float = 0
+                for j in 0..<t {
+                    let e = visible(i, j) ? expf(row[j] - mx) : 0
+                    row[j] = e
+                    sum += e
+                }
+                for j in 0..<t { row[j] /= sum }
+            }
+            Self.addColumns(out, h * headDim, Ops.matmul(s, Self.columns(v, g * headDim, headDim)))
+            probs.append(s)
+        }
+        return (out, Saved(q: q, k: k, v: v, probs: probs, capped: capped))
+    }
+
+    /// dOut [T, H·Dh] -> (dq, dk, dv).
+    func backward(_ dOut: Matrix, _ saved: Saved) -> (Matrix, Matrix, Matrix) {
+        let t = dOut.rows, group = heads / kvHeads
+        let dq = Matrix(rows: t, cols: heads * headDim)
+        let dk = Matrix(rows: t, cols: kvHeads * headDim), dv = Matrix(rows: t, cols: kvHeads * headDim)
+        for h in 0..<heads {
+            let g = h / group
+            let p = saved.probs[h]
+            let doh = Self.columns(dOut, h * headDim, headDim)
+            let vh = Self.columns(saved.v, g * headDim, headDim)
+            Self.addColumns(dv, g * headDim, Ops.matmulTransposedA(p, doh))  // Pᵀ dO
+            let dp = Ops.matmulTransposed(doh, vh)  // dO Vᵀ [T, T]
+            // Softmax backward: dS = P ⊙ (dP - Σ_j dP·P), then the soft cap and the scale.
+            for i in 0..<t {
+                let pr = p.row(i), dr = dp.row(i)
+                var dot: Float = 0
+                for j in 0..<t { dot += pr[j] * dr[j] }
+                for j in 0..<t { dr[j] = pr[j] * (dr[j] - dot) }
+            }
+            if let c = softcap { Ops.softcapBackward(dp, output: saved.capped[h], cap: c) }
+            Ops.scale(dp, by: scale)
+            let qh = Self.columns(saved.q, h * headDim, headDim), kh = Self.columns(saved.k, g * headDim, headDim)
+            Self.addColumns(dq, h * headDim, Ops.matmul(dp, kh))  // dS K
+            Self.addColumns(dk, g * headDim, Ops.matmulTransposedA(dp, qh))  // dSᵀ Q
+        }
+        return (dq, dk, dv)
+    }
+}

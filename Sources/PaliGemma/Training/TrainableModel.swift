@@ -1,0 +1,375 @@
+import Foundation
+
+// A PaliGemma model as training runs it: the loaded model's weights (frozen, as stored) with the
+// parameters a method trains beside them, a forward pass over one example that keeps what the
+// backward pass needs, the masked cross-entropy, and the backward pass (llm.c's pairs, block by
+// block). Gradients add up over examples until `zeroGradients()`.
+//
+// Shape letters: N image tokens, Dv vision width, T tokens, D decoder width, F MLP width,
+// S supervised positions, V vocabulary rows.
+
+/// One training example: image, ids and labels as transformers' processor builds them
+/// (`<image>`×N, `<bos>`, prefix, "\n", suffix, `<eos>`; labels = ids with -100 outside the
+/// suffix and `<eos>`, unshifted: the logits at t are scored against labels[t + 1]).
+public struct TrainingExample: Sendable {
+    public var pixels: [Float]
+    public var ids: [Int]
+    public var labels: [Int]
+    /// Tokens of the bidirectional prefix (image, `<bos>`, prefix, "\n"): token_type_ids == 0.
+    public var prefixLength: Int
+
+    public init(pixels: [Float], ids: [Int], labels: [Int], prefixLength: Int) {
+        self.pixels = pixels
+        self.ids = ids
+        self.labels = labels
+        self.prefixLength = prefixLength
+    }
+
+    /// Positions whose logits are scored (t with labels[t + 1] != -100).
+    var scoredPositions: [Int] { (0..<max(ids.count - 1, 0)).filter { labels[$0 + 1] != -100 } }
+}
+
+/// The vision tower's layers as training runs them.
+struct TrainSigLIPLayer {
+    let norm1: TrainNorm, norm2: TrainNorm
+    let q: TrainLinear, k: TrainLinear, v: TrainLinear, out: TrainLinear
+    let fc1: TrainLinear, fc2: TrainLinear
+    let attention: TrainAttention
+    let exactGelu: Bool
+
+    struct Saved {
+        let x: Matrix, x1: Matrix
+        let q: TrainLinear.Saved, k: TrainLinear.Saved, v: TrainLinear.Saved, out: TrainLinear.Saved
+        let attention: TrainAttention.Saved
+        let fc1: TrainLinear.Saved, fc2: TrainLinear.Saved
+        let h: Matrix  // fc1 output, before the activation
+    }
+
+    func forward(_ x: Matrix) -> (Matrix, Saved) {
+        let n1 = norm1.layer(x)
+        let (qs, sq) = q.forward(n1), (ks, sk) = k.forward(n1), (vs, sv) = v.forward(n1)
+        let (mixed, sa) = attention.forward(q: qs, k: ks, v: vs)
+        let (a, so) = out.forward(mixed)
+        let x1 = x.rows(0..<x.rows)
+        Ops.add(x1, a)
+        let (h, s1) = fc1.forward(norm2.layer(x1))
+        let g = h.rows(0..<h.rows)
+        Ops.gelu(g, exact: exactGelu)
+        let (m, s2) = fc2.forward(g)
+        let y = x1.rows(0..<x1.rows)
+        Ops.add(y, m)
+        return (y, Saved(x: x, x1: x1, q: sq, k: sk, v: sv, out: so, attention: sa, fc1: s1, fc2: s2, h: h))
+    }
+
+    func backward(_ dy: Matrix, _ s: Saved) -> Matrix {
+        let dg = fc2.backward(dy, s.fc2) ?? Matrix(rows: 0, cols: 0)
+        let dh = Ops.geluBackward(dg, input: s.h, exact: exactGelu)
+        let dn2 = fc1.backward(dh, s.fc1) ?? Matrix(rows: 0, cols: 0)
+        let dx1 = dy.rows(0..<dy.rows)
+        Ops.add(dx1, norm2.layerBackward(dn2, x: s.x1))
+        let dmixed = out.backward(dx1, s.out) ?? Matrix(rows: 0, cols: 0)
+        let (dq, dk, dv) = attention.backward(dmixed, s.attention)
+        let dn1 = q.backward(dq, s.q) ?? Matrix(rows: 0, cols: 0)
+        if let d = k.backward(dk, s.k) { Ops.add(dn1, d) }
+        if let d = v.backward(dv, s.v) { Ops.add(dn1, d) }
+        let dx = dx1.rows(0..<dx1.rows)
+        Ops.add(dx, norm1.layerBackward(dn1, x: s.x))
+        return dx
+    }
+}
+
+/// The decoder's layers as training runs them (Gemma and Gemma 2).
+struct TrainGemmaLayer {
+    let inputNorm: TrainNorm, postAttentionNorm: TrainNorm
+    let preFeedforwardNorm: TrainNorm?, postFeedforwardNorm: TrainNorm?
+    let q: TrainLinear, k: TrainLinear, v: TrainLinear, o: TrainLinear
+    let gate: TrainLinear, up: TrainLinear, down: TrainLinear
+    let heads: Int, kvHeads: Int, headDim: Int, scale: Float, softcap: Float?, window: Int?
+    let invFreq: [Float]
+    let exactGelu: Bool
+
+    struct Saved {
+        let x: Matrix, x1: Matrix, a: Matrix, m: Matrix
+        let q: TrainLinear.Saved, k: TrainLinear.Saved, v: TrainLinear.Saved, o: TrainLinear.Saved
+        let attention: TrainAttention.Saved, attentionOp: TrainAttention
+        let gate: TrainLinear.Saved, up: TrainLinear.Saved, down: TrainLinear.Saved
+        let g: Matrix, u: Matrix  // gate and up outputs, before GeGLU
+    }
+
+    func forward(_ x: Matrix, positions: [Float], prefix: Int) -> (Matrix, Saved) {
+        let n1 = inputNorm.rms(x)
+        let (qs, sq) = q.forward(n1), (ks, sk) = k.forward(n1), (vs, sv) = v.forward(n1)
+        Ops.rope(qs, heads: heads, dim: headDim, positions: positions, invFreq: invFreq)
+        Ops.rope(ks, heads: kvHeads, dim: headDim, positions: positions, invFreq: invFreq)
+        let op = TrainAttention(heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale, softcap: softcap,
+                                window: window, prefix: prefix)
+        let (mixed, sa) = op.forward(q: qs, k: ks, v: vs)
+        let (a, so) = o.forward(mixed)
+        let x1 = x.rows(0..<x.rows)
+        Ops.add(x1, postFeedforwardNorm == nil ? a : postAttentionNorm.rms(a))
+        let n2 = (preFeedforwardNorm ?? postAttentionNorm).rms(x1)
+        let (g, sg) = gate.forward(n2), (u, su) = up.forward(n2)
+        let act = g.rows(0..<g.rows)
+        Ops.geglu(act, u, exact: exactGelu)
+        let (m, sd) = down.forward(act)
+        let y = x1.rows(0..<x1.rows)
+        Ops.add(y, postFeedforwardNorm?.rms(m) ?? m)
+        return (y, Saved(x: x, x1: x1, a: a, m: m, q: sq, k: sk, v: sv, o: so, attention: sa, attentionOp: op,
+                         gate: sg, up: su, down: sd, g: g, u: u))
+    }
+
+    func backward(_ dy: Matrix, _ s: Saved, positions: [Float]) -> Matrix {
+        let dm = postFeedforwardNorm?.rmsBackward(dy, x: s.m) ?? dy
+        let dact = down.backward(dm, s.down) ?? Matrix(rows: 0, cols: 0)
+        let (dg, du) = Ops.gegluBackward(dact, gate: s.g, up: s.u, exact: exactGelu)
+        let dn2 = gate.backward(dg, s.gate) ?? Matrix(rows: 0, cols: 0)
+        if let d = up.backward(du, s.up) { Ops.add(dn2, d) }
+        let dx1 = dy.rows(0..<dy.rows)
+        Ops.add(dx1, (preFeedforwardNorm ?? postAttentionNorm).rmsBackward(dn2, x: s.x1))
+        let da = postFeedforwardNorm == nil ? dx1 : postAttentionNorm.rmsBackward(dx1, x: s.a)
+        let dmixed = o.backward(da, s.o) ?? Matrix(rows: 0, cols: 0)
+        let (dq, dk, dv) = s.attentionOp.backward(dmixed, s.attention)
+        Ops.ropeBackward(dq, heads: heads, dim: headDim, positions: positions, invFreq: invFreq)
+        Ops.ropeBackward(dk, heads: kvHeads, dim: headDim, positions: positions, invFreq: invFreq)
+        let dn1 = q.backward(dq, s.q) ?? Matrix(rows: 0, cols: 0)
+        if let d = k.backward(dk, s.k) { Ops.add(dn1, d) }
+        if let d = v.backward(dv, s.v) { Ops.add(dn1, d) }
+        let dx = dx1.rows(0..<dx1.rows)
+        Ops.add(dx, inputNorm.rmsBackward(dn1, x: s.x))
+        return dx
+    }
+}
+
+/// The whole model for training: every block wrapped with what `method` trains.
+public final class TrainableModel: @unchecked Sendable {
+    public let model: PaliGemmaModel
+    public let method: TrainingMethod
+    /// Every trained tensor, in model order.
+    public let parameters: [Parameter]
+    let patch: TrainLinear
+    let position: Parameter?
+    let visionLayers: [TrainSigLIPLayer]
+    let postLayerNorm: TrainNorm
+    let projector: TrainLinear
+    let embedding: Parameter?  // embed_tokens [V, D], tied to the output head
+    let layers: [TrainGemmaLayer]
+    let norm: TrainNorm
+    /// Whether anything in the vision tower or projector is trained (else the image side runs
+    /// as inference, without keeping activations).
+    let trainsVision: Bool
+
+    /// Wraps `model` for `method`; LoRA's A matrices are drawn from `seed` (B starts at zero).
+    public init(model: PaliGemmaModel, method: TrainingMethod, seed: UInt64 = 0) {
+        self.model = model
+        self.method = method
+        var rng = Xoshiro256(seed: seed)
+        let full = method == .full
+        func lin(_ path: String, _ base: Linear, attention: Bool = false) -> TrainLinear {
+            var lora: LoRAConfig?
+            if case .lora(let c) = method, c.matches(path) { lora = c }
+            return TrainLinear(path: path, base: base, trainWeights: full || (attention && method == .attention), lora: lora, rng: &rng)
+        }
+        let vt = model.vision, vp = "vision_tower.vision_model"
+        let e = vt.embeddings
+        patch = lin(vp + ".embeddings.patch_embedding", Linear(weight: .dense(e.patchWeight), bias: e.patchBias))
+        position = full ? Parameter(name: vp + ".embeddings.position_embedding.weight", shape: e.position.shape, values: e.position.floats()) : nil
+        visionLayers = vt.layers.enumerated().map { i, l in
+            let p = "\(vp).encoder.layers.\(i)"
+            let a = l.attention
+            return TrainSigLIPLayer(
+                norm1: TrainNorm(path: p + ".layer_norm1", weight: l.layerNorm1.weight, bias: l.layerNorm1.bias, eps: l.layerNorm1.eps, trained: full),
+                norm2: TrainNorm(path: p + ".layer_norm2", weight: l.layerNorm2.weight, bias: l.layerNorm2.bias, eps: l.layerNorm2.eps, trained: full),
+                q: lin(p + ".self_attn.q_proj", a.q), k: lin(p + ".self_attn.k_proj", a.k), v: lin(p + ".self_attn.v_proj", a.v),
+                out: lin(p + ".self_attn.out_proj", a.out), fc1: lin(p + ".mlp.fc1", l.mlp.fc1), fc2: lin(p + ".mlp.fc2", l.mlp.fc2),
+                attention: TrainAttention(heads: a.heads, kvHeads: a.heads, headDim: a.headDim, scale: 1 / Float(a.headDim).squareRoot(),
+                                          softcap: nil, window: nil, prefix: Int.max),
+                exactGelu: l.mlp.exactGelu)
+        }
+        postLayerNorm = TrainNorm(path: vp + ".post_layernorm", weight: vt.postLayerNorm.weight, bias: vt.postLayerNorm.bias,
+                                  eps: vt.postLayerNorm.eps, trained: full)
+        projector = lin("multi_modal_projector.linear", model.projector)
+        let dec = model.decoder, dp = "language_model.model"
+        embedding = full ? Parameter(name: dp + ".embed_tokens.weight", shape: dec.embedTokens.shape, values: dec.embedTokens.floats()) : nil
+        layers = dec.layers.enumerated().map { i, l in
+            let p = "\(dp).layers.\(i)"
+            let a = l.attention
+            func norm(_ n: RMSNorm?, _ name: String) -> TrainNorm? {
+                n.map { TrainNorm(path: p + "." + name, weight: $0.weight, bias: nil, eps: $0.eps, trained: full) }
+            }
+            return TrainGemmaLayer(
+                inputNorm: TrainNorm(path: p + ".input_layernorm", weight: l.inputNorm.weight, bias: nil, eps: l.inputNorm.eps, trained: full),
+                postAttentionNorm: TrainNorm(path: p + ".post_attention_layernorm", weight: l.postAttentionNorm.weight, bias: nil,
+                                             eps: l.postAttentionNorm.eps, trained: full),
+                preFeedforwardNorm: norm(l.preFeedforwardNorm, "pre_feedforward_layernorm"),
+                postFeedforwardNorm: norm(l.postFeedforwardNorm, "post_feedforward_layernorm"),
+                q: lin(p + ".self_attn.q_proj", a.q, attention: true), k: lin(p + ".self_attn.k_proj", a.k, attention: true),
+                v: lin(p + ".self_attn.v_proj", a.v, attention: true), o: lin(p + ".self_attn.o_proj", a.o, attention: true),
+                gate: lin(p + ".mlp.gate_proj", l.mlp.gate), up: lin(p + ".mlp.up_proj", l.mlp.up), down: lin(p + ".mlp.down_proj", l.mlp.down),
+                heads: a.heads, kvHeads: a.kvHeads, headDim: a.headDim, scale: a.scale, softcap: a.softcap, window: a.window,
+                invFreq: a.invFreq, exactGelu: l.mlp.exactGelu)
+        }
+        norm = TrainNorm(path: dp + ".norm", weight: dec.norm.weight, bias: nil, eps: dec.norm.eps, trained: full)
+        var params: [Parameter] = patch.parameters + [position].compactMap { $0 }
+        for l in visionLayers {
+            params += l.norm1.parameters + l.q.parameters + l.k.parameters + l.v.parameters + l.out.parameters
+            params += l.norm2.parameters + l.fc1.parameters + l.fc2.parameters
+        }
+        params += postLayerNorm.parameters
+        let visionCount = params.count
+        params += projector.parameters
+        trainsVision = !params.isEmpty
+        params += [embedding].compactMap { $0 }
+        for l in layers {
+            params += l.inputNorm.parameters + l.q.parameters + l.k.parameters + l.v.parameters + l.o.parameters
+            params += l.postAttentionNorm.parameters + (l.preFeedforwardNorm?.parameters ?? [])
+            params += l.gate.parameters + l.up.parameters + l.down.parameters + (l.postFeedforwardNorm?.parameters ?? [])
+        }
+        params += norm.parameters
+        parameters = params
+        _ = visionCount
+    }
+
+    /// The trained tensors by name.
+    public var parametersByName: [String: Parameter] { Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0) }) }
+
+    public func zeroGradients() { for p in parameters { p.zeroGrad() } }
+
+    /// Number of trained values.
+    public var trainableCount: Int { parameters.reduce(0) { $0 + $1.count } }
+
+    /// Runs `example` forward and backward: returns the sum of its cross-entropies over the
+    /// scored positions and their count, and adds `weight` times the gradient of that sum to
+    /// every parameter's gradient (weight = 1 / tokens in the batch gives transformers' mean).
+    public func accumulate(_ example: TrainingExample, weight: Float) throws -> (loss: Double, count: Int) {
+        let c = model.config
+        let t = example.ids.count
+        guard t > 1, example.labels.count == t else {
+            throw PaliGemmaError.input("a training example needs at least 2 tokens and one label per token (got \(t) ids, \(example.labels.count) labels)")
+        }
+        // Image side.
+        var visionSaves: [TrainSigLIPLayer.Saved] = []
+        var beforePost: Matrix?, projectorSave: TrainLinear.Saved?
+        let features: Matrix?
+        let imageCount = example.ids.filter { $0 == c.imageTokenIndex }.count
+        if imageCount > 0 {
+            guard example.pixels.count == model.pixelCount else {
+                throw PaliGemmaError.input("pixel values: got \(example.pixels.count) floats, expected \(model.pixelCount)")
+            }
+            if trainsVision {
+                let v = c.visionConfig
+                let (x0, ps) = patch.forward(Ops.patches(example.pixels, channels: v.numChannels, size: v.imageSize, patch: v.patchSize))
+                _ = ps
+                let pos = position?.value ?? {
+                    let m = Matrix(rows: x0.rows, cols: x0.cols)
+                    for r in 0..<m.rows { Ops.gatherRow(model.vision.embeddings.position, r, into: m, row: r) }
+                    return m
+                }()
+                Ops.add(x0, pos)
+                var x = x0
+                for layer in visionLayers {
+                    let (y, s) = layer.forward(x)
+                    visionSaves.append(s)
+                    x = y
+                }
+                beforePost = x
+                let (f, s) = projector.forward(postLayerNorm.layer(x))
+                projectorSave = s
+                features = f
+            } else {
+                features = try model.imageFeatures(pixels: example.pixels)
+            }
+        } else {
+            features = nil
+        }
+        // Decoder input: image rows as they are, text rows from the (scaled) embedding.
+        let d = c.textConfig.hiddenSize
+        let scale = model.decoder.embedScale
+        let x0 = Matrix(rows: t, cols: d)
+        var imageRows: [Int] = []
+        for (i, id) in example.ids.enumerated() {
+            if id == c.imageTokenIndex, let f = features {
+                Ops.copyRows(f, imageRows.count..<imageRows.count + 1, into: x0, at: i)
+                imageRows.append(i)
+            } else {
+                guard id >= 0, id < model.decoder.vocabRows else {
+                    throw PaliGemmaError.input("token id \(id) at position \(i) is outside the vocabulary (0..<\(model.decoder.vocabRows))")
+                }
+                if let embedding {
+                    for j in 0..<d { x0[i, j] = embedding.value[id, j] * scale }
+                } else {
+                    model.decoder.embed(id, into: x0, row: i)
+                }
+            }
+        }
+        let positions = (0..<t).map { Float($0 + 1) }
+        var saves: [TrainGemmaLayer.Saved] = []
+        var x = x0
+        for layer in layers {
+            let (y, s) = layer.forward(x, positions: positions, prefix: example.prefixLength)
+            saves.append(s)
+            x = y
+        }
+        let h = norm.rms(x)
+        // Scored rows only through the output head.
+        let scored = example.scoredPositions
+        let hs = Matrix(rows: scored.count, cols: d)
+        for (r, p) in scored.enumerated() { Ops.copyRows(h, p..<p + 1, into: hs, at: r) }
+        let logits: Matrix
+        if let embedding {
+            logits = Ops.matmulTransposed(hs, embedding.value)
+        } else {
+            logits = Ops.linear(hs, model.decoder.output.weight, bias: nil)
+        }
+        let cap = c.textConfig.modelType == .gemma2 ? c.textConfig.finalLogitSoftcapping : nil
+        if let cap { Ops.softcap(logits, cap: cap) }
+        // Cross-entropy and its gradient, (softmax - onehot) · weight.
+        var loss = 0.0
+        let dlogits = Matrix(rows: logits.rows, cols: logits.cols)
+        for (r, p) in scored.enumerated() {
+            let target = example.labels[p + 1]
+            guard target >= 0, target < logits.cols else {
+                throw PaliGemmaError.input("label \(target) at position \(p + 1) is outside the vocabulary (0..<\(logits.cols))")
+            }
+            let row = logits.row(r), g = dlogits.row(r)
+            var mx = -Float.infinity
+            for j in 0..<logits.cols { mx = max(mx, row[j]) }
+            var sum = 0.0
+            for j in 0..<logits.cols { sum += exp(Double(row[j] - mx)) }
+            loss += log(sum) + Double(mx) - Double(row[target])
+            for j in 0..<logits.cols { g[j] = Float(exp(Double(row[j] - mx)) / sum) * weight }
+            g[target] -= weight
+        }
+        if let cap { Ops.softcapBackward(dlogits, output: logits, cap: cap) }
+        // Back through the output head (tied to the embedding).
+        let dhs: Matrix
+        if let embedding {
+            dhs = Ops.matmul(dlogits, embedding.value)
+            Ops.add(embedding.grad, Ops.matmulTransposedA(dlogits, hs))
+        } else {
+            dhs = Ops.linearBackwardInput(dlogits, model.decoder.output.weight)
+        }
+        let dh = Matrix(rows: t, cols: d)
+        for (r, p) in scored.enumerated() { Ops.copyRows(dhs, r..<r + 1, into: dh, at: p) }
+        var dx = norm.rmsBackward(dh, x: x)
+        for (layer, s) in zip(layers, saves).reversed() { dx = layer.backward(dx, s, positions: positions) }
+        if let embedding {
+            for (i, id) in example.ids.enumerated() where id != c.imageTokenIndex {
+                for j in 0..<d { embedding.grad[id, j] += dx[i, j] * scale }
+            }
+        }
+        if trainsVision, let beforePost, let projectorSave, !imageRows.isEmpty {
+            let df = Matrix(rows: imageRows.count, cols: d)
+            for (r, p) in imageRows.enumerated() { Ops.copyRows(dx, p..<p + 1, into: df, at: r) }
+            let dpost = projector.backward(df, projectorSave) ?? Matrix(rows: 0, cols: 0)
+            var dv = postLayerNorm.layerBackward(dpost, x: beforePost)
+            for (layer, s) in zip(visionLayers, visionSaves).reversed() { dv = layer.backward(dv, s) }
+            if let position { Ops.add(position.grad, dv) }
+            if patch.weight != nil || patch.loraA != nil {
+                let v = c.visionConfig
+                let saved = TrainLinear.Saved(x: Ops.patches(example.pixels, channels: v.numChannels, size: v.imageSize, patch: v.patchSize), h: nil)
+                _ = patch.backward(dv, saved, needInput: false)
+            }
+        }
+        return (loss, scored.count)
+    }
+}
