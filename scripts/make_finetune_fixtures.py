@@ -456,7 +456,7 @@ def trajectory_case(key, method, optimizer, batch, check_f64):
     if not step_loss[-1] < step_loss[0]:
         raise SystemExit(f"{label}: the loss did not go down")
     rises = [k for k in range(1, STEPS) if step_loss[k] > step_loss[k - 1]]
-    print(f"  {label}: loss goes down at every step" if not rises else f"  {label}: loss rises at steps {rises}")
+    print(f"  {label}: the loss never rises" if not rises else f"  {label}: the loss rises at steps {rises}")
     save(label + ".safetensors", tensors, metadata(key, method, False, list(init), extra))
     if check_f64:
         _, final64, loss64, _, _ = run_trajectory(key, method, optimizer, batch, dtype=torch.float64)
