@@ -1,0 +1,122 @@
+import Foundation
+import Testing
+@testable import PaliGemma
+
+/// Training gradients against PyTorch + PEFT (scripts/make_finetune_fixtures.py, fixtures in
+/// Fixtures/finetune): the loss within 1e-6 relative, each gradient tensor within 1e-4 of its
+/// largest magnitude (tensors whose gradient is zero in exact arithmetic, listed by the
+/// fixture, within 1e-6 absolute), and the set of trained tensors equal to PyTorch's.
+struct TrainingGradientTests {
+    static let lossBound = 1e-6
+    static let gradBound: Float = 1e-4
+
+    struct Case: CustomStringConvertible, Sendable {
+        let file: String
+        let model: String
+        var description: String { file }
+    }
+
+    static let cases = [Case(file: "pg1-lora", model: "pg1-f32"), Case(file: "pg1-lora-rslora", model: "pg1-f32"),
+                        Case(file: "pg1-attention", model: "pg1-f32"), Case(file: "pg1-full", model: "pg1-f32"),
+                        Case(file: "pg2-lora", model: "pg2-f32"), Case(file: "pg2-attention", model: "pg2-f32"),
+                        Case(file: "pg2-full", model: "pg2-f32")]
+
+    static func fixture(_ name: String) throws -> SafetensorsFile {
+        try SafetensorsFile(path: Fixtures.root.appendingPathComponent("finetune/\(name).safetensors").path)
+    }
+
+    /// The method a fixture file was made with, from its metadata.
+    static func method(_ ref: SafetensorsFile) throws -> TrainingMethod {
+        switch ref.metadata["method"] ?? "" {
+        case "lora":
+            let r = Int(ref.metadata["r"] ?? "") ?? 0, alpha = Float(ref.metadata["alpha"] ?? "") ?? 0
+            return .lora(LoRAConfig(rank: r, alpha: alpha, rslora: ref.metadata["rslora"] == "true" || ref.metadata["rslora"] == "True"))
+        case "attention": return .attention
+        case "full": return .full
+        case let m: throw PaliGemmaError.input("unknown method '\(m)' in fixture")
+        }
+    }
+
+    static func examples(_ ref: SafetensorsFile) throws -> [TrainingExample] {
+        var out: [TrainingExample] = []
+        var i = 0
+        while ref.entries["example.\(i).input_ids"] != nil {
+            let types = try ref.tensor("example.\(i).token_type_ids").ints()
+            out.append(TrainingExample(pixels: try ref.tensor("example.\(i).pixel_values").floats(),
+                                       ids: try ref.tensor("example.\(i).input_ids").ints(),
+                                       labels: try ref.tensor("example.\(i).labels").ints(),
+                                       prefixLength: types.firstIndex(of: 1) ?? types.count))
+            i += 1
+        }
+        return out
+    }
+
+    /// A trainable model set to the fixture's starting values.
+    static func start(_ c: Case, _ ref: SafetensorsFile) throws -> TrainableModel {
+        let model = try PaliGemmaModel(directory: Fixtures.model(c.model))
+        let trainable = TrainableModel(model: model, method: try method(ref))
+        for p in trainable.parameters {
+            let key = "init." + p.name
+            guard ref.entries[key] != nil else { continue }  // full files start from the checkpoint
+            let v = try ref.tensor(key).floats()
+            #expect(v.count == p.count, "\(key): \(v.count) values for \(p.count)")
+            if v.count == p.count { p.value.data.update(from: v, count: v.count) }
+        }
+        return trainable
+    }
+
+    /// Runs the batch with transformers' token mean (or big_vision's per-example mean).
+    static func run(_ t: TrainableModel, _ examples: [TrainingExample], perExample: Bool = false) throws -> Double {
+        t.zeroGradients()
+        let total = examples.reduce(0) { $0 + $1.scoredPositions.count }
+        var loss = 0.0
+        for e in examples {
+            let n = e.scoredPositions.count
+            let weight = perExample ? 1 / Float(n * examples.count) : 1 / Float(total)
+            let (sum, _) = try t.accumulate(e, weight: weight)
+            loss += perExample ? sum / Double(n * examples.count) : sum / Double(total)
+        }
+        return loss
+    }
+
+    static func compareGradients(_ t: TrainableModel, _ ref: SafetensorsFile, prefix: String, label: String) throws {
+        let zeroInExact = Set((ref.metadata["grad_zero_in_exact_arithmetic"] ?? "")
+            .split(whereSeparator: { ",[]\" ".contains($0) }).map(String.init))
+        let want = Set(ref.names.filter { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) })
+        let have = Set(t.parameters.map(\.name))
+        #expect(want == have, "\(label): trained tensors differ: missing \(want.subtracting(have).sorted().prefix(5)), extra \(have.subtracting(want).sorted().prefix(5))")
+        var worst: Float = 0, worstName = ""
+        for p in t.parameters where want.contains(p.name) {
+            let w = try ref.tensor(prefix + p.name).floats()
+            let (d, at) = maxAbsDiff(p.grad.values, w)
+            let largest = w.map(abs).max() ?? 0
+            if zeroInExact.contains(p.name) {
+                #expect(d <= 1e-6, "\(label) \(p.name) (zero in exact arithmetic): \(d)")
+                continue
+            }
+            let rel = d / max(largest, 1e-30)
+            if rel > worst { worst = rel; worstName = p.name }
+            #expect(rel <= gradBound, "\(label) \(p.name): max |diff| \(d) at \(at), largest |grad| \(largest)")
+        }
+        print("[\(label)] \(t.parameters.count) tensors, \(t.trainableCount) values: worst gradient |diff| / largest \(worst) (\(worstName); bound \(gradBound))")
+    }
+
+    @Test("loss and every trainable gradient equal PyTorch + PEFT (LoRA, rsLoRA, attention, full)", arguments: cases)
+    func gradients(c: Case) throws {
+        let ref = try Self.fixture(c.file)
+        let t = try Self.start(c, ref)
+        let examples = try Self.examples(ref)
+        let loss = try Self.run(t, examples)
+        let want = Double(try ref.tensor("loss.tokens").floats()[0])
+        let rel = abs(loss - want) / abs(want)
+        print("[\(c.file)] loss \(loss) vs \(want): relative |diff| \(rel) (bound \(Self.lossBound))")
+        #expect(rel <= Self.lossBound)
+        try Self.compareGradients(t, ref, prefix: "grad.", label: c.file)
+        if ref.names.contains(where: { $0.hasPrefix("grad_examples.") }) {
+            let lossB = try Self.run(t, examples, perExample: true)
+            let wantB = Double(try ref.tensor("loss.examples").floats()[0])
+            #expect(abs(lossB - wantB) / abs(wantB) <= Self.lossBound, "\(c.file) per-example loss \(lossB) vs \(wantB)")
+            try Self.compareGradients(t, ref, prefix: "grad_examples.", label: c.file + " per-example")
+        }
+    }
+}
