@@ -120,3 +120,46 @@ struct TrainingGradientTests {
         }
     }
 }
+
+/// 10 optimiser steps from the same start as PyTorch: each step's loss within 1e-5 relative,
+/// learning rate and gradient norm as PyTorch's, final weights within 1e-4 (of each tensor's
+/// largest magnitude, at least 1).
+struct TrainingTrajectoryTests {
+    @Test("SGD and AdamW (clipping, cosine schedule with warmup) follow PyTorch's trajectory",
+          arguments: [TrainingGradientTests.Case(file: "pg1-lora-sgd", model: "pg1-f32"),
+                      TrainingGradientTests.Case(file: "pg1-lora-adamw", model: "pg1-f32"),
+                      TrainingGradientTests.Case(file: "pg2-attention-sgd", model: "pg2-f32"),
+                      TrainingGradientTests.Case(file: "pg2-attention-adamw", model: "pg2-f32")])
+    func trajectory(c: TrainingGradientTests.Case) throws {
+        let ref = try TrainingGradientTests.fixture(c.file)
+        let t = try TrainingGradientTests.start(c, ref)
+        let examples = try TrainingGradientTests.examples(ref)
+        let adam = ref.metadata["optimizer"]?.lowercased().contains("adam") == true
+        let optimizer: Optimizer = adam ? AdamW(t.parameters, weightDecay: 0.01) : SGD(t.parameters)
+        let schedule: LearningRateSchedule = adam ? .cosine(warmupSteps: 2, totalSteps: 10) : .constant(warmupSteps: 0)
+        let baseLR: Float = adam ? 1e-2 : 0.05
+        let (wantLoss, wantLR, wantNorm) = (try ref.tensor("step.loss").floats(), try ref.tensor("step.lr").floats(),
+                                            try ref.tensor("step.grad_norm").floats())
+        var worstLoss = 0.0
+        for k in 0..<10 {
+            let loss = try TrainingGradientTests.run(t, examples)
+            let norm = clipGradientNorm(t.parameters, maxNorm: adam ? 1 : 0)
+            let lr = Float(Double(baseLR) * schedule.factor(step: k))
+            optimizer.step(lr: lr)
+            let rel = abs(loss - Double(wantLoss[k])) / Double(wantLoss[k])
+            worstLoss = max(worstLoss, rel)
+            #expect(rel <= 1e-5, "\(c.file) step \(k): loss \(loss) vs \(wantLoss[k])")
+            #expect(abs(lr - wantLR[k]) <= 1e-6 * max(1, wantLR[k]), "\(c.file) step \(k): lr \(lr) vs \(wantLR[k])")
+            #expect(abs(norm - wantNorm[k]) <= 1e-4 * wantNorm[k], "\(c.file) step \(k): grad norm \(norm) vs \(wantNorm[k])")
+        }
+        var worstWeight: Float = 0
+        for p in t.parameters {
+            let w = try ref.tensor("final." + p.name).floats()
+            let (d, _) = maxAbsDiff(p.value.values, w)
+            let rel = d / max(1, w.map(abs).max() ?? 0)
+            worstWeight = max(worstWeight, rel)
+            #expect(rel <= 1e-4, "\(c.file) \(p.name): final weights differ by \(d)")
+        }
+        print("[\(c.file)] 10 steps: worst loss |diff| relative \(worstLoss) (bound 1e-5), worst final weight |diff| \(worstWeight) (bound 1e-4)")
+    }
+}

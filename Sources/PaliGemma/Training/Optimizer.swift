@@ -1,0 +1,99 @@
+import Foundation
+
+// Optimisers, gradient clipping and learning-rate schedules, with PyTorch's and transformers'
+// semantics (torch.optim.SGD / AdamW, clip_grad_norm_, get_cosine_schedule_with_warmup).
+
+/// How the learning rate moves over the run.
+public enum LearningRateSchedule: Sendable, Equatable {
+    /// The base rate after a linear warmup from 0 (transformers' constant-with-warmup).
+    case constant(warmupSteps: Int)
+    /// Linear warmup from 0, then half a cosine down to 0 at `totalSteps`
+    /// (transformers' `get_cosine_schedule_with_warmup`, num_cycles 0.5).
+    case cosine(warmupSteps: Int, totalSteps: Int)
+
+    /// The factor on the base rate for update `step` (0-based).
+    public func factor(step: Int) -> Double {
+        switch self {
+        case .constant(let w):
+            return step < w ? Double(step) / Double(max(1, w)) : 1
+        case .cosine(let w, let total):
+            if step < w { return Double(step) / Double(max(1, w)) }
+            let progress = Double(step - w) / Double(max(1, total - w))
+            return max(0, 0.5 * (1 + cos(Double.pi * progress)))
+        }
+    }
+}
+
+/// Global-norm clipping as `torch.nn.utils.clip_grad_norm_`: returns the norm before clipping,
+/// and scales every gradient by min(1, maxNorm / (norm + 1e-6)) when maxNorm > 0.
+@discardableResult
+public func clipGradientNorm(_ parameters: [Parameter], maxNorm: Float) -> Float {
+    var total = 0.0
+    for p in parameters {
+        var s: Float = 0
+        for i in 0..<p.grad.count { s += p.grad.data[i] * p.grad.data[i] }
+        total += Double(s)
+    }
+    let norm = Float(total.squareRoot())
+    if maxNorm > 0 {
+        let coefficient = min(1, maxNorm / (norm + 1e-6))
+        if coefficient < 1 { for p in parameters { Ops.scale(p.grad, by: coefficient) } }
+    }
+    return norm
+}
+
+/// An optimiser over a fixed list of parameters; `step(lr:)` applies one update from their
+/// gradients.
+public protocol Optimizer: AnyObject {
+    func step(lr: Float)
+}
+
+/// Plain SGD: p -= lr · g (torch.optim.SGD without momentum or weight decay).
+public final class SGD: Optimizer {
+    let parameters: [Parameter]
+    public init(_ parameters: [Parameter]) { self.parameters = parameters }
+    public func step(lr: Float) {
+        for p in parameters {
+            for i in 0..<p.count { p.value.data[i] -= lr * p.grad.data[i] }
+        }
+    }
+}
+
+/// AdamW with decoupled weight decay (torch.optim.AdamW): p ·= 1 - lr·wd; m = β1 m + (1-β1) g;
+/// v = β2 v + (1-β2) g²; p -= lr / (1-β1ᵗ) · m / (√v / √(1-β2ᵗ) + ε).
+public final class AdamW: Optimizer {
+    let parameters: [Parameter]
+    public let beta1: Float, beta2: Float, eps: Float, weightDecay: Float
+    /// First and second moments, per parameter.
+    public private(set) var m: [Matrix], v: [Matrix]
+    /// Updates taken so far.
+    public private(set) var t = 0
+
+    public init(_ parameters: [Parameter], beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, weightDecay: Float = 0.01) {
+        self.parameters = parameters
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+        self.weightDecay = weightDecay
+        m = parameters.map { Matrix(rows: $0.value.rows, cols: $0.value.cols) }
+        v = parameters.map { Matrix(rows: $0.value.rows, cols: $0.value.cols) }
+    }
+
+    public func step(lr: Float) {
+        t += 1
+        let bc1 = 1 - pow(Double(beta1), Double(t)), bc2sqrt = (1 - pow(Double(beta2), Double(t))).squareRoot()
+        let stepSize = Float(Double(lr) / bc1)
+        for (k, p) in parameters.enumerated() {
+            let (mk, vk) = (m[k].data, v[k].data)
+            let decay = Float(1 - Double(lr) * Double(weightDecay))
+            for i in 0..<p.count {
+                let g = p.grad.data[i]
+                p.value.data[i] *= decay
+                mk[i] += (1 - beta1) * (g - mk[i])  // torch's lerp_
+                vk[i] = beta2 * vk[i] + (1 - beta2) * g * g
+                let denom = vk[i].squareRoot() / Float(bc2sqrt) + eps
+                p.value.data[i] -= stepSize * mk[i] / denom
+            }
+        }
+    }
+}
