@@ -163,3 +163,58 @@ struct TrainingTrajectoryTests {
         print("[\(c.file)] 10 steps: worst loss |diff| relative \(worstLoss) (bound 1e-5), worst final weight |diff| \(worstWeight) (bound 1e-4)")
     }
 }
+
+extension TrainingTrajectoryTests {
+    @Test("Trainer: the same AdamW trajectory through batches of the whole file, and a resumed run ends where an uninterrupted one does")
+    func trainerAndResume() throws {
+        let c = TrainingGradientTests.Case(file: "pg1-lora-adamw", model: "pg1-f32")
+        let ref = try TrainingGradientTests.fixture(c.file)
+        let examples = try TrainingGradientTests.examples(ref)
+        var options = TrainingOptions()
+        options.learningRate = 1e-2
+        options.warmupSteps = 2
+        options.steps = 10
+        options.batchSize = 3
+        let wantLoss = try ref.tensor("step.loss").floats()
+        func trainer() throws -> Trainer {
+            try Trainer(model: try TrainingGradientTests.start(c, ref), options: options, exampleCount: examples.count)
+        }
+        let straight = try trainer()
+        for k in 0..<10 {
+            let report = try straight.step(straight.batch(step: k).map { examples[$0] })
+            #expect(abs(report.loss - Double(wantLoss[k])) <= 1e-5 * Double(wantLoss[k]), "step \(k): \(report.loss) vs \(wantLoss[k])")
+        }
+        // Interrupted after 4 steps, saved, restored into a fresh trainer, finished.
+        let first = try trainer()
+        for k in 0..<4 { _ = try first.step(first.batch(step: k).map { examples[$0] }) }
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let state = dir.appendingPathComponent("state.safetensors")
+        try SafetensorsWriter.write(first.stateTensors(), to: state)
+        let resumed = try trainer()
+        try resumed.restore(from: SafetensorsFile(path: state.path))
+        #expect(resumed.step == 4)
+        for k in 4..<10 { _ = try resumed.step(resumed.batch(step: k).map { examples[$0] }) }
+        for (a, b) in zip(straight.model.parameters, resumed.model.parameters) {
+            #expect(a.value.values == b.value.values, "\(a.name) differs after resuming")
+        }
+    }
+
+    @Test("Trainer: epochs, batches and seeded shuffles")
+    func batches() throws {
+        let model = try PaliGemmaModel(directory: Fixtures.model("pg1-f32"))
+        var options = TrainingOptions()
+        options.batchSize = 2
+        options.gradAccum = 2
+        options.epochs = 3
+        let t = try Trainer(model: TrainableModel(model: model, method: .attention), options: options, exampleCount: 10)
+        #expect(t.totalSteps == 9)  // 3 epochs of ceil(10 / 4) steps
+        #expect(t.batch(step: 0) == [0, 1, 2, 3] && t.batch(step: 2) == [8, 9, 0, 1])
+        options.shuffle = true
+        options.seed = 5
+        let s = try Trainer(model: TrainableModel(model: model, method: .attention), options: options, exampleCount: 10)
+        #expect(Set(s.order(epoch: 0)) == Set(0..<10) && s.order(epoch: 0) != Array(0..<10))
+        #expect(s.order(epoch: 0) != s.order(epoch: 1) && s.order(epoch: 1) == s.order(epoch: 1))
+        #expect(throws: PaliGemmaError.self) { try Trainer(model: TrainableModel(model: model, method: .lora(LoRAConfig(targets: ["nothing"]))), options: options, exampleCount: 10) }
+    }
+}

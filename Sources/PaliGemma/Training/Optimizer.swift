@@ -67,7 +67,7 @@ public final class AdamW: Optimizer {
     /// First and second moments, per parameter.
     public private(set) var m: [Matrix], v: [Matrix]
     /// Updates taken so far.
-    public private(set) var t = 0
+    public internal(set) var t = 0
 
     public init(_ parameters: [Parameter], beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, weightDecay: Float = 0.01) {
         self.parameters = parameters

@@ -241,6 +241,16 @@ public final class TrainableModel: @unchecked Sendable {
     /// scored positions and their count, and adds `weight` times the gradient of that sum to
     /// every parameter's gradient (weight = 1 / tokens in the batch gives transformers' mean).
     public func accumulate(_ example: TrainingExample, weight: Float) throws -> (loss: Double, count: Int) {
+        try run(example, weight: weight, backward: true)
+    }
+
+    /// The example's summed cross-entropy and scored-position count, without gradients
+    /// (teacher-forced evaluation).
+    public func loss(_ example: TrainingExample) throws -> (loss: Double, count: Int) {
+        try run(example, weight: 0, backward: false)
+    }
+
+    func run(_ example: TrainingExample, weight: Float, backward: Bool) throws -> (loss: Double, count: Int) {
         let c = model.config
         let t = example.ids.count
         guard t > 1, example.labels.count == t else {
@@ -255,7 +265,7 @@ public final class TrainableModel: @unchecked Sendable {
             guard example.pixels.count == model.pixelCount else {
                 throw PaliGemmaError.input("pixel values: got \(example.pixels.count) floats, expected \(model.pixelCount)")
             }
-            if trainsVision {
+            if trainsVision && backward {
                 let v = c.visionConfig
                 let (x0, ps) = patch.forward(Ops.patches(example.pixels, channels: v.numChannels, size: v.imageSize, patch: v.patchSize))
                 _ = ps
@@ -339,6 +349,7 @@ public final class TrainableModel: @unchecked Sendable {
             for j in 0..<logits.cols { g[j] = Float(exp(Double(row[j] - mx)) / sum) * weight }
             g[target] -= weight
         }
+        guard backward else { return (loss, scored.count) }
         if let cap { Ops.softcapBackward(dlogits, output: logits, cap: cap) }
         // Back through the output head (tied to the embedding).
         let dhs: Matrix

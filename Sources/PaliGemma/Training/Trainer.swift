@@ -1,0 +1,197 @@
+import Foundation
+
+// The training loop's arithmetic: which examples each optimiser step sees, how their losses are
+// averaged, clipping, the schedule and the update; and the state a run saves to resume exactly.
+
+/// How a step's loss is averaged over its examples.
+public enum LossAveraging: String, Sendable, CaseIterable {
+    /// Over all supervised tokens of the step's examples (transformers' default).
+    case tokens
+    /// Each example's mean, then the mean over examples (big_vision's).
+    case examples
+}
+
+public enum OptimizerKind: String, Sendable, CaseIterable {
+    case adamw, sgd
+}
+
+/// Settings of a training run (the `finetune` command's options).
+public struct TrainingOptions: Sendable, Equatable {
+    public var optimizer: OptimizerKind = .adamw
+    public var learningRate: Float = 1e-4
+    public var weightDecay: Float = 0.01
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.999
+    public var eps: Float = 1e-8
+    /// cosine or constant, after `warmupSteps` of linear warmup from 0.
+    public var cosine = true
+    public var warmupSteps = 0
+    /// Global-norm clipping (0: off).
+    public var clipNorm: Float = 1
+    /// Examples per forward/backward group, and groups per optimiser step: a step sees
+    /// batchSize · gradAccum examples.
+    public var batchSize = 1
+    public var gradAccum = 1
+    /// Optimiser steps in all (when 0, `epochs` passes over the data decide).
+    public var steps = 0
+    public var epochs = 1
+    public var seed: UInt64 = 0
+    /// Examples in file order unless shuffled (a new seeded order each epoch).
+    public var shuffle = false
+    public var averaging: LossAveraging = .tokens
+
+    public init() {}
+
+    public var examplesPerStep: Int { batchSize * gradAccum }
+
+    /// Optimiser steps for `count` training examples.
+    public func totalSteps(examples count: Int) -> Int {
+        steps > 0 ? steps : epochs * ((count + examplesPerStep - 1) / examplesPerStep)
+    }
+
+    public func validate() throws {
+        func bad(_ s: String) -> PaliGemmaError { .input(s) }
+        guard learningRate >= 0, learningRate.isFinite else { throw bad("--lr must be a non-negative number") }
+        guard weightDecay >= 0 else { throw bad("--weight-decay must be >= 0") }
+        guard clipNorm >= 0 else { throw bad("--clip-norm must be >= 0 (0 turns clipping off)") }
+        guard batchSize >= 1, gradAccum >= 1 else { throw bad("--batch-size and --grad-accum must be at least 1") }
+        guard steps >= 0, epochs >= 1 || steps > 0 else { throw bad("--steps must be >= 0 and --epochs at least 1") }
+        guard warmupSteps >= 0 else { throw bad("--warmup-steps must be >= 0") }
+    }
+}
+
+/// What one optimiser step did.
+public struct StepReport: Sendable, Equatable {
+    /// 1-based.
+    public let step: Int
+    /// The loss the step computed, before its update.
+    public let loss: Double
+    public let learningRate: Float
+    /// Global gradient norm before clipping.
+    public let gradNorm: Float
+    public let examples: Int
+    public let tokens: Int
+}
+
+/// Drives a `TrainableModel` through optimiser steps over a list of examples.
+public final class Trainer: @unchecked Sendable {
+    public let model: TrainableModel
+    public let options: TrainingOptions
+    public let exampleCount: Int
+    public let totalSteps: Int
+    let optimizer: Optimizer
+    /// Optimiser steps taken.
+    public private(set) var step = 0
+
+    public init(model: TrainableModel, options: TrainingOptions, exampleCount: Int) throws {
+        try options.validate()
+        guard exampleCount > 0 else { throw PaliGemmaError.input("no training examples") }
+        guard !model.parameters.isEmpty else { throw PaliGemmaError.input("the method trains no parameter (no module matched the LoRA targets?)") }
+        self.model = model
+        self.options = options
+        self.exampleCount = exampleCount
+        totalSteps = options.totalSteps(examples: exampleCount)
+        switch options.optimizer {
+        case .adamw:
+            optimizer = AdamW(model.parameters, beta1: options.beta1, beta2: options.beta2, eps: options.eps,
+                              weightDecay: options.weightDecay)
+        case .sgd:
+            optimizer = SGD(model.parameters)
+        }
+    }
+
+    public var schedule: LearningRateSchedule {
+        options.cosine ? .cosine(warmupSteps: options.warmupSteps, totalSteps: totalSteps) : .constant(warmupSteps: options.warmupSteps)
+    }
+
+    /// The learning rate of update `step` (0-based).
+    public func learningRate(step: Int) -> Float { Float(Double(options.learningRate) * schedule.factor(step: step)) }
+
+    /// The example order of `epoch` (0-based): file order, or a seeded shuffle.
+    public func order(epoch: Int) -> [Int] {
+        var order = Array(0..<exampleCount)
+        guard options.shuffle else { return order }
+        var rng = Xoshiro256(seed: options.seed &+ 0x5EED &+ UInt64(epoch) &* 0x9E37_79B9)
+        for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+        return order
+    }
+
+    /// Indices of the examples optimiser step `step` (0-based) sees: the next
+    /// batchSize · gradAccum of the run's sequence of epochs.
+    public func batch(step: Int) -> [Int] {
+        let n = options.examplesPerStep
+        return (0..<n).map { i in
+            let k = step * n + i
+            return order(epoch: k / exampleCount)[k % exampleCount]
+        }
+    }
+
+    /// One optimiser step over `examples` (the step's batch, already built): forward and
+    /// backward each, average as configured, clip, update.
+    public func step(_ examples: [TrainingExample]) throws -> StepReport {
+        model.zeroGradients()
+        let counts = examples.map { $0.scoredPositions.count }
+        let total = counts.reduce(0, +)
+        guard total > 0 else { throw PaliGemmaError.input("no supervised token in this step's examples (empty suffixes?)") }
+        var loss = 0.0
+        for (e, n) in zip(examples, counts) where n > 0 {
+            let weight = options.averaging == .tokens ? 1 / Float(total) : 1 / Float(n * examples.count)
+            let (sum, _) = try model.accumulate(e, weight: weight)
+            loss += options.averaging == .tokens ? sum / Double(total) : sum / Double(n * examples.count)
+        }
+        let norm = clipGradientNorm(model.parameters, maxNorm: options.clipNorm)
+        let lr = learningRate(step: step)
+        optimizer.step(lr: lr)
+        step += 1
+        return StepReport(step: step, loss: loss, learningRate: lr, gradNorm: norm, examples: examples.count, tokens: total)
+    }
+
+    /// Mean teacher-forced loss (over supervised tokens) of `examples`.
+    public func evaluate(_ examples: [TrainingExample]) throws -> Double {
+        var sum = 0.0, count = 0
+        for e in examples {
+            let (l, n) = try model.loss(e)
+            sum += l
+            count += n
+        }
+        return count > 0 ? sum / Double(count) : .nan
+    }
+
+    // MARK: Saved state
+
+    /// The state `resume` needs: trained values, optimiser moments and the step count.
+    public func stateTensors() -> [SafetensorsWriter.Item] {
+        var items: [SafetensorsWriter.Item] = []
+        for p in model.parameters { items.append(.float32("value." + p.name, shape: p.shape, p.value.values)) }
+        if let adam = optimizer as? AdamW {
+            for (p, (m, v)) in zip(model.parameters, zip(adam.m, adam.v)) {
+                items.append(.float32("adam_m." + p.name, shape: p.shape, m.values))
+                items.append(.float32("adam_v." + p.name, shape: p.shape, v.values))
+            }
+            items.append(.int64("adam_t", shape: [1], [adam.t]))
+        }
+        items.append(.int64("step", shape: [1], [step]))
+        return items
+    }
+
+    /// Restores what `stateTensors()` saved (same method and parameters).
+    public func restore(from file: SafetensorsFile) throws {
+        func floats(_ key: String, _ count: Int) throws -> [Float] {
+            guard file.entries[key] != nil else { throw PaliGemmaError.safetensors(path: file.path, tensor: key, reason: "missing from the saved training state") }
+            let v = try file.tensor(key).floats()
+            guard v.count == count else { throw PaliGemmaError.safetensors(path: file.path, tensor: key, reason: "has \(v.count) values, expected \(count)") }
+            return v
+        }
+        for p in model.parameters { p.value.data.update(from: try floats("value." + p.name, p.count), count: p.count) }
+        if let adam = optimizer as? AdamW {
+            for (k, p) in model.parameters.enumerated() {
+                adam.m[k].data.update(from: try floats("adam_m." + p.name, p.count), count: p.count)
+                adam.v[k].data.update(from: try floats("adam_v." + p.name, p.count), count: p.count)
+            }
+            guard file.entries["adam_t"] != nil else { throw PaliGemmaError.safetensors(path: file.path, tensor: "adam_t", reason: "missing from the saved training state") }
+            adam.t = try file.tensor("adam_t").ints().first ?? 0
+        }
+        guard file.entries["step"] != nil else { throw PaliGemmaError.safetensors(path: file.path, tensor: "step", reason: "missing from the saved training state") }
+        step = try file.tensor("step").ints().first ?? 0
+    }
+}
