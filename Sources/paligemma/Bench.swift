@@ -28,6 +28,10 @@ struct Bench: ParsableCommand {
     @Flag(help: "Also measure this machine's read bandwidth and FMA peak and report the floors (decode, prefill, vision) for the same work.")
     var floors = false
     @Flag(help: "Print one JSON object.") var json = false
+    @Flag(help: "Instead of generating, time LoRA training steps (batch 1; --prompt-tokens, --suffix-tokens; --runs steps).")
+    var train = false
+    @Option(name: .customLong("suffix-tokens"), help: "With --train: supervised suffix tokens (before <eos>).") var suffixTokens = 32
+    @Option(help: "With --train: lora (rank 8, PEFT's default targets), attention or full.") var method = "lora"
     @OptionGroup var configKeys: ConfigKeyArguments
 
     func run() throws {
@@ -41,6 +45,25 @@ struct Bench: ParsableCommand {
             configKeys.warnAboutUnknownKeys(try Checkpoint(directory: directory, configStrictness: configKeys.strictness).config)
         } catch {
             fail(error)
+        }
+        if train {
+            do {
+                let m: TrainingMethod = method == "attention" ? .attention : method == "full" ? .full : .lora(LoRAConfig())
+                let r = try Benchmark.trainingStep(directory: directory, method: m, promptTokens: promptTokens,
+                                                   suffixTokens: suffixTokens, quantization: quantization, runs: runs)
+                if json {
+                    print(try JSONOutput.string(r))
+                } else {
+                    print(String(format: "%@: %.2f s per step (%.3f examples/s), steps %@, loss %@, peak RSS %.2f GiB, %d threads, %@",
+                                 r.method, r.secondsPerStep, r.examplesPerSecond,
+                                 r.stepSeconds.map { String(format: "%.2f", $0) }.joined(separator: " "),
+                                 r.loss.map { String(format: "%.3f", $0) }.joined(separator: " "),
+                                 Double(r.peakRSSBytes) / 1073741824, r.threads, r.isa))
+                }
+            } catch {
+                fail(error)
+            }
+            return
         }
         if let steps = agreement {
             do {
