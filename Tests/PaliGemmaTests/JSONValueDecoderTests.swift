@@ -221,6 +221,23 @@ import Testing
         guard case .valueNotFound? = Self.error(Top.self, #"{"text_config": null}"#) else { Issue.record("null as an object"); return }
     }
 
+    @Test func configErrorsNameTheKeyFromTheOneParse() {
+        // JSONDecoder called a non-integer width corrupted data without a key; one parse names it.
+        for (json, key) in [(#"{"text_config": {"hidden_size": 1.5}}"#, "text_config.hidden_size"),
+                            (#"{"vision_config": {"layer_norm_eps": "small"}}"#, "vision_config.layer_norm_eps"),
+                            (#"{"text_config": {"model_type": "gemma2", "layer_types": ["sliding_attention", 1]}}"#, "text_config.layer_types.[1]"),
+                            (#"{"text_config": {"rope_parameters": {"rope_theta": "x"}}}"#, "text_config.rope_parameters.rope_theta")] {
+            do {
+                _ = try PaliGemmaConfig.parse(Data(json.utf8), path: "config.json", strictness: .strict)
+                Issue.record("accepted \(json)")
+            } catch PaliGemmaError.config(let path, let errorKey, _) {
+                #expect(path == "config.json" && errorKey == key, "\(json)")
+            } catch {
+                Issue.record("\(json): \(error)")
+            }
+        }
+    }
+
     @Test("decodes every fixture's config.json as JSONDecoder does", arguments: ["pg1-f32", "pg2-f32", "pg1-bf16", "pg2-bf16", "e2e-pg1", "e2e-pg2"])
     func sameAsJSONDecoder(name: String) throws {
         let data = try Data(contentsOf: Fixtures.model(name).appendingPathComponent("config.json"))
