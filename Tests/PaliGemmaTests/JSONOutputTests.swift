@@ -30,6 +30,13 @@ import Testing
         #expect(JSONOutput.rounded(0.05, decimals: 1) == 0.1)
     }
 
+    @Test func fileConfigurationIsPrettySortedWithANewline() throws {
+        struct Sample: Encodable { let b = "x/y"; let a = [1, 2]; let c = ["z": 1, "y": 2] }
+        let text = String(decoding: try JSONOutput.fileData(Sample()), as: UTF8.self)
+        #expect(text == "{\n  \"a\" : [\n    1,\n    2\n  ],\n  \"b\" : \"x/y\",\n  \"c\" : {\n    \"y\" : 2,\n    \"z\" : 1\n  }\n}\n")
+        #expect(throws: EncodingError.self) { try JSONOutput.fileData([Float.infinity]) }
+    }
+
     @Test func nonFiniteNumbersAreNull() throws {
         let values: [FiniteOrNull<Float>] = [1.5, .nan, .infinity, -.infinity, 0.1, -0.0].map(FiniteOrNull.init)
         #expect(try JSONOutput.string(values) == "[1.5,null,null,null,0.1,-0]")
