@@ -5,9 +5,10 @@
 // or strict files: safetensors headers, tokenizer.json, config.json, decoded into Codable types
 // from the same parse by `JSONValueDecoder`) or `Codable` (`JSONDecoder`).
 //
-// JSON *files* in the hub's layout (model.safetensors.index.json) are Encodable types too,
-// through the second configuration, `fileEncoder`: pretty-printed, keys sorted. Only the
-// safetensors header keeps a hand writer: its format fixes the bytes (offsets, padding).
+// JSON *files* in the hub's layout (model.safetensors.index.json, the presets' config.json)
+// are Encodable types too, through the second configuration, `fileEncoder`: pretty-printed,
+// keys sorted. Only the safetensors header keeps a hand writer: its format fixes the bytes
+// (offsets, padding).
 //
 // Also here: the reading rule request lines share (`decodeIfValid`: a member of the wrong type
 // counts as not given).
