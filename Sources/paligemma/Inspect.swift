@@ -32,7 +32,7 @@ struct Inspect: ParsableCommand {
             let loadSeconds = Date().timeIntervalSince(start)
             let summary = try CheckpointSummary(checkpoint: checkpoint)
             if json {
-                print(summary.json(loadSeconds: loadSeconds))
+                print(try summary.json(loadSeconds: loadSeconds))
             } else {
                 print(summary.text(loadSeconds: loadSeconds))
             }

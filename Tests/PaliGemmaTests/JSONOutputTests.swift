@@ -30,6 +30,13 @@ import Testing
         #expect(JSONOutput.rounded(0.05, decimals: 1) == 0.1)
     }
 
+    @Test func fileConfigurationIsPrettySortedWithANewline() throws {
+        struct Sample: Encodable { let b = "x/y"; let a = [1, 2]; let c = ["z": 1, "y": 2] }
+        let text = String(decoding: try JSONOutput.fileData(Sample()), as: UTF8.self)
+        #expect(text == "{\n  \"a\" : [\n    1,\n    2\n  ],\n  \"b\" : \"x/y\",\n  \"c\" : {\n    \"y\" : 2,\n    \"z\" : 1\n  }\n}\n")
+        #expect(throws: EncodingError.self) { try JSONOutput.fileData([Float.infinity]) }
+    }
+
     @Test func nonFiniteNumbersAreNull() throws {
         let values: [FiniteOrNull<Float>] = [1.5, .nan, .infinity, -.infinity, 0.1, -0.0].map(FiniteOrNull.init)
         #expect(try JSONOutput.string(values) == "[1.5,null,null,null,0.1,-0]")
@@ -57,6 +64,40 @@ import Testing
         let bare = try Self.object(try JSONOutput.string(GenerationOutput(Self.result)))
         #expect(bare["prompt"] == nil)
         #expect(bare.count == 6)
+    }
+
+    /// inspect --json: one compact line, keys sorted, the summary's values and the config.
+    @Test("inspect --json: keys, values and the config, one sorted line", arguments: ["pg1-f32", "pg2-bf16"])
+    func inspectKeysAndValues(name: String) throws {
+        let summary = try CheckpointSummary(checkpoint: Checkpoint(directory: Fixtures.model(name)))
+        let line = try summary.json(loadSeconds: 0.25)
+        #expect(!line.contains("\n") && !line.contains("\\/"))
+        let value = try JSONParser.parse(Array(line.utf8))
+        let keys = try #require(value.objectValue).map(\.key)
+        #expect(keys == ["config", "data_bytes", "directory", "dtypes", "family", "file_bytes", "files", "image_size",
+                         "image_tokens", "int4_tensors", "int8_tensors", "load_s", "parameters", "tensors"])
+        let object = try Self.object(line)
+        #expect(object["directory"] as? String == summary.directory)
+        #expect(object["family"] as? String == (name.hasPrefix("pg2") ? "gemma2" : "gemma"))
+        #expect(object["image_size"] as? Int == summary.config.visionConfig.imageSize)
+        #expect(object["image_tokens"] as? Int == summary.config.numImageTokens)
+        #expect(object["files"] as? [String] == summary.files)
+        #expect(object["tensors"] as? Int == summary.tensorCount && object["parameters"] as? Int == summary.parameterCount)
+        #expect(object["dtypes"] as? [String: Int] == summary.dtypes)
+        #expect(object["data_bytes"] as? Int == summary.dataBytes && object["file_bytes"] as? Int == summary.fileBytes)
+        #expect(object["int8_tensors"] as? Int == 0 && object["int4_tensors"] as? Int == 0)
+        #expect(object["load_s"] as? Double == 0.25)
+        // The config member reads back as the same config.
+        let config = try #require(value["config"])
+        #expect(config["model_type"]?.stringValue == "paligemma")
+        #expect(try JSONValueDecoder().decode(PaliGemmaConfig.self, from: config) == summary.config)
+
+        // The command prints the same object.
+        let run = try EndToEndTests.run(["inspect", "--model", Fixtures.model(name).path, "--json"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let printed = try Self.object(run.stdout)
+        #expect(Set(printed.keys) == Set(keys) && printed["parameters"] as? Int == summary.parameterCount)
+        #expect(run.stdout.split(separator: "\n").count == 1)
     }
 
     /// detect / segment --json: one object, the answer's members and the parsed result's side by side.

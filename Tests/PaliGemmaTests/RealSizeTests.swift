@@ -1,4 +1,5 @@
 import Foundation
+import PaliGemmaJSON
 import Testing
 @testable import PaliGemma
 
@@ -12,6 +13,25 @@ struct RealSizeTests {
             #expect(try PaliGemmaModel.parameterCount(config: config) > 2_900_000_000, "\(name)")
         }
         #expect(throws: PaliGemmaError.self) { try Presets.config("paligemma-7b-224") }
+    }
+
+    @Test("preset config.json texts are encoded: the hub's layout, any dtype string escaped")
+    func presetTextsAreEncoded() throws {
+        for name in Presets.names {
+            let text = try #require(Presets.json(name, dtype: "float16"))
+            #expect(text.hasPrefix("{\n  \"architectures\" : [") && text.hasSuffix("}\n"), "\(name)")
+            let json = try JSONParser.parse(Array(text.utf8), rejectDuplicateKeys: true)
+            for section in [json, json["text_config"], json["vision_config"]] {
+                let keys = try #require(section?.objectValue).map(\.key)
+                #expect(keys == keys.sorted(), "\(name)")
+            }
+            #expect(json["torch_dtype"]?.stringValue == "float16" && json["text_config"]?["torch_dtype"]?.stringValue == "float16")
+        }
+        // A dtype name is a JSON string, whatever it holds.
+        let odd = #"b"f\16"#
+        let text = Presets.paliGemma1(imageSize: 224, dtype: odd)
+        #expect(try JSONParser.parse(Array(text.utf8))["torch_dtype"]?.stringValue == odd)
+        #expect(try PaliGemmaConfig.parse(Data(text.utf8), path: "config.json").dtype == odd)
     }
 
     static func tensors(_ json: String) throws -> [String: [Int]] {

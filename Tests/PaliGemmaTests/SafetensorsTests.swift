@@ -1,4 +1,5 @@
 import Foundation
+import PaliGemmaJSON
 import Testing
 @testable import PaliGemma
 
@@ -133,5 +134,41 @@ struct SafetensorsTests {
         let std = (values.reduce(0) { $0 + $1 * $1 } / Float(values.count)).squareRoot()
         print("random checkpoint: \(checkpoint.files.count) shards, up_proj std \(std) (want \(1 / Float(64).squareRoot()))")
         #expect(abs(std - 0.125) < 0.02)
+    }
+
+    /// model.safetensors.index.json: the hub's layout (two-space indent, keys sorted by code
+    /// point, a final newline), read back by the checkpoint reader's parser.
+    @Test func indexIsThePrettyPrintedSortedHubLayout() throws {
+        let url = try temporaryDirectory().appendingPathComponent(SafetensorsIndex.fileName)
+        try SafetensorsIndex.write(weightMap: [("layers.10.w", "model-00002-of-00002.safetensors"), ("layers.2.w", "model-00001-of-00002.safetensors"),
+                                               ("a/\"b\"", "model-00001-of-00002.safetensors")], totalSize: 1234, to: url)
+        let text = try String(contentsOf: url, encoding: .utf8)
+        #expect(text == """
+            {
+              "metadata" : {
+                "total_size" : 1234
+              },
+              "weight_map" : {
+                "a/\\"b\\"" : "model-00001-of-00002.safetensors",
+                "layers.10.w" : "model-00002-of-00002.safetensors",
+                "layers.2.w" : "model-00001-of-00002.safetensors"
+              }
+            }
+
+            """)
+        let json = try JSONParser.parse(Array(text.utf8), rejectDuplicateKeys: true)
+        #expect(json["metadata"]?["total_size"]?.intValue == 1234)
+        #expect(json["weight_map"]?["a/\"b\""]?.stringValue == "model-00001-of-00002.safetensors")
+        #expect(json["weight_map"]?.objectValue?.map(\.key) == ["a/\"b\"", "layers.10.w", "layers.2.w"])
+
+        // A tensor listed twice is refused by name, and nothing is written.
+        let twice = try temporaryDirectory().appendingPathComponent(SafetensorsIndex.fileName)
+        #expect {
+            try SafetensorsIndex.write(weightMap: [("x", "a.safetensors"), ("x", "b.safetensors")], totalSize: 1, to: twice)
+        } throws: { error in
+            guard case PaliGemmaError.safetensors(_, let tensor, let reason) = error else { return false }
+            return tensor == "x" && reason.contains("twice")
+        }
+        #expect(!FileManager.default.fileExists(atPath: twice.path))
     }
 }

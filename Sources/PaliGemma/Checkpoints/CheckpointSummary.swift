@@ -1,4 +1,5 @@
 import Foundation
+import PaliGemmaJSON
 
 /// What `paligemma inspect` reports about a checkpoint folder.
 public struct CheckpointSummary: Sendable {
@@ -81,25 +82,51 @@ public struct CheckpointSummary: Sendable {
         return lines.joined(separator: "\n")
     }
 
-    public func json(loadSeconds: Double) -> String {
-        let object: [String: Any] = [
-            "directory": directory,
-            "family": config.textConfig.modelType.rawValue,
-            "image_size": config.visionConfig.imageSize,
-            "image_tokens": config.numImageTokens,
-            "files": files,
-            "tensors": tensorCount,
-            "parameters": parameterCount,
-            "dtypes": dtypes,
-            "data_bytes": dataBytes,
-            "file_bytes": fileBytes,
-            "int8_tensors": int8Tensors,
-            "int4_tensors": int4Tensors,
-            "load_s": loadSeconds,
-            "config": (try? JSONSerialization.jsonObject(with: JSONEncoder().encode(config))) ?? [:],
-        ]
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return "{}" }
-        return String(decoding: data, as: UTF8.self)
+    /// `paligemma inspect --json`: the summary and the config as one compact line
+    /// (`JSONOutput`). Throws `EncodingError` only for a non-finite number in the config.
+    public func json(loadSeconds: Double) throws -> String {
+        try JSONOutput.string(JSONReport(self, loadSeconds: loadSeconds))
+    }
+
+    /// The object `json(loadSeconds:)` writes.
+    struct JSONReport: Encodable {
+        let directory: String
+        let family: String
+        let imageSize: Int
+        let imageTokens: Int
+        let files: [String]
+        let tensors: Int
+        let parameters: Int
+        let dtypes: [String: Int]
+        let dataBytes: Int
+        let fileBytes: Int
+        let int8Tensors: Int
+        let int4Tensors: Int
+        let loadSeconds: FiniteOrNull<Double>
+        let config: PaliGemmaConfig
+
+        enum CodingKeys: String, CodingKey {
+            case directory, family, imageSize = "image_size", imageTokens = "image_tokens", files, tensors, parameters, dtypes
+            case dataBytes = "data_bytes", fileBytes = "file_bytes", int8Tensors = "int8_tensors", int4Tensors = "int4_tensors"
+            case loadSeconds = "load_s", config
+        }
+
+        init(_ s: CheckpointSummary, loadSeconds: Double) {
+            directory = s.directory
+            family = s.config.textConfig.modelType.rawValue
+            imageSize = s.config.visionConfig.imageSize
+            imageTokens = s.config.numImageTokens
+            files = s.files
+            tensors = s.tensorCount
+            parameters = s.parameterCount
+            dtypes = s.dtypes
+            dataBytes = s.dataBytes
+            fileBytes = s.fileBytes
+            int8Tensors = s.int8Tensors
+            int4Tensors = s.int4Tensors
+            self.loadSeconds = FiniteOrNull(loadSeconds)
+            config = s.config
+        }
     }
 
     static func grouped(_ n: Int) -> String {

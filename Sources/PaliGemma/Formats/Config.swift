@@ -279,7 +279,8 @@ public struct PaliGemmaConfig: Codable, Sendable, Equatable {
 
     /// Parses and validates a config.json. A value this runtime does not implement is refused
     /// (`PaliGemmaError.unsupportedConfig`, naming the key); unknown keys are listed in
-    /// `unknownKeys` (`.lenient`) or refused (`.strict`).
+    /// `unknownKeys` (`.lenient`) or refused (`.strict`). One parse: the keys are checked on the
+    /// parsed value and the config decoded from it (`JSONValueDecoder`).
     public static func parse(_ data: Data, path: String, strictness: ConfigStrictness = .lenient) throws -> PaliGemmaConfig {
         let json: JSONValue
         do { json = try JSONParser.parse(Array(data), rejectDuplicateKeys: true) } catch {
@@ -296,7 +297,7 @@ public struct PaliGemmaConfig: Codable, Sendable, Equatable {
                 reason: "unknown config key (not a PaliGemma, SigLIP or Gemma setting), refused in strict mode" + (others.isEmpty ? "" : "; also unknown: \(others)"))
         }
         var config: PaliGemmaConfig
-        do { config = try JSONDecoder().decode(PaliGemmaConfig.self, from: data) } catch let error as DecodingError {
+        do { config = try JSONValueDecoder().decode(PaliGemmaConfig.self, from: json) } catch let error as DecodingError {
             throw PaliGemmaError.config(path: path, key: error.keyPath, reason: error.reason)
         }
         try config.validate(path: path)

@@ -266,15 +266,36 @@ final class SafetensorsStreamWriter {
 }
 
 /// `model.safetensors.index.json` as the hub writes it: the total tensor bytes and the shard
-/// holding each tensor.
+/// holding each tensor, pretty-printed with sorted keys (`JSONOutput.fileEncoder`).
 enum SafetensorsIndex {
     static let fileName = "model.safetensors.index.json"
 
+    /// The file's object: `{"metadata": {"total_size": N}, "weight_map": {tensor: shard}}`.
+    struct File: Encodable {
+        struct Metadata: Encodable {
+            let totalSize: Int
+            enum CodingKeys: String, CodingKey { case totalSize = "total_size" }
+        }
+
+        let metadata: Metadata
+        let weightMap: [String: String]
+        enum CodingKeys: String, CodingKey { case metadata, weightMap = "weight_map" }
+    }
+
+    /// Writes the index; a tensor listed twice is an error naming it.
     static func write(weightMap: [(tensor: String, shard: String)], totalSize: Int, to url: URL) throws {
-        let entries = weightMap.sorted { $0.tensor < $1.tensor }.map { "    \(jsonQuoted($0.tensor)): \(jsonQuoted($0.shard))" }
-        let index = "{\n  \"metadata\": {\n    \"total_size\": \(totalSize)\n  },\n  \"weight_map\": {\n\(entries.joined(separator: ",\n"))\n  }\n}\n"
+        var map: [String: String] = [:]
+        for (tensor, shard) in weightMap {
+            guard map.updateValue(shard, forKey: tensor) == nil else {
+                throw PaliGemmaError.safetensors(path: url.path, tensor: tensor, reason: "listed twice in the weight map being written")
+            }
+        }
+        let data: Data
+        do { data = try JSONOutput.fileData(File(metadata: .init(totalSize: totalSize), weightMap: map)) } catch {
+            throw PaliGemmaError.io(path: url.path, reason: "cannot encode the index: \(error)")
+        }
         do {
-            try Data(index.utf8).write(to: url, options: .atomic)
+            try data.write(to: url, options: .atomic)
         } catch {
             throw PaliGemmaError.io(path: url.path, reason: "cannot write: \(error.localizedDescription)")
         }
