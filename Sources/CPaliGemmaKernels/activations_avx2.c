@@ -47,6 +47,33 @@ PG_TARGET long pg_gelu_tanh_avx2(float *a, const float *b, long n) {
     return i;  // elements done; the caller finishes the tail
 }
 
+// Backward of GeGLU with the tanh GELU: dgate = da · up · gelu'(gate), dup = da · gelu(gate)
+// (up NULL: the plain GELU, dgate = da · gelu'(gate), dup unused). Returns elements done.
+PG_TARGET long pg_geglu_backward_avx2(const float *da, const float *gate, const float *up, float *dgate, float *dup, long n) {
+    const __m256 k = _mm256_set1_ps(0.7978845608028654f), c = _mm256_set1_ps(0.044715f), c3 = _mm256_set1_ps(3 * 0.044715f);
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), sgn = _mm256_set1_ps(-0.0f);
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(gate + i), x2 = _mm256_mul_ps(x, x);
+        __m256 u = _mm256_mul_ps(k, _mm256_fmadd_ps(_mm256_mul_ps(c, x2), x, x));
+        __m256 e = exp_avx2(_mm256_mul_ps(_mm256_set1_ps(-2.0f), _mm256_andnot_ps(sgn, u)));
+        __m256 t = _mm256_or_ps(_mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e)), _mm256_and_ps(u, sgn));
+        __m256 g = _mm256_mul_ps(_mm256_mul_ps(half, x), _mm256_add_ps(one, t));
+        __m256 dt = _mm256_fnmadd_ps(t, t, one);  // 1 - t²
+        __m256 slope = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_mul_ps(half, x), dt), _mm256_mul_ps(k, _mm256_fmadd_ps(c3, x2, one)),
+                                       _mm256_mul_ps(half, _mm256_add_ps(one, t)));
+        __m256 d = _mm256_loadu_ps(da + i);
+        if (up) {
+            __m256 v = _mm256_loadu_ps(up + i);
+            _mm256_storeu_ps(dgate + i, _mm256_mul_ps(_mm256_mul_ps(d, v), slope));
+            _mm256_storeu_ps(dup + i, _mm256_mul_ps(d, g));
+        } else {
+            _mm256_storeu_ps(dgate + i, _mm256_mul_ps(d, slope));
+        }
+    }
+    return i;
+}
+
 // x[i] *= scale; returns max(x) (-inf for n = 0).
 PG_TARGET float pg_scale_max_avx2(float *x, long n, float scale) {
     __m256 s = _mm256_set1_ps(scale), m = _mm256_set1_ps(-INFINITY);
@@ -86,6 +113,10 @@ PG_TARGET float pg_exp_shift_sum_avx2(float *x, long n, float shift) {
 #else
 // Never called: pg_isa() is scalar where this file has no SIMD.
 long pg_gelu_tanh_avx2(float *a, const float *b, long n) { (void)a; (void)b; (void)n; return 0; }
+long pg_geglu_backward_avx2(const float *da, const float *gate, const float *up, float *dgate, float *dup, long n) {
+    (void)da; (void)gate; (void)up; (void)dgate; (void)dup; (void)n;
+    return 0;
+}
 float pg_scale_max_avx2(float *x, long n, float scale) { (void)x; (void)n; (void)scale; return 0; }
 float pg_exp_shift_sum_avx2(float *x, long n, float shift) { (void)x; (void)n; (void)shift; return 0; }
 #endif

@@ -143,6 +143,8 @@ void pg_axpy_f32_avx2(float *y, float a, const float *x, long n);
 void pg_axpy_f32_avx512(float *y, float a, const float *x, long n);
 /// gelu_tanh(a) (times b when given) in place with AVX2; returns how many leading elements it did.
 long pg_gelu_tanh_avx2(float *a, const float *b, long n);
+/// Backward of GeGLU (tanh GELU; up NULL for the plain GELU) with AVX2; returns elements done.
+long pg_geglu_backward_avx2(const float *da, const float *gate, const float *up, float *dgate, float *dup, long n);
 /// Softmax pieces with AVX2: x *= scale returning max(x); x = exp(x - shift) returning the sum
 /// (exp from the same polynomial as the GELU, a few float32 ulps; -inf gives 0).
 float pg_scale_max_avx2(float *x, long n, float scale);

@@ -84,6 +84,40 @@ void pg_softcap(float *x, long n, float cap) { elementwise(x, NULL, n, cap, 4); 
 void pg_add(float *y, const float *x, long n) { elementwise(y, x, n, 0, 5); }
 void pg_scale(float *x, long n, float s) { elementwise(x, NULL, n, s, 6); }
 
+typedef struct { const float *da, *gate, *up; float *dgate, *dup; long n; int exact, isa; } geglu_bw_job;
+
+static void geglu_bw_task(void *p, long t, int thread) {
+    (void)thread;
+    const geglu_bw_job *j = p;
+    long i0 = t * PG_ELEMWISE_CHUNK, i1 = i0 + PG_ELEMWISE_CHUNK < j->n ? i0 + PG_ELEMWISE_CHUNK : j->n;
+    if (!j->exact && j->isa >= PG_ISA_AVX2)
+        i0 += pg_geglu_backward_avx2(j->da + i0, j->gate + i0, j->up ? j->up + i0 : NULL, j->dgate + i0, j->dup ? j->dup + i0 : NULL, i1 - i0);
+    for (long i = i0; i < i1; i++) {
+        float x = j->gate[i], g, slope;
+        if (j->exact) {
+            float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+            g = x * cdf;
+            slope = cdf + x * expf(-0.5f * x * x) * 0.3989422804014327f;
+        } else {
+            const float k = 0.7978845608028654f;
+            float th = tanhf(k * (x + 0.044715f * x * x * x));
+            g = 0.5f * x * (1.0f + th);
+            slope = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * k * (1.0f + 3.0f * 0.044715f * x * x);
+        }
+        if (j->up) {
+            j->dgate[i] = j->da[i] * j->up[i] * slope;
+            j->dup[i] = j->da[i] * g;
+        } else {
+            j->dgate[i] = j->da[i] * slope;
+        }
+    }
+}
+
+void pg_geglu_backward(const float *da, const float *gate, const float *up, float *dgate, float *dup, long n, int exact_erf) {
+    geglu_bw_job j = { da, gate, up, dgate, dup, n, exact_erf, pg_isa() };
+    pg_parallel_for((n + PG_ELEMWISE_CHUNK - 1) / PG_ELEMWISE_CHUNK, geglu_bw_task, &j);
+}
+
 float pg_scale_max(int isa, float *x, long n, float scale) {
     if (isa >= PG_ISA_AVX2) return pg_scale_max_avx2(x, n, scale);
     float mx = -INFINITY;

@@ -129,6 +129,9 @@ void pg_gelu_tanh(float *x, long n);
 void pg_gelu_erf(float *x, long n);
 /// In place: a = gelu_tanh(a) * b (GeGLU).
 void pg_geglu(float *a, const float *b, long n, int exact_erf);
+/// Backward of GeGLU a = gelu(gate) * up: dgate = da * up * gelu'(gate), dup = da * gelu(gate);
+/// with up (and dup) NULL, the backward of the plain GELU: dgate = da * gelu'(gate).
+void pg_geglu_backward(const float *da, const float *gate, const float *up, float *dgate, float *dup, long n, int exact_erf);
 /// In place: x = tanh(x / cap) * cap.
 void pg_softcap(float *x, long n, float cap);
 /// In place: y += x.

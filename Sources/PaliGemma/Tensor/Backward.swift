@@ -137,39 +137,19 @@ extension Ops {
         return dx
     }
 
-    /// d/dx of gelu_tanh(x) = 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))).
-    @inline(__always) static func geluTanhDerivative(_ x: Float) -> (value: Float, slope: Float) {
-        let k: Float = 0.7978845608028654
-        let u = k * (x + 0.044715 * x * x * x)
-        let t = tanhf(u)
-        return (0.5 * x * (1 + t), 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x))
-    }
-
-    /// d/dx of gelu(x) with erf: Φ(x) + x·φ(x).
-    @inline(__always) static func geluErfDerivative(_ x: Float) -> (value: Float, slope: Float) {
-        let cdf: Float = 0.5 * (1 + erff(x / Float(2).squareRoot()))
-        let pdf = expf(-0.5 * x * x) / (2 * Float.pi).squareRoot()
-        return (x * cdf, cdf + x * pdf)
-    }
-
     /// Backward of `gelu` given its input h: dh = dy · gelu'(h).
     public static func geluBackward(_ dy: Matrix, input h: Matrix, exact: Bool) -> Matrix {
+        precondition(dy.count == h.count)
         let dh = Matrix(rows: h.rows, cols: h.cols)
-        for i in 0..<h.count {
-            let slope = exact ? geluErfDerivative(h.data[i]).slope : geluTanhDerivative(h.data[i]).slope
-            dh.data[i] = dy.data[i] * slope
-        }
+        pg_geglu_backward(dy.data, h.data, nil, dh.data, nil, h.count, exact ? 1 : 0)
         return dh
     }
 
     /// Backward of GeGLU a = act(gate) · up: (dgate, dup).
     public static func gegluBackward(_ da: Matrix, gate: Matrix, up: Matrix, exact: Bool) -> (Matrix, Matrix) {
+        precondition(da.count == gate.count && gate.count == up.count)
         let dg = Matrix(rows: gate.rows, cols: gate.cols), du = Matrix(rows: up.rows, cols: up.cols)
-        for i in 0..<gate.count {
-            let (v, slope) = exact ? geluErfDerivative(gate.data[i]) : geluTanhDerivative(gate.data[i])
-            dg.data[i] = da.data[i] * up.data[i] * slope
-            du.data[i] = da.data[i] * v
-        }
+        pg_geglu_backward(da.data, gate.data, up.data, dg.data, du.data, gate.count, exact ? 1 : 0)
         return (dg, du)
     }
 
