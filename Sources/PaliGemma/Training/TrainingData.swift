@@ -193,7 +193,7 @@ public enum TrainingData {
         }
         guard !isDirectory.boolValue else { throw .bad("image \(url.path) is a folder, not a file") }
 
-        let prefix = try prefixText(value, line)
+        let prefix = try prefixText(value)
         guard let suffix = try string("suffix") else { throw .bad("missing \"suffix\" (the target text)") }
         for (name, text) in [("the prefix", prefix), ("\"suffix\"", suffix)] {
             if let s = reservedSpellings.first(where: { text.contains($0) }) {
@@ -207,7 +207,7 @@ public enum TrainingData {
     }
 
     /// The prefix: "prefix" as given, or the prompt of the task in its place.
-    static func prefixText(_ value: JSONValue, _ line: [UInt8]) throws(LineError) -> String {
+    static func prefixText(_ value: JSONValue) throws(LineError) -> String {
         let given = keys.subtracting(["image", "prefix", "suffix"]).filter { value[$0] != nil }.sorted()
         if let prefix = value["prefix"]?.stringValue {
             guard given.isEmpty else {
@@ -235,7 +235,7 @@ public enum TrainingData {
         }
         if value["labels"] != nil && value["label"] != nil { throw .bad("give \"labels\" or \"label\", not both") }
         do {
-            return try JSONDecoder().decode(PaliGemmaTask.self, from: Data(line)).prompt
+            return try JSONValueDecoder().decode(PaliGemmaTask.self, from: value).prompt
         } catch {
             throw .bad("\(error)")
         }
