@@ -56,7 +56,9 @@ struct BPEEncoder: Sendable {
         var reverseMerges: [Int32: (Range<Int>, Range<Int>)] = [:]
     }
 
-    func encode(normalized text: [UInt8], into out: inout [Int32]) {
+    /// Appends the ids of `text`; `matcher` finds the frozen pieces (by default the user-defined ones).
+    func encode(normalized text: [UInt8], into out: inout [Int32], matcher: SymbolMatcher? = nil) {
+        let matcher = matcher ?? self.matcher
         text.withUnsafeBufferPointer { t in
             pieces.bytes.withUnsafeBufferPointer { pb in
                 pieces.starts.withUnsafeBufferPointer { ps in

@@ -16,6 +16,8 @@ public struct Tokenizer: Sendable {
         let allPieces: PieceTable
         let normalizer: Normalizer
         let encoder: BPEEncoder
+        /// User-defined, control and unknown pieces: what transformers matches whole in text.
+        let addedTokenMatcher: SymbolMatcher
         let decoderTable: DecoderTable
 
         init(_ model: TokenizerModel, file: String) throws {
@@ -42,6 +44,8 @@ public struct Tokenizer: Sendable {
             }
             self.allPieces = allPieces
             let matcher = SymbolMatcher(ids: userDefined, pieces: pieceBytes)
+            let special = reserved.filter { model.types[Int($0)] != .byte }
+            addedTokenMatcher = SymbolMatcher(ids: userDefined + special, pieces: pieceBytes)
             normalizer = Normalizer(settings: model.normalizer, matcher: matcher)
             var byteIDs = [Int32](repeating: -1, count: 256)
             for id in reserved where model.types[Int(id)] == .byte {
@@ -176,13 +180,18 @@ public struct Tokenizer: Sendable {
     ///
     /// User-defined pieces (`<image>`, `<locNNNN>`, `<segNNN>`, ...) are matched whole inside the text.
     /// Control pieces typed as text (`<bos>`, `<eos>`, `<pad>`) and `<unk>` are spelled with ordinary
-    /// pieces, as SentencePiece does; use `addBOS` / `addEOS` for the real ids.
-    public func encode(_ text: String, addBOS: Bool = false, addEOS: Bool = false) -> [Int32] {
+    /// pieces, as SentencePiece does; use `addBOS` / `addEOS` for the real ids. With
+    /// `matchControlPieces` they are matched whole too and give their own ids, as transformers'
+    /// tokenizer reads text (it matches every added token, special ones included): "a<eos>" is
+    /// `encode("a") + [eos]` then, where SentencePiece spells "<eos>" with "<", "e", ... pieces.
+    public func encode(_ text: String, addBOS: Bool = false, addEOS: Bool = false,
+                       matchControlPieces: Bool = false) -> [Int32] {
         var ids: [Int32] = []
         ids.reserveCapacity(text.utf8.count / 3 + 2)
         if addBOS, let bos = bosID { ids.append(bos) }
         let normalized = core.normalizer.normalize(Array(text.utf8))
-        core.encoder.encode(normalized: normalized, into: &ids)
+        core.encoder.encode(normalized: normalized, into: &ids,
+                            matcher: matchControlPieces ? core.addedTokenMatcher : nil)
         if addEOS, let eos = eosID { ids.append(eos) }
         return ids
     }

@@ -61,6 +61,36 @@ private let controlTexts = ["<bos>", "<eos>", "<pad>", "<unk>"]
         #expect(controlCases > 50, "the corpus must exercise control tokens typed as text")
     }
 
+    /// With `matchControlPieces`, control pieces typed as text become their ids as in transformers:
+    /// on every corpus string without a literal "▁" (the other documented difference) the ids equal
+    /// transformers', from both files; strings without control spellings are encoded as before.
+    @Test(arguments: Fixtures.gemmaModels)
+    func matchingControlPiecesMatchesTransformers(_ name: String) throws {
+        let corpus = try Fixtures.corpus()
+        let expected = try Fixtures.expected(name)
+        var report = MismatchReport()
+        var controlCases = 0
+        for tokenizer in [try Tokenizer(sentencePieceModel: Fixtures.modelURL(name)),
+                          try Tokenizer(tokenizerJSON: Fixtures.jsonURL(name))] {
+            for (i, text) in corpus.enumerated() where !text.contains("\u{2581}") {
+                let transformers = expected.transformers_ids_where_different[String(i)] ?? expected.sentencepiece_ids[i]
+                if controlTexts.contains(where: { text.contains($0) }) { controlCases += 1 }
+                report.check(tokenizer.encode(text, matchControlPieces: true), transformers,
+                             "\(name) \(tokenizer.source.rawValue) string \(i) \(text.debugDescription)")
+            }
+        }
+        #expect(controlCases > 100, "the corpus must exercise control tokens typed as text")
+        #expect(report.count == 0, "\(name) matchControlPieces vs transformers: \(report.summary)")
+
+        let tokenizer = try Tokenizer(sentencePieceModel: Fixtures.modelURL(name))
+        let (bos, eos, pad, unk) = (tokenizer.bosID ?? -1, tokenizer.eosID ?? -1, tokenizer.padID ?? -1, tokenizer.unkID ?? -1)
+        #expect(tokenizer.encode("a<eos>b<bos><pad><unk>", matchControlPieces: true)
+            == tokenizer.encode("a") + [eos] + tokenizer.encode("b") + [bos, pad, unk])
+        #expect(tokenizer.encode("<eos", matchControlPieces: true) == tokenizer.encode("<eos"))
+        #expect(tokenizer.encode("x<eos>", addBOS: true, addEOS: true, matchControlPieces: true)
+            == [bos] + tokenizer.encode("x") + [eos, eos])
+    }
+
     @Test(arguments: allModels)
     func decodeMatchesSentencePiece(_ name: String) throws {
         let expected = try Fixtures.expected(name)

@@ -1,0 +1,243 @@
+import Foundation
+import PaliGemmaJSON
+
+// Training data: JSONL files read and checked line by line, and examples built exactly as
+// transformers' `PaliGemmaProcessor(images=image, text=prefix, suffix=suffix)` builds them
+// (scripts/make_finetune_data_fixtures.py records what it returns; TrainingDataTests compares).
+//
+// What the processor does (transformers 5.24, processing_paligemma.py):
+//   first sequence   "<image>" x N + "<bos>" + prefix + "\n"        token_type_ids 0
+//   second sequence  suffix + "<eos>" (the eos text is appended)    token_type_ids 1
+//   labels           input_ids with -100 where token_type_ids == 0 (not shifted)
+// The second sequence is tokenized on its own: no `<bos>`, and no "▁" in front (Gemma's
+// tokenizer adds no dummy prefix), so `suffix` gives the ids `Tokenizer.encode(suffix)` gives.
+// transformers' tokenizer reads `<bos>`, `<eos>`, `<pad>` and `<unk>` typed in the text as those
+// tokens; `tokens` does too (`encode(_:matchControlPieces:)`), and `read` refuses such text.
+// Otherwise text is tokenized with SentencePiece's rules, as everywhere in this runtime; they
+// give transformers' ids except for a literal "▁" (U+2581) beside spaces and runs of spaces longer
+// than the tokenizer's longest "▁" run piece, where transformers' converted tokenizer disagrees
+// with SentencePiece itself (the fixture lists such pairs).
+
+/// One line of a training JSONL file.
+public struct TrainingRecord: Sendable, Equatable {
+    /// 1-based line number in the file.
+    public let line: Int
+    /// The image file; a relative path in the file is relative to the JSONL file's folder.
+    public let image: URL
+    /// The prompt: "prefix" as given, or the prompt of the task given in its place.
+    public let prefix: String
+    /// The target text (may be empty: the example then teaches `<eos>` alone, as transformers does).
+    public let suffix: String
+
+    public init(line: Int, image: URL, prefix: String, suffix: String) {
+        self.line = line
+        self.image = image
+        self.prefix = prefix
+        self.suffix = suffix
+    }
+}
+
+/// Reading training files and turning their lines into `TrainingExample`s.
+///
+/// A line is a JSON object, big_vision's fields:
+///
+///     {"image": "images/cat.jpg", "prefix": "caption en", "suffix": "a cat on a sofa"}
+///
+/// or, in place of "prefix", a task with the members batch requests use (`PaliGemmaTask`), whose
+/// prompt becomes the prefix:
+///
+///     {"image": "cat.jpg", "task": "detect", "labels": ["cat"], "suffix": "<loc0100><loc0200><loc0700><loc0800> cat"}
+///     {"image": "cat.jpg", "task": "answer", "question": "what is this?", "lang": "en", "suffix": "a cat"}
+///     {"image": "cat.jpg", "prompt": "caption en", "suffix": "a cat"}     ("prompt" is used as it is)
+///
+/// Checked, for every line before anything is returned (blank lines are skipped; every bad line
+/// is reported, each with its number):
+/// - the line is UTF-8 JSON, an object, without repeated keys;
+/// - every key is known: "image", "prefix", "suffix", and the task's "prompt", "task", "lang",
+///   "question", "answer", "labels", "label" (so a typo such as "sufix" is caught), each of its type
+///   (strings; "labels" a non-empty array of strings);
+/// - "image" is given, not empty, and names an existing file;
+/// - exactly one of "prefix" and a task ("task" or "prompt"); a task is known, has the members it
+///   needs and no member it does not use;
+/// - "suffix" is given. An empty suffix is accepted (transformers accepts it: the loss is then on
+///   `<eos>` alone), and so is an empty prefix (transformers' layout: image, `<bos>`, "\n");
+/// - neither text contains "<image>" (transformers' processor refuses it: the image token count
+///   no longer matches) nor `<bos>`, `<eos>`, `<pad>`, `<unk>` (transformers reads them as those
+///   tokens, not as text: an `<eos>` in a suffix would teach the model to stop there; the
+///   processor appends `<eos>` itself).
+/// Images are not decoded here: `example` decodes them, with `PaliGemmaError.input` naming the
+/// line and the file when one cannot be.
+public enum TrainingData {
+    /// Members a line may have.
+    static let keys: Set<String> = ["image", "prefix", "suffix", "prompt", "task", "lang", "question", "answer", "labels",
+                                    "label"]
+    /// Members each task reads (besides "task").
+    static let taskMembers: [String: Set<String>] = [
+        "caption": ["lang"], "describe": ["lang"], "ocr": [], "answer": ["question", "lang"],
+        "question": ["answer", "lang"], "detect": ["labels", "label"], "segment": ["label", "labels"],
+    ]
+    /// Text transformers' processor reads as tokens, not text (PaliGemma's tokenizer's spellings).
+    static let reservedSpellings = ["<image>", "<bos>", "<eos>", "<pad>", "<unk>"]
+    /// Bad lines listed in one error at most; the rest are counted.
+    static let reportedErrors = 20
+
+    /// Reads and checks every line before returning (blank lines skipped). Throws
+    /// `PaliGemmaError.io` when the file cannot be read, and one `PaliGemmaError.input` listing
+    /// every bad line as "<file>, line <n>: <reason>" (one line each; after 20, a count), or
+    /// saying the file holds no example.
+    public static func read(jsonl: URL) throws -> [TrainingRecord] {
+        let data: Data
+        do { data = try Data(contentsOf: jsonl) } catch {
+            throw PaliGemmaError.io(path: jsonl.path, reason: "cannot read: \(error.localizedDescription)")
+        }
+        var bytes = [UInt8](data)
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }  // a UTF-8 byte order mark
+        let base = jsonl.deletingLastPathComponent()
+        var records: [TrainingRecord] = []
+        var errors: [String] = []
+        var errorCount = 0
+        for (index, raw) in bytes.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated() {
+            var line = Array(raw)
+            if line.last == 0x0D { line.removeLast() }
+            guard line.contains(where: { ![0x20, 0x09, 0x0D].contains($0) }) else { continue }
+            do {
+                records.append(try record(line, number: index + 1, base: base))
+            } catch let LineError.bad(reason) {
+                errorCount += 1
+                if errors.count < reportedErrors { errors.append("\(jsonl.path), line \(index + 1): \(reason)") }
+            }
+        }
+        if errorCount > errors.count {
+            errors.append("\(jsonl.path): \(errorCount - errors.count) more bad lines")
+        }
+        guard errors.isEmpty else { throw PaliGemmaError.input(errors.joined(separator: "\n")) }
+        guard !records.isEmpty else {
+            throw PaliGemmaError.input("\(jsonl.path): no training examples (the file has no non-blank line)")
+        }
+        return records
+    }
+
+    /// Ids, labels and prefix length for `prefix` + `suffix`, as transformers'
+    /// `PaliGemmaProcessor(text=prefix, suffix=suffix)` builds them for this pipeline's model:
+    /// ids `<image>` x N, `<bos>`, prefix + "\n", suffix, `<eos>`; labels the ids with -100 on the
+    /// first N + 1 + |prefix + "\n"| positions (token_type_ids 0, counted by `prefixLength`), not
+    /// shifted. `<bos>`, `<eos>`, `<pad>`, `<unk>` typed in the text become those tokens, as in
+    /// transformers (`read(jsonl:)` refuses such text); a text holding "<image>", which
+    /// transformers refuses, gets the `<image>` id there. See the top of this file for where
+    /// transformers' tokenizer and SentencePiece's rules (followed here) disagree.
+    public static func tokens(prefix: String, suffix: String, pipeline: PaliGemmaPipeline)
+        -> (ids: [Int], labels: [Int], prefixLength: Int)
+    {
+        let tokenizer = pipeline.tokenizer
+        let config = pipeline.model.config
+        let first = [Int](repeating: config.imageTokenIndex, count: config.numImageTokens) + [Int(tokenizer.bosID ?? 2)]
+            + tokenizer.encode(prefix + "\n", matchControlPieces: true).map(Int.init)
+        let second = tokenizer.encode(suffix, matchControlPieces: true).map(Int.init) + [pipeline.eosID]
+        return (first + second, [Int](repeating: -100, count: first.count) + second, first.count)
+    }
+
+    /// The whole example: the image decoded and preprocessed as for inference (EXIF orientation
+    /// not applied, as Pillow and so transformers do), plus `tokens(...)`. An image that cannot be
+    /// decoded throws `PaliGemmaError.input` naming the line and the file.
+    public static func example(_ record: TrainingRecord, pipeline: PaliGemmaPipeline) throws -> TrainingExample {
+        let pixels: [Float]
+        do {
+            pixels = try pipeline.pixelValues(ImageDecoder.decode(contentsOf: record.image))
+        } catch {
+            throw PaliGemmaError.input("line \(record.line): \(error)")
+        }
+        let t = tokens(prefix: record.prefix, suffix: record.suffix, pipeline: pipeline)
+        return TrainingExample(pixels: pixels, ids: t.ids, labels: t.labels, prefixLength: t.prefixLength)
+    }
+
+    // MARK: One line
+
+    enum LineError: Error { case bad(String) }
+
+    static func record(_ line: [UInt8], number: Int, base: URL) throws(LineError) -> TrainingRecord {
+        guard String(validating: line, as: UTF8.self) != nil else { throw .bad("not UTF-8 text") }
+        let value: JSONValue
+        do { value = try JSONParser.parse(line, rejectDuplicateKeys: true) } catch {
+            throw .bad("not JSON: \(error)")
+        }
+        guard let members = value.objectValue else { throw .bad("not a JSON object (got \(value.typeName))") }
+        let unknown = members.map(\.key).filter { !keys.contains($0) }
+        if !unknown.isEmpty {
+            throw .bad("unknown key\(unknown.count == 1 ? "" : "s") \(unknown.map(jsonQuoted).joined(separator: ", ")) "
+                + "(a line has \"image\", \"prefix\" or a task, and \"suffix\")")
+        }
+        func string(_ key: String) throws(LineError) -> String? {
+            guard let v = value[key] else { return nil }
+            guard let s = v.stringValue else { throw .bad("\(jsonQuoted(key)) must be a string, got \(v.typeName)") }
+            return s
+        }
+        for (key, v) in members {
+            if key != "labels" {
+                _ = try string(key)
+            } else if let items = v.arrayValue, !items.isEmpty {
+                if let item = items.first(where: { $0.stringValue == nil }) {
+                    throw .bad("\"labels\" must hold strings, got \(item.typeName)")
+                }
+            } else {
+                throw .bad("\"labels\" must be a non-empty array of strings, got \(v.arrayValue == nil ? v.typeName : "[]")")
+            }
+        }
+
+        guard let image = try string("image") else { throw .bad("missing \"image\" (the image file's path)") }
+        guard !image.isEmpty else { throw .bad("\"image\" is empty") }
+        let url = (image.hasPrefix("/") ? URL(fileURLWithPath: image) : base.appendingPathComponent(image))
+            .standardizedFileURL
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
+            throw .bad("image file \(url.path) does not exist")
+        }
+        guard !isDirectory.boolValue else { throw .bad("image \(url.path) is a folder, not a file") }
+
+        let prefix = try prefixText(value)
+        guard let suffix = try string("suffix") else { throw .bad("missing \"suffix\" (the target text)") }
+        for (name, text) in [("the prefix", prefix), ("\"suffix\"", suffix)] {
+            if let s = reservedSpellings.first(where: { text.contains($0) }) {
+                throw .bad(s == "<image>"
+                    ? "\(name) contains \"<image>\", the image placeholder (transformers' processor refuses it too)"
+                    : "\(name) contains \"\(s)\", which transformers reads as the \(s) token, not as text"
+                        + (s == "<eos>" ? " (the suffix gets its <eos> added)" : ""))
+            }
+        }
+        return TrainingRecord(line: number, image: url, prefix: prefix, suffix: suffix)
+    }
+
+    /// The prefix: "prefix" as given, or the prompt of the task in its place.
+    static func prefixText(_ value: JSONValue) throws(LineError) -> String {
+        let given = keys.subtracting(["image", "prefix", "suffix"]).filter { value[$0] != nil }.sorted()
+        if let prefix = value["prefix"]?.stringValue {
+            guard given.isEmpty else {
+                throw .bad("both \"prefix\" and task members (\(given.map(jsonQuoted).joined(separator: ", "))) given: use one")
+            }
+            return prefix
+        }
+        if let prompt = value["prompt"]?.stringValue {
+            let others = given.filter { $0 != "prompt" }
+            guard others.isEmpty else {
+                throw .bad("\"prompt\" is used as it is: \(others.map(jsonQuoted).joined(separator: ", ")) cannot go with it")
+            }
+            return prompt
+        }
+        guard let task = value["task"]?.stringValue else {
+            if given.isEmpty { throw .bad("needs \"prefix\" (the prompt) or a task (\"task\" or \"prompt\")") }
+            throw .bad("\(given.map(jsonQuoted).joined(separator: ", ")) without \"task\"")
+        }
+        guard let uses = taskMembers[task] else {
+            throw .bad("unknown task \(jsonQuoted(task)) (one of \(PaliGemmaTask.names.joined(separator: ", ")))")
+        }
+        let unused = given.filter { $0 != "task" && !uses.contains($0) }
+        guard unused.isEmpty else {
+            throw .bad("task \(jsonQuoted(task)) does not use \(unused.map(jsonQuoted).joined(separator: ", "))")
+        }
+        if value["labels"] != nil && value["label"] != nil { throw .bad("give \"labels\" or \"label\", not both") }
+        do {
+            return try JSONValueDecoder().decode(PaliGemmaTask.self, from: value).prompt
+        } catch {
+            throw .bad("\(error)")
+        }
+    }
+}
