@@ -218,3 +218,21 @@ extension TrainingTrajectoryTests {
         #expect(throws: PaliGemmaError.self) { try Trainer(model: TrainableModel(model: model, method: .lora(LoRAConfig(targets: ["nothing"]))), options: options, exampleCount: 10) }
     }
 }
+
+extension TrainingGradientTests {
+    @Test("evaluation's teacher-forced loss (the inference path) equals PyTorch's loss of the base model", arguments: ["pg1", "pg2"])
+    func evaluationLoss(name: String) throws {
+        let ref = try Self.fixture("\(name)-attention")  // the attention fixtures start from the checkpoint as it is
+        let model = try PaliGemmaModel(directory: Fixtures.model("\(name)-f32"))
+        var sum = 0.0, count = 0
+        for e in try Self.examples(ref) {
+            let (s, n) = try Evaluation.loss(e, model: model)
+            sum += s
+            count += n
+        }
+        let want = Double(try ref.tensor("loss.tokens").floats()[0])
+        let rel = abs(sum / Double(count) - want) / want
+        print("[\(name)] evaluation loss \(sum / Double(count)) vs PyTorch \(want): relative |diff| \(rel)")
+        #expect(rel <= Self.lossBound)
+    }
+}
