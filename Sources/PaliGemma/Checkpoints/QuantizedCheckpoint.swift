@@ -1,9 +1,4 @@
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Writes an int8 (or 4-bit) copy of a checkpoint folder, quantized once, that loads without
 /// any work (memory-mapped like any folder): `paligemma quantize [--bits 4]`.
@@ -131,9 +126,8 @@ public enum QuantizedCheckpoint {
                       progress: (Int, Int) -> Void = { _, _ in }) throws -> Summary {
         guard bits == 8 || bits == 4 else { throw PaliGemmaError.input("bits must be 8 or 4, not \(bits)") }
         let start = Date()
-        let fm = FileManager.default
         let destination = output.standardizedFileURL
-        try checkDestination(destination, source: source.directory)
+        try StagedFolder.checkDestination(destination, source: source.directory, overwrite: false)
         for file in source.files {
             if let mark = file.metadata[metadataKey] {
                 throw PaliGemmaError.safetensors(path: file.path, tensor: nil,
@@ -191,20 +185,7 @@ public enum QuantizedCheckpoint {
             shardBytes += unit.bytes
         }
 
-        let parent = destination.deletingLastPathComponent()
-        do {
-            try fm.createDirectory(at: parent, withIntermediateDirectories: true)
-        } catch {
-            throw PaliGemmaError.io(path: parent.path, reason: "cannot create: \(error.localizedDescription)")
-        }
-        let temporary = parent.appendingPathComponent(".\(destination.lastPathComponent).partial-\(UUID().uuidString.prefix(8))")
-        do {
-            try fm.createDirectory(at: temporary, withIntermediateDirectories: false)
-        } catch {
-            throw PaliGemmaError.io(path: temporary.path, reason: "cannot create: \(error.localizedDescription)")
-        }
-        var finished = false
-        defer { if !finished { try? fm.removeItem(at: temporary) } }
+        let folder = try StagedFolder(destination: destination, source: source.directory)
 
         let total = units.reduce(0) { $0 + $1.bytes }
         var written = 0
@@ -216,12 +197,12 @@ public enum QuantizedCheckpoint {
             let layout = shard.flatMap(\.tensors).sorted {
                 $0.dtype.size != $1.dtype.size ? $0.dtype.size > $1.dtype.size : $0.name < $1.name
             }
-            let writer = try SafetensorsStreamWriter(path: temporary.appendingPathComponent(shardName).path, tensors: layout,
+            let writer = try SafetensorsStreamWriter(path: folder.file(shardName).path, tensors: layout,
                                                      metadata: ["format": "pt", metadataKey: bits == 4 ? metadataValueInt4 : metadataValueInt8])
             for unit in shard {
                 switch unit {
                 case let .copy(name, tensor):
-                    try copy(tensor, as: name, into: writer, chunkBytes: chunkBytes) { written += $0; progress(written, total) }
+                    try CheckpointFolder.copy(tensor, as: name, into: writer, chunkBytes: chunkBytes) { written += $0; progress(written, total) }
                 case let .quantize(name, tensor, bits):
                     try quantize(tensor, as: name, bits: bits, into: writer, chunkBytes: chunkBytes) { written += $0; progress(written, total) }
                 }
@@ -231,76 +212,21 @@ public enum QuantizedCheckpoint {
         }
         if shards.count > 1 {
             try SafetensorsIndex.write(weightMap: weightMap, totalSize: total,
-                                       to: temporary.appendingPathComponent(SafetensorsIndex.fileName))
+                                       to: folder.file(SafetensorsIndex.fileName))
         }
-        let files = try copyOtherFiles(of: source, into: temporary)
+        let files = try CheckpointFolder.copyOtherFiles(of: source, into: folder.temporary)
 
         // The copy must load strictly, as stored int8 or 4-bit, before it takes the output's name
         // (config.json is the source's, already checked as the caller asked).
-        let check = try PaliGemmaModel(checkpoint: Checkpoint(directory: temporary))
+        let check = try PaliGemmaModel(checkpoint: Checkpoint(directory: folder.temporary))
         guard check.weightFormat == (bits == 4 ? .int4Stored : .int8Stored) else {
             throw PaliGemmaError.weights(tensor: targets.first?.name ?? "", reason: "the written folder does not load as int\(bits)")
         }
-        guard rename(temporary.path, destination.path) == 0 else {
-            throw PaliGemmaError.io(path: destination.path,
-                reason: "cannot move the finished folder into place: \(String(cString: strerror(errno)))")
-        }
-        finished = true
+        try folder.commit()
         return Summary(output: destination, bits: bits, tensorsQuantized: units.filter { if case .quantize = $0 { true } else { false } }.count,
                        tensorsCopied: units.filter { if case .copy = $0 { true } else { false } }.count,
                        tensorsDropped: dropped, filesCopied: files, shards: shards.count,
                        bytesIn: source.dataBytes, bytesOut: total, seconds: Date().timeIntervalSince(start))
-    }
-
-    /// Refuses an output that exists and is not an empty folder, or that is (or lies inside)
-    /// the source folder.
-    static func checkDestination(_ destination: URL, source: URL) throws {
-        let fm = FileManager.default
-        let (out, input) = (resolvedPath(destination), resolvedPath(source))
-        if out == input || out.hasPrefix(input.hasSuffix("/") ? input : input + "/") {
-            throw PaliGemmaError.io(path: destination.path,
-                reason: "is the checkpoint folder being quantized or lies inside it (\(source.path)); choose another output folder")
-        }
-        var isDirectory: ObjCBool = false
-        if fm.fileExists(atPath: destination.path, isDirectory: &isDirectory) {
-            guard isDirectory.boolValue else {
-                throw PaliGemmaError.io(path: destination.path, reason: "exists and is not a folder; refusing to overwrite it")
-            }
-            let contents = (try? fm.contentsOfDirectory(atPath: destination.path)) ?? ["?"]
-            guard contents.isEmpty else {
-                throw PaliGemmaError.io(path: destination.path, reason: "exists and is not empty; refusing to overwrite it")
-            }
-        }
-    }
-
-    /// The path with symbolic links resolved as far as it exists.
-    static func resolvedPath(_ url: URL) -> String {
-        var existing = url.standardizedFileURL.path
-        var rest: [String] = []
-        while !FileManager.default.fileExists(atPath: existing), existing != "/", !existing.isEmpty {
-            rest.insert((existing as NSString).lastPathComponent, at: 0)
-            existing = (existing as NSString).deletingLastPathComponent
-        }
-        var base = existing
-        if let real = realpath(existing, nil) {
-            base = String(cString: real)
-            free(real)
-        }
-        return rest.reduce(base) { ($0 as NSString).appendingPathComponent($1) }
-    }
-
-    /// Copies a tensor's bytes in pieces, releasing the source's pages after each.
-    private static func copy(_ t: Tensor, as name: String, into writer: SafetensorsStreamWriter, chunkBytes: Int, wrote: (Int) -> Void) throws {
-        guard let p = t.pointer else { throw PaliGemmaError.weights(tensor: name, reason: "has no data") }
-        var done = 0
-        while done < t.byteCount {
-            let n = min(max(chunkBytes, 1), t.byteCount - done)
-            try writer.write(name, at: done, UnsafeRawBufferPointer(start: p + done, count: n))
-            t.storage?.releasePages(offset: t.offset + done, count: n)
-            done += n
-            wrote(n)
-        }
-        Ops.releasePages(t)
     }
 
     /// Quantizes a matrix a block of rows at a time (rows are quantized independently, so the
@@ -336,41 +262,5 @@ public enum QuantizedCheckpoint {
             r += n
             wrote(n * (weightRowBytes + scaleRowBytes))
         }
-    }
-
-    /// Copies every file of the source folder that is not a weight file (following symbolic
-    /// links, as in the hub cache; hidden files and sub-folders are skipped). Returns the names.
-    private static func copyOtherFiles(of source: Checkpoint, into folder: URL) throws -> [String] {
-        let fm = FileManager.default
-        let weightFiles = Set(source.files.map { ($0.path as NSString).lastPathComponent })
-        let names: [String]
-        do {
-            names = try fm.contentsOfDirectory(atPath: source.directory.path).sorted()
-        } catch {
-            throw PaliGemmaError.io(path: source.directory.path, reason: "cannot list: \(error.localizedDescription)")
-        }
-        var copied: [String] = []
-        for name in names where !name.hasPrefix(".") && !weightFiles.contains(name) && !isWeightFileName(name) {
-            let url = source.directory.appendingPathComponent(name)
-            let target = url.resolvingSymlinksInPath()
-            var isDirectory: ObjCBool = false
-            guard fm.fileExists(atPath: target.path, isDirectory: &isDirectory) else {
-                throw PaliGemmaError.io(path: url.path, reason: "cannot copy: it is a broken link or vanished")
-            }
-            if isDirectory.boolValue { continue }
-            do {
-                try fm.copyItem(at: target, to: folder.appendingPathComponent(name))
-            } catch {
-                throw PaliGemmaError.io(path: url.path, reason: "cannot copy: \(error.localizedDescription)")
-            }
-            copied.append(name)
-        }
-        return copied
-    }
-
-    /// Names a checkpoint's weights use: `model.safetensors`, the index, `model-*-of-*.safetensors`.
-    static func isWeightFileName(_ name: String) -> Bool {
-        name == "model.safetensors" || name == SafetensorsIndex.fileName
-            || (name.hasPrefix("model-") && name.contains("-of-") && name.hasSuffix(".safetensors"))
     }
 }
