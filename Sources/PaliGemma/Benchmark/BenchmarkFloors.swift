@@ -47,7 +47,7 @@ public struct BenchmarkFloors: Codable, Sendable {
         let n = Double(vision.numPatches)
         let visionMatrices = model.vision.layers.flatMap { $0.attention.matrices + $0.mlp.matrices }
         let visionAttention = 4 * n * n * Double(vision.hiddenSize * vision.numHiddenLayers)
-        let visionFLOPs = 2 * n * (params(visionMatrices) + Double(model.vision.embeddings.patchWeight.count)
+        let visionFLOPs = 2 * n * (params(visionMatrices) + Double(model.vision.embeddings.patch.weight.count)
             + Double(model.projector.weight.count)) + visionAttention
 
         readBandwidthGBs = bandwidth

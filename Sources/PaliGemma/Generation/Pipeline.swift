@@ -71,12 +71,14 @@ public final class PaliGemmaPipeline: Sendable {
     public let directory: URL
     public let loadSeconds: Double
 
+    /// Loads the checkpoint folder `directory` (with a PEFT LoRA adapter folder applied when
+    /// `adapter` is given), its tokenizer and preprocessor.
     public init(directory: URL, configStrictness: ConfigStrictness = .lenient, quantization: Quantization = .none,
-                resize: ResizeFilter? = nil) throws {
+                resize: ResizeFilter? = nil, adapter: URL? = nil) throws {
         let start = Date()
         self.directory = directory
         model = try PaliGemmaModel(directory: directory, configStrictness: configStrictness,
-                                   quantization: quantization)
+                                   quantization: quantization, adapter: adapter)
         tokenizer = try Tokenizer.load(directory: directory)
         let size = model.config.visionConfig.imageSize
         let configURL = directory.appendingPathComponent("preprocessor_config.json")

@@ -25,15 +25,22 @@ public final class PaliGemmaModel: Sendable {
     /// int8 or 4-bit at load, or stored int8 or 4-bit in the folder.
     public let weightFormat: WeightFormat
 
+    /// The settings of the LoRA adapter applied to its linear layers (y += s · B (A x)) and
+    /// the folder it came from, if loaded with one.
+    public let adapterConfig: LoRAAdapterConfig?
+    public let adapterDirectory: URL?
+
     /// Loads a checkpoint folder strictly: every tensor must be used and have the expected shape.
-    public convenience init(directory: URL, configStrictness: ConfigStrictness = .lenient, quantization: Quantization = .none) throws {
+    /// With `adapter` (a PEFT LoRA adapter folder), every adapter tensor must fit a linear layer.
+    public convenience init(directory: URL, configStrictness: ConfigStrictness = .lenient, quantization: Quantization = .none,
+                            adapter: URL? = nil) throws {
         let checkpoint = try Checkpoint(directory: directory, configStrictness: configStrictness)
-        try self.init(checkpoint: checkpoint, quantization: quantization)
+        try self.init(checkpoint: checkpoint, quantization: quantization, adapter: try adapter.map(LoRAAdapter.init(directory:)))
     }
 
-    /// Builds the model from an opened checkpoint, strictly (see `init(directory:)`).
-    public convenience init(checkpoint: Checkpoint, quantization: Quantization = .none) throws {
-        let loader = WeightLoader(checkpoint: checkpoint, quantization: quantization)
+    /// Builds the model from an opened checkpoint (and adapter), strictly (see `init(directory:)`).
+    public convenience init(checkpoint: Checkpoint, quantization: Quantization = .none, adapter: LoRAAdapter? = nil) throws {
+        let loader = WeightLoader(checkpoint: checkpoint, quantization: quantization, adapter: adapter)
         try self.init(config: checkpoint.config, loader: loader, directory: checkpoint.directory)
         try loader.verifyAllUsed()
     }
@@ -41,6 +48,8 @@ public final class PaliGemmaModel: Sendable {
     init(config: PaliGemmaConfig, loader: WeightLoader, directory: URL?) throws {
         self.config = config
         self.directory = directory
+        adapterConfig = loader.adapter?.config
+        adapterDirectory = loader.adapter?.directory
         let w = loader.root
         vision = try SigLIPVisionTower(w("vision_tower.vision_model"), config: config.visionConfig)
         projector = try Linear(w("multi_modal_projector.linear"), inFeatures: config.visionConfig.hiddenSize,

@@ -8,18 +8,20 @@
 /// Patch embedding (a PxP convolution with stride P, as a matrix multiply) plus positions.
 struct SigLIPEmbeddings: Sendable {
     let config: SigLIPConfig
-    /// `patch_embedding.weight` [D, C, P, P] viewed as [D, C·P·P]; `.bias` [D].
-    let patchWeight: Tensor
-    let patchBias: [Float]
+    /// `patch_embedding.weight` [D, C, P, P] viewed as [D, C·P·P] (a linear layer over the
+    /// patches, with an adapter's [R, C, P, P] convolution viewed the same way); `.bias` [D].
+    let patch: Linear
     /// `position_embedding.weight` [N, D].
     let position: Tensor
 
     init(_ w: Weights, config c: SigLIPConfig) throws {
         config = c
-        let conv = try w("patch_embedding").tensor("weight", shape: [c.hiddenSize, c.numChannels, c.patchSize, c.patchSize])
-        patchWeight = Tensor(storage: conv.storage, offset: conv.offset,
-                             shape: [c.hiddenSize, c.numChannels * c.patchSize * c.patchSize], dtype: conv.dtype)
-        patchBias = try w("patch_embedding").vector("bias", count: c.hiddenSize)
+        let pw = w("patch_embedding"), kernel = [c.numChannels, c.patchSize, c.patchSize]
+        let conv = try pw.tensor("weight", shape: [c.hiddenSize] + kernel)
+        let columns = kernel.reduce(1, *)
+        patch = Linear(weight: .dense(Tensor(storage: conv.storage, offset: conv.offset, shape: [c.hiddenSize, columns], dtype: conv.dtype)),
+                       bias: try pw.vector("bias", count: c.hiddenSize),
+                       lora: try w.loader.lora(pw.prefix, inFeatures: columns, outFeatures: c.hiddenSize, kernel: kernel))
         position = try w("position_embedding").tensor("weight", shape: [c.numPatches, c.hiddenSize])
     }
 
@@ -28,7 +30,7 @@ struct SigLIPEmbeddings: Sendable {
         let (p, ch, s) = (config.patchSize, config.numChannels, config.imageSize)
         // im2col: row (gy·G + gx), column (c·P + ky)·P + kx — the order of the conv weight.
         let patches = Ops.patches(pixels, channels: ch, size: s, patch: p)
-        let x = Ops.linear(patches, patchWeight, bias: patchBias)
+        let x = patch(patches)
         let pos = Matrix(rows: x.rows, cols: x.cols)
         for r in 0..<pos.rows { Ops.gatherRow(position, r, into: pos, row: r) }
         Ops.add(x, pos)

@@ -57,8 +57,14 @@ public struct QuantizableMatrix: Sendable, Equatable {
 /// kernels' PG_Q4 layout, see `MatrixWeight.int4`) and `<name>.weight_scale` F16
 /// [out, in / 32], the group scales. Either every such matrix is stored quantized, one way,
 /// or none is; I8 or U8 anywhere else is an error.
+///
+/// With a LoRA adapter, each linear layer takes the adapter's term for its module (canonical
+/// path, e.g. `language_model.model.layers.0.self_attn.q_proj`), its shapes checked against the
+/// layer's; `verifyAllUsed()` rejects an adapter module that no layer took.
 public final class WeightLoader {
     let checkpoint: Checkpoint?
+    let adapter: LoRAAdapter?
+    private var adapterUsed: Set<String> = []
     let metaDType: DType
     public let quantization: Quantization
     private(set) var used: Set<String> = []
@@ -75,15 +81,17 @@ public final class WeightLoader {
     /// Suffix of the row-scale tensor that goes with a stored int8 weight.
     public static let scaleSuffix = "_scale"
 
-    public init(checkpoint: Checkpoint, quantization: Quantization = .none) {
+    public init(checkpoint: Checkpoint, quantization: Quantization = .none, adapter: LoRAAdapter? = nil) {
         self.checkpoint = checkpoint
         metaDType = .float32
         self.quantization = quantization
+        self.adapter = adapter
     }
 
     /// Shape-only loading.
     public init(shapesOnly dtype: DType = .bfloat16) {
         checkpoint = nil
+        adapter = nil
         metaDType = dtype
         quantization = .none
     }
@@ -227,6 +235,23 @@ public final class WeightLoader {
         }
     }
 
+    /// The adapter's term for the linear layer `module` [out, in] (a convolution's when `kernel`
+    /// gives its [C, kh, kw]), or nil when the adapter has none for it.
+    func lora(_ module: String, inFeatures: Int, outFeatures: Int, kernel: [Int]? = nil) throws -> LoRATerm? {
+        guard let adapter, let m = adapter.modules[module] else { return nil }
+        let r = m.rank
+        let (aShape, bShape) = ([r] + (kernel ?? [inFeatures]), [outFeatures, r] + (kernel == nil ? [] : [1, 1]))
+        let what = kernel == nil ? "the linear layer '\(module)' [\(outFeatures), \(inFeatures)]" : "the convolution '\(module)' [\(outFeatures)] + \(kernel ?? [])"
+        guard m.aShape == aShape else {
+            throw PaliGemmaError.weights(tensor: m.aKey, reason: "has shape \(m.aShape); for \(what) lora_A must be \(aShape)")
+        }
+        guard m.bShape == bShape else {
+            throw PaliGemmaError.weights(tensor: m.bKey, reason: "has shape \(m.bShape); for \(what) lora_B must be \(bShape)")
+        }
+        adapterUsed.insert(module)
+        return LoRATerm(m, scale: adapter.config.scale)
+    }
+
     /// A small parameter (norm scale, bias) converted to float32.
     func vector(_ name: String, count: Int) throws -> [Float] {
         let t = try tensor(name, shape: [count])
@@ -238,7 +263,14 @@ public final class WeightLoader {
 
     /// Throws if the checkpoint holds a tensor the model did not take.
     /// Throws too if some of the matrices int8 covers are stored int8 and others are not.
+    /// Throws too if the adapter has a module no linear layer took.
     public func verifyAllUsed() throws {
+        if let adapter, let (module, m) = adapter.modules.sorted(by: { $0.key < $1.key }).first(where: { !adapterUsed.contains($0.key) }) {
+            let reason = module == "language_model.lm_head"
+                ? "adapts the output projection, which is not supported (its weight is the tied embedding)"
+                : "adapts '\(module)', which is not a linear layer of this model (adapters attach to the linear layers of the vision tower, projector and decoder)"
+            throw PaliGemmaError.weights(tensor: m.aKey, reason: reason)
+        }
         guard let checkpoint else { return }
         if let int8 = storedInt8.first, let int4 = storedInt4.first {
             // Name one of the fewer kind: the odd one out.

@@ -171,7 +171,7 @@ public final class TrainableModel: @unchecked Sendable {
         }
         let vt = model.vision, vp = "vision_tower.vision_model"
         let e = vt.embeddings
-        patch = lin(vp + ".embeddings.patch_embedding", Linear(weight: .dense(e.patchWeight), bias: e.patchBias))
+        patch = lin(vp + ".embeddings.patch_embedding", e.patch)
         position = full ? Parameter(name: vp + ".embeddings.position_embedding.weight", shape: e.position.shape, values: e.position.floats()) : nil
         visionLayers = vt.layers.enumerated().map { i, l in
             let p = "\(vp).encoder.layers.\(i)"
