@@ -50,10 +50,10 @@ public struct LoRAConfig: Sendable, Equatable {
 
     public var scale: Float { rslora ? alpha / Float(rank).squareRoot() : alpha / Float(rank) }
 
-    /// Whether the module at `path` (e.g. `language_model.model.layers.0.self_attn.q_proj`) gets an adapter.
+    /// Whether the module at `path` (e.g. `language_model.model.layers.0.self_attn.q_proj`) gets an
+    /// adapter: PEFT's rule, the path equals a target or ends with "." + target.
     public func matches(_ path: String) -> Bool {
-        let last = path.split(separator: ".").last.map(String.init) ?? path
-        return targets.contains(last) || targets.contains(path)
+        targets.contains { path == $0 || path.hasSuffix("." + $0) }
     }
 }
 
@@ -68,7 +68,9 @@ public enum TrainingMethod: Sendable, Equatable {
 }
 
 /// A linear layer as training runs it: y = x · Wᵀ + b with W the frozen base (as stored) or its
-/// trained float32 copy, plus s · (x · Aᵀ) · Bᵀ with a LoRA adapter.
+/// trained float32 copy, plus s · (x · Aᵀ) · Bᵀ with a LoRA adapter. An adapter the loaded model
+/// already applies (`PaliGemmaModel(adapter:)`) is part of the frozen base (and merged into a
+/// trained copy of W).
 final class TrainLinear {
     let path: String
     let base: Linear
@@ -88,7 +90,7 @@ final class TrainLinear {
         self.path = path
         self.base = base
         let (o, i) = (base.weight.rows, base.weight.cols)
-        weight = trainWeights ? Parameter(name: path + ".weight", shape: [o, i], values: base.weight.floats()) : nil
+        weight = trainWeights ? Parameter(name: path + ".weight", shape: [o, i], values: base.mergedFloats()) : nil
         bias = trainWeights ? base.bias.map { Parameter(name: path + ".bias", shape: [o], values: $0) } : nil
         if let lora {
             // kaiming_uniform_(a=√5) as PEFT (nn.Linear's default): bound 1/√I.
@@ -130,7 +132,7 @@ final class TrainLinear {
         if let weight { Ops.add(weight.grad, Ops.matmulTransposedA(dy, saved.x)) }
         if let bias { Ops.addColumnSums(dy, into: bias.grad.data) }
         var dx: Matrix?
-        if needInput { dx = weight.map { Ops.matmul(dy, $0.value) } ?? Ops.linearBackwardInput(dy, base.weight) }
+        if needInput { dx = weight.map { Ops.matmul(dy, $0.value) } ?? base.backwardInput(dy) }
         if let loraA, let loraB, let h = saved.h {
             Ops.addScaled(loraB.grad, Ops.matmulTransposedA(dy, h), loraScale)  // dB = s · dyᵀ h
             let dh = Ops.matmul(dy, loraB.value)  // [T, R]
