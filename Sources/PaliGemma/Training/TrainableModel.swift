@@ -265,7 +265,7 @@ public final class TrainableModel: @unchecked Sendable {
             guard example.pixels.count == model.pixelCount else {
                 throw PaliGemmaError.input("pixel values: got \(example.pixels.count) floats, expected \(model.pixelCount)")
             }
-            if trainsVision && backward {
+            if trainsVision {  // trained vision parameters count in evaluation too
                 let v = c.visionConfig
                 let (x0, ps) = patch.forward(Ops.patches(example.pixels, channels: v.numChannels, size: v.imageSize, patch: v.patchSize))
                 _ = ps
