@@ -6,6 +6,8 @@ import PaliGemmaJSON
 /// Options every generating command shares.
 struct GenerationArguments: ParsableArguments {
     @Option(help: "Checkpoint folder (or a hub id already in the local cache).") var model: String
+    @Option(help: "PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors, as PEFT or `paligemma finetune` writes it) applied to the model.")
+    var adapter: String?
     @Option(help: "Image file (JPEG, PNG, PPM/PGM), or - to read it from standard input.") var image: String?
     @Option(name: .customLong("max-tokens"), help: "Most tokens to generate.") var maxTokens = 128
     @Option(help: "Sampling temperature; 0 is greedy (the default).") var temperature: Float = 0
@@ -39,7 +41,8 @@ struct GenerationArguments: ParsableArguments {
     func loadPipeline() throws -> PaliGemmaPipeline {
         if let threads { Kernels.threads = threads }
         let pipeline = try PaliGemmaPipeline(directory: try modelURL(model), configStrictness: configKeys.strictness,
-                                             quantization: Quantization(rawValue: quantize) ?? .none)
+                                             quantization: Quantization(rawValue: quantize) ?? .none,
+                                             adapter: try adapter.map(modelURL))
         configKeys.warnAboutUnknownKeys(pipeline.model.config)
         return pipeline
     }
@@ -109,6 +112,7 @@ struct Generate: ParsableCommand {
           paligemma generate --model ~/models/paligemma-3b-mix-224 --image cat.jpg --prompt "caption en"
           cat photo.png | paligemma generate --model M --image - --prompt "answer en how many dogs?" --json
           paligemma generate --model M --image cat.jpg --prompt "caption en" --dump run.safetensors
+          paligemma generate --model M --adapter my-lora --image cat.jpg --prompt "caption en"
           paligemma generate --model M --batch requests.jsonl --output results.jsonl
         """
     )
