@@ -45,26 +45,17 @@ import os
 import shutil
 import sys
 
-import numpy as np
 import torch
-import transformers
-import peft
-import safetensors
 from safetensors import safe_open
 from safetensors.torch import save_file, load_file
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PaliGemmaForConditionalGeneration
 
-PINNED = {"torch": "2.13.0+cpu", "transformers": "5.24.0", "peft": "0.21.2", "safetensors": "0.8.0",
-          "numpy": "2.4.6"}
-VERSIONS = {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
-            "safetensors": safetensors.__version__, "numpy": np.__version__}
-for mod, want in PINNED.items():
-    if VERSIONS[mod] != want:
-        print(f"warning: {mod} {VERSIONS[mod]} differs from the pinned {want}", file=sys.stderr)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The pins, the version check, the tiny models' folder and the 5.x -> hub name mapping are the
+# fine-tuning fixtures' (importing that script runs no generator).
+from make_finetune_fixtures import VERSIONS, FIXTURES, hub_name as hub_name_5x  # noqa: E402
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-FIXTURES = os.path.join(ROOT, "Tests", "PaliGemmaTests", "Fixtures")
 OUT = os.path.join(FIXTURES, "adapters")
 
 BOS, EOS, NEWLINE = 2, 1, 108
@@ -83,20 +74,11 @@ B_SCALE = 0.5  # lora_B after init_lora_weights=False (kaiming-uniform, bound 1/
 
 
 def hub_name(name):
-    """A PEFT / transformers 5.24 module or key name -> the hub's transformers 4.x spelling."""
-    if name.startswith("base_model.model."):
-        name = name[len("base_model.model."):]
-    name = name.replace(".lora_A.default.", ".lora_A.").replace(".lora_B.default.", ".lora_B.")
-    for old, new in (("model.vision_tower.vision_model.", "vision_tower.vision_model."),
-                     ("model.vision_tower.", "vision_tower.vision_model."),
-                     ("model.language_model.", "language_model.model."),
-                     ("model.multi_modal_projector.", "multi_modal_projector."),
-                     ("language_model.model.", "language_model.model."),
-                     ("vision_tower.vision_model.", "vision_tower.vision_model."),
-                     ("multi_modal_projector.", "multi_modal_projector.")):
-        if name.startswith(old):
-            return new + name[len(old):]
-    raise ValueError(f"unexpected name {name}")
+    """A PEFT key or parameter name in either spelling -> the hub's transformers 4.x spelling."""
+    bare = name[len("base_model.model."):] if name.startswith("base_model.model.") else name
+    if bare.startswith(("language_model.model.", "vision_tower.vision_model.", "multi_modal_projector.")):
+        return bare
+    return hub_name_5x(name)
 
 
 def base_folder(key):

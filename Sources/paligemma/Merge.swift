@@ -25,24 +25,9 @@ struct Merge: ParsableCommand {
     @OptionGroup var configKeys: ConfigKeyArguments
 
     func run() throws {
-        do {
-            let checkpoint = try Checkpoint(directory: try modelURL(model), configStrictness: configKeys.strictness)
-            configKeys.warnAboutUnknownKeys(checkpoint.config)
+        writeCheckpointFolder(model: model, output: output, configKeys: configKeys, progressLabel: "merging") { checkpoint, destination, progress in
             let lora = try LoRAAdapter(directory: try modelURL(adapter))
-            let destination = URL(fileURLWithPath: (output as NSString).expandingTildeInPath)
-            let showProgress = isatty(STDERR_FILENO) != 0
-            var last = -1
-            let summary = try MergedCheckpoint.write(checkpoint, adapter: lora, to: destination) { done, total in
-                let percent = done * 100 / max(total, 1)
-                if showProgress && percent != last {
-                    last = percent
-                    FileHandle.standardError.write(Data("\rmerging \(percent)%".utf8))
-                }
-            }
-            if showProgress { FileHandle.standardError.write(Data("\r".utf8)) }
-            print(summary.line)
-        } catch {
-            fail(error)
+            return try MergedCheckpoint.write(checkpoint, adapter: lora, to: destination) { progress.update($0, $1) }.line
         }
     }
 }

@@ -29,23 +29,42 @@ struct Quantize: ParsableCommand {
     }
 
     func run() throws {
-        do {
-            let checkpoint = try Checkpoint(directory: try modelURL(model), configStrictness: configKeys.strictness)
-            configKeys.warnAboutUnknownKeys(checkpoint.config)
-            let destination = URL(fileURLWithPath: (output as NSString).expandingTildeInPath)
-            let showProgress = isatty(STDERR_FILENO) != 0
-            var last = -1
-            let summary = try QuantizedCheckpoint.write(checkpoint, to: destination, bits: bits) { done, total in
-                let percent = done * 100 / max(total, 1)
-                if showProgress && percent != last {
-                    last = percent
-                    FileHandle.standardError.write(Data("\rquantizing \(percent)%".utf8))
-                }
-            }
-            if showProgress { FileHandle.standardError.write(Data("\r".utf8)) }
-            print(summary.line)
-        } catch {
-            fail(error)
+        writeCheckpointFolder(model: model, output: output, configKeys: configKeys, progressLabel: "quantizing") { checkpoint, destination, progress in
+            try QuantizedCheckpoint.write(checkpoint, to: destination, bits: bits) { progress.update($0, $1) }.line
         }
     }
+}
+
+/// Opens `--model`, writes a folder made from it to `--output` (`write` returns the summary line)
+/// with a progress line on a terminal, and prints the summary; errors end the process.
+func writeCheckpointFolder(model: String, output: String, configKeys: ConfigKeyArguments, progressLabel: String,
+                           _ write: (Checkpoint, URL, PercentProgress) throws -> String) {
+    do {
+        let checkpoint = try Checkpoint(directory: try modelURL(model), configStrictness: configKeys.strictness)
+        configKeys.warnAboutUnknownKeys(checkpoint.config)
+        let progress = PercentProgress(progressLabel)
+        let line = try write(checkpoint, URL(fileURLWithPath: (output as NSString).expandingTildeInPath), progress)
+        progress.finish()
+        print(line)
+    } catch {
+        fail(error)
+    }
+}
+
+/// "label N%" on standard error while a folder is written, when it is a terminal.
+final class PercentProgress {
+    private let label: String
+    private let shown = isatty(STDERR_FILENO) != 0
+    private var last = -1
+
+    init(_ label: String) { self.label = label }
+
+    func update(_ done: Int, _ total: Int) {
+        let percent = done * 100 / max(total, 1)
+        guard shown, percent != last else { return }
+        last = percent
+        FileHandle.standardError.write(Data("\r\(label) \(percent)%".utf8))
+    }
+
+    func finish() { if shown { FileHandle.standardError.write(Data("\r".utf8)) } }
 }

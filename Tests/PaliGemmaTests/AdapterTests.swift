@@ -330,17 +330,7 @@ struct AdapterTests {
 
     // MARK: Refusals
 
-    static func error(_ body: () throws -> Void) -> PaliGemmaError? {
-        do {
-            try body()
-            return nil
-        } catch let error as PaliGemmaError {
-            return error
-        } catch {
-            Issue.record("not a PaliGemmaError: \(error)")
-            return nil
-        }
-    }
+    static func error(_ body: () throws -> Void) -> PaliGemmaError? { thrownPaliGemmaError(body) }
 
     /// A copy of pg1-peft with its config edited.
     static func editedConfig(_ edit: (inout [String: Any]) -> Void) throws -> URL {

@@ -181,18 +181,7 @@ struct QuantizedCheckpointTests {
 
     // MARK: Refusals
 
-    static func error(_ body: () throws -> Void) -> PaliGemmaError? {
-        do {
-            try body()
-            Issue.record("no error")
-            return nil
-        } catch let error as PaliGemmaError {
-            return error
-        } catch {
-            Issue.record("not a PaliGemmaError: \(error)")
-            return nil
-        }
-    }
+    static func error(_ body: () throws -> Void) -> PaliGemmaError? { thrownPaliGemmaError(body) }
 
     @Test func refusesUnsafeOutputs() throws {
         let source = try copyFixture("pg1-bf16")

@@ -22,6 +22,20 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> (diff: Float, index: Int) {
     return (worst, at)
 }
 
+/// The `PaliGemmaError` that `body` throws; records an issue when it throws nothing or another error.
+func thrownPaliGemmaError(_ body: () throws -> Void) -> PaliGemmaError? {
+    do {
+        try body()
+        Issue.record("no error")
+        return nil
+    } catch let error as PaliGemmaError {
+        return error
+    } catch {
+        Issue.record("not a PaliGemmaError: \(error)")
+        return nil
+    }
+}
+
 /// A fresh temporary directory, removed by the caller.
 func temporaryDirectory() throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("pg-test-\(UUID().uuidString)")
