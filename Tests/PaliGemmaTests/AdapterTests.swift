@@ -138,8 +138,8 @@ struct AdapterTests {
             let before = try Data(contentsOf: committed.appendingPathComponent(file))
             #expect(today == before, "\(key)-ours/\(file) differs from what the writer makes today (\(today.count) vs \(before.count) bytes)")
         }
-        let config = try String(contentsOf: dir.appendingPathComponent(LoRAAdapter.configFileName), encoding: .utf8)
-        #expect(config.contains("\"task_type\": \"CAUSAL_LM\"") && config.contains("\"peft_type\": \"LORA\""))
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent(LoRAAdapter.configFileName))) as? [String: Any]
+        #expect(config?["task_type"] as? String == "CAUSAL_LM" && config?["peft_type"] as? String == "LORA" && config?["bias"] as? String == "none")
         let model = try PaliGemmaModel(directory: Fixtures.model("\(key)-f32"), adapter: committed)
         try Self.compare(try Self.textLogits(model, key), "\(key).ours.logits", label: "\(key)-ours under PEFT")
     }

@@ -196,24 +196,8 @@ public struct LoRAAdapter: Sendable {
             throw PaliGemmaError.io(path: path, reason: "cannot read: \(error.localizedDescription)")
         }
         guard let members = json.objectValue else { throw PaliGemmaError.config(path: path, key: nil, reason: "not a JSON object") }
-        func bad(_ key: String, _ reason: String) -> PaliGemmaError { .config(path: path, key: key, reason: reason) }
-        func number(_ key: String) throws -> Double? {
-            guard let v = json[key], !v.isNull else { return nil }
-            guard case .number(let d) = v else { throw bad(key, "expected a number, got \(v.typeName)") }
-            return d
-        }
-        func bool(_ key: String) throws -> Bool {
-            guard let v = json[key], !v.isNull else { return false }
-            guard let b = v.boolValue else { throw bad(key, "expected true or false, got \(v.typeName)") }
-            return b
-        }
-        func string(_ key: String) throws -> String? {
-            guard let v = json[key], !v.isNull else { return nil }
-            guard let s = v.stringValue else { throw bad(key, "expected a string, got \(v.typeName)") }
-            return s
-        }
-
-        let type = try string("peft_type")
+        // What is not implemented is refused by name before decoding (one parse, as config.json).
+        let type = json["peft_type"]?.stringValue
         guard type == "LORA" else {
             throw PaliGemmaError.unsupportedConfig(path: path, key: "peft_type",
                 reason: "\(type.map { "'\($0)'" } ?? "missing"); only LoRA adapters (\"LORA\") are implemented")
@@ -230,27 +214,24 @@ public struct LoRAAdapter: Sendable {
             }
             guard off else { throw PaliGemmaError.unsupportedConfig(path: path, key: key, reason: "\(what) is not implemented") }
         }
-        let bias = try string("bias") ?? "none"
-        guard bias == "none" else {
+        if let bias = json["bias"]?.stringValue, bias != "none" {
             throw PaliGemmaError.unsupportedConfig(path: path, key: "bias", reason: "'\(bias)': trained biases are not implemented (only \"none\")")
         }
-        guard let r = try number("r"), r >= 1, r.rounded() == r, r < 1e9 else { throw bad("r", "expected a positive whole number") }
-        guard let alpha = try number("lora_alpha"), alpha.isFinite else { throw bad("lora_alpha", "expected a number") }
-        var targets: [String] = []
-        var pattern: String?
-        switch json["target_modules"] {
-        case nil, .null?: break
-        case .string(let s)?: pattern = s
-        case .array(let items)?:
-            for item in items {
-                guard let s = item.stringValue else { throw bad("target_modules", "expected module names (strings), found \(item.typeName)") }
-                targets.append(s)
-            }
-        case let v?: throw bad("target_modules", "expected a list of module names or a string, got \(v.typeName)")
+        let file: AdapterConfigFile
+        do { file = try JSONValueDecoder().decode(AdapterConfigFile.self, from: json) } catch let error as DecodingError {
+            throw PaliGemmaError.config(path: path, key: error.keyPath, reason: error.reason)
         }
-        let config = LoRAAdapterConfig(rank: Int(r), alpha: Float(alpha), rslora: try bool("use_rslora"), targetModules: targets,
-                                       targetPattern: pattern, dropout: Float(try number("lora_dropout") ?? 0),
-                                       baseModel: try string("base_model_name_or_path"), taskType: try string("task_type"))
+        guard file.r >= 1 else { throw PaliGemmaError.config(path: path, key: "r", reason: "\(file.r); the rank must be at least 1") }
+        guard file.loraAlpha.isFinite else { throw PaliGemmaError.config(path: path, key: "lora_alpha", reason: "must be finite") }
+        var names: [String] = [], pattern: String?
+        switch file.targetModules {
+        case .names(let n)?: names = n
+        case .pattern(let p)?: pattern = p
+        case nil: break
+        }
+        let config = LoRAAdapterConfig(rank: file.r, alpha: file.loraAlpha, rslora: file.useRslora ?? false, targetModules: names,
+                                       targetPattern: pattern, dropout: file.loraDropout ?? 0,
+                                       baseModel: file.baseModelNameOrPath, taskType: file.taskType)
         let refused = Set(refusedKeys.map(\.key))
         let unknown = members.map(\.key).filter { !knownKeys.contains($0) && !refused.contains($0) }
         return (config, unknown)
@@ -306,11 +287,12 @@ public struct LoRAAdapter: Sendable {
 
     // MARK: Writing
 
-    /// Writes the adapter as PEFT does: `adapter_config.json` (sorted keys, two-space indent;
-    /// the long-standing LoraConfig fields, so old and new PEFT versions read it) and
-    /// `adapter_model.safetensors` (F32, keys `fileKey`: `base_model.model.<module path>.lora_A.weight`,
-    /// in name order, metadata `format: pt`). The folder appears complete or not at all; an
-    /// existing non-empty folder is replaced only with `overwrite`.
+    /// Writes the adapter as PEFT does: `adapter_config.json` (PEFT's long-standing LoraConfig
+    /// fields, so old and new PEFT versions read it; keys sorted, two-space indent, as
+    /// `JSONOutput.fileData` writes files) and `adapter_model.safetensors` (F32, keys `fileKey`:
+    /// `base_model.model.<module path>.lora_A.weight`, in name order, metadata `format: pt`).
+    /// The folder appears complete or not at all; an existing non-empty folder is replaced only
+    /// with `overwrite`.
     public func write(to directory: URL, overwrite: Bool = false) throws {
         let folder = try StagedFolder(destination: directory, overwrite: overwrite)
         var items: [SafetensorsWriter.Item] = []
@@ -322,52 +304,70 @@ public struct LoRAAdapter: Sendable {
         try SafetensorsWriter.write(items, metadata: ["format": "pt"], to: folder.file(Self.weightsFileName))
         let url = folder.file(Self.configFileName)
         do {
-            try Data(configJSON.utf8).write(to: url)
+            try JSONOutput.fileData(AdapterConfigFile(config)).write(to: url)
         } catch {
             throw PaliGemmaError.io(path: url.path, reason: "cannot write: \(error.localizedDescription)")
         }
         try folder.commit()
     }
+}
 
-    /// adapter_config.json's text, as PEFT's `save_pretrained` lays it out
-    /// (`json.dumps(indent=2, sort_keys=True)`).
-    public var configJSON: String {
-        let c = config
-        func num(_ x: Float) -> String { x.rounded() == x && abs(x) < 1e9 ? String(Int(x)) : "\(x)" }
-        let targets: String
-        if let p = c.targetPattern {
-            targets = jsonQuoted(p)
-        } else if c.targetModules.isEmpty {
-            targets = "null"
-        } else {
-            targets = "[\n" + c.targetModules.map { "    " + jsonQuoted($0) }.joined(separator: ",\n") + "\n  ]"
+/// adapter_config.json's members as read and written here. Reading decodes the settings that
+/// matter (the rest was checked on the parsed value); writing sets PEFT's long-standing fields.
+struct AdapterConfigFile: Codable {
+    /// `target_modules`: module names, or one regular expression.
+    enum Targets: Codable {
+        case names([String]), pattern(String)
+
+        init(from decoder: Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let p = try? c.decode(String.self) { self = .pattern(p) } else { self = .names(try c.decode([String].self)) }
         }
-        let dropout = "\(c.dropout)"  // Python's float repr: 0.0, 0.05
-        let members: [(String, String)] = [
-            ("alpha_pattern", "{}"),
-            ("auto_mapping", "null"),
-            ("base_model_name_or_path", c.baseModel.map(jsonQuoted) ?? "null"),
-            ("bias", "\"none\""),
-            ("fan_in_fan_out", "false"),
-            ("inference_mode", "true"),
-            ("init_lora_weights", "true"),
-            ("layers_pattern", "null"),
-            ("layers_to_transform", "null"),
-            ("loftq_config", "{}"),
-            ("lora_alpha", num(c.alpha)),
-            ("lora_dropout", dropout),
-            ("megatron_config", "null"),
-            ("megatron_core", "\"megatron.core\""),
-            ("modules_to_save", "null"),
-            ("peft_type", "\"LORA\""),
-            ("r", String(c.rank)),
-            ("rank_pattern", "{}"),
-            ("revision", "null"),
-            ("target_modules", targets),
-            ("task_type", c.taskType.map(jsonQuoted) ?? "null"),
-            ("use_dora", "false"),
-            ("use_rslora", c.rslora ? "true" : "false"),
-        ]
-        return "{\n" + members.map { "  \(jsonQuoted($0.0)): \($0.1)" }.joined(separator: ",\n") + "\n}"
+
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.singleValueContainer()
+            switch self {
+            case .names(let n): try c.encode(n)
+            case .pattern(let p): try c.encode(p)
+            }
+        }
+    }
+
+    var peftType: String?
+    var r: Int
+    var loraAlpha: Float
+    var useRslora: Bool?
+    var targetModules: Targets?
+    var loraDropout: Float?
+    var baseModelNameOrPath: String?
+    var taskType: String?
+    var bias: String?
+    var fanInFanOut: Bool?
+    var useDora: Bool?
+    var inferenceMode: Bool?
+    var initLoraWeights: Bool?
+
+    enum CodingKeys: String, CodingKey {
+        case peftType = "peft_type", r, loraAlpha = "lora_alpha", useRslora = "use_rslora", targetModules = "target_modules"
+        case loraDropout = "lora_dropout", baseModelNameOrPath = "base_model_name_or_path", taskType = "task_type", bias
+        case fanInFanOut = "fan_in_fan_out", useDora = "use_dora", inferenceMode = "inference_mode"
+        case initLoraWeights = "init_lora_weights"
+    }
+
+    /// The file PEFT would write for `c`.
+    init(_ c: LoRAAdapterConfig) {
+        peftType = "LORA"
+        r = c.rank
+        loraAlpha = c.alpha
+        useRslora = c.rslora
+        targetModules = c.targetPattern.map(Targets.pattern) ?? .names(c.targetModules)
+        loraDropout = c.dropout
+        baseModelNameOrPath = c.baseModel
+        taskType = c.taskType
+        bias = "none"
+        fanInFanOut = false
+        useDora = false
+        inferenceMode = true
+        initLoraWeights = true
     }
 }
