@@ -160,9 +160,12 @@ struct AdapterTests {
         let merged = try PaliGemmaModel(directory: out, configStrictness: .strict)
         #expect(merged.adapterConfig == nil)
         let logits = try Self.textLogits(merged, key)
+        // Two float32 computations, (W + s·B·A) x and W x + s·B (A x): bounded relative to the
+        // largest logit (about 6 and 3.6 here), as the gradient tests bound gradients.
         let (d, at) = maxAbsDiff(logits, unmerged)
-        print("[\(key) merged] vs unmerged: max |diff| \(d) at \(at) (bound \(Self.mergedBound))")
-        #expect(d <= Self.mergedBound)
+        let largest = unmerged.map(abs).max() ?? 1
+        print("[\(key) merged] vs unmerged: max |diff| \(d) at \(at), \(d / largest) of the largest logit \(largest) (bound \(Self.mergedBound))")
+        #expect(d / largest <= Self.mergedBound)
         try Self.compare(logits, "\(key).merged.logits", label: "\(key) merged, in transformers")
 
         // The same files and tensor names as the folder transformers loaded (and as the base).
