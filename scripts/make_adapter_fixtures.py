@@ -7,7 +7,7 @@ Run by hand, not by CI (the fixtures are committed):
     python3 -m venv /tmp/ref
     /tmp/ref/bin/pip install -r scripts/requirements-finetune-fixtures.txt
     /tmp/ref/bin/python scripts/make_adapter_fixtures.py                      # step 1
-    PALIGEMMA_WRITE_ADAPTER_FIXTURES=/tmp/pg-merged swift test --filter AdapterTests   # step 2
+    PALIGEMMA_WRITE_ADAPTER_FIXTURES=/tmp/pg-merged swift test --filter AdapterTests/ourAdapter   # step 2
     /tmp/ref/bin/python scripts/make_adapter_fixtures.py --merged /tmp/pg-merged  # step 3
 
 Pinned (scripts/requirements-finetune-fixtures.txt): torch 2.13.0+cpu, transformers 5.24.0,

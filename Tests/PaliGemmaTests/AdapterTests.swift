@@ -127,6 +127,7 @@ struct AdapterTests {
         if let out = Self.writeFixtures {
             try adapter.write(to: committed, overwrite: true)
             let merged = URL(fileURLWithPath: out).appendingPathComponent("\(key)-merged")
+            try? FileManager.default.removeItem(at: merged)
             try MergedCheckpoint.write(try Checkpoint(directory: Fixtures.model("\(key)-f32")), adapter: adapter, to: merged)
             print("wrote \(committed.path) and \(merged.path)")
         }
