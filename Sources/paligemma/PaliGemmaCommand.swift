@@ -15,7 +15,7 @@ struct PaliGemmaCommand: ParsableCommand {
         """,
         subcommands: [Generate.self, Caption.self, OCR.self, Answer.self, Detect.self, Segment.self, Parse.self,
                       Inspect.self, Download.self, Quantize.self,
-                      Tokenize.self, Detokenize.self, Bench.self, RandomCheckpointCommand.self]
+                      Finetune.self, Tokenize.self, Detokenize.self, Bench.self, RandomCheckpointCommand.self]
     )
 }
 

@@ -290,7 +290,7 @@ public enum QuantizedCheckpoint {
     }
 
     /// Copies a tensor's bytes in pieces, releasing the source's pages after each.
-    private static func copy(_ t: Tensor, as name: String, into writer: SafetensorsStreamWriter, chunkBytes: Int, wrote: (Int) -> Void) throws {
+    static func copy(_ t: Tensor, as name: String, into writer: SafetensorsStreamWriter, chunkBytes: Int, wrote: (Int) -> Void) throws {
         guard let p = t.pointer else { throw PaliGemmaError.weights(tensor: name, reason: "has no data") }
         var done = 0
         while done < t.byteCount {
@@ -340,7 +340,7 @@ public enum QuantizedCheckpoint {
 
     /// Copies every file of the source folder that is not a weight file (following symbolic
     /// links, as in the hub cache; hidden files and sub-folders are skipped). Returns the names.
-    private static func copyOtherFiles(of source: Checkpoint, into folder: URL) throws -> [String] {
+    static func copyOtherFiles(of source: Checkpoint, into folder: URL) throws -> [String] {
         let fm = FileManager.default
         let weightFiles = Set(source.files.map { ($0.path as NSString).lastPathComponent })
         let names: [String]
