@@ -14,7 +14,7 @@ struct PaliGemmaCommand: ParsableCommand {
           paligemma inspect --model ~/models/paligemma-3b-mix-224
         """,
         subcommands: [Generate.self, Caption.self, OCR.self, Answer.self, Detect.self, Segment.self, Parse.self,
-                      Inspect.self, Download.self, Quantize.self, Merge.self,
+                      Inspect.self, Download.self, Quantize.self, Merge.self, Finetune.self, Evaluate.self,
                       Tokenize.self, Detokenize.self, Bench.self, RandomCheckpointCommand.self]
     )
 }

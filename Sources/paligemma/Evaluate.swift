@@ -1,0 +1,55 @@
+import ArgumentParser
+import Foundation
+import PaliGemma
+import PaliGemmaJSON
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Evaluate a model (and adapter) on examples in the fine-tuning format: suffix loss and task metrics.",
+        discussion: """
+        For each line ({"image", "prefix" or a task, "suffix"}): the teacher-forced loss of the suffix
+        and <eos>, and the greedy answer to the prefix, scored against the suffix: exact match and
+        VQA-normalised accuracy for text; for answers with boxes, precision / recall / F1 at IoU 0.5
+        (same label) and the mean IoU of matched boxes.
+
+        Example:
+          paligemma eval --model M --adapter runs/lora --data eval.jsonl --output preds.jsonl
+        """)
+
+    @Option(help: "Checkpoint folder (or a hub id already in the local cache).") var model: String
+    @Option(help: "PEFT LoRA adapter folder applied to the model.") var adapter: String?
+    @Option(help: "Examples (JSON Lines).") var data: String
+    @Option(help: "Write one JSON line per example (answer, reference, loss, metrics) here.") var output: String?
+    @Option(name: .customLong("max-tokens"), help: "Most tokens per greedy answer.") var maxTokens = 64
+    @Flag(help: "Print one JSON object instead of a summary.") var json = false
+    @Option(help: "Threads (default: all CPUs).") var threads: Int?
+    @OptionGroup var configKeys: ConfigKeyArguments
+
+    func run() throws {
+        do {
+            if let threads { Kernels.threads = threads }
+            let pipeline = try PaliGemmaPipeline(directory: try modelURL(model), configStrictness: configKeys.strictness,
+                                                 adapter: try adapter.map(modelURL))
+            configKeys.warnAboutUnknownKeys(pipeline.model.config)
+            let records = try TrainingData.read(jsonl: URL(fileURLWithPath: (data as NSString).expandingTildeInPath))
+            var sink: LogSink?
+            if let output { sink = try LogSink(url: URL(fileURLWithPath: (output as NSString).expandingTildeInPath), append: false) }
+            let report = try Evaluation.run(pipeline: pipeline, records: records, maxTokens: maxTokens) { item in
+                try sink?.write(item)
+            }
+            if json {
+                print(try JSONOutput.string(report))
+            } else {
+                print(String(format: "%d examples: loss %.4f over %d tokens, exact match %.1f%%, VQA accuracy %.1f%%",
+                             report.examples, report.loss, report.tokens, 100 * report.exactMatch, 100 * report.vqaAccuracy))
+                if let d = report.detection {
+                    print(String(format: "boxes (%d examples): precision %.3f, recall %.3f, F1 %.3f at IoU 0.5, mean IoU %.3f",
+                                 d.examples, d.precision, d.recall, d.f1, d.meanIoU))
+                }
+            }
+        } catch {
+            fail(error)
+        }
+    }
+}

@@ -1,0 +1,316 @@
+import ArgumentParser
+import Foundation
+import PaliGemma
+import PaliGemmaJSON
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Set by SIGINT: the training loop saves and stops at the next step boundary.
+nonisolated(unsafe) var interruptRequested: sig_atomic_t = 0
+
+struct Finetune: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fine-tune a checkpoint on image + prefix -> suffix examples (LoRA, attention-only or full).",
+        discussion: """
+        Data: JSON Lines, one example a line: {"image": "a.jpg", "prefix": "caption en", "suffix": "a red circle"}
+        (image paths relative to the file; a task such as {"task": "detect", "labels": ["cat"]} may
+        replace "prefix"). Inputs and labels are built as transformers' PaliGemmaProcessor builds
+        them; the loss is on the suffix and <eos> only.
+
+        Outputs in --output: with LoRA a PEFT adapter (adapter_config.json + adapter_model.safetensors),
+        with attention/full a complete checkpoint folder; also training_log.jsonl (or --log),
+        loss.png, and trainer_state.safetensors + trainer_options.json for --resume.
+
+        Example:
+          paligemma finetune --model M --train train.jsonl --output runs/lora --steps 200 --lr 3e-4
+          paligemma generate --model M --adapter runs/lora --image cat.jpg --prompt "caption en"
+        """)
+
+    @Option(help: "Checkpoint folder (or a hub id already in the local cache).") var model: String
+    @Option(help: "Training examples (JSON Lines).") var train: String
+    @Option(help: "Evaluation examples (JSON Lines): teacher-forced loss every --eval-every steps.") var eval: String?
+    @Option(help: "Folder for the results (must be new or empty, unless --resume or --overwrite).") var output: String
+    @Option(help: "lora (default), attention (the decoder's q/k/v/o, float32 copies) or full.") var method = "lora"
+    @Option(help: "LoRA rank.") var rank = 8
+    @Option(help: "LoRA alpha (scale alpha / rank).") var alpha: Float = 16
+    @Option(help: "LoRA dropout on the adapter's input (0: none).") var dropout: Float = 0
+    @Flag(name: .customLong("rslora"), help: "Scale LoRA by alpha / sqrt(rank).") var rslora = false
+    @Option(help: "LoRA target modules by name, comma-separated (PEFT's target_modules).")
+    var targets = LoRAConfig.defaultTargets.joined(separator: ",")
+    @Option(help: "adamw or sgd.") var optimizer = "adamw"
+    @Option(help: "Learning rate.") var lr: Float = 1e-4
+    @Option(name: .customLong("weight-decay"), help: "AdamW's decoupled weight decay.") var weightDecay: Float = 0.01
+    @Option(help: "constant or cosine (after the warmup).") var schedule = "cosine"
+    @Option(name: .customLong("warmup-steps"), help: "Linear warmup from 0.") var warmupSteps = 0
+    @Option(name: .customLong("clip-norm"), help: "Global gradient-norm clipping (0: off).") var clipNorm: Float = 1
+    @Option(name: .customLong("batch-size"), help: "Examples per forward/backward group.") var batchSize = 1
+    @Option(name: .customLong("grad-accum"), help: "Groups per optimiser step.") var gradAccum = 1
+    @Option(help: "Optimiser steps (default: --epochs passes over the data).") var steps: Int?
+    @Option(help: "Passes over the data when --steps is not given.") var epochs = 1
+    @Option(help: "Random seed (LoRA initialisation, shuffling).") var seed: UInt64 = 0
+    @Flag(help: "Shuffle the examples (a new seeded order each epoch); file order otherwise.") var shuffle = false
+    @Option(help: "Loss averaging: tokens (over the step's supervised tokens, transformers) or examples (per example, big_vision).")
+    var average = "tokens"
+    @Option(name: .customLong("init-adapter"), help: "Start LoRA from this PEFT adapter folder instead of a fresh one.")
+    var initAdapter: String?
+    @Option(help: "Also write one JSON line per optimiser step here (default: training_log.jsonl in --output).") var log: String?
+    @Option(name: .customLong("eval-every"), help: "Evaluate every N steps (with --eval).") var evalEvery = 50
+    @Option(name: .customLong("save-every"), help: "Save the results and the resumable state every N steps (0: at the end only).")
+    var saveEvery = 0
+    @Flag(help: "Continue the interrupted run in --output from its last saved state.") var resume = false
+    @Flag(help: "Replace what --output holds.") var overwrite = false
+    @Option(help: "Threads (default: all CPUs).") var threads: Int?
+    @OptionGroup var configKeys: ConfigKeyArguments
+
+    func validate() throws {
+        guard ["lora", "attention", "full"].contains(method) else { throw ValidationError("--method must be lora, attention or full") }
+        guard OptimizerKind(rawValue: optimizer) != nil else { throw ValidationError("--optimizer must be adamw or sgd") }
+        guard schedule == "cosine" || schedule == "constant" else { throw ValidationError("--schedule must be constant or cosine") }
+        guard LossAveraging(rawValue: average) != nil else { throw ValidationError("--average must be tokens or examples") }
+        guard rank >= 1 else { throw ValidationError("--rank must be at least 1") }
+        guard dropout == 0 else { throw ValidationError("--dropout other than 0 is not supported yet") }
+        guard !(resume && overwrite) else { throw ValidationError("--resume and --overwrite exclude each other") }
+        guard evalEvery >= 1, saveEvery >= 0 else { throw ValidationError("--eval-every must be >= 1 and --save-every >= 0") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if initAdapter != nil && method != "lora" { throw ValidationError("--init-adapter needs --method lora") }
+    }
+
+    var trainingMethod: TrainingMethod {
+        switch method {
+        case "attention": return .attention
+        case "full": return .full
+        default:
+            return .lora(LoRAConfig(rank: rank, alpha: alpha, rslora: rslora,
+                                    targets: targets.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }))
+        }
+    }
+
+    var options: TrainingOptions {
+        var o = TrainingOptions()
+        o.optimizer = OptimizerKind(rawValue: optimizer) ?? .adamw
+        o.learningRate = lr
+        o.weightDecay = weightDecay
+        o.cosine = schedule == "cosine"
+        o.warmupSteps = warmupSteps
+        o.clipNorm = clipNorm
+        o.batchSize = batchSize
+        o.gradAccum = gradAccum
+        o.steps = steps ?? 0
+        o.epochs = epochs
+        o.seed = seed
+        o.shuffle = shuffle
+        o.averaging = LossAveraging(rawValue: average) ?? .tokens
+        return o
+    }
+
+    func run() throws {
+        do {
+            try FinetuneRun(command: self).run()
+        } catch {
+            fail(error)
+        }
+    }
+}
+
+/// The settings a run was started with, kept beside its state so `--resume` continues the same run.
+struct FinetuneRecord: Codable, Equatable {
+    var model: String, train: String, method: String, rank: Int, alpha: Float, rslora: Bool, targets: String
+    var optimizer: String, lr: Float, weightDecay: Float, schedule: String, warmupSteps: Int, clipNorm: Float
+    var batchSize: Int, gradAccum: Int, steps: Int?, epochs: Int, seed: UInt64, shuffle: Bool, average: String
+}
+
+/// One line of the training log.
+struct StepLogLine: Encodable {
+    let step: Int, loss: Double, lr: Float, gradNorm: Float, examples: Int, tokens: Int, seconds: Double
+    let evalLoss: FiniteOrNull<Double>?
+    enum CodingKeys: String, CodingKey {
+        case step, loss, lr, gradNorm = "grad_norm", examples, tokens, seconds, evalLoss = "eval_loss"
+    }
+}
+
+struct FinetuneRun {
+    let command: Finetune
+    let fm = FileManager.default
+
+    func run() throws {
+        let c = command
+        if let threads = c.threads { Kernels.threads = threads }
+        let output = URL(fileURLWithPath: (c.output as NSString).expandingTildeInPath)
+        let stateURL = output.appendingPathComponent("trainer_state.safetensors")
+        let recordURL = output.appendingPathComponent("trainer_options.json")
+        let record = FinetuneRecord(model: c.model, train: c.train, method: c.method, rank: c.rank, alpha: c.alpha, rslora: c.rslora,
+                                    targets: c.targets, optimizer: c.optimizer, lr: c.lr, weightDecay: c.weightDecay,
+                                    schedule: c.schedule, warmupSteps: c.warmupSteps, clipNorm: c.clipNorm, batchSize: c.batchSize,
+                                    gradAccum: c.gradAccum, steps: c.steps, epochs: c.epochs, seed: c.seed, shuffle: c.shuffle,
+                                    average: c.average)
+        try prepareOutput(output, stateURL: stateURL, recordURL: recordURL, record: record)
+
+        let pipeline = try PaliGemmaPipeline(directory: try modelURL(c.model), configStrictness: c.configKeys.strictness)
+        c.configKeys.warnAboutUnknownKeys(pipeline.model.config)
+        let trainRecords = try TrainingData.read(jsonl: URL(fileURLWithPath: (c.train as NSString).expandingTildeInPath))
+        let evalRecords = try c.eval.map { try TrainingData.read(jsonl: URL(fileURLWithPath: ($0 as NSString).expandingTildeInPath)) } ?? []
+        let trainable: TrainableModel
+        if let initAdapter = c.initAdapter {
+            // The adapter decides rank, alpha and targets; training continues from its A and B.
+            let adapter = try LoRAAdapter(directory: URL(fileURLWithPath: (initAdapter as NSString).expandingTildeInPath))
+            trainable = TrainableModel(model: pipeline.model, method: .lora(try LoRAConfig(adapter: adapter.config)), seed: c.seed)
+            try trainable.load(adapter: adapter)
+            note("starting from the adapter in \(initAdapter) (rank \(adapter.config.rank)); --rank, --alpha and --targets are taken from it")
+        } else {
+            trainable = TrainableModel(model: pipeline.model, method: c.trainingMethod, seed: c.seed)
+        }
+        let trainer = try Trainer(model: trainable, options: c.options, exampleCount: trainRecords.count)
+        if c.resume {
+            try trainer.restore(from: SafetensorsFile(path: stateURL.path))
+            note("resuming at step \(trainer.step) of \(trainer.totalSteps)")
+        }
+        note("\(trainRecords.count) training examples, \(trainer.totalSteps) steps of \(c.options.examplesPerStep) examples; "
+             + "\(trainable.parameters.count) tensors with \(trainable.trainableCount) values trained (\(c.method))")
+
+        // Examples are built once and kept while they fit in 512 MB; else rebuilt when needed.
+        let cacheable = trainRecords.count * pipeline.model.pixelCount * 4 <= 512 << 20
+        var cache: [Int: TrainingExample] = [:]
+        func example(_ i: Int) throws -> TrainingExample {
+            if let e = cache[i] { return e }
+            let e = try TrainingData.example(trainRecords[i], pipeline: pipeline)
+            if cacheable { cache[i] = e }
+            return e
+        }
+        let evalExamples = try evalRecords.map { try TrainingData.example($0, pipeline: pipeline) }
+
+        let logURL = c.log.map { URL(fileURLWithPath: ($0 as NSString).expandingTildeInPath) } ?? output.appendingPathComponent("training_log.jsonl")
+        let logSink = try LogSink(url: logURL, append: c.resume)
+        var history = c.resume ? LogSink.readLosses(logURL, upTo: trainer.step) : []
+        signal(SIGINT) { _ in interruptRequested = 1 }
+        let progress = TrainingProgress(total: trainer.totalSteps, start: trainer.step)
+        let started = Date()
+        var stopped = false
+        while trainer.step < trainer.totalSteps {
+            if interruptRequested != 0 { stopped = true; break }
+            let clock = Date()
+            let report = try trainer.step(try trainer.batch(step: trainer.step).map(example))
+            var evalLoss: Double?
+            if !evalExamples.isEmpty && (report.step % c.evalEvery == 0 || report.step == trainer.totalSteps) {
+                evalLoss = try trainer.evaluate(evalExamples)
+            }
+            history.append((report.step, report.loss, evalLoss))
+            try logSink.write(StepLogLine(step: report.step, loss: report.loss, lr: report.learningRate, gradNorm: report.gradNorm,
+                                          examples: report.examples, tokens: report.tokens, seconds: Date().timeIntervalSince(clock),
+                                          evalLoss: evalLoss.map { FiniteOrNull($0) }))
+            progress.update(report, evalLoss: evalLoss, examplesPerSecond: Double(report.examples) / max(Date().timeIntervalSince(clock), 1e-9))
+            if c.saveEvery > 0 && report.step % c.saveEvery == 0 && report.step < trainer.totalSteps {
+                try save(trainer, pipeline: pipeline, output: output, stateURL: stateURL, history: history)
+            }
+        }
+        progress.finish()
+        try save(trainer, pipeline: pipeline, output: output, stateURL: stateURL, history: history)
+        if stopped {
+            note("interrupted: saved at step \(trainer.step) of \(trainer.totalSteps); continue with --resume")
+            throw ExitCode(130)
+        }
+        note(String(format: "%d steps in %.1f s; results in %@", trainer.step, Date().timeIntervalSince(started), output.path))
+    }
+
+    func note(_ s: String) { FileHandle.standardError.write(Data("paligemma: \(s)\n".utf8)) }
+
+    /// --output must be new or empty; --resume needs a run made with the same settings; --overwrite clears it.
+    func prepareOutput(_ output: URL, stateURL: URL, recordURL: URL, record: FinetuneRecord) throws {
+        var isDirectory: ObjCBool = false
+        let exists = fm.fileExists(atPath: output.path, isDirectory: &isDirectory)
+        if exists && !isDirectory.boolValue { throw PaliGemmaError.io(path: output.path, reason: "exists and is not a folder") }
+        let contents = exists ? ((try? fm.contentsOfDirectory(atPath: output.path)) ?? []) : []
+        if command.resume {
+            guard fm.fileExists(atPath: stateURL.path), let data = fm.contents(atPath: recordURL.path) else {
+                throw PaliGemmaError.io(path: output.path, reason: "holds no saved training state to resume (trainer_state.safetensors, trainer_options.json)")
+            }
+            let saved = try JSONDecoder().decode(FinetuneRecord.self, from: data)
+            guard saved == record else {
+                throw PaliGemmaError.input("--resume: the options differ from the run saved in \(output.path) (see its trainer_options.json)")
+            }
+            return
+        }
+        if !contents.isEmpty {
+            guard command.overwrite else {
+                throw PaliGemmaError.io(path: output.path, reason: "exists and is not empty; pass --overwrite to replace it or --resume to continue it")
+            }
+            try fm.removeItem(at: output)
+        }
+        do { try fm.createDirectory(at: output, withIntermediateDirectories: true) } catch {
+            throw PaliGemmaError.io(path: output.path, reason: "cannot create: \(error.localizedDescription)")
+        }
+        try JSONOutput.fileEncoder.encode(record).write(to: recordURL)
+    }
+
+    /// The results (adapter or checkpoint), the loss curve and the resumable state.
+    func save(_ trainer: Trainer, pipeline: PaliGemmaPipeline, output: URL, stateURL: URL,
+              history: [(Int, Double, Double?)]) throws {
+        try FinetuneOutputs.writeResults(trainer.model, pipeline: pipeline, output: output, baseModel: command.model)
+        let tmp = output.appendingPathComponent(".trainer_state.partial.safetensors")
+        try SafetensorsWriter.write(trainer.stateTensors(), metadata: ["step": "\(trainer.step)"], to: tmp)
+        _ = try? fm.removeItem(at: stateURL)
+        try fm.moveItem(at: tmp, to: stateURL)
+        try LossCurve.write(history, to: output.appendingPathComponent("loss.png"))
+    }
+}
+
+/// Appends JSON lines to the training log.
+final class LogSink {
+    let handle: FileHandle
+    init(url: URL, append: Bool) throws {
+        let fm = FileManager.default
+        if !append || !fm.fileExists(atPath: url.path) {
+            guard fm.createFile(atPath: url.path, contents: nil) else {
+                throw PaliGemmaError.io(path: url.path, reason: "cannot create the log file")
+            }
+        }
+        guard let h = FileHandle(forWritingAtPath: url.path) else { throw PaliGemmaError.io(path: url.path, reason: "cannot open the log file") }
+        handle = h
+        handle.seekToEndOfFile()
+    }
+    func write<T: Encodable>(_ line: T) throws {
+        handle.write(Data((try JSONOutput.string(line) + "\n").utf8))
+    }
+
+    /// (step, loss, eval loss) of the lines of an earlier log up to `step`, for the loss curve.
+    static func readLosses(_ url: URL, upTo step: Int) -> [(Int, Double, Double?)] {
+        struct Line: Decodable {
+            let step: Int, loss: Double
+            let evalLoss: Double?
+            enum CodingKeys: String, CodingKey { case step, loss, evalLoss = "eval_loss" }
+        }
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(Line.self, from: Data($0.utf8)) }
+            .filter { $0.step <= step }.map { ($0.step, $0.loss, $0.evalLoss) }
+    }
+}
+
+/// A progress line on stderr: step, loss, learning rate, examples per second and time left.
+final class TrainingProgress {
+    let total: Int, start: Int
+    let began = Date()
+    let interactive = isatty(2) != 0
+    init(total: Int, start: Int) {
+        self.total = total
+        self.start = start
+    }
+    func update(_ r: StepReport, evalLoss: Double?, examplesPerSecond: Double) {
+        let done = r.step - start
+        let perStep = Date().timeIntervalSince(began) / Double(max(done, 1))
+        let eta = TrainingProgress.clock(perStep * Double(total - r.step))
+        var line = String(format: "step %d/%d  loss %.4f  lr %.2e  |g| %.3f  %.2f ex/s  ETA %@", r.step, total, r.loss,
+                          Double(r.learningRate), Double(r.gradNorm), examplesPerSecond, eta)
+        if let evalLoss { line += String(format: "  eval %.4f", evalLoss) }
+        if interactive && evalLoss == nil {
+            FileHandle.standardError.write(Data(("\r" + line + "   ").utf8))
+        } else {
+            FileHandle.standardError.write(Data(((interactive ? "\r" : "") + line + "\n").utf8))
+        }
+    }
+    func finish() { if interactive { FileHandle.standardError.write(Data("\n".utf8)) } }
+    static func clock(_ seconds: Double) -> String {
+        guard seconds.isFinite else { return "?" }
+        let s = Int(seconds.rounded())
+        return s >= 3600 ? String(format: "%dh%02dm", s / 3600, (s % 3600) / 60) : String(format: "%dm%02ds", s / 60, s % 60)
+    }
+}
