@@ -107,6 +107,8 @@ struct Finetune: ParsableCommand {
     func run() throws {
         do {
             try FinetuneRun(command: self).run()
+        } catch let code as ExitCode {
+            throw code
         } catch {
             fail(error)
         }
@@ -145,6 +147,13 @@ struct FinetuneRun {
                                     gradAccum: c.gradAccum, steps: c.steps, epochs: c.epochs, seed: c.seed, shuffle: c.shuffle,
                                     average: c.average)
         try prepareOutput(output, stateURL: stateURL, recordURL: recordURL, record: record)
+        // One run at a time per folder: an advisory lock, released when the process ends.
+        let lockPath = output.appendingPathComponent(".finetune.lock").path
+        let lock = open(lockPath, O_CREAT | O_RDWR, 0o644)
+        guard lock >= 0, flock(lock, LOCK_EX | LOCK_NB) == 0 else {
+            throw PaliGemmaError.io(path: output.path, reason: "another finetune run is using this folder")
+        }
+        defer { close(lock) }
 
         let pipeline = try PaliGemmaPipeline(directory: try modelURL(c.model), configStrictness: c.configKeys.strictness)
         c.configKeys.warnAboutUnknownKeys(pipeline.model.config)

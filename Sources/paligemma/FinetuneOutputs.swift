@@ -1,5 +1,8 @@
 import Foundation
 import PaliGemma
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What `finetune` writes: a PEFT adapter (LoRA) or a checkpoint folder (attention, full).
 enum FinetuneOutputs {
@@ -13,14 +16,9 @@ enum FinetuneOutputs {
             try model.adapter(baseModel: baseModel, dropout: 0).write(to: staged, overwrite: true)
             for name in ["adapter_config.json", "adapter_model.safetensors"] {
                 let target = output.appendingPathComponent(name)
-                do {
-                    if fm.fileExists(atPath: target.path) {
-                        _ = try fm.replaceItemAt(target, withItemAt: staged.appendingPathComponent(name))
-                    } else {
-                        try fm.moveItem(at: staged.appendingPathComponent(name), to: target)
-                    }
-                } catch {
-                    throw PaliGemmaError.io(path: target.path, reason: "cannot save the adapter: \(error.localizedDescription)")
+                // rename(2) replaces the old file in one step.
+                guard rename(staged.appendingPathComponent(name).path, target.path) == 0 else {
+                    throw PaliGemmaError.io(path: target.path, reason: "cannot save the adapter: \(String(cString: strerror(errno)))")
                 }
             }
             try? fm.removeItem(at: staged)

@@ -1,0 +1,79 @@
+import Foundation
+import Testing
+@testable import PaliGemma
+
+/// `paligemma finetune` and `paligemma eval` from the command line, on the tiny e2e model.
+struct FinetuneCommandTests {
+    static func dataset(_ dir: URL) throws -> URL {
+        for name in ["scene.jpg", "scene.png", "wide.png"] {
+            try FileManager.default.copyItem(at: Fixtures.root.appendingPathComponent("e2e/images/\(name)"),
+                                             to: dir.appendingPathComponent(name))
+        }
+        let lines = [#"{"image": "scene.jpg", "prefix": "caption en", "suffix": "a red circle"}"#,
+                     #"{"image": "wide.png", "prefix": "caption en", "suffix": "a blue square"}"#,
+                     #"{"image": "scene.png", "task": "detect", "labels": ["circle"], "suffix": "<loc0100><loc0200><loc0300><loc0400> circle"}"#]
+        let url = dir.appendingPathComponent("train.jsonl")
+        try (lines.joined(separator: "\n") + "\n").write(to: url, atomically: true, encoding: .utf8)
+        return url
+    }
+
+    @Test("finetune writes a PEFT adapter, a log, a loss curve and a resumable state; eval and generate use the adapter")
+    func lora() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let train = try Self.dataset(dir)
+        let model = Fixtures.model("e2e-pg1").path
+        let out = dir.appendingPathComponent("run")
+        let run = try EndToEndTests.run(["finetune", "--model", model, "--train", train.path, "--eval", train.path, "--output", out.path,
+                                         "--steps", "8", "--lr", "3e-3", "--batch-size", "3", "--eval-every", "4", "--rank", "4", "--seed", "3"])
+        #expect(run.status == 0, "\(run.stderr)")
+        for name in ["adapter_config.json", "adapter_model.safetensors", "training_log.jsonl", "loss.png", "trainer_state.safetensors", "trainer_options.json"] {
+            #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent(name).path), "\(name) missing")
+        }
+        struct Line: Decodable { let step: Int; let loss: Double; let lr: Double; let grad_norm: Double; let eval_loss: Double? }
+        let lines = try String(contentsOf: out.appendingPathComponent("training_log.jsonl"), encoding: .utf8)
+            .split(separator: "\n").map { try JSONDecoder().decode(Line.self, from: Data($0.utf8)) }
+        #expect(lines.map(\.step) == Array(1...8))
+        #expect(lines[7].loss < lines[0].loss, "the loss falls")
+        #expect(lines.compactMap(\.eval_loss).count == 2)
+        // eval through the inference path with the written adapter gives the last evaluation loss.
+        let evaluation = try EndToEndTests.run(["eval", "--model", model, "--adapter", out.path, "--data", train.path, "--json", "--max-tokens", "4"])
+        #expect(evaluation.status == 0, "\(evaluation.stderr)")
+        struct Report: Decodable { let examples: Int; let loss: Double }
+        let report = try JSONDecoder().decode(Report.self, from: Data(evaluation.stdout.utf8))
+        let last = try #require(lines.last?.eval_loss)
+        #expect(report.examples == 3 && abs(report.loss - last) <= 1e-5 * last, "eval \(report.loss) vs training's \(last)")
+        let generated = try EndToEndTests.run(["caption", "--model", model, "--adapter", out.path, "--image", dir.appendingPathComponent("scene.jpg").path,
+                                               "--max-tokens", "3"])
+        #expect(generated.status == 0, "\(generated.stderr)")
+        // The folder is refused without --overwrite or --resume; --resume after the end changes nothing.
+        let again = try EndToEndTests.run(["finetune", "--model", model, "--train", train.path, "--output", out.path, "--steps", "8"])
+        #expect(again.status != 0 && again.stderr.contains("--overwrite"))
+        let before = try Data(contentsOf: out.appendingPathComponent("adapter_model.safetensors"))
+        let resumed = try EndToEndTests.run(["finetune", "--model", model, "--train", train.path, "--eval", train.path, "--output", out.path,
+                                             "--steps", "8", "--lr", "3e-3", "--batch-size", "3", "--eval-every", "4", "--rank", "4", "--seed", "3", "--resume"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(try Data(contentsOf: out.appendingPathComponent("adapter_model.safetensors")) == before)
+        let changed = try EndToEndTests.run(["finetune", "--model", model, "--train", train.path, "--output", out.path, "--steps", "9", "--resume"])
+        #expect(changed.status != 0 && changed.stderr.contains("options differ"))
+    }
+
+    @Test("finetune --method full writes a checkpoint folder that loads and generates; bad data names its line")
+    func fullAndErrors() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let train = try Self.dataset(dir)
+        let model = Fixtures.model("e2e-pg1").path
+        let out = dir.appendingPathComponent("full")
+        let run = try EndToEndTests.run(["finetune", "--model", model, "--train", train.path, "--output", out.path, "--method", "full",
+                                         "--steps", "2", "--optimizer", "sgd", "--lr", "0.01", "--schedule", "constant"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let trained = try PaliGemmaModel(directory: out.appendingPathComponent("model"))
+        let base = try PaliGemmaModel(directory: Fixtures.model("e2e-pg1"))
+        #expect(trained.decoder.norm.weight != base.decoder.norm.weight, "the trained folder holds the trained values")
+        let bad = dir.appendingPathComponent("bad.jsonl")
+        try "{\"image\": \"scene.jpg\", \"prefix\": \"caption en\", \"suffix\": \"a\"}\n{\"image\": \"scene.jpg\", \"sufix\": \"x\"}\n".write(to: bad, atomically: true, encoding: .utf8)
+        let refused = try EndToEndTests.run(["finetune", "--model", model, "--train", bad.path, "--output", dir.appendingPathComponent("x").path])
+        #expect(refused.status == 65 && refused.stderr.contains("line 2"), "\(refused.stderr)")
+    }
+}
