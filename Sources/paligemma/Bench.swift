@@ -32,6 +32,7 @@ struct Bench: ParsableCommand {
     var train = false
     @Option(name: .customLong("suffix-tokens"), help: "With --train: supervised suffix tokens (before <eos>).") var suffixTokens = 32
     @Option(help: "With --train: lora (rank 8, PEFT's default targets), attention or full.") var method = "lora"
+    @Flag(help: "With --train: recompute activations in the backward pass (gradient checkpointing).") var recompute = false
     @OptionGroup var configKeys: ConfigKeyArguments
 
     func run() throws {
@@ -50,7 +51,8 @@ struct Bench: ParsableCommand {
             do {
                 let m: TrainingMethod = method == "attention" ? .attention : method == "full" ? .full : .lora(LoRAConfig())
                 let r = try Benchmark.trainingStep(directory: directory, method: m, promptTokens: promptTokens,
-                                                   suffixTokens: suffixTokens, quantization: quantization, runs: runs)
+                                                   suffixTokens: suffixTokens, quantization: quantization, runs: runs,
+                                                   recompute: recompute)
                 if json {
                     print(try JSONOutput.string(r))
                 } else {

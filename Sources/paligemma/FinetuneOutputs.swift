@@ -11,9 +11,9 @@ enum FinetuneOutputs {
     static func writeResults(_ model: TrainableModel, pipeline: PaliGemmaPipeline, output: URL, baseModel: String) throws {
         let fm = FileManager.default
         switch model.method {
-        case .lora:
+        case .lora(let config):
             let staged = output.appendingPathComponent(".adapter.partial")
-            try model.adapter(baseModel: baseModel, dropout: 0).write(to: staged, overwrite: true)
+            try model.adapter(baseModel: baseModel, dropout: config.dropout).write(to: staged, overwrite: true)
             for name in ["adapter_config.json", "adapter_model.safetensors"] {
                 let target = output.appendingPathComponent(name)
                 // rename(2) replaces the old file in one step.

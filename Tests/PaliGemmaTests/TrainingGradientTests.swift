@@ -236,3 +236,62 @@ extension TrainingGradientTests {
         #expect(rel <= Self.lossBound)
     }
 }
+
+extension TrainingGradientTests {
+    @Test("recomputing activations in the backward pass gives the same gradients", arguments: [cases[4], cases[6]])
+    func recompute(c: Case) throws {
+        let ref = try Self.fixture(c.file)
+        let examples = try Self.examples(ref)
+        let plain = try Self.start(c, ref), again = try Self.start(c, ref)
+        again.recompute = true
+        let (l1, l2) = (try Self.run(plain, examples), try Self.run(again, examples))
+        #expect(l1 == l2)
+        for (a, b) in zip(plain.parameters, again.parameters) { #expect(a.grad.values == b.grad.values, "\(a.name)") }
+    }
+
+    @Test("LoRA dropout: masks repeat for a seed, are off in evaluation, and the gradient matches finite differences")
+    func dropout() throws {
+        let ref = try Self.fixture("pg1-lora")
+        let model = try PaliGemmaModel(directory: Fixtures.model("pg1-f32"))
+        var config = try Self.method(ref).loraConfig
+        config.dropout = 0.3
+        let t = TrainableModel(model: model, method: .lora(config))
+        for p in t.parameters { p.value.data.update(from: try ref.tensor("init." + p.name).floats(), count: p.count) }
+        let e = try Self.examples(ref)[0]
+        t.dropoutSeed = 42
+        t.zeroGradients()
+        let (withDropout, n) = try t.accumulate(e, weight: 1)
+        let (evaluation, _) = try t.loss(e)
+        let plain = TrainableModel(model: model, method: try Self.method(ref))
+        for p in plain.parameters { p.value.data.update(from: try ref.tensor("init." + p.name).floats(), count: p.count) }
+        let (noDropout, _) = try plain.loss(e)
+        #expect(evaluation == noDropout && withDropout != noDropout, "dropout is on in training only")
+        t.zeroGradients()
+        #expect(try t.accumulate(e, weight: 1).loss == withDropout, "the same seed draws the same masks")
+        // Central differences on a few entries of two A matrices (decoder and vision tower).
+        for name in ["language_model.model.layers.0.self_attn.q_proj.lora_A.weight",
+                     "vision_tower.vision_model.encoder.layers.1.self_attn.v_proj.lora_A.weight"] {
+            let p = try #require(t.parametersByName[name])
+            for i in [0, 7, p.count - 1] {
+                let h: Float = 1e-2
+                let v = p.value.data[i]
+                p.value.data[i] = v + h
+                t.zeroGradients()
+                let up = try t.accumulate(e, weight: 0).loss
+                p.value.data[i] = v - h
+                t.zeroGradients()
+                let down = try t.accumulate(e, weight: 0).loss
+                p.value.data[i] = v
+                t.zeroGradients()
+                _ = try t.accumulate(e, weight: 1)
+                let numeric = (up - down) / Double(2 * h), analytic = Double(p.grad.data[i])
+                #expect(abs(numeric - analytic) <= 2e-3 + 2e-2 * abs(analytic), "\(name)[\(i)]: \(analytic) vs finite difference \(numeric)")
+            }
+        }
+        _ = n
+    }
+}
+
+extension TrainingMethod {
+    var loraConfig: LoRAConfig { if case .lora(let c) = self { return c } else { return LoRAConfig() } }
+}

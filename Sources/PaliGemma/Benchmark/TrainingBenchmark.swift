@@ -18,11 +18,12 @@ public struct TrainingBenchmarkResult: Codable, Sendable {
     public var threads: Int
     public var isa: String
     public var weights: String
+    public var recompute: Bool
 
     enum CodingKeys: String, CodingKey {
         case method, trainableValues = "trainable_values", imageTokens = "image_tokens", promptTokens = "prompt_tokens"
         case suffixTokens = "suffix_tokens", stepSeconds = "step_seconds", secondsPerStep = "seconds_per_step"
-        case examplesPerSecond = "examples_per_second", loss, peakRSSBytes = "peak_rss_bytes", threads, isa, weights
+        case examplesPerSecond = "examples_per_second", loss, peakRSSBytes = "peak_rss_bytes", threads, isa, weights, recompute
     }
 }
 
@@ -31,7 +32,7 @@ extension Benchmark {
     /// synthetic example: fixed pseudo-random pixels, image tokens + <bos> + `promptTokens` text
     /// ids + "\n" as the prefix, `suffixTokens` text ids + <eos> as the supervised suffix.
     public static func trainingStep(directory: URL, method: TrainingMethod, promptTokens: Int, suffixTokens: Int,
-                                    quantization: Quantization, runs: Int) throws -> TrainingBenchmarkResult {
+                                    quantization: Quantization, runs: Int, recompute: Bool = false) throws -> TrainingBenchmarkResult {
         let model = try PaliGemmaModel(directory: directory, quantization: quantization)
         let (pixels, prefix) = syntheticInput(model, promptTokens: promptTokens)
         var rng = Xoshiro256(seed: 2)
@@ -41,6 +42,7 @@ extension Benchmark {
         let labels = [Int](repeating: -100, count: prefix.count) + suffix
         let example = TrainingExample(pixels: pixels, ids: ids, labels: labels, prefixLength: prefix.count)
         let trainable = TrainableModel(model: model, method: method)
+        trainable.recompute = recompute
         var options = TrainingOptions()
         options.steps = max(runs, 1)
         let trainer = try Trainer(model: trainable, options: options, exampleCount: 1)
@@ -61,6 +63,7 @@ extension Benchmark {
         return TrainingBenchmarkResult(method: name, trainableValues: trainable.trainableCount, imageTokens: model.config.numImageTokens,
                                        promptTokens: promptTokens, suffixTokens: suffixTokens, stepSeconds: seconds, secondsPerStep: last,
                                        examplesPerSecond: last > 0 ? 1 / last : 0, loss: losses, peakRSSBytes: peakRSS,
-                                       threads: Kernels.threads, isa: Kernels.isa.name, weights: model.weightFormat.rawValue)
+                                       threads: Kernels.threads, isa: Kernels.isa.name, weights: model.weightFormat.rawValue,
+                                       recompute: recompute)
     }
 }

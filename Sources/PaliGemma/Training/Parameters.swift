@@ -49,6 +49,9 @@ public struct LoRAConfig: Sendable, Equatable {
     }
 
     public var scale: Float { rslora ? alpha / Float(rank).squareRoot() : alpha / Float(rank) }
+    /// Dropout on the adapter's input while training (PEFT's lora_dropout): each value of x is
+    /// zeroed with this probability and the rest scaled by 1 / (1 - p).
+    public var dropout: Float = 0
 
     /// Whether the module at `path` (e.g. `language_model.model.layers.0.self_attn.q_proj`) gets an
     /// adapter: PEFT's rule, the path equals a target or ends with "." + target.
@@ -67,6 +70,13 @@ public enum TrainingMethod: Sendable, Equatable {
     case full
 }
 
+/// Where LoRA dropout draws its masks: a seed per example (set by whoever runs it), mixed with
+/// each layer's index, so a mask can be drawn again (recomputation, resumed runs).
+final class DropoutState {
+    /// nil: no dropout (evaluation).
+    var seed: UInt64?
+}
+
 /// A linear layer as training runs it: y = x · Wᵀ + b with W the frozen base (as stored) or its
 /// trained float32 copy, plus s · (x · Aᵀ) · Bᵀ with a LoRA adapter. An adapter the loaded model
 /// already applies (`PaliGemmaModel(adapter:)`) is part of the frozen base (and merged into a
@@ -79,16 +89,24 @@ final class TrainLinear {
     let loraA: Parameter?  // [R, I]
     let loraB: Parameter?  // [O, R]
     let loraScale: Float
+    let dropout: Float
+    let dropoutState: DropoutState?
+    let index: UInt64
 
     /// What backward needs from one forward call.
     struct Saved {
         let x: Matrix
-        let h: Matrix?  // x · Aᵀ
+        let h: Matrix?  // x' · Aᵀ, x' = x (with dropout: x ⊙ keep)
+        var keep: Matrix? = nil  // dropout's mask: 0 or 1 / (1 - p)
     }
 
-    init(path: String, base: Linear, trainWeights: Bool, lora: LoRAConfig?, rng: inout Xoshiro256) {
+    init(path: String, base: Linear, trainWeights: Bool, lora: LoRAConfig?, rng: inout Xoshiro256,
+         dropoutState: DropoutState? = nil, index: Int = 0) {
         self.path = path
         self.base = base
+        dropout = lora?.dropout ?? 0
+        self.dropoutState = dropoutState
+        self.index = UInt64(index)
         let (o, i) = (base.weight.rows, base.weight.cols)
         weight = trainWeights ? Parameter(name: path + ".weight", shape: [o, i], values: base.mergedFloats()) : nil
         bias = trainWeights ? base.bias.map { Parameter(name: path + ".bias", shape: [o], values: $0) } : nil
@@ -118,13 +136,24 @@ final class TrainLinear {
         } else {
             y = base(x)
         }
-        var h: Matrix?
+        var h: Matrix?, keep: Matrix?
         if let loraA, let loraB {
-            let hx = Ops.matmulTransposed(x, loraA.value)  // [T, R]
+            var xl = x
+            if dropout > 0, let seed = dropoutState?.seed {
+                // A mask drawn from (example seed, layer index): the same on every draw.
+                var rng = Xoshiro256(seed: seed ^ (index &* 0x9E37_79B9_7F4A_7C15))
+                let k = Matrix(rows: x.rows, cols: x.cols)
+                let scale = 1 / (1 - dropout)
+                for i in 0..<k.count { k.data[i] = rng.nextDouble() < Double(dropout) ? 0 : scale }
+                xl = Matrix(rows: x.rows, cols: x.cols)
+                for i in 0..<x.count { xl.data[i] = x.data[i] * k.data[i] }
+                keep = k
+            }
+            let hx = Ops.matmulTransposed(xl, loraA.value)  // [T, R]
             Ops.addScaled(y, Ops.matmulTransposed(hx, loraB.value), loraScale)
             h = hx
         }
-        return (y, Saved(x: x, h: h))
+        return (y, Saved(x: x, h: h, keep: keep))
     }
 
     /// dy [T, O] -> dx [T, I]; adds the parameters' gradients.
@@ -137,8 +166,18 @@ final class TrainLinear {
             Ops.addScaled(loraB.grad, Ops.matmulTransposedA(dy, h), loraScale)  // dB = s · dyᵀ h
             let dh = Ops.matmul(dy, loraB.value)  // [T, R]
             Ops.scale(dh, by: loraScale)
-            Ops.add(loraA.grad, Ops.matmulTransposedA(dh, saved.x))  // dA = dhᵀ x
-            if let dx { Ops.add(dx, Ops.matmul(dh, loraA.value)) }
+            if let keep = saved.keep {
+                let xl = Matrix(rows: saved.x.rows, cols: saved.x.cols)
+                for i in 0..<xl.count { xl.data[i] = saved.x.data[i] * keep.data[i] }
+                Ops.add(loraA.grad, Ops.matmulTransposedA(dh, xl))  // dA = dhᵀ x'
+                if let dx {
+                    let d = Ops.matmul(dh, loraA.value)
+                    for i in 0..<d.count { dx.data[i] += d.data[i] * keep.data[i] }
+                }
+            } else {
+                Ops.add(loraA.grad, Ops.matmulTransposedA(dh, saved.x))  // dA = dhᵀ x
+                if let dx { Ops.add(dx, Ops.matmul(dh, loraA.value)) }
+            }
         }
         return dx
     }

@@ -157,17 +157,33 @@ public final class TrainableModel: @unchecked Sendable {
     /// Whether anything in the vision tower or projector is trained (else the image side runs
     /// as inference, without keeping activations).
     let trainsVision: Bool
+    let dropoutState: DropoutState
+    /// Recompute each layer's activations in the backward pass instead of keeping them from the
+    /// forward pass (gradient checkpointing per layer): one more forward's work, and only one
+    /// layer's activations held at a time.
+    public var recompute = false
+    /// The seed LoRA dropout draws the next example's masks from (the trainer sets it per
+    /// example, so runs and resumed runs repeat).
+    public var dropoutSeed: UInt64 {
+        get { dropoutState.seed ?? 0 }
+        set { dropoutState.seed = newValue }
+    }
 
     /// Wraps `model` for `method`; LoRA's A matrices are drawn from `seed` (B starts at zero).
     public init(model: PaliGemmaModel, method: TrainingMethod, seed: UInt64 = 0) {
         self.model = model
         self.method = method
         var rng = Xoshiro256(seed: seed)
+        var linearCount = 0
+        let dropoutState = DropoutState()
+        self.dropoutState = dropoutState
         let full = method == .full
         func lin(_ path: String, _ base: Linear, attention: Bool = false) -> TrainLinear {
             var lora: LoRAConfig?
             if case .lora(let c) = method, c.matches(path) { lora = c }
-            return TrainLinear(path: path, base: base, trainWeights: full || (attention && method == .attention), lora: lora, rng: &rng)
+            linearCount += 1
+            return TrainLinear(path: path, base: base, trainWeights: full || (attention && method == .attention), lora: lora, rng: &rng,
+                               dropoutState: dropoutState, index: linearCount)
         }
         let vt = model.vision, vp = "vision_tower.vision_model"
         let e = vt.embeddings
@@ -251,13 +267,16 @@ public final class TrainableModel: @unchecked Sendable {
     }
 
     func run(_ example: TrainingExample, weight: Float, backward: Bool) throws -> (loss: Double, count: Int) {
+        let seed = dropoutState.seed
+        if !backward { dropoutState.seed = nil }  // dropout only while training
+        defer { dropoutState.seed = seed }
         let c = model.config
         let t = example.ids.count
         guard t > 1, example.labels.count == t else {
             throw PaliGemmaError.input("a training example needs at least 2 tokens and one label per token (got \(t) ids, \(example.labels.count) labels)")
         }
         // Image side.
-        var visionSaves: [TrainSigLIPLayer.Saved] = []
+        var visionSaves: [TrainSigLIPLayer.Saved] = [], visionInputs: [Matrix] = []
         var beforePost: Matrix?, projectorSave: TrainLinear.Saved?
         let features: Matrix?
         let imageCount = example.ids.filter { $0 == c.imageTokenIndex }.count
@@ -278,7 +297,7 @@ public final class TrainableModel: @unchecked Sendable {
                 var x = x0
                 for layer in visionLayers {
                     let (y, s) = layer.forward(x)
-                    visionSaves.append(s)
+                    if backward { if recompute { visionInputs.append(x) } else { visionSaves.append(s) } }
                     x = y
                 }
                 beforePost = x
@@ -312,11 +331,11 @@ public final class TrainableModel: @unchecked Sendable {
             }
         }
         let positions = (0..<t).map { Float($0 + 1) }
-        var saves: [TrainGemmaLayer.Saved] = []
+        var saves: [TrainGemmaLayer.Saved] = [], inputs: [Matrix] = []
         var x = x0
         for layer in layers {
             let (y, s) = layer.forward(x, positions: positions, prefix: example.prefixLength)
-            saves.append(s)
+            if backward { if recompute { inputs.append(x) } else { saves.append(s) } }
             x = y
         }
         let h = norm.rms(x)
@@ -362,7 +381,10 @@ public final class TrainableModel: @unchecked Sendable {
         let dh = Matrix(rows: t, cols: d)
         for (r, p) in scored.enumerated() { Ops.copyRows(dhs, r..<r + 1, into: dh, at: p) }
         var dx = norm.rmsBackward(dh, x: x)
-        for (layer, s) in zip(layers, saves).reversed() { dx = layer.backward(dx, s, positions: positions) }
+        for (i, layer) in layers.enumerated().reversed() {
+            let s = recompute ? layer.forward(inputs[i], positions: positions, prefix: example.prefixLength).1 : saves[i]
+            dx = layer.backward(dx, s, positions: positions)
+        }
         if let embedding {
             for (i, id) in example.ids.enumerated() where id != c.imageTokenIndex {
                 for j in 0..<d { embedding.grad[id, j] += dx[i, j] * scale }
@@ -373,7 +395,9 @@ public final class TrainableModel: @unchecked Sendable {
             for (r, p) in imageRows.enumerated() { Ops.copyRows(dx, p..<p + 1, into: df, at: r) }
             let dpost = projector.backward(df, projectorSave) ?? Matrix(rows: 0, cols: 0)
             var dv = postLayerNorm.layerBackward(dpost, x: beforePost)
-            for (layer, s) in zip(visionLayers, visionSaves).reversed() { dv = layer.backward(dv, s) }
+            for (i, layer) in visionLayers.enumerated().reversed() {
+                dv = layer.backward(dv, recompute ? layer.forward(visionInputs[i]).1 : visionSaves[i])
+            }
             if let position { Ops.add(position.grad, dv) }
             if patch.weight != nil || patch.loraA != nil {
                 let v = c.visionConfig

@@ -134,7 +134,10 @@ public final class Trainer: @unchecked Sendable {
         let total = counts.reduce(0, +)
         guard total > 0 else { throw PaliGemmaError.input("no supervised token in this step's examples (empty suffixes?)") }
         var loss = 0.0
-        for (e, n) in zip(examples, counts) where n > 0 {
+        for (i, (e, n)) in zip(examples, counts).enumerated() where n > 0 {
+            // LoRA dropout's masks for this example: from the run's seed, the step and the position.
+            var mix = Xoshiro256(seed: options.seed ^ (UInt64(step) << 20) ^ UInt64(i))
+            model.dropoutSeed = mix.next()
             let weight = options.averaging == .tokens ? 1 / Float(total) : 1 / Float(n * examples.count)
             let (sum, _) = try model.accumulate(e, weight: weight)
             loss += options.averaging == .tokens ? sum / Double(total) : sum / Double(n * examples.count)
