@@ -38,6 +38,8 @@ struct Finetune: ParsableCommand {
     @Flag(name: .customLong("rslora"), help: "Scale LoRA by alpha / sqrt(rank).") var rslora = false
     @Option(help: "LoRA target modules by name, comma-separated (PEFT's target_modules).")
     var targets = LoRAConfig.defaultTargets.joined(separator: ",")
+    @Option(help: "With --method full: parts left as stored, comma-separated: vision, projector, decoder, embeddings.")
+    var freeze: String?
     @Option(help: "adamw or sgd.") var optimizer = "adamw"
     @Option(help: "Learning rate.") var lr: Float = 1e-4
     @Option(name: .customLong("weight-decay"), help: "AdamW's decoupled weight decay.") var weightDecay: Float = 0.01
@@ -76,6 +78,8 @@ struct Finetune: ParsableCommand {
         guard evalEvery >= 1, saveEvery >= 0 else { throw ValidationError("--eval-every must be >= 1 and --save-every >= 0") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if initAdapter != nil && method != "lora" { throw ValidationError("--init-adapter needs --method lora") }
+        if freeze != nil && method != "full" { throw ValidationError("--freeze needs --method full") }
+        for part in frozenParts.invalid { throw ValidationError("--freeze: unknown part '\(part)' (vision, projector, decoder, embeddings)") }
     }
 
     var trainingMethod: TrainingMethod {
@@ -88,6 +92,11 @@ struct Finetune: ParsableCommand {
             config.dropout = dropout
             return .lora(config)
         }
+    }
+
+    var frozenParts: (parts: Set<ModelPart>, invalid: [String]) {
+        let names = (freeze ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        return (Set(names.compactMap(ModelPart.init(rawValue:))), names.filter { ModelPart(rawValue: $0) == nil })
     }
 
     var options: TrainingOptions {
@@ -125,6 +134,7 @@ struct FinetuneRecord: Codable, Equatable {
     var optimizer: String, lr: Float, weightDecay: Float, schedule: String, warmupSteps: Int, clipNorm: Float
     var batchSize: Int, gradAccum: Int, steps: Int?, epochs: Int, seed: UInt64, shuffle: Bool, average: String
     var dropout: Float
+    var freeze: String?
 }
 
 /// One line of the training log.
@@ -150,7 +160,7 @@ struct FinetuneRun {
                                     targets: c.targets, optimizer: c.optimizer, lr: c.lr, weightDecay: c.weightDecay,
                                     schedule: c.schedule, warmupSteps: c.warmupSteps, clipNorm: c.clipNorm, batchSize: c.batchSize,
                                     gradAccum: c.gradAccum, steps: c.steps, epochs: c.epochs, seed: c.seed, shuffle: c.shuffle,
-                                    average: c.average, dropout: c.dropout)
+                                    average: c.average, dropout: c.dropout, freeze: c.freeze)
         try prepareOutput(output, stateURL: stateURL, recordURL: recordURL, record: record)
         // One run at a time per folder: an advisory lock, released when the process ends.
         let lockPath = output.appendingPathComponent(".finetune.lock").path
@@ -174,7 +184,7 @@ struct FinetuneRun {
             try trainable.load(adapter: adapter)
             note("starting from the adapter in \(initAdapter) (rank \(adapter.config.rank)); --rank, --alpha and --targets are taken from it")
         } else {
-            trainable = TrainableModel(model: pipeline.model, method: c.trainingMethod, seed: c.seed)
+            trainable = TrainableModel(model: pipeline.model, method: c.trainingMethod, seed: c.seed, freeze: c.frozenParts.parts)
         }
         trainable.recompute = c.recompute
         let trainer = try Trainer(model: trainable, options: c.options, exampleCount: trainRecords.count)

@@ -295,3 +295,27 @@ extension TrainingGradientTests {
 extension TrainingMethod {
     var loraConfig: LoRAConfig { if case .lora(let c) = self { return c } else { return LoRAConfig() } }
 }
+
+extension TrainingGradientTests {
+    @Test("full training with frozen parts trains the rest, with PyTorch's gradients for it")
+    func frozenParts() throws {
+        let ref = try Self.fixture("pg2-full")
+        let model = try PaliGemmaModel(directory: Fixtures.model("pg2-f32"))
+        for freeze: Set<ModelPart> in [[.visionTower, .embeddings], [.decoder, .projector]] {
+            let t = TrainableModel(model: model, method: .full, freeze: freeze)
+            _ = try Self.run(t, try Self.examples(ref))
+            let names = t.parameters.map(\.name)
+            #expect(!names.isEmpty)
+            if freeze.contains(.visionTower) { #expect(!names.contains { $0.hasPrefix("vision_tower.") }) }
+            if freeze.contains(.embeddings) { #expect(!names.contains { $0.hasSuffix("embed_tokens.weight") }) }
+            if freeze.contains(.decoder) { #expect(!names.contains { $0.hasPrefix("language_model.model.layers.") || $0 == "language_model.model.norm.weight" }) }
+            if freeze.contains(.projector) { #expect(!names.contains { $0.hasPrefix("multi_modal_projector.") }) }
+            let zeroInExact = ref.metadata["grad_zero_in_exact_arithmetic"] ?? ""
+            for p in t.parameters where !zeroInExact.contains(p.name) {
+                let w = try ref.tensor("grad." + p.name).floats()
+                let (d, _) = maxAbsDiff(p.grad.values, w)
+                #expect(d <= Self.gradBound * max(w.map(abs).max() ?? 0, 1e-30), "\(freeze) \(p.name): \(d)")
+            }
+        }
+    }
+}

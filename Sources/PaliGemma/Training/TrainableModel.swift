@@ -140,6 +140,17 @@ struct TrainGemmaLayer {
     }
 }
 
+/// Parts of the model that `full` training can leave frozen.
+public enum ModelPart: String, Sendable, CaseIterable {
+    /// SigLIP: patch and position embeddings, every layer, the final norm.
+    case visionTower = "vision"
+    case projector
+    /// The decoder's layers and final norm.
+    case decoder
+    /// The token embedding (tied to the output head).
+    case embeddings
+}
+
 /// The whole model for training: every block wrapped with what `method` trains.
 public final class TrainableModel: @unchecked Sendable {
     public let model: PaliGemmaModel
@@ -157,6 +168,8 @@ public final class TrainableModel: @unchecked Sendable {
     /// Whether anything in the vision tower or projector is trained (else the image side runs
     /// as inference, without keeping activations).
     let trainsVision: Bool
+    /// Whether anything below the projector is trained (else backward stops at the projector).
+    let trainsVisionTower: Bool
     let dropoutState: DropoutState
     /// Recompute each layer's activations in the backward pass instead of keeping them from the
     /// forward pass (gradient checkpointing per layer): one more forward's work, and only one
@@ -170,14 +183,16 @@ public final class TrainableModel: @unchecked Sendable {
     }
 
     /// Wraps `model` for `method`; LoRA's A matrices are drawn from `seed` (B starts at zero).
-    public init(model: PaliGemmaModel, method: TrainingMethod, seed: UInt64 = 0) {
+    /// With `full`, the parts in `freeze` stay as stored.
+    public init(model: PaliGemmaModel, method: TrainingMethod, seed: UInt64 = 0, freeze: Set<ModelPart> = []) {
         self.model = model
         self.method = method
         var rng = Xoshiro256(seed: seed)
         var linearCount = 0
         let dropoutState = DropoutState()
         self.dropoutState = dropoutState
-        let full = method == .full
+        let fullAll = method == .full
+        var full = fullAll && !freeze.contains(.visionTower)
         func lin(_ path: String, _ base: Linear, attention: Bool = false) -> TrainLinear {
             var lora: LoRAConfig?
             if case .lora(let c) = method, c.matches(path) { lora = c }
@@ -203,9 +218,12 @@ public final class TrainableModel: @unchecked Sendable {
         }
         postLayerNorm = TrainNorm(path: vp + ".post_layernorm", weight: vt.postLayerNorm.weight, bias: vt.postLayerNorm.bias,
                                   eps: vt.postLayerNorm.eps, trained: full)
+        full = fullAll && !freeze.contains(.projector)
         projector = lin("multi_modal_projector.linear", model.projector)
         let dec = model.decoder, dp = "language_model.model"
+        full = fullAll && !freeze.contains(.embeddings)
         embedding = full ? Parameter(name: dp + ".embed_tokens.weight", shape: dec.embedTokens.shape, values: dec.embedTokens.floats()) : nil
+        full = fullAll && !freeze.contains(.decoder)
         layers = dec.layers.enumerated().map { i, l in
             let p = "\(dp).layers.\(i)"
             let a = l.attention
@@ -242,7 +260,7 @@ public final class TrainableModel: @unchecked Sendable {
         }
         params += norm.parameters
         parameters = params
-        _ = visionCount
+        trainsVisionTower = visionCount > 0
     }
 
     /// The trained tensors by name.
@@ -393,7 +411,7 @@ public final class TrainableModel: @unchecked Sendable {
         if trainsVision, let beforePost, let projectorSave, !imageRows.isEmpty {
             let df = Matrix(rows: imageRows.count, cols: d)
             for (r, p) in imageRows.enumerated() { Ops.copyRows(dx, p..<p + 1, into: df, at: r) }
-            let dpost = projector.backward(df, projectorSave) ?? Matrix(rows: 0, cols: 0)
+            guard let dpost = projector.backward(df, projectorSave, needInput: trainsVisionTower) else { return (loss, scored.count) }
             var dv = postLayerNorm.layerBackward(dpost, x: beforePost)
             for (i, layer) in visionLayers.enumerated().reversed() {
                 dv = layer.backward(dv, recompute ? layer.forward(visionInputs[i]).1 : visionSaves[i])
