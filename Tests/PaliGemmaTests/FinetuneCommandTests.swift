@@ -77,3 +77,22 @@ struct FinetuneCommandTests {
         #expect(refused.status == 65 && refused.stderr.contains("line 2"), "\(refused.stderr)")
     }
 }
+
+extension FinetuneCommandTests {
+    @Test("README's fine-tuning example: 40 LoRA steps teach the tiny model the two captions")
+    func readmeExample() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let root = Fixtures.root.appendingPathComponent("../../..").standardized
+        let model = Fixtures.model("e2e-pg1").path
+        let out = dir.appendingPathComponent("pg-lora").path
+        let run = try EndToEndTests.run(["finetune", "--model", model, "--train", root.appendingPathComponent("Examples/finetune/captions.jsonl").path,
+                                         "--output", out, "--steps", "40", "--lr", "1e-2", "--overwrite"])
+        #expect(run.status == 0, "\(run.stderr)")
+        for (image, caption) in [("scene.jpg", "a red circle"), ("wide.png", "a blue square")] {
+            let c = try EndToEndTests.run(["caption", "--model", model, "--adapter", out,
+                                           "--image", Fixtures.root.appendingPathComponent("e2e/images/\(image)").path])
+            #expect(c.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == caption, "\(image): \(c.stdout) \(c.stderr)")
+        }
+    }
+}
