@@ -58,6 +58,8 @@ struct Finetune: ParsableCommand {
     var initAdapter: String?
     @Option(help: "Also write one JSON line per optimiser step here (default: training_log.jsonl in --output).") var log: String?
     @Option(name: .customLong("eval-every"), help: "Evaluate every N steps (with --eval).") var evalEvery = 50
+    @Option(name: .customLong("eval-tokens"), help: "With --eval: most tokens of the greedy answers scored at each evaluation (0: the loss only).")
+    var evalTokens = 32
     @Option(name: .customLong("save-every"), help: "Save the results and the resumable state every N steps (0: at the end only).")
     var saveEvery = 0
     @Flag(name: .customLong("recompute"), help: "Recompute each layer's activations in the backward pass (gradient checkpointing): less memory, about a third more time.")
@@ -141,8 +143,16 @@ struct FinetuneRecord: Codable, Equatable {
 struct StepLogLine: Encodable {
     let step: Int, loss: Double, lr: Float, gradNorm: Float, examples: Int, tokens: Int, seconds: Double
     let evalLoss: FiniteOrNull<Double>?
+    /// Task metrics of the greedy answers to the evaluation examples (with --eval).
+    let evalMetrics: EvalMetrics?
+    struct EvalMetrics: Encodable {
+        let exactMatch: Double, vqaAccuracy: Double, boxF1: Double?, boxMeanIoU: Double?
+        enum CodingKeys: String, CodingKey {
+            case exactMatch = "exact_match", vqaAccuracy = "vqa_accuracy", boxF1 = "box_f1", boxMeanIoU = "box_mean_iou"
+        }
+    }
     enum CodingKeys: String, CodingKey {
-        case step, loss, lr, gradNorm = "grad_norm", examples, tokens, seconds, evalLoss = "eval_loss"
+        case step, loss, lr, gradNorm = "grad_norm", examples, tokens, seconds, evalLoss = "eval_loss", evalMetrics = "eval"
     }
 }
 
@@ -218,13 +228,23 @@ struct FinetuneRun {
             let clock = Date()
             let report = try trainer.step(try trainer.batch(step: trainer.step).map(example))
             var evalLoss: Double?
+            var metrics: StepLogLine.EvalMetrics?
             if !evalExamples.isEmpty && (report.step % c.evalEvery == 0 || report.step == trainer.totalSteps) {
                 evalLoss = try trainer.evaluate(evalExamples)
+                if c.evalTokens > 0 {
+                    metrics = try evalMetrics(trainer, pipeline: pipeline, output: output, records: evalRecords)
+                }
             }
             history.append((report.step, report.loss, evalLoss))
             try logSink.write(StepLogLine(step: report.step, loss: report.loss, lr: report.learningRate, gradNorm: report.gradNorm,
                                           examples: report.examples, tokens: report.tokens, seconds: Date().timeIntervalSince(clock),
-                                          evalLoss: evalLoss.map { FiniteOrNull($0) }))
+                                          evalLoss: evalLoss.map { FiniteOrNull($0) }, evalMetrics: metrics))
+            if let metrics {
+                var line = String(format: "eval at step %d: exact match %.1f%%, VQA accuracy %.1f%%", report.step,
+                                  100 * metrics.exactMatch, 100 * metrics.vqaAccuracy)
+                if let f1 = metrics.boxF1, let iou = metrics.boxMeanIoU { line += String(format: ", box F1 %.3f, mean IoU %.3f", f1, iou) }
+                progress.note(line)
+            }
             progress.update(report, evalLoss: evalLoss, examplesPerSecond: Double(report.examples) / max(Date().timeIntervalSince(clock), 1e-9))
             if c.saveEvery > 0 && report.step % c.saveEvery == 0 && report.step < trainer.totalSteps {
                 try save(trainer, pipeline: pipeline, output: output, stateURL: stateURL, history: history)
@@ -240,6 +260,25 @@ struct FinetuneRun {
     }
 
     func note(_ s: String) { FileHandle.standardError.write(Data("paligemma: \(s)\n".utf8)) }
+
+    /// Greedy answers to the evaluation examples with the weights as they are now: the current
+    /// adapter (or checkpoint) is saved beside the run and loaded the way `paligemma eval` loads it.
+    func evalMetrics(_ trainer: Trainer, pipeline: PaliGemmaPipeline, output: URL,
+                     records: [TrainingRecord]) throws -> StepLogLine.EvalMetrics {
+        let scratch = output.appendingPathComponent(".eval")
+        try? fm.removeItem(at: scratch)
+        try fm.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? fm.removeItem(at: scratch) }
+        try FinetuneOutputs.writeResults(trainer.model, pipeline: pipeline, output: scratch, baseModel: command.model)
+        let current: PaliGemmaPipeline
+        if case .lora = trainer.model.method {
+            current = try PaliGemmaPipeline(directory: pipeline.directory, configStrictness: .lenient, adapter: scratch)
+        } else {
+            current = try PaliGemmaPipeline(directory: scratch.appendingPathComponent("model"), configStrictness: .lenient)
+        }
+        let r = try Evaluation.run(pipeline: current, records: records, maxTokens: command.evalTokens)
+        return .init(exactMatch: r.exactMatch, vqaAccuracy: r.vqaAccuracy, boxF1: r.detection?.f1, boxMeanIoU: r.detection?.meanIoU)
+    }
 
     /// --output must be new or empty; --resume needs a run made with the same settings; --overwrite clears it.
     func prepareOutput(_ output: URL, stateURL: URL, recordURL: URL, record: FinetuneRecord) throws {
@@ -334,6 +373,7 @@ final class TrainingProgress {
             FileHandle.standardError.write(Data(((interactive ? "\r" : "") + line + "\n").utf8))
         }
     }
+    func note(_ s: String) { FileHandle.standardError.write(Data(((interactive ? "\r" : "") + "paligemma: " + s + "\n").utf8)) }
     func finish() { if interactive { FileHandle.standardError.write(Data("\n".utf8)) } }
     static func clock(_ seconds: Double) -> String {
         guard seconds.isFinite else { return "?" }

@@ -30,12 +30,14 @@ struct FinetuneCommandTests {
         for name in ["adapter_config.json", "adapter_model.safetensors", "training_log.jsonl", "loss.png", "trainer_state.safetensors", "trainer_options.json"] {
             #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent(name).path), "\(name) missing")
         }
-        struct Line: Decodable { let step: Int; let loss: Double; let lr: Double; let grad_norm: Double; let eval_loss: Double? }
+        struct Metrics: Decodable { let exact_match: Double; let vqa_accuracy: Double; let box_f1: Double? }
+        struct Line: Decodable { let step: Int; let loss: Double; let lr: Double; let grad_norm: Double; let eval_loss: Double?; let eval: Metrics? }
         let lines = try String(contentsOf: out.appendingPathComponent("training_log.jsonl"), encoding: .utf8)
             .split(separator: "\n").map { try JSONDecoder().decode(Line.self, from: Data($0.utf8)) }
         #expect(lines.map(\.step) == Array(1...8))
         #expect(lines[7].loss < lines[0].loss, "the loss falls")
         #expect(lines.compactMap(\.eval_loss).count == 2)
+        #expect(lines.compactMap(\.eval).count == 2 && lines.last?.eval?.box_f1 != nil, "task metrics at each evaluation, boxes for the detect line")
         // eval through the inference path with the written adapter gives the last evaluation loss.
         let evaluation = try EndToEndTests.run(["eval", "--model", model, "--adapter", out.path, "--data", train.path, "--json", "--max-tokens", "4"])
         #expect(evaluation.status == 0, "\(evaluation.stderr)")
