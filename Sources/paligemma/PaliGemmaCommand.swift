@@ -15,7 +15,7 @@ struct PaliGemmaCommand: ParsableCommand {
         """,
         subcommands: [Generate.self, Caption.self, OCR.self, Answer.self, Detect.self, Segment.self, Parse.self,
                       Inspect.self, Download.self, Quantize.self, Merge.self, Finetune.self, Evaluate.self,
-                      Tokenize.self, Detokenize.self, Bench.self, RandomCheckpointCommand.self]
+                      Tokenize.self, Detokenize.self, Bench.self, Shapes.self, RandomCheckpointCommand.self]
     )
 }
 
