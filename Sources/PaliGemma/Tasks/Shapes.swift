@@ -1,5 +1,6 @@
 import Foundation
 import PaliGemmaImage
+import PaliGemmaJSON
 
 // The synthetic "shapes" world (issue 14): seeded scenes of 1-4 filled circles, squares and
 // triangles on a plain background, their rendering, and the prompts and answers PaliGemma's own
@@ -379,7 +380,7 @@ public enum ShapesDataset {
                 throw PaliGemmaError.io(path: url.path, reason: "cannot write: \(error)")
             }
             for q in questions {
-                jsonl += "{\"image\": \(quoted(name)), \"prefix\": \(quoted(q.prefix)), \"suffix\": \(quoted(q.suffix))}\n"
+                jsonl += "{\"image\": \(jsonQuoted(name)), \"prefix\": \(jsonQuoted(q.prefix)), \"suffix\": \(jsonQuoted(q.suffix))}\n"
                 lines += 1
             }
             progress?(index + 1)
@@ -389,22 +390,5 @@ public enum ShapesDataset {
             throw PaliGemmaError.io(path: url.path, reason: "cannot write: \(error.localizedDescription)")
         }
         return lines
-    }
-
-    /// A JSON string literal.
-    static func quoted(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }
