@@ -215,7 +215,7 @@ import Testing
             #expect(record.image.lastPathComponent == String(format: "%05d.png", i) && record.prefix == q.prefix && record.suffix == q.suffix)
         }
         let line = try String(contentsOf: a.appendingPathComponent("data.jsonl"), encoding: .utf8).split(separator: "\n")[0]
-        #expect(line == #"{"image": "00000.png", "prefix": "caption en", "suffix": "\#(generator.example(0).scene.caption)"}"#)
+        #expect(line == #"{"image":"00000.png","prefix":"caption en","suffix":"\#(generator.example(0).scene.caption)"}"#)
 
         let again = try EndToEndTests.run(["shapes", "--output", a.path, "--count", "1", "--seed", "3"])
         #expect(again.status != 0 && again.stderr.contains("not empty"), "\(again.stderr)")

@@ -368,6 +368,8 @@ public enum ShapesDataset {
                 throw PaliGemmaError.io(path: folder.path, reason: "cannot create: \(error.localizedDescription)")
             }
         }
+        /// One line of data.jsonl: the fine-tuning format's three keys.
+        struct Line: Encodable { let image: String, prefix: String, suffix: String }
         let digits = max(5, String(count - 1).count)
         var jsonl = ""
         var lines = 0
@@ -380,7 +382,7 @@ public enum ShapesDataset {
                 throw PaliGemmaError.io(path: url.path, reason: "cannot write: \(error)")
             }
             for q in questions {
-                jsonl += "{\"image\": \(jsonQuoted(name)), \"prefix\": \(jsonQuoted(q.prefix)), \"suffix\": \(jsonQuoted(q.suffix))}\n"
+                jsonl += try JSONOutput.string(Line(image: name, prefix: q.prefix, suffix: q.suffix)) + "\n"
                 lines += 1
             }
             progress?(index + 1)
