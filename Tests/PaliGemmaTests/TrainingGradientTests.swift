@@ -319,3 +319,35 @@ extension TrainingGradientTests {
         }
     }
 }
+
+extension TrainingGradientTests {
+    @Test("LoRA on the patch embedding: its A and B gradients match finite differences")
+    func patchEmbeddingLoRA() throws {
+        let ref = try Self.fixture("pg1-lora")
+        let model = try PaliGemmaModel(directory: Fixtures.model("pg1-f32"))
+        let t = TrainableModel(model: model, method: .lora(LoRAConfig(rank: 2, alpha: 4, targets: ["patch_embedding", "q_proj"])), seed: 5)
+        // B starts at zero, so give it values for A's gradient to be non-zero.
+        for p in t.parameters where p.name.hasSuffix("lora_B.weight") {
+            for i in 0..<p.count { p.value.data[i] = Float(i % 7) * 0.01 - 0.03 }
+        }
+        let e = try Self.examples(ref)[0]
+        for name in ["vision_tower.vision_model.embeddings.patch_embedding.lora_A.weight",
+                     "vision_tower.vision_model.embeddings.patch_embedding.lora_B.weight"] {
+            let p = try #require(t.parametersByName[name])
+            t.zeroGradients()
+            _ = try t.accumulate(e, weight: 1)
+            let analytic = p.grad.values
+            #expect(analytic.contains { $0 != 0 }, "\(name) gets a gradient")
+            for i in [0, 5, p.count - 1] {
+                let h: Float = 1e-2, v = p.value.data[i]
+                p.value.data[i] = v + h
+                let up = try t.loss(e).loss
+                p.value.data[i] = v - h
+                let down = try t.loss(e).loss
+                p.value.data[i] = v
+                let numeric = (up - down) / Double(2 * h)
+                #expect(abs(numeric - Double(analytic[i])) <= 2e-3 + 2e-2 * abs(Double(analytic[i])), "\(name)[\(i)]: \(analytic[i]) vs \(numeric)")
+            }
+        }
+    }
+}

@@ -295,7 +295,7 @@ public final class TrainableModel: @unchecked Sendable {
         }
         // Image side.
         var visionSaves: [TrainSigLIPLayer.Saved] = [], visionInputs: [Matrix] = []
-        var beforePost: Matrix?, projectorSave: TrainLinear.Saved?
+        var beforePost: Matrix?, projectorSave: TrainLinear.Saved?, patchSave: TrainLinear.Saved?
         let features: Matrix?
         let imageCount = example.ids.filter { $0 == c.imageTokenIndex }.count
         if imageCount > 0 {
@@ -305,7 +305,7 @@ public final class TrainableModel: @unchecked Sendable {
             if trainsVision {  // trained vision parameters count in evaluation too
                 let v = c.visionConfig
                 let (x0, ps) = patch.forward(Ops.patches(example.pixels, channels: v.numChannels, size: v.imageSize, patch: v.patchSize))
-                _ = ps
+                patchSave = ps
                 let pos = position?.value ?? {
                     let m = Matrix(rows: x0.rows, cols: x0.cols)
                     for r in 0..<m.rows { Ops.gatherRow(model.vision.embeddings.position, r, into: m, row: r) }
@@ -417,11 +417,7 @@ public final class TrainableModel: @unchecked Sendable {
                 dv = layer.backward(dv, recompute ? layer.forward(visionInputs[i]).1 : visionSaves[i])
             }
             if let position { Ops.add(position.grad, dv) }
-            if patch.weight != nil || patch.loraA != nil {
-                let v = c.visionConfig
-                let saved = TrainLinear.Saved(x: Ops.patches(example.pixels, channels: v.numChannels, size: v.imageSize, patch: v.patchSize), h: nil)
-                _ = patch.backward(dv, saved, needInput: false)
-            }
+            if let patchSave, !patch.parameters.isEmpty { _ = patch.backward(dv, patchSave, needInput: false) }
         }
         return (loss, scored.count)
     }
