@@ -166,6 +166,21 @@ extension Ops {
         rope(dy, heads: heads, dim: dim, positions: positions.map { -$0 }, invFreq: invFreq)
     }
 
+    /// Cross-entropy of one row of logits z [count] against `target`: log Σ exp(z) - z[target]
+    /// (in float64 sums). With `gradient`, writes (softmax(z) - onehot(target)) · weight there.
+    public static func crossEntropy(_ z: UnsafePointer<Float>, count: Int, target: Int,
+                                    gradient: UnsafeMutablePointer<Float>? = nil, weight: Float = 1) -> Double {
+        var mx = -Float.infinity
+        for j in 0..<count { mx = max(mx, z[j]) }
+        var sum = 0.0
+        for j in 0..<count { sum += exp(Double(z[j] - mx)) }
+        if let g = gradient {
+            for j in 0..<count { g[j] = Float(exp(Double(z[j] - mx)) / sum) * weight }
+            g[target] -= weight
+        }
+        return log(sum) + Double(mx) - Double(z[target])
+    }
+
     /// x += y · s.
     public static func addScaled(_ x: Matrix, _ y: Matrix, _ s: Float) {
         precondition(x.count == y.count)

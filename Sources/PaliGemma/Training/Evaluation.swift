@@ -61,16 +61,7 @@ public enum Evaluation {
         var sum = 0.0
         let scored = example.scoredPositions
         for p in scored {
-            let target = example.labels[p + 1]
-            guard target >= 0, target < logits.cols else {
-                throw PaliGemmaError.input("label \(target) at position \(p + 1) is outside the vocabulary (0..<\(logits.cols))")
-            }
-            let row = logits.row(p)
-            var mx = -Float.infinity
-            for j in 0..<logits.cols { mx = max(mx, row[j]) }
-            var s = 0.0
-            for j in 0..<logits.cols { s += exp(Double(row[j] - mx)) }
-            sum += log(s) + Double(mx) - Double(row[target])
+            sum += Ops.crossEntropy(logits.row(p), count: logits.cols, target: try example.target(after: p, vocabulary: logits.cols))
         }
         return (sum, scored.count)
     }

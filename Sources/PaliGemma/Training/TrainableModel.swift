@@ -27,6 +27,16 @@ public struct TrainingExample: Sendable {
 
     /// Positions whose logits are scored (t with labels[t + 1] != -100).
     var scoredPositions: [Int] { (0..<max(ids.count - 1, 0)).filter { labels[$0 + 1] != -100 } }
+
+    /// The label the logits at scored position `p` are scored against (labels[p + 1]), checked
+    /// against the vocabulary.
+    func target(after p: Int, vocabulary: Int) throws -> Int {
+        let target = labels[p + 1]
+        guard target >= 0, target < vocabulary else {
+            throw PaliGemmaError.input("label \(target) at position \(p + 1) is outside the vocabulary (0..<\(vocabulary))")
+        }
+        return target
+    }
 }
 
 /// The vision tower's layers as training runs them.
@@ -373,18 +383,8 @@ public final class TrainableModel: @unchecked Sendable {
         var loss = 0.0
         let dlogits = Matrix(rows: logits.rows, cols: logits.cols)
         for (r, p) in scored.enumerated() {
-            let target = example.labels[p + 1]
-            guard target >= 0, target < logits.cols else {
-                throw PaliGemmaError.input("label \(target) at position \(p + 1) is outside the vocabulary (0..<\(logits.cols))")
-            }
-            let row = logits.row(r), g = dlogits.row(r)
-            var mx = -Float.infinity
-            for j in 0..<logits.cols { mx = max(mx, row[j]) }
-            var sum = 0.0
-            for j in 0..<logits.cols { sum += exp(Double(row[j] - mx)) }
-            loss += log(sum) + Double(mx) - Double(row[target])
-            for j in 0..<logits.cols { g[j] = Float(exp(Double(row[j] - mx)) / sum) * weight }
-            g[target] -= weight
+            let target = try example.target(after: p, vocabulary: logits.cols)
+            loss += Ops.crossEntropy(logits.row(r), count: logits.cols, target: target, gradient: dlogits.row(r), weight: weight)
         }
         guard backward else { return (loss, scored.count) }
         if let cap { Ops.softcapBackward(dlogits, output: logits, cap: cap) }
