@@ -103,7 +103,7 @@ struct BatchRunner {
             }
             let skipped = entries.count - pending.count
             let pipeline = try arguments.loadPipeline()
-            let sink = try ResultSink(path: output)
+            let sink = try JSONLinesFile(path: output, append: true)
             let progress = BatchProgress(total: pending.count, skipped: skipped)
             let prefetch = Prefetcher(entries: pending, pipeline: pipeline, applyEXIF: arguments.applyEXIFOrientation)
             var failures = 0
@@ -227,29 +227,6 @@ func describe(_ error: Error) -> String {
 }
 
 /// Appends JSON lines (`JSONOutput`) to the output file.
-final class ResultSink {
-    let handle: FileHandle
-    init(path: String) throws {
-        if !FileManager.default.fileExists(atPath: path) {
-            guard FileManager.default.createFile(atPath: path, contents: nil) else {
-                throw PaliGemmaError.io(path: path, reason: "cannot create the output file")
-            }
-        }
-        guard let h = FileHandle(forWritingAtPath: path) else {
-            throw PaliGemmaError.io(path: path, reason: "cannot open the output file for writing")
-        }
-        handle = h
-        handle.seekToEndOfFile()
-        // A previous run cut off mid-line leaves no newline at the end: start on a fresh line.
-        if handle.offsetInFile > 0, let last = try? Data(contentsOf: URL(fileURLWithPath: path)).last, last != 0x0A {
-            handle.write(Data("\n".utf8))
-        }
-    }
-    func write(_ line: BatchRunner.ResultLine) throws {
-        handle.write(Data((try JSONOutput.string(line) + "\n").utf8))
-    }
-}
-
 /// Decodes and preprocesses images one request ahead, on a background thread.
 final class Prefetcher: @unchecked Sendable {
     private let condition = NSCondition()

@@ -33,8 +33,8 @@ struct Evaluate: ParsableCommand {
                                                  adapter: try adapter.map(modelURL))
             configKeys.warnAboutUnknownKeys(pipeline.model.config)
             let records = try TrainingData.read(jsonl: URL(fileURLWithPath: (data as NSString).expandingTildeInPath))
-            var sink: LogSink?
-            if let output { sink = try LogSink(url: URL(fileURLWithPath: (output as NSString).expandingTildeInPath), append: false) }
+            var sink: JSONLinesFile?
+            if let output { sink = try JSONLinesFile(path: (output as NSString).expandingTildeInPath, append: false) }
             let report = try Evaluation.run(pipeline: pipeline, records: records, maxTokens: maxTokens) { item in
                 try sink?.write(item)
             }

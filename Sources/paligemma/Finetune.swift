@@ -217,8 +217,8 @@ struct FinetuneRun {
         let evalExamples = try evalRecords.map { try TrainingData.example($0, pipeline: pipeline) }
 
         let logURL = c.log.map { URL(fileURLWithPath: ($0 as NSString).expandingTildeInPath) } ?? output.appendingPathComponent("training_log.jsonl")
-        let logSink = try LogSink(url: logURL, append: c.resume)
-        var history = c.resume ? LogSink.readLosses(logURL, upTo: trainer.step) : []
+        var history = c.resume ? try TrainingLog.keep(logURL, upTo: trainer.step) : []
+        let logSink = try JSONLinesFile(path: logURL.path, append: c.resume)
         signal(SIGINT) { _ in interruptRequested = 1 }
         let progress = TrainingProgress(total: trainer.totalSteps, start: trainer.step)
         let started = Date()
@@ -320,34 +320,27 @@ struct FinetuneRun {
     }
 }
 
-/// Appends JSON lines to the training log.
-final class LogSink {
-    let handle: FileHandle
-    init(url: URL, append: Bool) throws {
-        let fm = FileManager.default
-        if !append || !fm.fileExists(atPath: url.path) {
-            guard fm.createFile(atPath: url.path, contents: nil) else {
-                throw PaliGemmaError.io(path: url.path, reason: "cannot create the log file")
-            }
-        }
-        guard let h = FileHandle(forWritingAtPath: url.path) else { throw PaliGemmaError.io(path: url.path, reason: "cannot open the log file") }
-        handle = h
-        handle.seekToEndOfFile()
-    }
-    func write<T: Encodable>(_ line: T) throws {
-        handle.write(Data((try JSONOutput.string(line) + "\n").utf8))
-    }
-
-    /// (step, loss, eval loss) of the lines of an earlier log up to `step`, for the loss curve.
-    static func readLosses(_ url: URL, upTo step: Int) -> [(Int, Double, Double?)] {
+/// The training log of a resumed run.
+enum TrainingLog {
+    /// Keeps the lines of an earlier log up to `step` (the saved state's; later lines belong to
+    /// steps the resumed run takes again) and returns their (step, loss, eval loss) for the curve.
+    static func keep(_ url: URL, upTo step: Int) throws -> [(Int, Double, Double?)] {
         struct Line: Decodable {
             let step: Int, loss: Double
             let evalLoss: Double?
             enum CodingKeys: String, CodingKey { case step, loss, evalLoss = "eval_loss" }
         }
         guard let text = try? String(contentsOf: url, encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(Line.self, from: Data($0.utf8)) }
-            .filter { $0.step <= step }.map { ($0.step, $0.loss, $0.evalLoss) }
+        var kept: [Substring] = [], history: [(Int, Double, Double?)] = []
+        for raw in text.split(separator: "\n") {
+            guard let line = try? JSONDecoder().decode(Line.self, from: Data(raw.utf8)), line.step <= step else { continue }
+            kept.append(raw)
+            history.append((line.step, line.loss, line.evalLoss))
+        }
+        do { try Data((kept.map { $0 + "\n" }.joined()).utf8).write(to: url, options: .atomic) } catch {
+            throw PaliGemmaError.io(path: url.path, reason: "cannot rewrite the training log: \(error.localizedDescription)")
+        }
+        return history
     }
 }
 

@@ -52,10 +52,19 @@ struct FinetuneCommandTests {
         let again = try EndToEndTests.run(["finetune", "--model", model, "--train", train.path, "--output", out.path, "--steps", "8"])
         #expect(again.status != 0 && again.stderr.contains("--overwrite"))
         let before = try Data(contentsOf: out.appendingPathComponent("adapter_model.safetensors"))
+        // A line for a step after the saved state (as a crash after a save leaves) is dropped on resume.
+        let logURL = out.appendingPathComponent("training_log.jsonl")
+        let handle = try FileHandle(forWritingTo: logURL)
+        handle.seekToEndOfFile()
+        handle.write(Data(#"{"step": 9, "loss": 1.0, "lr": 0, "grad_norm": 0}"#.utf8))
+        try handle.close()
         let resumed = try EndToEndTests.run(["finetune", "--model", model, "--train", train.path, "--eval", train.path, "--output", out.path,
                                              "--steps", "8", "--lr", "3e-3", "--batch-size", "3", "--eval-every", "4", "--rank", "4", "--seed", "3", "--resume"])
         #expect(resumed.status == 0, "\(resumed.stderr)")
         #expect(try Data(contentsOf: out.appendingPathComponent("adapter_model.safetensors")) == before)
+        let steps = try String(contentsOf: logURL, encoding: .utf8).split(separator: "\n")
+            .map { try JSONDecoder().decode(Line.self, from: Data($0.utf8)).step }
+        #expect(steps == Array(1...8), "the resumed log holds each step once: \(steps)")
         let changed = try EndToEndTests.run(["finetune", "--model", model, "--train", train.path, "--output", out.path, "--steps", "9", "--resume"])
         #expect(changed.status != 0 && changed.stderr.contains("options differ"))
     }
