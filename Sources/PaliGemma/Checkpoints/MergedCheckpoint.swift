@@ -56,33 +56,12 @@ public enum MergedCheckpoint {
 
         let folder = try StagedFolder(destination: destination, source: source.directory)
         let total = source.dataBytes
-        var written = 0, merged = 0, copied = 0
-        for file in source.files {
-            let name = (file.path as NSString).lastPathComponent
-            let layout = file.names.compactMap { file.entries[$0] }.sorted { $0.begin < $1.begin }
-            let writer = try SafetensorsStreamWriter(path: folder.file(name).path, tensors: layout.map { ($0.name, $0.dtype, $0.shape) },
-                                                     metadata: file.metadata)
-            for entry in layout {
-                let t = try file.tensor(entry.name)
-                let canonical = Checkpoint.canonicalName(entry.name)
-                if canonical.hasSuffix(".weight"), let m = adapter.modules[String(canonical.dropLast(".weight".count))] {
-                    try merge(t, LoRATerm(m, scale: adapter.config.scale), as: entry.name, into: writer, chunkBytes: chunkBytes) {
-                        written += $0; progress(written, total)
-                    }
-                    merged += 1
-                } else {
-                    try CheckpointFolder.copy(t, as: entry.name, into: writer, chunkBytes: chunkBytes) { written += $0; progress(written, total) }
-                    copied += 1
-                }
-            }
-            try writer.finish()
-        }
-        let index = source.directory.appendingPathComponent(SafetensorsIndex.fileName)
-        if FileManager.default.fileExists(atPath: index.path) {
-            do {
-                try FileManager.default.copyItem(at: index.resolvingSymlinksInPath(), to: folder.file(SafetensorsIndex.fileName))
-            } catch {
-                throw PaliGemmaError.io(path: index.path, reason: "cannot copy: \(error.localizedDescription)")
+        var written = 0
+        let (merged, copied) = try CheckpointFolder.rewriteWeights(of: source, into: folder, chunkBytes: chunkBytes,
+                                                                   wrote: { written += $0; progress(written, total) }) { canonical, entry in
+            guard canonical.hasSuffix(".weight"), let m = adapter.modules[String(canonical.dropLast(".weight".count))] else { return nil }
+            return .init(dtype: entry.dtype) { t, writer, wrote in
+                try merge(t, LoRATerm(m, scale: adapter.config.scale), as: entry.name, into: writer, chunkBytes: chunkBytes, wrote: wrote)
             }
         }
         let files = try CheckpointFolder.copyOtherFiles(of: source, into: folder.temporary)
