@@ -34,25 +34,24 @@ extension Ops {
                                  headDim: Int, window: Int?, scale: Float, softcap: Float?) -> Matrix {
         precondition(q.cols == heads * headDim)
         let out = Matrix(rows: q.rows, cols: q.cols)
-        // Block tables must stay alive (and put) while the kernel reads them.
-        let tables = segments.map { $0.cache.blocks }
-        var tablePointers: [UnsafeMutableBufferPointer<Int32>] = []
-        defer { for t in tablePointers { t.deallocate() } }
-        var seqs: [pg_attn_seq] = []
-        for (segment, table) in zip(segments, tables) {
-            let pool = segment.cache.pool
-            precondition(pool.kvWidth == kvHeads * headDim && segment.rows.upperBound <= q.rows)
-            let t = UnsafeMutableBufferPointer<Int32>.allocate(capacity: max(table.count, 1))
-            _ = t.initialize(from: table)
-            tablePointers.append(t)
-            seqs.append(pg_attn_seq(row0: segment.rows.lowerBound, T: segment.rows.count,
-                                    S: segment.start + segment.rows.count, q_start: segment.start,
-                                    prefix: segment.prefix, k: pool.keys[layer], v: pool.values[layer],
-                                    block_table: t.baseAddress, block_tokens: pool.blockTokens))
-        }
-        seqs.withUnsafeBufferPointer { s in
-            pg_attention_batch(q.data, q.cols, out.data, out.cols, s.baseAddress, s.count, kvHeads * headDim,
+        // Every segment's block table, one after another, alive while the kernel reads them.
+        let tables = segments.flatMap { $0.cache.blocks }
+        tables.withUnsafeBufferPointer { t in
+            var seqs: [pg_attn_seq] = []
+            var offset = 0
+            for segment in segments {
+                let pool = segment.cache.pool
+                precondition(pool.kvWidth == kvHeads * headDim && segment.rows.upperBound <= q.rows)
+                seqs.append(pg_attn_seq(row0: segment.rows.lowerBound, T: segment.rows.count,
+                                        S: segment.start + segment.rows.count, q_start: segment.start,
+                                        prefix: segment.prefix, k: pool.keys[layer], v: pool.values[layer],
+                                        block_table: t.baseAddress.map { $0 + offset }, block_tokens: pool.blockTokens))
+                offset += segment.cache.blocks.count
+            }
+            seqs.withUnsafeBufferPointer { s in
+                pg_attention_batch(q.data, q.cols, out.data, out.cols, s.baseAddress, s.count, kvHeads * headDim,
                                    Int32(heads), Int32(kvHeads), Int32(headDim), window ?? 0, scale, softcap ?? 0)
+            }
         }
         return out
     }
