@@ -1,6 +1,6 @@
 import CPaliGemmaKernels
 
-// Attention and the data movement the models need (patches, embedding rows, stacking), as ops,
+// Attention and the data movement the models need (patches, embedding rows, row copies), as ops,
 // so that the model files reach the kernels only through `Ops`.
 //
 // Shape letters: R rows of a batched call (the new tokens of every sequence, stacked), H query
@@ -99,16 +99,5 @@ extension Ops {
     public static func copyRows(_ src: Matrix, _ srcRows: Range<Int>, into dst: Matrix, at dstRow: Int) {
         precondition(src.cols == dst.cols && srcRows.upperBound <= src.rows && dstRow + srcRows.count <= dst.rows)
         dst.row(dstRow).update(from: src.row(srcRows.lowerBound), count: srcRows.count * src.cols)
-    }
-
-    /// Rows of every matrix, one after another ([Σ rows, cols]).
-    public static func stack(_ parts: [Matrix], cols: Int) -> Matrix {
-        let out = Matrix(rows: parts.reduce(0) { $0 + $1.rows }, cols: cols)
-        var r = 0
-        for m in parts {
-            copyRows(m, 0..<m.rows, into: out, at: r)
-            r += m.rows
-        }
-        return out
     }
 }
