@@ -14,7 +14,7 @@ enum FinetuneOutputs {
         case .lora(let config):
             let staged = output.appendingPathComponent(".adapter.partial")
             try model.adapter(baseModel: baseModel, dropout: config.dropout).write(to: staged, overwrite: true)
-            for name in ["adapter_config.json", "adapter_model.safetensors"] {
+            for name in [LoRAAdapter.configFileName, LoRAAdapter.weightsFileName] {
                 let target = output.appendingPathComponent(name)
                 // rename(2) replaces the old file in one step.
                 guard rename(staged.appendingPathComponent(name).path, target.path) == 0 else {
