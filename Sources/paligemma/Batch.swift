@@ -298,6 +298,7 @@ final class BatchProgress {
         log(String(format: "%d request(s) in %.1f s, %d failed", done, elapsed, failures))
     }
 
+    /// A duration for a progress line: 3m05s, or 1h02m from an hour on ("?" when unknown).
     static func clock(_ seconds: Double) -> String {
         guard seconds.isFinite else { return "?" }
         let s = Int(seconds.rounded())

@@ -356,7 +356,7 @@ final class TrainingProgress {
     func update(_ r: StepReport, evalLoss: Double?, examplesPerSecond: Double) {
         let done = r.step - start
         let perStep = Date().timeIntervalSince(began) / Double(max(done, 1))
-        let eta = TrainingProgress.clock(perStep * Double(total - r.step))
+        let eta = BatchProgress.clock(perStep * Double(total - r.step))
         var line = String(format: "step %d/%d  loss %.4f  lr %.2e  |g| %.3f  %.2f ex/s  ETA %@", r.step, total, r.loss,
                           Double(r.learningRate), Double(r.gradNorm), examplesPerSecond, eta)
         if let evalLoss { line += String(format: "  eval %.4f", evalLoss) }
@@ -368,9 +368,4 @@ final class TrainingProgress {
     }
     func note(_ s: String) { FileHandle.standardError.write(Data(((interactive ? "\r" : "") + "paligemma: " + s + "\n").utf8)) }
     func finish() { if interactive { FileHandle.standardError.write(Data("\n".utf8)) } }
-    static func clock(_ seconds: Double) -> String {
-        guard seconds.isFinite else { return "?" }
-        let s = Int(seconds.rounded())
-        return s >= 3600 ? String(format: "%dh%02dm", s / 3600, (s % 3600) / 60) : String(format: "%dm%02ds", s / 60, s % 60)
-    }
 }
