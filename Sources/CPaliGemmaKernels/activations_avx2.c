@@ -26,15 +26,19 @@ PG_TARGET static inline __m256 exp_avx2(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(n));
 }
 
+// tanh(y) = sign(y) (1 - e) / (1 + e) with e = exp(-2 |y|).
+PG_TARGET static inline __m256 tanh_avx2(__m256 y) {
+    __m256 sign = _mm256_and_ps(y, _mm256_set1_ps(-0.0f));
+    __m256 t = exp_avx2(_mm256_mul_ps(_mm256_set1_ps(-2.0f), _mm256_andnot_ps(_mm256_set1_ps(-0.0f), y)));
+    __m256 th = _mm256_div_ps(_mm256_sub_ps(_mm256_set1_ps(1.0f), t), _mm256_add_ps(_mm256_set1_ps(1.0f), t));
+    return _mm256_or_ps(th, sign);
+}
+
 // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 PG_TARGET static inline __m256 gelu_avx2(__m256 x) {
     __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
     __m256 y = _mm256_mul_ps(_mm256_set1_ps(0.7978845608028654f), _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), x3, x));
-    __m256 sign = _mm256_and_ps(y, _mm256_set1_ps(-0.0f));
-    __m256 t = exp_avx2(_mm256_mul_ps(_mm256_set1_ps(-2.0f), _mm256_andnot_ps(_mm256_set1_ps(-0.0f), y)));
-    __m256 th = _mm256_div_ps(_mm256_sub_ps(_mm256_set1_ps(1.0f), t), _mm256_add_ps(_mm256_set1_ps(1.0f), t));
-    th = _mm256_or_ps(th, sign);
-    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(_mm256_set1_ps(1.0f), th));
+    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(_mm256_set1_ps(1.0f), tanh_avx2(y)));
 }
 
 PG_TARGET long pg_gelu_tanh_avx2(float *a, const float *b, long n) {
@@ -51,13 +55,12 @@ PG_TARGET long pg_gelu_tanh_avx2(float *a, const float *b, long n) {
 // (up NULL: the plain GELU, dgate = da · gelu'(gate), dup unused). Returns elements done.
 PG_TARGET long pg_geglu_backward_avx2(const float *da, const float *gate, const float *up, float *dgate, float *dup, long n) {
     const __m256 k = _mm256_set1_ps(0.7978845608028654f), c = _mm256_set1_ps(0.044715f), c3 = _mm256_set1_ps(3 * 0.044715f);
-    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), sgn = _mm256_set1_ps(-0.0f);
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
     long i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 x = _mm256_loadu_ps(gate + i), x2 = _mm256_mul_ps(x, x);
         __m256 u = _mm256_mul_ps(k, _mm256_fmadd_ps(_mm256_mul_ps(c, x2), x, x));
-        __m256 e = exp_avx2(_mm256_mul_ps(_mm256_set1_ps(-2.0f), _mm256_andnot_ps(sgn, u)));
-        __m256 t = _mm256_or_ps(_mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e)), _mm256_and_ps(u, sgn));
+        __m256 t = tanh_avx2(u);
         __m256 g = _mm256_mul_ps(_mm256_mul_ps(half, x), _mm256_add_ps(one, t));
         __m256 dt = _mm256_fnmadd_ps(t, t, one);  // 1 - t²
         __m256 slope = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_mul_ps(half, x), dt), _mm256_mul_ps(k, _mm256_fmadd_ps(c3, x2, one)),
