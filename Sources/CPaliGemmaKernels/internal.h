@@ -38,6 +38,8 @@ static inline size_t pg_dtype_size(int dtype) { return dtype == PG_F32 ? 4 : dty
 /// Per-thread scratch memory that grows as needed and is reused across calls (never shrinks).
 /// `slot` separates independent buffers used at the same time by one thread.
 float *pg_scratch(int thread, int slot, size_t floats);
+/// Threads the next parallel call from this thread will use: 1 under pg_set_thread_serial.
+int pg_threads_here(void);
 
 // Blocking of the prefill matrix kernel, shared by every ISA: MR rows of x per micro-tile,
 // KC-deep blocks. x packed for it ("A pack"): for each depth block kc0 (length kc), at offset

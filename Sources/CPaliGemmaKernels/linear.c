@@ -80,7 +80,7 @@ void pg_matmul_isa(int isa, const float *x, long ldx, const void *w, int wdtype,
             for (long n = 0; n < N; n++) y[m * ldy + n] = 0.0f;
         return;
     }
-    int threads = pg_threads();
+    int threads = pg_threads_here();
     long chunk = (N + 4L * threads - 1) / (4L * threads);
     chunk = (chunk + 31) / 32 * 32;
     if ((double)M * N * K < 65536.0) chunk = N;  // tiny: not worth waking the pool
@@ -197,7 +197,7 @@ static void linear_run(int isa, const float *x, long ldx, const void *w, int wdt
             for (long n = 0; n < N; n++) y[m * ldy + n] = bias ? bias[n] : 0.0f;
         return;
     }
-    int threads = pg_threads();
+    int threads = pg_threads_here();
     // Column chunks: a multiple of 32, about four per thread so that uneven tasks balance out.
     long chunk = (N + 4L * threads - 1) / (4L * threads);
     chunk = (chunk + 31) / 32 * 32;

@@ -32,6 +32,7 @@ static pool_t g_pool = {
 };
 static _Thread_local int t_in_task = 0;
 static _Thread_local int t_thread = 0;   // pool index of the thread running a task
+static _Thread_local int t_serial = 0;   // pg_set_thread_serial: kernels run here, on thread-local scratch
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void init_threads(void) {
@@ -46,6 +47,14 @@ static void init_threads(void) {
 int pg_threads(void) {
     pthread_once(&g_once, init_threads);
     return g_pool.nthreads;
+}
+
+int pg_threads_here(void) { return t_serial ? 1 : pg_threads(); }
+
+int pg_set_thread_serial(int on) {
+    int old = t_serial;
+    t_serial = on != 0;
+    return old;
 }
 
 void pg_set_threads(int n) {
@@ -94,6 +103,13 @@ void pg_parallel_for(long ntasks, pg_task_fn fn, void *ctx) {
         for (long i = 0; i < ntasks; i++) fn(ctx, i, t_thread);
         return;
     }
+    if (t_serial) {  // this thread runs its kernels alone, on its own scratch (pg_scratch)
+        t_in_task = 1;
+        t_thread = 0;
+        for (long i = 0; i < ntasks; i++) fn(ctx, i, 0);
+        t_in_task = 0;
+        return;
+    }
     pthread_mutex_lock(&g_pool.job_lock);
     int nthreads = g_pool.nthreads;
     if (nthreads == 1 || ntasks == 1) {
@@ -140,9 +156,12 @@ void pg_parallel_for(long ntasks, pg_task_fn fn, void *ctx) {
 #define PG_SCRATCH_SLOTS 4
 typedef struct { float *ptr; size_t cap; } scratch_t;
 static scratch_t g_scratch[PG_MAX_THREADS][PG_SCRATCH_SLOTS];
+// A thread under pg_set_thread_serial may run while the pool runs another caller's job, so it
+// cannot borrow a pool index: it has scratch of its own (kept for the thread's life).
+static _Thread_local scratch_t t_scratch[PG_SCRATCH_SLOTS];
 
 float *pg_scratch(int thread, int slot, size_t floats) {
-    scratch_t *s = &g_scratch[thread][slot];
+    scratch_t *s = t_serial ? &t_scratch[slot] : &g_scratch[thread][slot];
     if (s->cap < floats) {
         free(s->ptr);
         size_t cap = floats < 1024 ? 1024 : floats;

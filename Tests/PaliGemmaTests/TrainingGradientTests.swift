@@ -351,3 +351,67 @@ extension TrainingGradientTests {
         }
     }
 }
+
+/// `TrainingOptions.parallelExamples`: examples run at once on their own threads with their own
+/// gradient buffers give the one-at-a-time step's gradients, loss and updated values up to float
+/// rounding (the sums are taken in another order), for every method, LoRA dropout included.
+struct ParallelTrainingTests {
+    static let cases = [("pg1-full", TrainingMethod.full), ("pg2-full", .full), ("pg1-attention", .attention),
+                        ("pg1-lora-dropout", { () -> TrainingMethod in
+                            var c = LoRAConfig(rank: 4, alpha: 8)
+                            c.dropout = 0.3
+                            return .lora(c)
+                        }())]
+
+    @Test("parallel workers give the serial step", arguments: [2, 3])
+    func parallelEqualsSerial(workers: Int) throws {
+        for (name, method) in Self.cases {
+            let model = try PaliGemmaModel(directory: Fixtures.model(name.hasPrefix("pg2") ? "pg2-f32" : "pg1-f32"))
+            let ref = try TrainingGradientTests.fixture(name.hasPrefix("pg2") ? "pg2-full" : "pg1-full")
+            let examples = try TrainingGradientTests.examples(ref)
+            #expect(examples.count >= 3)
+            func run(_ parallel: Int) throws -> (StepReport, [Parameter]) {
+                var options = TrainingOptions()
+                options.optimizer = .sgd  // linear in the gradient (AdamW's first step is ±lr wherever |g| is near eps)
+                options.learningRate = 1e-2
+                options.batchSize = examples.count
+                options.seed = 7
+                options.parallelExamples = parallel
+                let t = try Trainer(model: TrainableModel(model: model, method: method, seed: 3), options: options, exampleCount: examples.count)
+                #expect(t.workers == parallel)
+                let report = try t.step(examples)
+                return (report, t.model.parameters)
+            }
+            let (serial, a) = try run(1)
+            let (parallel, b) = try run(workers)
+            var worstGrad: Float = 0, worstValue: Float = 0
+            for (p, q) in zip(a, b) {
+                let scale = max(1, p.grad.values.map(abs).max() ?? 0)
+                worstGrad = max(worstGrad, maxAbsDiff(p.grad.values, q.grad.values).diff / scale)
+                worstValue = max(worstValue, maxAbsDiff(p.value.values, q.value.values).diff)
+                #expect(q.workerGrads.allSatisfy { $0.values.allSatisfy { $0 == 0 } }, "\(q.name): worker buffers left non-zero")
+            }
+            print("[parallel \(workers)] \(name): loss \(serial.loss) vs \(parallel.loss); worst relative gradient diff \(worstGrad), worst value diff \(worstValue)")
+            #expect(abs(serial.loss - parallel.loss) <= 1e-9 * max(1, abs(serial.loss)))
+            #expect(abs(serial.gradNorm - parallel.gradNorm) <= 1e-5 * max(1, serial.gradNorm))
+            #expect(worstGrad <= 1e-5)
+            #expect(worstValue <= 1e-6)
+        }
+    }
+
+    @Test("an error in one worker's example is thrown and leaves the parameters as they were")
+    func workerErrors() throws {
+        let model = try PaliGemmaModel(directory: Fixtures.model("pg1-f32"))
+        let ref = try TrainingGradientTests.fixture("pg1-full")
+        var examples = try TrainingGradientTests.examples(ref)
+        examples[1] = TrainingExample(pixels: [], ids: examples[1].ids, labels: examples[1].labels, prefixLength: examples[1].prefixLength)
+        var options = TrainingOptions()
+        options.batchSize = examples.count
+        options.parallelExamples = 2
+        let t = try Trainer(model: TrainableModel(model: model, method: .full), options: options, exampleCount: examples.count)
+        let before = t.model.parameters.map { $0.value.values }
+        #expect(throws: PaliGemmaError.self) { try t.step(examples) }
+        #expect(t.model.parameters.map { $0.value.values } == before)
+        #expect(t.step == 0)
+    }
+}

@@ -54,6 +54,11 @@ const char *pg_isa_name(int level);
 /// Number of threads used by parallel kernels (default: online CPUs, or PALIGEMMA_THREADS).
 int pg_threads(void);
 void pg_set_threads(int n);
+/// With `on` non-zero, every parallel kernel called from this thread runs on this thread alone,
+/// on scratch memory of its own, so that several threads can each run whole small problems at
+/// once (training workers) instead of queueing for the pool; 0 goes back to the pool. Returns
+/// the previous setting.
+int pg_set_thread_serial(int on);
 typedef void (*pg_task_fn)(void *ctx, long task, int thread);
 /// Runs fn(ctx, i, thread) for i in [0, ntasks) on the pool; returns when all are done.
 /// Nested calls from inside a task run serially on the calling thread.

@@ -5,8 +5,9 @@ import PaliGemmaJSON
 /// sharded safetensors plus index, config.json), loadable here and by transformers. For
 /// benchmarks at the published sizes, where the real weights are not at hand.
 ///
-/// Values: matrices uniform with standard deviation 1/sqrt(fan_in), embeddings 0.02, LayerNorm
-/// scales 1 and biases 0, RMSNorm offsets 0: numerically tame, so generation runs as it would.
+/// Values: matrices uniform with standard deviation 1/sqrt(fan_in), token embeddings 0.02, vision
+/// position embeddings 1/sqrt(width), LayerNorm scales 1 and biases 0, RMSNorm offsets 0:
+/// numerically tame, so generation runs as it would, and a sound start for training from scratch.
 public enum RandomCheckpoint {
     public static func write(configJSON: String, dtype: DType, to directory: URL, seed: UInt64 = 0,
                              maxShardBytes: Int = 2 << 30, progress: (Int, Int) -> Void = { _, _ in }) throws {
@@ -52,6 +53,51 @@ public enum RandomCheckpoint {
         try Data(configJSON.utf8).write(to: directory.appendingPathComponent("config.json"), options: .atomic)
     }
 
+    /// The config.json at `url` with every `torch_dtype` (top level, text_config, vision_config)
+    /// set to `dtype` ("float32", "bfloat16", "float16"), checked to parse as a PaliGemma config.
+    public static func configJSON(contentsOf url: URL, dtype: String) throws -> String {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw PaliGemmaError.io(path: url.path, reason: "cannot read the config (\(error.localizedDescription))")
+        }
+        guard var top = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw PaliGemmaError.input("\(url.path): not a JSON object")
+        }
+        top["torch_dtype"] = dtype
+        for key in ["text_config", "vision_config"] {
+            if var sub = top[key] as? [String: Any] {
+                sub["torch_dtype"] = dtype
+                top[key] = sub
+            }
+        }
+        let out = try JSONSerialization.data(withJSONObject: top, options: [.prettyPrinted, .sortedKeys])
+        _ = try PaliGemmaConfig.parse(out, path: url.path)
+        return String(decoding: out, as: UTF8.self) + "\n"
+    }
+
+    /// Files a checkpoint folder holds besides its config and weights, copied from the config's
+    /// folder by `paligemma random-checkpoint --config` so the new folder runs as it is.
+    public static let companionFiles = ["tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                        "preprocessor_config.json", "generation_config.json"]
+
+    /// Copies those of `companionFiles` that `source` holds into `folder` (never replacing a
+    /// file there); returns their names.
+    public static func copyCompanionFiles(from source: URL, to folder: URL) throws -> [String] {
+        let fm = FileManager.default
+        var copied: [String] = []
+        for name in companionFiles where fm.fileExists(atPath: source.appendingPathComponent(name).path) {
+            let target = folder.appendingPathComponent(name)
+            guard !fm.fileExists(atPath: target.path) else {
+                throw PaliGemmaError.io(path: target.path, reason: "already exists; refusing to overwrite it")
+            }
+            do { try fm.copyItem(at: source.appendingPathComponent(name), to: target) } catch {
+                throw PaliGemmaError.io(path: source.appendingPathComponent(name).path, reason: "cannot copy: \(error.localizedDescription)")
+            }
+            copied.append(name)
+        }
+        return copied
+    }
+
     static func writeShard(_ tensors: [(name: String, shape: [Int])], dtype: DType, to url: URL,
                            rng: inout Xoshiro256, wrote: (Int) -> Void) throws {
         let writer = try SafetensorsStreamWriter(path: url.path, tensors: tensors.map { ($0.name, dtype, $0.shape) },
@@ -85,7 +131,11 @@ public enum RandomCheckpoint {
 
     /// (standard deviation, mean) of a parameter's random values.
     static func distribution(name: String, shape: [Int]) -> (Float, Float) {
-        if name.hasSuffix("embed_tokens.weight") || name.contains("position_embedding") { return (0.02, 0) }
+        if name.hasSuffix("embed_tokens.weight") { return (0.02, 0) }
+        // SigLIP's own initialisation (transformers' SiglipPreTrainedModel): 1/sqrt(width), so
+        // that a model trained from these values sees where a patch is from the start (at 0.02
+        // the position is ~40 times weaker than the patch's content).
+        if name.contains("position_embedding"), let width = shape.last { return (1 / Float(width).squareRoot(), 0) }
         if shape.count == 1 {
             let layerNormScale = name.contains("vision_tower") && name.contains("norm") && name.hasSuffix(".weight")
             return (0, layerNormScale ? 1 : 0)

@@ -128,6 +128,16 @@ public enum ShapesAntialias: String, CaseIterable, Sendable {
 /// The question sets `paligemma shapes --tasks` names.
 public enum ShapesTask: String, CaseIterable, Sendable {
     case caption, count, color, detect
+
+    /// The set a prompt of the world belongs to (`caption en`, `answer en how many …`,
+    /// `answer en what color …`, `detect …`); nil for any other prompt.
+    public init?(prefix: String) {
+        if prefix == "caption en" { self = .caption }
+        else if prefix.hasPrefix("answer en how many ") { self = .count }
+        else if prefix.hasPrefix("answer en what color ") { self = .color }
+        else if prefix.hasPrefix("detect ") { self = .detect }
+        else { return nil }
+    }
 }
 
 /// One prompt and its answer (a fine-tuning line's prefix and suffix).

@@ -25,6 +25,13 @@ public enum Kernels {
         defer { pg_set_thread_isa(-1) }
         return try body()
     }
+    /// Runs `body` with every kernel it calls on this thread alone (its own scratch memory, no
+    /// pool): for workers that each take whole small problems at once.
+    public static func withSerialThread<T>(_ body: () throws -> T) rethrows -> T {
+        let old = pg_set_thread_serial(1)
+        defer { pg_set_thread_serial(old) }
+        return try body()
+    }
     /// Threads used by parallel kernels (PALIGEMMA_THREADS, or the number of CPUs).
     public static var threads: Int {
         get { Int(pg_threads()) }

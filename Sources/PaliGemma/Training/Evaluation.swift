@@ -46,8 +46,14 @@ public struct EvaluationReport: Encodable, Sendable {
         enum CodingKeys: String, CodingKey { case examples, precision, recall, f1, meanIoU = "mean_iou" }
     }
 
+    /// The same metrics per group of examples (`paligemma eval --by-prefix`); nil when not asked.
+    public var groups: [Group]?
+    public struct Group: Encodable, Sendable {
+        public let name: String
+        public let report: EvaluationReport
+    }
     enum CodingKeys: String, CodingKey {
-        case examples, loss, tokens, exactMatch = "exact_match", vqaAccuracy = "vqa_accuracy", detection
+        case examples, loss, tokens, exactMatch = "exact_match", vqaAccuracy = "vqa_accuracy", detection, groups
     }
 }
 
@@ -67,40 +73,69 @@ public enum Evaluation {
     }
 
     /// Evaluates every record: loss, greedy answer (up to `maxTokens`), metrics. `onItem` sees
-    /// each example's result as it completes.
+    /// each example's result as it completes. With `groupBy`, the report also holds the same
+    /// metrics per group (the closure's name for each record), in order of first appearance.
     public static func run(pipeline: PaliGemmaPipeline, records: [TrainingRecord], maxTokens: Int,
+                           groupBy: ((TrainingRecord) -> String)? = nil,
                            onItem: (EvaluationItem) throws -> Void = { _ in }) throws -> EvaluationReport {
-        var report = EvaluationReport()
-        var lossSum = 0.0, exact = 0, vqa = 0
-        var boxes = AnswerMetrics.BoxCounts(), boxExamples = 0
+        var total = Tally()
+        var groups: [String: Tally] = [:], order: [String] = []
         for record in records {
             let example = try TrainingData.example(record, pipeline: pipeline)
             let (sum, n) = try loss(example, model: pipeline.model)
             let answer = try pipeline.generate(pixels: example.pixels, prompt: record.prefix,
                                                options: GenerationOptions(maxNewTokens: maxTokens)).text
-            let counts: AnswerMetrics.BoxCounts? = AnswerMetrics.hasBoxes(record.suffix) ? AnswerMetrics.boxes(answer, record.suffix) : nil
+            // Boxes are scored where the reference or the answer holds any: boxes given for an
+            // absent object (an empty reference) count as false positives.
+            let scoresBoxes = AnswerMetrics.hasBoxes(record.suffix) || AnswerMetrics.hasBoxes(answer)
+            let counts: AnswerMetrics.BoxCounts? = scoresBoxes ? AnswerMetrics.boxes(answer, record.suffix) : nil
             let item = EvaluationItem(line: record.line, image: record.image.path, prefix: record.prefix, reference: record.suffix,
                                       answer: answer, loss: n > 0 ? sum / Double(n) : 0, tokens: n,
                                       exactMatch: AnswerMetrics.exactMatch(answer, record.suffix),
                                       vqaMatch: AnswerMetrics.vqaMatch(answer, record.suffix),
                                       boxes: counts.map { .init(predicted: $0.predicted, reference: $0.reference, matched: $0.matched, meanIoU: $0.meanIoU) })
+            total.add(item, lossSum: sum, counts: counts)
+            if let groupBy {
+                let name = groupBy(record)
+                if groups[name] == nil { order.append(name) }
+                groups[name, default: Tally()].add(item, lossSum: sum, counts: counts)
+            }
+            try onItem(item)
+        }
+        var report = total.report
+        if groupBy != nil { report.groups = order.compactMap { name in groups[name].map { .init(name: name, report: $0.report) } } }
+        return report
+    }
+
+    /// Running sums behind a report.
+    struct Tally {
+        var examples = 0, tokens = 0, exact = 0, vqa = 0, boxExamples = 0
+        var lossSum = 0.0
+        var boxes = AnswerMetrics.BoxCounts()
+
+        mutating func add(_ item: EvaluationItem, lossSum sum: Double, counts: AnswerMetrics.BoxCounts?) {
+            examples += 1
+            tokens += item.tokens
             lossSum += sum
-            report.tokens += n
             exact += item.exactMatch ? 1 : 0
             vqa += item.vqaMatch ? 1 : 0
             if let counts {
                 boxes = boxes + counts
                 boxExamples += 1
             }
-            report.examples += 1
-            try onItem(item)
         }
-        report.loss = report.tokens > 0 ? lossSum / Double(report.tokens) : 0
-        report.exactMatch = report.examples > 0 ? Double(exact) / Double(report.examples) : 0
-        report.vqaAccuracy = report.examples > 0 ? Double(vqa) / Double(report.examples) : 0
-        if boxExamples > 0 {
-            report.detection = .init(examples: boxExamples, precision: boxes.precision, recall: boxes.recall, f1: boxes.f1, meanIoU: boxes.meanIoU)
+
+        var report: EvaluationReport {
+            var r = EvaluationReport()
+            r.examples = examples
+            r.tokens = tokens
+            r.loss = tokens > 0 ? lossSum / Double(tokens) : 0
+            r.exactMatch = examples > 0 ? Double(exact) / Double(examples) : 0
+            r.vqaAccuracy = examples > 0 ? Double(vqa) / Double(examples) : 0
+            if boxExamples > 0 {
+                r.detection = .init(examples: boxExamples, precision: boxes.precision, recall: boxes.recall, f1: boxes.f1, meanIoU: boxes.meanIoU)
+            }
+            return r
         }
-        return report
     }
 }

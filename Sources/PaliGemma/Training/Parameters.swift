@@ -24,8 +24,35 @@ public final class Parameter: @unchecked Sendable {
         grad = Matrix(rows: rows, cols: cols)
     }
 
+    /// Gradient buffers of parallel workers 1, 2, … (worker 0 adds into `grad`); `Trainer` sums
+    /// them into `grad` after a step's examples.
+    var workerGrads: [Matrix] = []
+
+    /// Where backward passes add this tensor's gradient: the calling worker's buffer.
+    var gradientSink: Matrix {
+        let w = TrainingWorker.current
+        return w == 0 ? grad : workerGrads[w - 1]
+    }
+
+    /// Gives `count` workers their own gradient buffers (zero), or none for one worker.
+    func prepareWorkers(_ count: Int) {
+        guard workerGrads.count != count - 1 else { return }
+        workerGrads = (1..<max(count, 1)).map { _ in Matrix(rows: grad.rows, cols: grad.cols) }
+    }
+
+    /// Adds every worker's gradient into `grad`, in worker order, and zeroes them.
+    func reduceWorkers() {
+        for g in workerGrads {
+            Ops.add(grad, g)
+            g.data.update(repeating: 0, count: g.count)
+        }
+    }
+
     public var count: Int { value.count }
-    public func zeroGrad() { grad.data.update(repeating: 0, count: grad.count) }
+    public func zeroGrad() {
+        grad.data.update(repeating: 0, count: grad.count)
+        for g in workerGrads { g.data.update(repeating: 0, count: g.count) }
+    }
     /// The values as a vector (norm weights, biases).
     var vector: [Float] { value.values }
 }
@@ -72,9 +99,40 @@ public enum TrainingMethod: Sendable, Equatable {
 
 /// Where LoRA dropout draws its masks: a seed per example (set by whoever runs it), mixed with
 /// each layer's index, so a mask can be drawn again (recomputation, resumed runs).
-final class DropoutState {
-    /// nil: no dropout (evaluation).
-    var seed: UInt64?
+final class DropoutState: @unchecked Sendable {
+    /// Per worker (`TrainingWorker.current`), each touching only its own slot.
+    private let seeds = UnsafeMutableBufferPointer<UInt64?>.allocate(capacity: TrainingWorker.limit)
+
+    init() { seeds.initialize(repeating: nil) }
+    deinit { seeds.deallocate() }
+
+    /// The calling worker's seed; nil: no dropout (evaluation).
+    var seed: UInt64? {
+        get { seeds[TrainingWorker.current] }
+        set { seeds[TrainingWorker.current] = newValue }
+    }
+}
+
+/// Which parallel training worker the calling thread is (0 outside `run`): a thread-specific
+/// value, so that backward passes deep in the layers add into that worker's gradient buffers.
+enum TrainingWorker {
+    /// Most workers at once.
+    static let limit = 64
+    private static let key: pthread_key_t = {
+        var k = pthread_key_t()
+        pthread_key_create(&k, nil)
+        return k
+    }()
+
+    static var current: Int { Int(bitPattern: pthread_getspecific(key)) }
+
+    /// Runs `body` as worker `index` with its kernels on this thread alone.
+    static func run<T>(_ index: Int, _ body: () throws -> T) rethrows -> T {
+        precondition(index >= 0 && index < limit, "training worker \(index) out of 0..<\(limit)")
+        pthread_setspecific(key, UnsafeRawPointer(bitPattern: index))
+        defer { pthread_setspecific(key, nil) }
+        return try Kernels.withSerialThread(body)
+    }
 }
 
 /// A linear layer as training runs it: y = x · Wᵀ + b with W the frozen base (as stored) or its
@@ -158,24 +216,24 @@ final class TrainLinear {
 
     /// dy [T, O] -> dx [T, I]; adds the parameters' gradients.
     func backward(_ dy: Matrix, _ saved: Saved, needInput: Bool = true) -> Matrix? {
-        if let weight { Ops.add(weight.grad, Ops.matmulTransposedA(dy, saved.x)) }
-        if let bias { Ops.addColumnSums(dy, into: bias.grad.data) }
+        if let weight { Ops.add(weight.gradientSink, Ops.matmulTransposedA(dy, saved.x)) }
+        if let bias { Ops.addColumnSums(dy, into: bias.gradientSink.data) }
         var dx: Matrix?
         if needInput { dx = weight.map { Ops.matmul(dy, $0.value) } ?? base.backwardInput(dy) }
         if let loraA, let loraB, let h = saved.h {
-            Ops.addScaled(loraB.grad, Ops.matmulTransposedA(dy, h), loraScale)  // dB = s · dyᵀ h
+            Ops.addScaled(loraB.gradientSink, Ops.matmulTransposedA(dy, h), loraScale)  // dB = s · dyᵀ h
             let dh = Ops.matmul(dy, loraB.value)  // [T, R]
             Ops.scale(dh, by: loraScale)
             if let keep = saved.keep {
                 let xl = Matrix(rows: saved.x.rows, cols: saved.x.cols)
                 for i in 0..<xl.count { xl.data[i] = saved.x.data[i] * keep.data[i] }
-                Ops.add(loraA.grad, Ops.matmulTransposedA(dh, xl))  // dA = dhᵀ x'
+                Ops.add(loraA.gradientSink, Ops.matmulTransposedA(dh, xl))  // dA = dhᵀ x'
                 if let dx {
                     let d = Ops.matmul(dh, loraA.value)
                     for i in 0..<d.count { dx.data[i] += d.data[i] * keep.data[i] }
                 }
             } else {
-                Ops.add(loraA.grad, Ops.matmulTransposedA(dh, saved.x))  // dA = dhᵀ x
+                Ops.add(loraA.gradientSink, Ops.matmulTransposedA(dh, saved.x))  // dA = dhᵀ x
                 if let dx { Ops.add(dx, Ops.matmul(dh, loraA.value)) }
             }
         }
@@ -210,7 +268,7 @@ struct TrainNorm {
     }
 
     func rmsBackward(_ dy: Matrix, x: Matrix) -> Matrix {
-        Ops.rmsNormBackward(dy, x: x, weight: currentWeight, eps: eps, dw: weightParameter?.grad.data)
+        Ops.rmsNormBackward(dy, x: x, weight: currentWeight, eps: eps, dw: weightParameter?.gradientSink.data)
     }
 
     func layer(_ x: Matrix) -> Matrix {
@@ -220,7 +278,7 @@ struct TrainNorm {
     }
 
     func layerBackward(_ dy: Matrix, x: Matrix) -> Matrix {
-        Ops.layerNormBackward(dy, x: x, weight: currentWeight, eps: eps, dw: weightParameter?.grad.data,
-                              db: biasParameter?.grad.data)
+        Ops.layerNormBackward(dy, x: x, weight: currentWeight, eps: eps, dw: weightParameter?.gradientSink.data,
+                              db: biasParameter?.gradientSink.data)
     }
 }

@@ -392,7 +392,7 @@ public final class TrainableModel: @unchecked Sendable {
         let dhs: Matrix
         if let embedding {
             dhs = Ops.matmul(dlogits, embedding.value)
-            Ops.add(embedding.grad, Ops.matmulTransposedA(dlogits, hs))
+            Ops.add(embedding.gradientSink, Ops.matmulTransposedA(dlogits, hs))
         } else {
             dhs = Ops.linearBackwardInput(dlogits, model.decoder.output.weight)
         }
@@ -404,8 +404,9 @@ public final class TrainableModel: @unchecked Sendable {
             dx = layer.backward(dx, s, positions: positions)
         }
         if let embedding {
+            let sink = embedding.gradientSink
             for (i, id) in example.ids.enumerated() where id != c.imageTokenIndex {
-                for j in 0..<d { embedding.grad[id, j] += dx[i, j] * scale }
+                for j in 0..<d { sink[id, j] += dx[i, j] * scale }
             }
         }
         if trainsVision, let beforePost, let projectorSave, !imageRows.isEmpty {
@@ -416,7 +417,7 @@ public final class TrainableModel: @unchecked Sendable {
             for (i, layer) in visionLayers.enumerated().reversed() {
                 dv = layer.backward(dv, recompute ? layer.forward(visionInputs[i]).1 : visionSaves[i])
             }
-            if let position { Ops.add(position.grad, dv) }
+            if let position { Ops.add(position.gradientSink, dv) }
             if let patchSave, !patch.parameters.isEmpty { _ = patch.backward(dv, patchSave, needInput: false) }
         }
         return (loss, scored.count)

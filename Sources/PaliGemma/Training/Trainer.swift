@@ -39,8 +39,18 @@ public struct TrainingOptions: Sendable, Equatable {
     /// Examples in file order unless shuffled (a new seeded order each epoch).
     public var shuffle = false
     public var averaging: LossAveraging = .tokens
+    /// Examples run at once, each on one thread with its own gradient buffers (the kernels then
+    /// run single-threaded): for small models, whose per-example matrices are too small to keep
+    /// every core busy. 1: one example at a time, on all threads; 0: `automaticWorkers`.
+    public var parallelExamples = 1
 
     public init() {}
+
+    /// Workers for `parallelExamples == 0`: every thread for a model under 50 M trained values
+    /// (per-worker gradients cost little there), otherwise one.
+    public static func automaticWorkers(trainedValues: Int, threads: Int) -> Int {
+        trainedValues < 50_000_000 ? max(1, min(threads, TrainingWorker.limit)) : 1
+    }
 
     public var examplesPerStep: Int { batchSize * gradAccum }
 
@@ -57,6 +67,9 @@ public struct TrainingOptions: Sendable, Equatable {
         guard batchSize >= 1, gradAccum >= 1 else { throw bad("--batch-size and --grad-accum must be at least 1") }
         guard steps >= 0, epochs >= 1 || steps > 0 else { throw bad("--steps must be >= 0 and --epochs at least 1") }
         guard warmupSteps >= 0 else { throw bad("--warmup-steps must be >= 0") }
+        guard parallelExamples >= 0, parallelExamples <= TrainingWorker.limit else {
+            throw bad("--parallel-examples must be in 0...\(TrainingWorker.limit) (0: automatic)")
+        }
     }
 }
 
@@ -120,9 +133,13 @@ public final class Trainer: @unchecked Sendable {
     /// batchSize · gradAccum of the run's sequence of epochs.
     public func batch(step: Int) -> [Int] {
         let n = options.examplesPerStep
+        var orders: [Int: [Int]] = [:]  // a step spans at most a few epochs; each order is built once
         return (0..<n).map { i in
             let k = step * n + i
-            return order(epoch: k / exampleCount)[k % exampleCount]
+            let epoch = k / exampleCount
+            let o = orders[epoch] ?? order(epoch: epoch)
+            orders[epoch] = o
+            return o[k % exampleCount]
         }
     }
 
@@ -133,20 +150,54 @@ public final class Trainer: @unchecked Sendable {
         let counts = examples.map { $0.scoredPositions.count }
         let total = counts.reduce(0, +)
         guard total > 0 else { throw PaliGemmaError.input("no supervised token in this step's examples (empty suffixes?)") }
-        var loss = 0.0
-        for (i, (e, n)) in zip(examples, counts).enumerated() where n > 0 {
-            // LoRA dropout's masks for this example: from the run's seed, the step and the position.
-            var mix = Xoshiro256(seed: options.seed ^ (UInt64(step) << 20) ^ UInt64(i))
-            model.dropoutSeed = mix.next()
-            let weight = options.averaging == .tokens ? 1 / Float(total) : 1 / Float(n * examples.count)
-            let (sum, _) = try model.accumulate(e, weight: weight)
-            loss += options.averaging == .tokens ? sum / Double(total) : sum / Double(n * examples.count)
+        let workers = min(self.workers, examples.count)
+        // Example i's loss term, whichever worker ran it; summed in example order below.
+        let losses = WorkerSlots<Double>(examples.count)
+        if workers > 1 {
+            for p in model.parameters { p.prepareWorkers(workers) }
+            // Worker w takes examples w, w + workers, …; the first error (by worker) is thrown.
+            let errors = WorkerSlots<Error>(workers)
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                TrainingWorker.run(w) {
+                    do {
+                        for i in stride(from: w, to: examples.count, by: workers) {
+                            losses[i] = try accumulate(examples, i, counts: counts, total: total)
+                        }
+                    } catch {
+                        errors[w] = error
+                    }
+                }
+            }
+            if let error = errors.values.first { throw error }
+            for p in model.parameters { p.reduceWorkers() }
+        } else {
+            for i in examples.indices { losses[i] = try accumulate(examples, i, counts: counts, total: total) }
         }
+        let loss = losses.values.reduce(0, +)
         let norm = clipGradientNorm(model.parameters, maxNorm: options.clipNorm)
         let lr = learningRate(step: step)
         optimizer.step(lr: lr)
         step += 1
         return StepReport(step: step, loss: loss, learningRate: lr, gradNorm: norm, examples: examples.count, tokens: total)
+    }
+
+    /// Forward and backward of example `i` of a step into the calling worker's gradients; its
+    /// term of the step's loss.
+    private func accumulate(_ examples: [TrainingExample], _ i: Int, counts: [Int], total: Int) throws -> Double {
+        let n = counts[i]
+        guard n > 0 else { return 0 }
+        // LoRA dropout's masks for this example: from the run's seed, the step and the position.
+        var mix = Xoshiro256(seed: options.seed ^ (UInt64(step) << 20) ^ UInt64(i))
+        model.dropoutSeed = mix.next()
+        let weight = options.averaging == .tokens ? 1 / Float(total) : 1 / Float(n * examples.count)
+        let (sum, _) = try model.accumulate(examples[i], weight: weight)
+        return options.averaging == .tokens ? sum / Double(total) : sum / Double(n * examples.count)
+    }
+
+    /// Examples run at once by `step` (`TrainingOptions.parallelExamples` resolved).
+    public var workers: Int {
+        options.parallelExamples > 0 ? options.parallelExamples
+            : TrainingOptions.automaticWorkers(trainedValues: model.trainableCount, threads: Kernels.threads)
     }
 
     /// Mean teacher-forced loss (over supervised tokens) of `examples`.

@@ -150,6 +150,20 @@ public enum TrainingData {
         return TrainingExample(pixels: pixels, ids: t.ids, labels: t.labels, prefixLength: t.prefixLength)
     }
 
+    /// `example` for each record, built by up to `threads` threads at once (in record order;
+    /// the first failing record's error, by position, is thrown).
+    public static func examples(_ records: [TrainingRecord], pipeline: PaliGemmaPipeline, threads: Int) throws -> [TrainingExample] {
+        let workers = min(max(threads, 1), records.count)
+        guard workers > 1 else { return try records.map { try example($0, pipeline: pipeline) } }
+        let results = WorkerSlots<Result<TrainingExample, Error>>(records.count)
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            for i in stride(from: w, to: records.count, by: workers) {
+                results[i] = Result { try example(records[i], pipeline: pipeline) }
+            }
+        }
+        return try results.values.map { try $0.get() }
+    }
+
     // MARK: One line
 
     enum LineError: Error { case bad(String) }
