@@ -13,7 +13,7 @@ struct Bench: ParsableCommand {
         """
     )
 
-    @Option(help: "Checkpoint folder.") var model: String
+    @Option(help: "Checkpoint folder. Default: the bundled shapes model.") var model: String?
     @Option(name: .customLong("prompt-tokens"), help: "Text tokens in the prompt (besides image tokens, <bos> and \"\\n\").")
     var promptTokens = 8
     @Option(name: .customLong("new-tokens"), help: "Tokens to decode.") var newTokens = 16
@@ -104,11 +104,12 @@ struct Bench: ParsableCommand {
 struct RandomCheckpointCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "random-checkpoint",
-        abstract: "Write a checkpoint folder with random weights in a published shape (for benchmarks).",
+        abstract: "Write a checkpoint folder with random weights in a published shape (for benchmarks) or any config.json's (to train from scratch).",
         discussion: "Presets: \(Presets.names.joined(separator: ", "))"
     )
 
-    @Option(help: "Published shape to imitate.") var preset: String
+    @Option(help: "Published shape to imitate.") var preset: String?
+    @Option(help: "A config.json to give random weights instead of a preset (its torch_dtype is replaced by --dtype's); the tokenizer and preprocessor files beside it are copied too.") var config: String?
     @Option(help: "Weight dtype: bf16, f16 or f32.") var dtype = "bf16"
     @Option(help: "Output folder (must not hold a checkpoint already).") var output: String
     @Option(help: "Random seed.") var seed: UInt64 = 0
@@ -118,10 +119,20 @@ struct RandomCheckpointCommand: ParsableCommand {
         guard let (type, name) = types[dtype] else {
             throw ValidationError("--dtype must be bf16, f16 or f32")
         }
-        guard let json = Presets.json(preset, dtype: name) else {
-            throw ValidationError("unknown preset '\(preset)'; known: \(Presets.names.joined(separator: ", "))")
+        var presetJSON: String?
+        switch (preset, config) {
+        case (let preset?, nil):
+            guard let j = Presets.json(preset, dtype: name) else {
+                throw ValidationError("unknown preset '\(preset)'; known: \(Presets.names.joined(separator: ", "))")
+            }
+            presetJSON = j
+        case (nil, .some):
+            break
+        default:
+            throw ValidationError("give one of --preset and --config")
         }
         do {
+            let json = try presetJSON ?? RandomCheckpoint.configJSON(contentsOf: URL(fileURLWithPath: config ?? ""), dtype: name)
             var last = -1
             let interactive = isatty(STDERR_FILENO) != 0  // a progress line only on a terminal
             try RandomCheckpoint.write(configJSON: json, dtype: type, to: URL(fileURLWithPath: output), seed: seed) { done, total in
@@ -132,6 +143,11 @@ struct RandomCheckpointCommand: ParsableCommand {
                 }
             }
             if interactive { FileHandle.standardError.write(Data("\n".utf8)) }
+            if let config {
+                let from = URL(fileURLWithPath: config).deletingLastPathComponent()
+                let copied = try RandomCheckpoint.copyCompanionFiles(from: from, to: URL(fileURLWithPath: output))
+                if !copied.isEmpty { print("copied \(copied.joined(separator: ", ")) from \(from.path)") }
+            }
         } catch {
             fail(error)
         }

@@ -17,12 +17,14 @@ struct Evaluate: ParsableCommand {
           paligemma eval --model M --adapter runs/lora --data eval.jsonl --output preds.jsonl
         """)
 
-    @Option(help: "Checkpoint folder (or a hub id already in the local cache).") var model: String
+    @Option(help: "Checkpoint folder (or a hub id already in the local cache). Default: the bundled shapes model.") var model: String?
     @Option(help: "PEFT LoRA adapter folder applied to the model.") var adapter: String?
     @Option(help: "Examples (JSON Lines).") var data: String
     @Option(help: "Write one JSON line per example (answer, reference, loss, metrics) here.") var output: String?
     @Option(name: .customLong("max-tokens"), help: "Most tokens per greedy answer.") var maxTokens = 64
     @Flag(help: "Print one JSON object instead of a summary.") var json = false
+    @Option(name: .customLong("group-by"), help: "Also report the metrics per group: prefix (each distinct prompt) or shapes (the shapes world's caption, count, color and detect questions).")
+    var groupBy: String?
     @Option(help: "Threads (default: all CPUs).") var threads: Int?
     @OptionGroup var configKeys: ConfigKeyArguments
 
@@ -35,21 +37,39 @@ struct Evaluate: ParsableCommand {
             let records = try TrainingData.read(jsonl: URL(fileURLWithPath: (data as NSString).expandingTildeInPath))
             var sink: JSONLinesFile?
             if let output { sink = try JSONLinesFile(path: (output as NSString).expandingTildeInPath, append: false) }
-            let report = try Evaluation.run(pipeline: pipeline, records: records, maxTokens: maxTokens) { item in
+            let report = try Evaluation.run(pipeline: pipeline, records: records, maxTokens: maxTokens,
+                                            groupBy: try grouping()) { item in
                 try sink?.write(item)
             }
             if json {
                 print(try JSONOutput.string(report))
             } else {
-                print(String(format: "%d examples: loss %.4f over %d tokens, exact match %.1f%%, VQA accuracy %.1f%%",
-                             report.examples, report.loss, report.tokens, 100 * report.exactMatch, 100 * report.vqaAccuracy))
-                if let d = report.detection {
-                    print(String(format: "boxes (%d examples): precision %.3f, recall %.3f, F1 %.3f at IoU 0.5, mean IoU %.3f",
-                                 d.examples, d.precision, d.recall, d.f1, d.meanIoU))
+                printSummary(report, indent: "")
+                for group in report.groups ?? [] {
+                    print("\(group.name):")
+                    printSummary(group.report, indent: "  ")
                 }
             }
         } catch {
             fail(error)
+        }
+    }
+
+    func grouping() throws -> ((TrainingRecord) -> String)? {
+        switch groupBy {
+        case nil: return nil
+        case "prefix": return { $0.prefix }
+        case "shapes": return { ShapesTask(prefix: $0.prefix)?.rawValue ?? "other" }
+        case let other?: throw PaliGemmaError.input("--group-by must be prefix or shapes, got '\(other)'")
+        }
+    }
+
+    func printSummary(_ report: EvaluationReport, indent: String) {
+        print(indent + String(format: "%d examples: loss %.4f over %d tokens, exact match %.1f%%, VQA accuracy %.1f%%",
+                              report.examples, report.loss, report.tokens, 100 * report.exactMatch, 100 * report.vqaAccuracy))
+        if let d = report.detection {
+            print(indent + String(format: "boxes (%d examples): precision %.3f, recall %.3f, F1 %.3f at IoU 0.5, mean IoU %.3f",
+                                  d.examples, d.precision, d.recall, d.f1, d.meanIoU))
         }
     }
 }

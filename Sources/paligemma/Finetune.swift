@@ -27,7 +27,7 @@ struct Finetune: ParsableCommand {
           paligemma generate --model M --adapter runs/lora --image cat.jpg --prompt "caption en"
         """)
 
-    @Option(help: "Checkpoint folder (or a hub id already in the local cache).") var model: String
+    @Option(help: "Checkpoint folder (or a hub id already in the local cache). Default: the bundled shapes model.") var model: String?
     @Option(help: "Training examples (JSON Lines).") var train: String
     @Option(help: "Evaluation examples (JSON Lines): teacher-forced loss every --eval-every steps.") var eval: String?
     @Option(help: "Folder for the results (must be new or empty, unless --resume or --overwrite).") var output: String
@@ -67,6 +67,8 @@ struct Finetune: ParsableCommand {
     @Flag(help: "Continue the interrupted run in --output from its last saved state.") var resume = false
     @Flag(help: "Replace what --output holds.") var overwrite = false
     @Option(help: "Threads (default: all CPUs).") var threads: Int?
+    @Option(name: .customLong("parallel-examples"), help: "Examples run at once, one per thread with its own gradient buffers (0: one per thread for models under 50 M trained values, else 1; the same results up to float rounding).")
+    var parallelExamples = 0
     @OptionGroup var configKeys: ConfigKeyArguments
 
     func validate() throws {
@@ -116,6 +118,7 @@ struct Finetune: ParsableCommand {
         o.seed = seed
         o.shuffle = shuffle
         o.averaging = LossAveraging(rawValue: average) ?? .tokens
+        o.parallelExamples = parallelExamples
         return o
     }
 
@@ -132,7 +135,7 @@ struct Finetune: ParsableCommand {
 
 /// The settings a run was started with, kept beside its state so `--resume` continues the same run.
 struct FinetuneRecord: Codable, Equatable {
-    var model: String, train: String, method: String, rank: Int, alpha: Float, rslora: Bool, targets: String
+    var model: String?, train: String, method: String, rank: Int, alpha: Float, rslora: Bool, targets: String
     var optimizer: String, lr: Float, weightDecay: Float, schedule: String, warmupSteps: Int, clipNorm: Float
     var batchSize: Int, gradAccum: Int, steps: Int?, epochs: Int, seed: UInt64, shuffle: Bool, average: String
     var dropout: Float
@@ -203,7 +206,8 @@ struct FinetuneRun {
             note("resuming at step \(trainer.step) of \(trainer.totalSteps)")
         }
         note("\(trainRecords.count) training examples, \(trainer.totalSteps) steps of \(c.options.examplesPerStep) examples; "
-             + "\(trainable.parameters.count) tensors with \(trainable.trainableCount) values trained (\(c.method))")
+             + "\(trainable.parameters.count) tensors with \(trainable.trainableCount) values trained (\(c.method))"
+             + (trainer.workers > 1 ? "; \(trainer.workers) examples at a time" : ""))
 
         // Examples are built once and kept while they fit in 512 MB; else rebuilt when needed.
         let cacheable = trainRecords.count * pipeline.model.pixelCount * 4 <= 512 << 20
@@ -226,7 +230,11 @@ struct FinetuneRun {
         while trainer.step < trainer.totalSteps {
             if interruptRequested != 0 { stopped = true; break }
             let clock = Date()
-            let report = try trainer.step(try trainer.batch(step: trainer.step).map(example))
+            let indices = trainer.batch(step: trainer.step)
+            // Built by the training workers' threads when nothing is cached (decoding is per example).
+            let batch = cacheable || trainer.workers == 1 ? try indices.map(example)
+                : try TrainingData.examples(indices.map { trainRecords[$0] }, pipeline: pipeline, threads: trainer.workers)
+            let report = try trainer.step(batch)
             var evalLoss: Double?
             var metrics: StepLogLine.EvalMetrics?
             if !evalExamples.isEmpty && (report.step % c.evalEvery == 0 || report.step == trainer.totalSteps) {
@@ -269,7 +277,7 @@ struct FinetuneRun {
         try? fm.removeItem(at: scratch)
         try fm.createDirectory(at: scratch, withIntermediateDirectories: true)
         defer { try? fm.removeItem(at: scratch) }
-        try FinetuneOutputs.writeResults(trainer.model, pipeline: pipeline, output: scratch, baseModel: command.model)
+        try FinetuneOutputs.writeResults(trainer.model, pipeline: pipeline, output: scratch, baseModel: command.model ?? pipeline.directory.path)
         let current: PaliGemmaPipeline
         if case .lora = trainer.model.method {
             current = try PaliGemmaPipeline(directory: pipeline.directory, configStrictness: .lenient, adapter: scratch)
@@ -311,7 +319,7 @@ struct FinetuneRun {
     /// The results (adapter or checkpoint), the loss curve and the resumable state.
     func save(_ trainer: Trainer, pipeline: PaliGemmaPipeline, output: URL, stateURL: URL,
               history: [(Int, Double, Double?)]) throws {
-        try FinetuneOutputs.writeResults(trainer.model, pipeline: pipeline, output: output, baseModel: command.model)
+        try FinetuneOutputs.writeResults(trainer.model, pipeline: pipeline, output: output, baseModel: command.model ?? pipeline.directory.path)
         let tmp = output.appendingPathComponent(".trainer_state.partial.safetensors")
         try SafetensorsWriter.write(trainer.stateTensors(), metadata: ["step": "\(trainer.step)"], to: tmp)
         _ = try? fm.removeItem(at: stateURL)

@@ -5,7 +5,7 @@ import PaliGemmaJSON
 
 /// Options every generating command shares.
 struct GenerationArguments: ParsableArguments {
-    @Option(help: "Checkpoint folder (or a hub id already in the local cache).") var model: String
+    @Option(help: "Checkpoint folder (or a hub id already in the local cache). Default: the bundled shapes model.") var model: String?
     @Option(help: "PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors, as PEFT or `paligemma finetune` writes it) applied to the model.")
     var adapter: String?
     @Option(help: "Image file (JPEG, PNG, PPM/PGM), or - to read it from standard input.") var image: String?

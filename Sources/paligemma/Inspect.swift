@@ -14,8 +14,8 @@ struct Inspect: ParsableCommand {
         """
     )
 
-    @Option(name: .long, help: "Checkpoint folder (config.json + model.safetensors or shards).")
-    var model: String
+    @Option(name: .long, help: "Checkpoint folder (config.json + model.safetensors or shards). Default: the bundled shapes model.")
+    var model: String?
 
     @Flag(name: .long, help: "Print one JSON object instead of text.")
     var json = false

@@ -19,7 +19,7 @@ struct Merge: ParsableCommand {
         """
     )
 
-    @Option(help: "Checkpoint folder (or a hub id already in the local cache).") var model: String
+    @Option(help: "Checkpoint folder (or a hub id already in the local cache). Default: the bundled shapes model.") var model: String?
     @Option(help: "PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors).") var adapter: String
     @Option(help: "Folder to write (must not exist, or be empty).") var output: String
     @OptionGroup var configKeys: ConfigKeyArguments

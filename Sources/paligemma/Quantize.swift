@@ -19,7 +19,7 @@ struct Quantize: ParsableCommand {
         """
     )
 
-    @Option(help: "Checkpoint folder (or a hub id already in the local cache).") var model: String
+    @Option(help: "Checkpoint folder (or a hub id already in the local cache). Default: the bundled shapes model.") var model: String?
     @Option(help: "Folder to write (must not exist, or be empty).") var output: String
     @Option(help: "Bits per weight: 8 (int8, one scale per output channel) or 4 (one scale per group of 32).") var bits = 8
     @OptionGroup var configKeys: ConfigKeyArguments
@@ -37,7 +37,7 @@ struct Quantize: ParsableCommand {
 
 /// Opens `--model`, writes a folder made from it to `--output` (`write` returns the summary line)
 /// with a progress line on a terminal, and prints the summary; errors end the process.
-func writeCheckpointFolder(model: String, output: String, configKeys: ConfigKeyArguments, progressLabel: String,
+func writeCheckpointFolder(model: String?, output: String, configKeys: ConfigKeyArguments, progressLabel: String,
                            _ write: (Checkpoint, URL, PercentProgress) throws -> String) {
     do {
         let checkpoint = try Checkpoint(directory: try modelURL(model), configStrictness: configKeys.strictness)

@@ -14,7 +14,7 @@ struct Tokenize: ParsableCommand {
         """
     )
 
-    @Option(help: "Model folder holding tokenizer.model or tokenizer.json.") var model: String
+    @Option(help: "Model folder holding tokenizer.model or tokenizer.json. Default: the bundled shapes model.") var model: String?
     @Flag(help: "Put <bos> first.") var bos = false
     @Flag(help: "Print {\"ids\": [...], \"pieces\": [...]}.") var json = false
     @Argument(help: "The text.") var text: String
@@ -39,7 +39,7 @@ struct Detokenize: ParsableCommand {
         """
     )
 
-    @Option(help: "Model folder holding tokenizer.model or tokenizer.json.") var model: String
+    @Option(help: "Model folder holding tokenizer.model or tokenizer.json. Default: the bundled shapes model.") var model: String?
     @Argument(help: "Token ids.") var ids: [String]
 
     func run() throws {
@@ -53,6 +53,3 @@ struct Detokenize: ParsableCommand {
 
 /// A --model argument as a folder: an existing local folder, or a hub id (ORG/NAME) already in
 /// the local Hugging Face cache (see docs/HUB.md). Never touches the network.
-func modelURL(_ argument: String) throws -> URL {
-    try ModelLocator.locate(argument)
-}
