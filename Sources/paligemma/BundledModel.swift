@@ -2,7 +2,7 @@ import Foundation
 import PaliGemma
 
 /// The model shipped in the repository (Models/shapes-tiny: a tiny PaliGemma trained here on the
-/// synthetic shapes world, docs/SHAPES-MODEL.md), used by every command whose --model is left out.
+/// synthetic shapes world; its card is Models/shapes-tiny/README.md), used by every command whose --model is left out.
 enum BundledModel {
     static let folderName = "shapes-tiny"
 

@@ -46,7 +46,7 @@ public struct EvaluationReport: Encodable, Sendable {
         enum CodingKeys: String, CodingKey { case examples, precision, recall, f1, meanIoU = "mean_iou" }
     }
 
-    /// The same metrics per group of examples (`paligemma eval --by-prefix`); nil when not asked.
+    /// The same metrics per group of examples (`paligemma eval --group-by`); nil when not asked.
     public var groups: [Group]?
     public struct Group: Encodable, Sendable {
         public let name: String
