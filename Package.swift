@@ -11,7 +11,9 @@ import PackageDescription
 //      PaliGemma/Checkpoints — writing and summarising checkpoint folders (quantized, random,
 //                              inspect); above Models because it builds models to check them
 //      PaliGemma/Benchmark  — timing runs, this machine's floors, the mask decoder benchmark
-//   6. paligemma          — command-line front end (arguments, printing, stderr notes, batch files)
+//   6. PaliGemmaServer    — HTTP front end: the continuous-batching engine, OpenAI-compatible
+//                           and typed task endpoints, auth, limits, metrics (Hummingbird 2)
+//      paligemma          — command-line front end (arguments, printing, stderr notes, batch files)
 let package = Package(
     name: "PaliGemma",
     platforms: [.macOS(.v14)],
@@ -21,6 +23,14 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // Tests only: a real HTTP client for the server tests (Hummingbird's own tests use it too).
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         .target(name: "CPaliGemmaKernels"),
@@ -54,11 +64,26 @@ let package = Package(
             name: "PaliGemma",
             dependencies: ["CPaliGemmaKernels", "CZlib", "PaliGemmaJSON", "PaliGemmaTokenizer", "PaliGemmaImage"]
         ),
+        .target(
+            name: "PaliGemmaServer",
+            dependencies: [
+                "PaliGemma",
+                "PaliGemmaJSON",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
         .executableTarget(
             name: "paligemma",
             dependencies: [
                 "PaliGemma",
                 "PaliGemmaJSON",
+                "PaliGemmaServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -69,6 +94,12 @@ let package = Package(
         // Fixtures are read through #filePath, not bundled.
         .testTarget(name: "PaliGemmaTests", dependencies: ["PaliGemma", "PaliGemmaJSON", "CPaliGemmaKernels", "paligemma"],
                     exclude: ["Fixtures"]),
+        .testTarget(name: "PaliGemmaServerTests",
+                    dependencies: ["PaliGemmaServer", "PaliGemma", "PaliGemmaJSON",
+                                   .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                                   .product(name: "NIOCore", package: "swift-nio"),
+                                   .product(name: "NIOHTTP1", package: "swift-nio"),
+                                   .product(name: "AsyncHTTPClient", package: "async-http-client")]),
         .testTarget(name: "PaliGemmaTokenizerTests", dependencies: ["PaliGemmaTokenizer"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "PaliGemmaImageTests", dependencies: ["PaliGemmaImage"],

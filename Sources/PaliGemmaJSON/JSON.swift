@@ -16,6 +16,12 @@ public indirect enum JSONValue: Sendable {
         return members.first(where: { $0.key == key })?.value
     }
 
+    /// The item at `index` of an array (nil for another value or an index out of range).
+    public subscript(index: Int) -> JSONValue? {
+        guard case .array(let items) = self, items.indices.contains(index) else { return nil }
+        return items[index]
+    }
+
     public var stringValue: String? {
         if case .string(let s) = self { return s }
         return nil

@@ -3,7 +3,7 @@ import Foundation
 import PaliGemma
 
 @main
-struct PaliGemmaCommand: ParsableCommand {
+struct PaliGemmaCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "paligemma",
         abstract: "Run Google's PaliGemma vision-language models natively.",
@@ -12,10 +12,11 @@ struct PaliGemmaCommand: ParsableCommand {
           paligemma caption --model ~/models/paligemma-3b-mix-224 --image cat.jpg
           paligemma generate --model ~/models/paligemma-3b-mix-224 --image cat.jpg --prompt "answer en what is this?"
           paligemma inspect --model ~/models/paligemma-3b-mix-224
+          paligemma serve --model ~/models/paligemma-3b-mix-224
         """,
         subcommands: [Generate.self, Caption.self, OCR.self, Answer.self, Detect.self, Segment.self, Parse.self,
                       Inspect.self, Download.self, Quantize.self, Merge.self, Finetune.self, Evaluate.self,
-                      Tokenize.self, Detokenize.self, Bench.self, Shapes.self, RandomCheckpointCommand.self]
+                      Tokenize.self, Detokenize.self, Serve.self, Bench.self, Shapes.self, RandomCheckpointCommand.self]
     )
 }
 

@@ -28,6 +28,19 @@ public struct GenerationOutput: Encodable, Sendable {
         self.parsed = parsed
     }
 
+    /// The same object from its parts (the server builds it from the engine's summary).
+    public init(text: String, tokens: [Int], promptTokens: Int, stopReason: StopReason, timings: RequestTimings,
+                prompt: String? = nil, parsed: TaskResult? = nil) {
+        self.text = text
+        self.tokens = tokens
+        self.promptTokens = promptTokens
+        generatedTokens = tokens.count
+        self.stopReason = stopReason
+        self.timings = timings
+        self.prompt = prompt
+        self.parsed = parsed
+    }
+
     enum CodingKeys: String, CodingKey {
         case text, tokens, promptTokens = "prompt_tokens", generatedTokens = "generated_tokens"
         case stopReason = "stop_reason", timings, prompt

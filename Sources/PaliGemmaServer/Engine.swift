@@ -1,0 +1,445 @@
+import Foundation
+import PaliGemma
+
+// The continuous-batching engine: one thread owns the model; requests wait in a bounded queue,
+// join the running batch at token boundaries (up to `maxBatch`), and every step of the running
+// requests is one batched forward (`PaliGemmaModel.forward(_:)`: the weights are read once per
+// step). A new request's prefill goes into the same forward as the others' decode rows. Events
+// reach each request's consumer through an AsyncStream; dropping the stream cancels the request.
+
+/// An image ready for the engine: its size and content key, and its pixel tensor unless the
+/// vision cache already holds its features (the HTTP side skips decoding on a hit).
+public struct EngineImage: Sendable {
+    /// SHA-256 of the image file's bytes: the vision cache's key.
+    public var key: String
+    public var width: Int
+    public var height: Int
+    /// The preprocessed pixel tensor [3, S, S]; nil when the cache held the features at lookup.
+    public var pixels: [Float]?
+}
+
+/// One generation request.
+public struct EngineRequest: Sendable {
+    /// The PaliGemma prompt (the image tokens, `<bos>` and "\n" are added).
+    public var prompt: String
+    public var image: EngineImage
+    public var options: GenerationOptions
+    /// Strings that end generation; the answer stops before the first one (OpenAI's `stop`).
+    public var stop: [String] = []
+    /// When the request is cancelled if still running.
+    public var deadline: Date?
+    /// Polled before each step: true once the client has gone (the request is then cancelled).
+    public var clientGone: (@Sendable () -> Bool)?
+
+    public init(prompt: String, image: EngineImage, options: GenerationOptions, stop: [String] = [], deadline: Date? = nil) {
+        self.prompt = prompt
+        self.image = image
+        self.options = options
+        self.stop = stop
+        self.deadline = deadline
+    }
+}
+
+/// Why a request ended.
+public enum FinishReason: String, Sendable, Codable {
+    /// The end-of-sequence token or a stop string.
+    case stop
+    /// max_tokens reached.
+    case length
+    /// The client went away or cancelled.
+    case cancelled
+    /// The request's deadline passed.
+    case timeout
+    /// The engine failed (the message is in `EngineSummary.error`).
+    case error
+}
+
+/// What a request produced, when it ends.
+public struct EngineSummary: Sendable {
+    public var text: String
+    public var tokens: [Int]
+    public var promptTokens: Int
+    public var finishReason: FinishReason
+    public var error: String?
+    /// Seconds in the queue before joining the batch.
+    public var queueSeconds: Double = 0
+    /// Vision tower and projector (0 on a cache hit).
+    public var visionSeconds: Double = 0
+    public var visionCached = false
+    /// From submission to the first token.
+    public var firstTokenSeconds: Double = 0
+    /// From submission to the end.
+    public var totalSeconds: Double = 0
+}
+
+/// What a request's consumer receives.
+public enum EngineEvent: Sendable {
+    /// A piece of the answer (valid UTF-8; may be empty for a token that completes nothing yet).
+    case text(String)
+    /// The end; always the last event.
+    case finished(EngineSummary)
+}
+
+/// Why the engine refused a request.
+public enum EngineRejection: Error, Sendable, Equatable {
+    case queueFull(waiting: Int)
+    case shuttingDown
+}
+
+/// Counts the engine reports (for /metrics and /health).
+public struct EngineState: Sendable {
+    public var running: Int
+    public var waiting: Int
+    /// Seconds since the loop last made progress while it had work; 0 when idle.
+    public var stalledSeconds: Double
+    public var accepting: Bool
+}
+
+/// The observations the engine makes as it works (the server turns them into metrics).
+public protocol EngineObserver: AnyObject, Sendable {
+    func visionEncoded(seconds: Double, cached: Bool)
+    func firstToken(seconds: Double, promptTokens: Int)
+    func interToken(seconds: Double)
+    func finished(_ summary: EngineSummary)
+    /// One batched forward: how many sequences, how many of them prefilling, and its seconds.
+    func step(sequences: Int, prefills: Int, seconds: Double)
+}
+
+public final class InferenceEngine: @unchecked Sendable {
+    public let pipeline: PaliGemmaPipeline
+    public let maxBatch: Int
+    public let maxQueue: Int
+    public let visionCache: VisionCache
+    let pool: KVCachePool
+    weak var observer: (any EngineObserver)?
+
+    private let condition = NSCondition()
+    private var waiting: [Job] = []
+    private var running: [Job] = []
+    private var accepting = true
+    private var stopRequested = false
+    private var loopExited = false
+    private var lastProgress = Date()
+    private var thread: Thread?
+
+    /// `contextTokens` is the most tokens (prompt + answer) one request may hold: the KV cache
+    /// pool holds `maxBatch` of them.
+    public init(pipeline: PaliGemmaPipeline, maxBatch: Int, maxQueue: Int, contextTokens: Int, visionCacheEntries: Int) throws {
+        guard maxBatch >= 1 else { throw PaliGemmaError.input("max batch must be at least 1") }
+        guard maxQueue >= 0 else { throw PaliGemmaError.input("max queue must be >= 0") }
+        self.pipeline = pipeline
+        self.maxBatch = maxBatch
+        self.maxQueue = maxQueue
+        let blocks = (contextTokens + KVCachePool.defaultBlockTokens - 1) / KVCachePool.defaultBlockTokens
+        pool = try pipeline.model.makeCachePool(tokens: maxBatch * blocks * KVCachePool.defaultBlockTokens)
+        visionCache = VisionCache(capacity: visionCacheEntries)
+    }
+
+    /// Starts the loop thread (once).
+    public func start() {
+        condition.lock()
+        defer { condition.unlock() }
+        guard thread == nil else { return }
+        let t = Thread(block: { [self] in loop() })
+        t.name = "paligemma-engine"
+        t.stackSize = 8 << 20
+        thread = t
+        t.start()
+    }
+
+    /// Queues a request. The stream yields its text pieces and ends with `.finished`; ending
+    /// the iteration early (dropping the stream) cancels the request.
+    public func submit(_ request: EngineRequest) throws -> AsyncStream<EngineEvent> {
+        let (stream, continuation) = AsyncStream<EngineEvent>.makeStream(bufferingPolicy: .unbounded)
+        let job = Job(request: request, continuation: continuation)
+        job.observer = observer
+        condition.lock()
+        guard accepting else {
+            condition.unlock()
+            throw EngineRejection.shuttingDown
+        }
+        // Up to maxBatch run; up to maxQueue more wait.
+        guard running.count + waiting.count < maxBatch + maxQueue else {
+            let n = waiting.count
+            condition.unlock()
+            throw EngineRejection.queueFull(waiting: n)
+        }
+        waiting.append(job)
+        condition.signal()
+        condition.unlock()
+        continuation.onTermination = { [weak job, weak self] _ in
+            guard let job, let self else { return }
+            job.cancel()
+            self.wake()
+        }
+        return stream
+    }
+
+    public var state: EngineState {
+        condition.lock()
+        defer { condition.unlock() }
+        let busy = !running.isEmpty || !waiting.isEmpty
+        return EngineState(running: running.count, waiting: waiting.count,
+                           stalledSeconds: busy && !loopExited ? Date().timeIntervalSince(lastProgress) : 0,
+                           accepting: accepting)
+    }
+
+    /// Stops taking requests (new ones are refused with `.shuttingDown`) and waits until the
+    /// queued and running ones finish; after `grace` seconds the rest are cancelled. Then the
+    /// loop thread exits.
+    public func drain(grace: Double) async {
+        stopAccepting()
+        let deadline = Date().addingTimeInterval(grace)
+        while Date() < deadline, !isIdle {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        stopLoop()
+        while !hasExited {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    private func stopAccepting() {
+        condition.withLock {
+            accepting = false
+            condition.broadcast()
+        }
+    }
+
+    /// Cancels what is left and ends the loop.
+    private func stopLoop() {
+        condition.withLock {
+            for job in waiting + running { job.cancel() }
+            stopRequested = true
+            condition.broadcast()
+        }
+    }
+
+    private var isIdle: Bool {
+        condition.withLock { waiting.isEmpty && running.isEmpty }
+    }
+
+    private var hasExited: Bool {
+        condition.withLock { loopExited || thread == nil }
+    }
+
+    func wake() {
+        condition.lock()
+        condition.signal()
+        condition.unlock()
+    }
+
+    // MARK: The loop (engine thread only)
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while waiting.isEmpty && running.isEmpty && !stopRequested {
+                lastProgress = Date()
+                condition.wait()
+            }
+            if stopRequested {
+                let rest = waiting + running
+                waiting.removeAll()
+                running.removeAll()
+                loopExited = true
+                condition.unlock()
+                for job in rest { job.end(.cancelled) }
+                return
+            }
+            var admitted: [Job] = []
+            while running.count + admitted.count < maxBatch, !waiting.isEmpty {
+                admitted.append(waiting.removeFirst())
+            }
+            running += admitted
+            condition.unlock()
+
+            for job in admitted { admit(job) }
+            let active = running.filter { job in
+                if job.isFinished { return false }
+                if job.isCancelled { job.end(.cancelled); return false }
+                if let deadline = job.request.deadline, Date() > deadline { job.end(.timeout); return false }
+                return true
+            }
+            if !active.isEmpty { step(active) }
+
+            condition.lock()
+            running.removeAll { $0.isFinished }
+            lastProgress = Date()
+            condition.unlock()
+        }
+    }
+
+    /// Encodes the image (or takes it from the vision cache) and makes the request's generator.
+    private func admit(_ job: Job) {
+        guard !job.isCancelled else { return job.end(.cancelled) }
+        let start = Date()
+        job.summary.queueSeconds = start.timeIntervalSince(job.submitted)
+        do {
+            let image = job.request.image
+            var features = visionCache.features(for: image.key)
+            if features == nil {
+                guard let pixels = image.pixels else {
+                    throw PaliGemmaError.input("the image left the vision cache before it was encoded; send it again")
+                }
+                let encoded = try pipeline.model.imageFeatures(pixels: pixels)
+                visionCache.insert(encoded, for: image.key)
+                features = encoded
+                job.summary.visionSeconds = Date().timeIntervalSince(start)
+                observer?.visionEncoded(seconds: job.summary.visionSeconds, cached: false)
+            } else {
+                job.summary.visionCached = true
+                observer?.visionEncoded(seconds: 0, cached: true)
+            }
+            let ids = pipeline.promptIDs(job.request.prompt)
+            var options = job.request.options
+            options.stopTokens.insert(pipeline.eosID)
+            job.summary.promptTokens = ids.count
+            job.generator = try TokenGenerator(model: pipeline.model, promptIDs: ids, imageFeatures: features, options: options,
+                                               pool: pool, detokenizer: pipeline.tokenizer.streamingDecoder(skipSpecial: true))
+            if job.generator?.isFinished == true { job.end(.length) }
+        } catch {
+            job.fail(error)
+        }
+    }
+
+    /// One batched forward over the active requests, then one token each.
+    private func step(_ active: [Job]) {
+        let inputs = active.compactMap { $0.generator?.nextInput() }
+        guard inputs.count == active.count else {
+            for job in active where job.generator?.nextInput() == nil { job.fail(PaliGemmaError.input("request has no input")) }
+            return
+        }
+        let prefills = inputs.filter { $0.ids.count > 1 || $0.imageFeatures != nil }.count
+        let clock = Date()
+        let logits: [Matrix]
+        do {
+            logits = try pipeline.model.forward(inputs)
+        } catch {
+            for job in active { job.fail(error) }
+            return
+        }
+        let now = Date()
+        observer?.step(sequences: inputs.count, prefills: prefills, seconds: now.timeIntervalSince(clock))
+        for (job, rows) in zip(active, logits) {
+            guard let generator = job.generator else { continue }
+            let event = generator.advance(logits: UnsafeBufferPointer(start: rows.row(0), count: rows.cols)) { _, _ in .continue }
+            job.received(event, at: now)
+        }
+    }
+
+    // MARK: Jobs
+
+    final class Job: @unchecked Sendable {
+        let request: EngineRequest
+        let continuation: AsyncStream<EngineEvent>.Continuation
+        let submitted = Date()
+        var generator: TokenGenerator?
+        var summary: EngineSummary
+        var stops: StopStringMatcher
+        weak var observer: (any EngineObserver)?
+        private var lastToken: Date?
+        private let lock = NSLock()
+        private var cancelled = false
+        private(set) var isFinished = false
+
+        init(request: EngineRequest, continuation: AsyncStream<EngineEvent>.Continuation) {
+            self.request = request
+            self.continuation = continuation
+            summary = EngineSummary(text: "", tokens: [], promptTokens: 0, finishReason: .stop)
+            stops = StopStringMatcher(request.stop)
+        }
+
+        var isCancelled: Bool { lock.withLock { cancelled } || request.clientGone?() == true }
+        func cancel() { lock.withLock { cancelled = true } }
+
+        /// A token was produced: pass its text on (held back while it may begin a stop string).
+        func received(_ event: TokenEvent, at now: Date) {
+            if let last = lastToken {
+                observer?.interToken(seconds: now.timeIntervalSince(last))
+            } else {
+                summary.firstTokenSeconds = now.timeIntervalSince(submitted)
+                observer?.firstToken(seconds: summary.firstTokenSeconds, promptTokens: summary.promptTokens)
+            }
+            lastToken = now
+            if !event.isStopToken { summary.tokens.append(event.id) }
+            let (released, hitStop) = stops.push(event.text + event.tail)
+            if !released.isEmpty {
+                summary.text += released
+                continuation.yield(.text(released))
+            }
+            if hitStop {
+                generator?.cancel()
+                return end(.stop, flush: false)
+            }
+            guard let generator, generator.isFinished else { return }
+            switch generator.stopReason {
+            case .stopToken?: end(.stop)
+            case .cancelled?: end(.cancelled)
+            case .maxTokens?, nil: end(.length)
+            }
+        }
+
+        func end(_ reason: FinishReason, flush: Bool = true) {
+            guard !isFinished else { return }
+            isFinished = true
+            generator?.cancel()
+            if flush {
+                let rest = stops.flush()
+                if !rest.isEmpty {
+                    summary.text += rest
+                    continuation.yield(.text(rest))
+                }
+            }
+            summary.finishReason = reason
+            summary.totalSeconds = Date().timeIntervalSince(submitted)
+            observer?.finished(summary)
+            continuation.yield(.finished(summary))
+            continuation.finish()
+        }
+
+        func fail(_ error: Error) {
+            summary.error = "\(error)"
+            end(.error)
+        }
+    }
+}
+
+/// Finds OpenAI-style stop strings in streamed text: text is released as soon as it can no
+/// longer be the start of a stop string; at a match, the text before it is released and the
+/// rest dropped.
+struct StopStringMatcher: Sendable {
+    let stops: [String]
+    private var held = ""
+
+    init(_ stops: [String]) { self.stops = stops.filter { !$0.isEmpty } }
+
+    /// Adds a piece; returns the text safe to release and whether a stop string was hit.
+    mutating func push(_ piece: String) -> (String, Bool) {
+        guard !stops.isEmpty else { return (piece, false) }
+        held += piece
+        if let range = stops.compactMap({ held.range(of: $0) }).min(by: { $0.lowerBound < $1.lowerBound }) {
+            let out = String(held[..<range.lowerBound])
+            held = ""
+            return (out, true)
+        }
+        // Keep the longest suffix of `held` that is a proper prefix of some stop string.
+        var keep = 0
+        for stop in stops {
+            for n in stride(from: min(stop.count - 1, held.count), to: keep, by: -1) where held.hasSuffix(stop.prefix(n)) {
+                keep = n
+                break
+            }
+        }
+        let cut = held.index(held.endIndex, offsetBy: -keep)
+        let out = String(held[..<cut])
+        held = String(held[cut...])
+        return (out, false)
+    }
+
+    /// The text still held, at the end.
+    mutating func flush() -> String {
+        defer { held = "" }
+        return held
+    }
+}
