@@ -101,8 +101,9 @@ public protocol EngineObserver: AnyObject, Sendable {
     func firstToken(seconds: Double, promptTokens: Int)
     func interToken(seconds: Double)
     func finished(_ summary: EngineSummary)
-    /// One batched forward: how many sequences, how many of them prefilling, and its seconds.
-    func step(sequences: Int, prefills: Int, seconds: Double)
+    /// One turn of the loop: a batched decode step over `decodeSequences` requests, then
+    /// `prefillPieces` pieces of waiting prompts' prefills.
+    func iteration(decodeSequences: Int, decodeSeconds: Double, prefillPieces: Int, prefillSeconds: Double)
 }
 
 public final class InferenceEngine: @unchecked Sendable {
@@ -110,6 +111,10 @@ public final class InferenceEngine: @unchecked Sendable {
     public let maxBatch: Int
     public let maxQueue: Int
     public let visionCache: VisionCache
+    /// The time a step may give to prefill pieces, as a share of its decode step's time (at
+    /// least one piece runs per step): how much longer running streams wait while a new
+    /// request prefills, traded against that request's time to first token.
+    public let prefillShare: Double
     let pool: KVCachePool
     weak var observer: (any EngineObserver)?
 
@@ -124,12 +129,14 @@ public final class InferenceEngine: @unchecked Sendable {
 
     /// `contextTokens` is the most tokens (prompt + answer) one request may hold: the KV cache
     /// pool holds `maxBatch` of them.
-    public init(pipeline: PaliGemmaPipeline, maxBatch: Int, maxQueue: Int, contextTokens: Int, visionCacheEntries: Int) throws {
+    public init(pipeline: PaliGemmaPipeline, maxBatch: Int, maxQueue: Int, contextTokens: Int, visionCacheEntries: Int,
+                prefillShare: Double = 1) throws {
         guard maxBatch >= 1 else { throw PaliGemmaError.input("max batch must be at least 1") }
         guard maxQueue >= 0 else { throw PaliGemmaError.input("max queue must be >= 0") }
         self.pipeline = pipeline
         self.maxBatch = maxBatch
         self.maxQueue = maxQueue
+        self.prefillShare = max(0, prefillShare)
         let blocks = (contextTokens + KVCachePool.defaultBlockTokens - 1) / KVCachePool.defaultBlockTokens
         pool = try pipeline.model.makeCachePool(tokens: maxBatch * blocks * KVCachePool.defaultBlockTokens)
         visionCache = VisionCache(capacity: visionCacheEntries)
@@ -261,7 +268,13 @@ public final class InferenceEngine: @unchecked Sendable {
                 if let deadline = job.request.deadline, Date() > deadline { job.end(.timeout); return false }
                 return true
             }
-            if !active.isEmpty { step(active) }
+            let decoding = active.filter { $0.prefill == nil }
+            let decodeSeconds = decoding.isEmpty ? 0 : step(decoding)
+            let prefilling = active.filter { $0.prefill != nil && !$0.isFinished }
+            let (pieces, prefillSeconds) = prefilling.isEmpty ? (0, 0)
+                : runPrefills(prefilling, budget: decoding.isEmpty ? .infinity : prefillShare * decodeSeconds)
+            observer?.iteration(decodeSequences: decoding.count, decodeSeconds: decodeSeconds,
+                                prefillPieces: pieces, prefillSeconds: prefillSeconds)
 
             condition.lock()
             running.removeAll { $0.isFinished }
@@ -270,62 +283,100 @@ public final class InferenceEngine: @unchecked Sendable {
         }
     }
 
-    /// Encodes the image (or takes it from the vision cache) and makes the request's generator.
+    /// Makes the request's generator and its staged prefill (the image from the vision cache,
+    /// or encoded piece by piece as part of the prefill).
     private func admit(_ job: Job) {
         guard !job.isCancelled else { return job.end(.cancelled) }
-        let start = Date()
-        job.summary.queueSeconds = start.timeIntervalSince(job.submitted)
+        job.summary.queueSeconds = Date().timeIntervalSince(job.submitted)
         do {
             let image = job.request.image
-            var features = visionCache.features(for: image.key)
-            if features == nil {
-                guard let pixels = image.pixels else {
-                    throw PaliGemmaError.input("the image left the vision cache before it was encoded; send it again")
-                }
-                let encoded = try pipeline.model.imageFeatures(pixels: pixels)
-                visionCache.insert(encoded, for: image.key)
-                features = encoded
-                job.summary.visionSeconds = Date().timeIntervalSince(start)
-                observer?.visionEncoded(seconds: job.summary.visionSeconds, cached: false)
-            } else {
-                job.summary.visionCached = true
-                observer?.visionEncoded(seconds: 0, cached: true)
+            let features = visionCache.features(for: image.key)
+            if features == nil && image.pixels == nil {
+                throw PaliGemmaError.input("the image left the vision cache before it was encoded; send it again")
             }
+            job.summary.visionCached = features != nil
+            if features != nil { observer?.visionEncoded(seconds: 0, cached: true) }
             let ids = pipeline.promptIDs(job.request.prompt)
             var options = job.request.options
             options.stopTokens.insert(pipeline.eosID)
             job.summary.promptTokens = ids.count
-            job.generator = try TokenGenerator(model: pipeline.model, promptIDs: ids, imageFeatures: features, options: options,
+            let generator = try TokenGenerator(model: pipeline.model, promptIDs: ids, imageFeatures: features, options: options,
                                                pool: pool, detokenizer: pipeline.tokenizer.streamingDecoder(skipSpecial: true))
-            if job.generator?.isFinished == true { job.end(.length) }
+            job.generator = generator
+            if generator.isFinished { return job.end(.length) }
+            guard let input = generator.nextInput() else { return job.end(.length) }
+            job.prefill = try StagedPrefill(model: pipeline.model, input: input, pixels: features == nil ? image.pixels : nil)
         } catch {
             job.fail(error)
         }
     }
 
-    /// One batched forward over the active requests, then one token each.
-    private func step(_ active: [Job]) {
+    /// One batched forward over the decoding requests, then one token each; returns its seconds.
+    private func step(_ active: [Job]) -> Double {
         let inputs = active.compactMap { $0.generator?.nextInput() }
         guard inputs.count == active.count else {
             for job in active where job.generator?.nextInput() == nil { job.fail(PaliGemmaError.input("request has no input")) }
-            return
+            return 0
         }
-        let prefills = inputs.filter { $0.ids.count > 1 || $0.imageFeatures != nil }.count
         let clock = Date()
         let logits: [Matrix]
         do {
             logits = try pipeline.model.forward(inputs)
         } catch {
             for job in active { job.fail(error) }
-            return
+            return 0
         }
         let now = Date()
-        observer?.step(sequences: inputs.count, prefills: prefills, seconds: now.timeIntervalSince(clock))
         for (job, rows) in zip(active, logits) {
             guard let generator = job.generator else { continue }
             let event = generator.advance(logits: UnsafeBufferPointer(start: rows.row(0), count: rows.cols)) { _, _ in .continue }
             job.received(event, at: now)
         }
+        return now.timeIntervalSince(clock)
+    }
+
+    /// Runs prefill pieces, oldest request first, until `budget` seconds are spent (at least one
+    /// piece). With nothing decoding the budget is unlimited, but the loop returns as soon as one
+    /// prefill finishes, so that its request starts decoding while the next one prefills.
+    private func runPrefills(_ jobs: [Job], budget: Double) -> (pieces: Int, seconds: Double) {
+        let clock = Date()
+        var pieces = 0
+        for job in jobs {
+            guard let prefill = job.prefill else { continue }
+            while !prefill.isFinished {
+                let pieceClock = Date()
+                let vision = prefill.inVision
+                do {
+                    try prefill.advance()
+                } catch {
+                    job.fail(error)
+                    break
+                }
+                pieces += 1
+                let seconds = Date().timeIntervalSince(pieceClock)
+                if vision { job.summary.visionSeconds += seconds }
+                if prefill.isFinished {
+                    finishPrefill(job, prefill)
+                    if budget == .infinity { return (pieces, Date().timeIntervalSince(clock)) }
+                }
+                if Date().timeIntervalSince(clock) >= budget { return (pieces, Date().timeIntervalSince(clock)) }
+            }
+        }
+        return (pieces, Date().timeIntervalSince(clock))
+    }
+
+    /// The prompt is in the cache: keep the image's features, draw the first token.
+    private func finishPrefill(_ job: Job, _ prefill: StagedPrefill) {
+        job.prefill = nil
+        if !job.summary.visionCached, let features = prefill.imageFeatures {
+            visionCache.insert(features, for: job.request.image.key)
+            observer?.visionEncoded(seconds: job.summary.visionSeconds, cached: false)
+        }
+        guard let generator = job.generator, let logits = prefill.logits, logits.rows == 1 else {
+            return job.fail(PaliGemmaError.input("the prefill produced no logits"))
+        }
+        let event = generator.advance(logits: UnsafeBufferPointer(start: logits.row(0), count: logits.cols)) { _, _ in .continue }
+        job.received(event, at: Date())
     }
 
     // MARK: Jobs
@@ -335,6 +386,8 @@ public final class InferenceEngine: @unchecked Sendable {
         let continuation: AsyncStream<EngineEvent>.Continuation
         let submitted = Date()
         var generator: TokenGenerator?
+        /// The prompt's prefill while it runs (nil once the request decodes).
+        var prefill: StagedPrefill?
         var summary: EngineSummary
         var stops: StopStringMatcher
         weak var observer: (any EngineObserver)?

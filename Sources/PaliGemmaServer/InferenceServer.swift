@@ -34,6 +34,8 @@ public struct ServerOptions: Sendable {
     public var visionCacheEntries = 64
     /// How chat requests with system messages or earlier turns are treated.
     public var chatHistory: ChatHistoryPolicy = .reject
+    /// Time a step may give to a new request's prefill, as a share of the decode step's time.
+    public var prefillShare = 1.0
     /// /health answers 503 when the engine has had work but made no progress for this long.
     public var stallSeconds = 120.0
 
@@ -151,7 +153,7 @@ public final class InferenceServer: Sendable {
             let contextTokens = pipeline.model.config.numImageTokens + 1 + options.maxPromptTokens + options.maxTokensLimit
             let engine = try InferenceEngine(pipeline: pipeline, maxBatch: options.maxBatch, maxQueue: options.maxQueue,
                                              contextTokens: min(contextTokens, pipeline.model.config.textConfig.maxPositionEmbeddings),
-                                             visionCacheEntries: options.visionCacheEntries)
+                                             visionCacheEntries: options.visionCacheEntries, prefillShare: options.prefillShare)
             engine.observer = metrics
             engine.start()
             let id = options.modelID ?? pipeline.directory.lastPathComponent

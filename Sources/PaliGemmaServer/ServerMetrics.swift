@@ -14,13 +14,14 @@ public final class ServerMetrics: EngineObserver, @unchecked Sendable {
     let imageEncode: ValueHistogram
     let stepSeconds: ValueHistogram
     let stepSequences: ValueHistogram
+    let prefillSlice: ValueHistogram
     let visionCacheHits: Counter
     let visionCacheMisses: Counter
     let finishedCounters: [FinishReason: Counter]
     private let lock = NSLock()
     private var rejected: [String: Counter] = [:]
     private var responses: [String: Counter] = [:]
-    /// The longest step that held a prefill while other requests were decoding (seconds).
+    /// The longest time running requests waited, beyond their decode step, for prefill pieces (seconds).
     public private(set) var worstPrefillStall: Double = 0
 
     init() {
@@ -35,10 +36,12 @@ public final class ServerMetrics: EngineObserver, @unchecked Sendable {
             buckets: latency)
         imageEncode = registry.makeValueHistogram(descriptor: Self.descriptor("paligemma_image_encode_seconds", "Vision tower and projector for one image (cache misses only)."),
             buckets: latency)
-        stepSeconds = registry.makeValueHistogram(descriptor: Self.descriptor("paligemma_step_seconds", "One batched forward of the engine."),
+        stepSeconds = registry.makeValueHistogram(descriptor: Self.descriptor("paligemma_step_seconds", "One batched decode step of the running requests."),
             buckets: latency)
-        stepSequences = registry.makeValueHistogram(descriptor: Self.descriptor("paligemma_step_sequences", "Sequences in one batched forward."),
+        stepSequences = registry.makeValueHistogram(descriptor: Self.descriptor("paligemma_step_sequences", "Requests in one batched decode step."),
             buckets: [1, 2, 4, 8, 16, 32, 64])
+        prefillSlice = registry.makeValueHistogram(descriptor: Self.descriptor("paligemma_prefill_slice_seconds",
+            "Prefill pieces run between two decode steps (the extra wait of running requests)."), buckets: latency)
         visionCacheHits = registry.makeCounter(descriptor: Self.descriptor("paligemma_vision_cache_hits_total", "Images whose features came from the vision cache."))
         visionCacheMisses = registry.makeCounter(descriptor: Self.descriptor("paligemma_vision_cache_misses_total", "Images encoded by the vision tower."))
         var finished: [FinishReason: Counter] = [:]
@@ -110,11 +113,16 @@ public final class ServerMetrics: EngineObserver, @unchecked Sendable {
         finishedCounters[summary.finishReason]?.increment()
     }
 
-    public func step(sequences: Int, prefills: Int, seconds: Double) {
-        stepSeconds.record(seconds)
-        stepSequences.record(Double(sequences))
-        if prefills > 0 && sequences > prefills {
-            lock.withLock { worstPrefillStall = max(worstPrefillStall, seconds) }
+    public func iteration(decodeSequences: Int, decodeSeconds: Double, prefillPieces: Int, prefillSeconds: Double) {
+        if decodeSequences > 0 {
+            stepSeconds.record(decodeSeconds)
+            stepSequences.record(Double(decodeSequences))
+        }
+        if prefillPieces > 0 {
+            prefillSlice.record(prefillSeconds)
+            if decodeSequences > 0 {
+                lock.withLock { worstPrefillStall = max(worstPrefillStall, prefillSeconds) }
+            }
         }
     }
 }

@@ -169,14 +169,9 @@ public final class PaliGemmaModel: Sendable {
                                    logits: rows)])[0]
     }
 
-    /// One forward pass over several sequences at once: their new rows are stacked into one
-    /// matrix, so every linear layer reads its weights once for the whole batch, and attention
-    /// runs per sequence over its own cache, positions and prefix. Sequence i may be prefilling
-    /// a prompt (many ids) while others decode (one id each). Returns each sequence's logits, in
-    /// order (see `LogitRows`). Equal, up to float32 rounding, to running each sequence alone.
-    /// Nothing is changed when the inputs are refused; the caches grow only once all are valid.
-    public func forward(_ batch: [SequenceInput]) throws -> [Matrix] {
-        guard !batch.isEmpty else { return [] }
+    /// Refuses a batch that `forward` cannot run: an empty sequence, a negative prefix, a cache
+    /// for another decoder shape or the same cache twice, more tokens than the model's positions.
+    func validate(_ batch: [SequenceInput]) throws {
         let limit = config.textConfig.maxPositionEmbeddings
         for (i, s) in batch.enumerated() {
             let which = batch.count > 1 ? "sequence \(i): " : ""
@@ -193,6 +188,17 @@ public final class PaliGemmaModel: Sendable {
                 throw PaliGemmaError.input(which + "the same KV cache appears twice in one batch")
             }
         }
+    }
+
+    /// One forward pass over several sequences at once: their new rows are stacked into one
+    /// matrix, so every linear layer reads its weights once for the whole batch, and attention
+    /// runs per sequence over its own cache, positions and prefix. Sequence i may be prefilling
+    /// a prompt (many ids) while others decode (one id each). Returns each sequence's logits, in
+    /// order (see `LogitRows`). Equal, up to float32 rounding, to running each sequence alone.
+    /// Nothing is changed when the inputs are refused; the caches grow only once all are valid.
+    public func forward(_ batch: [SequenceInput]) throws -> [Matrix] {
+        guard !batch.isEmpty else { return [] }
+        try validate(batch)
         for s in batch { try s.cache.reserve(s.cache.length + s.ids.count) }
 
         let x = Matrix(rows: batch.reduce(0) { $0 + $1.ids.count }, cols: config.textConfig.hiddenSize)

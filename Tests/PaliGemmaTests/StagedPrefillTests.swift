@@ -1,0 +1,66 @@
+import Foundation
+import Testing
+@testable import PaliGemma
+
+/// The prefill cut into pieces (`StagedPrefill`, which the server runs between decode steps)
+/// does the same operations as the vision tower + projector + one-sequence `forward`, in the
+/// same order: its logits, image features and KV cache must be equal bit for bit.
+struct StagedPrefillTests {
+    @Test("a staged prefill equals vision + forward exactly, with pixels or with cached features", arguments: ModelParityTests.names)
+    func stagedEqualsForward(name: String) throws {
+        let model = try PaliGemmaModel(directory: Fixtures.model(name))
+        var rng = SeededRandom(UInt64(name.utf8.reduce(3) { $0 &* 31 &+ Int($1) }))
+        let pixels = rng.floats(model.pixelCount)
+        let n = model.config.numImageTokens
+        let text = (0..<9).map { _ in 3 + Int(rng.next() % UInt64(min(model.decoder.vocabRows, model.config.imageTokenIndex) - 3)) }
+        let ids = [Int](repeating: model.config.imageTokenIndex, count: n) + [2] + text
+
+        let features = try model.imageFeatures(pixels: pixels)
+        let cacheA = try model.makeCache(capacity: ids.count + 1)
+        let want = try model.forward([SequenceInput(ids: ids, imageFeatures: features, prefixLength: ids.count, cache: cacheA)])[0]
+
+        let cacheB = try model.makeCache(capacity: ids.count + 1)
+        let staged = try StagedPrefill(model: model, input: SequenceInput(ids: ids, prefixLength: ids.count, cache: cacheB), pixels: pixels)
+        let pieces = staged.remainingPieces
+        #expect(pieces == model.config.visionConfig.numHiddenLayers + model.config.textConfig.numHiddenLayers + 3)
+        var ran = 0
+        var got: Matrix?
+        while !staged.isFinished {
+            #expect(staged.inVision == (ran < model.config.visionConfig.numHiddenLayers + 2))
+            got = try staged.advance()
+            ran += 1
+        }
+        #expect(ran == pieces)
+        let logits = try #require(got)
+        #expect(logits.values == want.values, "\(name): staged logits differ by \(maxAbsDiff(logits.values, want.values).diff)")
+        #expect(staged.imageFeatures?.values == features.values)
+        #expect(cacheB.length == cacheA.length)
+
+        // The caches hold the same keys and values: one more token gives the same logits.
+        let next = [text[0]]
+        let a = try model.forward([SequenceInput(ids: next, prefixLength: ids.count, cache: cacheA)])[0]
+        let b = try model.forward([SequenceInput(ids: next, prefixLength: ids.count, cache: cacheB)])[0]
+        #expect(a.values == b.values)
+
+        // With the image features given (a vision cache hit), only the decoder pieces run.
+        let cacheC = try model.makeCache(capacity: ids.count)
+        let fromFeatures = try StagedPrefill(model: model, input: SequenceInput(ids: ids, imageFeatures: features,
+                                                                                prefixLength: ids.count, cache: cacheC))
+        #expect(fromFeatures.remainingPieces == model.config.textConfig.numHiddenLayers + 1)
+        #expect(try fromFeatures.run().values == want.values)
+        print("[\(name)] staged prefill: \(pieces) pieces, logits identical to forward")
+    }
+
+    @Test("a staged prefill refuses what forward refuses")
+    func refusals() throws {
+        let model = try PaliGemmaModel(directory: Fixtures.model(ModelParityTests.names[0]))
+        let cache = try model.makeCache(capacity: 8)
+        #expect(throws: PaliGemmaError.self) { try StagedPrefill(model: model, input: SequenceInput(ids: [], prefixLength: 0, cache: cache)) }
+        #expect(throws: PaliGemmaError.self) {
+            try StagedPrefill(model: model, input: SequenceInput(ids: [model.config.imageTokenIndex], prefixLength: 1, cache: cache), pixels: [0, 1])
+        }
+        // Image tokens without an image: refused when the decoder's first piece embeds the prompt.
+        let staged = try StagedPrefill(model: model, input: SequenceInput(ids: [model.config.imageTokenIndex, 2], prefixLength: 2, cache: cache))
+        #expect(throws: PaliGemmaError.self) { try staged.run() }
+    }
+}
