@@ -97,6 +97,11 @@ public final class InferenceServer: Sendable {
         state.withLock { if case let .ready(b) = $0 { return b } else { return nil } }
     }
 
+    /// Why the model failed to load, if it did.
+    public var loadFailure: String? {
+        state.withLock { if case let .failed(reason) = $0 { return reason } else { return nil } }
+    }
+
     /// The backend, or the 503 the client gets while the model loads (or after it failed).
     func readyBackend() throws -> ServingBackend {
         try state.withLock { s in

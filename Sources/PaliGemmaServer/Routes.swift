@@ -35,6 +35,9 @@ struct Routes {
         do {
             let backend = try server.readyBackend()
             let state = backend.engine.state
+            if !state.accepting {
+                return json(#"{"status":"shutting_down"}"#, status: .serviceUnavailable)
+            }
             if state.stalledSeconds > server.options.stallSeconds {
                 return json(#"{"status":"stalled","stalled_seconds":\#(Int(state.stalledSeconds))}"#, status: .serviceUnavailable)
             }

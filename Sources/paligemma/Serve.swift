@@ -32,6 +32,8 @@ struct Serve: AsyncParsableCommand {
 
     @Option(name: .customLong("max-batch"), help: "Most requests generating at once (one batched forward per step).") var maxBatch = 8
     @Option(name: .customLong("max-queue"), help: "Most requests waiting behind the running batch; more get 503 with Retry-After.") var maxQueue = 64
+    @Option(name: .customLong("prefill-share"), help: "Time each step gives to a new request's prefill, as a share of the decode step (running streams wait that much longer while a request joins).")
+    var prefillShare = 1.0
     @Option(name: .customLong("vision-cache"), help: "Images whose vision features are kept (least recently used go first).") var visionCache = 64
 
     @Option(name: .customLong("max-body-bytes"), help: "Largest request body (413 beyond).") var maxBodyBytes = 20 << 20
@@ -62,6 +64,7 @@ struct Serve: AsyncParsableCommand {
                               ("--max-tokens-limit", maxTokensLimit), ("--default-max-tokens", defaultMaxTokens)] where value < 1 {
             throw ValidationError("\(name) must be at least 1")
         }
+        guard prefillShare >= 0, prefillShare.isFinite else { throw ValidationError("--prefill-share must be >= 0") }
         guard maxQueue >= 0, visionCache >= 0 else { throw ValidationError("--max-queue and --vision-cache must be >= 0") }
         guard defaultMaxTokens <= maxTokensLimit else { throw ValidationError("--default-max-tokens is over --max-tokens-limit") }
         guard requestTimeout > 0, shutdownGrace >= 0, stallSeconds > 0 else {
@@ -81,6 +84,7 @@ struct Serve: AsyncParsableCommand {
             options.maxBatch = maxBatch
             options.maxQueue = maxQueue
             options.visionCacheEntries = visionCache
+            options.prefillShare = prefillShare
             options.maxBodyBytes = maxBodyBytes
             options.images = ImagePolicy(mediaRoot: try mediaRoot.map(Self.mediaRootPath), maxBytes: maxImageBytes, maxPixels: maxImagePixels)
             options.maxPromptTokens = maxPromptTokens
