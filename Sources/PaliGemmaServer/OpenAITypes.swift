@@ -138,62 +138,17 @@ struct Usage: Encodable {
 /// OpenAI's finish_reason: "stop" or "length" (a cancelled request reports "stop").
 func openAIFinishReason(_ reason: FinishReason) -> String { reason == .length ? "length" : "stop" }
 
-struct ChatCompletion: Encodable {
+/// A chat.completion, chat.completion.chunk or text_completion object.
+struct CompletionObject<Payload: Encodable>: Encodable {
     let id: String
-    let object = "chat.completion"
+    let object: String
     let created: Int
     let model: String
-    let choices: [Choice]
-    let usage: Usage
-
-    struct Choice: Encodable {
-        let index = 0
-        let message: Message
-        let finishReason: String
-        enum CodingKeys: String, CodingKey { case index, message, finishReason = "finish_reason", logprobs }
-        func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(index, forKey: .index)
-            try c.encode(message, forKey: .message)
-            try c.encode(finishReason, forKey: .finishReason)
-            try c.encodeNil(forKey: .logprobs)
-        }
-    }
-
-    struct Message: Encodable {
-        let role = "assistant"
-        let content: String
-    }
-}
-
-struct ChatCompletionChunk: Encodable {
-    let id: String
-    let object = "chat.completion.chunk"
-    let created: Int
-    let model: String
-    let choices: [Choice]
-    /// Only in the last chunk when stream_options.include_usage (null before it, as OpenAI does).
+    let choices: [Choice<Payload>]
     let usage: Usage?
-    let includeUsageKey: Bool
-
-    struct Choice: Encodable {
-        let index = 0
-        let delta: Delta
-        let finishReason: String?
-        enum CodingKeys: String, CodingKey { case index, delta, finishReason = "finish_reason", logprobs }
-        func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(index, forKey: .index)
-            try c.encode(delta, forKey: .delta)
-            try c.encode(finishReason, forKey: .finishReason)
-            try c.encodeNil(forKey: .logprobs)
-        }
-    }
-
-    struct Delta: Encodable {
-        let role: String?
-        let content: String?
-    }
+    /// Whether "usage" is written (as null when there is none): always for a whole answer, in
+    /// every chunk when stream_options.include_usage (null until the last, as OpenAI does).
+    let writesUsage: Bool
 
     enum CodingKeys: String, CodingKey { case id, object, created, model, choices, usage }
 
@@ -204,41 +159,36 @@ struct ChatCompletionChunk: Encodable {
         try c.encode(created, forKey: .created)
         try c.encode(model, forKey: .model)
         try c.encode(choices, forKey: .choices)
-        if includeUsageKey { try c.encode(usage, forKey: .usage) }
+        if writesUsage { try c.encode(usage, forKey: .usage) }
     }
 }
 
-struct TextCompletion: Encodable {
-    let id: String
-    let object = "text_completion"
-    let created: Int
-    let model: String
-    let choices: [Choice]
-    let usage: Usage?
+/// One entry of "choices": index 0, the payload under its key ("message", "delta" or "text"),
+/// finish_reason (null while streaming) and logprobs (null).
+struct Choice<Payload: Encodable>: Encodable {
+    let key: String
+    let payload: Payload
+    let finishReason: String?
 
-    struct Choice: Encodable {
-        let text: String
-        let index = 0
-        let finishReason: String?
-        enum CodingKeys: String, CodingKey { case text, index, finishReason = "finish_reason", logprobs }
-        func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(text, forKey: .text)
-            try c.encode(index, forKey: .index)
-            try c.encode(finishReason, forKey: .finishReason)
-            try c.encodeNil(forKey: .logprobs)
-        }
+    struct Key: CodingKey {
+        let stringValue: String
+        var intValue: Int? { nil }
+        init(_ s: String) { stringValue = s }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
     }
-
-    enum CodingKeys: String, CodingKey { case id, object, created, model, choices, usage }
 
     func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(id, forKey: .id)
-        try c.encode(object, forKey: .object)
-        try c.encode(created, forKey: .created)
-        try c.encode(model, forKey: .model)
-        try c.encode(choices, forKey: .choices)
-        if let usage { try c.encode(usage, forKey: .usage) }
+        var c = encoder.container(keyedBy: Key.self)
+        try c.encode(0, forKey: Key("index"))
+        try c.encode(payload, forKey: Key(key))
+        try c.encode(finishReason, forKey: Key("finish_reason"))
+        try c.encodeNil(forKey: Key("logprobs"))
     }
+}
+
+/// A chat message or a streamed delta: {"role": "assistant", "content": ...}, members omitted when nil.
+struct ChatMessage: Encodable {
+    let role: String?
+    let content: String?
 }

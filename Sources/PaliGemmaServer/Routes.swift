@@ -237,11 +237,11 @@ struct Routes {
             let stream = try submit(engineRequest, to: backend, context: context)
             let includeUsage = chat.sampling.streamOptions?.includeUsage == true
             return sse { writer in
-                func chunk(_ delta: ChatCompletionChunk.Delta?, finish: String?, usage: Usage? = nil) throws -> String {
-                    try JSONOutput.string(ChatCompletionChunk(
-                        id: id, created: created, model: model,
-                        choices: delta.map { [.init(delta: $0, finishReason: finish)] } ?? [],
-                        usage: usage, includeUsageKey: includeUsage))
+                func chunk(_ delta: ChatMessage?, finish: String?, usage: Usage? = nil) throws -> String {
+                    try JSONOutput.string(CompletionObject(
+                        id: id, object: "chat.completion.chunk", created: created, model: model,
+                        choices: delta.map { [Choice(key: "delta", payload: $0, finishReason: finish)] } ?? [],
+                        usage: usage, writesUsage: includeUsage))
                 }
                 try await writer.event(try chunk(.init(role: "assistant", content: ""), finish: nil))
                 for await event in stream {
@@ -266,9 +266,11 @@ struct Routes {
         }
         let summary = try await complete(engineRequest, backend: backend, body: request, context: context)
         try check(summary)
-        return closing(try json(ChatCompletion(id: id, created: created, model: model,
-                                       choices: [.init(message: .init(content: summary.text), finishReason: openAIFinishReason(summary.finishReason))],
-                                       usage: Usage(promptTokens: summary.promptTokens, completionTokens: summary.tokens.count))))
+        return closing(try json(CompletionObject(
+            id: id, object: "chat.completion", created: created, model: model,
+            choices: [Choice(key: "message", payload: ChatMessage(role: "assistant", content: summary.text),
+                             finishReason: openAIFinishReason(summary.finishReason))],
+            usage: Usage(promptTokens: summary.promptTokens, completionTokens: summary.tokens.count), writesUsage: true)))
     }
 
     /// The last user message's text (its text parts joined by a space) and its one image.
@@ -329,6 +331,11 @@ struct Routes {
         let id = "cmpl-" + Self.randomID()
         let created = Int(Date().timeIntervalSince1970)
         let model = completion.model ?? backend.modelID
+        @Sendable func textCompletion(_ text: String, finish: String?, usage: Usage?) throws -> String {
+            try JSONOutput.string(CompletionObject(id: id, object: "text_completion", created: created, model: model,
+                                                   choices: [Choice(key: "text", payload: text, finishReason: finish)],
+                                                   usage: usage, writesUsage: usage != nil))
+        }
         if completion.sampling.stream == true {
             let stream = try submit(engineRequest, to: backend, context: context)
             let includeUsage = completion.sampling.streamOptions?.includeUsage == true
@@ -337,16 +344,13 @@ struct Routes {
                     switch event {
                     case let .text(piece):
                         guard !piece.isEmpty else { continue }
-                        try await writer.event(try JSONOutput.string(TextCompletion(
-                            id: id, created: created, model: model, choices: [.init(text: piece, finishReason: nil)], usage: nil)))
+                        try await writer.event(try textCompletion(piece, finish: nil, usage: nil))
                     case let .finished(summary):
                         if let failure = Self.streamFailure(summary, timeout: server.options.requestTimeout) {
                             try await writer.event(try JSONOutput.string(failure.body))
                         } else {
                             let usage = includeUsage ? Usage(promptTokens: summary.promptTokens, completionTokens: summary.tokens.count) : nil
-                            try await writer.event(try JSONOutput.string(TextCompletion(
-                                id: id, created: created, model: model,
-                                choices: [.init(text: "", finishReason: openAIFinishReason(summary.finishReason))], usage: usage)))
+                            try await writer.event(try textCompletion("", finish: openAIFinishReason(summary.finishReason), usage: usage))
                         }
                     }
                 }
@@ -355,8 +359,7 @@ struct Routes {
         }
         let summary = try await complete(engineRequest, backend: backend, body: request, context: context)
         try check(summary)
-        return closing(try json(TextCompletion(id: id, created: created, model: model,
-                                               choices: [.init(text: summary.text, finishReason: openAIFinishReason(summary.finishReason))],
+        return closing(json(try textCompletion(summary.text, finish: openAIFinishReason(summary.finishReason),
                                                usage: Usage(promptTokens: summary.promptTokens, completionTokens: summary.tokens.count))))
     }
 

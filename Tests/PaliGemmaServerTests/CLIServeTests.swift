@@ -84,7 +84,7 @@ struct CLIServeTests {
         }
     }
 
-    @Test("serve with the bundled model: health, a caption, SIGTERM exits 0")
+    @Test("serve with the bundled model: listening line, health, models, API key, SIGTERM exits 0")
     func serveBundled() async throws {
         let serve = try ServeProcess(["--api-key", "k"])
         #expect(serve.port > 0, "no listening line: \(serve.stderr)")
