@@ -19,7 +19,12 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             metrics.responded(route: Self.metricRoute(route), status: response.status.code)
             return response
         } catch {
-            let serverError = Self.serverError(for: error)
+            var serverError = Self.serverError(for: error)
+            // A served path asked with another method: 405 with the method it takes.
+            if serverError.status == .notFound, let allowed = Routes.method(of: route), request.method != allowed {
+                serverError = ServerError(.methodNotAllowed, "\(route) takes \(allowed.rawValue) only", code: "method_not_allowed")
+                serverError.allow = allowed.rawValue
+            }
             if serverError.status.code >= 500 && serverError.status != .serviceUnavailable {
                 logger.error("request failed", metadata: ["path": .string(route), "error": .string("\(error)")])
             }
@@ -50,6 +55,7 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
         if let seconds = error.retryAfter { headers[.retryAfter] = String(seconds) }
+        if let allow = error.allow { headers[.allow] = allow }
         if error.status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
         let body = (try? JSONOutput.string(error.body)) ?? #"{"error":{"message":"error","type":"server_error","param":null,"code":"internal_error"}}"#
         return Response(status: error.status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body + "\n")))

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import NIOCore
 import PaliGemma
@@ -13,6 +14,14 @@ struct Routes {
     static let taskPaths = ["/v1/caption", "/v1/describe", "/v1/ocr", "/v1/answer", "/v1/detect", "/v1/segment"]
     static let paths: Set<String> = Set(["/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize", "/v1/models",
                                          "/health", "/metrics", "/openapi.json"] + taskPaths)
+
+    static let getPaths: Set<String> = ["/health", "/metrics", "/openapi.json", "/v1/models"]
+
+    /// The method a served path takes (nil for a path not served).
+    static func method(of path: String) -> HTTPRequest.Method? {
+        guard paths.contains(path) else { return nil }
+        return getPaths.contains(path) ? .get : .post
+    }
 
     func register(on router: Router<ServerRequestContext>) {
         router.get("/health") { _, _ in health() }

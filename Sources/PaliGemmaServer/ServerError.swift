@@ -15,6 +15,8 @@ public struct ServerError: Error, Sendable, CustomStringConvertible {
     public var code: String
     /// Seconds the client should wait (503 only).
     public var retryAfter: Int?
+    /// The method a path takes (405 only).
+    public var allow: String?
 
     public init(_ status: HTTPResponse.Status, _ message: String, param: String? = nil, type: String? = nil,
                 code: String, retryAfter: Int? = nil) {

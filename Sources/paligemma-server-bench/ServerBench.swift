@@ -8,6 +8,7 @@
 //
 // Usage: paligemma-server-bench --model DIR [--clients 1,2,4,8] [--requests 1] [--max-tokens 64]
 //          [--prompt "caption en"] [--threads N] [--prefill-share 1] [--same-image] [--out FILE]
+//        paligemma-server-bench --model DIR --soak 1000 [--soak-workers 8]   (see Soak.swift)
 // With a random checkpoint (`paligemma random-checkpoint`) answers rarely end early, so every
 // request generates --max-tokens tokens; each client sends its own random image unless
 // --same-image (then the vision cache serves all but the first).
@@ -72,6 +73,8 @@ struct Settings: Sendable {
     var prefillShare = 1.0
     var sameImage = false
     var out: String?
+    var soak: Int?
+    var soakWorkers = 8
 
     static func parse(_ arguments: [String]) -> Settings {
         var s = Settings()
@@ -96,11 +99,13 @@ struct Settings: Sendable {
             case "--prefill-share": s.prefillShare = number()
             case "--same-image": s.sameImage = true
             case "--out": s.out = value()
+            case "--soak": s.soak = number() as Int
+            case "--soak-workers": s.soakWorkers = number()
             default: fail("unknown argument \(a)")
             }
         }
-        guard let model, !s.clientLevels.isEmpty, s.requestsPerClient > 0, s.maxTokens > 0 else {
-            fail("usage: paligemma-server-bench --model DIR [--clients 1,2,4,8] [--requests 1] [--max-tokens 64] [--prompt P] [--threads N] [--prefill-share X] [--same-image] [--out FILE]")
+        guard let model, !s.clientLevels.isEmpty, s.requestsPerClient > 0, s.maxTokens > 0, (s.soak ?? 1) > 0, s.soakWorkers > 0 else {
+            fail("usage: paligemma-server-bench --model DIR [--clients 1,2,4,8] [--requests 1] [--max-tokens 64] [--prompt P] [--threads N] [--prefill-share X] [--same-image] [--out FILE] | --soak N [--soak-workers 8]")
         }
         s.model = model
         return s
@@ -170,7 +175,7 @@ struct ServerBench {
         var options = ServerOptions()
         options.port = 0
         options.maxBatch = settings.clientLevels.max() ?? 8
-        options.maxTokensLimit = max(settings.maxTokens, 16)
+        options.maxTokensLimit = settings.soak == nil ? max(settings.maxTokens, 16) : 1024
         options.prefillShare = settings.prefillShare
         options.requestTimeout = 3600
         let modelURL = URL(fileURLWithPath: settings.model)
@@ -197,6 +202,17 @@ struct ServerBench {
         var configuration = HTTPClient.Configuration()
         configuration.timeout = .init(connect: .seconds(10), read: .seconds(3600))
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+
+        if let total = settings.soak {
+            let report = await soak(port: port, total: total, workers: settings.soakWorkers, image: try noiseImage(1, size: size))
+            let json = try JSONOutput.string(report)
+            print(json)
+            if let out = settings.out { try Data((json + "\n").utf8).write(to: URL(fileURLWithPath: out)) }
+            await group.triggerGracefulShutdown()
+            try await running.value
+            try await client.shutdown()
+            exit(report.unexpected5xx == 0 && report.rssGrowthPercent <= 5 ? 0 : 1)
+        }
 
         // Warm-up: one short request (pages the weights in, starts the threads).
         _ = await run(client: client, port: port, settings: settings, image: try noiseImage(999, size: size))

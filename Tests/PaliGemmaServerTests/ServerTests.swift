@@ -40,6 +40,10 @@ struct ServerTests {
         let missing = try await s.request(.GET, "/nope")
         #expect(missing.status == 404)
         #expect(missing.json?["error"]?["code"]?.stringValue == "not_found")
+        let wrongMethod = try await s.request(.PUT, "/health")
+        #expect(wrongMethod.status == 405)
+        #expect(wrongMethod.headers["allow"].first == "GET")
+        #expect(try await s.request(.GET, "/v1/completions").headers["allow"].first == "POST")
         try await s.stop()
     }
 

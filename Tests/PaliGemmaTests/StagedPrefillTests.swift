@@ -63,4 +63,26 @@ struct StagedPrefillTests {
         let staged = try StagedPrefill(model: model, input: SequenceInput(ids: [model.config.imageTokenIndex, 2], prefixLength: 2, cache: cache))
         #expect(throws: PaliGemmaError.self) { try staged.run() }
     }
+
+    @Test("a generated <image> id is fed back as the text token it is; in the prompt it needs image features")
+    func generatedImageToken() throws {
+        let model = try PaliGemmaModel(directory: Fixtures.model(ModelParityTests.names[0]))
+        var rng = SeededRandom(5)
+        let image = model.config.imageTokenIndex
+        let ids = [Int](repeating: image, count: model.config.numImageTokens) + [2, 5, 6]
+        let features = try model.imageFeatures(pixels: rng.floats(model.pixelCount))
+        let cache = try model.makeCache(capacity: ids.count + 2)
+        _ = try model.forward([SequenceInput(ids: ids, imageFeatures: features, prefixLength: ids.count, cache: cache)])
+        // The model "generated" <image>: the next step embeds it from the embedding table, as
+        // transformers does when decoding (pixel_values only enter at the prefill).
+        let step = try model.forward([SequenceInput(ids: [image], prefixLength: ids.count, cache: cache)])[0]
+        #expect(step.values.allSatisfy { $0.isFinite })
+        let expected = try model.embed(ids: [5], imageFeatures: nil)  // any text id embeds without features
+        #expect(expected.values.allSatisfy { $0.isFinite })
+        // In the prompt (before prefixLength), image tokens without features are refused.
+        let other = try model.makeCache(capacity: ids.count)
+        #expect(throws: PaliGemmaError.self) {
+            try model.forward([SequenceInput(ids: ids, prefixLength: ids.count, cache: other)])
+        }
+    }
 }

@@ -126,11 +126,14 @@ public final class PaliGemmaModel: Sendable {
     }
 
     /// Embeds `ids` [T] into rows start..<start+T of x [_, D]: text ids through the scaled
-    /// embedding, each `image_token_index` replaced by the next row of `imageFeatures`.
-    func embed(ids: [Int], imageFeatures: Matrix?, into x: Matrix, at start: Int) throws {
+    /// embedding, each `image_token_index` among the first `promptCount` ids (those in the
+    /// prompt) replaced by the next row of `imageFeatures`. An image id after them was generated
+    /// by the model and is embedded as the text token it is, as transformers does when decoding.
+    func embed(ids: [Int], imageFeatures: Matrix?, into x: Matrix, at start: Int, promptCount: Int? = nil) throws {
         let d = config.textConfig.hiddenSize
         let imageID = config.imageTokenIndex
-        let imageCount = ids.reduce(0) { $0 + ($1 == imageID ? 1 : 0) }
+        let prompt = min(ids.count, max(0, promptCount ?? ids.count))
+        let imageCount = ids[..<prompt].reduce(0) { $0 + ($1 == imageID ? 1 : 0) }
         let available = imageFeatures?.rows ?? 0
         guard imageCount == available else {
             throw PaliGemmaError.input("the ids hold \(imageCount) image tokens (id \(imageID)) but \(available) image feature rows were given")
@@ -140,7 +143,7 @@ public final class PaliGemmaModel: Sendable {
         }
         var nextImage = 0
         for (t, id) in ids.enumerated() {
-            if id == imageID, let f = imageFeatures {
+            if id == imageID, t < prompt, let f = imageFeatures {
                 Ops.copyRows(f, nextImage..<nextImage + 1, into: x, at: start + t)
                 nextImage += 1
             } else {
@@ -205,7 +208,7 @@ public final class PaliGemmaModel: Sendable {
         var segments: [AttentionSegment] = []
         var row = 0
         for s in batch {
-            try embed(ids: s.ids, imageFeatures: s.imageFeatures, into: x, at: row)
+            try embed(ids: s.ids, imageFeatures: s.imageFeatures, into: x, at: row, promptCount: s.prefixLength - s.cache.length)
             segments.append(AttentionSegment(rows: row..<row + s.ids.count, cache: s.cache, start: s.cache.length,
                                              prefix: s.prefixLength))
             row += s.ids.count

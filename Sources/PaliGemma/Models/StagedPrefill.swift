@@ -122,7 +122,8 @@ public final class StagedPrefill: @unchecked Sendable {
     private func embed() throws {
         try input.cache.reserve(input.cache.length + input.ids.count)
         let x = Matrix(rows: input.ids.count, cols: model.config.textConfig.hiddenSize)
-        try model.embed(ids: input.ids, imageFeatures: imageFeatures, into: x, at: 0)
+        try model.embed(ids: input.ids, imageFeatures: imageFeatures, into: x, at: 0,
+                        promptCount: input.prefixLength - input.cache.length)
         hidden = x
         batch = DecoderBatch(segments: [AttentionSegment(rows: 0..<input.ids.count, cache: input.cache,
                                                          start: input.cache.length, prefix: input.prefixLength)])
