@@ -20,8 +20,9 @@ public struct EngineImage: Sendable {
 
 /// One generation request.
 public struct EngineRequest: Sendable {
-    /// The PaliGemma prompt (the image tokens, `<bos>` and "\n" are added).
-    public var prompt: String
+    /// The whole prompt as the model sees it (`PaliGemmaPipeline.promptIDs`: image tokens,
+    /// `<bos>`, prompt, "\n"), tokenized once where the request is checked.
+    public var promptIDs: [Int]
     public var image: EngineImage
     public var options: GenerationOptions
     /// Strings that end generation; the answer stops before the first one (OpenAI's `stop`).
@@ -31,8 +32,8 @@ public struct EngineRequest: Sendable {
     /// Polled before each step: true once the client has gone (the request is then cancelled).
     public var clientGone: (@Sendable () -> Bool)?
 
-    public init(prompt: String, image: EngineImage, options: GenerationOptions, stop: [String] = [], deadline: Date? = nil) {
-        self.prompt = prompt
+    public init(promptIDs: [Int], image: EngineImage, options: GenerationOptions, stop: [String] = [], deadline: Date? = nil) {
+        self.promptIDs = promptIDs
         self.image = image
         self.options = options
         self.stop = stop
@@ -296,7 +297,7 @@ public final class InferenceEngine: @unchecked Sendable {
             }
             job.summary.visionCached = features != nil
             if features != nil { observer?.visionEncoded(seconds: 0, cached: true) }
-            let ids = pipeline.promptIDs(job.request.prompt)
+            let ids = job.request.promptIDs
             var options = job.request.options
             options.stopTokens.insert(pipeline.eosID)
             job.summary.promptTokens = ids.count

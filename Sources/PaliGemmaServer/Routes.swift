@@ -174,7 +174,7 @@ struct Routes {
         let imageSeconds = Date().timeIntervalSince(clock)
         let sampling = SamplingOptions(temperature: Float(temperature), topK: 0, topP: Float(topP),
                                        seed: UInt64(bitPattern: Int64(s.seed ?? 0)))
-        let request = EngineRequest(prompt: prompt, image: engineImage,
+        let request = EngineRequest(promptIDs: ids, image: engineImage,
                                     options: GenerationOptions(maxNewTokens: maxTokens, sampling: sampling, stopTokens: []),
                                     stop: stop, deadline: Date().addingTimeInterval(options.requestTimeout))
         return (request, imageSeconds)
@@ -183,10 +183,10 @@ struct Routes {
     /// Queues a request; the engine cancels it at its next step once `gone` is set or the
     /// client's connection has closed.
     func submit(_ request: EngineRequest, to backend: ServingBackend, context: ServerRequestContext,
-                gone: Flag = Flag()) throws -> AsyncStream<EngineEvent> {
+                gone: Mutex<Bool> = Mutex(false)) throws -> AsyncStream<EngineEvent> {
         var request = request
         let channel = context.channel
-        request.clientGone = { gone.isSet || !channel.isActive }
+        request.clientGone = { gone.withLock { $0 } || !channel.isActive }
         do {
             return try backend.engine.submit(request)
         } catch EngineRejection.queueFull(let waiting) {
@@ -202,7 +202,7 @@ struct Routes {
     /// it, so the response says `Connection: close` (see `closing`).
     func complete(_ request: EngineRequest, backend: ServingBackend, body: Request,
                   context: ServerRequestContext) async throws -> EngineSummary {
-        let gone = Flag()
+        let gone = Mutex(false)
         let stream = try submit(request, to: backend, context: context, gone: gone)
         return try await body.body.consumeWithInboundCloseHandler({ _ in
             var summary: EngineSummary?
@@ -211,7 +211,7 @@ struct Routes {
             }
             guard let summary else { throw CancellationError() }
             return summary
-        }, onInboundClosed: { gone.set() })
+        }, onInboundClosed: { gone.withLock { $0 = true } })
     }
 
     /// A response that tells the client this connection ends with it.
@@ -492,14 +492,6 @@ struct Routes {
     static func randomID() -> String {
         (0..<12).map { _ in String("0123456789abcdefghijklmnopqrstuvwxyz".randomElement()!) }.joined()
     }
-}
-
-/// A flag set once, from any thread.
-final class Flag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    var isSet: Bool { lock.withLock { value } }
-    func set() { lock.withLock { value = true } }
 }
 
 /// The request context: Hummingbird's core, plus the connection (to notice a client that left).
