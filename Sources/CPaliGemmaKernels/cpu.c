@@ -3,6 +3,10 @@
 #include "internal.h"
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 static int detect(void) {
 #if PG_X86_SIMD
@@ -67,5 +71,93 @@ const char *pg_isa_name(int level) {
     case PG_ISA_AVX2: return "avx2+fma+f16c";
     case PG_ISA_AVX512: return "avx512f+bw+vl+dq";
     default: return "scalar";
+    }
+}
+
+// ---- instruction-set extensions and the precision of products -----------------------------------
+static int detect_features(void) {
+    int f = 0;
+#if PG_X86_SIMD
+    __builtin_cpu_init();
+    if (pg_isa_supported() < PG_ISA_AVX512) return 0;  // every extension below builds on AVX-512 F/BW/VL/DQ
+    if (__builtin_cpu_supports("avx512bf16")) f |= PG_FEAT_AVX512_BF16;
+    if (__builtin_cpu_supports("avx512vnni")) f |= PG_FEAT_AVX512_VNNI;
+    if (__builtin_cpu_supports("avxvnni")) f |= PG_FEAT_AVX_VNNI;
+#if defined(__linux__)
+    // AMX's tile data is off for a process until it asks the kernel for it (arch_prctl
+    // ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA): the request fails where the CPU, the kernel or a
+    // hypervisor does not offer it, and then AMX is not used.
+    if (__builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-bf16") && (f & PG_FEAT_AVX512_BF16) &&
+        syscall(SYS_arch_prctl, 0x1023, 18) == 0)
+        f |= PG_FEAT_AMX_BF16;
+#endif
+#endif
+    return f;
+}
+
+static int g_features = -1;
+
+int pg_cpu_features(void) {
+    if (g_features < 0) g_features = detect_features();
+    return g_features;
+}
+
+static int g_precision = -1;
+static _Thread_local int t_precision = -1;
+static int g_fast_kernel = -1;
+
+int pg_precision(void) {
+    if (t_precision >= 0) return t_precision;
+    if (g_precision < 0) {
+        const char *env = getenv("PALIGEMMA_PRECISION");
+        g_precision = env && strcmp(env, "fast") == 0 ? PG_PRECISION_FAST : PG_PRECISION_EXACT;
+    }
+    return g_precision;
+}
+
+int pg_set_precision(int precision) {
+    g_precision = precision == PG_PRECISION_FAST ? PG_PRECISION_FAST : PG_PRECISION_EXACT;
+    return g_precision;
+}
+
+int pg_set_thread_precision(int precision) {
+    t_precision = precision < 0 ? -1 : precision == PG_PRECISION_FAST ? PG_PRECISION_FAST : PG_PRECISION_EXACT;
+    return pg_precision();
+}
+
+int pg_fast_kernel_supported(int kernel) {
+    int f = pg_cpu_features();
+    switch (kernel) {
+    case PG_FAST_AMX: return (f & PG_FEAT_AMX_BF16) != 0;
+    case PG_FAST_AVX512_BF16: return (f & PG_FEAT_AVX512_BF16) != 0;
+    default: return kernel == PG_FAST_NONE;
+    }
+}
+
+int pg_fast_kernel(void) {
+    if (g_fast_kernel < 0) {
+        int best = pg_fast_kernel_supported(PG_FAST_AMX) ? PG_FAST_AMX
+                 : pg_fast_kernel_supported(PG_FAST_AVX512_BF16) ? PG_FAST_AVX512_BF16 : PG_FAST_NONE;
+        const char *env = getenv("PALIGEMMA_FAST_KERNEL");
+        if (env) {
+            int want = strcmp(env, "amx") == 0 ? PG_FAST_AMX : strcmp(env, "avx512bf16") == 0 ? PG_FAST_AVX512_BF16
+                     : strcmp(env, "none") == 0 ? PG_FAST_NONE : best;
+            if (pg_fast_kernel_supported(want)) best = want;
+        }
+        g_fast_kernel = best;
+    }
+    return g_fast_kernel;
+}
+
+int pg_set_fast_kernel(int kernel) {
+    if (pg_fast_kernel_supported(kernel)) g_fast_kernel = kernel;
+    return pg_fast_kernel();
+}
+
+const char *pg_fast_kernel_name(int kernel) {
+    switch (kernel) {
+    case PG_FAST_AMX: return "amx-bf16";
+    case PG_FAST_AVX512_BF16: return "avx512-bf16";
+    default: return "none";
     }
 }

@@ -110,6 +110,7 @@ typedef struct {
     const int16_t *apack16; const float *xs16;  // x as int16 pairs (int8 weights, prefill, AVX2), else NULL
     const uint16_t *q4scales;            // group scales of 4-bit weights (dtype PG_Q4)
     const int8_t *xq8; const float *dx8, *cx8;  // x quantized per group to int8 (4-bit weights)
+    int fast; const uint16_t *xb;        // FAST products: the kernel, and x as bf16 (gemm_bf16.c)
 } linear_job;
 
 static void linear_task(void *p, long task, int thread) {
@@ -119,7 +120,9 @@ static void linear_task(void *p, long task, int thread) {
     // With row scales the bias is added after scaling.
     const float *bias = j->scale ? NULL : j->bias;
     int separate_bias = j->xq || j->apack16 || j->dtype == PG_Q4;
-    if (j->dtype == PG_Q4) {
+    if (j->xb) {
+        pg_gemm_bf16_cols(j->fast, j->xb, j->M, j->K, j->w, j->dtype, j->ldw, bias, j->y, j->ldy, n0, n1, thread);
+    } else if (j->dtype == PG_Q4) {
         if (j->isa >= PG_ISA_AVX2) pg_gemm_q4_cols_avx2(j->xq8, j->dx8, j->cx8, j->M, j->K, j->w, j->q4scales, j->y, j->ldy, n0, n1);
         else pg_gemv_q4_cols_scalar(j->xq8, j->dx8, j->cx8, j->M, j->K, j->w, j->q4scales, j->y, j->ldy, n0, n1);
     } else if (j->apack16) {
@@ -153,8 +156,16 @@ static void linear_task(void *p, long task, int thread) {
     }
 }
 
-static void linear_run(int isa, const float *x, long ldx, const void *w, int wdtype, long ldw, const float *scale,
-                       const uint16_t *q4scales, const float *bias, float *y, long ldy, long M, long N, long K);
+static void linear_run(int isa, int fast, const float *x, long ldx, const void *w, int wdtype, long ldw,
+                       const float *scale, const uint16_t *q4scales, const float *bias, float *y, long ldy, long M,
+                       long N, long K);
+
+// The FAST kernel for a product on `isa` from this thread, or PG_FAST_NONE.
+static int fast_kernel_for(int isa, int wdtype, long M) {
+    if (M <= 4 || pg_precision() != PG_PRECISION_FAST || isa < PG_ISA_AVX512) return PG_FAST_NONE;
+    if (wdtype != PG_F32 && wdtype != PG_BF16 && wdtype != PG_F16) return PG_FAST_NONE;
+    return pg_fast_kernel();
+}
 
 void pg_linear(const float *x, long ldx, const void *w, int wdtype, long ldw, const float *bias,
                float *y, long ldy, long M, long N, long K) {
@@ -174,7 +185,15 @@ void pg_linear_scaled(const float *x, long ldx, const void *w, int wdtype, long 
 void pg_linear_scaled_isa(int isa, const float *x, long ldx, const void *w, int wdtype, long ldw, const float *scale,
                           const float *bias, float *y, long ldy, long M, long N, long K) {
     if (wdtype == PG_Q4) return;  // needs its group scales: pg_linear_q4
-    linear_run(isa, x, ldx, w, wdtype, ldw, scale, NULL, bias, y, ldy, M, N, K);
+    if (isa > pg_isa_supported()) isa = pg_isa_supported();
+    int fast = scale ? PG_FAST_NONE : fast_kernel_for(isa, wdtype, M);
+    linear_run(isa, fast, x, ldx, w, wdtype, ldw, scale, NULL, bias, y, ldy, M, N, K);
+}
+
+void pg_linear_fast_kernel(int kernel, const float *x, long ldx, const void *w, int wdtype, long ldw, const float *bias,
+                           float *y, long ldy, long M, long N, long K) {
+    if (kernel == PG_FAST_NONE || !pg_fast_kernel_supported(kernel) || wdtype == PG_Q4 || wdtype == PG_I8) return;
+    linear_run(pg_isa_supported(), kernel, x, ldx, w, wdtype, ldw, NULL, NULL, bias, y, ldy, M, N, K);
 }
 
 void pg_linear_q4(const float *x, long ldx, const uint8_t *w, const uint16_t *scales, const float *bias,
@@ -185,11 +204,12 @@ void pg_linear_q4(const float *x, long ldx, const uint8_t *w, const uint16_t *sc
 void pg_linear_q4_isa(int isa, const float *x, long ldx, const uint8_t *w, const uint16_t *scales, const float *bias,
                       float *y, long ldy, long M, long N, long K) {
     if (K % PG_Q4_GROUP != 0) return;
-    linear_run(isa, x, ldx, w, PG_Q4, K, NULL, scales, bias, y, ldy, M, N, K);
+    linear_run(isa, PG_FAST_NONE, x, ldx, w, PG_Q4, K, NULL, scales, bias, y, ldy, M, N, K);
 }
 
-static void linear_run(int isa, const float *x, long ldx, const void *w, int wdtype, long ldw, const float *scale,
-                       const uint16_t *q4scales, const float *bias, float *y, long ldy, long M, long N, long K) {
+static void linear_run(int isa, int fast, const float *x, long ldx, const void *w, int wdtype, long ldw,
+                       const float *scale, const uint16_t *q4scales, const float *bias, float *y, long ldy, long M,
+                       long N, long K) {
     if (isa > pg_isa_supported()) isa = pg_isa_supported();
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
@@ -202,18 +222,20 @@ static void linear_run(int isa, const float *x, long ldx, const void *w, int wdt
     long chunk = (N + 4L * threads - 1) / (4L * threads);
     chunk = (chunk + 31) / 32 * 32;
     // Each task packs all of x for its columns: with many rows and few columns, one task per thread.
-    if (M > 4 && chunk < 128) chunk = ((N + threads - 1) / threads + 15) / 16 * 16;
+    if (M > 4 && chunk < 128 && fast == PG_FAST_NONE) chunk = ((N + threads - 1) / threads + 15) / 16 * 16;
     if ((double)M * N * K < 65536.0) chunk = N;  // tiny: not worth waking the pool
     linear_job job = { x, ldx, w, wdtype, ldw, scale, bias, y, ldy, M, N, K, chunk, isa, NULL, NULL, NULL, NULL, NULL,
-                       q4scales, NULL, NULL, NULL };
+                       q4scales, NULL, NULL, NULL, fast, NULL };
     // How x is prepared once for all tasks, in row blocks that keep the copy under PG_APACK_BYTES:
     //   X_Q16:    int16 rows (int8 weights, decode; linear_i8.c)
     //   X_Q8G:    int8 groups of 32 (4-bit weights; linear_q4.c), needed: no fallback
     //   X_PACK16: int16 pairs in the prefill layout (int8 weights, prefill, AVX2; gemm_i8.c)
     //   X_PACK:   float32 in the prefill layout (prefill, SIMD, several tasks)
+    //   X_BF16:   bf16 rows (FAST products; gemm_bf16.c), needed: no fallback
     // The buffers belong to the calling thread and only grow, so steady-state decoding allocates nothing.
-    enum { X_NONE, X_Q16, X_Q8G, X_PACK16, X_PACK } kind = X_NONE;
-    if (wdtype == PG_Q4) kind = X_Q8G;
+    enum { X_NONE, X_Q16, X_Q8G, X_PACK16, X_PACK, X_BF16 } kind = X_NONE;
+    if (fast != PG_FAST_NONE) kind = X_BF16;
+    else if (wdtype == PG_Q4) kind = X_Q8G;
     else if (wdtype == PG_I8 && M <= 4) kind = X_Q16;
     else if (M > 4 && isa >= PG_ISA_AVX2 && wdtype == PG_I8) kind = X_PACK16;
     else if (M > 4 && isa >= PG_ISA_AVX2 && chunk < N) kind = X_PACK;
@@ -245,6 +267,15 @@ static void linear_run(int isa, const float *x, long ldx, const void *w, int wdt
             sbytes = kind == X_PACK16 ? (size_t)rows * sizeof(float) : 1;
             break;
         }
+        case X_BF16: {
+            size_t row_bytes = (size_t)((K + 31) / 32 * 32) * sizeof(uint16_t);
+            rows = (long)(PG_APACK_BYTES / row_bytes) / 32 * 32;
+            if (rows < 32) rows = 32;
+            if (rows > M) rows = M;
+            abytes = pg_xbf16_size(rows, K);
+            sbytes = 1;
+            break;
+        }
         default:
             break;
         }
@@ -267,6 +298,10 @@ static void linear_run(int isa, const float *x, long ldx, const void *w, int wdt
                     part.cx8 = (float *)sbuf + (size_t)mb * (size_t)groups;
                     pg_quantize_x8_groups_pool(isa, part.x, ldx, mb, K, abuf, sbuf, (float *)part.cx8);
                     break;
+                case X_BF16:
+                    pg_x_to_bf16(part.x, ldx, mb, K, abuf);
+                    part.xb = abuf;
+                    break;
                 case X_PACK16:
                     pg_pack_a16(part.x, ldx, mb, K, abuf, sbuf);
                     part.apack16 = abuf;
@@ -280,7 +315,7 @@ static void linear_run(int isa, const float *x, long ldx, const void *w, int wdt
             }
             return;
         }
-        if (kind == X_Q8G) {  // out of memory, and 4-bit weights have no path without it: no silent zeros
+        if (kind == X_Q8G || kind == X_BF16) {  // out of memory, and these have no path without it: no silent zeros
             for (long m = 0; m < M; m++)
                 for (long n = 0; n < N; n++) y[m * ldy + n] = NAN;
             return;

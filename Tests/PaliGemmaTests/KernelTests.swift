@@ -72,6 +72,110 @@ struct KernelTests {
         print("pg_linear: worst |diff| vs float64 reference \(worst)")
     }
 
+    /// Fast kernels this CPU has (AMX needs the operating system's permission as well).
+    static var fastKernels: [FastKernel] { [FastKernel.avx512BF16, .amx].filter(\.isSupported) }
+
+    @Test("pg_linear in fast precision: each bf16 kernel and dtype against a float64 reference of the rounded operands")
+    func linearFast() {
+        print("fast kernels run here: \(Self.fastKernels.map(\.name)) (in use: \(Kernels.fastKernel.name))")
+        var rng = SeededRandom(11)
+        // Ragged rows, columns and depths: partial blocks of 32 rows and columns, K not a multiple
+        // of 32, K over one depth chunk (1024), one row past the decode path.
+        let shapes = [(5, 1, 1), (5, 17, 9), (33, 31, 40), (37, 130, 259), (64, 96, 64), (70, 33, 1100),
+                      (40, 64, 2080), (300, 33, 37), (32, 32, 32)]
+        var worst: Double = 0
+        for kernel in Self.fastKernels {
+            for dtype in [DType.float32, .bfloat16, .float16] {
+                for (m, n, k) in shapes {
+                    let x = rng.floats(m * k)
+                    let (wBytes, w) = Self.encode(rng.floats(n * k), dtype)
+                    let xr = x.map(pg_bf16_round), wr = w.map(pg_bf16_round)
+                    let bias = rng.floats(n)
+                    for withBias in [true, false] {
+                        var y = [Float](repeating: .nan, count: m * n)
+                        x.withUnsafeBufferPointer { xp in
+                            wBytes.withUnsafeBytes { wp in
+                                bias.withUnsafeBufferPointer { bp in
+                                    y.withUnsafeMutableBufferPointer { yp in
+                                        pg_linear_fast_kernel(Int32(kernel.rawValue), xp.baseAddress, k, wp.baseAddress,
+                                                              dtype.kernelType!, k, withBias ? bp.baseAddress : nil,
+                                                              yp.baseAddress, n, m, n, k)
+                                    }
+                                }
+                            }
+                        }
+                        for i in 0..<m {
+                            for j in 0..<n {
+                                var s = withBias ? Double(bias[j]) : 0
+                                var mag = abs(s)
+                                for t in 0..<k {
+                                    s += Double(xr[i * k + t]) * Double(wr[j * k + t])
+                                    mag += abs(Double(xr[i * k + t]) * Double(wr[j * k + t]))
+                                }
+                                // float32 sums in another order: a few float32 steps of the magnitude.
+                                let err = abs(Double(y[i * n + j]) - s)
+                                if err > mag * 2e-6 + 1e-6 || y[i * n + j].isNaN {
+                                    Issue.record("\(kernel.name) \(dtype) m\(m) n\(n) k\(k) bias \(withBias): y[\(i),\(j)] = \(y[i * n + j]), want \(s)")
+                                    return
+                                }
+                                worst = max(worst, err / (mag + 1e-30))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        print("pg_linear fast: worst |diff| / sum|products| vs float64 reference of the bf16 operands \(worst)")
+    }
+
+    @Test("fast precision routes pg_linear with more than 4 rows to the fast kernel, and leaves decode rows and exact alone")
+    func precisionSwitch() {
+        var rng = SeededRandom(12)
+        let (n, k) = (40, 96)
+        let (wBytes, _) = Self.encode(rng.floats(n * k), .bfloat16)
+        func run(_ m: Int, _ precision: Precision?, kernel: FastKernel? = nil) -> [Float] {
+            var xr = SeededRandom(UInt64(m))
+            let x = xr.floats(m * k)
+            var y = [Float](repeating: .nan, count: m * n)
+            x.withUnsafeBufferPointer { xp in
+                wBytes.withUnsafeBytes { wp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        if let kernel {
+                            pg_linear_fast_kernel(Int32(kernel.rawValue), xp.baseAddress, k, wp.baseAddress, DType.bfloat16.kernelType!,
+                                                  k, nil, yp.baseAddress, n, m, n, k)
+                        } else {
+                            Kernels.withPrecision(precision ?? .exact) {
+                                pg_linear(xp.baseAddress, k, wp.baseAddress, DType.bfloat16.kernelType!, k, nil, yp.baseAddress, n, m, n, k)
+                            }
+                        }
+                    }
+                }
+            }
+            return y
+        }
+        #expect(Kernels.precision == .exact || ProcessInfo.processInfo.environment["PALIGEMMA_PRECISION"] == "fast")
+        let inside = Kernels.withPrecision(.fast) { Kernels.precision }
+        #expect(inside == .fast)
+        for m in [3, 4] {
+            let (fast, exact) = (run(m, .fast), run(m, .exact))
+            #expect(fast == exact, "decode rows stay exact")
+        }
+        let kernel = Kernels.fastKernelInUse
+        let (fast, exact) = (run(9, .fast), run(9, .exact))
+        if kernel == .none {
+            #expect(fast == exact, "no fast kernel here: fast computes as exact")
+            print("no fast kernel at this level: fast precision checked to equal exact")
+        } else {
+            let direct = run(9, nil, kernel: kernel)
+            #expect(fast == direct, "fast precision runs \(kernel.name)")
+            #expect(fast != exact, "bf16 rounding changes some low bits")
+        }
+        for unsupported in FastKernel.allCases where !unsupported.isSupported && unsupported != .none {
+            let y = run(9, nil, kernel: unsupported)
+            #expect(y.allSatisfy { $0.isNaN }, "an unsupported kernel writes nothing")
+        }
+    }
+
     @Test("pg_linear prefill with x packed in row blocks (packed copy over 64 MB)")
     func linearRowBlocks() {
         // 2100 x 8200 float32 rows are 69 MB packed: two row blocks share one packed buffer.

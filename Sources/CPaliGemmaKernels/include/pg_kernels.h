@@ -50,6 +50,35 @@ int pg_set_isa(int level);
 int pg_set_thread_isa(int level);
 const char *pg_isa_name(int level);
 
+/// Extensions beyond the ISA level, as bits of pg_cpu_features(). PG_FEAT_AMX_BF16 is set only
+/// when the operating system also grants this process AMX's tile state.
+typedef enum { PG_FEAT_AVX512_BF16 = 1, PG_FEAT_AVX512_VNNI = 2, PG_FEAT_AVX_VNNI = 4, PG_FEAT_AMX_BF16 = 8 } pg_feature;
+int pg_cpu_features(void);
+
+/// Precision of matrix products. EXACT: float32 products of the weights as stored (the parity
+/// tests' mode). FAST: prefill products (pg_linear with more than 4 rows of x, f32/bf16/f16
+/// weights) with x and the weights rounded to bfloat16 and the sums in float32, as PyTorch's
+/// bf16 matmuls do, on a fast kernel where the CPU has one (pg_fast_kernel) and the calling
+/// thread's ISA level is AVX-512; elsewhere FAST computes as EXACT.
+typedef enum { PG_PRECISION_EXACT = 0, PG_PRECISION_FAST = 1 } pg_precision_mode;
+/// The precision on this thread: its override, else the process-wide one (default EXACT, or
+/// PALIGEMMA_PRECISION=fast).
+int pg_precision(void);
+/// Sets the process-wide precision; returns the precision now in use on this thread.
+int pg_set_precision(int precision);
+/// Sets the precision for calls made from this thread (and the pool's work for them); a negative
+/// value goes back to the process-wide one. Returns the precision now in use on this thread.
+int pg_set_thread_precision(int precision);
+/// Kernels for FAST products: AMX (tdpbf16ps tiles) or AVX512-BF16 (vdpbf16ps).
+typedef enum { PG_FAST_NONE = 0, PG_FAST_AVX512_BF16 = 1, PG_FAST_AMX = 2 } pg_fast_kernel_kind;
+int pg_fast_kernel_supported(int kernel);
+/// The kernel FAST uses: the best this CPU supports (AMX, then AVX512-BF16), or
+/// PALIGEMMA_FAST_KERNEL=amx|avx512bf16|none when supported.
+int pg_fast_kernel(void);
+/// Selects the FAST kernel if supported; returns the one now in use.
+int pg_set_fast_kernel(int kernel);
+const char *pg_fast_kernel_name(int kernel);
+
 // ---- threads -------------------------------------------------------------------------
 /// Number of threads used by parallel kernels (default: online CPUs, or PALIGEMMA_THREADS).
 int pg_threads(void);
@@ -108,6 +137,10 @@ void pg_linear_q4(const float *x, long ldx, const uint8_t *w, const uint16_t *sc
 /// pg_linear_q4 on an explicit instruction-set level; for tests.
 void pg_linear_q4_isa(int isa, const float *x, long ldx, const uint8_t *w, const uint16_t *scales, const float *bias,
                       float *y, long ldy, long M, long N, long K);
+/// pg_linear in FAST precision on an explicit kernel (nothing is written when the CPU lacks it);
+/// for tests and benchmarks.
+void pg_linear_fast_kernel(int kernel, const float *x, long ldx, const void *w, int wdtype, long ldw, const float *bias,
+                           float *y, long ldy, long M, long N, long K);
 /// pg_linear on an explicit instruction-set level (clamped to what the CPU supports); for tests.
 void pg_linear_isa(int isa, const float *x, long ldx, const void *w, int wdtype, long ldw, const float *bias,
                    float *y, long ldy, long M, long N, long K);

@@ -7,6 +7,24 @@ public enum ISA: Int, Sendable, CaseIterable, Comparable {
     public var name: String { String(cString: pg_isa_name(Int32(rawValue))) }
 }
 
+/// Precision of the prefill products (vision tower, prompt prefill, training forward).
+/// `exact`: float32 products of the weights as stored, what the parity tests check. `fast`: x and
+/// the weights rounded to bfloat16 inside the product, sums in float32 (as PyTorch's bf16 matmuls),
+/// on AMX or AVX512-BF16 where the CPU has them; elsewhere `fast` computes as `exact`.
+public enum Precision: String, Sendable, CaseIterable {
+    case exact, fast
+    var kernelValue: Int32 { self == .fast ? Int32(PG_PRECISION_FAST.rawValue) : Int32(PG_PRECISION_EXACT.rawValue) }
+    init(kernelValue: Int32) { self = kernelValue == Int32(PG_PRECISION_FAST.rawValue) ? .fast : .exact }
+}
+
+/// Kernels for `Precision.fast` products.
+public enum FastKernel: Int, Sendable, CaseIterable {
+    case none = 0, avx512BF16 = 1, amx = 2
+    public var name: String { String(cString: pg_fast_kernel_name(Int32(rawValue))) }
+    /// Whether this CPU (and, for AMX, the operating system) offers it.
+    public var isSupported: Bool { pg_fast_kernel_supported(Int32(rawValue)) != 0 }
+}
+
 /// Process-wide kernel settings: instruction set and thread count.
 public enum Kernels {
     /// The best level this CPU supports.
@@ -31,6 +49,33 @@ public enum Kernels {
         let old = pg_set_thread_serial(1)
         defer { pg_set_thread_serial(old) }
         return try body()
+    }
+    /// The precision of prefill products on this thread (its override, else the process-wide one:
+    /// `exact` unless PALIGEMMA_PRECISION=fast). Setting it sets the process-wide precision.
+    public static var precision: Precision {
+        get { Precision(kernelValue: pg_precision()) }
+        set { pg_set_precision(newValue.kernelValue) }
+    }
+    /// Runs `body` with the kernels called from this thread at `precision`.
+    public static func withPrecision<T>(_ precision: Precision, _ body: () throws -> T) rethrows -> T {
+        pg_set_thread_precision(precision.kernelValue)
+        defer { pg_set_thread_precision(-1) }
+        return try body()
+    }
+    /// The kernel `fast` products use on this machine (`.none`: `fast` computes as `exact`).
+    public static var fastKernel: FastKernel { FastKernel(rawValue: Int(pg_fast_kernel())) ?? .none }
+    /// Selects the kernel for `fast` products if supported; returns the one in use.
+    @discardableResult public static func setFastKernel(_ kernel: FastKernel) -> FastKernel {
+        FastKernel(rawValue: Int(pg_set_fast_kernel(Int32(kernel.rawValue)))) ?? .none
+    }
+    /// The kernel `fast` products actually run on from this thread: none below the AVX-512 level.
+    public static var fastKernelInUse: FastKernel { isa >= .avx512 ? fastKernel : .none }
+    /// Extensions this CPU has beyond its ISA level, by name (avx512-bf16, avx512-vnni, avx-vnni, amx-bf16).
+    public static var features: [String] {
+        let f = Int(pg_cpu_features())
+        return [(Int(PG_FEAT_AVX512_BF16.rawValue), "avx512-bf16"), (Int(PG_FEAT_AVX512_VNNI.rawValue), "avx512-vnni"),
+                (Int(PG_FEAT_AVX_VNNI.rawValue), "avx-vnni"), (Int(PG_FEAT_AMX_BF16.rawValue), "amx-bf16")]
+            .filter { f & $0.0 != 0 }.map(\.1)
     }
     /// Threads used by parallel kernels (PALIGEMMA_THREADS, or the number of CPUs).
     public static var threads: Int {

@@ -1,0 +1,287 @@
+// Prefill products in bfloat16 ("fast" precision, pg_set_precision): x and the weights rounded
+// to bfloat16 (round to nearest even, as PyTorch's bf16 tensors are), products summed in float32.
+//
+// The product is formed transposed, yᵀ = W·xᵀ, so that the weights are read as they are stored
+// (rows of K bf16 values, no packing) and only x is rearranged, once per call:
+//   xt: x as bf16 pairs, transposed, in blocks of 32 rows of x: block b is [Kp / 2][32] pairs at
+//       b·(Kp / 2)·32, pair (p, i) = (x[32b + i][2p], x[32b + i][2p + 1]) (Mp, Kp = M, K rounded
+//       up to 32; the padding is zero). Its 16 x 16 quarters are the B operand of AMX's
+//       tdpbf16ps (row stride 128 bytes), and its rows that of vdpbf16ps.
+//   A block of 32 weight rows is the A operand (tiles of 16 rows x 32 k, row stride 2·ldw bytes),
+//   read straight from the weights when they are bf16 and whole; otherwise (another dtype, the
+//   last rows of N, K's last columns when K is not a multiple of 32) its depth chunk is first
+//   copied, rounded and zero-padded.
+// Each column task runs depth chunks of KC: per chunk, each block of 32 weight rows (kept in L1)
+// against every 32-row block of x (streamed from L2, where the chunk of xt stays for all of the
+// task's rows), the 32 x 32 sums of yᵀ carried between chunks in a scratch buffer (in tiles with
+// AMX) and transposed into y at the end.
+#include "internal.h"
+#include <stdlib.h>
+
+#define BM 32  // rows of x per block
+#define BN 32  // weight rows (columns of y) per block
+
+size_t pg_xbf16_size(long M, long K) {
+    return (size_t)((M + BM - 1) / BM * BM) * (size_t)((K + 31) / 32 * 32) * sizeof(uint16_t);
+}
+
+static inline uint32_t bf16_pair(float a, float b) {
+    return (uint32_t)pg_f32_to_bf16_scalar(a) | (uint32_t)pg_f32_to_bf16_scalar(b) << 16;
+}
+
+#if PG_X86_SIMD
+#include <immintrin.h>
+#define PG_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+
+// In-register transpose of 16 vectors of 16 dwords: r[i] lane j -> r[j] lane i.
+PG_BF16_TARGET static inline __attribute__((always_inline)) void transpose16(__m512i r[16]) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {  // u[i + c], 128-bit lane L: rows i..i+3 at column 4L + c
+        u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int c = 0; c < 4; c++) {  // then a 4 x 4 transpose of 128-bit lanes
+        __m512i ab_lo = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44), ab_hi = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xEE);
+        __m512i cd_lo = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44);
+        __m512i cd_hi = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xEE);
+        r[c] = _mm512_shuffle_i32x4(ab_lo, cd_lo, 0x88);
+        r[4 + c] = _mm512_shuffle_i32x4(ab_lo, cd_lo, 0xDD);
+        r[8 + c] = _mm512_shuffle_i32x4(ab_hi, cd_hi, 0x88);
+        r[12 + c] = _mm512_shuffle_i32x4(ab_hi, cd_hi, 0xDD);
+    }
+}
+
+// Rows [m0, m0 + 16) x pairs [p0, p0 + 16) of xt from x (rows >= M and k >= K are zero).
+PG_BF16_TARGET static void xt_block_avx512(const float *x, long ldx, long M, long K, long Kp, long m0, long p0,
+                                           uint32_t *xt) {
+    __m512i r[16];
+    long k0 = 2 * p0;
+    __mmask16 lo = K - k0 >= 16 ? 0xFFFF : K - k0 <= 0 ? 0 : (__mmask16)((1u << (K - k0)) - 1);
+    __mmask16 hi = K - k0 - 16 >= 16 ? 0xFFFF : K - k0 - 16 <= 0 ? 0 : (__mmask16)((1u << (K - k0 - 16)) - 1);
+    for (int i = 0; i < 16; i++) {
+        if (m0 + i >= M) {
+            r[i] = _mm512_setzero_si512();
+            continue;
+        }
+        const float *src = x + (m0 + i) * ldx + k0;
+        __m512 a = _mm512_maskz_loadu_ps(lo, src), b = _mm512_maskz_loadu_ps(hi, src + 16);
+        r[i] = (__m512i)_mm512_cvtne2ps_pbh(b, a);  // bf16 of src[0..32) in order: dword j = pair j
+    }
+    transpose16(r);
+    uint32_t *dst = xt + (m0 / BM) * (Kp / 2) * BM + m0 % BM;
+    for (int p = 0; p < 16; p++) _mm512_storeu_si512(dst + (p0 + p) * BM, r[p]);
+}
+#endif
+
+typedef struct { const float *x; long ldx, M, K, Mp, Kp; uint32_t *xt; int vec; } xt_job;
+
+static void xt_task(void *p, long task, int thread) {
+    (void)thread;
+    const xt_job *j = p;
+    long pb = j->Kp / 32;  // blocks of 16 pairs
+    long m0 = task / pb * 16, p0 = task % pb * 16;
+#if PG_X86_SIMD
+    if (j->vec) {
+        xt_block_avx512(j->x, j->ldx, j->M, j->K, j->Kp, m0, p0, j->xt);
+        return;
+    }
+#endif
+    for (long p = p0; p < p0 + 16; p++)
+        for (long m = m0; m < m0 + 16; m++) {
+            long k = 2 * p;
+            float a = m < j->M && k < j->K ? j->x[m * j->ldx + k] : 0.0f;
+            float b = m < j->M && k + 1 < j->K ? j->x[m * j->ldx + k + 1] : 0.0f;
+            j->xt[(m / BM) * (j->Kp / 2) * BM + p * BM + m % BM] = bf16_pair(a, b);
+        }
+}
+
+void pg_x_to_bf16(const float *x, long ldx, long M, long K, uint16_t *dst) {
+    long Mp = (M + BM - 1) / BM * BM, Kp = (K + 31) / 32 * 32;
+    xt_job j = { x, ldx, M, K, Mp, Kp, (uint32_t *)dst, (pg_cpu_features() & PG_FEAT_AVX512_BF16) != 0 };
+    pg_parallel_for(Mp / 16 * (Kp / 32), xt_task, &j);
+}
+
+// ---- weight blocks ---------------------------------------------------------------------------------
+// Rows [nb, nb + nr) of w, columns [k0, k0 + kc), as bf16 into dst [BN][ldd] (rows >= nr and
+// columns >= kc zero, up to width).
+static void copy_block(uint16_t *dst, long ldd, long width, const void *w, int dtype, long ldw, long nb, long nr,
+                       long k0, long kc) {
+    for (long j = 0; j < BN; j++) {
+        uint16_t *d = dst + j * ldd;
+        long k = 0;
+        if (j < nr) {
+            if (dtype == PG_BF16) {
+                memcpy(d, (const uint16_t *)w + (nb + j) * ldw + k0, (size_t)kc * 2);
+                k = kc;
+            }
+            for (; k < kc; k++) d[k] = pg_f32_to_bf16_scalar(pg_load_as_f32(w, dtype, (nb + j) * ldw + k0 + k));
+        }
+        for (; k < width; k++) d[k] = 0;
+    }
+}
+
+#if PG_X86_SIMD
+// ---- micro-kernels: one 32 x 32 block of yᵀ, c [BN][BM], over one depth chunk ------------------
+typedef struct __attribute__((packed)) {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+// Tiles 0-3: the four 16 x 16 float32 quarters of c; 4-5: weight rows 0-15 and 16-31 (16 x 32
+// bf16); 6-7: xt's pairs for rows 0-15 and 16-31 of x (16 pairs x 16).
+__attribute__((target("amx-tile"))) static void amx_configure(void) {
+    tile_config c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        c.colsb[t] = 64;
+        c.rows[t] = 16;
+    }
+    _tile_loadconfig(&c);
+}
+
+__attribute__((target("amx-tile"))) static void amx_release(void) { _tile_release(); }
+
+// c (+)= A[0..32)[0..kc) · xt block rows [0, kc/2), A rows at stride lda (elements), kc a multiple
+// of 32; first: c starts from zero instead of its stored value.
+__attribute__((target("amx-tile,amx-bf16")))
+static void block_amx(const uint16_t *a, long lda, const uint32_t *xt, long kc, float *c, int first) {
+    if (first) {
+        _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+    } else {
+        _tile_loadd(0, c, BM * 4);
+        _tile_loadd(1, c + 16, BM * 4);
+        _tile_loadd(2, c + 16 * BM, BM * 4);
+        _tile_loadd(3, c + 16 * BM + 16, BM * 4);
+    }
+    const uint16_t *a1 = a + 16 * lda;
+    for (long k = 0; k < kc; k += 32) {
+        const uint32_t *b = xt + (k / 2) * BM;
+        __builtin_prefetch(b + 16 * BM * 4, 0, 3);  // the xt lines two steps ahead
+        _tile_loadd(4, a + k, lda * 2);
+        _tile_loadd(6, b, BM * 4);
+        _tile_loadd(7, b + 16, BM * 4);
+        _tile_loadd(5, a1 + k, lda * 2);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, c, BM * 4);
+    _tile_stored(1, c + 16, BM * 4);
+    _tile_stored(2, c + 16 * BM, BM * 4);
+    _tile_stored(3, c + 16 * BM + 16, BM * 4);
+}
+
+// The same with vdpbf16ps, 8 weight rows x 32 rows of x in 16 registers at a time.
+PG_BF16_TARGET static void block_avx512bf16(const uint16_t *a, long lda, const uint32_t *xt, long kc, float *c,
+                                            int first) {
+    for (int r0 = 0; r0 < BN; r0 += 8) {
+        __m512 acc[8][2];
+        for (int i = 0; i < 8; i++) {
+            acc[i][0] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(c + (r0 + i) * BM);
+            acc[i][1] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(c + (r0 + i) * BM + 16);
+        }
+        const uint16_t *ar = a + r0 * lda;
+        for (long p = 0; p < kc / 2; p++) {
+            __m512bh b0 = (__m512bh)_mm512_loadu_si512(xt + p * BM);
+            __m512bh b1 = (__m512bh)_mm512_loadu_si512(xt + p * BM + 16);
+            for (int i = 0; i < 8; i++) {
+                uint32_t pair;
+                memcpy(&pair, ar + i * lda + 2 * p, 4);
+                __m512bh av = (__m512bh)_mm512_set1_epi32((int)pair);
+                acc[i][0] = _mm512_dpbf16_ps(acc[i][0], av, b0);
+                acc[i][1] = _mm512_dpbf16_ps(acc[i][1], av, b1);
+            }
+        }
+        for (int i = 0; i < 8; i++) {
+            _mm512_storeu_ps(c + (r0 + i) * BM, acc[i][0]);
+            _mm512_storeu_ps(c + (r0 + i) * BM + 16, acc[i][1]);
+        }
+    }
+}
+
+// y[mb + i][nb + j] = c[j][i] (+ bias[nb + j]) for i < mr, j < nr.
+PG_BF16_TARGET static void store_transposed(const float *c, const float *bias, float *y, long ldy, long mb, long mr,
+                                            long nb, long nr) {
+    for (int j0 = 0; j0 < BN && j0 < nr; j0 += 16) {
+        __mmask16 cols = nr - j0 >= 16 ? 0xFFFF : (__mmask16)((1u << (nr - j0)) - 1);
+        __m512 b = bias ? _mm512_maskz_loadu_ps(cols, bias + nb + j0) : _mm512_setzero_ps();
+        for (int i0 = 0; i0 < BM && i0 < mr; i0 += 16) {
+            __m512i r[16];
+            for (int j = 0; j < 16; j++) r[j] = _mm512_loadu_si512(c + (j0 + j) * BM + i0);
+            transpose16(r);
+            for (int i = 0; i < 16 && i0 + i < mr; i++)
+                _mm512_mask_storeu_ps(y + (mb + i0 + i) * ldy + nb + j0, cols, _mm512_add_ps((__m512)r[i], b));
+        }
+    }
+}
+#endif
+
+// Depth of a chunk: the A block (32 rows) stays in L1 while the chunk runs over every row of x.
+#define KC 1024
+
+void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const void *w, int dtype, long ldw,
+                       const float *bias, float *y, long ldy, long n0, long n1, int thread) {
+#if PG_X86_SIMD
+    const uint32_t *xt = (const uint32_t *)xb;
+    long Mp = (M + BM - 1) / BM * BM, Kp = (K + 31) / 32 * 32;
+    long mblocks = Mp / BM, nblocks = (n1 - n0 + BN - 1) / BN;
+    int amx = kernel == PG_FAST_AMX;
+    // yᵀ of the task: nblocks x mblocks blocks of [BN][BM] float32, carried between chunks.
+    float *yt = pg_scratch(thread, 1, (size_t)nblocks * mblocks * BN * BM);
+    uint16_t *copy = (uint16_t *)pg_scratch(thread, 0, (size_t)BN * KC / 2);
+    if (!yt || !copy) return;
+    if (amx) amx_configure();
+    for (long kc0 = 0; kc0 < Kp; kc0 += KC) {
+        long kc = Kp - kc0 < KC ? Kp - kc0 : KC;
+        for (long nbi = 0; nbi < nblocks; nbi++) {
+            long nb = n0 + nbi * BN, nr = n1 - nb < BN ? n1 - nb : BN;
+            // The A operand: the weights themselves, or a rounded, zero-padded copy of the chunk.
+            const uint16_t *a;
+            long lda;
+            if (dtype == PG_BF16 && nr == BN && kc0 + kc <= K) {
+                a = (const uint16_t *)w + nb * ldw + kc0;
+                lda = ldw;
+            } else {
+                copy_block(copy, KC, kc, w, dtype, ldw, nb, nr, kc0, (K - kc0 < kc ? K - kc0 : kc));
+                a = copy;
+                lda = KC;
+            }
+            // The next A block's rows (read from memory the first time) are requested a share per
+            // block of x, so that they are in cache when its first block starts.
+            long next_nb = nb + BN, next_kc0 = kc0;
+            if (nbi + 1 == nblocks) { next_nb = n0; next_kc0 = kc0 + KC; }
+            int prefetch = dtype == PG_BF16 && next_kc0 < K && next_nb + BN <= n1;
+            const char *pf = (const char *)((const uint16_t *)w + next_nb * ldw + next_kc0);
+            long lines = (kc * 2 + 63) / 64;
+            for (long mbi = 0; mbi < mblocks; mbi++) {
+                for (long r = prefetch ? mbi * BN / mblocks : BN; r < (mbi + 1) * BN / mblocks; r++)
+                    for (long l = 0; l < lines; l++) __builtin_prefetch(pf + r * ldw * 2 + l * 64, 0, 2);
+                const uint32_t *b = xt + mbi * (Kp / 2) * BM + (kc0 / 2) * BM;
+                float *c = yt + (nbi * mblocks + mbi) * BN * BM;
+                if (amx) block_amx(a, lda, b, kc, c, kc0 == 0);
+                else block_avx512bf16(a, lda, b, kc, c, kc0 == 0);
+            }
+        }
+    }
+    if (amx) amx_release();
+    for (long nbi = 0; nbi < nblocks; nbi++) {
+        long nb = n0 + nbi * BN, nr = n1 - nb < BN ? n1 - nb : BN;
+        for (long mbi = 0; mbi < mblocks; mbi++) {
+            long mb = mbi * BM, mr = M - mb < BM ? M - mb : BM;
+            store_transposed(yt + (nbi * mblocks + mbi) * BN * BM, bias, y, ldy, mb, mr, nb, nr);
+        }
+    }
+#else
+    (void)kernel; (void)xb; (void)M; (void)K; (void)w; (void)dtype; (void)ldw; (void)bias; (void)y; (void)ldy;
+    (void)n0; (void)n1; (void)thread;  // never called: no fast kernel without x86 SIMD
+#endif
+}
