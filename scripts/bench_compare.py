@@ -4,6 +4,10 @@ prompt shape, same thread count, same machine, one run. Prints a table with rati
 JSON (--out).
 
     python3 scripts/bench_compare.py --preset paligemma-3b-224 --threads 2 --new-tokens 16 [--f32] [--int8] [--int4]
+        [--fast] [--agreement-steps 200]
+
+--fast also runs ours with `--precision fast` (bf16 products on AMX or AVX512-BF16, where the CPU
+has them) and measures how well it agrees with exact products (`bench --agreement`).
 
 Sets up the Python reference as ../shared/PALIGEMMA.md describes (a venv at /tmp/ref with the
 CPU-only torch 2.13 and transformers 5.24) if it is missing, builds the release binary, writes a
@@ -82,6 +86,9 @@ def main():
                     help="also bench ours on int8 weights (a folder written once by `paligemma quantize`)")
     ap.add_argument("--int4", action="store_true",
                     help="also bench ours on 4-bit weights (a folder written once by `paligemma quantize --bits 4`)")
+    ap.add_argument("--fast", action="store_true", help="also bench ours with --precision fast, and its agreement")
+    ap.add_argument("--agreement-steps", type=int, default=200,
+                    help="with --fast: teacher-forced greedy steps compared with exact products")
     ap.add_argument("--out", help="write the results as JSON here")
     a = ap.parse_args()
 
@@ -106,6 +113,11 @@ def main():
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     results["swift"] = ours_bench(folder, ["--floors"])
+    if a.fast:
+        results["swift fast"] = ours_bench(folder, ["--floors", "--precision", "fast"])
+        out = sh([binary, "bench", "--model", folder, "--threads", str(a.threads), "--prompt-tokens", str(a.prompt_tokens),
+                  "--agreement", str(a.agreement_steps), "--precision", "fast"], capture_output=True)
+        results["swift fast agreement"] = json.loads(out.stdout.strip().splitlines()[-1])
     for bits, wanted in ((8, a.int8), (4, a.int4)):
         if not wanted:
             continue
@@ -120,6 +132,8 @@ def main():
           f"{time.strftime('%Y-%m-%d')}")
     print(f"{'':28}" + "".join(f"{k:>22}" for k in keys))
     for name, r in results.items():
+        if "ttft_s" not in r:
+            continue
         cells = []
         for k in keys:
             v = r[k]
@@ -129,14 +143,20 @@ def main():
             cells.append(f"{cell:>22}")
         print(f"{name:28}" + "".join(cells))
     print("(x) = transformers / swift: above 1 means swift is faster or smaller")
-    for name in ("swift", "swift int8", "swift int4"):
+    for name in ("swift", "swift fast", "swift int8", "swift int4"):
         f = results.get(name, {}).get("floors")
         if f:
             r = results[name]
-            print(f"{name} floors here (read {f['read_bandwidth_gbs']:.1f} GB/s, FMA peak {f['fma_peak_gflops']:.0f} GFLOP/s): "
-                  f"decode {f['decode_floor_ms']:.0f} ms ({f['decode_floor_ms'] / r['decode_ms_per_token']:.0%} of ours), "
-                  f"prefill {f['prefill_floor_s']:.2f} s ({f['prefill_floor_s'] / r['prefill_s']:.0%}), "
-                  f"vision {f['vision_floor_s']:.2f} s ({f['vision_floor_s'] / r['vision_s']:.0%})")
+            print(f"{name} floors here (read {f['read_bandwidth_gbs']:.1f} GB/s, FMA peak {f['fma_peak_gflops']:.0f} GFLOP/s, "
+                  f"{f['bf16_kernel']} peak {f['bf16_peak_gflops']:.0f} GFLOP/s): "
+                  f"decode {f['decode_floor_ms']:.0f} ms, prefill {f['prefill_floor_s']:.2f} s (bf16 {f['bf16_prefill_floor_s']:.2f} s), "
+                  f"vision {f['vision_floor_s']:.2f} s (bf16 {f['bf16_vision_floor_s']:.2f} s)")
+            print(f"{'':6}share of the floor of the instructions used ({r['precision']}, {r['fast_kernel']}): "
+                  f"vision {r['vision_floor_share']:.0%}, prefill {r['prefill_floor_share']:.0%}, decode {r['decode_floor_share']:.0%}")
+    g = results.get("swift fast agreement")
+    if g:
+        print(f"fast vs exact over {g['steps']} teacher-forced steps ({g['fast_kernel']}): top-1 agreement {g['top1_agreement']:.1%}, "
+              f"max |logit diff| {g['max_logit_diff']:.4f}, mean {g['mean_logit_diff']:.5f} (largest logit {g['max_abs_logit']:.2f})")
     if a.out:
         with open(a.out, "w") as f:
             json.dump({"preset": a.preset, "threads": a.threads, "results": results}, f, indent=2)

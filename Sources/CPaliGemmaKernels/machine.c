@@ -123,3 +123,83 @@ double pg_measure_fma_gflops(long iters) {
     }
     return best;
 }
+
+// ---- bf16 dot-product peaks (the FAST kernels' instructions) ----------------------------------------
+typedef struct { long iters; int kernel; volatile float sink[256]; } bf16_job;
+
+#if PG_X86_SIMD
+// vdpbf16ps: 24 independent accumulators (16 lanes x 2 products each per instruction).
+__attribute__((target("avx512f,avx512bf16"))) static float dpbf16_avx512(long iters) {
+    __m512 a[24];
+    __m512bh b = (__m512bh)_mm512_set1_epi32(0x3F803F80), c = (__m512bh)_mm512_set1_epi32(0x3F7F3F7F);
+    for (int i = 0; i < 24; i++) a[i] = _mm512_set1_ps((float)i);
+    for (long t = 0; t < iters; t++)
+        for (int i = 0; i < 24; i++) a[i] = _mm512_dpbf16_ps(a[i], b, c);
+    __m512 s = a[0];
+    for (int i = 1; i < 24; i++) s = _mm512_add_ps(s, a[i]);
+    return _mm512_reduce_add_ps(s);
+}
+
+typedef struct __attribute__((packed)) {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} probe_tile_config;
+
+// tdpbf16ps: four accumulator tiles (16 x 16 float32) from two A and two B tiles (16 x 32 bf16),
+// as the kernel's block loop uses them; each instruction is 16 · 16 · 32 multiply-adds.
+__attribute__((target("amx-tile,amx-bf16"))) static float dpbf16_amx(long iters) {
+    probe_tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = 16;
+    }
+    _tile_loadconfig(&cfg);
+    uint16_t a[16 * 32] __attribute__((aligned(64)));
+    float c[16 * 16] __attribute__((aligned(64)));
+    for (int i = 0; i < 16 * 32; i++) a[i] = 0x3C00;  // 2^-7
+    _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+    _tile_loadd(4, a, 64); _tile_loadd(5, a, 64); _tile_loadd(6, a, 64); _tile_loadd(7, a, 64);
+    for (long t = 0; t < iters; t++) {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, c, 64);
+    _tile_release();
+    return c[0];
+}
+#endif
+
+static void bf16_task(void *p, long task, int thread) {
+    bf16_job *j = p;
+    (void)task;
+    float s = 0;
+#if PG_X86_SIMD
+    if (j->kernel == PG_FAST_AMX) s = dpbf16_amx(j->iters);
+    else if (j->kernel == PG_FAST_AVX512_BF16) s = dpbf16_avx512(j->iters);
+#endif
+    j->sink[thread & 255] = s;
+}
+
+double pg_measure_bf16_gflops(int kernel, long iters) {
+    if (kernel == PG_FAST_NONE || !pg_fast_kernel_supported(kernel)) return 0;
+    // FLOPs (2 per multiply-add) of one round: 4 tiles x 16 x 16 x 32, or 24 x 16 lanes x 2 pairs.
+    double per_round = kernel == PG_FAST_AMX ? 4.0 * 16 * 16 * 32 * 2 : 24.0 * 16 * 2 * 2;
+    // AMX rounds are 32 times the work of a vdpbf16ps round: fewer of them for the same time.
+    long n = kernel == PG_FAST_AMX ? (iters > 32 ? iters / 32 : 1) : (iters > 0 ? iters : 1);
+    long tasks = 8L * pg_threads();
+    bf16_job j = { n, kernel, {0} };
+    double best = 0;
+    for (int r = 0; r < 3; r++) {
+        double t0 = seconds();
+        pg_parallel_for(tasks, bf16_task, &j);
+        double t = seconds() - t0;
+        double gf = (double)tasks * (double)n * per_round / t / 1e9;
+        if (gf > best) best = gf;
+    }
+    return best;
+}

@@ -18,12 +18,13 @@ struct Bench: ParsableCommand {
     var promptTokens = 8
     @Option(name: .customLong("new-tokens"), help: "Tokens to decode.") var newTokens = 16
     @Option(help: "Threads (default: all CPUs).") var threads: Int?
+    @Option(help: precisionHelp) var precision: Precision?
     @Option(help: "Measure this many times in one process and report the last run (the first also maps the weights in).")
     var runs = 1
     @Option(help: "Weights in memory: none (as stored), int8 or int4 (decoder quantized at load; a folder from `paligemma quantize` loads as it is: leave this at none).")
     var quantize: String = "none"
     @Option(name: [.customLong("agreement"), .customLong("int8-agreement")],
-            help: "Instead of timing, compare the --quantize weights (int8 if none) with the stored weights over this many greedy steps.")
+            help: "Instead of timing, compare the --quantize weights and --precision (int8 weights if neither is given) with the stored weights and exact products over this many greedy steps.")
     var agreement: Int?
     @Flag(help: "Also measure this machine's read bandwidth and FMA peak and report the floors (decode, prefill, vision) for the same work.")
     var floors = false
@@ -37,6 +38,7 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         if let threads { Kernels.threads = threads }
+        if let precision { Kernels.precision = precision }
         guard let quantization = Quantization(rawValue: quantize) else { throw ValidationError("--quantize must be none, int8 or int4") }
         let directory: URL
         do {
@@ -69,8 +71,10 @@ struct Bench: ParsableCommand {
         }
         if let steps = agreement {
             do {
-                let r = try Benchmark.quantizationAgreement(directory: directory, promptTokens: promptTokens, steps: steps,
-                                                            quantization: quantization == .none ? .int8 : quantization)
+                let fast = precision == .fast
+                let r = try Benchmark.agreement(directory: directory, promptTokens: promptTokens, steps: steps,
+                                                quantization: quantization == .none && !fast ? .int8 : quantization,
+                                                precision: precision ?? .exact)
                 print(try JSONOutput.string(r))
             } catch {
                 fail(error)
@@ -86,13 +90,22 @@ struct Bench: ParsableCommand {
             } else {
                 print(String(format: "load %.3f s, vision %.3f s, prefill %.3f s (%d tokens), time to first token %.3f s",
                              r.loadSeconds, r.visionSeconds, r.prefillSeconds, r.promptTokens, r.ttftSeconds))
-                print(String(format: "decode %.1f ms/token (min %.1f, max %.1f, %d tokens), peak RSS %.2f GiB, %d threads, %@, weights %@",
+                print(String(format: "decode %.1f ms/token (min %.1f, max %.1f, %d tokens), peak RSS %.2f GiB, %d threads, %@, weights %@, %@ products%@",
                              r.decodeMsPerToken, r.decodeMsMin, r.decodeMsMax, r.newTokens,
-                             Double(r.peakRSSBytes) / 1073741824, r.threads, r.isa, r.quantization))
+                             Double(r.peakRSSBytes) / 1073741824, r.threads, r.isa, r.quantization, r.precision,
+                             r.fastKernel == "none" ? "" : " (\(r.fastKernel))"))
                 if let f = r.floors {
                     print(String(format: "floors here (read %.1f GB/s, FMA peak %.0f GFLOP/s): decode %.1f ms/token (%.2f GB), prefill %.2f s, vision %.2f s",
                                  f.readBandwidthGBs, f.fmaPeakGFLOPs, f.decodeFloorMs, Double(f.decodeBytesPerToken) / 1e9,
                                  f.prefillFloorSeconds, f.visionFloorSeconds))
+                    if f.bf16PeakGFLOPs > 0 {
+                        print(String(format: "bf16 floors (%@ peak %.0f GFLOP/s): prefill %.2f s, vision %.2f s",
+                                     f.bf16Kernel, f.bf16PeakGFLOPs, f.bf16PrefillFloorSeconds, f.bf16VisionFloorSeconds))
+                    }
+                    if let v = r.visionFloorShare, let p = r.prefillFloorShare, let d = r.decodeFloorShare {
+                        print(String(format: "share of the floor of the instructions used: vision %.0f%%, prefill %.0f%%, decode %.0f%%",
+                                     v * 100, p * 100, d * 100))
+                    }
                 }
             }
         } catch {

@@ -26,11 +26,13 @@ struct Evaluate: ParsableCommand {
     @Option(name: .customLong("group-by"), help: "Also report the metrics per group: prefix (each distinct prompt) or shapes (the shapes world's caption, count, color and detect questions).")
     var groupBy: String?
     @Option(help: "Threads (default: all CPUs).") var threads: Int?
+    @Option(help: precisionHelp) var precision: Precision?
     @OptionGroup var configKeys: ConfigKeyArguments
 
     func run() throws {
         do {
             if let threads { Kernels.threads = threads }
+            if let precision { Kernels.precision = precision }
             let pipeline = try PaliGemmaPipeline(directory: try modelURL(model), configStrictness: configKeys.strictness,
                                                  adapter: try adapter.map(modelURL))
             configKeys.warnAboutUnknownKeys(pipeline.model.config)

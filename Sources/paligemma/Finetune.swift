@@ -67,6 +67,8 @@ struct Finetune: ParsableCommand {
     @Flag(help: "Continue the interrupted run in --output from its last saved state.") var resume = false
     @Flag(help: "Replace what --output holds.") var overwrite = false
     @Option(help: "Threads (default: all CPUs).") var threads: Int?
+    @Option(help: ArgumentHelp("Products of the training forward pass: exact (the default; gradients as the tests check them) or fast (bfloat16 inputs on AMX or AVX512-BF16 where present).", valueName: "exact|fast"))
+    var precision: Precision?
     @Option(name: .customLong("parallel-examples"), help: "Examples run at once, one per thread with its own gradient buffers (0: one per thread for models under 50 M trained values, else 1; the same results up to float rounding).")
     var parallelExamples = 0
     @OptionGroup var configKeys: ConfigKeyArguments
@@ -166,6 +168,7 @@ struct FinetuneRun {
     func run() throws {
         let c = command
         if let threads = c.threads { Kernels.threads = threads }
+        if let precision = c.precision { Kernels.precision = precision }
         let output = URL(fileURLWithPath: (c.output as NSString).expandingTildeInPath)
         let stateURL = output.appendingPathComponent("trainer_state.safetensors")
         let recordURL = output.appendingPathComponent("trainer_options.json")

@@ -20,6 +20,7 @@ struct GenerationArguments: ParsableArguments {
     var applyEXIFOrientation = false
     @OptionGroup var configKeys: ConfigKeyArguments
     @Option(help: "Threads (default: all CPUs).") var threads: Int?
+    @Option(help: precisionHelp) var precision: Precision?
     @Option(help: "Weights in memory: none (as stored), int8 or int4 (the decoder quantized at load: about a half or a quarter of the memory traffic of bf16; a folder written by `paligemma quantize` loads as it is, with nothing to do at load; leave this at none for it).")
     var quantize: String = "none"
 
@@ -40,6 +41,7 @@ struct GenerationArguments: ParsableArguments {
 
     func loadPipeline() throws -> PaliGemmaPipeline {
         if let threads { Kernels.threads = threads }
+        if let precision { Kernels.precision = precision }
         let pipeline = try PaliGemmaPipeline(directory: try modelURL(model), configStrictness: configKeys.strictness,
                                              quantization: Quantization(rawValue: quantize) ?? .none,
                                              adapter: try adapter.map(modelURL))

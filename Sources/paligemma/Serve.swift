@@ -22,6 +22,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "PEFT LoRA adapter folder applied to the model.") var adapter: String?
     @Option(help: "Weights in memory: none (as stored), int8 or int4.") var quantize = "none"
     @Option(help: "Threads (default: all CPUs).") var threads: Int?
+    @Option(help: precisionHelp) var precision: Precision?
     @OptionGroup var configKeys: ConfigKeyArguments
     @Option(help: "Mask decoder checkpoint vae-oid.npz for /v1/segment masks (default: $PALIGEMMA_VAE, beside the model, ~/.cache/paligemma).")
     var vae: String?
@@ -97,6 +98,7 @@ struct Serve: AsyncParsableCommand {
             options.corsOrigin = corsOrigin
             options.chatHistory = ChatHistoryPolicy(rawValue: chatHistory) ?? .reject
             if let threads { Kernels.threads = threads }
+            if let precision { Kernels.precision = precision }
 
             let modelDirectory = try modelURL(model)
             let adapterDirectory = try adapter.map(modelURL)

@@ -191,6 +191,10 @@ double pg_measure_read_gbs(size_t bytes, int reps);
 /// float32 FMA rate of all pool threads at the current ISA level (register-only, `iters` rounds
 /// of 12 vector FMAs per task, 8 tasks per thread), in GFLOP/s; 0 on the scalar level.
 double pg_measure_fma_gflops(long iters);
+/// Rate of a FAST kernel's bf16 dot-product instruction on all pool threads (register- or
+/// tile-only: vdpbf16ps on 24 accumulators, or tdpbf16ps on four 16 x 16 tiles), in GFLOP/s
+/// (2 per multiply-add); 0 when the CPU lacks it. `iters` sets the length as for the FMA probe.
+double pg_measure_bf16_gflops(int kernel, long iters);
 
 // ---- attention -------------------------------------------------------------------------
 /// Scaled dot-product attention for T queries against S cached keys/values, with the

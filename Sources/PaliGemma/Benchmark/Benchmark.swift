@@ -14,6 +14,10 @@ public struct BenchmarkResult: Codable, Sendable {
     public var quantization: String
     public var threads: Int
     public var isa: String
+    /// "exact" or "fast" (`Precision`), and the kernel fast products ran on ("none" with exact,
+    /// or where the CPU has none).
+    public var precision: String
+    public var fastKernel: String
     public var imageTokens: Int
     public var promptTokens: Int
     public var newTokens: Int
@@ -31,13 +35,21 @@ public struct BenchmarkResult: Codable, Sendable {
     public var firstTTFTSeconds: Double
     /// This machine's limits for the same work (`bench --floors`); nil when not measured.
     public var floors: BenchmarkFloors?
+    /// Each stage's floor over its measured time (1 is the floor itself), against the floor of
+    /// the instructions the run used: the bf16 peak for vision and prefill with fast products,
+    /// the float32 FMA peak otherwise; nil without floors.
+    public var visionFloorShare: Double?
+    public var prefillFloorShare: Double?
+    public var decodeFloorShare: Double?
 
     enum CodingKeys: String, CodingKey {
-        case model, quantization, threads, isa
+        case model, quantization, threads, isa, precision, fastKernel = "fast_kernel"
         case imageTokens = "image_tokens", promptTokens = "prompt_tokens", newTokens = "new_tokens"
         case loadSeconds = "load_s", visionSeconds = "vision_s", prefillSeconds = "prefill_s", ttftSeconds = "ttft_s"
         case decodeMsPerToken = "decode_ms_per_token", decodeMsMin = "decode_ms_min", decodeMsMax = "decode_ms_max"
         case peakRSSBytes = "peak_rss_bytes", runs, firstTTFTSeconds = "first_ttft_s", floors
+        case visionFloorShare = "vision_floor_share", prefillFloorShare = "prefill_floor_share"
+        case decodeFloorShare = "decode_floor_share"
     }
 }
 
@@ -71,7 +83,8 @@ public enum Benchmark {
 
     /// Loads `directory`, runs the vision tower on fixed pseudo-random pixels, prefills
     /// image tokens + <bos> + `promptTokens` text tokens + "\n", and decodes `newTokens` tokens
-    /// greedily (stop tokens ignored, so every run decodes the same number).
+    /// greedily (stop tokens ignored, so every run decodes the same number). The kernels run at
+    /// the calling thread's precision (`Kernels.withPrecision`).
     public static func run(directory: URL, promptTokens: Int, newTokens: Int,
                            quantization: Quantization = .none, runs: Int = 1, floors: Bool = false) throws -> BenchmarkResult {
         var clock = Date()
@@ -91,53 +104,75 @@ public enum Benchmark {
             if run == 0 { firstTTFT = vision + out.timings.prefill }
         }
         let steps = out.timings.decodeSteps.map { $0 * 1000 }
-        return BenchmarkResult(
-            model: directory.path, quantization: model.weightFormat.rawValue, threads: Kernels.threads, isa: Kernels.isa.name, imageTokens: n,
+        let fast = Kernels.precision == .fast ? Kernels.fastKernelInUse : .none
+        var result = BenchmarkResult(
+            model: directory.path, quantization: model.weightFormat.rawValue, threads: Kernels.threads, isa: Kernels.isa.name,
+            precision: Kernels.precision.rawValue, fastKernel: fast.name, imageTokens: n,
             promptTokens: ids.count, newTokens: out.tokens.count, loadSeconds: load, visionSeconds: vision,
             prefillSeconds: out.timings.prefill, ttftSeconds: vision + out.timings.prefill,
             decodeMsPerToken: out.timings.decodeMillisecondsPerToken, decodeMsMin: steps.min() ?? 0,
             decodeMsMax: steps.max() ?? 0, peakRSSBytes: peakRSS, runs: max(runs, 1), firstTTFTSeconds: firstTTFT,
             floors: floors ? BenchmarkFloors.measure(model: model, promptTokens: ids.count) : nil)
+        if let f = result.floors {
+            let (visionFloor, prefillFloor) = fast != .none && f.bf16PeakGFLOPs > 0
+                ? (f.bf16VisionFloorSeconds, f.bf16PrefillFloorSeconds) : (f.visionFloorSeconds, f.prefillFloorSeconds)
+            result.visionFloorShare = vision > 0 ? visionFloor / vision : nil
+            result.prefillFloorShare = out.timings.prefill > 0 ? prefillFloor / out.timings.prefill : nil
+            result.decodeFloorShare = result.decodeMsPerToken > 0 ? f.decodeFloorMs / result.decodeMsPerToken : nil
+        }
+        return result
     }
 }
 
-/// How closely quantized weights (int8 or int4) follow the stored weights over a greedy run.
-public struct QuantizationAgreement: Codable, Sendable {
-    /// The quantization compared ("int8" or "int4").
+/// How closely a cheaper way of running a checkpoint (quantized weights, fast products, or both)
+/// follows the stored weights with exact products over a greedy run.
+public struct Agreement: Codable, Sendable {
+    /// The weights compared ("none" for the stored ones, "int8" or "int4").
     public var quantization: String
+    /// The precision of the compared run's products ("exact" or "fast") and its fast kernel.
+    public var precision: String
+    public var fastKernel: String
     public var steps: Int
-    /// Steps where the quantized model picks the same next token as the stored-weight model (teacher-forced:
-    /// both see the same tokens, those the stored-weight model chose).
+    /// Steps where the compared run picks the same next token as the reference (teacher-forced:
+    /// both see the same tokens, those the reference chose).
     public var top1Agreement: Double
     public var maxLogitDiff: Double
     public var meanLogitDiff: Double
-    /// Largest logit of the stored-weight model, for scale.
+    /// Largest logit of the reference, for scale.
     public var maxAbsLogit: Double
 
     enum CodingKeys: String, CodingKey {
-        case quantization, steps
+        case quantization, precision, fastKernel = "fast_kernel", steps
         case top1Agreement = "top1_agreement", maxLogitDiff = "max_logit_diff"
         case meanLogitDiff = "mean_logit_diff", maxAbsLogit = "max_abs_logit"
     }
 }
 
 extension Benchmark {
-    /// Runs `steps` greedy steps with the stored weights and the same tokens through a copy
-    /// quantized as `quantization` says, comparing the logits at each step (and at the prompt's
-    /// last position).
-    public static func quantizationAgreement(directory: URL, promptTokens: Int, steps: Int,
-                                             quantization: Quantization = .int8) throws -> QuantizationAgreement {
-        guard quantization != .none else { throw PaliGemmaError.input("compare a quantization (int8 or int4) with the stored weights") }
+    /// Runs `steps` greedy steps with the stored weights and exact products, and the same tokens
+    /// through the model held as `quantization` says with products at `precision`, comparing the
+    /// logits at each step (the first is the prompt's last position). With fast precision the
+    /// vision tower and the prompt's prefill differ (decode steps of one row are exact either way),
+    /// so the steps after it show how far that difference carries through the cache.
+    public static func agreement(directory: URL, promptTokens: Int, steps: Int, quantization: Quantization = .none,
+                                 precision: Precision = .exact) throws -> Agreement {
+        guard quantization != .none || precision != .exact else {
+            throw PaliGemmaError.input("compare a quantization (int8 or int4) or fast precision with the stored weights")
+        }
         let reference = try PaliGemmaModel(directory: directory)
         guard reference.weightFormat == .stored else {
             throw PaliGemmaError.input("\(directory.path) stores quantized weights already; compare the float folder it was quantized from")
         }
-        let quantized = try PaliGemmaModel(directory: directory, quantization: quantization)
+        let candidate = quantization == .none ? reference : try PaliGemmaModel(directory: directory, quantization: quantization)
         let (pixels, ids) = syntheticInput(reference, promptTokens: promptTokens)
         let capacity = ids.count + steps
-        let (cacheA, cacheB) = (try reference.makeCache(capacity: capacity), try quantized.makeCache(capacity: capacity))
-        var a = try reference.forward(ids: ids, imageFeatures: reference.imageFeatures(pixels: pixels), prefixLength: ids.count, cache: cacheA)
-        var b = try quantized.forward(ids: ids, imageFeatures: quantized.imageFeatures(pixels: pixels), prefixLength: ids.count, cache: cacheB)
+        let (cacheA, cacheB) = (try reference.makeCache(capacity: capacity), try candidate.makeCache(capacity: capacity))
+        var a = try Kernels.withPrecision(.exact) {
+            try reference.forward(ids: ids, imageFeatures: reference.imageFeatures(pixels: pixels), prefixLength: ids.count, cache: cacheA)
+        }
+        var b = try Kernels.withPrecision(precision) {
+            try candidate.forward(ids: ids, imageFeatures: candidate.imageFeatures(pixels: pixels), prefixLength: ids.count, cache: cacheB)
+        }
         var agree = 0, maxDiff = 0.0, sumDiff = 0.0, maxAbs = 0.0, count = 0
         for step in 0..<steps {
             let (ra, rb) = (a.values, b.values)
@@ -152,11 +187,13 @@ extension Benchmark {
             }
             count += ra.count
             if step + 1 < steps {
-                a = try reference.forward(ids: [ta], imageFeatures: nil, prefixLength: ids.count, cache: cacheA)
-                b = try quantized.forward(ids: [ta], imageFeatures: nil, prefixLength: ids.count, cache: cacheB)
+                a = try Kernels.withPrecision(.exact) { try reference.forward(ids: [ta], imageFeatures: nil, prefixLength: ids.count, cache: cacheA) }
+                b = try Kernels.withPrecision(precision) { try candidate.forward(ids: [ta], imageFeatures: nil, prefixLength: ids.count, cache: cacheB) }
             }
         }
-        return QuantizationAgreement(quantization: quantization.rawValue, steps: steps, top1Agreement: Double(agree) / Double(max(steps, 1)),
-                                     maxLogitDiff: maxDiff, meanLogitDiff: sumDiff / Double(max(count, 1)), maxAbsLogit: maxAbs)
+        let fast = precision == .fast ? Kernels.fastKernelInUse : .none
+        return Agreement(quantization: quantization.rawValue, precision: precision.rawValue, fastKernel: fast.name, steps: steps,
+                         top1Agreement: Double(agree) / Double(max(steps, 1)), maxLogitDiff: maxDiff,
+                         meanLogitDiff: sumDiff / Double(max(count, 1)), maxAbsLogit: maxAbs)
     }
 }

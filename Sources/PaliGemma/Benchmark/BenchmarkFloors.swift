@@ -7,9 +7,16 @@ import Foundation
 ///   they are held in (int8 or 4-bit + scales, or as stored): floor = those bytes / read bandwidth.
 /// - prefill and vision are matrix multiplies: floor = their multiply-add FLOPs (matrices plus
 ///   attention's two products) / float32 FMA peak. Norms, activations and softmax are left out.
+/// - With `fast` precision on a CPU with a bf16 kernel, the matrices run on its instruction
+///   (tdpbf16ps or vdpbf16ps): the `bf16_*` floors divide the same FLOPs by its measured peak.
 public struct BenchmarkFloors: Codable, Sendable {
     public var readBandwidthGBs: Double
     public var fmaPeakGFLOPs: Double
+    /// The fast kernel measured ("amx-bf16", "avx512-bf16", or "none") and its peak (0 for none).
+    public var bf16Kernel: String
+    public var bf16PeakGFLOPs: Double
+    public var bf16PrefillFloorSeconds: Double
+    public var bf16VisionFloorSeconds: Double
     public var decodeBytesPerToken: Int
     public var decodeFloorMs: Double
     public var prefillFLOPs: Double
@@ -19,6 +26,8 @@ public struct BenchmarkFloors: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case readBandwidthGBs = "read_bandwidth_gbs", fmaPeakGFLOPs = "fma_peak_gflops"
+        case bf16Kernel = "bf16_kernel", bf16PeakGFLOPs = "bf16_peak_gflops"
+        case bf16PrefillFloorSeconds = "bf16_prefill_floor_s", bf16VisionFloorSeconds = "bf16_vision_floor_s"
         case decodeBytesPerToken = "decode_bytes_per_token", decodeFloorMs = "decode_floor_ms"
         case prefillFLOPs = "prefill_flops", prefillFloorSeconds = "prefill_floor_s"
         case visionFLOPs = "vision_flops", visionFloorSeconds = "vision_floor_s"
@@ -27,13 +36,16 @@ public struct BenchmarkFloors: Codable, Sendable {
     /// Measures the machine (about two seconds in a release build) and works out the floors for
     /// `model` with a prompt of `promptTokens` tokens (image tokens included).
     public static func measure(model: PaliGemmaModel, promptTokens: Int) -> BenchmarkFloors {
-        BenchmarkFloors(model: model, promptTokens: promptTokens,
-                        readBandwidthGBs: Kernels.measureReadBandwidth(), fmaPeakGFLOPs: Kernels.measureFMAPeak())
+        let kernel = Kernels.fastKernelInUse
+        return BenchmarkFloors(model: model, promptTokens: promptTokens,
+                               readBandwidthGBs: Kernels.measureReadBandwidth(), fmaPeakGFLOPs: Kernels.measureFMAPeak(),
+                               bf16Kernel: kernel, bf16PeakGFLOPs: Kernels.measureBF16Peak(kernel))
     }
 
     /// The floors for `model` and a prompt of `promptTokens` tokens on a machine with the given
     /// read bandwidth and FMA peak.
-    public init(model: PaliGemmaModel, promptTokens: Int, readBandwidthGBs bandwidth: Double, fmaPeakGFLOPs peak: Double) {
+    public init(model: PaliGemmaModel, promptTokens: Int, readBandwidthGBs bandwidth: Double, fmaPeakGFLOPs peak: Double,
+                bf16Kernel: FastKernel = .none, bf16PeakGFLOPs bf16Peak: Double = 0) {
         let decoder = model.decoder, text = model.config.textConfig, vision = model.config.visionConfig
         let layerMatrices = decoder.layers.flatMap(\.matrices)
         let decodeBytes = layerMatrices.reduce(0) { $0 + $1.weight.byteCount } + decoder.output.weight.byteCount
@@ -58,5 +70,9 @@ public struct BenchmarkFloors: Codable, Sendable {
         prefillFloorSeconds = peak > 0 ? prefill / (peak * 1e9) : 0
         self.visionFLOPs = visionFLOPs
         visionFloorSeconds = peak > 0 ? visionFLOPs / (peak * 1e9) : 0
+        self.bf16Kernel = bf16Kernel.name
+        bf16PeakGFLOPs = bf16Peak
+        bf16PrefillFloorSeconds = bf16Peak > 0 ? prefill / (bf16Peak * 1e9) : 0
+        bf16VisionFloorSeconds = bf16Peak > 0 ? visionFLOPs / (bf16Peak * 1e9) : 0
     }
 }

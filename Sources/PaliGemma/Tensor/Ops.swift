@@ -238,4 +238,9 @@ extension Kernels {
     /// float32 FMA peak of the kernels' threads at the ISA level in use, in GFLOP/s (0 on the
     /// scalar level); `rounds` of 12 vector FMAs per task (about 0.1 s per pass in a release build).
     public static func measureFMAPeak(rounds: Int = 2_500_000) -> Double { pg_measure_fma_gflops(rounds) }
+    /// Peak of `kernel`'s bf16 dot-product instruction (tdpbf16ps or vdpbf16ps) on the kernels'
+    /// threads, in GFLOP/s; 0 where the CPU lacks it.
+    public static func measureBF16Peak(_ kernel: FastKernel, rounds: Int = 2_500_000) -> Double {
+        pg_measure_bf16_gflops(Int32(kernel.rawValue), rounds)
+    }
 }
