@@ -112,7 +112,7 @@ def main():
                   "--new-tokens", str(a.new_tokens), "--runs", "2", "--json", *extra], capture_output=True)
         return json.loads(out.stdout.strip().splitlines()[-1])
 
-    results["swift"] = ours_bench(folder, ["--floors"])
+    results["swift"] = ours_bench(folder, ["--floors", "--precision", "exact"])
     if a.fast:
         results["swift fast"] = ours_bench(folder, ["--floors", "--precision", "fast"])
         out = sh([binary, "bench", "--model", folder, "--threads", str(a.threads), "--prompt-tokens", str(a.prompt_tokens),
@@ -124,7 +124,7 @@ def main():
         quantized = folder.rstrip("/") + f"-int{bits}"
         if not os.path.exists(os.path.join(quantized, "config.json")):
             sh([binary, "quantize", "--model", folder, "--output", quantized, "--bits", str(bits)])
-        results[f"swift int{bits}"] = ours_bench(quantized, ["--floors"])
+        results[f"swift int{bits}"] = ours_bench(quantized, ["--floors", "--precision", "exact"])
 
     keys = ["load_s", "vision_s", "prefill_s", "ttft_s", "decode_ms_per_token", "peak_rss_bytes"]
     ours = results["swift"]
@@ -142,7 +142,12 @@ def main():
                 cell += f" ({v / ours[k]:.2f}x)"
             cells.append(f"{cell:>22}")
         print(f"{name:28}" + "".join(cells))
-    print("(x) = transformers / swift: above 1 means swift is faster or smaller")
+    print("(x) = transformers / swift (exact): above 1 means swift is faster or smaller")
+    fast = results.get("swift fast")
+    if fast:
+        for name, r in results.items():
+            if name.startswith("transformers"):
+                print(f"{name} / swift fast: " + ", ".join(f"{k} {r[k] / fast[k]:.2f}x" for k in keys if fast.get(k)))
     for name in ("swift", "swift fast", "swift int8", "swift int4"):
         f = results.get(name, {}).get("floors")
         if f:

@@ -38,7 +38,7 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         if let threads { Kernels.threads = threads }
-        if let precision { Kernels.precision = precision }
+        applyPrecision(precision)
         guard let quantization = Quantization(rawValue: quantize) else { throw ValidationError("--quantize must be none, int8 or int4") }
         let directory: URL
         do {

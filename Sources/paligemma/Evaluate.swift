@@ -32,7 +32,7 @@ struct Evaluate: ParsableCommand {
     func run() throws {
         do {
             if let threads { Kernels.threads = threads }
-            if let precision { Kernels.precision = precision }
+            applyPrecision(precision)
             let pipeline = try PaliGemmaPipeline(directory: try modelURL(model), configStrictness: configKeys.strictness,
                                                  adapter: try adapter.map(modelURL))
             configKeys.warnAboutUnknownKeys(pipeline.model.config)

@@ -98,7 +98,7 @@ struct Serve: AsyncParsableCommand {
             options.corsOrigin = corsOrigin
             options.chatHistory = ChatHistoryPolicy(rawValue: chatHistory) ?? .reject
             if let threads { Kernels.threads = threads }
-            if let precision { Kernels.precision = precision }
+            applyPrecision(precision)
 
             let modelDirectory = try modelURL(model)
             let adapterDirectory = try adapter.map(modelURL)

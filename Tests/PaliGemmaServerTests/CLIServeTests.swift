@@ -47,6 +47,8 @@ struct CLIServeTests {
             _ = FileManager.default.createFile(atPath: log.path, contents: nil)
             process.executableURL = CLIServeTests.binary
             process.arguments = ["serve", "--port", "0"] + arguments
+            // Answers are compared with the library's, which computes exact products.
+            process.environment = ProcessInfo.processInfo.environment.merging(["PALIGEMMA_PRECISION": "exact"]) { $1 }
             process.standardOutput = FileHandle.nullDevice
             process.standardError = try FileHandle(forWritingTo: log)
             try process.run()

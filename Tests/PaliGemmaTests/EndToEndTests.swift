@@ -74,10 +74,14 @@ struct EndToEndTests {
         let stderr: String
     }
 
-    static func run(_ arguments: [String], stdin: Data? = nil) throws -> Run {
+    /// Runs the command line with exact products (the parity being checked) unless `environment`
+    /// says otherwise.
+    static func run(_ arguments: [String], stdin: Data? = nil, environment: [String: String] = [:]) throws -> Run {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment
+            .merging(["PALIGEMMA_PRECISION": "exact"]) { $1 }.merging(environment) { $1 }
         let out = Pipe(), err = Pipe(), input = Pipe()
         process.standardOutput = out
         process.standardError = err
@@ -118,6 +122,31 @@ struct EndToEndTests {
         let (dl, _) = maxAbsDiff(logits.floats(), c.logits)
         print("[\(name)] cli: pixels |diff| \(dp), logits |diff| \(dl)")
         #expect(dp <= 1e-6 && dl <= 1e-4)
+    }
+
+    @Test("--precision fast (and PALIGEMMA_PRECISION=fast) generates; its logits stay near transformers' float32 ones")
+    func cliFastPrecision() throws {
+        let c = try Case("pg1-caption")
+        let base = ["generate", "--model", c.model.path, "--image", c.image.path, "--prompt", c.prompt, "--max-tokens", "10", "--json"]
+        let dump = try temporaryDirectory().appendingPathComponent("dump.safetensors")
+        let r = try Self.run(base + ["--precision", "fast", "--dump", dump.path])
+        #expect(r.status == 0, "\(r.stderr)")
+        let viaEnvironment = try Self.run(base, environment: ["PALIGEMMA_PRECISION": "fast"])
+        #expect(Self.json(viaEnvironment.stdout)["tokens"] as? [Int] == Self.json(r.stdout)["tokens"] as? [Int])
+        // Where this CPU has no fast kernel, fast is exact; with one, the bf16 rounding of the
+        // products moves these logits (magnitude ~5) by a few hundredths. This tiny random model's
+        // top logits can be closer than that (0.02 apart at step 5), so fast may pick another
+        // token there, as transformers' bf16 run may: step i's logits depend only on the tokens
+        // before it, so the steps up to and including the first different token are compared.
+        let tokens = Self.json(r.stdout)["tokens"] as? [Int] ?? []
+        let same = zip(tokens, c.tokens).prefix { $0 == $1 }.count
+        let steps = min(same + 1, c.steps), vocab = c.logits.count / c.steps
+        let logits = try SafetensorsFile(path: dump.path).tensor("logits").floats()
+        let (dl, _) = maxAbsDiff(Array(logits[0..<(steps * vocab)]), Array(c.logits[0..<(steps * vocab)]))
+        print("cli --precision fast (\(Kernels.fastKernelInUse.name)): tokens \(tokens), transformers \(c.tokens); first \(steps) steps' logits |diff| \(dl)")
+        #expect(same >= 1 && dl <= ModelParityTests.nativeBF16)
+        let bad = try Self.run(base + ["--precision", "half"])
+        #expect(bad.status != 0 && bad.stderr.contains("precision"), "\(bad.stderr)")
     }
 
     @Test func streamingEqualsJSONAndStdinEqualsFile() throws {
