@@ -14,7 +14,8 @@
 // Each column task runs depth chunks of KC: per chunk, each block of 32 weight rows (kept in L1)
 // against every 32-row block of x (streamed from L2, where the chunk of xt stays for all of the
 // task's rows), the 32 x 32 sums of yᵀ carried between chunks in a scratch buffer (in tiles with
-// AMX) and transposed into y at the end.
+// AMX) and transposed into y at the end. (A software prefetch of the next weight block, a share
+// per block of x, cost more in stalls on its own instructions than it saved.)
 #include "internal.h"
 #include <stdlib.h>
 
@@ -255,16 +256,7 @@ void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const voi
                 a = copy;
                 lda = KC;
             }
-            // The next A block's rows (read from memory the first time) are requested a share per
-            // block of x, so that they are in cache when its first block starts.
-            long next_nb = nb + BN, next_kc0 = kc0;
-            if (nbi + 1 == nblocks) { next_nb = n0; next_kc0 = kc0 + KC; }
-            int prefetch = dtype == PG_BF16 && next_kc0 < K && next_nb + BN <= n1;
-            const char *pf = (const char *)((const uint16_t *)w + next_nb * ldw + next_kc0);
-            long lines = (kc * 2 + 63) / 64;
             for (long mbi = 0; mbi < mblocks; mbi++) {
-                for (long r = prefetch ? mbi * BN / mblocks : BN; r < (mbi + 1) * BN / mblocks; r++)
-                    for (long l = 0; l < lines; l++) __builtin_prefetch(pf + r * ldw * 2 + l * 64, 0, 2);
                 const uint32_t *b = xt + mbi * (Kp / 2) * BM + (kc0 / 2) * BM;
                 float *c = yt + (nbi * mblocks + mbi) * BN * BM;
                 if (amx) block_amx(a, lda, b, kc, c, kc0 == 0);
