@@ -102,6 +102,16 @@ int pg_cpu_features(void) {
     return g_features;
 }
 
+static _Thread_local int t_feature_mask = -1;  // pg_set_thread_features; -1: all
+
+int pg_features(void) { return pg_cpu_features() & t_feature_mask; }
+
+int pg_set_thread_features(int mask) {
+    int old = t_feature_mask;
+    t_feature_mask = mask < 0 ? -1 : mask;
+    return old;
+}
+
 static int g_precision = -1;
 static _Thread_local int t_precision = -1;
 static int g_fast_kernel = -1;

@@ -1,4 +1,4 @@
-// Prefill products with int8 weights in integer arithmetic (AVX2).
+// Prefill products with int8 weights in integer arithmetic (AVX2; VNNI where present).
 //
 // Rows of x are quantized to int16 (as in decode, linear_i8.c) and multiplied with the int8
 // weights widened to int16 by vpmaddwd, which does 16 multiply-adds per instruction against the
@@ -80,36 +80,54 @@ T_AVX2 static void pack_panel16(int16_t *panel, const int8_t *w, long ldw, long 
     }
 }
 
-// c[i][0..16) (+)= xs[i] * sum_kp a[kp][i] . panel[kp][0..16) for i < MR.
-T_AVX2 static inline void micro16(long np, const int16_t *a, const int16_t *panel, float *c, long ldc,
-                                  const float *xs, int first) {
-    __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-    __m256i c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    const int32_t *ap = (const int32_t *)a;
-    for (long kp = 0; kp < np; kp++) {
-        __m256i b0 = _mm256_loadu_si256((const __m256i *)(panel + kp * NR * 2));
-        __m256i b1 = _mm256_loadu_si256((const __m256i *)(panel + kp * NR * 2 + 16));
-        const int32_t *ak = ap + kp * MR;
-        __m256i x;
-        x = _mm256_set1_epi32(ak[0]); c00 = _mm256_add_epi32(c00, _mm256_madd_epi16(x, b0)); c01 = _mm256_add_epi32(c01, _mm256_madd_epi16(x, b1));
-        x = _mm256_set1_epi32(ak[1]); c10 = _mm256_add_epi32(c10, _mm256_madd_epi16(x, b0)); c11 = _mm256_add_epi32(c11, _mm256_madd_epi16(x, b1));
-        x = _mm256_set1_epi32(ak[2]); c20 = _mm256_add_epi32(c20, _mm256_madd_epi16(x, b0)); c21 = _mm256_add_epi32(c21, _mm256_madd_epi16(x, b1));
-        x = _mm256_set1_epi32(ak[3]); c30 = _mm256_add_epi32(c30, _mm256_madd_epi16(x, b0)); c31 = _mm256_add_epi32(c31, _mm256_madd_epi16(x, b1));
-        x = _mm256_set1_epi32(ak[4]); c40 = _mm256_add_epi32(c40, _mm256_madd_epi16(x, b0)); c41 = _mm256_add_epi32(c41, _mm256_madd_epi16(x, b1));
-        x = _mm256_set1_epi32(ak[5]); c50 = _mm256_add_epi32(c50, _mm256_madd_epi16(x, b0)); c51 = _mm256_add_epi32(c51, _mm256_madd_epi16(x, b1));
-    }
+// c[i][0..16) (+)= xs[i] * sum_kp a[kp][i] . panel[kp][0..16) for i < MR, with DOT(acc, x, b) =
+// acc + the pairwise int16 products of x and b summed per int32 lane: vpmaddwd + vpaddd on AVX2,
+// one vpdpwssd with VNNI (the same integers, so the same results).
+#define PG_MICRO16(NAME, TARGET, DOT)                                                                              \
+TARGET static void NAME(long np, const int16_t *a, const int16_t *panel, float *c, long ldc, const float *xs,      \
+                        int first) {                                                                               \
+    __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;                   \
+    __m256i c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;                                      \
+    const int32_t *ap = (const int32_t *)a;                                                                        \
+    for (long kp = 0; kp < np; kp++) {                                                                             \
+        __m256i b0 = _mm256_loadu_si256((const __m256i *)(panel + kp * NR * 2));                                   \
+        __m256i b1 = _mm256_loadu_si256((const __m256i *)(panel + kp * NR * 2 + 16));                              \
+        const int32_t *ak = ap + kp * MR;                                                                          \
+        __m256i x;                                                                                                 \
+        x = _mm256_set1_epi32(ak[0]); c00 = DOT(c00, x, b0); c01 = DOT(c01, x, b1);                                \
+        x = _mm256_set1_epi32(ak[1]); c10 = DOT(c10, x, b0); c11 = DOT(c11, x, b1);                                \
+        x = _mm256_set1_epi32(ak[2]); c20 = DOT(c20, x, b0); c21 = DOT(c21, x, b1);                                \
+        x = _mm256_set1_epi32(ak[3]); c30 = DOT(c30, x, b0); c31 = DOT(c31, x, b1);                                \
+        x = _mm256_set1_epi32(ak[4]); c40 = DOT(c40, x, b0); c41 = DOT(c41, x, b1);                                \
+        x = _mm256_set1_epi32(ak[5]); c50 = DOT(c50, x, b0); c51 = DOT(c51, x, b1);                                \
+    }                                                                                                              \
+    PG_OUT(0, c00, c01) PG_OUT(1, c10, c11) PG_OUT(2, c20, c21) PG_OUT(3, c30, c31) PG_OUT(4, c40, c41)            \
+    PG_OUT(5, c50, c51)                                                                                            \
+}
 #define PG_OUT(i, v0, v1) { \
         __m256 s = _mm256_set1_ps(xs[i]); \
         __m256 f0 = _mm256_mul_ps(_mm256_cvtepi32_ps(v0), s), f1 = _mm256_mul_ps(_mm256_cvtepi32_ps(v1), s); \
         if (!first) { f0 = _mm256_add_ps(f0, _mm256_loadu_ps(c + i * ldc)); f1 = _mm256_add_ps(f1, _mm256_loadu_ps(c + i * ldc + 8)); } \
         _mm256_storeu_ps(c + i * ldc, f0); _mm256_storeu_ps(c + i * ldc + 8, f1); }
-    PG_OUT(0, c00, c01) PG_OUT(1, c10, c11) PG_OUT(2, c20, c21) PG_OUT(3, c30, c31) PG_OUT(4, c40, c41) PG_OUT(5, c50, c51)
+#define DOT_AVX2(acc, x, b) _mm256_add_epi32(acc, _mm256_madd_epi16(x, b))
+#define DOT_AVXVNNI(acc, x, b) _mm256_dpwssd_avx_epi32(acc, x, b)
+#define DOT_AVX512VNNI(acc, x, b) _mm256_dpwssd_epi32(acc, x, b)
+PG_MICRO16(micro16_avx2, T_AVX2, DOT_AVX2)
+PG_MICRO16(micro16_avxvnni, __attribute__((target("avx2,fma,avxvnni"))), DOT_AVXVNNI)
+PG_MICRO16(micro16_avx512vnni, __attribute__((target("avx2,fma,avx512f,avx512vl,avx512vnni"))), DOT_AVX512VNNI)
 #undef PG_OUT
+
+typedef void (*micro16_fn)(long, const int16_t *, const int16_t *, float *, long, const float *, int);
+
+// The micro-kernel for `features` (pg_features of the calling thread).
+static micro16_fn micro16_for(int f) {
+    return f & PG_FEAT_AVX_VNNI ? micro16_avxvnni : f & PG_FEAT_AVX512_VNNI ? micro16_avx512vnni : micro16_avx2;
 }
 
 T_AVX2 void pg_gemm_i8_avx2(const int16_t *apack, const float *xs, const int8_t *w, long ldw, float *y, long ldy,
-                            long M, long n0, long n1, long K, int thread) {
+                            long M, long n0, long n1, long K, int thread, int features) {
     long mblocks = (M + MR - 1) / MR;
+    micro16_fn micro16 = micro16_for(features);
     int16_t *panel = (int16_t *)pg_scratch(thread, 0, (size_t)pairs(KC) * NR);  // int16 pairs: one float each
     if (!panel) return;
     float edge[MR * NR], exs[MR];
@@ -140,7 +158,8 @@ T_AVX2 void pg_gemm_i8_avx2(const int16_t *apack, const float *xs, const int8_t 
 }
 #else
 void pg_gemm_i8_avx2(const int16_t *apack, const float *xs, const int8_t *w, long ldw, float *y, long ldy,
-                     long M, long n0, long n1, long K, int thread) {
+                     long M, long n0, long n1, long K, int thread, int features) {
+    (void)features;
     (void)apack; (void)xs; (void)w; (void)ldw; (void)y; (void)ldy; (void)M; (void)n0; (void)n1; (void)K;
     (void)thread;  // never called: pg_isa() is scalar where this file has no SIMD
 }

@@ -93,7 +93,7 @@ void pg_gemm_packed_avx512(const float *apack, const void *w, int wdtype, long l
 size_t pg_pack_a16_size(long M, long K);
 void pg_pack_a16(const float *x, long ldx, long M, long K, int16_t *dst, float *xs);
 void pg_gemm_i8_avx2(const int16_t *apack, const float *xs, const int8_t *w, long ldw, float *y, long ldy,
-                     long M, long n0, long n1, long K, int thread);
+                     long M, long n0, long n1, long K, int thread, int features);
 
 // FAST products (gemm_bf16.c): pg_x_to_bf16 rearranges x for them (pg_xbf16_size bytes, the
 // layout "xt" described in gemm_bf16.c); pg_gemm_bf16_cols then gives y[m][n] for n in [n0, n1)
@@ -131,10 +131,10 @@ void pg_quantize_x8_groups_pool(int isa, const float *x, long ldx, long M, long 
 void pg_gemv_q4_cols_scalar(const int8_t *xq, const float *dx, const float *c, long M, long K, const uint8_t *w,
                             const uint16_t *scales, float *y, long ldy, long n0, long n1);
 void pg_gemv_q4_cols_avx2(const int8_t *xq, const float *dx, const float *c, long M, long K, const uint8_t *w,
-                          const uint16_t *scales, float *y, long ldy, long n0, long n1);
+                          const uint16_t *scales, float *y, long ldy, long n0, long n1, int features);
 /// The same for any M (prefill): blocks of weight rows against 4 rows of x at a time.
 void pg_gemm_q4_cols_avx2(const int8_t *xq, const float *dx, const float *c, long M, long K, const uint8_t *w,
-                          const uint16_t *scales, float *y, long ldy, long n0, long n1);
+                          const uint16_t *scales, float *y, long ldy, long n0, long n1, int features);
 // y[m][n] = sum_k x[m][k] * w[k][n] (float32, w k-major with row stride ldw), single-threaded
 // on `thread`'s scratch: the blocked kernel with panels copied instead of transposed.
 void pg_matmul_kn_scalar(const float *x, long ldx, const float *w, long ldw, float *y, long ldy, long M, long N, long K);

@@ -111,6 +111,7 @@ typedef struct {
     const uint16_t *q4scales;            // group scales of 4-bit weights (dtype PG_Q4)
     const int8_t *xq8; const float *dx8, *cx8;  // x quantized per group to int8 (4-bit weights)
     int fast; const uint16_t *xb;        // FAST products: the kernel, and x as bf16 (gemm_bf16.c)
+    int features;                        // pg_features() of the calling thread
 } linear_job;
 
 static void linear_task(void *p, long task, int thread) {
@@ -123,10 +124,10 @@ static void linear_task(void *p, long task, int thread) {
     if (j->xb) {
         pg_gemm_bf16_cols(j->fast, j->xb, j->M, j->K, j->w, j->dtype, j->ldw, bias, j->y, j->ldy, n0, n1, thread);
     } else if (j->dtype == PG_Q4) {
-        if (j->isa >= PG_ISA_AVX2) pg_gemm_q4_cols_avx2(j->xq8, j->dx8, j->cx8, j->M, j->K, j->w, j->q4scales, j->y, j->ldy, n0, n1);
+        if (j->isa >= PG_ISA_AVX2) pg_gemm_q4_cols_avx2(j->xq8, j->dx8, j->cx8, j->M, j->K, j->w, j->q4scales, j->y, j->ldy, n0, n1, j->features);
         else pg_gemv_q4_cols_scalar(j->xq8, j->dx8, j->cx8, j->M, j->K, j->w, j->q4scales, j->y, j->ldy, n0, n1);
     } else if (j->apack16) {
-        pg_gemm_i8_avx2(j->apack16, j->xs16, j->w, j->ldw, j->y, j->ldy, j->M, n0, n1, j->K, thread);
+        pg_gemm_i8_avx2(j->apack16, j->xs16, j->w, j->ldw, j->y, j->ldy, j->M, n0, n1, j->K, thread, j->features);
     } else if (j->xq) {
         if (j->isa >= PG_ISA_AVX2) pg_gemv_i8_cols_avx2(j->xq, j->xs, j->M, j->K, j->w, j->ldw, j->y, j->ldy, n0, n1);
         else pg_gemv_i8_cols_scalar(j->xq, j->xs, j->M, j->K, j->w, j->ldw, j->y, j->ldy, n0, n1);
@@ -164,7 +165,10 @@ static void linear_run(int isa, int fast, const float *x, long ldx, const void *
 static int fast_kernel_for(int isa, int wdtype, long M) {
     if (M <= 4 || pg_precision() != PG_PRECISION_FAST || isa < PG_ISA_AVX512) return PG_FAST_NONE;
     if (wdtype != PG_F32 && wdtype != PG_BF16 && wdtype != PG_F16) return PG_FAST_NONE;
-    return pg_fast_kernel();
+    int kernel = pg_fast_kernel(), f = pg_features();
+    if (kernel == PG_FAST_AMX && !(f & PG_FEAT_AMX_BF16)) kernel = PG_FAST_AVX512_BF16;  // limited on this thread
+    if (kernel == PG_FAST_AVX512_BF16 && !(f & PG_FEAT_AVX512_BF16)) kernel = PG_FAST_NONE;
+    return kernel;
 }
 
 void pg_linear(const float *x, long ldx, const void *w, int wdtype, long ldw, const float *bias,
@@ -225,7 +229,7 @@ static void linear_run(int isa, int fast, const float *x, long ldx, const void *
     if (M > 4 && chunk < 128 && fast == PG_FAST_NONE) chunk = ((N + threads - 1) / threads + 15) / 16 * 16;
     if ((double)M * N * K < 65536.0) chunk = N;  // tiny: not worth waking the pool
     linear_job job = { x, ldx, w, wdtype, ldw, scale, bias, y, ldy, M, N, K, chunk, isa, NULL, NULL, NULL, NULL, NULL,
-                       q4scales, NULL, NULL, NULL, fast, NULL };
+                       q4scales, NULL, NULL, NULL, fast, NULL, pg_features() };
     // How x is prepared once for all tasks, in row blocks that keep the copy under PG_APACK_BYTES:
     //   X_Q16:    int16 rows (int8 weights, decode; linear_i8.c)
     //   X_Q8G:    int8 groups of 32 (4-bit weights; linear_q4.c), needed: no fallback

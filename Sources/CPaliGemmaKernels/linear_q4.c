@@ -8,7 +8,8 @@
 // group for the whole block, the 8 products of a block add up lane by lane (each lane at most
 // 8 · 2 · 15 · 127 = 30480, inside int16); one vpmaddwd gives the 8 group sums, converted and
 // scaled by dw · dx once per block; the 8 · sum(x) that the + 8 added is taken off per group.
-// Decode (M <= 4) streams each weight row once; prefill runs the same kernel 4 rows of x at a
+// With VNNI (AVX-VNNI or AVX512-VNNI+VL, where present) vpdpbusd forms the group sums directly
+// in int32, the same integers. Decode (M <= 4) streams each weight row once; prefill runs the same kernel 4 rows of x at a
 // time over blocks of weight rows that stay in L2. The scalar kernel computes the same integer
 // group sums exactly, so every level and every M agree but for float rounding.
 #include "internal.h"
@@ -215,58 +216,90 @@ void pg_gemv_q4_cols_scalar(const int8_t *xq, const float *dx, const float *c, l
 }
 
 #if PG_X86_SIMD
-// One weight row against MM rows of quantized x: full blocks of 8 groups in SIMD, the rest scalar.
-T_AVX2 static inline __attribute__((always_inline)) void q4_row_avx2(
-        const uint8_t *b, const uint16_t *s, long groups, long K, const int8_t *xq, const float *dx, const float *c,
-        const long MM, float *out) {
-    const __m256i low = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
-    __m256 acc[4], corr[4];
-    PG_UNROLL for (long m = 0; m < MM; m++) acc[m] = corr[m] = _mm256_setzero_ps();
-    long g = 0;
-    for (; g + BLOCK <= groups; g += BLOCK) {
-        const uint8_t *wb = b + g * 16;
-        _mm_prefetch((const char *)(wb + 1024), _MM_HINT_T0);
-        _mm_prefetch((const char *)(wb + 1088), _MM_HINT_T0);
-        __m256i lo[4], hi[4];
-        PG_UNROLL for (int j = 0; j < 4; j++) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(wb + 32 * j));
-            lo[j] = _mm256_and_si256(v, low);
-            hi[j] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
-        }
-        __m256 sw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + g)));
-        PG_UNROLL for (long m = 0; m < MM; m++) {
-            const int8_t *xp = xq + m * K + g * 32;
-            __m256i part[4];  // added as a tree: a short dependency chain
-            PG_UNROLL for (int j = 0; j < 4; j++)
-                part[j] = _mm256_add_epi16(_mm256_maddubs_epi16(lo[j], _mm256_loadu_si256((const __m256i *)(xp + 64 * j))),
-                                           _mm256_maddubs_epi16(hi[j], _mm256_loadu_si256((const __m256i *)(xp + 64 * j + 32))));
-            __m256i sum = _mm256_add_epi16(_mm256_add_epi16(part[0], part[1]), _mm256_add_epi16(part[2], part[3]));
-            __m256 sc = _mm256_mul_ps(sw, _mm256_loadu_ps(dx + m * groups + g));
-            acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(sum, ones)), sc, acc[m]);
-            corr[m] = _mm256_fmadd_ps(sw, _mm256_loadu_ps(c + m * groups + g), corr[m]);
-        }
-    }
-    PG_UNROLL for (long m = 0; m < MM; m++) {
-        float t = pg_hsum_avx2(_mm256_sub_ps(acc[m], corr[m]));
-        for (long r = g; r < groups; r++)
-            t += pg_f16_to_f32_scalar(s[r]) * dx[m * groups + r] * (float)q4_group_dot(b, xq + m * K, groups, r);
-        out[m] = t;
-    }
+// The 8 group sums (int32) of one block for one row of x: GROUP_SUMS(g32, lo, hi, xp). AVX2:
+// vpmaddubsw pairs added lane by lane in int16, then one vpmaddwd; VNNI: vpdpbusd straight into
+// int32 lanes (lane q holds group q's bytes either way, and no int16 sum saturates, so both give
+// the same integers).
+#define GROUP_SUMS_AVX2(g32, lo, hi, xp) {                                                                       \
+        __m256i part[4]; /* added as a tree: a short dependency chain */                                       \
+        PG_UNROLL for (int j = 0; j < 4; j++)                                                                  \
+            part[j] = _mm256_add_epi16(_mm256_maddubs_epi16(lo[j], _mm256_loadu_si256((const __m256i *)(xp + 64 * j))), \
+                                       _mm256_maddubs_epi16(hi[j], _mm256_loadu_si256((const __m256i *)(xp + 64 * j + 32)))); \
+        __m256i sum = _mm256_add_epi16(_mm256_add_epi16(part[0], part[1]), _mm256_add_epi16(part[2], part[3])); \
+        g32 = _mm256_madd_epi16(sum, _mm256_set1_epi16(1)); }
+#define GROUP_SUMS_VNNI(DP, g32, lo, hi, xp) {                                                                   \
+        __m256i e = _mm256_setzero_si256(), o = _mm256_setzero_si256(); /* two chains */                        \
+        PG_UNROLL for (int j = 0; j < 4; j++) {                                                                \
+            e = DP(e, lo[j], _mm256_loadu_si256((const __m256i *)(xp + 64 * j)));                               \
+            o = DP(o, hi[j], _mm256_loadu_si256((const __m256i *)(xp + 64 * j + 32)));                          \
+        }                                                                                                      \
+        g32 = _mm256_add_epi32(e, o); }
+#define GROUP_SUMS_AVXVNNI(g32, lo, hi, xp) GROUP_SUMS_VNNI(_mm256_dpbusd_avx_epi32, g32, lo, hi, xp)
+#define GROUP_SUMS_AVX512VNNI(g32, lo, hi, xp) GROUP_SUMS_VNNI(_mm256_dpbusd_epi32, g32, lo, hi, xp)
+
+// NAME(b, s, groups, K, xq, dx, c, MM, out): one weight row against MM (1-4) rows of quantized x,
+// full blocks of 8 groups in SIMD, the rest scalar.
+#define PG_Q4_ROW(NAME, TARGET, GROUP_SUMS)                                                                      \
+TARGET static inline __attribute__((always_inline)) void NAME##_rows(                                            \
+        const uint8_t *b, const uint16_t *s, long groups, long K, const int8_t *xq, const float *dx, const float *c, \
+        const long MM, float *out) {                                                                           \
+    const __m256i low = _mm256_set1_epi8(15);                                                                  \
+    __m256 acc[4], corr[4];                                                                                    \
+    PG_UNROLL for (long m = 0; m < MM; m++) acc[m] = corr[m] = _mm256_setzero_ps();                             \
+    long g = 0;                                                                                                \
+    for (; g + BLOCK <= groups; g += BLOCK) {                                                                  \
+        const uint8_t *wb = b + g * 16;                                                                        \
+        _mm_prefetch((const char *)(wb + 1024), _MM_HINT_T0);                                                  \
+        _mm_prefetch((const char *)(wb + 1088), _MM_HINT_T0);                                                  \
+        __m256i lo[4], hi[4];                                                                                  \
+        PG_UNROLL for (int j = 0; j < 4; j++) {                                                                \
+            __m256i v = _mm256_loadu_si256((const __m256i *)(wb + 32 * j));                                    \
+            lo[j] = _mm256_and_si256(v, low);                                                                  \
+            hi[j] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);                                            \
+        }                                                                                                      \
+        __m256 sw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + g)));                                \
+        PG_UNROLL for (long m = 0; m < MM; m++) {                                                              \
+            const int8_t *xp = xq + m * K + g * 32;                                                            \
+            __m256i g32;                                                                                       \
+            GROUP_SUMS(g32, lo, hi, xp)                                                                        \
+            __m256 sc = _mm256_mul_ps(sw, _mm256_loadu_ps(dx + m * groups + g));                               \
+            acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(g32), sc, acc[m]);                                     \
+            corr[m] = _mm256_fmadd_ps(sw, _mm256_loadu_ps(c + m * groups + g), corr[m]);                       \
+        }                                                                                                      \
+    }                                                                                                          \
+    PG_UNROLL for (long m = 0; m < MM; m++) {                                                                  \
+        float t = pg_hsum_avx2(_mm256_sub_ps(acc[m], corr[m]));                                                \
+        for (long r = g; r < groups; r++)                                                                      \
+            t += pg_f16_to_f32_scalar(s[r]) * dx[m * groups + r] * (float)q4_group_dot(b, xq + m * K, groups, r); \
+        out[m] = t;                                                                                            \
+    }                                                                                                          \
+}                                                                                                              \
+TARGET static void NAME(const uint8_t *b, const uint16_t *s, long groups, long K, const int8_t *xq,             \
+                        const float *dx, const float *c, long MM, float *out) {                                \
+    switch (MM) {                                                                                              \
+    case 1: NAME##_rows(b, s, groups, K, xq, dx, c, 1, out); break;                                           \
+    case 2: NAME##_rows(b, s, groups, K, xq, dx, c, 2, out); break;                                           \
+    case 3: NAME##_rows(b, s, groups, K, xq, dx, c, 3, out); break;                                           \
+    default: NAME##_rows(b, s, groups, K, xq, dx, c, 4, out); break;                                          \
+    }                                                                                                          \
 }
+PG_Q4_ROW(q4_row_avx2, T_AVX2, GROUP_SUMS_AVX2)
+PG_Q4_ROW(q4_row_avxvnni, __attribute__((target("avx2,fma,f16c,avxvnni"))), GROUP_SUMS_AVXVNNI)
+PG_Q4_ROW(q4_row_avx512vnni, __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512vnni"))), GROUP_SUMS_AVX512VNNI)
+
+typedef void (*q4_row_fn)(const uint8_t *, const uint16_t *, long, long, const int8_t *, const float *, const float *,
+                          long, float *);
 
 T_AVX2 void pg_gemv_q4_cols_avx2(const int8_t *xq, const float *dx, const float *c, long M, long K, const uint8_t *w,
-                                 const uint16_t *scales, float *y, long ldy, long n0, long n1) {
+                                 const uint16_t *scales, float *y, long ldy, long n0, long n1, int features) {
     long groups = K / G;
+    q4_row_fn row = features & PG_FEAT_AVX_VNNI ? q4_row_avxvnni
+                  : features & PG_FEAT_AVX512_VNNI ? q4_row_avx512vnni : q4_row_avx2;
     for (long n = n0; n < n1; n++) {
         const uint8_t *b = w + (size_t)n * (size_t)(K / 2);
         const uint16_t *s = scales + (size_t)n * (size_t)groups;
         float out[4];
-        switch (M) {
-        case 1: q4_row_avx2(b, s, groups, K, xq, dx, c, 1, out); break;
-        case 2: q4_row_avx2(b, s, groups, K, xq, dx, c, 2, out); break;
-        case 3: q4_row_avx2(b, s, groups, K, xq, dx, c, 3, out); break;
-        default: q4_row_avx2(b, s, groups, K, xq, dx, c, 4, out); break;
-        }
+        row(b, s, groups, K, xq, dx, c, M < 4 ? M : 4, out);
         for (long m = 0; m < M; m++) y[m * ldy + n] = out[m];
     }
 }
@@ -275,7 +308,7 @@ T_AVX2 void pg_gemv_q4_cols_avx2(const int8_t *xq, const float *dx, const float 
 // to stay in L2 while every group of 4 x rows passes over them (each weight byte is unpacked once
 // per 4 rows of x and read from memory once per block).
 T_AVX2 void pg_gemm_q4_cols_avx2(const int8_t *xq, const float *dx, const float *c, long M, long K, const uint8_t *w,
-                                 const uint16_t *scales, float *y, long ldy, long n0, long n1) {
+                                 const uint16_t *scales, float *y, long ldy, long n0, long n1, int features) {
     long groups = K / G;
     long row_bytes = K / 2 + groups * 2;
     long nb_rows = (256L << 10) / row_bytes;
@@ -284,16 +317,18 @@ T_AVX2 void pg_gemm_q4_cols_avx2(const int8_t *xq, const float *dx, const float 
         long ne = n1 - nb < nb_rows ? n1 : nb + nb_rows;
         for (long m = 0; m < M; m += 4)
             pg_gemv_q4_cols_avx2(xq + m * K, dx + m * groups, c + m * groups, M - m < 4 ? M - m : 4, K, w, scales,
-                                 y + m * ldy, ldy, nb, ne);
+                                 y + m * ldy, ldy, nb, ne, features);
     }
 }
 #else
 void pg_gemv_q4_cols_avx2(const int8_t *xq, const float *dx, const float *c, long M, long K, const uint8_t *w,
-                          const uint16_t *scales, float *y, long ldy, long n0, long n1) {
+                          const uint16_t *scales, float *y, long ldy, long n0, long n1, int features) {
+    (void)features;
     pg_gemv_q4_cols_scalar(xq, dx, c, M, K, w, scales, y, ldy, n0, n1);
 }
 void pg_gemm_q4_cols_avx2(const int8_t *xq, const float *dx, const float *c, long M, long K, const uint8_t *w,
-                          const uint16_t *scales, float *y, long ldy, long n0, long n1) {
+                          const uint16_t *scales, float *y, long ldy, long n0, long n1, int features) {
+    (void)features;
     pg_gemv_q4_cols_scalar(xq, dx, c, M, K, w, scales, y, ldy, n0, n1);
 }
 #endif

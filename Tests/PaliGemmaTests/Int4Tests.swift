@@ -160,6 +160,28 @@ struct Int4Tests {
         print("pg_linear_q4: worst |diff| = \(worst) of its bound")
     }
 
+    /// VNNI extensions this CPU has, each alone (the kernels prefer AVX-VNNI when both exist).
+    static var vnniVariants: [Set<String>] {
+        [["avx-vnni"], ["avx512-vnni"]].filter { $0.isSubset(of: Set(Kernels.features)) }
+    }
+
+    @Test("pg_linear_q4 with VNNI (vpdpbusd) gives exactly the AVX2 kernel's results, decode and prefill")
+    func linearInt4VNNI() {
+        var rng = SeededRandom(43)
+        print("4-bit VNNI variants run here: \(Self.vnniVariants.map { $0.sorted() })")
+        let shapes = [(1, 17, 32), (1, 33, 352), (3, 20, 512), (4, 7, 2304), (5, 45, 96), (13, 37, 352), (40, 130, 256)]
+        for (m, n, k) in shapes {
+            var x = rng.floats(m * k)
+            x[k / 2] = 9
+            let w = Ops.quantizeInt4(Tensor(values: rng.floats(n * k).map { $0 * 2 }, shape: [n, k]))
+            let plain = Kernels.withFeatures([]) { Self.linear(.avx2, x: x, w: w, bias: nil, m: m) }
+            for variant in Self.vnniVariants {
+                let y = Kernels.withFeatures(variant) { Self.linear(.avx2, x: x, w: w, bias: nil, m: m) }
+                #expect(y == plain, "\(variant.sorted()) m\(m) n\(n) k\(k) differs from AVX2")
+            }
+        }
+    }
+
     @Test("pg_linear_q4 decode: extreme nibbles and x do not overflow the 16-bit pair sums")
     func extremes() {
         // Every weight at q = 7 (nibble 15) or q = -8 (nibble 0), every x at the top of its range.

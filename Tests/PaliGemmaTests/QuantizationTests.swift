@@ -86,6 +86,34 @@ struct QuantizationTests {
         print("pg_linear_scaled int8: worst |diff| = \(worst) of its bound")
     }
 
+    @Test("int8 prefill with VNNI (vpdpwssd) gives exactly the AVX2 kernel's results")
+    func linearInt8VNNI() {
+        var rng = SeededRandom(5)
+        print("int8 VNNI variants run here: \(Int4Tests.vnniVariants.map { $0.sorted() })")
+        for (m, n, k) in [(7, 45, 257), (40, 70, 130), (13, 37, 515), (66, 33, 1030)] {
+            var x = rng.floats(m * k)
+            x[k / 2] = 9
+            let q = (0..<(n * k)).map { _ in Int8(truncatingIfNeeded: Int(rng.next() % 256) - 128) }
+            func run() -> [Float] {
+                var y = [Float](repeating: .nan, count: m * n)
+                x.withUnsafeBufferPointer { xp in
+                    q.withUnsafeBytes { wp in
+                        y.withUnsafeMutableBufferPointer { yp in
+                            pg_linear_scaled_isa(Int32(ISA.avx2.rawValue), xp.baseAddress, k, wp.baseAddress, Int32(PG_I8.rawValue), k,
+                                                 nil, nil, yp.baseAddress, n, m, n, k)
+                        }
+                    }
+                }
+                return y
+            }
+            let plain = Kernels.withFeatures([]) { run() }
+            for variant in Int4Tests.vnniVariants {
+                let y = Kernels.withFeatures(variant) { run() }
+                #expect(y == plain, "\(variant.sorted()) m\(m) n\(n) k\(k) differs from AVX2")
+            }
+        }
+    }
+
     @Test("integer int8 paths (decode and prefill): extreme values do not overflow the int32 accumulators")
     func linearInt8Extremes() {
         // Every weight -128 and every x at the top of its int16 range: each product is maximal.

@@ -54,6 +54,12 @@ const char *pg_isa_name(int level);
 /// when the operating system also grants this process AMX's tile state.
 typedef enum { PG_FEAT_AVX512_BF16 = 1, PG_FEAT_AVX512_VNNI = 2, PG_FEAT_AVX_VNNI = 4, PG_FEAT_AMX_BF16 = 8 } pg_feature;
 int pg_cpu_features(void);
+/// The extensions kernels called from this thread may use: pg_cpu_features() limited by
+/// pg_set_thread_features. The VNNI kernels give the same integers as the AVX2 ones, so limiting
+/// them changes speed, not results; limiting AMX makes fast products use AVX512-BF16.
+int pg_features(void);
+/// Limits this thread's extensions to `mask` (-1: all the CPU has); returns the previous mask.
+int pg_set_thread_features(int mask);
 
 /// Precision of matrix products. EXACT: float32 products of the weights as stored (the parity
 /// tests' mode). FAST: prefill products (pg_linear with more than 4 rows of x, f32/bf16/f16

@@ -73,10 +73,19 @@ public enum Kernels {
     /// Extensions this CPU has beyond its ISA level, by name (avx512-bf16, avx512-vnni, avx-vnni, amx-bf16).
     public static var features: [String] {
         let f = Int(pg_cpu_features())
-        return [(Int(PG_FEAT_AVX512_BF16.rawValue), "avx512-bf16"), (Int(PG_FEAT_AVX512_VNNI.rawValue), "avx512-vnni"),
-                (Int(PG_FEAT_AVX_VNNI.rawValue), "avx-vnni"), (Int(PG_FEAT_AMX_BF16.rawValue), "amx-bf16")]
-            .filter { f & $0.0 != 0 }.map(\.1)
+        return featureBits.filter { f & $0.0 != 0 }.map(\.1)
     }
+    /// Runs `body` with the kernels called from this thread limited to the named extensions
+    /// (`features`' names) of those the CPU has: for tests that compare a VNNI or AMX kernel with
+    /// the one it replaces.
+    public static func withFeatures<T>(_ names: Set<String>, _ body: () throws -> T) rethrows -> T {
+        let mask = featureBits.filter { names.contains($0.1) }.reduce(0) { $0 | $1.0 }
+        let old = pg_set_thread_features(Int32(mask))
+        defer { pg_set_thread_features(old) }
+        return try body()
+    }
+    private static let featureBits = [(Int(PG_FEAT_AVX512_BF16.rawValue), "avx512-bf16"), (Int(PG_FEAT_AVX512_VNNI.rawValue), "avx512-vnni"),
+                                      (Int(PG_FEAT_AVX_VNNI.rawValue), "avx-vnni"), (Int(PG_FEAT_AMX_BF16.rawValue), "amx-bf16")]
     /// Threads used by parallel kernels (PALIGEMMA_THREADS, or the number of CPUs).
     public static var threads: Int {
         get { Int(pg_threads()) }
