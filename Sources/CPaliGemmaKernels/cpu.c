@@ -98,7 +98,18 @@ static int detect_features(void) {
 static int g_features = -1;
 
 int pg_cpu_features(void) {
-    if (g_features < 0) g_features = detect_features();
+    if (g_features < 0) {
+        int f = detect_features();
+        // PALIGEMMA_DISABLE_FEATURES: a comma-separated list of these names to leave unused.
+        const char *off = getenv("PALIGEMMA_DISABLE_FEATURES");
+        if (off) {
+            if (strstr(off, "avx512-bf16")) f &= ~(PG_FEAT_AVX512_BF16 | PG_FEAT_AMX_BF16);  // AMX's path needs it
+            if (strstr(off, "avx512-vnni")) f &= ~PG_FEAT_AVX512_VNNI;
+            if (strstr(off, "avx-vnni")) f &= ~PG_FEAT_AVX_VNNI;
+            if (strstr(off, "amx-bf16")) f &= ~PG_FEAT_AMX_BF16;
+        }
+        g_features = f;
+    }
     return g_features;
 }
 

@@ -10,7 +10,8 @@
 //   A block of 32 weight rows is the A operand (tiles of 16 rows x 32 k, row stride 2·ldw bytes),
 //   read straight from the weights when they are bf16 and whole; otherwise (another dtype, the
 //   last rows of N, K's last columns when K is not a multiple of 32) its depth chunk is first
-//   copied, rounded and zero-padded.
+//   copied, rounded and zero-padded. int8 weights (values -128..127, which bf16 holds exactly)
+//   go the same way, their row scales applied with the bias when y is written.
 // Each column task runs depth chunks of KC: per chunk, each block of 32 weight rows (kept in L1)
 // against every 32-row block of x (streamed from L2, where the chunk of xt stays for all of the
 // task's rows), the 32 x 32 sums of yᵀ carried between chunks in a scratch buffer (in tiles with
@@ -109,6 +110,20 @@ void pg_x_to_bf16(const float *x, long ldx, long M, long K, uint16_t *dst) {
 }
 
 // ---- weight blocks ---------------------------------------------------------------------------------
+#if PG_X86_SIMD
+// n values of a row in dtype (f32, f16, or int8, whose values bf16 holds exactly) as bf16.
+PG_BF16_TARGET static void row_to_bf16(const void *src, int dtype, long n, uint16_t *dst) {
+    long k = 0;
+    for (; k + 16 <= n; k += 16) {
+        __m512 v = dtype == PG_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)src + k)))
+                 : dtype == PG_I8 ? _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)((const int8_t *)src + k))))
+                 : _mm512_loadu_ps((const float *)src + k);
+        _mm256_storeu_si256((__m256i *)(dst + k), (__m256i)_mm512_cvtneps_pbh(v));
+    }
+    for (; k < n; k++) dst[k] = pg_f32_to_bf16_scalar(pg_load_as_f32(src, dtype, k));
+}
+#endif
+
 // Rows [nb, nb + nr) of w, columns [k0, k0 + kc), as bf16 into dst [BN][ldd] (rows >= nr and
 // columns >= kc zero, up to width).
 static void copy_block(uint16_t *dst, long ldd, long width, const void *w, int dtype, long ldw, long nb, long nr,
@@ -117,10 +132,17 @@ static void copy_block(uint16_t *dst, long ldd, long width, const void *w, int d
         uint16_t *d = dst + j * ldd;
         long k = 0;
         if (j < nr) {
+            size_t at = (size_t)((nb + j) * ldw + k0);
             if (dtype == PG_BF16) {
-                memcpy(d, (const uint16_t *)w + (nb + j) * ldw + k0, (size_t)kc * 2);
+                memcpy(d, (const uint16_t *)w + at, (size_t)kc * 2);
                 k = kc;
             }
+#if PG_X86_SIMD
+            else {
+                row_to_bf16((const char *)w + at * pg_dtype_size(dtype), dtype, kc, d);
+                k = kc;
+            }
+#endif
             for (; k < kc; k++) d[k] = pg_f32_to_bf16_scalar(pg_load_as_f32(w, dtype, (nb + j) * ldw + k0 + k));
         }
         for (; k < width; k++) d[k] = 0;
@@ -209,18 +231,19 @@ PG_BF16_TARGET static void block_avx512bf16(const uint16_t *a, long lda, const u
     }
 }
 
-// y[mb + i][nb + j] = c[j][i] (+ bias[nb + j]) for i < mr, j < nr.
-PG_BF16_TARGET static void store_transposed(const float *c, const float *bias, float *y, long ldy, long mb, long mr,
-                                            long nb, long nr) {
+// y[mb + i][nb + j] = c[j][i] (· scale[nb + j]) (+ bias[nb + j]) for i < mr, j < nr.
+PG_BF16_TARGET static void store_transposed(const float *c, const float *scale, const float *bias, float *y, long ldy,
+                                            long mb, long mr, long nb, long nr) {
     for (int j0 = 0; j0 < BN && j0 < nr; j0 += 16) {
         __mmask16 cols = nr - j0 >= 16 ? 0xFFFF : (__mmask16)((1u << (nr - j0)) - 1);
         __m512 b = bias ? _mm512_maskz_loadu_ps(cols, bias + nb + j0) : _mm512_setzero_ps();
+        __m512 sc = scale ? _mm512_maskz_loadu_ps(cols, scale + nb + j0) : _mm512_set1_ps(1.0f);
         for (int i0 = 0; i0 < BM && i0 < mr; i0 += 16) {
             __m512i r[16];
             for (int j = 0; j < 16; j++) r[j] = _mm512_loadu_si512(c + (j0 + j) * BM + i0);
             transpose16(r);
             for (int i = 0; i < 16 && i0 + i < mr; i++)
-                _mm512_mask_storeu_ps(y + (mb + i0 + i) * ldy + nb + j0, cols, _mm512_add_ps((__m512)r[i], b));
+                _mm512_mask_storeu_ps(y + (mb + i0 + i) * ldy + nb + j0, cols, _mm512_fmadd_ps((__m512)r[i], sc, b));
         }
     }
 }
@@ -230,7 +253,7 @@ PG_BF16_TARGET static void store_transposed(const float *c, const float *bias, f
 #define KC 1024
 
 void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const void *w, int dtype, long ldw,
-                       const float *bias, float *y, long ldy, long n0, long n1, int thread) {
+                       const float *scale, const float *bias, float *y, long ldy, long n0, long n1, int thread) {
 #if PG_X86_SIMD
     const uint32_t *xt = (const uint32_t *)xb;
     long Mp = (M + BM - 1) / BM * BM, Kp = (K + 31) / 32 * 32;
@@ -269,11 +292,11 @@ void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const voi
         long nb = n0 + nbi * BN, nr = n1 - nb < BN ? n1 - nb : BN;
         for (long mbi = 0; mbi < mblocks; mbi++) {
             long mb = mbi * BM, mr = M - mb < BM ? M - mb : BM;
-            store_transposed(yt + (nbi * mblocks + mbi) * BN * BM, bias, y, ldy, mb, mr, nb, nr);
+            store_transposed(yt + (nbi * mblocks + mbi) * BN * BM, scale, bias, y, ldy, mb, mr, nb, nr);
         }
     }
 #else
-    (void)kernel; (void)xb; (void)M; (void)K; (void)w; (void)dtype; (void)ldw; (void)bias; (void)y; (void)ldy;
+    (void)kernel; (void)xb; (void)M; (void)K; (void)w; (void)dtype; (void)ldw; (void)scale; (void)bias; (void)y; (void)ldy;
     (void)n0; (void)n1; (void)thread;  // never called: no fast kernel without x86 SIMD
 #endif
 }

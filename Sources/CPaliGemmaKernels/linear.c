@@ -121,9 +121,11 @@ static void linear_task(void *p, long task, int thread) {
     // With row scales the bias is added after scaling.
     const float *bias = j->scale ? NULL : j->bias;
     int separate_bias = j->xq || j->apack16 || j->dtype == PG_Q4;
-    if (j->xb) {
-        pg_gemm_bf16_cols(j->fast, j->xb, j->M, j->K, j->w, j->dtype, j->ldw, bias, j->y, j->ldy, n0, n1, thread);
-    } else if (j->dtype == PG_Q4) {
+    if (j->xb) {  // scales and bias applied as y is written
+        pg_gemm_bf16_cols(j->fast, j->xb, j->M, j->K, j->w, j->dtype, j->ldw, j->scale, j->bias, j->y, j->ldy, n0, n1, thread);
+        return;
+    }
+    if (j->dtype == PG_Q4) {
         if (j->isa >= PG_ISA_AVX2) pg_gemm_q4_cols_avx2(j->xq8, j->dx8, j->cx8, j->M, j->K, j->w, j->q4scales, j->y, j->ldy, n0, n1, j->features);
         else pg_gemv_q4_cols_scalar(j->xq8, j->dx8, j->cx8, j->M, j->K, j->w, j->q4scales, j->y, j->ldy, n0, n1);
     } else if (j->apack16) {
@@ -164,7 +166,7 @@ static void linear_run(int isa, int fast, const float *x, long ldx, const void *
 // The FAST kernel for a product on `isa` from this thread, or PG_FAST_NONE.
 static int fast_kernel_for(int isa, int wdtype, long M) {
     if (M <= 4 || pg_precision() != PG_PRECISION_FAST || isa < PG_ISA_AVX512) return PG_FAST_NONE;
-    if (wdtype != PG_F32 && wdtype != PG_BF16 && wdtype != PG_F16) return PG_FAST_NONE;
+    if (wdtype == PG_Q4) return PG_FAST_NONE;
     int kernel = pg_fast_kernel(), f = pg_features();
     if (kernel == PG_FAST_AMX && !(f & PG_FEAT_AMX_BF16)) kernel = PG_FAST_AVX512_BF16;  // limited on this thread
     if (kernel == PG_FAST_AVX512_BF16 && !(f & PG_FEAT_AVX512_BF16)) kernel = PG_FAST_NONE;
@@ -190,13 +192,13 @@ void pg_linear_scaled_isa(int isa, const float *x, long ldx, const void *w, int 
                           const float *bias, float *y, long ldy, long M, long N, long K) {
     if (wdtype == PG_Q4) return;  // needs its group scales: pg_linear_q4
     if (isa > pg_isa_supported()) isa = pg_isa_supported();
-    int fast = scale ? PG_FAST_NONE : fast_kernel_for(isa, wdtype, M);
+    int fast = fast_kernel_for(isa, wdtype, M);
     linear_run(isa, fast, x, ldx, w, wdtype, ldw, scale, NULL, bias, y, ldy, M, N, K);
 }
 
 void pg_linear_fast_kernel(int kernel, const float *x, long ldx, const void *w, int wdtype, long ldw, const float *bias,
                            float *y, long ldy, long M, long N, long K) {
-    if (kernel == PG_FAST_NONE || !pg_fast_kernel_supported(kernel) || wdtype == PG_Q4 || wdtype == PG_I8) return;
+    if (kernel == PG_FAST_NONE || !pg_fast_kernel_supported(kernel) || wdtype == PG_Q4) return;
     linear_run(pg_isa_supported(), kernel, x, ldx, w, wdtype, ldw, NULL, NULL, bias, y, ldy, M, N, K);
 }
 

@@ -128,6 +128,56 @@ struct KernelTests {
         print("pg_linear fast: worst |diff| / sum|products| vs float64 reference of the bf16 operands \(worst)")
     }
 
+    @Test("fast precision with int8 weights: row scales and bias applied as y is written, on each bf16 kernel")
+    func linearFastInt8() {
+        var rng = SeededRandom(13)
+        var worst: Double = 0
+        for kernel in Self.fastKernels {
+            let features: Set<String> = kernel == .amx ? Set(Kernels.features) : ["avx512-bf16"]
+            for (m, n, k) in [(5, 17, 9), (37, 130, 259), (70, 33, 1100)] {
+                let x = rng.floats(m * k)
+                let q = (0..<(n * k)).map { _ in Int8(truncatingIfNeeded: Int(rng.next() % 256) - 128) }
+                let scales = rng.floats(n).map { abs($0) * 0.01 + 1e-3 }, bias = rng.floats(n)
+                var y = [Float](repeating: .nan, count: m * n)
+                Kernels.withFeatures(features) {
+                    Kernels.withPrecision(.fast) {
+                        x.withUnsafeBufferPointer { xp in
+                            q.withUnsafeBytes { wp in
+                                scales.withUnsafeBufferPointer { sp in
+                                    bias.withUnsafeBufferPointer { bp in
+                                        y.withUnsafeMutableBufferPointer { yp in
+                                            pg_linear_scaled(xp.baseAddress, k, wp.baseAddress, Int32(PG_I8.rawValue), k, sp.baseAddress,
+                                                             bp.baseAddress, yp.baseAddress, n, m, n, k)
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var s = 0.0, mag = 0.0
+                        for t in 0..<k {
+                            let p = Double(pg_bf16_round(x[i * k + t])) * Double(q[j * k + t])
+                            s += p
+                            mag += abs(p)
+                        }
+                        let want = s * Double(scales[j]) + Double(bias[j])
+                        let err = abs(Double(y[i * n + j]) - want)
+                        let bound = (mag * 2e-6 + 1e-6) * Double(scales[j]) + 1e-6
+                        if err > bound || y[i * n + j].isNaN {
+                            Issue.record("\(kernel.name) int8 m\(m) n\(n) k\(k): y[\(i),\(j)] = \(y[i * n + j]), want \(want)")
+                            return
+                        }
+                        worst = max(worst, err / bound)
+                    }
+                }
+            }
+        }
+        print("pg_linear_scaled int8, fast: worst |diff| = \(worst) of its bound on \(Self.fastKernels.map(\.name))")
+    }
+
     @Test("fast precision routes pg_linear with more than 4 rows to the fast kernel, and leaves decode rows and exact alone")
     func precisionSwitch() {
         var rng = SeededRandom(12)

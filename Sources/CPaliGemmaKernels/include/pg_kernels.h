@@ -52,6 +52,8 @@ const char *pg_isa_name(int level);
 
 /// Extensions beyond the ISA level, as bits of pg_cpu_features(). PG_FEAT_AMX_BF16 is set only
 /// when the operating system also grants this process AMX's tile state.
+/// PALIGEMMA_DISABLE_FEATURES=avx512-bf16,avx512-vnni,avx-vnni,amx-bf16 (any of them) leaves
+/// those unused.
 typedef enum { PG_FEAT_AVX512_BF16 = 1, PG_FEAT_AVX512_VNNI = 2, PG_FEAT_AVX_VNNI = 4, PG_FEAT_AMX_BF16 = 8 } pg_feature;
 int pg_cpu_features(void);
 /// The extensions kernels called from this thread may use: pg_cpu_features() limited by
@@ -62,8 +64,8 @@ int pg_features(void);
 int pg_set_thread_features(int mask);
 
 /// Precision of matrix products. EXACT: float32 products of the weights as stored (the parity
-/// tests' mode). FAST: prefill products (pg_linear with more than 4 rows of x, f32/bf16/f16
-/// weights) with x and the weights rounded to bfloat16 and the sums in float32, as PyTorch's
+/// tests' mode). FAST: prefill products (pg_linear and pg_linear_scaled with more than 4 rows of
+/// x, f32/bf16/f16/int8 weights; not 4-bit) with x and the weights rounded to bfloat16 and the sums in float32, as PyTorch's
 /// bf16 matmuls do, on a fast kernel where the CPU has one (pg_fast_kernel) and the calling
 /// thread's ISA level is AVX-512; elsewhere FAST computes as EXACT.
 typedef enum { PG_PRECISION_EXACT = 0, PG_PRECISION_FAST = 1 } pg_precision_mode;
