@@ -122,7 +122,6 @@ PG_BF16_TARGET static void row_to_bf16(const void *src, int dtype, long n, uint1
     }
     for (; k < n; k++) dst[k] = pg_f32_to_bf16_scalar(pg_load_as_f32(src, dtype, k));
 }
-#endif
 
 // Rows [nb, nb + nr) of w, columns [k0, k0 + kc), as bf16 into dst [BN][ldd] (rows >= nr and
 // columns >= kc zero, up to width).
@@ -133,21 +132,14 @@ static void copy_block(uint16_t *dst, long ldd, long width, const void *w, int d
         long k = 0;
         if (j < nr) {
             size_t at = (size_t)((nb + j) * ldw + k0);
-            if (dtype == PG_BF16) {
-                memcpy(d, (const uint16_t *)w + at, (size_t)kc * 2);
-                k = kc;
-            }
-#if PG_X86_SIMD
-            else {
-                row_to_bf16((const char *)w + at * pg_dtype_size(dtype), dtype, kc, d);
-                k = kc;
-            }
-#endif
-            for (; k < kc; k++) d[k] = pg_f32_to_bf16_scalar(pg_load_as_f32(w, dtype, (nb + j) * ldw + k0 + k));
+            if (dtype == PG_BF16) memcpy(d, (const uint16_t *)w + at, (size_t)kc * 2);
+            else row_to_bf16((const char *)w + at * pg_dtype_size(dtype), dtype, kc, d);
+            k = kc;
         }
         for (; k < width; k++) d[k] = 0;
     }
 }
+#endif
 
 #if PG_X86_SIMD
 // ---- micro-kernels: one 32 x 32 block of yᵀ, c [BN][BM], over one depth chunk ------------------

@@ -23,6 +23,12 @@ struct BenchmarkTests {
         let visionParams = 2 * (4 * 32 * 32 + 2 * 32 * 48) + 32 * 3 * 14 * 14 + 64 * 32
         #expect(f.visionFLOPs == 2.0 * 16 * Double(visionParams) + 4.0 * 16 * 16 * 32 * 2)
         #expect(abs(f.prefillFloorSeconds - prefill / 100e9) < 1e-15)
+        #expect(f.bf16Kernel == "none" && f.bf16PeakGFLOPs == 0 && f.bf16PrefillFloorSeconds == 0)
+        let bf16 = BenchmarkFloors(model: stored, promptTokens: 26, readBandwidthGBs: 10, fmaPeakGFLOPs: 100,
+                                   bf16Kernel: .amx, bf16PeakGFLOPs: 1000)
+        #expect(bf16.bf16Kernel == "amx-bf16")
+        #expect(abs(bf16.bf16PrefillFloorSeconds - prefill / 1000e9) < 1e-15)
+        #expect(abs(bf16.bf16VisionFloorSeconds - bf16.visionFLOPs / 1000e9) < 1e-15)
     }
 
     @Test("machine probes return a read bandwidth and (with SIMD) an FMA rate")
@@ -32,5 +38,10 @@ struct BenchmarkTests {
         print("probes (debug build, small): read \(bandwidth) GB/s, FMA \(peak) GFLOP/s")
         #expect(bandwidth > 0)
         if Kernels.isa != .scalar { #expect(peak > 0) }
+        for kernel in [FastKernel.avx512BF16, .amx] {
+            let bf16 = Kernels.measureBF16Peak(kernel, rounds: 20_000)
+            print("probe \(kernel.name): \(bf16) GFLOP/s")
+            #expect(kernel.isSupported ? bf16 > 0 : bf16 == 0)
+        }
     }
 }
