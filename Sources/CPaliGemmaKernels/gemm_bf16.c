@@ -150,8 +150,9 @@ typedef struct __attribute__((packed)) {
 } tile_config;
 
 // Tiles 0-3: the four 16 x 16 float32 quarters of c; 4-5: weight rows 0-15 and 16-31 (16 x 32
-// bf16); 6-7: xt's pairs for rows 0-15 and 16-31 of x (16 pairs x 16).
-__attribute__((target("amx-tile"))) static void amx_configure(void) {
+// bf16); 6-7: xt's pairs for rows 0-15 and 16-31 of x (16 pairs x 16). (machine.c's probe uses
+// the same configuration.)
+__attribute__((target("amx-tile"))) void pg_amx_configure(void) {
     tile_config c;
     memset(&c, 0, sizeof c);
     c.palette = 1;
@@ -162,7 +163,7 @@ __attribute__((target("amx-tile"))) static void amx_configure(void) {
     _tile_loadconfig(&c);
 }
 
-__attribute__((target("amx-tile"))) static void amx_release(void) { _tile_release(); }
+__attribute__((target("amx-tile"))) void pg_amx_release(void) { _tile_release(); }
 
 // c (+)= A[0..32)[0..kc) · xt block rows [0, kc/2), A rows at stride lda (elements), kc a multiple
 // of 32; first: c starts from zero instead of its stored value.
@@ -255,7 +256,7 @@ void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const voi
     float *yt = pg_scratch(thread, 1, (size_t)nblocks * mblocks * BN * BM);
     uint16_t *copy = (uint16_t *)pg_scratch(thread, 0, (size_t)BN * KC / 2);
     if (!yt || !copy) return;
-    if (amx) amx_configure();
+    if (amx) pg_amx_configure();
     for (long kc0 = 0; kc0 < Kp; kc0 += KC) {
         long kc = Kp - kc0 < KC ? Kp - kc0 : KC;
         for (long nbi = 0; nbi < nblocks; nbi++) {
@@ -279,7 +280,7 @@ void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const voi
             }
         }
     }
-    if (amx) amx_release();
+    if (amx) pg_amx_release();
     for (long nbi = 0; nbi < nblocks; nbi++) {
         long nb = n0 + nbi * BN, nr = n1 - nb < BN ? n1 - nb : BN;
         for (long mbi = 0; mbi < mblocks; mbi++) {

@@ -100,6 +100,12 @@ void pg_gemm_i8_avx2(const int16_t *apack, const float *xs, const int8_t *w, lon
 // = bias[n] + scale[n] · sum_k bf16(x[m][k]) bf16(w[n][k]) (scale NULL: 1) on `kernel`
 // (PG_FAST_AMX or PG_FAST_AVX512_BF16); w f32, bf16, f16 or int8.
 size_t pg_xbf16_size(long M, long K);
+#if PG_X86_SIMD
+/// AMX tile configuration of the fast kernel (eight tiles of 16 rows x 64 bytes) on this thread,
+/// and its release; only where the CPU has AMX.
+void pg_amx_configure(void);
+void pg_amx_release(void);
+#endif
 void pg_x_to_bf16(const float *x, long ldx, long M, long K, uint16_t *dst);
 void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const void *w, int dtype, long ldw,
                        const float *scale, const float *bias, float *y, long ldy, long n0, long n1, int thread);

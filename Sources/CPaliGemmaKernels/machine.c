@@ -140,23 +140,11 @@ __attribute__((target("avx512f,avx512bf16"))) static float dpbf16_avx512(long it
     return _mm512_reduce_add_ps(s);
 }
 
-typedef struct __attribute__((packed)) {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} probe_tile_config;
-
 // tdpbf16ps: four accumulator tiles (16 x 16 float32) from two A and two B tiles (16 x 32 bf16),
-// as the kernel's block loop uses them; each instruction is 16 · 16 · 32 multiply-adds.
+// as the kernel's block loop uses them (its tile configuration); each instruction is
+// 16 · 16 · 32 multiply-adds.
 __attribute__((target("amx-tile,amx-bf16"))) static float dpbf16_amx(long iters) {
-    probe_tile_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int t = 0; t < 8; t++) {
-        cfg.colsb[t] = 64;
-        cfg.rows[t] = 16;
-    }
-    _tile_loadconfig(&cfg);
+    pg_amx_configure();
     uint16_t a[16 * 32] __attribute__((aligned(64)));
     float c[16 * 16] __attribute__((aligned(64)));
     for (int i = 0; i < 16 * 32; i++) a[i] = 0x3C00;  // 2^-7
@@ -169,7 +157,7 @@ __attribute__((target("amx-tile,amx-bf16"))) static float dpbf16_amx(long iters)
         _tile_dpbf16ps(3, 5, 7);
     }
     _tile_stored(0, c, 64);
-    _tile_release();
+    pg_amx_release();
     return c[0];
 }
 #endif
