@@ -11,7 +11,8 @@
 //   read straight from the weights when they are bf16 and whole; otherwise (another dtype, the
 //   last rows of N, K's last columns when K is not a multiple of 32) its depth chunk is first
 //   copied, rounded and zero-padded. int8 weights (values -128..127, which bf16 holds exactly)
-//   go the same way, their row scales applied with the bias when y is written.
+//   go the same way, their row scales applied with the bias when y is written, and 4-bit ones
+//   as q · scale rounded to bf16.
 // Each column task runs depth chunks of KC: per chunk, each block of 32 weight rows (kept in L1)
 // against every 32-row block of x (streamed from L2, where the chunk of xt stays for all of the
 // task's rows), the 32 x 32 sums of yᵀ carried between chunks in a scratch buffer (in tiles with
@@ -124,15 +125,20 @@ PG_BF16_TARGET static void row_to_bf16(const void *src, int dtype, long n, uint1
 }
 
 // Rows [nb, nb + nr) of w, columns [k0, k0 + kc), as bf16 into dst [BN][ldd] (rows >= nr and
-// columns >= kc zero, up to width).
-static void copy_block(uint16_t *dst, long ldd, long width, const void *w, int dtype, long ldw, long nb, long nr,
-                       long k0, long kc) {
+// columns >= kc zero, up to width). 4-bit rows (ldw = K) come with their group scales; k0 and
+// kc are then whole groups.
+static void copy_block(uint16_t *dst, long ldd, long width, const void *w, int dtype, const uint16_t *q4scales,
+                       long ldw, long nb, long nr, long k0, long kc) {
     for (long j = 0; j < BN; j++) {
         uint16_t *d = dst + j * ldd;
         long k = 0;
         if (j < nr) {
             size_t at = (size_t)((nb + j) * ldw + k0);
-            if (dtype == PG_BF16) memcpy(d, (const uint16_t *)w + at, (size_t)kc * 2);
+            long groups = ldw / PG_Q4_GROUP;
+            if (dtype == PG_Q4)
+                pg_q4_row_to_bf16((const uint8_t *)w + (size_t)(nb + j) * (size_t)(ldw / 2), q4scales + (nb + j) * groups,
+                                  groups, k0 / PG_Q4_GROUP, (k0 + kc) / PG_Q4_GROUP, d);
+            else if (dtype == PG_BF16) memcpy(d, (const uint16_t *)w + at, (size_t)kc * 2);
             else row_to_bf16((const char *)w + at * pg_dtype_size(dtype), dtype, kc, d);
             k = kc;
         }
@@ -246,7 +252,8 @@ PG_BF16_TARGET static void store_transposed(const float *c, const float *scale, 
 #define KC 1024
 
 void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const void *w, int dtype, long ldw,
-                       const float *scale, const float *bias, float *y, long ldy, long n0, long n1, int thread) {
+                       const uint16_t *q4scales, const float *scale, const float *bias, float *y, long ldy, long n0,
+                       long n1, int thread) {
 #if PG_X86_SIMD
     const uint32_t *xt = (const uint32_t *)xb;
     long Mp = (M + BM - 1) / BM * BM, Kp = (K + 31) / 32 * 32;
@@ -268,7 +275,7 @@ void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const voi
                 a = (const uint16_t *)w + nb * ldw + kc0;
                 lda = ldw;
             } else {
-                copy_block(copy, KC, kc, w, dtype, ldw, nb, nr, kc0, (K - kc0 < kc ? K - kc0 : kc));
+                copy_block(copy, KC, kc, w, dtype, q4scales, ldw, nb, nr, kc0, (K - kc0 < kc ? K - kc0 : kc));
                 a = copy;
                 lda = KC;
             }
@@ -289,7 +296,7 @@ void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const voi
         }
     }
 #else
-    (void)kernel; (void)xb; (void)M; (void)K; (void)w; (void)dtype; (void)ldw; (void)scale; (void)bias; (void)y; (void)ldy;
+    (void)kernel; (void)xb; (void)M; (void)K; (void)w; (void)dtype; (void)ldw; (void)q4scales; (void)scale; (void)bias; (void)y; (void)ldy;
     (void)n0; (void)n1; (void)thread;  // never called: no fast kernel without x86 SIMD
 #endif
 }

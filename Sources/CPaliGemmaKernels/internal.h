@@ -98,9 +98,13 @@ void pg_gemm_i8_avx2(const int16_t *apack, const float *xs, const int8_t *w, lon
 // FAST products (gemm_bf16.c): pg_x_to_bf16 rearranges x for them (pg_xbf16_size bytes, the
 // layout "xt" described in gemm_bf16.c); pg_gemm_bf16_cols then gives y[m][n] for n in [n0, n1)
 // = bias[n] + scale[n] · sum_k bf16(x[m][k]) bf16(w[n][k]) (scale NULL: 1) on `kernel`
-// (PG_FAST_AMX or PG_FAST_AVX512_BF16); w f32, bf16, f16 or int8.
+// (PG_FAST_AMX or PG_FAST_AVX512_BF16); w f32, bf16, f16, int8, or 4-bit with its group scales
+// q4scales (each value q · scale rounded to bf16).
 size_t pg_xbf16_size(long M, long K);
 #if PG_X86_SIMD
+/// Groups [g0, g1) of one 4-bit weight row (its bytes and its groups' scales) as bf16 values into
+/// dst (32 per group), rounded to nearest even; needs AVX512-BF16 (linear_q4.c).
+void pg_q4_row_to_bf16(const uint8_t *row, const uint16_t *scales, long groups, long g0, long g1, uint16_t *dst);
 /// AMX tile configuration of the fast kernel (eight tiles of 16 rows x 64 bytes) on this thread,
 /// and its release; only where the CPU has AMX.
 void pg_amx_configure(void);
@@ -108,7 +112,8 @@ void pg_amx_release(void);
 #endif
 void pg_x_to_bf16(const float *x, long ldx, long M, long K, uint16_t *dst);
 void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const void *w, int dtype, long ldw,
-                       const float *scale, const float *bias, float *y, long ldy, long n0, long n1, int thread);
+                       const uint16_t *q4scales, const float *scale, const float *bias, float *y, long ldy, long n0,
+                       long n1, int thread);
 
 // ISA-specific matrix kernels. Each computes y rows [0,M) for columns [n0,n1) of pg_linear.
 void pg_linear_cols_scalar(const float *x, long ldx, const void *w, int wdtype, long ldw,

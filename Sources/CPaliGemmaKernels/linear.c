@@ -122,7 +122,8 @@ static void linear_task(void *p, long task, int thread) {
     const float *bias = j->scale ? NULL : j->bias;
     int separate_bias = j->xq || j->apack16 || j->dtype == PG_Q4;
     if (j->xb) {  // scales and bias applied as y is written
-        pg_gemm_bf16_cols(j->fast, j->xb, j->M, j->K, j->w, j->dtype, j->ldw, j->scale, j->bias, j->y, j->ldy, n0, n1, thread);
+        pg_gemm_bf16_cols(j->fast, j->xb, j->M, j->K, j->w, j->dtype, j->ldw, j->q4scales, j->scale, j->bias, j->y, j->ldy,
+                          n0, n1, thread);
         return;
     }
     if (j->dtype == PG_Q4) {
@@ -163,10 +164,9 @@ static void linear_run(int isa, int fast, const float *x, long ldx, const void *
                        const float *scale, const uint16_t *q4scales, const float *bias, float *y, long ldy, long M,
                        long N, long K);
 
-// The FAST kernel for a product on `isa` from this thread, or PG_FAST_NONE.
-static int fast_kernel_for(int isa, int wdtype, long M) {
+// The FAST kernel for a product of M rows on `isa` from this thread, or PG_FAST_NONE.
+static int fast_kernel_for(int isa, long M) {
     if (M <= 4 || pg_precision() != PG_PRECISION_FAST || isa < PG_ISA_AVX512) return PG_FAST_NONE;
-    if (wdtype == PG_Q4) return PG_FAST_NONE;
     int kernel = pg_fast_kernel(), f = pg_features();
     if (kernel == PG_FAST_AMX && !(f & PG_FEAT_AMX_BF16)) kernel = PG_FAST_AVX512_BF16;  // limited on this thread
     if (kernel == PG_FAST_AVX512_BF16 && !(f & PG_FEAT_AVX512_BF16)) kernel = PG_FAST_NONE;
@@ -192,7 +192,7 @@ void pg_linear_scaled_isa(int isa, const float *x, long ldx, const void *w, int 
                           const float *bias, float *y, long ldy, long M, long N, long K) {
     if (wdtype == PG_Q4) return;  // needs its group scales: pg_linear_q4
     if (isa > pg_isa_supported()) isa = pg_isa_supported();
-    int fast = fast_kernel_for(isa, wdtype, M);
+    int fast = fast_kernel_for(isa, M);
     linear_run(isa, fast, x, ldx, w, wdtype, ldw, scale, NULL, bias, y, ldy, M, N, K);
 }
 
@@ -210,7 +210,8 @@ void pg_linear_q4(const float *x, long ldx, const uint8_t *w, const uint16_t *sc
 void pg_linear_q4_isa(int isa, const float *x, long ldx, const uint8_t *w, const uint16_t *scales, const float *bias,
                       float *y, long ldy, long M, long N, long K) {
     if (K % PG_Q4_GROUP != 0) return;
-    linear_run(isa, PG_FAST_NONE, x, ldx, w, PG_Q4, K, NULL, scales, bias, y, ldy, M, N, K);
+    if (isa > pg_isa_supported()) isa = pg_isa_supported();
+    linear_run(isa, fast_kernel_for(isa, M), x, ldx, w, PG_Q4, K, NULL, scales, bias, y, ldy, M, N, K);
 }
 
 static void linear_run(int isa, int fast, const float *x, long ldx, const void *w, int wdtype, long ldw,

@@ -320,6 +320,26 @@ T_AVX2 void pg_gemm_q4_cols_avx2(const int8_t *xq, const float *dx, const float 
                                  y + m * ldy, ldy, nb, ne, features);
     }
 }
+
+// Groups [g0, g1) of a 4-bit row as bf16 (q · scale, rounded to nearest even) into dst, for the
+// fast products (gemm_bf16.c). A group's 16 bytes (low nibble value i, high nibble 16 + i) are
+// one 4-dword gather inside a whole block of 8 (dword j of group q at 32j + 4q), a load after it.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+void pg_q4_row_to_bf16(const uint8_t *row, const uint16_t *scales, long groups, long g0, long g1, uint16_t *dst) {
+    const __m128i low = _mm_set1_epi8(15), eight = _mm_set1_epi8(8);
+    const __m128i dwords = _mm_setr_epi32(0, 32, 64, 96);
+    long whole = groups / BLOCK * BLOCK;
+    for (long g = g0; g < g1; g++) {
+        __m128i v = g < whole ? _mm_i32gather_epi32((const int *)(row + (g / BLOCK) * (BLOCK * 16) + 4 * (g % BLOCK)), dwords, 1)
+                              : _mm_loadu_si128((const __m128i *)(row + g * 16));
+        __m128i lo = _mm_sub_epi8(_mm_and_si128(v, low), eight);
+        __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), low), eight);
+        __m512 d = _mm512_set1_ps(pg_f16_to_f32_scalar(scales[g]));
+        uint16_t *o = dst + (g - g0) * G;
+        _mm256_storeu_si256((__m256i *)o, (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo)), d)));
+        _mm256_storeu_si256((__m256i *)(o + 16), (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)), d)));
+    }
+}
 #else
 void pg_gemv_q4_cols_avx2(const int8_t *xq, const float *dx, const float *c, long M, long K, const uint8_t *w,
                           const uint16_t *scales, float *y, long ldy, long n0, long n1, int features) {

@@ -182,6 +182,39 @@ struct Int4Tests {
         }
     }
 
+    @Test("pg_linear_q4 in fast precision: each value q · scale rounded to bf16, on each bf16 kernel")
+    func linearInt4Fast() {
+        var rng = SeededRandom(44)
+        var worst = 0.0
+        // Whole blocks of 8 groups and a tail (11 groups), several depth chunks (16384), ragged rows and columns.
+        for kernel in KernelTests.fastKernels {
+            let features: Set<String> = kernel == .amx ? Set(Kernels.features) : ["avx512-bf16"]
+            for (m, n, k) in [(5, 45, 32), (13, 37, 352), (40, 130, 256), (9, 33, 16_384)] {
+                let x = rng.floats(m * k)
+                let w = Ops.quantizeInt4(Tensor(values: rng.floats(n * k).map { $0 * 2 }, shape: [n, k]))
+                let dq = w.floats().map(pg_bf16_round), xr = x.map(pg_bf16_round)
+                let bias = rng.floats(n)
+                let y = Kernels.withFeatures(features) { Kernels.withPrecision(.fast) { Self.linear(.avx512, x: x, w: w, bias: bias, m: m) } }
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var dot = Double(bias[j]), mag = abs(dot)
+                        for t in 0..<k {
+                            dot += Double(xr[i * k + t]) * Double(dq[j * k + t])
+                            mag += abs(Double(xr[i * k + t]) * Double(dq[j * k + t]))
+                        }
+                        let err = abs(Double(y[i * n + j]) - dot), bound = mag * 2e-6 + 1e-6
+                        worst = max(worst, err / bound)
+                        if !(err <= bound) {
+                            Issue.record("\(kernel.name) m\(m) n\(n) k\(k): y[\(i),\(j)] = \(y[i * n + j]), want \(dot)")
+                            return
+                        }
+                    }
+                }
+            }
+        }
+        print("pg_linear_q4 fast: worst |diff| = \(worst) of its bound on \(KernelTests.fastKernels.map(\.name))")
+    }
+
     @Test("pg_linear_q4 decode: extreme nibbles and x do not overflow the 16-bit pair sums")
     func extremes() {
         // Every weight at q = 7 (nibble 15) or q = -8 (nibble 0), every x at the top of its range.

@@ -65,7 +65,7 @@ int pg_set_thread_features(int mask);
 
 /// Precision of matrix products. EXACT: float32 products of the weights as stored (the parity
 /// tests' mode). FAST: prefill products (pg_linear and pg_linear_scaled with more than 4 rows of
-/// x, f32/bf16/f16/int8 weights; not 4-bit) with x and the weights rounded to bfloat16 and the sums in float32, as PyTorch's
+/// x, f32/bf16/f16/int8 weights, and pg_linear_q4 with each 4-bit value q · scale rounded to bf16) with x and the weights rounded to bfloat16 and the sums in float32, as PyTorch's
 /// bf16 matmuls do, on a fast kernel where the CPU has one (pg_fast_kernel) and the calling
 /// thread's ISA level is AVX-512; elsewhere FAST computes as EXACT.
 typedef enum { PG_PRECISION_EXACT = 0, PG_PRECISION_FAST = 1 } pg_precision_mode;
