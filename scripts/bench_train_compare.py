@@ -4,7 +4,7 @@ same example shape (image tokens + <bos> + prompt + "\\n" prefix, supervised suf
 same thread count, same machine, one run. Prints seconds per example and peak RSS with ratios;
 writes JSON with --out.
 
-    python3 scripts/bench_train_compare.py --model /tmp/pg-random --threads 2 [--runs 2] [--int4]
+    python3 scripts/bench_train_compare.py --model /tmp/pg-random --threads 2 [--runs 2] [--int4] [--fast]
 
 The reference venv is the one ../shared/PALIGEMMA.md describes (/tmp/ref with torch 2.13.0+cpu,
 transformers 5.24.0 and peft; see scripts/requirements-finetune-fixtures.txt). Each side runs
@@ -71,6 +71,7 @@ def main():
     ap.add_argument("--suffix-tokens", type=int, default=32)
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--int4", action="store_true")
+    ap.add_argument("--fast", action="store_true", help="also ours with --precision fast (bf16 forward products)")
     ap.add_argument("--out")
     a = ap.parse_args()
     binary = os.path.join(ROOT, ".build/release/paligemma")
@@ -81,7 +82,9 @@ def main():
                                              str(a.prompt_tokens), str(a.suffix_tokens), str(a.runs)], env)
     ours = [binary, "bench", "--model", a.model, "--train", "--json", "--threads", str(a.threads), "--runs", str(a.runs),
             "--prompt-tokens", str(a.prompt_tokens), "--suffix-tokens", str(a.suffix_tokens)]
-    rows["this runtime, bf16"] = run(ours)
+    rows["this runtime, bf16"] = run(ours + ["--precision", "exact"])
+    if a.fast:
+        rows["this runtime, bf16, fast forward"] = run(ours + ["--precision", "fast"])
     if a.int4:
         rows["this runtime, 4-bit base"] = run(ours + ["--quantize", "int4"])
     ref = rows["transformers + PEFT, bf16"]

@@ -38,7 +38,8 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         if let threads { Kernels.threads = threads }
-        applyPrecision(precision)
+        // A training step runs exact products unless asked, as `finetune` does.
+        if train { Kernels.precision = precision ?? .exact } else { applyPrecision(precision) }
         guard let quantization = Quantization(rawValue: quantize) else { throw ValidationError("--quantize must be none, int8 or int4") }
         let directory: URL
         do {
