@@ -170,6 +170,14 @@ int pg_fast_kernel(void) {
     return g_fast_kernel;
 }
 
+int pg_fast_kernel_at(int isa) {
+    if (isa < PG_ISA_AVX512) return PG_FAST_NONE;
+    int kernel = pg_fast_kernel(), f = pg_features();
+    if (kernel == PG_FAST_AMX && !(f & PG_FEAT_AMX_BF16)) kernel = PG_FAST_AVX512_BF16;  // limited on this thread
+    if (kernel == PG_FAST_AVX512_BF16 && !(f & PG_FEAT_AVX512_BF16)) kernel = PG_FAST_NONE;
+    return kernel;
+}
+
 int pg_set_fast_kernel(int kernel) {
     if (pg_fast_kernel_supported(kernel)) g_fast_kernel = kernel;
     return pg_fast_kernel();

@@ -13,9 +13,8 @@
 //   copied, rounded and zero-padded. int8 weights (values -128..127, which bf16 holds exactly)
 //   go the same way, their row scales applied with the bias when y is written, and 4-bit ones
 //   as q · scale rounded to bf16.
-// Each column task runs depth chunks of KC: per chunk, each block of 32 weight rows (kept in L1)
-// against every 32-row block of x (streamed from L2, where the chunk of xt stays for all of the
-// task's rows), the 32 x 32 sums of yᵀ carried between chunks in a scratch buffer (in tiles with
+// Each column task runs depth chunks of KC: per chunk, each block of 32 weight rows (kept in
+// cache) against every 32-row block of x (the chunk of xt stays in L2 for all of the task's rows), the 32 x 32 sums of yᵀ carried between chunks in a scratch buffer (in tiles with
 // AMX) and transposed into y at the end. (A software prefetch of the next weight block, a share
 // per block of x, cost more in stalls on its own instructions than it saved.)
 #include "internal.h"
@@ -26,10 +25,6 @@
 
 size_t pg_xbf16_size(long M, long K) {
     return (size_t)((M + BM - 1) / BM * BM) * (size_t)((K + 31) / 32 * 32) * sizeof(uint16_t);
-}
-
-static inline uint32_t bf16_pair(float a, float b) {
-    return (uint32_t)pg_f32_to_bf16_scalar(a) | (uint32_t)pg_f32_to_bf16_scalar(b) << 16;
 }
 
 #if PG_X86_SIMD
@@ -61,8 +56,7 @@ PG_BF16_TARGET static inline __attribute__((always_inline)) void transpose16(__m
 }
 
 // Rows [m0, m0 + 16) x pairs [p0, p0 + 16) of xt from x (rows >= M and k >= K are zero).
-PG_BF16_TARGET static void xt_block_avx512(const float *x, long ldx, long M, long K, long Kp, long m0, long p0,
-                                           uint32_t *xt) {
+PG_BF16_TARGET static void xt_block(const float *x, long ldx, long M, long K, long Kp, long m0, long p0, uint32_t *xt) {
     __m512i r[16];
     long k0 = 2 * p0;
     __mmask16 lo = K - k0 >= 16 ? 0xFFFF : K - k0 <= 0 ? 0 : (__mmask16)((1u << (K - k0)) - 1);
@@ -80,34 +74,25 @@ PG_BF16_TARGET static void xt_block_avx512(const float *x, long ldx, long M, lon
     uint32_t *dst = xt + (m0 / BM) * (Kp / 2) * BM + m0 % BM;
     for (int p = 0; p < 16; p++) _mm512_storeu_si512(dst + (p0 + p) * BM, r[p]);
 }
-#endif
 
-typedef struct { const float *x; long ldx, M, K, Mp, Kp; uint32_t *xt; int vec; } xt_job;
+typedef struct { const float *x; long ldx, M, K, Kp; uint32_t *xt; } xt_job;
 
 static void xt_task(void *p, long task, int thread) {
     (void)thread;
     const xt_job *j = p;
     long pb = j->Kp / 32;  // blocks of 16 pairs
-    long m0 = task / pb * 16, p0 = task % pb * 16;
-#if PG_X86_SIMD
-    if (j->vec) {
-        xt_block_avx512(j->x, j->ldx, j->M, j->K, j->Kp, m0, p0, j->xt);
-        return;
-    }
-#endif
-    for (long p = p0; p < p0 + 16; p++)
-        for (long m = m0; m < m0 + 16; m++) {
-            long k = 2 * p;
-            float a = m < j->M && k < j->K ? j->x[m * j->ldx + k] : 0.0f;
-            float b = m < j->M && k + 1 < j->K ? j->x[m * j->ldx + k + 1] : 0.0f;
-            j->xt[(m / BM) * (j->Kp / 2) * BM + p * BM + m % BM] = bf16_pair(a, b);
-        }
+    xt_block(j->x, j->ldx, j->M, j->K, j->Kp, task / pb * 16, task % pb * 16, j->xt);
 }
+#endif
 
 void pg_x_to_bf16(const float *x, long ldx, long M, long K, uint16_t *dst) {
+#if PG_X86_SIMD
     long Mp = (M + BM - 1) / BM * BM, Kp = (K + 31) / 32 * 32;
-    xt_job j = { x, ldx, M, K, Mp, Kp, (uint32_t *)dst, (pg_cpu_features() & PG_FEAT_AVX512_BF16) != 0 };
+    xt_job j = { x, ldx, M, K, Kp, (uint32_t *)dst };
     pg_parallel_for(Mp / 16 * (Kp / 32), xt_task, &j);
+#else
+    (void)x; (void)ldx; (void)M; (void)K; (void)dst;  // never called: no fast kernel without x86 SIMD
+#endif
 }
 
 // ---- weight blocks ---------------------------------------------------------------------------------
@@ -134,10 +119,11 @@ static void copy_block(uint16_t *dst, long ldd, long width, const void *w, int d
         long k = 0;
         if (j < nr) {
             size_t at = (size_t)((nb + j) * ldw + k0);
-            long groups = ldw / PG_Q4_GROUP;
-            if (dtype == PG_Q4)
+            if (dtype == PG_Q4) {
+                long groups = ldw / PG_Q4_GROUP;
                 pg_q4_row_to_bf16((const uint8_t *)w + (size_t)(nb + j) * (size_t)(ldw / 2), q4scales + (nb + j) * groups,
                                   groups, k0 / PG_Q4_GROUP, (k0 + kc) / PG_Q4_GROUP, d);
+            }
             else if (dtype == PG_BF16) memcpy(d, (const uint16_t *)w + at, (size_t)kc * 2);
             else row_to_bf16((const char *)w + at * pg_dtype_size(dtype), dtype, kc, d);
             k = kc;
@@ -145,9 +131,7 @@ static void copy_block(uint16_t *dst, long ldd, long width, const void *w, int d
         for (; k < width; k++) d[k] = 0;
     }
 }
-#endif
 
-#if PG_X86_SIMD
 // ---- micro-kernels: one 32 x 32 block of yᵀ, c [BN][BM], over one depth chunk ------------------
 typedef struct __attribute__((packed)) {
     uint8_t palette, start_row, reserved[14];
@@ -186,7 +170,7 @@ static void block_amx(const uint16_t *a, long lda, const uint32_t *xt, long kc, 
     const uint16_t *a1 = a + 16 * lda;
     for (long k = 0; k < kc; k += 32) {
         const uint32_t *b = xt + (k / 2) * BM;
-        __builtin_prefetch(b + 16 * BM * 4, 0, 3);  // the xt lines two steps ahead
+        __builtin_prefetch(b + 16 * BM * 4, 0, 3);  // xt four steps (8 KB) ahead
         _tile_loadd(4, a + k, lda * 2);
         _tile_loadd(6, b, BM * 4);
         _tile_loadd(7, b + 16, BM * 4);
@@ -248,7 +232,8 @@ PG_BF16_TARGET static void store_transposed(const float *c, const float *scale, 
 }
 #endif
 
-// Depth of a chunk: the A block (32 rows) stays in L1 while the chunk runs over every row of x.
+// Depth of a chunk: the A block (32 rows x 1024, 64 KB) stays in L2 while the chunk runs over
+// every row of x; longer chunks mean fewer reloads of the block sums between them.
 #define KC 1024
 
 void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const void *w, int dtype, long ldw,

@@ -164,14 +164,8 @@ static void linear_run(int isa, int fast, const float *x, long ldx, const void *
                        const float *scale, const uint16_t *q4scales, const float *bias, float *y, long ldy, long M,
                        long N, long K);
 
-// The FAST kernel for a product of M rows on `isa` from this thread, or PG_FAST_NONE.
-static int fast_kernel_for(int isa, long M) {
-    if (M <= 4 || pg_precision() != PG_PRECISION_FAST || isa < PG_ISA_AVX512) return PG_FAST_NONE;
-    int kernel = pg_fast_kernel(), f = pg_features();
-    if (kernel == PG_FAST_AMX && !(f & PG_FEAT_AMX_BF16)) kernel = PG_FAST_AVX512_BF16;  // limited on this thread
-    if (kernel == PG_FAST_AVX512_BF16 && !(f & PG_FEAT_AVX512_BF16)) kernel = PG_FAST_NONE;
-    return kernel;
-}
+// linear_run's `fast` when the entry point leaves the choice to the thread's precision.
+#define FAST_BY_PRECISION (-1)
 
 void pg_linear(const float *x, long ldx, const void *w, int wdtype, long ldw, const float *bias,
                float *y, long ldy, long M, long N, long K) {
@@ -191,9 +185,7 @@ void pg_linear_scaled(const float *x, long ldx, const void *w, int wdtype, long 
 void pg_linear_scaled_isa(int isa, const float *x, long ldx, const void *w, int wdtype, long ldw, const float *scale,
                           const float *bias, float *y, long ldy, long M, long N, long K) {
     if (wdtype == PG_Q4) return;  // needs its group scales: pg_linear_q4
-    if (isa > pg_isa_supported()) isa = pg_isa_supported();
-    int fast = fast_kernel_for(isa, M);
-    linear_run(isa, fast, x, ldx, w, wdtype, ldw, scale, NULL, bias, y, ldy, M, N, K);
+    linear_run(isa, FAST_BY_PRECISION, x, ldx, w, wdtype, ldw, scale, NULL, bias, y, ldy, M, N, K);
 }
 
 void pg_linear_fast_kernel(int kernel, const float *x, long ldx, const void *w, int wdtype, long ldw, const float *bias,
@@ -210,8 +202,7 @@ void pg_linear_q4(const float *x, long ldx, const uint8_t *w, const uint16_t *sc
 void pg_linear_q4_isa(int isa, const float *x, long ldx, const uint8_t *w, const uint16_t *scales, const float *bias,
                       float *y, long ldy, long M, long N, long K) {
     if (K % PG_Q4_GROUP != 0) return;
-    if (isa > pg_isa_supported()) isa = pg_isa_supported();
-    linear_run(isa, fast_kernel_for(isa, M), x, ldx, w, PG_Q4, K, NULL, scales, bias, y, ldy, M, N, K);
+    linear_run(isa, FAST_BY_PRECISION, x, ldx, w, PG_Q4, K, NULL, scales, bias, y, ldy, M, N, K);
 }
 
 static void linear_run(int isa, int fast, const float *x, long ldx, const void *w, int wdtype, long ldw,
@@ -224,6 +215,9 @@ static void linear_run(int isa, int fast, const float *x, long ldx, const void *
             for (long n = 0; n < N; n++) y[m * ldy + n] = bias ? bias[n] : 0.0f;
         return;
     }
+    // FAST products for more than the decode rows (those are bound by memory), at the thread's precision.
+    if (fast == FAST_BY_PRECISION)
+        fast = M > 4 && pg_precision() == PG_PRECISION_FAST ? pg_fast_kernel_at(isa) : PG_FAST_NONE;
     int threads = pg_threads_here();
     // Column chunks: a multiple of 32, about four per thread so that uneven tasks balance out.
     long chunk = (N + 4L * threads - 1) / (4L * threads);

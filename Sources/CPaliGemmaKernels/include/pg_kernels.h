@@ -83,6 +83,9 @@ int pg_fast_kernel_supported(int kernel);
 /// The kernel FAST uses: the best this CPU supports (AMX, then AVX512-BF16), or
 /// PALIGEMMA_FAST_KERNEL=amx|avx512bf16|none when supported.
 int pg_fast_kernel(void);
+/// The kernel FAST products run on at ISA level `isa` from this thread: pg_fast_kernel(), within
+/// the thread's extensions (pg_features: without AMX, AVX512-BF16), none below AVX-512.
+int pg_fast_kernel_at(int isa);
 /// Selects the FAST kernel if supported; returns the one now in use.
 int pg_set_fast_kernel(int kernel);
 const char *pg_fast_kernel_name(int kernel);

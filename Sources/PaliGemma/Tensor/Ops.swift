@@ -68,8 +68,9 @@ public enum Kernels {
     @discardableResult public static func setFastKernel(_ kernel: FastKernel) -> FastKernel {
         FastKernel(rawValue: Int(pg_set_fast_kernel(Int32(kernel.rawValue)))) ?? .none
     }
-    /// The kernel `fast` products actually run on from this thread: none below the AVX-512 level.
-    public static var fastKernelInUse: FastKernel { isa >= .avx512 ? fastKernel : .none }
+    /// The kernel `fast` products actually run on from this thread: none below the AVX-512 level,
+    /// and within the thread's extensions (`withFeatures`).
+    public static var fastKernelInUse: FastKernel { FastKernel(rawValue: Int(pg_fast_kernel_at(pg_isa()))) ?? .none }
     /// Extensions this CPU has beyond its ISA level, by name (avx512-bf16, avx512-vnni, avx-vnni, amx-bf16).
     public static var features: [String] {
         let f = Int(pg_cpu_features())
