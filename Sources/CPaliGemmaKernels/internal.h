@@ -48,9 +48,23 @@ int pg_threads_here(void);
 #define PG_GEMM_KC 256
 /// Packs rows [0, M) of x into dst (Mpad * K floats) in that layout, on the pool.
 void pg_pack_a(const float *x, long ldx, long M, long K, float *dst);
+/// pg_pack_a of x = aᵀ for a [K, M] (row stride lda), read from a as it is.
+void pg_pack_at(const float *a, long lda, long M, long K, float *dst);
 
 /// One row block of the A pack: rows [b·MR, b·MR + MR) of x[:, kc0 : kc0 + kc] into
 /// dst[k][i] (k-major, MR wide); rows at or beyond M are zero.
+/// pg_pack_a_block of x = aᵀ for a [K, M]: MR consecutive values of each row of a.
+static inline void pg_pack_at_block(const float *a, long lda, long M, long b, long kc0, long kc, float *dst) {
+    long m0 = b * PG_GEMM_MR, n = M - m0 < PG_GEMM_MR ? M - m0 : PG_GEMM_MR;
+    for (long k = 0; k < kc; k++) {
+        const float *src = a + (kc0 + k) * lda + m0;
+        float *d = dst + k * PG_GEMM_MR;
+        long i = 0;
+        for (; i < n; i++) d[i] = src[i];
+        for (; i < PG_GEMM_MR; i++) d[i] = 0.0f;
+    }
+}
+
 static inline void pg_pack_a_block(const float *x, long ldx, long M, long b, long kc0, long kc, float *dst) {
     for (long i = 0; i < PG_GEMM_MR; i++) {
         long m = b * PG_GEMM_MR + i;
@@ -82,10 +96,11 @@ static inline int16_t pg_x16(float v, float inv_scale) {
     q = q > 32767.0f ? 32767.0f : q < -32767.0f ? -32767.0f : q;
     return (int16_t)lrintf(q);
 }
-/// The prefill kernel for columns [n0, n1) with x already packed by pg_pack_a.
-void pg_gemm_packed_avx2(const float *apack, const void *w, int wdtype, long ldw, const float *bias, float *y,
+/// The prefill kernel for columns [n0, n1) with x already packed by pg_pack_a (or pg_pack_at):
+/// W(n, k) = w[n][k], or w[k][n] with kn (pg_matmul).
+void pg_gemm_packed_avx2(const float *apack, const void *w, int wdtype, int kn, long ldw, const float *bias, float *y,
                          long ldy, long M, long n0, long n1, long K, int thread);
-void pg_gemm_packed_avx512(const float *apack, const void *w, int wdtype, long ldw, const float *bias, float *y,
+void pg_gemm_packed_avx512(const float *apack, const void *w, int wdtype, int kn, long ldw, const float *bias, float *y,
                            long ldy, long M, long n0, long n1, long K, int thread);
 
 // Prefill with int8 weights in integer arithmetic (gemm_i8.c): x quantized per row to int16

@@ -55,11 +55,20 @@ void pg_matmul_cols_scalar(const float *x, long ldx, const void *w, int dtype, l
 
 typedef struct {
     const float *x; long ldx; const void *w; int dtype; long ldw; float *y; long ldy; long M, N, K, chunk; int isa;
+    const float *apack;  // x packed once for all tasks (SIMD), else NULL
 } matmul_job;
 
 static void matmul_task(void *p, long task, int thread) {
     const matmul_job *j = p;
     long n0 = task * j->chunk, n1 = n0 + j->chunk < j->N ? n0 + j->chunk : j->N;
+    if (j->apack && j->isa == PG_ISA_AVX512) {
+        pg_gemm_packed_avx512(j->apack, j->w, j->dtype, 1, j->ldw, NULL, j->y, j->ldy, j->M, n0, n1, j->K, thread);
+        return;
+    }
+    if (j->apack && j->isa == PG_ISA_AVX2) {
+        pg_gemm_packed_avx2(j->apack, j->w, j->dtype, 1, j->ldw, NULL, j->y, j->ldy, j->M, n0, n1, j->K, thread);
+        return;
+    }
     switch (j->isa) {
     case PG_ISA_AVX512: pg_matmul_cols_avx512(j->x, j->ldx, j->w, j->dtype, j->ldw, j->y, j->ldy, j->M, n0, n1, j->K, thread); break;
     case PG_ISA_AVX2: pg_matmul_cols_avx2(j->x, j->ldx, j->w, j->dtype, j->ldw, j->y, j->ldy, j->M, n0, n1, j->K, thread); break;
@@ -67,12 +76,15 @@ static void matmul_task(void *p, long task, int thread) {
     }
 }
 
-void pg_matmul(const float *x, long ldx, const void *w, int wdtype, long ldw, float *y, long ldy, long M, long N, long K) {
-    pg_matmul_isa(pg_isa(), x, ldx, w, wdtype, ldw, y, ldy, M, N, K);
-}
+static int grow_buffer(void **buf, size_t *cap, size_t bytes);
 
-void pg_matmul_isa(int isa, const float *x, long ldx, const void *w, int wdtype, long ldw, float *y, long ldy, long M,
-                   long N, long K) {
+// Largest packed copy of x shared by the prefill tasks (rows beyond it are done in blocks).
+#define PG_APACK_BYTES ((size_t)64 << 20)
+
+// x [M, K] (or, transposed, x = aᵀ with a [K, M] at x) times w k-major. With SIMD, x is packed
+// once for all column tasks (in row blocks under PG_APACK_BYTES) instead of once per task.
+static void matmul_run(int isa, int transposed, const float *x, long ldx, const void *w, int wdtype, long ldw,
+                       float *y, long ldy, long M, long N, long K) {
     if (isa > pg_isa_supported()) isa = pg_isa_supported();
     if (M <= 0 || N <= 0 || wdtype == PG_Q4) return;
     if (K <= 0) {
@@ -84,12 +96,64 @@ void pg_matmul_isa(int isa, const float *x, long ldx, const void *w, int wdtype,
     long chunk = (N + 4L * threads - 1) / (4L * threads);
     chunk = (chunk + 31) / 32 * 32;
     if ((double)M * N * K < 65536.0) chunk = N;  // tiny: not worth waking the pool
-    matmul_job j = { x, ldx, w, wdtype, ldw, y, ldy, M, N, K, chunk, isa };
+    matmul_job j = { x, ldx, w, wdtype, ldw, y, ldy, M, N, K, chunk, isa, NULL };
+    if (isa >= PG_ISA_AVX2 && (transposed || (M > 4 && chunk < N))) {
+        static _Thread_local void *abuf = NULL;
+        static _Thread_local size_t acap = 0;
+        long rows = (long)(PG_APACK_BYTES / sizeof(float) / (size_t)(K + 1)) / PG_GEMM_MR * PG_GEMM_MR;
+        if (rows < PG_GEMM_MR) rows = PG_GEMM_MR;
+        if (rows > M) rows = M;
+        size_t abytes = (size_t)((rows + PG_GEMM_MR - 1) / PG_GEMM_MR * PG_GEMM_MR) * (size_t)K * sizeof(float);
+        if (grow_buffer(&abuf, &acap, abytes)) {
+            for (long m0 = 0; m0 < M; m0 += rows) {
+                long mb = M - m0 < rows ? M - m0 : rows;
+                matmul_job part = j;
+                part.M = mb;
+                part.y = y + m0 * ldy;
+                if (transposed) pg_pack_at(x + m0, ldx, mb, K, abuf);
+                else pg_pack_a(x + m0 * ldx, ldx, mb, K, abuf);
+                part.apack = abuf;
+                pg_parallel_for((N + chunk - 1) / chunk, matmul_task, &part);
+            }
+            return;
+        }
+        if (!transposed) {  // out of memory: the tasks pack x themselves
+            pg_parallel_for((N + chunk - 1) / chunk, matmul_task, &j);
+            return;
+        }
+    }
+    if (transposed) {  // scalar (or out of memory): y[m] = sum_k a[k][m] w[k]
+        for (long m = 0; m < M; m++) {
+            float *ym = y + m * ldy;
+            for (long n = 0; n < N; n++) ym[n] = 0.0f;
+            for (long k = 0; k < K; k++) {
+                float a = x[k * ldx + m];
+                for (long n = 0; n < N; n++) ym[n] += a * pg_load_as_f32(w, wdtype, k * ldw + n);
+            }
+        }
+        return;
+    }
     pg_parallel_for((N + chunk - 1) / chunk, matmul_task, &j);
 }
 
-// Largest packed copy of x shared by the prefill tasks (rows beyond it are done in blocks).
-#define PG_APACK_BYTES ((size_t)64 << 20)
+void pg_matmul(const float *x, long ldx, const void *w, int wdtype, long ldw, float *y, long ldy, long M, long N, long K) {
+    matmul_run(pg_isa(), 0, x, ldx, w, wdtype, ldw, y, ldy, M, N, K);
+}
+
+void pg_matmul_isa(int isa, const float *x, long ldx, const void *w, int wdtype, long ldw, float *y, long ldy, long M,
+                   long N, long K) {
+    matmul_run(isa, 0, x, ldx, w, wdtype, ldw, y, ldy, M, N, K);
+}
+
+void pg_matmul_ta(const float *a, long lda, const void *w, int wdtype, long ldw, float *y, long ldy, long M, long N,
+                  long K) {
+    matmul_run(pg_isa(), 1, a, lda, w, wdtype, ldw, y, ldy, M, N, K);
+}
+
+void pg_matmul_ta_isa(int isa, const float *a, long lda, const void *w, int wdtype, long ldw, float *y, long ldy,
+                      long M, long N, long K) {
+    matmul_run(isa, 1, a, lda, w, wdtype, ldw, y, ldy, M, N, K);
+}
 
 // Grows a 64-byte-aligned buffer (contents not kept) to at least `bytes`; false if it cannot.
 static int grow_buffer(void **buf, size_t *cap, size_t bytes) {
@@ -135,9 +199,9 @@ static void linear_task(void *p, long task, int thread) {
         if (j->isa >= PG_ISA_AVX2) pg_gemv_i8_cols_avx2(j->xq, j->xs, j->M, j->K, j->w, j->ldw, j->y, j->ldy, n0, n1);
         else pg_gemv_i8_cols_scalar(j->xq, j->xs, j->M, j->K, j->w, j->ldw, j->y, j->ldy, n0, n1);
     } else if (j->apack && j->isa == PG_ISA_AVX512) {
-        pg_gemm_packed_avx512(j->apack, j->w, j->dtype, j->ldw, bias, j->y, j->ldy, j->M, n0, n1, j->K, thread);
+        pg_gemm_packed_avx512(j->apack, j->w, j->dtype, 0, j->ldw, bias, j->y, j->ldy, j->M, n0, n1, j->K, thread);
     } else if (j->apack && j->isa == PG_ISA_AVX2) {
-        pg_gemm_packed_avx2(j->apack, j->w, j->dtype, j->ldw, bias, j->y, j->ldy, j->M, n0, n1, j->K, thread);
+        pg_gemm_packed_avx2(j->apack, j->w, j->dtype, 0, j->ldw, bias, j->y, j->ldy, j->M, n0, n1, j->K, thread);
     } else switch (j->isa) {
     case PG_ISA_AVX512:
         pg_linear_cols_avx512(j->x, j->ldx, j->w, j->dtype, j->ldw, bias, j->y, j->ldy, j->M, n0, n1, j->K, thread);
@@ -327,19 +391,27 @@ static void linear_run(int isa, int fast, const float *x, long ldx, const void *
 }
 
 // ---- x packed once for the prefill kernel ----------------------------------------------------
-typedef struct { const float *x; long ldx, M, K, mblocks; float *dst; } pack_job;
+typedef struct { const float *x; long ldx, M, K, mblocks; float *dst; int transposed; } pack_job;
 
 static void pack_task(void *p, long task, int thread) {
     (void)thread;
     const pack_job *j = p;
     long kb = task / j->mblocks, b = task % j->mblocks;
     long kc0 = kb * PG_GEMM_KC, kc = j->K - kc0 < PG_GEMM_KC ? j->K - kc0 : PG_GEMM_KC;
-    pg_pack_a_block(j->x, j->ldx, j->M, b, kc0, kc, j->dst + j->mblocks * PG_GEMM_MR * kc0 + b * PG_GEMM_MR * kc);
+    float *dst = j->dst + j->mblocks * PG_GEMM_MR * kc0 + b * PG_GEMM_MR * kc;
+    if (j->transposed) pg_pack_at_block(j->x, j->ldx, j->M, b, kc0, kc, dst);
+    else pg_pack_a_block(j->x, j->ldx, j->M, b, kc0, kc, dst);
 }
 
 void pg_pack_a(const float *x, long ldx, long M, long K, float *dst) {
     long mblocks = (M + PG_GEMM_MR - 1) / PG_GEMM_MR, kblocks = (K + PG_GEMM_KC - 1) / PG_GEMM_KC;
-    pack_job j = { x, ldx, M, K, mblocks, dst };
+    pack_job j = { x, ldx, M, K, mblocks, dst, 0 };
+    pg_parallel_for(mblocks * kblocks, pack_task, &j);
+}
+
+void pg_pack_at(const float *a, long lda, long M, long K, float *dst) {
+    long mblocks = (M + PG_GEMM_MR - 1) / PG_GEMM_MR, kblocks = (K + PG_GEMM_KC - 1) / PG_GEMM_KC;
+    pack_job j = { a, lda, M, K, mblocks, dst, 1 };
     pg_parallel_for(mblocks * kblocks, pack_task, &j);
 }
 

@@ -44,9 +44,9 @@ void pg_linear_cols_avx2(const float *x, long ldx, const void *w, int wdtype, lo
                          float *y, long ldy, long M, long n0, long n1, long K, int thread) {
     pg_linear_cols_scalar(x, ldx, w, wdtype, ldw, bias, y, ldy, M, n0, n1, K, thread);
 }
-void pg_gemm_packed_avx2(const float *apack, const void *w, int wdtype, long ldw, const float *bias, float *y,
+void pg_gemm_packed_avx2(const float *apack, const void *w, int wdtype, int kn, long ldw, const float *bias, float *y,
                          long ldy, long M, long n0, long n1, long K, int thread) {
-    (void)apack; (void)w; (void)wdtype; (void)ldw; (void)bias; (void)y; (void)ldy; (void)M; (void)n0; (void)n1;
+    (void)apack; (void)w; (void)wdtype; (void)kn; (void)ldw; (void)bias; (void)y; (void)ldy; (void)M; (void)n0; (void)n1;
     (void)K; (void)thread;  // never called: pg_isa() is scalar where this file has no SIMD
 }
 void pg_matmul_kn_avx2(const float *x, long ldx, const float *w, long ldw, float *y, long ldy, long M, long N, long K,

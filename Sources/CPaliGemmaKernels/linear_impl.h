@@ -267,13 +267,14 @@ PG_TARGET void PG_NAME(pg_linear_cols)(const float *x, long ldx, const void *w, 
     }
 }
 
-PG_TARGET void PG_NAME(pg_gemm_packed)(const float *apack, const void *w, int dtype, long ldw, const float *bias,
-                                       float *y, long ldy, long M, long n0, long n1, long K, int thread) {
+PG_TARGET void PG_NAME(pg_gemm_packed)(const float *apack, const void *w, int dtype, int kn, long ldw,
+                                       const float *bias, float *y, long ldy, long M, long n0, long n1, long K,
+                                       int thread) {
     switch (dtype) {
-    case PG_BF16: PG_NAME(gemm)(NULL, 0, apack, w, PG_BF16, 0, ldw, bias, y, ldy, M, n0, n1, K, thread); break;
-    case PG_F16: PG_NAME(gemm)(NULL, 0, apack, w, PG_F16, 0, ldw, bias, y, ldy, M, n0, n1, K, thread); break;
-    case PG_I8: PG_NAME(gemm)(NULL, 0, apack, w, PG_I8, 0, ldw, bias, y, ldy, M, n0, n1, K, thread); break;
-    default: PG_NAME(gemm)(NULL, 0, apack, w, PG_F32, 0, ldw, bias, y, ldy, M, n0, n1, K, thread); break;
+    case PG_BF16: PG_NAME(gemm)(NULL, 0, apack, w, PG_BF16, kn, ldw, bias, y, ldy, M, n0, n1, K, thread); break;
+    case PG_F16: PG_NAME(gemm)(NULL, 0, apack, w, PG_F16, kn, ldw, bias, y, ldy, M, n0, n1, K, thread); break;
+    case PG_I8: PG_NAME(gemm)(NULL, 0, apack, w, PG_I8, kn, ldw, bias, y, ldy, M, n0, n1, K, thread); break;
+    default: PG_NAME(gemm)(NULL, 0, apack, w, PG_F32, kn, ldw, bias, y, ldy, M, n0, n1, K, thread); break;
     }
 }
 

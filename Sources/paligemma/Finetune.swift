@@ -52,6 +52,8 @@ struct Finetune: ParsableCommand {
     @Option(help: "Passes over the data when --steps is not given.") var epochs = 1
     @Option(help: "Random seed (LoRA initialisation, shuffling).") var seed: UInt64 = 0
     @Flag(help: "Shuffle the examples (a new seeded order each epoch); file order otherwise.") var shuffle = false
+    @Flag(name: .customLong("group-images"), help: "With --shuffle: shuffle whole images, keeping each image's examples together, so that a small model's step runs its vision tower once per image.")
+    var groupImages = false
     @Option(help: "Loss averaging: tokens (over the step's supervised tokens, transformers) or examples (per example, big_vision).")
     var average = "tokens"
     @Option(name: .customLong("init-adapter"), help: "Start LoRA from this PEFT adapter folder instead of a fresh one.")
@@ -85,6 +87,7 @@ struct Finetune: ParsableCommand {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if initAdapter != nil && method != "lora" { throw ValidationError("--init-adapter needs --method lora") }
         if freeze != nil && method != "full" { throw ValidationError("--freeze needs --method full") }
+        if groupImages && !shuffle { throw ValidationError("--group-images needs --shuffle") }
         for part in frozenParts.invalid { throw ValidationError("--freeze: unknown part '\(part)' (vision, projector, decoder, embeddings)") }
     }
 
@@ -119,6 +122,7 @@ struct Finetune: ParsableCommand {
         o.epochs = epochs
         o.seed = seed
         o.shuffle = shuffle
+        o.groupImages = groupImages
         o.averaging = LossAveraging(rawValue: average) ?? .tokens
         o.parallelExamples = parallelExamples
         return o
@@ -142,6 +146,7 @@ struct FinetuneRecord: Codable, Equatable {
     var batchSize: Int, gradAccum: Int, steps: Int?, epochs: Int, seed: UInt64, shuffle: Bool, average: String
     var dropout: Float
     var freeze: String?
+    var groupImages: Bool?
 }
 
 /// One line of the training log.
@@ -176,7 +181,8 @@ struct FinetuneRun {
                                     targets: c.targets, optimizer: c.optimizer, lr: c.lr, weightDecay: c.weightDecay,
                                     schedule: c.schedule, warmupSteps: c.warmupSteps, clipNorm: c.clipNorm, batchSize: c.batchSize,
                                     gradAccum: c.gradAccum, steps: c.steps, epochs: c.epochs, seed: c.seed, shuffle: c.shuffle,
-                                    average: c.average, dropout: c.dropout, freeze: c.freeze)
+                                    average: c.average, dropout: c.dropout, freeze: c.freeze,
+                                    groupImages: c.groupImages ? true : nil)
         try prepareOutput(output, stateURL: stateURL, recordURL: recordURL, record: record)
         // One run at a time per folder: an advisory lock, released when the process ends.
         let lockPath = output.appendingPathComponent(".finetune.lock").path
@@ -203,7 +209,8 @@ struct FinetuneRun {
             trainable = TrainableModel(model: pipeline.model, method: c.trainingMethod, seed: c.seed, freeze: c.frozenParts.parts)
         }
         trainable.recompute = c.recompute
-        let trainer = try Trainer(model: trainable, options: c.options, exampleCount: trainRecords.count)
+        let trainer = try Trainer(model: trainable, options: c.options, exampleCount: trainRecords.count,
+                                  imageKeys: trainRecords.map(\.image.path))
         if c.resume {
             try trainer.restore(from: SafetensorsFile(path: stateURL.path))
             note("resuming at step \(trainer.step) of \(trainer.totalSteps)")
@@ -212,14 +219,38 @@ struct FinetuneRun {
              + "\(trainable.parameters.count) tensors with \(trainable.trainableCount) values trained (\(c.method))"
              + (trainer.workers > 1 ? "; \(trainer.workers) examples at a time" : ""))
 
-        // Examples are built once and kept while they fit in 512 MB; else rebuilt when needed.
+        // Examples are built once and kept while they fit in 512 MB; else rebuilt when needed,
+        // each image decoded once per step (by the training workers' threads) and kept for the
+        // next step, which grouped images often share.
         let cacheable = trainRecords.count * pipeline.model.pixelCount * 4 <= 512 << 20
         var cache: [Int: TrainingExample] = [:]
-        func example(_ i: Int) throws -> TrainingExample {
-            if let e = cache[i] { return e }
-            let e = try TrainingData.example(trainRecords[i], pipeline: pipeline)
-            if cacheable { cache[i] = e }
-            return e
+        var recent: [String: [Float]] = [:]
+        func examples(_ indices: [Int]) throws -> [TrainingExample] {
+            if cacheable {
+                return try indices.map { i in
+                    if let e = cache[i] { return e }
+                    let e = try TrainingData.example(trainRecords[i], pipeline: pipeline)
+                    cache[i] = e
+                    return e
+                }
+            }
+            let records = indices.map { trainRecords[$0] }
+            var firsts: [TrainingRecord] = [], seen: Set<String> = []
+            for r in records where recent[r.image.path] == nil && seen.insert(r.image.path).inserted { firsts.append(r) }
+            var now: [String: [Float]] = [:]
+            for e in try TrainingData.examples(firsts, pipeline: pipeline, threads: trainer.workers) {
+                if let key = e.imageKey { now[key] = e.pixels }
+            }
+            var out: [TrainingExample] = []
+            for r in records {
+                guard let pixels = now[r.image.path] ?? recent[r.image.path] else {
+                    throw PaliGemmaError.input("line \(r.line): the image \(r.image.path) was not decoded")
+                }
+                now[r.image.path] = pixels
+                out.append(TrainingData.example(r, pixels: pixels, pipeline: pipeline))
+            }
+            recent = now
+            return out
         }
         let evalExamples = try evalRecords.map { try TrainingData.example($0, pipeline: pipeline) }
 
@@ -234,9 +265,7 @@ struct FinetuneRun {
             if interruptRequested != 0 { stopped = true; break }
             let clock = Date()
             let indices = trainer.batch(step: trainer.step)
-            // Built by the training workers' threads when nothing is cached (decoding is per example).
-            let batch = cacheable || trainer.workers == 1 ? try indices.map(example)
-                : try TrainingData.examples(indices.map { trainRecords[$0] }, pipeline: pipeline, threads: trainer.workers)
+            let batch = try examples(indices)
             let report = try trainer.step(batch)
             var evalLoss: Double?
             var metrics: StepLogLine.EvalMetrics?

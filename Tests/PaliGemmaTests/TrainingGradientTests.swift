@@ -101,6 +101,45 @@ struct TrainingGradientTests {
         print("[\(label)] \(t.parameters.count) tensors, \(t.trainableCount) values: worst gradient |diff| / largest \(worst) (\(worstName); bound \(gradBound))")
     }
 
+    @Test("examples stacked into one pass give PyTorch's loss and gradients; examples of one image share its vision pass",
+          arguments: [cases[0], cases[3], cases[6]])
+    func stacked(c: Case) throws {
+        let ref = try Self.fixture(c.file)
+        let t = try Self.start(c, ref)
+        let examples = try Self.examples(ref)
+        #expect(examples.count >= 2)
+        let total = examples.reduce(0) { $0 + $1.scoredPositions.count }
+        t.zeroGradients()
+        let results = try t.accumulate(examples, weights: examples.map { _ in 1 / Float(total) })
+        let loss = results.reduce(0) { $0 + $1.loss } / Double(total)
+        let want = Double(try ref.tensor("loss.tokens").floats()[0])
+        print("[\(c.file) stacked] loss \(loss) vs \(want): relative |diff| \(abs(loss - want) / abs(want))")
+        #expect(abs(loss - want) / abs(want) <= Self.lossBound)
+        #expect(results.map(\.count) == examples.map { $0.scoredPositions.count })
+        try Self.compareGradients(t, ref, prefix: "grad.", label: c.file + " stacked")
+
+        // Two questions about one image (same key) against the same two run one by one.
+        var shared = examples
+        shared[1].pixels = shared[0].pixels
+        shared[0].imageKey = "one.png"
+        shared[1].imageKey = "one.png"
+        _ = try Self.run(t, shared.map { var e = $0; e.imageKey = nil; return e })
+        let separate = t.parameters.map { $0.grad.values }
+        t.zeroGradients()
+        let n = shared.reduce(0) { $0 + $1.scoredPositions.count }
+        _ = try t.accumulate(shared, weights: shared.map { _ in 1 / Float(n) })
+        // Relative to each tensor's largest value; absolute 1e-7 for gradients that are zero in
+        // exact arithmetic (key biases: softmax ignores them), which hold only rounding.
+        var worst: Float = 0
+        for (p, g) in zip(t.parameters, separate) {
+            let (d, _) = maxAbsDiff(p.grad.values, g)
+            let largest = g.map(abs).max() ?? 0
+            if largest > 1e-5 { worst = max(worst, d / largest) }
+            #expect(d <= max(1e-5 * largest, 1e-7), "\(c.file) \(p.name): shared vision pass differs by \(d) (largest \(largest))")
+        }
+        print("[\(c.file) shared image] worst gradient |diff| / largest against separate passes: \(worst)")
+    }
+
     @Test("loss and every trainable gradient equal PyTorch + PEFT (LoRA, rsLoRA, attention, full)", arguments: cases)
     func gradients(c: Case) throws {
         let ref = try Self.fixture(c.file)

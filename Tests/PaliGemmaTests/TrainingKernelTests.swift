@@ -5,13 +5,15 @@ import Testing
 
 /// The kernels training adds, at every ISA level, against float64 references.
 struct TrainingKernelTests {
-    @Test("pg_matmul (w k-major in f32, bf16, f16, i8) against a float64 reference on every ISA level")
+    @Test("pg_matmul and pg_matmul_ta (x read transposed; w k-major in f32, bf16, f16, i8) against a float64 reference on every ISA level")
     func matmul() {
         var rng = SeededRandom(17)
         var worst: Float = 0
         for level in KernelTests.levels {
-            for (m, n, k) in [(1, 5, 3), (7, 33, 300), (13, 64, 257), (40, 100, 64)] {
+            for (m, n, k) in [(1, 5, 3), (3, 40, 700), (7, 33, 300), (13, 64, 257), (40, 100, 64), (131, 520, 70)] {
                 let x = rng.floats(m * k), wf = rng.floats(k * n)
+                var xt = [Float](repeating: 0, count: k * m)  // [K, M]
+                for i in 0..<m { for t in 0..<k { xt[t * m + i] = x[i * k + t] } }
                 for dtype in [DType.float32, .bfloat16, .float16, .int8] {
                     // Weights as stored in dtype, and the float values they hold.
                     var bytes = [UInt8](repeating: 0, count: k * n * dtype.size)
@@ -27,12 +29,20 @@ struct TrainingKernelTests {
                             held.withUnsafeMutableBufferPointer { Ops.convertToFloat(b.baseAddress!, dtype, into: $0.baseAddress!, count: k * n) }
                         }
                     }
-                    var y = [Float](repeating: .nan, count: m * n)
+                    var y = [Float](repeating: .nan, count: m * n), yt = y
                     x.withUnsafeBufferPointer { xp in
                         bytes.withUnsafeBytes { wp in
                             y.withUnsafeMutableBufferPointer { yp in
                                 pg_matmul_isa(Int32(level.rawValue), xp.baseAddress, k, wp.baseAddress, dtype.kernelType ?? 0, n,
                                               yp.baseAddress, n, m, n, k)
+                            }
+                        }
+                    }
+                    xt.withUnsafeBufferPointer { ap in
+                        bytes.withUnsafeBytes { wp in
+                            yt.withUnsafeMutableBufferPointer { yp in
+                                pg_matmul_ta_isa(Int32(level.rawValue), ap.baseAddress, m, wp.baseAddress, dtype.kernelType ?? 0, n,
+                                                 yp.baseAddress, n, m, n, k)
                             }
                         }
                     }
@@ -43,15 +53,16 @@ struct TrainingKernelTests {
                                 s += Double(x[i * k + t]) * Double(held[t * n + j])
                                 mag += abs(Double(x[i * k + t]) * Double(held[t * n + j]))
                             }
-                            let err = Float(abs(Double(y[i * n + j]) - s))
-                            worst = max(worst, err / Float(max(mag, 1)))
+                            let err = Float(abs(Double(y[i * n + j]) - s)), errT = Float(abs(Double(yt[i * n + j]) - s))
+                            worst = max(worst, max(err, errT) / Float(max(mag, 1)))
                             #expect(err <= Float(mag) * 1e-6 + 1e-6, "\(level.name) \(dtype) \(m)x\(n)x\(k) y[\(i),\(j)]")
+                            #expect(errT <= Float(mag) * 1e-6 + 1e-6, "pg_matmul_ta \(level.name) \(dtype) \(m)x\(n)x\(k) y[\(i),\(j)]")
                         }
                     }
                 }
             }
         }
-        print("pg_matmul: worst |diff| / Σ|products| vs float64 \(worst)")
+        print("pg_matmul, pg_matmul_ta: worst |diff| / Σ|products| vs float64 \(worst)")
     }
 
     @Test("GeGLU and GELU backward (tanh and erf) against float64 derivatives on every ISA level")

@@ -164,6 +164,13 @@ void pg_matmul(const float *x, long ldx, const void *w, int wdtype, long ldw, fl
 /// pg_matmul on an explicit instruction-set level; for tests.
 void pg_matmul_isa(int isa, const float *x, long ldx, const void *w, int wdtype, long ldw, float *y, long ldy, long M,
                    long N, long K);
+/// pg_matmul of x = aᵀ for a [K, M] (row stride lda), read as it is: y = aᵀ · w, e.g.
+/// dW = dYᵀ · X for dY [T, out] and X [T, in] (M = out, N = in, K = T).
+void pg_matmul_ta(const float *a, long lda, const void *w, int wdtype, long ldw, float *y, long ldy, long M, long N,
+                  long K);
+/// pg_matmul_ta on an explicit instruction-set level; for tests.
+void pg_matmul_ta_isa(int isa, const float *a, long lda, const void *w, int wdtype, long ldw, float *y, long ldy,
+                      long M, long N, long K);
 
 // ---- normalisation and activations ------------------------------------------------------
 /// LayerNorm over rows of length n: y = (x - mean) / sqrt(var + eps) * w + b. y may alias x.

@@ -27,7 +27,9 @@ extension Ops {
     /// aᵀ · b for a [K, M] and b [K, N] (float32) -> [M, N] (e.g. dW = dYᵀ · X).
     public static func matmulTransposedA(_ a: Matrix, _ b: Matrix) -> Matrix {
         precondition(a.rows == b.rows, "matmulTransposedA: (\(a.rows)x\(a.cols))ᵀ · \(b.rows)x\(b.cols)")
-        return matmul(transpose(a), b)
+        let y = Matrix(rows: a.cols, cols: b.cols)
+        pg_matmul_ta(a.data, a.cols, b.data, Int32(PG_F32.rawValue), b.cols, y.data, y.cols, a.cols, b.cols, a.rows)
+        return y
     }
 
     /// xᵀ.

@@ -224,6 +224,12 @@ public enum Ops {
         pg_add(y.data, x.data, y.count)
     }
 
+    /// dst[dstRow + i] += src[srcRows.lowerBound + i].
+    public static func addRows(_ src: Matrix, _ srcRows: Range<Int>, into dst: Matrix, at dstRow: Int) {
+        precondition(src.cols == dst.cols && srcRows.upperBound <= src.rows && dstRow + srcRows.count <= dst.rows)
+        pg_add(dst.row(dstRow), src.row(srcRows.lowerBound), srcRows.count * src.cols)
+    }
+
     public static func scale(_ x: Matrix, by s: Float) { pg_scale(x.data, x.count, s) }
 
     public static func softmax(_ x: Matrix) { pg_softmax(x.data, x.cols, x.rows, x.cols) }

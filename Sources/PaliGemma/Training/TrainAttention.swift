@@ -1,8 +1,8 @@
 import Foundation
 
-// Attention for training: one sequence, all of its tokens at once, keeping each head's
-// probabilities for the backward pass. The same mask as inference (the prefix-LM rule with an
-// optional window) and the same soft cap.
+// Attention for training: one sequence (or several stacked by rows, each attending only to
+// itself), all of its tokens at once, keeping each head's probabilities for the backward pass.
+// The same mask as inference (the prefix-LM rule with an optional window) and the same soft cap.
 //
 // Shape letters: T tokens, H query heads, Hkv key/value heads, Dh head width.
 
@@ -96,6 +96,55 @@ struct TrainAttention {
             let qh = Self.columns(saved.q, h * headDim, headDim), kh = Self.columns(saved.k, g * headDim, headDim)
             Self.addColumns(dq, h * headDim, Ops.matmul(dp, kh))  // dS K
             Self.addColumns(dk, g * headDim, Ops.matmulTransposedA(dp, qh))  // dSᵀ Q
+        }
+        return (dq, dk, dv)
+    }
+}
+
+/// One sequence of a batch stacked by rows: rows start..<start+count, the first `prefix` of them
+/// bidirectional (Int.max: all of them, as in the vision tower).
+struct RowSegment: Sendable, Equatable {
+    let start: Int
+    let count: Int
+    let prefix: Int
+
+    var rows: Range<Int> { start..<start + count }
+}
+
+extension TrainAttention {
+    func with(prefix: Int) -> TrainAttention {
+        TrainAttention(heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale, softcap: softcap, window: window, prefix: prefix)
+    }
+
+    /// Attention within each segment of rows stacked in q [ΣT, H·Dh], k and v [ΣT, Hkv·Dh]: no
+    /// row sees another segment's rows. -> [ΣT, H·Dh] and what each segment's backward needs.
+    func forward(q: Matrix, k: Matrix, v: Matrix, segments: [RowSegment]) -> (Matrix, [Saved]) {
+        if segments.count == 1, segments[0].start == 0, segments[0].count == q.rows {
+            let (out, s) = with(prefix: segments[0].prefix).forward(q: q, k: k, v: v)
+            return (out, [s])
+        }
+        let out = Matrix(rows: q.rows, cols: heads * headDim)
+        var saves: [Saved] = []
+        for s in segments {
+            let (o, saved) = with(prefix: s.prefix).forward(q: q.rows(s.rows), k: k.rows(s.rows), v: v.rows(s.rows))
+            Ops.copyRows(o, 0..<s.count, into: out, at: s.start)
+            saves.append(saved)
+        }
+        return (out, saves)
+    }
+
+    /// dOut [ΣT, H·Dh] -> (dq, dk, dv), segment by segment.
+    func backward(_ dOut: Matrix, _ saved: [Saved], segments: [RowSegment]) -> (Matrix, Matrix, Matrix) {
+        if segments.count == 1, segments[0].start == 0, segments[0].count == dOut.rows {
+            return with(prefix: segments[0].prefix).backward(dOut, saved[0])
+        }
+        let dq = Matrix(rows: dOut.rows, cols: heads * headDim)
+        let dk = Matrix(rows: dOut.rows, cols: kvHeads * headDim), dv = Matrix(rows: dOut.rows, cols: kvHeads * headDim)
+        for (s, sv) in zip(segments, saved) {
+            let (q, k, v) = with(prefix: s.prefix).backward(dOut.rows(s.rows), sv)
+            Ops.copyRows(q, 0..<s.count, into: dq, at: s.start)
+            Ops.copyRows(k, 0..<s.count, into: dk, at: s.start)
+            Ops.copyRows(v, 0..<s.count, into: dv, at: s.start)
         }
         return (dq, dk, dv)
     }

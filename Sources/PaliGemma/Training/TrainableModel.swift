@@ -13,13 +13,17 @@ import Foundation
 /// suffix and `<eos>`, unshifted: the logits at t are scored against labels[t + 1]).
 public struct TrainingExample: Sendable {
     public var pixels: [Float]
+    /// Names the image (its file): examples with the same key share one vision pass when run
+    /// together. nil: an image of its own.
+    public var imageKey: String?
     public var ids: [Int]
     public var labels: [Int]
     /// Tokens of the bidirectional prefix (image, `<bos>`, prefix, "\n"): token_type_ids == 0.
     public var prefixLength: Int
 
-    public init(pixels: [Float], ids: [Int], labels: [Int], prefixLength: Int) {
+    public init(pixels: [Float], ids: [Int], labels: [Int], prefixLength: Int, imageKey: String? = nil) {
         self.pixels = pixels
+        self.imageKey = imageKey
         self.ids = ids
         self.labels = labels
         self.prefixLength = prefixLength
@@ -50,15 +54,16 @@ struct TrainSigLIPLayer {
     struct Saved {
         let x: Matrix, x1: Matrix
         let q: TrainLinear.Saved, k: TrainLinear.Saved, v: TrainLinear.Saved, out: TrainLinear.Saved
-        let attention: TrainAttention.Saved
+        let attention: [TrainAttention.Saved]
         let fc1: TrainLinear.Saved, fc2: TrainLinear.Saved
         let h: Matrix  // fc1 output, before the activation
     }
 
-    func forward(_ x: Matrix) -> (Matrix, Saved) {
+    /// x [ΣN, Dv]: the images' rows stacked, one segment each.
+    func forward(_ x: Matrix, segments: [RowSegment]) -> (Matrix, Saved) {
         let n1 = norm1.layer(x)
         let (qs, sq) = q.forward(n1), (ks, sk) = k.forward(n1), (vs, sv) = v.forward(n1)
-        let (mixed, sa) = attention.forward(q: qs, k: ks, v: vs)
+        let (mixed, sa) = attention.forward(q: qs, k: ks, v: vs, segments: segments)
         let (a, so) = out.forward(mixed)
         let x1 = x.rows(0..<x.rows)
         Ops.add(x1, a)
@@ -71,14 +76,14 @@ struct TrainSigLIPLayer {
         return (y, Saved(x: x, x1: x1, q: sq, k: sk, v: sv, out: so, attention: sa, fc1: s1, fc2: s2, h: h))
     }
 
-    func backward(_ dy: Matrix, _ s: Saved) -> Matrix {
+    func backward(_ dy: Matrix, _ s: Saved, segments: [RowSegment]) -> Matrix {
         let dg = fc2.backward(dy, s.fc2) ?? Matrix(rows: 0, cols: 0)
         let dh = Ops.geluBackward(dg, input: s.h, exact: exactGelu)
         let dn2 = fc1.backward(dh, s.fc1) ?? Matrix(rows: 0, cols: 0)
         let dx1 = dy.rows(0..<dy.rows)
         Ops.add(dx1, norm2.layerBackward(dn2, x: s.x1))
         let dmixed = out.backward(dx1, s.out) ?? Matrix(rows: 0, cols: 0)
-        let (dq, dk, dv) = attention.backward(dmixed, s.attention)
+        let (dq, dk, dv) = attention.backward(dmixed, s.attention, segments: segments)
         let dn1 = q.backward(dq, s.q) ?? Matrix(rows: 0, cols: 0)
         if let d = k.backward(dk, s.k) { Ops.add(dn1, d) }
         if let d = v.backward(dv, s.v) { Ops.add(dn1, d) }
@@ -101,19 +106,23 @@ struct TrainGemmaLayer {
     struct Saved {
         let x: Matrix, x1: Matrix, a: Matrix, m: Matrix
         let q: TrainLinear.Saved, k: TrainLinear.Saved, v: TrainLinear.Saved, o: TrainLinear.Saved
-        let attention: TrainAttention.Saved, attentionOp: TrainAttention
+        let attention: [TrainAttention.Saved]
         let gate: TrainLinear.Saved, up: TrainLinear.Saved, down: TrainLinear.Saved
         let g: Matrix, u: Matrix  // gate and up outputs, before GeGLU
     }
 
-    func forward(_ x: Matrix, positions: [Float], prefix: Int) -> (Matrix, Saved) {
+    /// The attention of one sequence (each segment sets its own prefix).
+    var attention: TrainAttention {
+        TrainAttention(heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale, softcap: softcap, window: window, prefix: 0)
+    }
+
+    /// x [ΣT, D]: the sequences' rows stacked, one segment each; positions per row.
+    func forward(_ x: Matrix, positions: [Float], segments: [RowSegment]) -> (Matrix, Saved) {
         let n1 = inputNorm.rms(x)
         let (qs, sq) = q.forward(n1), (ks, sk) = k.forward(n1), (vs, sv) = v.forward(n1)
         Ops.rope(qs, heads: heads, dim: headDim, positions: positions, invFreq: invFreq)
         Ops.rope(ks, heads: kvHeads, dim: headDim, positions: positions, invFreq: invFreq)
-        let op = TrainAttention(heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale, softcap: softcap,
-                                window: window, prefix: prefix)
-        let (mixed, sa) = op.forward(q: qs, k: ks, v: vs)
+        let (mixed, sa) = attention.forward(q: qs, k: ks, v: vs, segments: segments)
         let (a, so) = o.forward(mixed)
         let x1 = x.rows(0..<x.rows)
         Ops.add(x1, postFeedforwardNorm == nil ? a : postAttentionNorm.rms(a))
@@ -124,11 +133,11 @@ struct TrainGemmaLayer {
         let (m, sd) = down.forward(act)
         let y = x1.rows(0..<x1.rows)
         Ops.add(y, postFeedforwardNorm?.rms(m) ?? m)
-        return (y, Saved(x: x, x1: x1, a: a, m: m, q: sq, k: sk, v: sv, o: so, attention: sa, attentionOp: op,
+        return (y, Saved(x: x, x1: x1, a: a, m: m, q: sq, k: sk, v: sv, o: so, attention: sa,
                          gate: sg, up: su, down: sd, g: g, u: u))
     }
 
-    func backward(_ dy: Matrix, _ s: Saved, positions: [Float]) -> Matrix {
+    func backward(_ dy: Matrix, _ s: Saved, positions: [Float], segments: [RowSegment]) -> Matrix {
         let dm = postFeedforwardNorm?.rmsBackward(dy, x: s.m) ?? dy
         let dact = down.backward(dm, s.down) ?? Matrix(rows: 0, cols: 0)
         let (dg, du) = Ops.gegluBackward(dact, gate: s.g, up: s.u, exact: exactGelu)
@@ -138,7 +147,7 @@ struct TrainGemmaLayer {
         Ops.add(dx1, (preFeedforwardNorm ?? postAttentionNorm).rmsBackward(dn2, x: s.x1))
         let da = postFeedforwardNorm == nil ? dx1 : postAttentionNorm.rmsBackward(dx1, x: s.a)
         let dmixed = o.backward(da, s.o) ?? Matrix(rows: 0, cols: 0)
-        let (dq, dk, dv) = s.attentionOp.backward(dmixed, s.attention)
+        let (dq, dk, dv) = attention.backward(dmixed, s.attention, segments: segments)
         Ops.ropeBackward(dq, heads: heads, dim: headDim, positions: positions, invFreq: invFreq)
         Ops.ropeBackward(dk, heads: kvHeads, dim: headDim, positions: positions, invFreq: invFreq)
         let dn1 = q.backward(dq, s.q) ?? Matrix(rows: 0, cols: 0)
@@ -273,6 +282,12 @@ public final class TrainableModel: @unchecked Sendable {
         trainsVisionTower = visionCount > 0
     }
 
+    /// Whether LoRA dropout is on (its masks are drawn per example, so examples run one by one).
+    public var hasDropout: Bool {
+        if case .lora(let c) = method { return c.dropout > 0 }
+        return false
+    }
+
     /// The trained tensors by name.
     public var parametersByName: [String: Parameter] { Dictionary(uniqueKeysWithValues: parameters.map { ($0.name, $0) }) }
 
@@ -285,46 +300,80 @@ public final class TrainableModel: @unchecked Sendable {
     /// scored positions and their count, and adds `weight` times the gradient of that sum to
     /// every parameter's gradient (weight = 1 / tokens in the batch gives transformers' mean).
     public func accumulate(_ example: TrainingExample, weight: Float) throws -> (loss: Double, count: Int) {
-        try run(example, weight: weight, backward: true)
+        try run([example], weights: [weight], backward: true)[0]
+    }
+
+    /// `accumulate` for several examples at once, stacked by rows into one matrix per layer (each
+    /// attends only to itself): example i's gradient counts `weights[i]` times. Examples with
+    /// the same `imageKey` share one pass of the vision tower, its gradient summed over them.
+    /// Per example, its summed cross-entropy and scored-position count.
+    public func accumulate(_ examples: [TrainingExample], weights: [Float]) throws -> [(loss: Double, count: Int)] {
+        precondition(weights.count == examples.count)
+        return try run(examples, weights: weights, backward: true)
     }
 
     /// The example's summed cross-entropy and scored-position count, without gradients
     /// (teacher-forced evaluation).
     public func loss(_ example: TrainingExample) throws -> (loss: Double, count: Int) {
-        try run(example, weight: 0, backward: false)
+        try run([example], weights: [0], backward: false)[0]
     }
 
-    func run(_ example: TrainingExample, weight: Float, backward: Bool) throws -> (loss: Double, count: Int) {
+    func run(_ examples: [TrainingExample], weights: [Float], backward: Bool) throws -> [(loss: Double, count: Int)] {
         let seed = dropoutState.seed
         if !backward { dropoutState.seed = nil }  // dropout only while training
         defer { dropoutState.seed = seed }
         let c = model.config
-        let t = example.ids.count
-        guard t > 1, example.labels.count == t else {
-            throw PaliGemmaError.input("a training example needs at least 2 tokens and one label per token (got \(t) ids, \(example.labels.count) labels)")
-        }
-        // Image side.
-        var visionSaves: [TrainSigLIPLayer.Saved] = [], visionInputs: [Matrix] = []
-        var beforePost: Matrix?, projectorSave: TrainLinear.Saved?, patchSave: TrainLinear.Saved?
-        let features: Matrix?
-        let imageCount = example.ids.filter { $0 == c.imageTokenIndex }.count
-        if imageCount > 0 {
+        let n = c.numImageTokens
+        // Rows: example e's tokens are rows segments[e]; its image (if any) is images[imageOf[e]].
+        var segments: [RowSegment] = [], imageOf: [Int?] = [], images: [[Float]] = [], keys: [String: Int] = [:]
+        var total = 0
+        for (e, example) in examples.enumerated() {
+            let t = example.ids.count
+            guard t > 1, example.labels.count == t else {
+                throw PaliGemmaError.input("a training example needs at least 2 tokens and one label per token (got \(t) ids, \(example.labels.count) labels)")
+            }
+            segments.append(RowSegment(start: total, count: t, prefix: example.prefixLength))
+            total += t
+            let imageCount = example.ids.filter { $0 == c.imageTokenIndex }.count
+            guard imageCount > 0 else { imageOf.append(nil); continue }
+            guard imageCount == n else {
+                throw PaliGemmaError.input("example \(e) has \(imageCount) <image> tokens, the model takes \(n)")
+            }
             guard example.pixels.count == model.pixelCount else {
                 throw PaliGemmaError.input("pixel values: got \(example.pixels.count) floats, expected \(model.pixelCount)")
             }
+            if let key = example.imageKey, let i = keys[key] {
+                imageOf.append(i)
+            } else {
+                if let key = example.imageKey { keys[key] = images.count }
+                imageOf.append(images.count)
+                images.append(example.pixels)
+            }
+        }
+        // Image side: every distinct image's N rows stacked, [I·N, D] after the projector.
+        var visionSaves: [TrainSigLIPLayer.Saved] = [], visionInputs: [Matrix] = []
+        var beforePost: Matrix?, projectorSave: TrainLinear.Saved?, patchSave: TrainLinear.Saved?
+        let imageSegments = images.indices.map { RowSegment(start: $0 * n, count: n, prefix: Int.max) }
+        var features: Matrix?
+        if !images.isEmpty {
             if trainsVision {  // trained vision parameters count in evaluation too
                 let v = c.visionConfig
-                let (x0, ps) = patch.forward(Ops.patches(example.pixels, channels: v.numChannels, size: v.imageSize, patch: v.patchSize))
+                let patches = Matrix(rows: images.count * n, cols: v.numChannels * v.patchSize * v.patchSize)
+                for (i, pixels) in images.enumerated() {
+                    Ops.copyRows(Ops.patches(pixels, channels: v.numChannels, size: v.imageSize, patch: v.patchSize), 0..<n,
+                                 into: patches, at: i * n)
+                }
+                let (x0, ps) = patch.forward(patches)
                 patchSave = ps
                 let pos = position?.value ?? {
-                    let m = Matrix(rows: x0.rows, cols: x0.cols)
-                    for r in 0..<m.rows { Ops.gatherRow(model.vision.embeddings.position, r, into: m, row: r) }
+                    let m = Matrix(rows: n, cols: x0.cols)
+                    for r in 0..<n { Ops.gatherRow(model.vision.embeddings.position, r, into: m, row: r) }
                     return m
                 }()
-                Ops.add(x0, pos)
+                for i in images.indices { Ops.addRows(pos, 0..<n, into: x0, at: i * n) }
                 var x = x0
                 for layer in visionLayers {
-                    let (y, s) = layer.forward(x)
+                    let (y, s) = layer.forward(x, segments: imageSegments)
                     if backward { if recompute { visionInputs.append(x) } else { visionSaves.append(s) } }
                     x = y
                 }
@@ -333,44 +382,61 @@ public final class TrainableModel: @unchecked Sendable {
                 projectorSave = s
                 features = f
             } else {
-                features = try model.imageFeatures(pixels: example.pixels)
+                let f = Matrix(rows: images.count * n, cols: c.textConfig.hiddenSize)
+                for (i, pixels) in images.enumerated() { Ops.copyRows(try model.imageFeatures(pixels: pixels), 0..<n, into: f, at: i * n) }
+                features = f
             }
-        } else {
-            features = nil
         }
-        // Decoder input: image rows as they are, text rows from the (scaled) embedding.
+        // Decoder input: image rows from their image's features, text rows from the (scaled)
+        // embedding. imageRows[k] is the decoder row that took feature row featureRows[k].
         let d = c.textConfig.hiddenSize
         let scale = model.decoder.embedScale
-        let x0 = Matrix(rows: t, cols: d)
-        var imageRows: [Int] = []
-        for (i, id) in example.ids.enumerated() {
-            if id == c.imageTokenIndex, let f = features {
-                Ops.copyRows(f, imageRows.count..<imageRows.count + 1, into: x0, at: i)
-                imageRows.append(i)
-            } else {
-                guard id >= 0, id < model.decoder.vocabRows else {
-                    throw PaliGemmaError.input("token id \(id) at position \(i) is outside the vocabulary (0..<\(model.decoder.vocabRows))")
-                }
-                if let embedding {
-                    for j in 0..<d { x0[i, j] = embedding.value[id, j] * scale }
+        let x0 = Matrix(rows: total, cols: d)
+        var imageRows: [Int] = [], featureRows: [Int] = []
+        var positions: [Float] = []
+        positions.reserveCapacity(total)
+        for (e, example) in examples.enumerated() {
+            var k = 0
+            for (i, id) in example.ids.enumerated() {
+                let row = segments[e].start + i
+                positions.append(Float(i + 1))
+                if id == c.imageTokenIndex, let f = features, let image = imageOf[e] {
+                    Ops.copyRows(f, image * n + k..<image * n + k + 1, into: x0, at: row)
+                    imageRows.append(row)
+                    featureRows.append(image * n + k)
+                    k += 1
                 } else {
-                    model.decoder.embed(id, into: x0, row: i)
+                    guard id >= 0, id < model.decoder.vocabRows else {
+                        throw PaliGemmaError.input("token id \(id) at position \(i) is outside the vocabulary (0..<\(model.decoder.vocabRows))")
+                    }
+                    if let embedding {
+                        for j in 0..<d { x0[row, j] = embedding.value[id, j] * scale }
+                    } else {
+                        model.decoder.embed(id, into: x0, row: row)
+                    }
                 }
             }
         }
-        let positions = (0..<t).map { Float($0 + 1) }
         var saves: [TrainGemmaLayer.Saved] = [], inputs: [Matrix] = []
         var x = x0
         for layer in layers {
-            let (y, s) = layer.forward(x, positions: positions, prefix: example.prefixLength)
+            let (y, s) = layer.forward(x, positions: positions, segments: segments)
             if backward { if recompute { inputs.append(x) } else { saves.append(s) } }
             x = y
         }
         let h = norm.rms(x)
-        // Scored rows only through the output head.
-        let scored = example.scoredPositions
-        let hs = Matrix(rows: scored.count, cols: d)
-        for (r, p) in scored.enumerated() { Ops.copyRows(h, p..<p + 1, into: hs, at: r) }
+        // Scored rows only through the output head: row r of the logits is decoder row
+        // scoredRows[r], of example scoredExample[r].
+        var scoredRows: [Int] = [], scoredExample: [Int] = [], targets: [Int] = []
+        for (e, example) in examples.enumerated() {
+            for p in example.scoredPositions {
+                scoredRows.append(segments[e].start + p)
+                scoredExample.append(e)
+                targets.append(try example.target(after: p, vocabulary: model.decoder.vocabRows))
+            }
+        }
+        let hs = Matrix(rows: scoredRows.count, cols: d)
+        for (r, p) in scoredRows.enumerated() { Ops.copyRows(h, p..<p + 1, into: hs, at: r) }
         let logits: Matrix
         if let embedding {
             logits = Ops.matmulTransposed(hs, embedding.value)
@@ -380,13 +446,14 @@ public final class TrainableModel: @unchecked Sendable {
         let cap = c.textConfig.modelType == .gemma2 ? c.textConfig.finalLogitSoftcapping : nil
         if let cap { Ops.softcap(logits, cap: cap) }
         // Cross-entropy and its gradient, (softmax - onehot) · weight.
-        var loss = 0.0
+        var results = examples.map { (loss: 0.0, count: $0.scoredPositions.count) }
         let dlogits = Matrix(rows: logits.rows, cols: logits.cols)
-        for (r, p) in scored.enumerated() {
-            let target = try example.target(after: p, vocabulary: logits.cols)
-            loss += Ops.crossEntropy(logits.row(r), count: logits.cols, target: target, gradient: dlogits.row(r), weight: weight)
+        for r in 0..<logits.rows {
+            let e = scoredExample[r]
+            results[e].loss += Ops.crossEntropy(logits.row(r), count: logits.cols, target: targets[r], gradient: dlogits.row(r),
+                                                weight: weights[e])
         }
-        guard backward else { return (loss, scored.count) }
+        guard backward, !scoredRows.isEmpty else { return results }
         if let cap { Ops.softcapBackward(dlogits, output: logits, cap: cap) }
         // Back through the output head (tied to the embedding).
         let dhs: Matrix
@@ -396,30 +463,37 @@ public final class TrainableModel: @unchecked Sendable {
         } else {
             dhs = Ops.linearBackwardInput(dlogits, model.decoder.output.weight)
         }
-        let dh = Matrix(rows: t, cols: d)
-        for (r, p) in scored.enumerated() { Ops.copyRows(dhs, r..<r + 1, into: dh, at: p) }
+        let dh = Matrix(rows: total, cols: d)
+        for (r, p) in scoredRows.enumerated() { Ops.copyRows(dhs, r..<r + 1, into: dh, at: p) }
         var dx = norm.rmsBackward(dh, x: x)
         for (i, layer) in layers.enumerated().reversed() {
-            let s = recompute ? layer.forward(inputs[i], positions: positions, prefix: example.prefixLength).1 : saves[i]
-            dx = layer.backward(dx, s, positions: positions)
+            let s = recompute ? layer.forward(inputs[i], positions: positions, segments: segments).1 : saves[i]
+            dx = layer.backward(dx, s, positions: positions, segments: segments)
         }
         if let embedding {
             let sink = embedding.gradientSink
-            for (i, id) in example.ids.enumerated() where id != c.imageTokenIndex {
-                for j in 0..<d { sink[id, j] += dx[i, j] * scale }
+            for (e, example) in examples.enumerated() {
+                for (i, id) in example.ids.enumerated() where id != c.imageTokenIndex {
+                    let row = segments[e].start + i
+                    for j in 0..<d { sink[id, j] += dx[row, j] * scale }
+                }
             }
         }
         if trainsVision, let beforePost, let projectorSave, !imageRows.isEmpty {
-            let df = Matrix(rows: imageRows.count, cols: d)
-            for (r, p) in imageRows.enumerated() { Ops.copyRows(dx, p..<p + 1, into: df, at: r) }
-            guard let dpost = projector.backward(df, projectorSave, needInput: trainsVisionTower) else { return (loss, scored.count) }
+            // Each feature row's gradient: the sum over the decoder rows that read it.
+            let df = Matrix(rows: images.count * n, cols: d)
+            for (row, f) in zip(imageRows, featureRows) { Ops.addRows(dx, row..<row + 1, into: df, at: f) }
+            guard let dpost = projector.backward(df, projectorSave, needInput: trainsVisionTower) else { return results }
             var dv = postLayerNorm.layerBackward(dpost, x: beforePost)
             for (i, layer) in visionLayers.enumerated().reversed() {
-                dv = layer.backward(dv, recompute ? layer.forward(visionInputs[i]).1 : visionSaves[i])
+                let s = recompute ? layer.forward(visionInputs[i], segments: imageSegments).1 : visionSaves[i]
+                dv = layer.backward(dv, s, segments: imageSegments)
             }
-            if let position { Ops.add(position.gradientSink, dv) }
+            if let position {
+                for i in images.indices { Ops.addRows(dv, i * n..<(i + 1) * n, into: position.gradientSink, at: 0) }
+            }
             if let patchSave, !patch.parameters.isEmpty { _ = patch.backward(dv, patchSave, needInput: false) }
         }
-        return (loss, scored.count)
+        return results
     }
 }

@@ -38,6 +38,10 @@ public struct TrainingOptions: Sendable, Equatable {
     public var seed: UInt64 = 0
     /// Examples in file order unless shuffled (a new seeded order each epoch).
     public var shuffle = false
+    /// With `shuffle`: shuffle whole images instead of examples. The examples of one image (the
+    /// trainer's `imageKeys`) stay together in file order, so that a step of a small model runs
+    /// the vision tower once per image for all its questions.
+    public var groupImages = false
     public var averaging: LossAveraging = .tokens
     /// Examples run at once, each on one thread with its own gradient buffers (the kernels then
     /// run single-threaded): for small models, whose per-example matrices are too small to keep
@@ -91,14 +95,25 @@ public final class Trainer: @unchecked Sendable {
     public let model: TrainableModel
     public let options: TrainingOptions
     public let exampleCount: Int
+    /// Example indices by image, in order of first appearance (for `groupImages`).
+    let imageGroups: [[Int]]
     public let totalSteps: Int
     let optimizer: Optimizer
     /// Optimiser steps taken.
     public private(set) var step = 0
 
-    public init(model: TrainableModel, options: TrainingOptions, exampleCount: Int) throws {
+    /// `imageKeys`: each example's image (its file), for `groupImages`; nil: each its own.
+    public init(model: TrainableModel, options: TrainingOptions, exampleCount: Int, imageKeys: [String]? = nil) throws {
         try options.validate()
         guard exampleCount > 0 else { throw PaliGemmaError.input("no training examples") }
+        guard imageKeys.map({ $0.count == exampleCount }) ?? true else {
+            throw PaliGemmaError.input("\(imageKeys?.count ?? 0) image keys for \(exampleCount) examples")
+        }
+        var groups: [[Int]] = [], index: [String: Int] = [:]
+        for (i, key) in (imageKeys ?? []).enumerated() {
+            if let g = index[key] { groups[g].append(i) } else { index[key] = groups.count; groups.append([i]) }
+        }
+        imageGroups = imageKeys == nil ? (0..<exampleCount).map { [$0] } : groups
         guard !model.parameters.isEmpty else { throw PaliGemmaError.input("the method trains no parameter (no module matched the LoRA targets?)") }
         self.model = model
         self.options = options
@@ -120,13 +135,18 @@ public final class Trainer: @unchecked Sendable {
     /// The learning rate of update `step` (0-based).
     public func learningRate(step: Int) -> Float { Float(Double(options.learningRate) * schedule.factor(step: step)) }
 
-    /// The example order of `epoch` (0-based): file order, or a seeded shuffle.
+    /// The example order of `epoch` (0-based): file order, or a seeded shuffle (of examples, or
+    /// of whole images with `groupImages`).
     public func order(epoch: Int) -> [Int] {
-        var order = Array(0..<exampleCount)
-        guard options.shuffle else { return order }
+        guard options.shuffle else { return Array(0..<exampleCount) }
         var rng = Xoshiro256(seed: options.seed &+ 0x5EED &+ UInt64(epoch) &* 0x9E37_79B9)
-        for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
-        return order
+        func shuffled(_ n: Int) -> [Int] {
+            var order = Array(0..<n)
+            for i in stride(from: n - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+            return order
+        }
+        guard options.groupImages else { return shuffled(exampleCount) }
+        return shuffled(imageGroups.count).flatMap { imageGroups[$0] }
     }
 
     /// Indices of the examples optimiser step `step` (0-based) sees: the next
@@ -150,19 +170,22 @@ public final class Trainer: @unchecked Sendable {
         let counts = examples.map { $0.scoredPositions.count }
         let total = counts.reduce(0, +)
         guard total > 0 else { throw PaliGemmaError.input("no supervised token in this step's examples (empty suffixes?)") }
-        let workers = min(self.workers, examples.count)
+        // Example i's gradient weight: 1 / its share of the step's average.
+        let weights = counts.map { n -> Float in
+            options.averaging == .tokens ? 1 / Float(total) : n > 0 ? 1 / Float(n * examples.count) : 0
+        }
+        let groups = self.groups(examples)
+        let workers = min(self.workers, groups.count)
         // Example i's loss term, whichever worker ran it; summed in example order below.
         let losses = WorkerSlots<Double>(examples.count)
         if workers > 1 {
             for p in model.parameters { p.prepareWorkers(workers) }
-            // Worker w takes examples w, w + workers, …; the first error (by worker) is thrown.
+            // Worker w takes groups w, w + workers, …; the first error (by worker) is thrown.
             let errors = WorkerSlots<Error>(workers)
             DispatchQueue.concurrentPerform(iterations: workers) { w in
                 TrainingWorker.run(w) {
                     do {
-                        for i in stride(from: w, to: examples.count, by: workers) {
-                            losses[i] = try accumulate(examples, i, counts: counts, total: total)
-                        }
+                        for g in stride(from: w, to: groups.count, by: workers) { try run(groups[g], examples, weights: weights, counts: counts, total: total, into: losses) }
                     } catch {
                         errors[w] = error
                     }
@@ -171,7 +194,7 @@ public final class Trainer: @unchecked Sendable {
             if let error = errors.values.first { throw error }
             for p in model.parameters { p.reduceWorkers() }
         } else {
-            for i in examples.indices { losses[i] = try accumulate(examples, i, counts: counts, total: total) }
+            for g in groups { try run(g, examples, weights: weights, counts: counts, total: total, into: losses) }
         }
         let loss = losses.values.reduce(0, +)
         let norm = clipGradientNorm(model.parameters, maxNorm: options.clipNorm)
@@ -181,18 +204,48 @@ public final class Trainer: @unchecked Sendable {
         return StepReport(step: step, loss: loss, learningRate: lr, gradNorm: norm, examples: examples.count, tokens: total)
     }
 
-    /// Forward and backward of example `i` of a step into the calling worker's gradients; its
-    /// term of the step's loss.
-    private func accumulate(_ examples: [TrainingExample], _ i: Int, counts: [Int], total: Int) throws -> Double {
-        let n = counts[i]
-        guard n > 0 else { return 0 }
-        // LoRA dropout's masks for this example: from the run's seed, the step and the position.
-        var mix = Xoshiro256(seed: options.seed ^ (UInt64(step) << 20) ^ UInt64(i))
+    /// Forward and backward of the examples `group` of a step, stacked, into the calling
+    /// worker's gradients; their terms of the step's loss into `losses`.
+    private func run(_ group: [Int], _ examples: [TrainingExample], weights: [Float], counts: [Int], total: Int,
+                     into losses: WorkerSlots<Double>) throws {
+        let members = group.filter { counts[$0] > 0 }
+        guard !members.isEmpty else { return }
+        // LoRA dropout's masks (groups of one example when there is dropout): from the run's
+        // seed, the step and the example's position.
+        var mix = Xoshiro256(seed: options.seed ^ (UInt64(step) << 20) ^ UInt64(members[0]))
         model.dropoutSeed = mix.next()
-        let weight = options.averaging == .tokens ? 1 / Float(total) : 1 / Float(n * examples.count)
-        let (sum, _) = try model.accumulate(examples[i], weight: weight)
-        return options.averaging == .tokens ? sum / Double(total) : sum / Double(n * examples.count)
+        let results = try model.accumulate(members.map { examples[$0] }, weights: members.map { weights[$0] })
+        for (i, r) in zip(members, results) {
+            losses[i] = options.averaging == .tokens ? r.loss / Double(total) : r.loss / Double(counts[i] * examples.count)
+        }
     }
+
+    /// How a step's examples are run: each group is one stacked forward and backward pass.
+    /// Small models (decoder width up to `stackingWidth`) without dropout stack their examples:
+    /// an image's examples stay in one group (one vision pass for all of them) and the images
+    /// are dealt to one group per worker, fewest rows first. Otherwise each example is a group.
+    func groups(_ examples: [TrainingExample]) -> [[Int]] {
+        guard model.model.config.textConfig.hiddenSize <= Self.stackingWidth, !model.hasDropout, examples.count > 1 else {
+            return examples.indices.map { [$0] }
+        }
+        var byImage: [[Int]] = [], index: [String: Int] = [:]
+        for (i, e) in examples.enumerated() {
+            if let key = e.imageKey, let g = index[key] { byImage[g].append(i); continue }
+            if let key = e.imageKey { index[key] = byImage.count }
+            byImage.append([i])
+        }
+        let n = max(1, min(workers, byImage.count))
+        var groups = [[Int]](repeating: [], count: n), rows = [Int](repeating: 0, count: n)
+        for members in byImage {
+            let w = rows.indices.min { rows[$0] < rows[$1] } ?? 0
+            groups[w] += members
+            rows[w] += members.reduce(0) { $0 + examples[$1].ids.count }
+        }
+        return groups.map { $0.sorted() }
+    }
+
+    /// The widest decoder whose examples are stacked (activations of a whole step then fit easily).
+    static let stackingWidth = 1024
 
     /// Examples run at once by `step` (`TrainingOptions.parallelExamples` resolved).
     public var workers: Int {

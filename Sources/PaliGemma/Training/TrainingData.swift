@@ -146,8 +146,14 @@ public enum TrainingData {
         } catch {
             throw PaliGemmaError.input("line \(record.line): \(error)")
         }
+        return example(record, pixels: pixels, pipeline: pipeline)
+    }
+
+    /// The example with its image's pixels already preprocessed (by `example` for another
+    /// record of the same image).
+    public static func example(_ record: TrainingRecord, pixels: [Float], pipeline: PaliGemmaPipeline) -> TrainingExample {
         let t = tokens(prefix: record.prefix, suffix: record.suffix, pipeline: pipeline)
-        return TrainingExample(pixels: pixels, ids: t.ids, labels: t.labels, prefixLength: t.prefixLength)
+        return TrainingExample(pixels: pixels, ids: t.ids, labels: t.labels, prefixLength: t.prefixLength, imageKey: record.image.path)
     }
 
     /// `example` for each record, built by up to `threads` threads at once (in record order;
