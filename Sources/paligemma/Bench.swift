@@ -127,8 +127,16 @@ struct RandomCheckpointCommand: ParsableCommand {
     @Option(help: "Weight dtype: bf16, f16 or f32.") var dtype = "bf16"
     @Option(help: "Output folder (must not hold a checkpoint already).") var output: String
     @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(name: .customLong("loc-embeddings"), help: ArgumentHelp("The embedding rows of <loc0000>…<loc1023> (found in the tokenizer beside --config): random like every other token, or sinusoidal (sin and cos of the coordinate at periods 2048 down to 4, so that near coordinates start near; for training from scratch).", valueName: "random|sinusoidal"))
+    var locEmbeddings = "random"
 
     func run() throws {
+        guard locEmbeddings == "random" || locEmbeddings == "sinusoidal" else {
+            throw ValidationError("--loc-embeddings must be random or sinusoidal")
+        }
+        if locEmbeddings == "sinusoidal" && config == nil {
+            throw ValidationError("--loc-embeddings sinusoidal needs --config, with the tokenizer beside it")
+        }
         let types: [String: (DType, String)] = ["bf16": (.bfloat16, "bfloat16"), "f16": (.float16, "float16"), "f32": (.float32, "float32")]
         guard let (type, name) = types[dtype] else {
             throw ValidationError("--dtype must be bf16, f16 or f32")
@@ -147,9 +155,18 @@ struct RandomCheckpointCommand: ParsableCommand {
         }
         do {
             let json = try presetJSON ?? RandomCheckpoint.configJSON(contentsOf: URL(fileURLWithPath: config ?? ""), dtype: name)
+            var locRows: Range<Int>?
+            if locEmbeddings == "sinusoidal", let config {
+                let tokenizer = try Tokenizer.load(directory: URL(fileURLWithPath: config).deletingLastPathComponent())
+                guard let first = tokenizer.id(of: "<loc0000>"), tokenizer.id(of: "<loc1023>") == first + 1023 else {
+                    throw PaliGemmaError.input("the tokenizer beside \(config) has no consecutive <loc0000>…<loc1023> pieces")
+                }
+                locRows = Int(first)..<Int(first) + 1024
+            }
             var last = -1
             let interactive = isatty(STDERR_FILENO) != 0  // a progress line only on a terminal
-            try RandomCheckpoint.write(configJSON: json, dtype: type, to: URL(fileURLWithPath: output), seed: seed) { done, total in
+            try RandomCheckpoint.write(configJSON: json, dtype: type, to: URL(fileURLWithPath: output), seed: seed,
+                                       locRows: locRows) { done, total in
                 let percent = done * 100 / max(total, 1)
                 if interactive && percent != last {
                     last = percent

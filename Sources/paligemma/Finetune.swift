@@ -71,7 +71,7 @@ struct Finetune: ParsableCommand {
     @Option(help: "Threads (default: all CPUs).") var threads: Int?
     @Option(help: ArgumentHelp("Products of the training forward pass: exact (the default; gradients as the tests check them) or fast (bfloat16 inputs on AMX or AVX512-BF16 where present).", valueName: "exact|fast"))
     var precision: Precision?
-    @Option(name: .customLong("parallel-examples"), help: "Examples run at once, one per thread with its own gradient buffers (0: one per thread for models under 50 M trained values, else 1; the same results up to float rounding).")
+    @Option(name: .customLong("parallel-examples"), help: "Workers, each on one thread with its own gradient buffers, running a share of each step's examples (0: one per thread for models under 50 M trained values, else 1; the same results up to float rounding).")
     var parallelExamples = 0
     @OptionGroup var configKeys: ConfigKeyArguments
 

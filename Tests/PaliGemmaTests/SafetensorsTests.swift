@@ -136,6 +136,38 @@ struct SafetensorsTests {
         #expect(abs(std - 0.125) < 0.02)
     }
 
+    @Test("random checkpoint with sinusoidal <loc> rows: those rows are the sinusoids, everything else as drawn without them")
+    func randomCheckpointLocRows() throws {
+        let root = try temporaryDirectory()
+        let config = try String(contentsOf: Fixtures.model("pg1-f32").appendingPathComponent("config.json"), encoding: .utf8)
+        let plain = root.appendingPathComponent("plain"), sinusoidal = root.appendingPathComponent("loc")
+        try RandomCheckpoint.write(configJSON: config, dtype: .float32, to: plain, seed: 3)
+        try RandomCheckpoint.write(configJSON: config, dtype: .float32, to: sinusoidal, seed: 3, locRows: 10..<20)
+        let a = try Checkpoint(directory: plain), b = try Checkpoint(directory: sinusoidal)
+        for name in a.tensorNames {
+            let x = try #require(try a.tensor(canonical: name)).floats(), y = try #require(try b.tensor(canonical: name)).floats()
+            guard name.hasSuffix("embed_tokens.weight") else {
+                #expect(x == y, "\(name) differs")
+                continue
+            }
+            let width = try #require(try a.tensor(canonical: name)).shape[1]
+            for (i, (u, v)) in zip(x, y).enumerated() {
+                let (row, col) = i.quotientAndRemainder(dividingBy: width)
+                if (10..<20).contains(row) {
+                    #expect(v == RandomCheckpoint.locEmbedding(row - 10, column: col, width: width))
+                } else {
+                    #expect(u == v, "row \(row) column \(col)")
+                }
+            }
+        }
+        // Neighbouring coordinates start close, far ones apart; the scale is the embedding's.
+        func e(_ c: Int) -> [Float] { (0..<64).map { RandomCheckpoint.locEmbedding(c, column: $0, width: 64) } }
+        func distance(_ p: [Float], _ q: [Float]) -> Float { zip(p, q).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }.squareRoot() }
+        #expect(distance(e(500), e(501)) < distance(e(500), e(520)) && distance(e(500), e(520)) < distance(e(500), e(900)))
+        let std = (e(123).reduce(0) { $0 + $1 * $1 } / 64).squareRoot()
+        #expect(abs(std - 0.02) < 0.004, "std \(std)")
+    }
+
     /// model.safetensors.index.json: the hub's layout (two-space indent, keys sorted by code
     /// point, a final newline), read back by the checkpoint reader's parser.
     @Test func indexIsThePrettyPrintedSortedHubLayout() throws {

@@ -255,6 +255,23 @@ extension TrainingTrajectoryTests {
         #expect(Set(s.order(epoch: 0)) == Set(0..<10) && s.order(epoch: 0) != Array(0..<10))
         #expect(s.order(epoch: 0) != s.order(epoch: 1) && s.order(epoch: 1) == s.order(epoch: 1))
         #expect(throws: PaliGemmaError.self) { try Trainer(model: TrainableModel(model: model, method: .lora(LoRAConfig(targets: ["nothing"]))), options: options, exampleCount: 10) }
+
+        // Whole images shuffled: each image's examples stay together, in file order.
+        options.groupImages = true
+        let keys = ["a", "a", "b", "c", "c", "c", "d", "b", "e", "e"]
+        let g = try Trainer(model: TrainableModel(model: model, method: .attention), options: options, exampleCount: 10, imageKeys: keys)
+        for epoch in 0..<3 {
+            let order = g.order(epoch: epoch)
+            #expect(order.sorted() == Array(0..<10))
+            var runs: [String] = []
+            for i in order where runs.last != keys[i] { runs.append(keys[i]) }
+            #expect(runs.count == 5 && Set(runs).count == 5, "epoch \(epoch): an image's examples are split in \(order)")
+            #expect(order.filter { keys[$0] == "b" } == [2, 7] && order.filter { keys[$0] == "c" } == [3, 4, 5])
+        }
+        #expect(g.order(epoch: 0) != g.order(epoch: 1) || g.order(epoch: 1) != g.order(epoch: 2))
+        #expect(throws: PaliGemmaError.self) {
+            try Trainer(model: TrainableModel(model: model, method: .attention), options: options, exampleCount: 10, imageKeys: ["a"])
+        }
     }
 }
 

@@ -8,8 +8,10 @@ import PaliGemmaJSON
 /// Values: matrices uniform with standard deviation 1/sqrt(fan_in), token embeddings 0.02, vision
 /// position embeddings 1/sqrt(width), LayerNorm scales 1 and biases 0, RMSNorm offsets 0:
 /// numerically tame, so generation runs as it would, and a sound start for training from scratch.
+/// With `locRows` (the ids of `<loc0000>`…`<loc1023>`), those embedding rows are instead
+/// sinusoids of the coordinate (`locEmbedding`); every other value is drawn as it would be.
 public enum RandomCheckpoint {
-    public static func write(configJSON: String, dtype: DType, to directory: URL, seed: UInt64 = 0,
+    public static func write(configJSON: String, dtype: DType, to directory: URL, seed: UInt64 = 0, locRows: Range<Int>? = nil,
                              maxShardBytes: Int = 2 << 30, progress: (Int, Int) -> Void = { _, _ in }) throws {
         guard dtype.isFloat else { throw PaliGemmaError.input("random checkpoints are F32, BF16 or F16") }
         let config = try PaliGemmaConfig.parse(Data(configJSON.utf8), path: "config.json")
@@ -41,7 +43,7 @@ public enum RandomCheckpoint {
             let final = directory.appendingPathComponent(name)
             let temporary = directory.appendingPathComponent(".\(name).partial")
             _ = try? fm.removeItem(at: temporary)
-            try writeShard(shard, dtype: dtype, to: temporary, rng: &rng) { written += $0; progress(written, total) }
+            try writeShard(shard, dtype: dtype, to: temporary, rng: &rng, locRows: locRows) { written += $0; progress(written, total) }
             _ = try? fm.removeItem(at: final)
             try fm.moveItem(at: temporary, to: final)
             weightMap += shard.map { ($0.name, name) }
@@ -99,7 +101,7 @@ public enum RandomCheckpoint {
     }
 
     static func writeShard(_ tensors: [(name: String, shape: [Int])], dtype: DType, to url: URL,
-                           rng: inout Xoshiro256, wrote: (Int) -> Void) throws {
+                           rng: inout Xoshiro256, locRows: Range<Int>? = nil, wrote: (Int) -> Void) throws {
         let writer = try SafetensorsStreamWriter(path: url.path, tensors: tensors.map { ($0.name, dtype, $0.shape) },
                                                  metadata: ["format": "pt"])
         let chunk = 1 << 20
@@ -116,6 +118,12 @@ public enum RandomCheckpoint {
                     let u = Float(Int64(bitPattern: rng.next()) >> 40) / Float(1 << 23)
                     values[j] = offsetValue + scale * 1.7320508 * u
                 }
+                if let locRows, t.name.hasSuffix("embed_tokens.weight"), let width = t.shape.last {
+                    for j in 0..<n {
+                        let (row, col) = (done + j).quotientAndRemainder(dividingBy: width)
+                        if locRows.contains(row) { values[j] = locEmbedding(row - locRows.lowerBound, column: col, width: width) }
+                    }
+                }
                 try values.withUnsafeBufferPointer { v in
                     try bytes.withUnsafeMutableBytes {
                         if let src = v.baseAddress, let dst = $0.baseAddress { Ops.convertFromFloat(src, to: dtype, into: dst, count: n) }
@@ -127,6 +135,18 @@ public enum RandomCheckpoint {
             }
         }
         try writer.finish()
+    }
+
+    /// Value `column` of the embedding of coordinate `c` (0…1023) for `locRows`: pairs of
+    /// columns hold sin and cos of 2πc / P, the periods P geometric from 2048 down to 4, scaled to
+    /// the token embedding's standard deviation (0.02). Near coordinates start with near
+    /// embeddings, so that a model trained from scratch meets a smooth output head for boxes
+    /// instead of 1,024 unrelated rows.
+    public static func locEmbedding(_ c: Int, column: Int, width: Int) -> Float {
+        let pairs = max(width / 2, 1), i = min(column / 2, pairs - 1)
+        let period = 2048 * pow(4.0 / 2048, Double(i) / Double(max(pairs - 1, 1)))
+        let angle = 2 * Double.pi * Double(c) / period
+        return Float(0.02 * 2.0.squareRoot() * (column % 2 == 0 ? sin(angle) : cos(angle)))
     }
 
     /// (standard deviation, mean) of a parameter's random values.
