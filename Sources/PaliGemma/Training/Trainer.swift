@@ -43,8 +43,9 @@ public struct TrainingOptions: Sendable, Equatable {
     /// the vision tower once per image for all its questions.
     public var groupImages = false
     public var averaging: LossAveraging = .tokens
-    /// Examples run at once, each on one thread with its own gradient buffers (the kernels then
-    /// run single-threaded): for small models, whose per-example matrices are too small to keep
+    /// Workers, each on one thread with its own gradient buffers (the kernels then run
+    /// single-threaded), running a share of each step's examples: for small models, whose
+    /// matrices are too small to keep
     /// every core busy. 1: one example at a time, on all threads; 0: `automaticWorkers`.
     public var parallelExamples = 1
 
@@ -109,11 +110,7 @@ public final class Trainer: @unchecked Sendable {
         guard imageKeys.map({ $0.count == exampleCount }) ?? true else {
             throw PaliGemmaError.input("\(imageKeys?.count ?? 0) image keys for \(exampleCount) examples")
         }
-        var groups: [[Int]] = [], index: [String: Int] = [:]
-        for (i, key) in (imageKeys ?? []).enumerated() {
-            if let g = index[key] { groups[g].append(i) } else { index[key] = groups.count; groups.append([i]) }
-        }
-        imageGroups = imageKeys == nil ? (0..<exampleCount).map { [$0] } : groups
+        imageGroups = Self.grouped(imageKeys ?? [String?](repeating: nil, count: exampleCount))
         guard !model.parameters.isEmpty else { throw PaliGemmaError.input("the method trains no parameter (no module matched the LoRA targets?)") }
         self.model = model
         self.options = options
@@ -185,7 +182,9 @@ public final class Trainer: @unchecked Sendable {
             DispatchQueue.concurrentPerform(iterations: workers) { w in
                 TrainingWorker.run(w) {
                     do {
-                        for g in stride(from: w, to: groups.count, by: workers) { try run(groups[g], examples, weights: weights, counts: counts, total: total, into: losses) }
+                        for g in stride(from: w, to: groups.count, by: workers) {
+                            try run(groups[g], examples, weights: weights, counts: counts, total: total, into: losses)
+                        }
                     } catch {
                         errors[w] = error
                     }
@@ -228,12 +227,7 @@ public final class Trainer: @unchecked Sendable {
         guard model.model.config.textConfig.hiddenSize <= Self.stackingWidth, !model.hasDropout, examples.count > 1 else {
             return examples.indices.map { [$0] }
         }
-        var byImage: [[Int]] = [], index: [String: Int] = [:]
-        for (i, e) in examples.enumerated() {
-            if let key = e.imageKey, let g = index[key] { byImage[g].append(i); continue }
-            if let key = e.imageKey { index[key] = byImage.count }
-            byImage.append([i])
-        }
+        let byImage = Self.grouped(examples.map(\.imageKey))
         let n = max(1, min(workers, byImage.count))
         var groups = [[Int]](repeating: [], count: n), rows = [Int](repeating: 0, count: n)
         for members in byImage {
@@ -242,6 +236,17 @@ public final class Trainer: @unchecked Sendable {
             rows[w] += members.reduce(0) { $0 + examples[$1].ids.count }
         }
         return groups.map { $0.sorted() }
+    }
+
+    /// Indices grouped by key, groups in order of first appearance; a nil key is a group of its own.
+    static func grouped(_ keys: [String?]) -> [[Int]] {
+        var groups: [[Int]] = [], index: [String: Int] = [:]
+        for (i, key) in keys.enumerated() {
+            if let key, let g = index[key] { groups[g].append(i); continue }
+            if let key { index[key] = groups.count }
+            groups.append([i])
+        }
+        return groups
     }
 
     /// The widest decoder whose examples are stacked (activations of a whole step then fit easily).
