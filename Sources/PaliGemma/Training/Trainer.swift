@@ -45,8 +45,7 @@ public struct TrainingOptions: Sendable, Equatable {
     public var averaging: LossAveraging = .tokens
     /// Workers, each on one thread with its own gradient buffers (the kernels then run
     /// single-threaded), running a share of each step's examples: for small models, whose
-    /// matrices are too small to keep
-    /// every core busy. 1: one example at a time, on all threads; 0: `automaticWorkers`.
+    /// matrices are too small to keep every core busy. 1: one example at a time, on all threads; 0: `automaticWorkers`.
     public var parallelExamples = 1
 
     public init() {}
