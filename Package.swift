@@ -96,6 +96,9 @@ let package = Package(
                                          .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                                          .product(name: "NIOCore", package: "swift-nio"),
                                          .product(name: "AsyncHTTPClient", package: "async-http-client")]),
+        // Fuzz targets: replays inputs as built here; scripts/fuzz.sh builds it for libFuzzer.
+        .executableTarget(name: "paligemma-fuzz",
+                          dependencies: ["PaliGemma", "PaliGemmaTokenizer", "PaliGemmaImage", "PaliGemmaServer"]),
         // Fixtures are read through #filePath, not bundled.
         .testTarget(name: "PaliGemmaTests", dependencies: ["PaliGemma", "PaliGemmaJSON", "CPaliGemmaKernels", "paligemma"],
                     exclude: ["Fixtures"]),

@@ -68,8 +68,12 @@ struct ImageInput {
         return try localFile(path, field: field)
     }
 
-    /// `data:[<media type>];base64,<data>`.
     private func dataURL(_ url: String, field: String) throws -> Data {
+        try Self.dataURL(url, field: field, maxBytes: policy.maxBytes)
+    }
+
+    /// The bytes of `data:[<media type>];base64,<data>`, at most `maxBytes` of them.
+    static func dataURL(_ url: String, field: String, maxBytes: Int) throws -> Data {
         guard let comma = url.firstIndex(of: ",") else {
             throw ServerError.badRequest("\(field): a data: URL needs a comma before its data", param: field, code: "bad_image")
         }
@@ -78,14 +82,14 @@ struct ImageInput {
             throw ServerError.badRequest("\(field): only base64 data: URLs are accepted (data:image/png;base64,...)", param: field, code: "bad_image")
         }
         let payload = url[url.index(after: comma)...]
-        guard payload.utf8.count / 4 * 3 <= policy.maxBytes + 3 else {
-            throw ServerError.tooLarge("\(field): the image is over the server's limit of \(policy.maxBytes) bytes", param: field, code: "image_too_large")
+        guard payload.utf8.count / 4 * 3 <= maxBytes + 3 else {
+            throw ServerError.tooLarge("\(field): the image is over the server's limit of \(maxBytes) bytes", param: field, code: "image_too_large")
         }
         guard let data = Data(base64Encoded: String(payload), options: .ignoreUnknownCharacters), !data.isEmpty else {
             throw ServerError.badRequest("\(field): the data: URL's base64 is not valid", param: field, code: "bad_image")
         }
-        guard data.count <= policy.maxBytes else {
-            throw ServerError.tooLarge("\(field): the image is \(data.count) bytes, over the server's limit of \(policy.maxBytes)", param: field, code: "image_too_large")
+        guard data.count <= maxBytes else {
+            throw ServerError.tooLarge("\(field): the image is \(data.count) bytes, over the server's limit of \(maxBytes)", param: field, code: "image_too_large")
         }
         return data
     }

@@ -84,15 +84,14 @@ struct BatchRunner {
     func run() {
         do {
             let inputURL = URL(fileURLWithPath: input)
-            let text: String
-            do { text = try String(contentsOf: inputURL, encoding: .utf8) } catch {
-                throw PaliGemmaError.io(path: input, reason: "cannot read: \(error.localizedDescription)")
-            }
             let base = inputURL.deletingLastPathComponent()
-            let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
             var entries: [Entry] = []
-            for (i, raw) in lines.enumerated() where !raw.trimmingCharacters(in: .whitespaces).isEmpty {
-                entries.append(parse(raw, line: i + 1, base: base))
+            try JSONLines.forEachLine(of: inputURL) { number, bytes in
+                guard let raw = String(validating: bytes, as: UTF8.self) else {
+                    entries.append(.invalid(line: number, key: "id:\(number)", id: .number(number), error: "line \(number): not UTF-8 text"))
+                    return
+                }
+                if !raw.trimmingCharacters(in: .whitespaces).isEmpty { entries.append(parse(raw, line: number, base: base)) }
             }
             let done = try finishedKeys()
             let pending = entries.filter { entry in

@@ -88,4 +88,19 @@ struct GenerationTests {
         let ties: [Float] = [1, 3, 3, 2]
         ties.withUnsafeBufferPointer { #expect(Sampler.argmax($0) == 1) }
     }
+
+    /// Top-p stops as soon as the kept mass reaches p: four equal logits have probabilities of
+    /// exactly 1/4, so p = 0.5 keeps exactly two (ids 0 and 1, lower ids first on ties). Keeping
+    /// on only while the mass is strictly below p is a different sampler (three kept) that the
+    /// test above does not tell apart (mutation run, issue 17).
+    @Test func topPStopsWhenTheMassEqualsP() {
+        let logits: [Float] = [0, 0, 0, 0]
+        logits.withUnsafeBufferPointer { l in
+            var sampler = Sampler(SamplingOptions(temperature: 1, topP: 0.5, seed: 7))
+            var counts = [0, 0, 0, 0]
+            for _ in 0..<2000 { counts[sampler.next(l)] += 1 }
+            #expect(counts[2] == 0 && counts[3] == 0, "top-p 0.5 over four equal tokens sampled \(counts)")
+            #expect(counts[0] > 800 && counts[1] > 800, "the two kept tokens are drawn about equally: \(counts)")
+        }
+    }
 }

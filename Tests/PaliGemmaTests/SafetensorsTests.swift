@@ -76,6 +76,14 @@ struct SafetensorsTests {
         #expect(overlap.contains("overlaps tensor 'a'"))
         let mismatch = try Self.openError(header(#"{"a":{"dtype":"BF16","shape":[3,2],"data_offsets":[0,8]}}"#))
         #expect(mismatch.contains("'a'") && mismatch.contains("needs 12 bytes"))
+        // A span larger than the shape needs is refused too, not only a shorter one (a loosened
+        // `<=` size check survived the mutation run; issue 17).
+        let larger = try Self.openError(header(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,12]}}"#))
+        #expect(larger.contains("'a'") && larger.contains("needs 8 bytes") && larger.contains("span 12"))
+        // A shape whose byte count overflows is refused with a message (the message's own
+        // arithmetic once trapped there: found while writing the safetensors fuzz target).
+        let huge = try Self.openError(header(#"{"a":{"dtype":"F32","shape":[1099511627776,4194304],"data_offsets":[0,4]}}"#))
+        #expect(huge.contains("'a'") && huge.contains("too large"), "\(huge)")
         let dtype = try Self.openError(header(#"{"q":{"dtype":"F8_E4M3","shape":[4],"data_offsets":[0,4]}}"#))
         #expect(dtype.contains("'q'") && dtype.contains("'F8_E4M3' is not supported"))
         let order = try Self.openError(header(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[8,4]}}"#))

@@ -54,25 +54,7 @@ public final class Checkpoint: Sendable {
         do { bytes = Array(try Data(contentsOf: indexURL)) } catch {
             throw PaliGemmaError.io(path: path, reason: "cannot read: \(error.localizedDescription)")
         }
-        let json: JSONValue
-        do { json = try JSONParser.parse(bytes, rejectDuplicateKeys: true) } catch {
-            throw PaliGemmaError.config(path: path, key: nil, reason: "not valid JSON: \(error)")
-        }
-        guard let map = json["weight_map"]?.objectValue else {
-            throw PaliGemmaError.config(path: path, key: "weight_map", reason: "missing or not an object")
-        }
-        var shardNames: [String] = []
-        var expected: [String: String] = [:]
-        for (tensor, value) in map {
-            guard let shard = value.stringValue else {
-                throw PaliGemmaError.config(path: path, key: "weight_map.\(tensor)", reason: "expected a file name")
-            }
-            guard !shard.contains("/"), !shard.hasPrefix(".") else {
-                throw PaliGemmaError.config(path: path, key: "weight_map.\(tensor)", reason: "shard '\(shard)' is not a plain file name in the folder")
-            }
-            if !shardNames.contains(shard) { shardNames.append(shard) }
-            expected[tensor] = shard
-        }
+        let (shardNames, expected) = try shardNames(indexBytes: bytes, path: path)
         let files = try shardNames.map { try SafetensorsFile(path: directory.appendingPathComponent($0).path) }
         for (shard, file) in zip(shardNames, files) {
             for name in file.names where expected[name] != shard {
@@ -90,6 +72,31 @@ public final class Checkpoint: Sendable {
             }
         }
         return files
+    }
+
+    /// The shard files a model.safetensors.index.json names (in first-listed order, each a plain
+    /// file name in the folder) and the shard of each tensor.
+    static func shardNames(indexBytes bytes: [UInt8], path: String) throws -> (shards: [String], tensors: [String: String]) {
+        let json: JSONValue
+        do { json = try JSONParser.parse(bytes, rejectDuplicateKeys: true) } catch {
+            throw PaliGemmaError.config(path: path, key: nil, reason: "not valid JSON: \(error)")
+        }
+        guard let map = json["weight_map"]?.objectValue else {
+            throw PaliGemmaError.config(path: path, key: "weight_map", reason: "missing or not an object")
+        }
+        var shardNames: [String] = []
+        var expected: [String: String] = [:]
+        for (tensor, value) in map {
+            guard let shard = value.stringValue else {
+                throw PaliGemmaError.config(path: path, key: "weight_map.\(tensor)", reason: "expected a file name")
+            }
+            guard !shard.contains("/"), !shard.hasPrefix("."), !shard.isEmpty else {
+                throw PaliGemmaError.config(path: path, key: "weight_map.\(tensor)", reason: "shard '\(shard)' is not a plain file name in the folder")
+            }
+            if !shardNames.contains(shard) { shardNames.append(shard) }
+            expected[tensor] = shard
+        }
+        return (shardNames, expected)
     }
 
     /// The hub's spelling (transformers 4.x) for any known spelling of a weight's name.

@@ -186,14 +186,20 @@ public struct LoRAAdapter: Sendable {
     ]
 
     static func readConfig(_ url: URL) throws -> (LoRAAdapterConfig, [String]) {
-        let path = url.path
+        let bytes: [UInt8]
+        do { bytes = Array(try Data(contentsOf: url)) } catch {
+            throw PaliGemmaError.io(path: url.path, reason: "cannot read: \(error.localizedDescription)")
+        }
+        return try readConfig(bytes, path: url.path)
+    }
+
+    /// The adapter_config.json `bytes` (`path` names it in errors) and its unknown keys.
+    static func readConfig(_ bytes: [UInt8], path: String) throws -> (LoRAAdapterConfig, [String]) {
         let json: JSONValue
         do {
-            json = try JSONParser.parse(Array(try Data(contentsOf: url)), rejectDuplicateKeys: true)
-        } catch let error as JSONParseError {
-            throw PaliGemmaError.config(path: path, key: nil, reason: "not valid JSON: \(error)")
+            json = try JSONParser.parse(bytes, rejectDuplicateKeys: true)
         } catch {
-            throw PaliGemmaError.io(path: path, reason: "cannot read: \(error.localizedDescription)")
+            throw PaliGemmaError.config(path: path, key: nil, reason: "not valid JSON: \(error)")
         }
         guard let members = json.objectValue else { throw PaliGemmaError.config(path: path, key: nil, reason: "not a JSON object") }
         // What is not implemented is refused by name before decoding (one parse, as config.json).

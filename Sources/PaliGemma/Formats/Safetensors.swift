@@ -35,29 +35,43 @@ public final class SafetensorsFile: Sendable {
 
     public init(path: String) throws {
         let storage = try Storage.map(path: path)
+        let header = try Self.header(UnsafeRawBufferPointer(start: storage.base, count: storage.byteCount), path: path)
+        self.path = path
+        self.storage = storage
+        self.dataOffset = header.dataOffset
+        self.entries = header.entries
+        self.names = header.names
+        self.metadata = header.metadata
+    }
+
+    /// What the header of a whole file (`file`: all its bytes) says, fully checked against the
+    /// file's size; `path` only names the file in errors.
+    static func header(_ file: UnsafeRawBufferPointer, path: String) throws
+        -> (entries: [String: SafetensorsEntry], names: [String], metadata: [String: String], dataOffset: Int)
+    {
         func fail(_ tensor: String?, _ reason: String) -> PaliGemmaError {
             .safetensors(path: path, tensor: tensor, reason: reason)
         }
-        guard storage.byteCount >= 8 else {
-            throw fail(nil, "file is \(storage.byteCount) bytes, too short for the 8-byte header length (truncated?)")
+        guard file.count >= 8, let base = file.baseAddress else {
+            throw fail(nil, "file is \(file.count) bytes, too short for the 8-byte header length (truncated?)")
         }
-        let headerLength = UInt64(littleEndian: storage.base.loadUnaligned(as: UInt64.self))
+        let headerLength = UInt64(littleEndian: base.loadUnaligned(as: UInt64.self))
         guard headerLength <= UInt64(Self.maxHeaderBytes) else {
             throw fail(nil, "header length \(headerLength) exceeds the 100 MB limit (not a safetensors file?)")
         }
         let n = Int(headerLength)
-        guard 8 + n <= storage.byteCount else {
-            throw fail(nil, "header length \(n) runs past the end of the \(storage.byteCount)-byte file (truncated?)")
+        guard 8 + n <= file.count else {
+            throw fail(nil, "header length \(n) runs past the end of the \(file.count)-byte file (truncated?)")
         }
         let header: JSONValue
         do {
-            header = try JSONParser.parse(Array(UnsafeRawBufferPointer(start: storage.base + 8, count: n)), rejectDuplicateKeys: true)
+            header = try JSONParser.parse(Array(UnsafeRawBufferPointer(start: base + 8, count: n)), rejectDuplicateKeys: true)
         } catch {
             throw fail(nil, "header is not valid JSON: \(error)")
         }
         guard let members = header.objectValue else { throw fail(nil, "header is not a JSON object") }
 
-        let dataSize = storage.byteCount - 8 - n
+        let dataSize = file.count - 8 - n
         var entries: [String: SafetensorsEntry] = [:]
         var names: [String] = []
         var metadata: [String: String] = [:]
@@ -79,12 +93,7 @@ public final class SafetensorsFile: Sendable {
         for (a, b) in zip(sorted, sorted.dropFirst()) where b.begin < a.end {
             throw fail(b.name, "data [\(b.begin), \(b.end)) overlaps tensor '\(a.name)' at [\(a.begin), \(a.end))")
         }
-        self.path = path
-        self.storage = storage
-        self.dataOffset = 8 + n
-        self.entries = entries
-        self.names = names
-        self.metadata = metadata
+        return (entries, names, metadata, 8 + n)
     }
 
     private static func entry(name: String, value: JSONValue, dataSize: Int,
@@ -101,7 +110,11 @@ public final class SafetensorsFile: Sendable {
         var shape: [Int] = []
         var count = 1
         for v in shapeValues {
-            guard let d = v.intValue, d >= 0 else { throw fail(name, "shape \(shapeValues) has a non-integer or negative size") }
+            guard let d = v.intValue, d >= 0 else {
+                var given = v.typeName
+                if case let .number(d) = v { given = "\(d)" }
+                throw fail(name, "shape has a size that is not an integer from 0 to 10^15 (\(given)); a negative or non-integer size is not a shape")
+            }
             shape.append(d)
             let (p, overflow) = count.multipliedReportingOverflow(by: d)
             guard !overflow else { throw fail(name, "shape \(shape) is too large") }
@@ -116,8 +129,9 @@ public final class SafetensorsFile: Sendable {
             throw fail(name, "data_offsets [\(begin), \(end)] lie outside the \(dataSize)-byte data section (truncated?)")
         }
         let (bytes, overflow) = count.multipliedReportingOverflow(by: dtype.size)
-        guard !overflow, bytes == end - begin else {
-            throw fail(name, "shape \(shape) of \(dtype.rawValue) needs \(count * dtype.size) bytes but data_offsets span \(end - begin)")
+        guard !overflow else { throw fail(name, "shape \(shape) of \(dtype.rawValue) is too large") }
+        guard bytes == end - begin else {
+            throw fail(name, "shape \(shape) of \(dtype.rawValue) needs \(bytes) bytes but data_offsets span \(end - begin)")
         }
         return SafetensorsEntry(name: name, dtype: dtype, shape: shape, begin: begin, end: end)
     }

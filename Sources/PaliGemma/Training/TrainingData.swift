@@ -86,35 +86,54 @@ public enum TrainingData {
     /// every bad line as "<file>, line <n>: <reason>" (one line each; after 20, a count), or
     /// saying the file holds no example.
     public static func read(jsonl: URL) throws -> [TrainingRecord] {
-        let data: Data
-        do { data = try Data(contentsOf: jsonl) } catch {
-            throw PaliGemmaError.io(path: jsonl.path, reason: "cannot read: \(error.localizedDescription)")
-        }
-        var bytes = [UInt8](data)
-        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes.removeFirst(3) }  // a UTF-8 byte order mark
-        let base = jsonl.deletingLastPathComponent()
+        var reader = RecordReader(path: jsonl.path, base: jsonl.deletingLastPathComponent())
+        try JSONLines.forEachLine(of: jsonl) { reader.add($1, number: $0) }
+        return try reader.finished()
+    }
+
+    /// `read(jsonl:)` on the file's bytes; `path` names it in errors, relative image paths are
+    /// taken from `base`.
+    static func read(jsonl bytes: [UInt8], path: String, base: URL) throws -> [TrainingRecord] {
+        var reader = RecordReader(path: path, base: base)
+        try JSONLines.forEachLine(of: bytes, path: path) { reader.add($1, number: $0) }
+        return try reader.finished()
+    }
+
+    /// Collects the records and the errors of the lines, in order.
+    struct RecordReader {
+        let path: String
+        let base: URL
         var records: [TrainingRecord] = []
         var errors: [String] = []
         var errorCount = 0
-        for (index, raw) in bytes.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated() {
-            var line = Array(raw)
-            if line.last == 0x0D { line.removeLast() }
-            guard line.contains(where: { ![0x20, 0x09, 0x0D].contains($0) }) else { continue }
+
+        init(path: String, base: URL) {
+            self.path = path
+            self.base = base
+        }
+
+        mutating func add(_ line: [UInt8], number: Int) {
+            guard line.contains(where: { ![0x20, 0x09, 0x0D].contains($0) }) else { return }
             do {
-                records.append(try record(line, number: index + 1, base: base))
-            } catch let LineError.bad(reason) {
+                records.append(try record(line, number: number, base: base))
+            } catch {
+                guard case let .bad(reason) = error else { return }
                 errorCount += 1
-                if errors.count < reportedErrors { errors.append("\(jsonl.path), line \(index + 1): \(reason)") }
+                if errors.count < reportedErrors { errors.append("\(path), line \(number): \(reason)") }
             }
         }
-        if errorCount > errors.count {
-            errors.append("\(jsonl.path): \(errorCount - errors.count) more bad lines")
+
+        func finished() throws -> [TrainingRecord] {
+            var errors = errors
+            if errorCount > errors.count {
+                errors.append("\(path): \(errorCount - errors.count) more bad lines")
+            }
+            guard errors.isEmpty else { throw PaliGemmaError.input(errors.joined(separator: "\n")) }
+            guard !records.isEmpty else {
+                throw PaliGemmaError.input("\(path): no training examples (the file has no non-blank line)")
+            }
+            return records
         }
-        guard errors.isEmpty else { throw PaliGemmaError.input(errors.joined(separator: "\n")) }
-        guard !records.isEmpty else {
-            throw PaliGemmaError.input("\(jsonl.path): no training examples (the file has no non-blank line)")
-        }
-        return records
     }
 
     /// Ids, labels and prefix length for `prefix` + `suffix`, as transformers'
