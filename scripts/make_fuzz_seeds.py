@@ -133,7 +133,7 @@ def main():
         "adapter-config": words("peft_type", "LORA", "r", "lora_alpha", "target_modules", "lora_dropout", "use_rslora",
                                 "bias", "none", "task_type", "q_proj", "layers_to_transform"),
         "finetune-jsonl": words("image", "prefix", "suffix", "prompt", "task", "lang", "question", "answer", "labels",
-                                "detect", "segment", "caption", "<eos>", "<image>", "\\n"),
+                                "detect", "segment", "caption", "<eos>", "<image>") + ['"\\x0a"', '"\\x0d\\x0a"', '"\\xef\\xbb\\xbf"'],
         "server-request": words("messages", "role", "user", "content", "type", "text", "image_url", "url", "data:",
                                 ";base64,", "prompt", "image", "max_tokens", "max_completion_tokens", "temperature",
                                 "top_p", "seed", "stop", "n", "stream", "stream_options", "include_usage", "task", "labels"),

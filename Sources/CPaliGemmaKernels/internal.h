@@ -38,6 +38,10 @@ static inline size_t pg_dtype_size(int dtype) { return dtype == PG_F32 ? 4 : dty
 /// Per-thread scratch memory that grows as needed and is reused across calls (never shrinks).
 /// `slot` separates independent buffers used at the same time by one thread.
 float *pg_scratch(int thread, int slot, size_t floats);
+// A 64-byte-aligned buffer of at least `bytes` owned by the calling thread (contents not kept
+// when it grows), freed when the thread exits; NULL if it cannot be allocated. One per slot.
+enum { PG_TBUF_MATMUL_A, PG_TBUF_LINEAR_X, PG_TBUF_LINEAR_SCALES, PG_TBUF_SCRATCH, PG_TBUF_SLOTS = PG_TBUF_SCRATCH + 4 };
+void *pg_thread_buffer(int slot, size_t bytes);
 /// Threads the next parallel call from this thread will use: 1 under pg_set_thread_serial.
 int pg_threads_here(void);
 

@@ -76,8 +76,6 @@ static void matmul_task(void *p, long task, int thread) {
     }
 }
 
-static int grow_buffer(void **buf, size_t *cap, size_t bytes);
-
 // Largest packed copy of x shared by the prefill tasks (rows beyond it are done in blocks).
 #define PG_APACK_BYTES ((size_t)64 << 20)
 
@@ -98,13 +96,12 @@ static void matmul_run(int isa, int transposed, const float *x, long ldx, const 
     if ((double)M * N * K < 65536.0) chunk = N;  // tiny: not worth waking the pool
     matmul_job j = { x, ldx, w, wdtype, ldw, y, ldy, M, N, K, chunk, isa, NULL };
     if (isa >= PG_ISA_AVX2 && (transposed || (M > 4 && chunk < N))) {
-        static _Thread_local void *abuf = NULL;
-        static _Thread_local size_t acap = 0;
+        void *abuf = NULL;
         long rows = (long)(PG_APACK_BYTES / sizeof(float) / (size_t)(K + 1)) / PG_GEMM_MR * PG_GEMM_MR;
         if (rows < PG_GEMM_MR) rows = PG_GEMM_MR;
         if (rows > M) rows = M;
         size_t abytes = (size_t)((rows + PG_GEMM_MR - 1) / PG_GEMM_MR * PG_GEMM_MR) * (size_t)K * sizeof(float);
-        if (grow_buffer(&abuf, &acap, abytes)) {
+        if ((abuf = pg_thread_buffer(PG_TBUF_MATMUL_A, abytes)) != NULL) {
             for (long m0 = 0; m0 < M; m0 += rows) {
                 long mb = M - m0 < rows ? M - m0 : rows;
                 matmul_job part = j;
@@ -155,16 +152,6 @@ void pg_matmul_ta_isa(int isa, const float *a, long lda, const void *w, int wdty
     matmul_run(isa, 1, a, lda, w, wdtype, ldw, y, ldy, M, N, K);
 }
 
-// Grows a 64-byte-aligned buffer (contents not kept) to at least `bytes`; false if it cannot.
-static int grow_buffer(void **buf, size_t *cap, size_t bytes) {
-    if (*cap >= bytes) return 1;
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes) != 0) return 0;
-    free(*buf);
-    *buf = p;
-    *cap = bytes;
-    return 1;
-}
 
 typedef struct {
     const float *x; long ldx; const void *w; int dtype; long ldw; const float *scale; const float *bias;
@@ -305,8 +292,7 @@ static void linear_run(int isa, int fast, const float *x, long ldx, const void *
     else if (M > 4 && isa >= PG_ISA_AVX2 && wdtype == PG_I8) kind = X_PACK16;
     else if (M > 4 && isa >= PG_ISA_AVX2 && chunk < N) kind = X_PACK;
     if (kind != X_NONE) {
-        static _Thread_local void *abuf = NULL, *sbuf = NULL;
-        static _Thread_local size_t acap = 0, scap = 0;
+        void *abuf = NULL, *sbuf = NULL;
         long groups = K / PG_Q4_GROUP, rows = M;
         size_t abytes = 0, sbytes = 0;
         switch (kind) {
@@ -344,7 +330,7 @@ static void linear_run(int isa, int fast, const float *x, long ldx, const void *
         default:
             break;
         }
-        if (grow_buffer(&abuf, &acap, abytes) && grow_buffer(&sbuf, &scap, sbytes)) {
+        if ((abuf = pg_thread_buffer(PG_TBUF_LINEAR_X, abytes)) != NULL && (sbuf = pg_thread_buffer(PG_TBUF_LINEAR_SCALES, sbytes)) != NULL) {
             for (long m0 = 0; m0 < M; m0 += rows) {
                 long mb = M - m0 < rows ? M - m0 : rows;
                 linear_job part = job;

@@ -156,19 +156,49 @@ void pg_parallel_for(long ntasks, pg_task_fn fn, void *ctx) {
 #define PG_SCRATCH_SLOTS 4
 typedef struct { float *ptr; size_t cap; } scratch_t;
 static scratch_t g_scratch[PG_MAX_THREADS][PG_SCRATCH_SLOTS];
-// A thread under pg_set_thread_serial may run while the pool runs another caller's job, so it
-// cannot borrow a pool index: it has scratch of its own (kept for the thread's life).
-static _Thread_local scratch_t t_scratch[PG_SCRATCH_SLOTS];
+// Buffers owned by one thread (pg_thread_buffer): a pthread key's destructor frees them when the
+// thread exits. Thread-local statics were never freed, so every thread that ran a kernel and
+// ended (an engine thread, a test's worker) leaked its buffers (found by LeakSanitizer).
+typedef struct { void *ptr[PG_TBUF_SLOTS]; size_t cap[PG_TBUF_SLOTS]; } thread_buffers;
+static pthread_key_t g_buffer_key;
+static pthread_once_t g_buffer_once = PTHREAD_ONCE_INIT;
 
+static void free_thread_buffers(void *p) {
+    thread_buffers *b = p;
+    for (int i = 0; i < PG_TBUF_SLOTS; i++) free(b->ptr[i]);
+    free(b);
+}
+
+static void make_buffer_key(void) { pthread_key_create(&g_buffer_key, free_thread_buffers); }
+
+void *pg_thread_buffer(int slot, size_t bytes) {
+    pthread_once(&g_buffer_once, make_buffer_key);
+    thread_buffers *b = pthread_getspecific(g_buffer_key);
+    if (!b) {
+        b = calloc(1, sizeof *b);
+        if (!b || pthread_setspecific(g_buffer_key, b) != 0) { free(b); return NULL; }
+    }
+    if (b->cap[slot] >= bytes && b->ptr[slot]) return b->ptr[slot];
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
+    free(b->ptr[slot]);
+    b->ptr[slot] = p;
+    b->cap[slot] = bytes;
+    return p;
+}
+
+// A thread under pg_set_thread_serial may run while the pool runs another caller's job, so it
+// cannot borrow a pool index: it has scratch of its own (pg_thread_buffer, freed with the thread).
 float *pg_scratch(int thread, int slot, size_t floats) {
-    scratch_t *s = t_serial ? &t_scratch[slot] : &g_scratch[thread][slot];
+    size_t want = floats < 1024 ? 1024 : floats;
+    if (t_serial) return pg_thread_buffer(PG_TBUF_SCRATCH + slot, want * sizeof(float));
+    scratch_t *s = &g_scratch[thread][slot];
     if (s->cap < floats) {
         free(s->ptr);
-        size_t cap = floats < 1024 ? 1024 : floats;
         void *p = NULL;
-        if (posix_memalign(&p, 64, cap * sizeof(float)) != 0) { s->ptr = NULL; s->cap = 0; return NULL; }
+        if (posix_memalign(&p, 64, want * sizeof(float)) != 0) { s->ptr = NULL; s->cap = 0; return NULL; }
         s->ptr = p;
-        s->cap = cap;
+        s->cap = want;
     }
     return s->ptr;
 }

@@ -148,7 +148,10 @@ public final class InferenceEngine: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         guard thread == nil else { return }
-        let t = Thread(block: { [self] in loop() })
+        // Weak: the engine holds the thread and Foundation's Thread keeps its block after the
+        // thread ends, so a strong capture was a cycle that kept the engine, its KV cache pool
+        // and the model alive forever (found by LeakSanitizer: docs/RELIABILITY.md).
+        let t = Thread(block: { [weak self] in self?.loop() })
         t.name = "paligemma-engine"
         t.stackSize = 8 << 20
         thread = t

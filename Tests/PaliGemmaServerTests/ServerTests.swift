@@ -204,6 +204,7 @@ struct ServerTests {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("pg-media-\(getpid())")
         try? FileManager.default.removeItem(at: root)
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: root) }
         try FileManager.default.copyItem(at: repositoryRoot.appendingPathComponent("Examples/shapes.png"), to: root.appendingPathComponent("a.png"))
         try FileManager.default.createSymbolicLink(atPath: root.appendingPathComponent("escape.png").path,
                                                    withDestinationPath: repositoryRoot.appendingPathComponent("Examples/shapes-four.png").path)

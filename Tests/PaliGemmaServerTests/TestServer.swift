@@ -22,6 +22,10 @@ func dataURL(_ relativePath: String) throws -> String {
 /// <eos>, so its requests run for as many tokens as they ask (for queue, cancel and timeout tests).
 let randomShapesModel: URL = {
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("pg-server-random-\(getpid())")
+    // Removed when the test process exits.
+    atexit {
+        try? FileManager.default.removeItem(at: FileManager.default.temporaryDirectory.appendingPathComponent("pg-server-random-\(getpid())"))
+    }
     if !FileManager.default.fileExists(atPath: folder.appendingPathComponent("config.json").path) {
         do {
             let json = try RandomCheckpoint.configJSON(contentsOf: shapesModel.appendingPathComponent("config.json"), dtype: "float32")

@@ -89,6 +89,21 @@ struct GenerationTests {
         ties.withUnsafeBufferPointer { #expect(Sampler.argmax($0) == 1) }
     }
 
+    /// Top-k keeps every token whose logit reaches the k-th largest, ties included, as
+    /// transformers' TopKLogitsWarper does (`scores < topk(scores, k)[-1]` are removed): with k = 2
+    /// over [3, 2, 2, 1] the kept set is {0, 1, 2}. Dropping the ties (keeping only logits above
+    /// the k-th) survived the earlier tests (mutation run, issue 17).
+    @Test func topKKeepsTiesAtTheKthLogit() {
+        let logits: [Float] = [3, 2, 2, 1]
+        logits.withUnsafeBufferPointer { l in
+            var sampler = Sampler(SamplingOptions(temperature: 1, topK: 2, seed: 5))
+            var counts = [0, 0, 0, 0]
+            for _ in 0..<3000 { counts[sampler.next(l)] += 1 }
+            #expect(counts[3] == 0, "top-k 2 sampled the fourth token: \(counts)")
+            #expect(counts[1] > 300 && counts[2] > 300, "both tokens tied at the 2nd logit are kept: \(counts)")
+        }
+    }
+
     /// Top-p stops as soon as the kept mass reaches p: four equal logits have probabilities of
     /// exactly 1/4, so p = 0.5 keeps exactly two (ids 0 and 1, lower ids first on ties). Keeping
     /// on only while the mass is strictly below p is a different sampler (three kept) that the

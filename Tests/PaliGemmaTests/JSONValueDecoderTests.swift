@@ -48,6 +48,17 @@ import Testing
                              uint: 7, uint8: 255, uint16: 0, uint32: 4_294_967_295, uint64: 1 << 53, float: 1e-6, double: 0.1))
     }
 
+    /// Every escape JSON has, each decoded to its own character (a tab read as a space survived
+    /// the earlier tests: mutation run, issue 17), and surrogate pairs joined.
+    @Test func parserDecodesEveryEscape() throws {
+        let text = #""\"\\\/\b\f\n\r\t\u0041\u00e9\ud83d\ude00""#
+        let value = try JSONParser.parse(Array(text.utf8))
+        #expect(value.stringValue == "\"\\/\u{08}\u{0C}\n\r\tA\u{E9}\u{1F600}", "\(value)")
+        for bad in [#""\x""#, #""\u12""#, #""a"#] {
+            #expect(throws: JSONParseError.self, "\(bad) parsed") { try JSONParser.parse(Array(bad.utf8)) }
+        }
+    }
+
     @Test func keyedContainerKeysContainsAndNil() throws {
         struct Probe: Decodable {
             var keys: [String], hasA: Bool, hasZ: Bool, aIsNil: Bool, bIsNil: Bool, absentNil: DecodingError?

@@ -74,6 +74,12 @@ struct SafetensorsTests {
         #expect(dup.contains("duplicate key 'w'"))
         let overlap = try Self.openError(header(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#))
         #expect(overlap.contains("overlaps tensor 'a'"))
+        // One shared byte is an overlap; touching ranges are not (a check loosened by one byte
+        // survived the mutation run).
+        let oneByte = try Self.openError(header(#"{"a":{"dtype":"I8","shape":[2],"data_offsets":[0,2]},"b":{"dtype":"I8","shape":[2],"data_offsets":[1,3]}}"#))
+        #expect(oneByte.contains("overlaps tensor 'a'"), "\(oneByte)")
+        let touching = try Self.write(header(#"{"a":{"dtype":"I8","shape":[2],"data_offsets":[0,2]},"b":{"dtype":"I8","shape":[2],"data_offsets":[2,4]}}"#, 4))
+        #expect(try SafetensorsFile(path: touching.path).names.count == 2)
         let mismatch = try Self.openError(header(#"{"a":{"dtype":"BF16","shape":[3,2],"data_offsets":[0,8]}}"#))
         #expect(mismatch.contains("'a'") && mismatch.contains("needs 12 bytes"))
         // A span larger than the shape needs is refused too, not only a shorter one (a loosened

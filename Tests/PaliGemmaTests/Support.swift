@@ -38,9 +38,20 @@ func thrownPaliGemmaError(_ body: () throws -> Void) -> PaliGemmaError? {
 
 /// A fresh temporary directory, removed by the caller.
 func temporaryDirectory() throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("pg-test-\(UUID().uuidString)")
+    let url = temporaryRoot.appendingPathComponent(UUID().uuidString)
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
+}
+
+/// One folder per test process for `temporaryDirectory()`, removed when the process exits
+/// (hundreds of folders a run were left in /tmp before).
+let temporaryRoot: URL = {
+    atexit { try? FileManager.default.removeItem(atPath: temporaryRootPath(getpid())) }
+    return URL(fileURLWithPath: temporaryRootPath(getpid()))
+}()
+
+private func temporaryRootPath(_ pid: pid_t) -> String {
+    FileManager.default.temporaryDirectory.appendingPathComponent("pg-test-\(pid)").path
 }
 
 /// Copies a fixture model folder into a temporary directory.
