@@ -9,9 +9,11 @@ Run by hand, not by CI (same pinned environment as make_model_fixtures.py):
 
 Writes Tests/PaliGemmaTests/Fixtures/models/e2e-{pg1,pg2}/ and
 Tests/PaliGemmaTests/Fixtures/e2e/{images/*, CASE.safetensors}. Each CASE file holds input_ids
-[T], pixel_values [1,3,S,S], generated_ids [G] (the stop token included when generation ended on
+[T], pixel_values [I,3,S,S] (I images), generated_ids [G] (the stop token included when generation ended on
 it) and logits [G,V] (the raw logits each generated id was chosen from); its metadata holds the
-model, image, prompt and transformers' decoded text (skip_special_tokens=True).
+model, image (several joined by commas, in order), prompt and transformers' decoded text
+(skip_special_tokens=True). Several images go to the processor as one prompt's list
+(images=[[a, b]], text="<image><image>" + prompt), its documented multi-image layout.
 """
 import json
 import os
@@ -50,10 +52,12 @@ MODELS = [
 ]
 
 CASES = [
-    ("pg1-caption", "e2e-pg1", "scene.jpg", "caption en"),
-    ("pg1-detect", "e2e-pg1", "scene.png", "detect cat ; dog"),
-    ("pg2-answer", "e2e-pg2", "scene.jpg", "answer en what is in the image?"),
-    ("pg2-ocr", "e2e-pg2", "wide.png", "ocr"),
+    ("pg1-caption", "e2e-pg1", ["scene.jpg"], "caption en"),
+    ("pg1-detect", "e2e-pg1", ["scene.png"], "detect cat ; dog"),
+    ("pg2-answer", "e2e-pg2", ["scene.jpg"], "answer en what is in the image?"),
+    ("pg2-ocr", "e2e-pg2", ["wide.png"], "ocr"),
+    ("pg1-two-images", "e2e-pg1", ["scene.jpg", "wide.png"], "answer en which image has text?"),
+    ("pg2-three-images", "e2e-pg2", ["wide.png", "scene.png", "scene.jpg"], "caption en"),
 ]
 
 
@@ -127,10 +131,10 @@ def main():
         with open(os.path.join(folder, "preprocessor_config.json"), "w") as f:
             json.dump(pc, f, indent=2)
 
-    for case, model_name, image_name, prompt in CASES:
+    for case, model_name, image_names, prompt in CASES:
         processor, model = processors[model_name], models[model_name]
-        image = Image.open(os.path.join(images, image_name))
-        inputs = processor(images=image, text="<image>" + prompt, return_tensors="pt")
+        pictures = [Image.open(os.path.join(images, name)) for name in image_names]
+        inputs = processor(images=[pictures], text="<image>" * len(pictures) + prompt, return_tensors="pt")
         with torch.no_grad():
             out = model.generate(**inputs, max_new_tokens=MAX_NEW, do_sample=False, output_logits=True,
                                  return_dict_in_generate=True, eos_token_id=1, pad_token_id=0)
@@ -142,7 +146,7 @@ def main():
                    "pixel_values": inputs["pixel_values"].float().contiguous(),
                    "generated_ids": generated.long().contiguous(), "logits": logits.contiguous()},
                   os.path.join(FIX, "e2e", case + ".safetensors"),
-                  metadata={"model": model_name, "image": image_name, "prompt": prompt, "text": text})
+                  metadata={"model": model_name, "image": ",".join(image_names), "prompt": prompt, "text": text})
         print(f"{case}: {prompt_len} prompt tokens, generated {generated.tolist()} -> {text!r}")
 
 

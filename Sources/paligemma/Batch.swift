@@ -10,12 +10,13 @@ import Glibc
 /// error is recorded), and on restart skips requests already answered in the output. The next
 /// image is decoded and preprocessed on another thread while the model works on the current one.
 ///
-/// Request line: {"image": "path" (relative to the requests file), "prompt": "..."} or instead of
+/// Request line: {"image": "path" (relative to the requests file), "prompt": "..."} ("images":
+/// ["a", "b", ...] instead of "image" for one prompt over several images, in order) or instead of
 /// "prompt" a task: {"task": "caption"|"describe"|"ocr"|"answer"|"question"|"detect"|"segment",
 /// "lang": "en", "question"/"answer"/"labels"/"label": ...} (read by `PaliGemmaTask`, which also
 /// gives the prompt and the error messages); optional "id", "max_tokens",
 /// "temperature", "top_k", "top_p", "seed". Result line: the request's "id" (or its line number),
-/// "line", "image", "prompt", then text, tokens, prompt_tokens, stop_reason, timings — or "error".
+/// "line", "image" (or "images"), "prompt", then text, tokens, prompt_tokens, stop_reason, timings — or "error".
 struct BatchRunner {
     let arguments: GenerationArguments
     let input: String
@@ -44,12 +45,14 @@ struct BatchRunner {
     struct RequestLine: Decodable {
         let id: RequestID?
         let image: String?
+        /// nil when absent; .failure when present but not a list of strings.
+        let images: Result<[String], Error>?
         let task: Result<PaliGemmaTask, Error>
         let maxTokens: Int?, topK: Int?, seed: Int?
         let temperature: Double?, topP: Double?
 
         enum CodingKeys: String, CodingKey {
-            case id, image, maxTokens = "max_tokens", temperature, topK = "top_k", topP = "top_p", seed
+            case id, image, images, maxTokens = "max_tokens", temperature, topK = "top_k", topP = "top_p", seed
         }
 
         init(from decoder: Decoder) throws {
@@ -57,6 +60,7 @@ struct BatchRunner {
             func member<T: Decodable>(_ key: CodingKeys) -> T? { c.decodeIfValid(T.self, forKey: key) }
             id = member(.id)
             image = member(.image)
+            images = c.contains(.images) ? Result { try c.decode([String].self, forKey: .images) } : nil
             task = Result { try PaliGemmaTask(from: decoder) }
             maxTokens = member(.maxTokens)
             temperature = member(.temperature)
@@ -70,7 +74,11 @@ struct BatchRunner {
         let line: Int
         let key: String
         let id: RequestID
-        let image: String
+        /// As the line gave them ("image" or "images"), for the result line.
+        let image: String?
+        let images: [String]?
+        /// The files, resolved against the requests file's folder.
+        let paths: [String]
         let prompt: String
         let options: GenerationOptions
     }
@@ -116,10 +124,12 @@ struct BatchRunner {
                     let written: ResultLine
                     do {
                         let result = try pipeline.generate(pixels: try pixels.get(), prompt: r.prompt, options: r.options)
-                        written = ResultLine(id: r.id, line: r.line, image: r.image, answer: GenerationOutput(result, prompt: r.prompt))
+                        written = ResultLine(id: r.id, line: r.line, image: r.image, images: r.images,
+                                             answer: GenerationOutput(result, prompt: r.prompt))
                     } catch {
                         failures += 1
-                        written = ResultLine(id: r.id, line: r.line, image: r.image, prompt: r.prompt, error: describe(error))
+                        written = ResultLine(id: r.id, line: r.line, image: r.image, images: r.images, prompt: r.prompt,
+                                             error: describe(error))
                     }
                     try sink.write(written)
                 }
@@ -137,17 +147,19 @@ struct BatchRunner {
         let id: RequestID
         let line: Int
         var image: String? = nil
+        var images: [String]? = nil
         var prompt: String? = nil
         var answer: GenerationOutput? = nil
         var error: String? = nil
 
-        enum CodingKeys: String, CodingKey { case id, line, image, prompt, error }
+        enum CodingKeys: String, CodingKey { case id, line, image, images, prompt, error }
 
         func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(id, forKey: .id)
             try c.encode(line, forKey: .line)
             try c.encodeIfPresent(image, forKey: .image)
+            try c.encodeIfPresent(images, forKey: .images)
             try c.encodeIfPresent(prompt, forKey: .prompt)
             try c.encodeIfPresent(error, forKey: .error)
             try answer?.encode(to: encoder)  // its members join this object
@@ -205,8 +217,18 @@ struct BatchRunner {
         let id = request.id ?? .number(line)
         let key = Self.key(id)
         func bad(_ message: String) -> Entry { .invalid(line: line, key: key, id: id, error: "line \(line): \(message)") }
-        guard let image = request.image, !image.isEmpty else { return bad("missing \"image\" (a file path)") }
-        let imagePath = image.hasPrefix("/") ? image : base.appendingPathComponent(image).path
+        let files: [String]
+        switch (request.image, request.images) {
+        case (.some, .some): return bad("give \"image\" or \"images\", not both")
+        case let (image?, nil): files = [image]
+        case let (nil, images?):
+            guard let list = try? images.get() else { return bad("\"images\" must be a list of file paths") }
+            guard !list.isEmpty else { return bad("\"images\" is empty") }
+            files = list
+        case (nil, nil): return bad("missing \"image\" (a file path) or \"images\" (a list of them)")
+        }
+        guard files.allSatisfy({ !$0.isEmpty }) else { return bad("an image path is empty") }
+        let paths = files.map { $0.hasPrefix("/") ? $0 : base.appendingPathComponent($0).path }
         let task: PaliGemmaTask
         do { task = try request.task.get() } catch { return bad(describe(error)) }
         var options = arguments.options
@@ -217,7 +239,9 @@ struct BatchRunner {
         if let v = request.seed, v >= 0 { options.sampling.seed = UInt64(v) }
         if options.maxNewTokens < 1 { return bad("\"max_tokens\" must be at least 1") }
         do { try options.sampling.validate() } catch { return bad(describe(error)) }
-        return .request(Request(line: line, key: key, id: id, image: imagePath, prompt: task.prompt, options: options))
+        return .request(Request(line: line, key: key, id: id, image: request.image.map { _ in paths[0] },
+                                images: request.images == nil ? nil : paths, paths: paths, prompt: task.prompt,
+                                options: options))
     }
 }
 
@@ -229,18 +253,20 @@ func describe(_ error: Error) -> String {
 /// Decodes and preprocesses images one request ahead, on a background thread.
 final class Prefetcher: @unchecked Sendable {
     private let condition = NSCondition()
-    private var ready: [(BatchRunner.Entry, Result<[Float], Error>)] = []
+    private var ready: [(BatchRunner.Entry, Result<[[Float]], Error>)] = []
     private let capacity = 2
 
     init(entries: [BatchRunner.Entry], pipeline: PaliGemmaPipeline, applyEXIF: Bool) {
         let thread = Thread { [self] in
             for entry in entries {
-                var pixels: Result<[Float], Error> = .success([])
+                var pixels: Result<[[Float]], Error> = .success([])
                 if case let .request(r) = entry {
                     pixels = Result {
-                        let image = try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: r.image),
-                                                            options: DecodeOptions(applyEXIFOrientation: applyEXIF))
-                        return try pipeline.pixelValues(image)
+                        try r.paths.map { path in
+                            let image = try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: path),
+                                                                options: DecodeOptions(applyEXIFOrientation: applyEXIF))
+                            return try pipeline.pixelValues(image)
+                        }
                     }
                 }
                 condition.lock()
@@ -253,7 +279,7 @@ final class Prefetcher: @unchecked Sendable {
         thread.start()
     }
 
-    func next() -> (BatchRunner.Entry, Result<[Float], Error>)? {
+    func next() -> (BatchRunner.Entry, Result<[[Float]], Error>)? {
         condition.lock()
         defer { condition.unlock() }
         while ready.isEmpty { condition.wait() }

@@ -129,8 +129,13 @@ struct RandomCheckpointCommand: ParsableCommand {
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(name: .customLong("loc-embeddings"), help: ArgumentHelp("The embedding rows of <loc0000>…<loc1023> (found in the tokenizer beside --config): random like every other token, or sinusoidal (sin and cos of the coordinate at periods 2048 down to 4, so that near coordinates start near; for training from scratch).", valueName: "random|sinusoidal"))
     var locEmbeddings = "random"
+    @Option(name: .customLong("position-embeddings"), help: ArgumentHelp("SigLIP's position embeddings: random (transformers' initialisation) or sincos (the 2D sin-cos table of the patch grid, as in MAE; for training from scratch).", valueName: "random|sincos"))
+    var positionEmbeddings = "random"
 
     func run() throws {
+        guard positionEmbeddings == "random" || positionEmbeddings == "sincos" else {
+            throw ValidationError("--position-embeddings must be random or sincos")
+        }
         guard locEmbeddings == "random" || locEmbeddings == "sinusoidal" else {
             throw ValidationError("--loc-embeddings must be random or sinusoidal")
         }
@@ -166,7 +171,7 @@ struct RandomCheckpointCommand: ParsableCommand {
             var last = -1
             let interactive = isatty(STDERR_FILENO) != 0  // a progress line only on a terminal
             try RandomCheckpoint.write(configJSON: json, dtype: type, to: URL(fileURLWithPath: output), seed: seed,
-                                       locRows: locRows) { done, total in
+                                       locRows: locRows, sincosPositions: positionEmbeddings == "sincos") { done, total in
                 let percent = done * 100 / max(total, 1)
                 if interactive && percent != last {
                     last = percent

@@ -8,7 +8,8 @@ struct GenerationArguments: ParsableArguments {
     @Option(help: "Checkpoint folder (or a hub id already in the local cache). Default: the bundled shapes model.") var model: String?
     @Option(help: "PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors, as PEFT or `paligemma finetune` writes it) applied to the model.")
     var adapter: String?
-    @Option(help: "Image file (JPEG, PNG, PPM/PGM), or - to read it from standard input.") var image: String?
+    @Option(help: "Image file (JPEG, PNG, PPM/PGM), or - to read it from standard input. Repeat for several images: one prompt over all of them, in order, laid out as transformers' processor lays out a list of images.")
+    var image: [String] = []
     @Option(name: .customLong("max-tokens"), help: "Most tokens to generate.") var maxTokens = 128
     @Option(help: "Sampling temperature; 0 is greedy (the default).") var temperature: Float = 0
     @Option(name: .customLong("top-k"), help: "Sample among the k most likely tokens (0: all).") var topK = 0
@@ -49,21 +50,33 @@ struct GenerationArguments: ParsableArguments {
         return pipeline
     }
 
-    func loadImage() throws -> RGBImage {
-        guard let image else { throw PaliGemmaError.input("--image is required") }
-        let options = DecodeOptions(applyEXIFOrientation: applyEXIFOrientation)
-        if image == "-" {
-            let data = FileHandle.standardInput.readDataToEndOfFile()
-            return try ImageDecoder.decode(data: data, name: "<stdin>", options: options)
+    /// Checks --image: given at least once, standard input at most once, and only once when the
+    /// answer is turned into boxes and masks (`single`: they are in that image's pixels).
+    func validateImages(single: Bool = false) throws {
+        guard !image.isEmpty else { throw ValidationError("--image is required") }
+        guard image.filter({ $0 == "-" }).count <= 1 else { throw ValidationError("only one --image can be - (standard input)") }
+        if single && image.count > 1 {
+            throw ValidationError("give one --image: the boxes and masks are in that image's pixels")
         }
-        return try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: (image as NSString).expandingTildeInPath), options: options)
+    }
+
+    func loadImages() throws -> [RGBImage] {
+        guard !image.isEmpty else { throw PaliGemmaError.input("--image is required") }
+        let options = DecodeOptions(applyEXIFOrientation: applyEXIFOrientation)
+        return try image.map { image in
+            if image == "-" {
+                let data = FileHandle.standardInput.readDataToEndOfFile()
+                return try ImageDecoder.decode(data: data, name: "<stdin>", options: options)
+            }
+            return try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: (image as NSString).expandingTildeInPath), options: options)
+        }
     }
 
     /// Runs one request, streaming the text to stdout unless --json; writes the dump.
-    func execute(prompt: String) throws -> (GenerationResult, RGBImage, PaliGemmaPipeline) {
+    func execute(prompt: String) throws -> (GenerationResult, [RGBImage], PaliGemmaPipeline) {
         let pipeline = try loadPipeline()
-        let picture = try loadImage()
-        let result = try pipeline.generate(image: picture, prompt: prompt, options: options,
+        let pictures = try loadImages()
+        let result = try pipeline.generate(images: pictures, prompt: prompt, options: options,
                                            keepPixels: dump != nil, keepLogits: dump != nil) { piece in
             if !json {
                 FileHandle.standardOutput.write(Data(piece.utf8))
@@ -72,17 +85,18 @@ struct GenerationArguments: ParsableArguments {
         }
         if !json { print("") }
         if let dump { try DumpFile.write(result, to: URL(fileURLWithPath: dump)) }
-        return (result, picture, pipeline)
+        return (result, pictures, pipeline)
     }
 
     /// Runs one task and prints the answer: the streamed text, or with --json one object. A task
     /// whose answer holds boxes (detect, segment) is then parsed into boxes and masks of the
     /// input image: a summary after the text, or their members in the same JSON object; the
-    /// mask decoder, mask PNGs and overlay come from `outputs`.
+    /// mask decoder, mask PNGs and overlay come from `outputs`. With several images the answer
+    /// stays text (boxes would have no one image to be in).
     func run(_ task: PaliGemmaTask, outputs: TaskOutputArguments? = nil) {
         do {
-            let (result, image, pipeline) = try execute(prompt: task.prompt)
-            guard task.answerFormat != .text else {
+            let (result, images, pipeline) = try execute(prompt: task.prompt)
+            guard task.answerFormat != .text, images.count == 1, let image = images.first else {
                 if json { print(try JSONOutput.string(GenerationOutput(result, prompt: task.prompt))) }
                 return
             }
@@ -104,7 +118,7 @@ struct GenerationArguments: ParsableArguments {
 
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Answer a prompt about an image.",
+        abstract: "Answer a prompt about an image (or several).",
         discussion: """
         The prompt is used as given (PaliGemma mix checkpoints understand task prompts such as
         "caption en", "answer en <question>", "detect cat ; dog", "segment car", "ocr").
@@ -115,6 +129,7 @@ struct Generate: ParsableCommand {
           cat photo.png | paligemma generate --model M --image - --prompt "answer en how many dogs?" --json
           paligemma generate --model M --image cat.jpg --prompt "caption en" --dump run.safetensors
           paligemma generate --model M --adapter my-lora --image cat.jpg --prompt "caption en"
+          paligemma generate --model M --image left.jpg --image right.jpg --prompt "answer en which one has a dog?"
           paligemma generate --model M --batch requests.jsonl --output results.jsonl
         """
     )
@@ -128,10 +143,10 @@ struct Generate: ParsableCommand {
     func validate() throws {
         if batch != nil {
             guard output != nil else { throw ValidationError("--batch needs --output") }
-            guard common.image == nil, prompt == nil else { throw ValidationError("--batch takes images and prompts from the file") }
+            guard common.image.isEmpty, prompt == nil else { throw ValidationError("--batch takes images and prompts from the file") }
         } else {
             guard prompt != nil else { throw ValidationError("--prompt is required (or --batch)") }
-            guard common.image != nil else { throw ValidationError("--image is required") }
+            try common.validateImages()
         }
     }
 
@@ -151,7 +166,7 @@ struct Caption: ParsableCommand {
     @OptionGroup var common: GenerationArguments
     @Option(help: "Language code.") var lang = "en"
     @Flag(help: "A longer, detailed description.") var long = false
-    func validate() throws { if common.image == nil { throw ValidationError("--image is required") } }
+    func validate() throws { try common.validateImages() }
     func run() throws { common.run(long ? .describe(lang: lang) : .caption(lang: lang)) }
 }
 
@@ -160,7 +175,7 @@ struct OCR: ParsableCommand {
         commandName: "ocr", abstract: "Read the text in an image.",
         discussion: "Example:\n  paligemma ocr --model ~/models/paligemma-3b-mix-224 --image receipt.png")
     @OptionGroup var common: GenerationArguments
-    func validate() throws { if common.image == nil { throw ValidationError("--image is required") } }
+    func validate() throws { try common.validateImages() }
     func run() throws { common.run(.ocr) }
 }
 
@@ -171,6 +186,6 @@ struct Answer: ParsableCommand {
     @OptionGroup var common: GenerationArguments
     @Option(help: "Language code.") var lang = "en"
     @Argument(help: "The question.") var question: String
-    func validate() throws { if common.image == nil { throw ValidationError("--image is required") } }
+    func validate() throws { try common.validateImages() }
     func run() throws { common.run(.answer(question: question, lang: lang)) }
 }

@@ -25,7 +25,7 @@ struct Detect: ParsableCommand {
     @OptionGroup var outputs: TaskOutputArguments
     @Argument(help: "What to look for (one or more labels).") var labels: [String]
     func validate() throws {
-        if common.image == nil { throw ValidationError("--image is required") }
+        try common.validateImages(single: true)
         if labels.isEmpty { throw ValidationError("give at least one label") }
     }
     func run() throws { common.run(.detect(labels: labels), outputs: outputs) }
@@ -45,7 +45,7 @@ struct Segment: ParsableCommand {
     @OptionGroup var common: GenerationArguments
     @OptionGroup var outputs: TaskOutputArguments
     @Argument(help: "What to segment.") var label: String
-    func validate() throws { if common.image == nil { throw ValidationError("--image is required") } }
+    func validate() throws { try common.validateImages(single: true) }
     func run() throws { common.run(.segment(label: label), outputs: outputs) }
 }
 

@@ -8,7 +8,9 @@ struct EndToEndTests {
     struct Case {
         let name: String
         let model: URL
-        let image: URL
+        /// One or several images, in order.
+        let images: [URL]
+        var image: URL { images[0] }
         let prompt: String
         let text: String
         let inputIDs: [Int]
@@ -22,7 +24,9 @@ struct EndToEndTests {
             self.name = name
             let ref = try SafetensorsFile(path: Fixtures.root.appendingPathComponent("e2e/\(name).safetensors").path)
             model = Fixtures.model(ref.metadata["model"] ?? "")
-            image = Fixtures.root.appendingPathComponent("e2e/images/\(ref.metadata["image"] ?? "")")
+            images = (ref.metadata["image"] ?? "").split(separator: ",").map {
+                Fixtures.root.appendingPathComponent("e2e/images/\($0)")
+            }
             prompt = ref.metadata["prompt"] ?? ""
             text = ref.metadata["text"] ?? ""
             inputIDs = try ref.tensor("input_ids").ints()
@@ -34,18 +38,19 @@ struct EndToEndTests {
         }
     }
 
-    static let cases = ["pg1-caption", "pg1-detect", "pg2-answer", "pg2-ocr"]
+    /// One image each, then two and three images in one prompt (PaliGemma 1 and 2).
+    static let cases = ["pg1-caption", "pg1-detect", "pg2-answer", "pg2-ocr", "pg1-two-images", "pg2-three-images"]
 
     @Test("pipeline: prompt ids, pixels, tokens, text and logits equal transformers'", arguments: cases)
     func pipeline(name: String) throws {
         let c = try Case(name)
         let pipeline = try PaliGemmaPipeline(directory: c.model)
-        #expect(pipeline.promptIDs(c.prompt) == c.inputIDs)
-        let image = try ImageDecoder.decode(contentsOf: c.image)
-        let pixels = try pipeline.pixelValues(image)
+        #expect(pipeline.promptIDs(c.prompt, images: c.images.count) == c.inputIDs)
+        let images = try c.images.map { try ImageDecoder.decode(contentsOf: $0) }
+        let pixels = try images.flatMap { try pipeline.pixelValues($0) }
         let (dp, _) = maxAbsDiff(pixels, c.pixels)
         var streamed = ""
-        let result = try pipeline.generate(image: image, prompt: c.prompt, options: GenerationOptions(maxNewTokens: 10),
+        let result = try pipeline.generate(images: images, prompt: c.prompt, options: GenerationOptions(maxNewTokens: 10),
                                            keepLogits: true) { streamed += $0; return .continue }
         let (dl, at) = maxAbsDiff(result.stepLogits?.flatMap { $0 } ?? [], c.logits)
         print("[\(name)] pixels max |diff| \(dp); step logits max |diff| \(dl) at \(at); text \(result.text.debugDescription)")
@@ -104,8 +109,8 @@ struct EndToEndTests {
     func cliGenerate(name: String) throws {
         let c = try Case(name)
         let dump = try temporaryDirectory().appendingPathComponent("dump.safetensors")
-        let r = try Self.run(["generate", "--model", c.model.path, "--image", c.image.path, "--prompt", c.prompt,
-                              "--max-tokens", "10", "--json", "--dump", dump.path])
+        let r = try Self.run(["generate", "--model", c.model.path] + c.images.flatMap { ["--image", $0.path] }
+                             + ["--prompt", c.prompt, "--max-tokens", "10", "--json", "--dump", dump.path])
         #expect(r.status == 0, "\(r.stderr)")
         let object = Self.json(r.stdout)
         #expect(object["tokens"] as? [Int] == c.tokens)
@@ -115,7 +120,7 @@ struct EndToEndTests {
         let file = try SafetensorsFile(path: dump.path)
         #expect(try file.tensor("input_ids").ints() == c.inputIDs)
         #expect(try file.tensor("input_ids").dtype == .int64)
-        #expect(try file.tensor("pixel_values").shape == [1, 3, 56, 56])
+        #expect(try file.tensor("pixel_values").shape == [c.images.count, 3, 56, 56])
         let (dp, _) = maxAbsDiff(try file.tensor("pixel_values").floats(), c.pixels)
         let logits = try file.tensor("logits")
         #expect(logits.shape == [c.steps, 3168])
@@ -188,6 +193,14 @@ struct EndToEndTests {
         #expect(usage.status == 64)
         let tooLong = try Self.run(["generate", "--model", c.model.path, "--image", c.image.path, "--prompt", "x", "--max-tokens", "9000"])
         #expect(tooLong.status == 65 && tooLong.stderr.contains("8192"), "\(tooLong.stderr)")
+        // Several images: standard input only once; boxes need one image; the positions bound the count.
+        let twoStdin = try Self.run(["generate", "--model", c.model.path, "--image", "-", "--image", "-", "--prompt", "x"])
+        #expect(twoStdin.status == 64 && twoStdin.stderr.contains("only one --image can be -"), "\(twoStdin.stderr)")
+        let twoDetect = try Self.run(["detect", "--model", c.model.path, "--image", c.image.path, "--image", c.image.path, "cat"])
+        #expect(twoDetect.status == 64 && twoDetect.stderr.contains("give one --image"), "\(twoDetect.stderr)")
+        let many = try Self.run(["generate", "--model", c.model.path, "--prompt", "x"]
+                                + Array(repeating: ["--image", c.image.path], count: 520).flatMap { $0 })
+        #expect(many.status == 65 && many.stderr.contains("520 images") && many.stderr.contains("8192"), "\(many.stderr)")
     }
 
     @Test func batchRunsResumesAndRecordsErrors() throws {
@@ -203,6 +216,9 @@ struct EndToEndTests {
             #"{"id": "missing", "image": "nope.jpg", "prompt": "caption en"}"#,
             #"not json"#,
             #"{"id": 7, "image": "wide.png", "task": "ocr", "max_tokens": 3}"#,
+            #"{"id": "two", "images": ["scene.jpg", "wide.png"], "prompt": "answer en which image has text?"}"#,
+            #"{"id": "both", "image": "scene.jpg", "images": ["wide.png"], "prompt": "caption en"}"#,
+            #"{"id": "none", "images": [], "prompt": "caption en"}"#,
         ]
         try (lines.joined(separator: "\n") + "\n").write(to: requests, atomically: true, encoding: .utf8)
         let output = dir.appendingPathComponent("results.jsonl")
@@ -210,7 +226,7 @@ struct EndToEndTests {
         let first = try Self.run(["generate", "--model", model.path, "--batch", requests.path, "--output", output.path, "--max-tokens", "10"])
         #expect(first.status == 0, "\(first.stderr)")
         var results = try String(contentsOf: output, encoding: .utf8).split(separator: "\n").map { Self.json(String($0)) }
-        #expect(results.count == 5)
+        #expect(results.count == 8)
         let byID = Dictionary(results.compactMap { r in (r["id"].map { "\($0)" }).map { ($0, r) } }, uniquingKeysWith: { a, _ in a })
         let caption = try Case("pg1-caption"), detect = try Case("pg1-detect")
         #expect(byID["a"]?["tokens"] as? [Int] == caption.tokens)
@@ -218,12 +234,16 @@ struct EndToEndTests {
         #expect((byID["missing"]?["error"] as? String)?.contains("nope.jpg") == true)
         #expect((byID["4"]?["error"] as? String)?.contains("not a JSON object") == true)
         #expect((byID["7"]?["tokens"] as? [Int])?.count == 3)
-        // A second run skips the three answered requests and retries the two that failed.
+        #expect(byID["two"]?["tokens"] as? [Int] == (try Case("pg1-two-images")).tokens)
+        #expect((byID["two"]?["images"] as? [String])?.map { URL(fileURLWithPath: $0).lastPathComponent } == ["scene.jpg", "wide.png"])
+        #expect((byID["both"]?["error"] as? String)?.contains("not both") == true)
+        #expect((byID["none"]?["error"] as? String)?.contains("\"images\" is empty") == true)
+        // A second run skips the four answered requests and retries the four that failed.
         let second = try Self.run(["generate", "--model", model.path, "--batch", requests.path, "--output", output.path, "--max-tokens", "10"])
         #expect(second.status == 0)
-        #expect(second.stderr.contains("skipping 3"), "\(second.stderr)")
+        #expect(second.stderr.contains("skipping 4"), "\(second.stderr)")
         results = try String(contentsOf: output, encoding: .utf8).split(separator: "\n").map { Self.json(String($0)) }
-        #expect(results.count == 7)
+        #expect(results.count == 12)
     }
 }
 

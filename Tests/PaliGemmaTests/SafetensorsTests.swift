@@ -182,6 +182,39 @@ struct SafetensorsTests {
         #expect(abs(std - 0.02) < 0.004, "std \(std)")
     }
 
+    @Test("random checkpoint with sin-cos positions: SigLIP's table is the 2D grid's, everything else as drawn without it")
+    func randomCheckpointGridPositions() throws {
+        let root = try temporaryDirectory()
+        let config = try String(contentsOf: Fixtures.model("pg1-f32").appendingPathComponent("config.json"), encoding: .utf8)
+        let plain = root.appendingPathComponent("plain"), grid = root.appendingPathComponent("grid")
+        try RandomCheckpoint.write(configJSON: config, dtype: .float32, to: plain, seed: 3)
+        try RandomCheckpoint.write(configJSON: config, dtype: .float32, to: grid, seed: 3, sincosPositions: true)
+        let a = try Checkpoint(directory: plain), b = try Checkpoint(directory: grid)
+        var checked = 0
+        for name in a.tensorNames {
+            let x = try #require(try a.tensor(canonical: name)).floats(), y = try #require(try b.tensor(canonical: name)).floats()
+            guard name.hasSuffix("position_embedding.weight") else {
+                #expect(x == y, "\(name) differs")
+                continue
+            }
+            let shape = try #require(try b.tensor(canonical: name)).shape
+            let side = Int(Double(shape[0]).squareRoot()), width = shape[1]
+            #expect(side * side == shape[0])
+            for (i, v) in y.enumerated() {
+                let (patch, channel) = i.quotientAndRemainder(dividingBy: width)
+                #expect(v == RandomCheckpoint.gridPosition(row: patch / side, column: patch % side, channel: channel, width: width))
+            }
+            checked += 1
+        }
+        #expect(checked == 1)
+        // Hand values at width 8 (two frequencies, 1 and 1/100): row 1, column 2.
+        let expected: [Float] = [sin(1), sin(0.01), cos(1), cos(0.01), sin(2), sin(0.02), cos(2), cos(0.02)]
+        let table = (0..<8).map { RandomCheckpoint.gridPosition(row: 1, column: 2, channel: $0, width: 8) }
+        let worst = zip(table, expected).map { abs($0 - $1) }.max() ?? 1
+        print("grid position hand values: worst difference \(worst)")
+        #expect(worst < 1e-6)
+    }
+
     /// model.safetensors.index.json: the hub's layout (two-space indent, keys sorted by code
     /// point, a final newline), read back by the checkpoint reader's parser.
     @Test func indexIsThePrettyPrintedSortedHubLayout() throws {

@@ -9,10 +9,12 @@ import PaliGemmaJSON
 /// position embeddings 1/sqrt(width), LayerNorm scales 1 and biases 0, RMSNorm offsets 0:
 /// numerically tame, so generation runs as it would, and a sound start for training from scratch.
 /// With `locRows` (the ids of `<loc0000>`…`<loc1023>`), those embedding rows are instead
-/// sinusoids of the coordinate (`locEmbedding`); every other value is drawn as it would be.
+/// sinusoids of the coordinate (`locEmbedding`); with `sincosPositions`, SigLIP's position
+/// embeddings are the 2D sin-cos table of the patch grid (`gridPosition`). Every other value is
+/// drawn as it would be, so the same seed gives the same remaining weights either way.
 public enum RandomCheckpoint {
     public static func write(configJSON: String, dtype: DType, to directory: URL, seed: UInt64 = 0, locRows: Range<Int>? = nil,
-                             maxShardBytes: Int = 2 << 30, progress: (Int, Int) -> Void = { _, _ in }) throws {
+                             sincosPositions: Bool = false, maxShardBytes: Int = 2 << 30, progress: (Int, Int) -> Void = { _, _ in }) throws {
         guard dtype.isFloat else { throw PaliGemmaError.input("random checkpoints are F32, BF16 or F16") }
         let config = try PaliGemmaConfig.parse(Data(configJSON.utf8), path: "config.json")
         let tensors = try PaliGemmaModel.expectedTensors(config: config)
@@ -43,7 +45,7 @@ public enum RandomCheckpoint {
             let final = directory.appendingPathComponent(name)
             let temporary = directory.appendingPathComponent(".\(name).partial")
             _ = try? fm.removeItem(at: temporary)
-            try writeShard(shard, dtype: dtype, to: temporary, rng: &rng, locRows: locRows) { written += $0; progress(written, total) }
+            try writeShard(shard, dtype: dtype, to: temporary, rng: &rng, locRows: locRows, sincosPositions: sincosPositions) { written += $0; progress(written, total) }
             _ = try? fm.removeItem(at: final)
             try fm.moveItem(at: temporary, to: final)
             weightMap += shard.map { ($0.name, name) }
@@ -101,7 +103,7 @@ public enum RandomCheckpoint {
     }
 
     static func writeShard(_ tensors: [(name: String, shape: [Int])], dtype: DType, to url: URL,
-                           rng: inout Xoshiro256, locRows: Range<Int>? = nil, wrote: (Int) -> Void) throws {
+                           rng: inout Xoshiro256, locRows: Range<Int>? = nil, sincosPositions: Bool = false, wrote: (Int) -> Void) throws {
         let writer = try SafetensorsStreamWriter(path: url.path, tensors: tensors.map { ($0.name, dtype, $0.shape) },
                                                  metadata: ["format": "pt"])
         let chunk = 1 << 20
@@ -122,6 +124,15 @@ public enum RandomCheckpoint {
                     for j in 0..<n {
                         let (row, col) = (done + j).quotientAndRemainder(dividingBy: width)
                         if locRows.contains(row) { values[j] = locEmbedding(row - locRows.lowerBound, column: col, width: width) }
+                    }
+                }
+                if sincosPositions, t.name.hasSuffix("position_embedding.weight"), t.shape.count == 2 {
+                    let side = Int(Double(t.shape[0]).squareRoot().rounded()), width = t.shape[1]
+                    if side * side == t.shape[0] {
+                        for j in 0..<n {
+                            let (patch, col) = (done + j).quotientAndRemainder(dividingBy: width)
+                            values[j] = gridPosition(row: patch / side, column: patch % side, channel: col, width: width)
+                        }
                     }
                 }
                 try values.withUnsafeBufferPointer { v in
@@ -147,6 +158,20 @@ public enum RandomCheckpoint {
         let period = 2048 * pow(4.0 / 2048, Double(i) / Double(max(pairs - 1, 1)))
         let angle = 2 * Double.pi * Double(c) / period
         return Float(0.02 * 2.0.squareRoot() * (column % 2 == 0 ? sin(angle) : cos(angle)))
+    }
+
+    /// Channel `channel` of the position embedding of the patch at (row, column) of a square grid
+    /// (MAE's 2D sin-cos table): the first half of the channels encodes the row, the second the
+    /// column, each as sin and cos pairs at frequencies 1/10000^(i/(width/4)), values in [-1, 1].
+    /// Patches start with distinct, smoothly varying positions of the same size as their content,
+    /// where a random table at 1/sqrt(width) is several times weaker.
+    public static func gridPosition(row: Int, column: Int, channel: Int, width: Int) -> Float {
+        let half = width / 2, quarter = max(half / 2, 1)
+        guard channel < 2 * half else { return 0 }  // an odd width's last channel
+        let coordinate = channel < half ? row : column, c = channel % half
+        let frequency = pow(10000.0, -Double(c % quarter) / Double(quarter))
+        let angle = Double(coordinate) * frequency
+        return Float(c < quarter ? sin(angle) : cos(angle))
     }
 
     /// (standard deviation, mean) of a parameter's random values.

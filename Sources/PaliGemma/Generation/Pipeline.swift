@@ -51,11 +51,13 @@ public struct GenerationResult: Sendable {
     public var text: String
     /// Generated ids (without the stop token).
     public var tokens: [Int]
-    /// The whole prompt: image tokens, <bos>, prompt, "\n".
+    /// The whole prompt: every image's tokens, <bos>, prompt, "\n".
     public var promptIDs: [Int]
     public var stopReason: StopReason
     public var timings: RequestTimings
-    /// The pixel tensor [3, S, S] the model saw (kept only when asked).
+    /// How many images the prompt held (I).
+    public var imageCount: Int = 1
+    /// The pixel tensors [I, 3, S, S] the model saw, one per image (kept only when asked).
     public var pixelValues: [Float]?
     /// Logits of each sampling step [steps, V] (kept only when asked): the last prompt position,
     /// then after each generated token.
@@ -107,10 +109,10 @@ public final class PaliGemmaPipeline: Sendable {
 
     public var eosID: Int { Int(tokenizer.eosID ?? 1) }
 
-    /// The prompt as transformers' PaliGemma processor builds it: `<image>` x N, `<bos>`,
-    /// then prompt + "\n" tokenized together.
-    public func promptIDs(_ prompt: String) -> [Int] {
-        let n = model.config.numImageTokens
+    /// The prompt as transformers' PaliGemma processor builds it for `images` images:
+    /// `<image>` x N for each image, `<bos>`, then prompt + "\n" tokenized together.
+    public func promptIDs(_ prompt: String, images: Int = 1) -> [Int] {
+        let n = model.config.numImageTokens * max(images, 0)
         let bos = Int(tokenizer.bosID ?? 2)
         return [Int](repeating: model.config.imageTokenIndex, count: n) + [bos]
             + tokenizer.encode(prompt + "\n").map(Int.init)
@@ -119,18 +121,28 @@ public final class PaliGemmaPipeline: Sendable {
     /// The pixel tensor [3, S, S] for an image.
     public func pixelValues(_ image: RGBImage) throws -> [Float] { try preprocessor.pixelValues(for: image) }
 
-    /// Generates an answer. `onText` receives the answer piece by piece (valid UTF-8 at every
-    /// call; control tokens removed) and may stop generation.
+    /// Generates an answer about one image. `onText` receives the answer piece by piece (valid
+    /// UTF-8 at every call; control tokens removed) and may stop generation.
     public func generate(image: RGBImage, prompt: String, options: GenerationOptions = GenerationOptions(),
                          keepPixels: Bool = false, keepLogits: Bool = false,
                          onText: (String) -> StreamControl = { _ in .continue }) throws -> GenerationResult {
+        try generate(images: [image], prompt: prompt, options: options, keepPixels: keepPixels, keepLogits: keepLogits,
+                     onText: onText)
+    }
+
+    /// Generates an answer about several images (at least one), in order: each goes through
+    /// the vision tower on its own and their image tokens form one prefix, as transformers'
+    /// processor lays them out for a list of images.
+    public func generate(images: [RGBImage], prompt: String, options: GenerationOptions = GenerationOptions(),
+                         keepPixels: Bool = false, keepLogits: Bool = false,
+                         onText: (String) -> StreamControl = { _ in .continue }) throws -> GenerationResult {
         let clock = Date()
-        let pixels = try pixelValues(image)
+        let pixels = try images.map(pixelValues)
         let imageSeconds = Date().timeIntervalSince(clock)
         var result = try generate(pixels: pixels, prompt: prompt, options: options, keepLogits: keepLogits, onText: onText)
         result.timings.image = imageSeconds
         result.timings.total += imageSeconds
-        if keepPixels { result.pixelValues = pixels }
+        if keepPixels { result.pixelValues = pixels.flatMap { $0 } }
         return result
     }
 
@@ -138,8 +150,21 @@ public final class PaliGemmaPipeline: Sendable {
     public func generate(pixels: [Float], prompt: String, options: GenerationOptions = GenerationOptions(),
                          keepLogits: Bool = false,
                          onText: (String) -> StreamControl = { _ in .continue }) throws -> GenerationResult {
+        try generate(pixels: [pixels], prompt: prompt, options: options, keepLogits: keepLogits, onText: onText)
+    }
+
+    /// Generates from ready pixel tensors [3, S, S], one per image, in order.
+    public func generate(pixels: [[Float]], prompt: String, options: GenerationOptions = GenerationOptions(),
+                         keepLogits: Bool = false,
+                         onText: (String) -> StreamControl = { _ in .continue }) throws -> GenerationResult {
         let start = Date()
-        let ids = promptIDs(prompt)
+        guard !pixels.isEmpty else { throw PaliGemmaError.input("no image: PaliGemma needs at least one") }
+        let ids = promptIDs(prompt, images: pixels.count)
+        let limit = model.config.textConfig.maxPositionEmbeddings
+        guard ids.count + options.maxNewTokens <= limit else {  // before the vision tower runs
+            let images = pixels.count == 1 ? "" : " (\(pixels.count) images)"
+            throw PaliGemmaError.input("prompt of \(ids.count) tokens\(images) + \(options.maxNewTokens) new tokens exceeds the model's \(limit) positions")
+        }
         var options = options
         options.stopTokens.insert(eosID)
         let features = try model.imageFeatures(pixels: pixels)
@@ -161,6 +186,7 @@ public final class PaliGemmaPipeline: Sendable {
         timings.decodeMsPerToken = out.timings.decodeMillisecondsPerToken
         timings.total = Date().timeIntervalSince(start)
         return GenerationResult(text: text, tokens: out.tokens, promptIDs: ids, stopReason: out.stopReason,
-                                timings: timings, pixelValues: nil, stepLogits: keepLogits ? logits : nil)
+                                timings: timings, imageCount: pixels.count, pixelValues: nil,
+                                stepLogits: keepLogits ? logits : nil)
     }
 }

@@ -60,17 +60,18 @@ public struct GenerationOutput: Encodable, Sendable {
 }
 
 /// `--dump FILE.safetensors`: what the model saw and produced, for checking against a reference.
-///   pixel_values float32 [1, 3, S, S]; input_ids int64 [T] (the whole prompt);
+///   pixel_values float32 [I, 3, S, S] (I images); input_ids int64 [T] (the whole prompt);
 ///   logits float32 [steps, V]: the last prompt position, then after each generated token.
 public enum DumpFile {
     public static func write(_ r: GenerationResult, to url: URL) throws {
         guard let pixels = r.pixelValues, let logits = r.stepLogits else {
             throw PaliGemmaError.input("the result was generated without keeping pixels and logits")
         }
-        let side = Int((Double(pixels.count / 3)).squareRoot())
+        let images = max(r.imageCount, 1)
+        let side = Int((Double(pixels.count / (3 * images))).squareRoot())
         let vocab = logits.first?.count ?? 0
         try SafetensorsWriter.write([
-            .float32("pixel_values", shape: [1, 3, side, side], pixels),
+            .float32("pixel_values", shape: [images, 3, side, side], pixels),
             .int64("input_ids", shape: [r.promptIDs.count], r.promptIDs),
             .float32("logits", shape: [logits.count, vocab], logits.flatMap { $0 }),
         ], metadata: ["generator": "paligemma --dump"], to: url)

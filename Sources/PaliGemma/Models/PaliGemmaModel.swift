@@ -103,6 +103,22 @@ public final class PaliGemmaModel: Sendable {
         projector(try visionFeatures(pixels: pixels))
     }
 
+    /// Image tokens for several images [I·N, D]: each image's tokens in turn, as the decoder
+    /// reads them for a prompt over all of them (transformers' layout for a list of images).
+    public func imageFeatures(pixels images: [[Float]]) throws -> Matrix {
+        if images.count == 1 { return try imageFeatures(pixels: images[0]) }
+        let n = config.numImageTokens
+        let all = Matrix(rows: n * images.count, cols: config.projectionDim)
+        for (i, pixels) in images.enumerated() {
+            let f: Matrix
+            do { f = try imageFeatures(pixels: pixels) } catch PaliGemmaError.input(let reason) {
+                throw PaliGemmaError.input("image \(i + 1) of \(images.count): \(reason)")
+            }
+            Ops.copyRows(f, 0..<f.rows, into: all, at: i * n)
+        }
+        return all
+    }
+
     /// The projector alone, for features [N, Dv] -> [N, D].
     public func project(_ features: Matrix) -> Matrix { projector(features) }
 
