@@ -31,8 +31,14 @@ Batch (3 examples, each run as its own batch-of-1 forward, so no padding is invo
   (P, U) are fixed per example (see MODELS) so that total lengths differ, P covers 1..5 and U 2..6;
   for pg2 one example has U+1 = 7 supervised tokens, more than the sliding window (6).
 
+Several images (the <model>-full-images files): the same layout with 2, 1 and 3 images for the three
+examples (IMAGES_PER_EXAMPLE, seed + 100): input_ids start with <image> x N for each image in turn,
+then <bos>, as PaliGemmaProcessor lays out a list of images, and pixel_values is [I,3,S,S]
+(transformers encodes every image and fills the image tokens in order).
+
 Keys in each file (all float tensors F32, ids I64):
-  example.{i}.pixel_values [3,S,S]; example.{i}.input_ids / token_type_ids / labels [T_i]
+  example.{i}.pixel_values [3,S,S] ([I,3,S,S] in the -images files); example.{i}.input_ids /
+  token_type_ids / labels [T_i]
   loss.tokens   [1]  sum of CE over all supervised (shifted) positions of the batch / their count
                      (transformers' default reduction)
   loss.examples [1]  per-example mean CE, then mean over the examples (big_vision's)
@@ -142,9 +148,13 @@ def load_base(key):
     return PaliGemmaForConditionalGeneration.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager")
 
 
-def make_batch(key, config):
+IMAGES_PER_EXAMPLE = [2, 1, 3]
+
+
+def make_batch(key, config, images=None):
+    """The batch; with `images` (a count per example), examples over several images each."""
     spec = MODELS[key]
-    gen = torch.Generator().manual_seed(spec["seed"])
+    gen = torch.Generator().manual_seed(spec["seed"] + (100 if images else 0))
     vocab = config.text_config.vocab_size
     image_id = config.image_token_id
     assert image_id == IMAGE_ID[key], image_id
@@ -156,11 +166,14 @@ def make_batch(key, config):
     assert NEWLINE < vocab
     allowed = torch.tensor([i for i in range(3, vocab) if i not in (image_id, NEWLINE)])
     batch = []
-    for p_len, u_len in spec["lengths"]:
-        pixel_values = torch.rand((3, size, size), generator=gen) * 2 - 1
+    for i, (p_len, u_len) in enumerate(spec["lengths"]):
+        count = images[i] if images else None
+        pixel_values = torch.rand((count or 1, 3, size, size), generator=gen) * 2 - 1
+        if not count:
+            pixel_values = pixel_values[0]
         prefix = allowed[torch.randint(0, len(allowed), (p_len,), generator=gen)]
         suffix = allowed[torch.randint(0, len(allowed), (u_len,), generator=gen)]
-        head = torch.cat([torch.full((n_img,), image_id), torch.tensor([BOS]), prefix, torch.tensor([NEWLINE])])
+        head = torch.cat([torch.full((n_img * (count or 1),), image_id), torch.tensor([BOS]), prefix, torch.tensor([NEWLINE])])
         tail = torch.cat([suffix, torch.tensor([EOS])])
         input_ids = torch.cat([head, tail]).long()
         token_type_ids = torch.cat([torch.zeros(len(head)), torch.ones(len(tail))]).long()
@@ -173,7 +186,9 @@ def make_batch(key, config):
 
 def forward(model, ex, labels=False):
     dtype = next(model.parameters()).dtype
-    kwargs = dict(input_ids=ex["input_ids"][None], pixel_values=ex["pixel_values"][None].to(dtype),
+    pixels = ex["pixel_values"]
+    pixels = pixels[None] if pixels.dim() == 3 else pixels  # [I, 3, S, S]: one prompt's images
+    kwargs = dict(input_ids=ex["input_ids"][None], pixel_values=pixels.to(dtype),
                   token_type_ids=ex["token_type_ids"][None], use_cache=False)
     if labels:
         kwargs["labels"] = ex["labels"][None]
@@ -369,8 +384,8 @@ def compare_f64(label, key, method, rslora, batch, grads32, loss32):
               f"float64 {grads[n].abs().max().item():.1e}")
 
 
-def gradient_case(key, method, rslora, batch, check_f64):
-    label = f"{key}-{method}" + ("-rslora" if rslora else "")
+def gradient_case(key, method, rslora, batch, check_f64, suffix=""):
+    label = f"{key}-{method}" + ("-rslora" if rslora else "") + suffix
     model, trainable = build(key, method, rslora)
     init = {n: p.detach().clone() for n, p in trainable.items()}
     tokens, examples = losses(model, batch)
@@ -391,7 +406,10 @@ def gradient_case(key, method, rslora, batch, check_f64):
     n_values = sum(p.numel() for p in trainable.values())
     print(f"  {label}: loss.tokens {tokens.item():.7f}, loss.examples {examples.item():.7f}, "
           f"{len(trainable)} trainable tensors, {n_values} values")
-    save(label + ".safetensors", tensors, metadata(key, method, rslora, list(trainable), {"trainable_values": str(n_values)}))
+    extra = {"trainable_values": str(n_values)}
+    if suffix == "-images":
+        extra["images_per_example"] = ",".join(str(len(ex["pixel_values"])) for ex in batch)
+    save(label + ".safetensors", tensors, metadata(key, method, rslora, list(trainable), extra))
     if check_f64:
         compare_f64(label, key, method, rslora, batch, grads, tokens.item())
     return tokens.item(), examples.item()
@@ -487,6 +505,8 @@ def main():
         for method, rslora in cases:
             summary[f"{key}-{method}" + ("-rslora" if rslora else "")] = gradient_case(key, method, rslora, batch, args.check_f64)
         check_tied_sum(key, batch)
+        multi = make_batch(key, base.config, images=IMAGES_PER_EXAMPLE)
+        summary[f"{key}-full-images"] = gradient_case(key, "full", False, multi, args.check_f64, suffix="-images")
         trajectories = {"pg1": ["lora"], "pg2": ["attention"]}[key]
         for method in trajectories:
             for optimizer in ("sgd", "adamw"):

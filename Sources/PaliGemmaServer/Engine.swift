@@ -20,10 +20,11 @@ public struct EngineImage: Sendable {
 
 /// One generation request.
 public struct EngineRequest: Sendable {
-    /// The whole prompt as the model sees it (`PaliGemmaPipeline.promptIDs`: image tokens,
-    /// `<bos>`, prompt, "\n"), tokenized once where the request is checked.
+    /// The whole prompt as the model sees it (`PaliGemmaPipeline.promptIDs`: every image's
+    /// tokens, `<bos>`, prompt, "\n"), tokenized once where the request is checked.
     public var promptIDs: [Int]
-    public var image: EngineImage
+    /// The prompt's images, in order (one or more).
+    public var images: [EngineImage]
     public var options: GenerationOptions
     /// Strings that end generation; the answer stops before the first one (OpenAI's `stop`).
     public var stop: [String] = []
@@ -32,9 +33,9 @@ public struct EngineRequest: Sendable {
     /// Polled before each step: true once the client has gone (the request is then cancelled).
     public var clientGone: (@Sendable () -> Bool)?
 
-    public init(promptIDs: [Int], image: EngineImage, options: GenerationOptions, stop: [String] = [], deadline: Date? = nil) {
+    public init(promptIDs: [Int], images: [EngineImage], options: GenerationOptions, stop: [String] = [], deadline: Date? = nil) {
         self.promptIDs = promptIDs
-        self.image = image
+        self.images = images
         self.options = options
         self.stop = stop
         self.deadline = deadline
@@ -287,29 +288,35 @@ public final class InferenceEngine: @unchecked Sendable {
         }
     }
 
-    /// Makes the request's generator and its staged prefill (the image from the vision cache,
+    /// Makes the request's generator and its staged prefill (each image from the vision cache,
     /// or encoded piece by piece as part of the prefill).
     private func admit(_ job: Job) {
         guard !job.isCancelled else { return job.end(.cancelled) }
         job.summary.queueSeconds = Date().timeIntervalSince(job.submitted)
         do {
-            let image = job.request.image
-            let features = visionCache.features(for: image.key)
-            if features == nil && image.pixels == nil {
-                throw PaliGemmaError.input("the image left the vision cache before it was encoded; send it again")
+            var sources: [PrefillImage] = []
+            for (i, image) in job.request.images.enumerated() {
+                if let features = visionCache.features(for: image.key) {
+                    sources.append(.features(features))
+                    observer?.visionEncoded(seconds: 0, cached: true)
+                } else if let pixels = image.pixels {
+                    sources.append(.pixels(pixels))
+                } else {
+                    let which = job.request.images.count > 1 ? "image \(i + 1) left" : "the image left"
+                    throw PaliGemmaError.input("\(which) the vision cache before it was encoded; send it again")
+                }
             }
-            job.summary.visionCached = features != nil
-            if features != nil { observer?.visionEncoded(seconds: 0, cached: true) }
+            job.summary.visionCached = sources.allSatisfy { if case .features = $0 { true } else { false } }
             let ids = job.request.promptIDs
             var options = job.request.options
             options.stopTokens.insert(pipeline.eosID)
             job.summary.promptTokens = ids.count
-            let generator = try TokenGenerator(model: pipeline.model, promptIDs: ids, imageFeatures: features, options: options,
+            let generator = try TokenGenerator(model: pipeline.model, promptIDs: ids, imageFeatures: nil, options: options,
                                                pool: pool, detokenizer: pipeline.tokenizer.streamingDecoder(skipSpecial: true))
             job.generator = generator
             if generator.isFinished { return job.end(.length) }
             guard let input = generator.nextInput() else { return job.end(.length) }
-            job.prefill = try StagedPrefill(model: pipeline.model, input: input, pixels: features == nil ? image.pixels : nil)
+            job.prefill = try StagedPrefill(model: pipeline.model, input: input, images: sources)
         } catch {
             job.fail(error)
         }
@@ -369,13 +376,16 @@ public final class InferenceEngine: @unchecked Sendable {
         return (pieces, Date().timeIntervalSince(clock))
     }
 
-    /// The prompt is in the cache: keep the image's features, draw the first token.
+    /// The prompt is in the cache: keep the features of the images it encoded, draw the first token.
     private func finishPrefill(_ job: Job, _ prefill: StagedPrefill) {
         job.prefill = nil
-        if !job.summary.visionCached, let features = prefill.imageFeatures {
-            visionCache.insert(features, for: job.request.image.key)
-            observer?.visionEncoded(seconds: job.summary.visionSeconds, cached: false)
+        var encoded = 0
+        for (i, image) in job.request.images.enumerated() where image.pixels != nil && !visionCache.contains(image.key) {
+            guard let features = prefill.features(ofImage: i) else { continue }
+            visionCache.insert(features, for: image.key)
+            encoded += 1
         }
+        for _ in 0..<encoded { observer?.visionEncoded(seconds: job.summary.visionSeconds / Double(encoded), cached: false) }
         guard let generator = job.generator, let logits = prefill.logits, logits.rows == 1 else {
             return job.fail(PaliGemmaError.input("the prefill produced no logits"))
         }

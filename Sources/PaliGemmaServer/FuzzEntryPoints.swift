@@ -21,10 +21,14 @@ public enum ServerFuzzEntryPoints {
                 }
             }
         }
-        if let completion = try? decoder.decode(CompletionRequest.self, from: value) { image(completion.image) }
+        if let completion = try? decoder.decode(CompletionRequest.self, from: value) {
+            (completion.image.map { [$0] } ?? completion.images ?? []).forEach(image)
+        }
         _ = try? decoder.decode(SamplingFields.self, from: value)
         _ = try? decoder.decode(PaliGemmaTask.self, from: value)
-        if let fields = try? decoder.decode(Routes.TaskFields.self, from: value) { image(fields.image) }
+        if let fields = try? decoder.decode(Routes.TaskFields.self, from: value) {
+            (fields.image.map { [$0] } ?? fields.images ?? []).forEach(image)
+        }
     }
 
     static func image(_ reference: String) {

@@ -12,11 +12,14 @@ public struct ImagePolicy: Sendable {
     public var maxBytes: Int
     /// Pixels of one image (width x height), checked from its header before decoding.
     public var maxPixels: Int
+    /// Images in one request (each adds the model's image tokens to the prompt).
+    public var maxImages: Int
 
-    public init(mediaRoot: String? = nil, maxBytes: Int = 10 << 20, maxPixels: Int = 50_000_000) {
+    public init(mediaRoot: String? = nil, maxBytes: Int = 10 << 20, maxPixels: Int = 50_000_000, maxImages: Int = 4) {
         self.mediaRoot = mediaRoot
         self.maxBytes = maxBytes
         self.maxPixels = maxPixels
+        self.maxImages = maxImages
     }
 }
 

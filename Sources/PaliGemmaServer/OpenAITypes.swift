@@ -102,18 +102,21 @@ struct ChatCompletionRequest: Decodable {
 struct CompletionRequest: Decodable {
     var model: String?
     var prompt: String
-    var image: String
+    /// "image" (one) or "images" (several, in order); `Routes.imageList` checks that one is given.
+    var image: String?
+    var images: [String]?
     var sampling: SamplingFields
 
     init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         model = try c.decodeIfPresent(String.self, forKey: .model)
         prompt = try c.decode(String.self, forKey: .prompt)
-        image = try c.decode(String.self, forKey: .image)
+        image = try c.decodeIfPresent(String.self, forKey: .image)
+        images = try c.decodeIfPresent([String].self, forKey: .images)
         sampling = try SamplingFields(from: decoder)
     }
 
-    enum CodingKeys: String, CodingKey { case model, prompt, image }
+    enum CodingKeys: String, CodingKey { case model, prompt, image, images }
 }
 
 // MARK: Responses

@@ -139,10 +139,27 @@ struct Routes {
 
     // MARK: Generation
 
-    /// Checks a request's prompt, sampling and limits and reads its image; the result goes to the engine.
-    func prepare(prompt: String, image: String, imageField: String, sampling s: SamplingFields,
+    /// A request's "image" or "images" as references with the field each came from.
+    func imageList(image: String?, images: [String]?) throws -> [(url: String, field: String)] {
+        switch (image, images) {
+        case let (image?, nil): return [(image, "image")]
+        case let (nil, images?): return images.enumerated().map { ($0.element, "images[\($0.offset)]") }
+        case (.some, .some): throw ServerError.badRequest("give 'image' or 'images', not both", param: "images")
+        case (nil, nil): throw ServerError.badRequest("'image' is required (or 'images', a list)", param: "image", code: "missing_image")
+        }
+    }
+
+    /// Checks a request's prompt, sampling and limits and reads its images; the result goes to the engine.
+    func prepare(prompt: String, images references: [(url: String, field: String)], sampling s: SamplingFields,
                  backend: ServingBackend) throws -> (EngineRequest, imageSeconds: Double) {
         let options = server.options
+        guard !references.isEmpty else {
+            throw ServerError.badRequest("PaliGemma needs an image; 'images' is empty", param: "images", code: "missing_image")
+        }
+        guard references.count <= options.images.maxImages else {
+            throw ServerError.badRequest("the request has \(references.count) images; this server takes at most \(options.images.maxImages)",
+                                         param: references[options.images.maxImages].field, code: "too_many_images")
+        }
         if let n = s.n, n != 1 { throw ServerError.badRequest("'n' must be 1: PaliGemma answers once per request", param: "n") }
         let maxTokens = s.maxCompletionTokens ?? s.maxTokens ?? options.defaultMaxTokens
         let maxField = s.maxCompletionTokens != nil ? "max_completion_tokens" : "max_tokens"
@@ -158,8 +175,8 @@ struct Routes {
         let stop = s.stop?.values ?? []
         guard stop.count <= 4 else { throw ServerError.badRequest("'stop' takes at most 4 strings", param: "stop") }
         let config = backend.pipeline.model.config
-        let ids = backend.pipeline.promptIDs(prompt)
-        let textTokens = ids.count - config.numImageTokens - 1
+        let ids = backend.pipeline.promptIDs(prompt, images: references.count)
+        let textTokens = ids.count - config.numImageTokens * references.count - 1
         guard textTokens <= options.maxPromptTokens else {
             throw ServerError.badRequest("the prompt is \(textTokens) tokens, over the server's limit of \(options.maxPromptTokens)",
                                          param: "prompt", code: "prompt_too_long")
@@ -169,12 +186,12 @@ struct Routes {
                                          param: maxField, code: "prompt_too_long")
         }
         let clock = Date()
-        let engineImage = try ImageInput(policy: options.images, pipeline: backend.pipeline, cache: backend.engine.visionCache)
-            .load(image, field: imageField)
+        let input = ImageInput(policy: options.images, pipeline: backend.pipeline, cache: backend.engine.visionCache)
+        let engineImages = try references.map { try input.load($0.url, field: $0.field) }
         let imageSeconds = Date().timeIntervalSince(clock)
         let sampling = SamplingOptions(temperature: Float(temperature), topK: 0, topP: Float(topP),
                                        seed: UInt64(bitPattern: Int64(s.seed ?? 0)))
-        let request = EngineRequest(promptIDs: ids, image: engineImage,
+        let request = EngineRequest(promptIDs: ids, images: engineImages,
                                     options: GenerationOptions(maxNewTokens: maxTokens, sampling: sampling, stopTokens: []),
                                     stop: stop, deadline: Date().addingTimeInterval(options.requestTimeout))
         return (request, imageSeconds)
@@ -237,8 +254,8 @@ struct Routes {
         var request = request
         let body = try await collect(&request)
         let chat: ChatCompletionRequest = try decode(body)
-        let (prompt, image) = try chatPromptAndImage(chat.messages)
-        let (engineRequest, _) = try prepare(prompt: prompt, image: image.url, imageField: image.field, sampling: chat.sampling, backend: backend)
+        let (prompt, images) = try chatPromptAndImages(chat.messages)
+        let (engineRequest, _) = try prepare(prompt: prompt, images: images, sampling: chat.sampling, backend: backend)
         let id = "chatcmpl-" + Self.randomID()
         let created = Int(Date().timeIntervalSince1970)
         let model = chat.model ?? backend.modelID
@@ -282,8 +299,8 @@ struct Routes {
             usage: Usage(promptTokens: summary.promptTokens, completionTokens: summary.tokens.count), writesUsage: true)))
     }
 
-    /// The last user message's text (its text parts joined by a space) and its one image.
-    func chatPromptAndImage(_ messages: [ChatCompletionRequest.Message]) throws -> (String, (url: String, field: String)) {
+    /// The last user message's text (its text parts joined by a space) and its images, in order.
+    func chatPromptAndImages(_ messages: [ChatCompletionRequest.Message]) throws -> (String, [(url: String, field: String)]) {
         guard let last = messages.last else { throw ServerError.badRequest("'messages' is empty", param: "messages") }
         let index = messages.count - 1
         guard last.role == "user" else {
@@ -296,7 +313,7 @@ struct Routes {
                                          param: "messages", code: "multi_turn")
         }
         var texts: [String] = []
-        var images: [(String, String)] = []
+        var images: [(url: String, field: String)] = []
         switch last.content {
         case let .text(s)?:
             texts = [s]
@@ -320,14 +337,12 @@ struct Routes {
         case nil:
             throw ServerError.badRequest("'messages[\(index)].content' is required", param: "messages[\(index)].content")
         }
-        guard images.count == 1 else {
-            throw ServerError.badRequest(images.isEmpty
-                ? "PaliGemma needs one image: add an image_url part to the last user message"
-                : "PaliGemma takes one image per request; this message has \(images.count)",
-                param: "messages[\(index)].content", code: images.isEmpty ? "missing_image" : "too_many_images")
+        guard !images.isEmpty else {
+            throw ServerError.badRequest("PaliGemma needs an image: add an image_url part to the last user message",
+                                         param: "messages[\(index)].content", code: "missing_image")
         }
         let prompt = texts.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }.joined(separator: " ")
-        return (prompt, images[0])
+        return (prompt, images)
     }
 
     func completions(_ request: Request, _ context: ServerRequestContext) async throws -> Response {
@@ -335,7 +350,8 @@ struct Routes {
         var request = request
         let body = try await collect(&request)
         let completion: CompletionRequest = try decode(body)
-        let (engineRequest, _) = try prepare(prompt: completion.prompt, image: completion.image, imageField: "image",
+        let (engineRequest, _) = try prepare(prompt: completion.prompt,
+                                             images: try imageList(image: completion.image, images: completion.images),
                                              sampling: completion.sampling, backend: backend)
         let id = "cmpl-" + Self.randomID()
         let created = Int(Date().timeIntervalSince1970)
@@ -383,11 +399,13 @@ struct Routes {
     // MARK: Typed tasks
 
     struct TaskFields: Decodable {
-        let image: String
+        let image: String?
+        let images: [String]?
     }
 
     /// POST /v1/<task>: the task's members (`PaliGemmaTask`'s JSON: lang, question, labels,
-    /// label) with "image" and the sampling members; answers the JSON of the CLI's --json.
+    /// label) with "image" (or "images" for a task answered in text) and the sampling members;
+    /// answers the JSON of the CLI's --json.
     func taskEndpoint(_ name: String, _ request: Request, _ context: ServerRequestContext) async throws -> Response {
         let backend = try server.readyBackend()
         var request = request
@@ -407,15 +425,19 @@ struct Routes {
             let field = message.components(separatedBy: "\"").dropLast().last
             throw ServerError.badRequest(message.replacingOccurrences(of: "task \"\(name)\" needs", with: "/v1/\(name) needs"), param: field)
         }
-        let (engineRequest, imageSeconds) = try prepare(prompt: task.prompt, image: fields.image, imageField: "image",
-                                                        sampling: sampling, backend: backend)
+        let images = try imageList(image: fields.image, images: fields.images)
+        if task.answerFormat != .text, images.count > 1 {
+            throw ServerError.badRequest("/v1/\(name) takes one image: its boxes are in that image's pixels",
+                                         param: "images", code: "too_many_images")
+        }
+        let (engineRequest, imageSeconds) = try prepare(prompt: task.prompt, images: images, sampling: sampling, backend: backend)
         let summary = try await complete(engineRequest, backend: backend, body: request, context: context)
         try check(summary)
         var parsed: TaskResult?
         if task.answerFormat != .text {
             let decoder = task.answerFormat == .masks && TaskOutput.mentionsSegments(summary.text) ? backend.maskDecoder : nil
-            parsed = try TaskOutput.parse(text: summary.text, imageWidth: engineRequest.image.width,
-                                          imageHeight: engineRequest.image.height, maskDecoder: decoder)
+            parsed = try TaskOutput.parse(text: summary.text, imageWidth: engineRequest.images[0].width,
+                                          imageHeight: engineRequest.images[0].height, maskDecoder: decoder)
         }
         var timings = RequestTimings()
         timings.load = backend.pipeline.loadSeconds

@@ -210,7 +210,7 @@ struct FinetuneRun {
         }
         trainable.recompute = c.recompute
         let trainer = try Trainer(model: trainable, options: c.options, exampleCount: trainRecords.count,
-                                  imageKeys: trainRecords.map(\.image.path))
+                                  imageKeys: trainRecords.map { $0.images.map(\.path).joined(separator: "\n") })
         if c.resume {
             try trainer.restore(from: SafetensorsFile(path: stateURL.path))
             note("resuming at step \(trainer.step) of \(trainer.totalSteps)")
@@ -222,7 +222,7 @@ struct FinetuneRun {
         // Examples are built once and kept while they fit in 512 MB; else rebuilt when needed,
         // each image decoded once per step (by the training workers' threads) and kept for the
         // next step, which grouped images often share.
-        let cacheable = trainRecords.count * pipeline.model.pixelCount * 4 <= 512 << 20
+        let cacheable = trainRecords.reduce(0) { $0 + $1.images.count } * pipeline.model.pixelCount * 4 <= 512 << 20
         var cache: [Int: TrainingExample] = [:]
         var recent: [String: [Float]] = [:]
         func examples(_ indices: [Int]) throws -> [TrainingExample] {
@@ -235,19 +235,25 @@ struct FinetuneRun {
                 }
             }
             let records = indices.map { trainRecords[$0] }
-            var firsts: [TrainingRecord] = [], seen: Set<String> = []
-            for r in records where recent[r.image.path] == nil && seen.insert(r.image.path).inserted { firsts.append(r) }
+            var firsts: [(line: Int, url: URL)] = [], seen: Set<String> = []
+            for r in records {
+                for url in r.images where recent[url.path] == nil && seen.insert(url.path).inserted { firsts.append((r.line, url)) }
+            }
             var now: [String: [Float]] = [:]
-            for e in try TrainingData.examples(firsts, pipeline: pipeline, threads: trainer.workers) {
-                if let key = e.imageKey { now[key] = e.pixels }
+            for (first, pixels) in zip(firsts, try TrainingData.pixels(of: firsts, pipeline: pipeline, threads: trainer.workers)) {
+                now[first.url.path] = pixels
             }
             var out: [TrainingExample] = []
             for r in records {
-                guard let pixels = now[r.image.path] ?? recent[r.image.path] else {
-                    throw PaliGemmaError.input("line \(r.line): the image \(r.image.path) was not decoded")
+                var images: [[Float]] = []
+                for url in r.images {
+                    guard let pixels = now[url.path] ?? recent[url.path] else {
+                        throw PaliGemmaError.input("line \(r.line): the image \(url.path) was not decoded")
+                    }
+                    now[url.path] = pixels
+                    images.append(pixels)
                 }
-                now[r.image.path] = pixels
-                out.append(TrainingData.example(r, pixels: pixels, pipeline: pipeline))
+                out.append(TrainingData.example(r, images: images, pipeline: pipeline))
             }
             recent = now
             return out

@@ -41,6 +41,8 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-image-bytes"), help: "Largest image file (413 beyond).") var maxImageBytes = 10 << 20
     @Option(name: .customLong("max-image-pixels"), help: "Most pixels in an image, read from its header before decoding (413 beyond).")
     var maxImagePixels = 50_000_000
+    @Option(name: .customLong("max-images"), help: "Most images in one request (several image_url parts, or \"images\"), each adding the model's image tokens to the prompt (400 beyond).")
+    var maxImages = 4
     @Option(name: .customLong("max-prompt-tokens"), help: "Most text tokens in a prompt (400 beyond).") var maxPromptTokens = 512
     @Option(name: .customLong("max-tokens-limit"), help: "The largest max_tokens a request may ask for (400 beyond).") var maxTokensLimit = 1024
     @Option(name: .customLong("default-max-tokens"), help: "max_tokens of a request that gives none.") var defaultMaxTokens = 256
@@ -61,7 +63,7 @@ struct Serve: AsyncParsableCommand {
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
         for (name, value) in [("--max-batch", maxBatch), ("--max-body-bytes", maxBodyBytes), ("--max-image-bytes", maxImageBytes),
-                              ("--max-image-pixels", maxImagePixels), ("--max-prompt-tokens", maxPromptTokens),
+                              ("--max-image-pixels", maxImagePixels), ("--max-images", maxImages), ("--max-prompt-tokens", maxPromptTokens),
                               ("--max-tokens-limit", maxTokensLimit), ("--default-max-tokens", defaultMaxTokens)] where value < 1 {
             throw ValidationError("\(name) must be at least 1")
         }
@@ -87,7 +89,8 @@ struct Serve: AsyncParsableCommand {
             options.visionCacheEntries = visionCache
             options.prefillShare = prefillShare
             options.maxBodyBytes = maxBodyBytes
-            options.images = ImagePolicy(mediaRoot: try mediaRoot.map(Self.mediaRootPath), maxBytes: maxImageBytes, maxPixels: maxImagePixels)
+            options.images = ImagePolicy(mediaRoot: try mediaRoot.map(Self.mediaRootPath), maxBytes: maxImageBytes, maxPixels: maxImagePixels,
+                                         maxImages: maxImages)
             options.maxPromptTokens = maxPromptTokens
             options.maxTokensLimit = maxTokensLimit
             options.defaultMaxTokens = defaultMaxTokens

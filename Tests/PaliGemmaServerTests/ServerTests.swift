@@ -13,9 +13,13 @@ import Testing
 struct ServerTests {
     /// What the library answers for a prompt, greedy: the server must say the same.
     static func libraryAnswer(_ prompt: String, image: String, model: URL = shapesModel, maxTokens: Int = 256) throws -> String {
+        try libraryAnswer(prompt, images: [image], model: model, maxTokens: maxTokens)
+    }
+
+    static func libraryAnswer(_ prompt: String, images: [String], model: URL = shapesModel, maxTokens: Int = 256) throws -> String {
         let pipeline = try PaliGemmaPipeline(directory: model)
-        let picture = try ImageDecoder.decode(contentsOf: repositoryRoot.appendingPathComponent(image))
-        return try pipeline.generate(image: picture, prompt: prompt, options: GenerationOptions(maxNewTokens: maxTokens)).text
+        let pictures = try images.map { try ImageDecoder.decode(contentsOf: repositoryRoot.appendingPathComponent($0)) }
+        return try pipeline.generate(images: pictures, prompt: prompt, options: GenerationOptions(maxNewTokens: maxTokens)).text
     }
 
     @Test("health, models, metrics and the OpenAPI document")
@@ -122,6 +126,37 @@ struct ServerTests {
         try await s.stop()
     }
 
+    @Test("several images: chat parts, \"images\" on completions and tasks give the library's answer; each image is cached on its own")
+    func severalImages() async throws {
+        let files = ["Examples/shapes.png", "Examples/shapes-four.png"]
+        let prompt = "answer en how many shapes are there?"
+        let expected = try Self.libraryAnswer(prompt, images: files, maxTokens: 16)
+        let swapped = try Self.libraryAnswer(prompt, images: files.reversed(), maxTokens: 16)
+        let s = try await TestServer()
+        let urls = try files.map(dataURL)
+        var chat = chatBody(prompt, image: urls[0], extra: ["max_tokens": 16])
+        chat["messages"] = [["role": "user", "content": [["type": "text", "text": prompt],
+                                                         ["type": "image_url", "image_url": ["url": urls[0]]],
+                                                         ["type": "image_url", "image_url": ["url": urls[1]]]]]]
+        let reply = try await s.post("/v1/chat/completions", chat)
+        #expect(reply.status == 200, "\(reply.body)")
+        #expect(reply.json?["choices"]?[0]?["message"]?["content"]?.stringValue == expected)
+        let promptTokens = try PaliGemmaPipeline(directory: shapesModel).promptIDs(prompt, images: 2).count
+        #expect(reply.json?["usage"]?["prompt_tokens"]?.intValue == promptTokens)
+        #expect(try await s.metric("paligemma_vision_cache_hits_total") == 0)
+
+        // The same two images in the other order: both features come from the cache.
+        let completion = try await s.post("/v1/completions", ["prompt": prompt, "images": Array(urls.reversed()), "max_tokens": 16])
+        #expect(completion.status == 200, "\(completion.body)")
+        #expect(completion.json?["choices"]?[0]?["text"]?.stringValue == swapped)
+        #expect(try await s.metric("paligemma_vision_cache_hits_total") == 2)
+        let typed = try await s.post("/v1/answer", ["images": urls, "question": "how many shapes are there?", "max_tokens": 16])
+        #expect(typed.status == 200, "\(typed.body)")
+        #expect(typed.json?["text"]?.stringValue == expected)
+        print("two images: \(expected.debugDescription), swapped: \(swapped.debugDescription)")
+        try await s.stop()
+    }
+
     @Test("requests running together are batched and each gets its own answer")
     func concurrentRequests() async throws {
         let prompts = ["caption en", "answer en how many shapes are there?", "answer en how many circles are there?",
@@ -173,10 +208,16 @@ struct ServerTests {
         var system = chatBody("caption en", image: image)
         system["messages"] = [["role": "system", "content": "be brief"]] + (system["messages"] as? [[String: Any]] ?? [])
         expectError(try await s.post("/v1/chat/completions", system), 400, code: "multi_turn")
-        var twoImages = chatBody("caption en", image: image)
-        twoImages["messages"] = [["role": "user", "content": [["type": "image_url", "image_url": ["url": image]],
-                                                              ["type": "image_url", "image_url": ["url": image]]]]]
-        expectError(try await s.post("/v1/chat/completions", twoImages), 400, code: "too_many_images")
+        var fiveImages = chatBody("caption en", image: image)
+        fiveImages["messages"] = [["role": "user", "content": Array(repeating: ["type": "image_url", "image_url": ["url": image]], count: 5)]]
+        expectError(try await s.post("/v1/chat/completions", fiveImages), 400, param: "messages[0].content[4].image_url.url",
+                    code: "too_many_images")
+        expectError(try await s.post("/v1/completions", ["prompt": "caption en", "image": image, "images": [image]]), 400, param: "images")
+        expectError(try await s.post("/v1/completions", ["prompt": "caption en", "images": [String]()]), 400, code: "missing_image")
+        expectError(try await s.post("/v1/completions", ["prompt": "caption en"]), 400, code: "missing_image")
+        expectError(try await s.post("/v1/completions", ["prompt": "caption en", "images": [image, "data:image/png,abc"]]), 400,
+                    param: "images[1]", code: "bad_image")
+        expectError(try await s.post("/v1/detect", ["images": [image, image], "labels": ["circle"]]), 400, code: "too_many_images")
         expectError(try await s.post("/v1/chat/completions", chatBody("caption en", image: image, extra: ["n": 2])), 400, param: "n")
         expectError(try await s.post("/v1/chat/completions", chatBody("caption en", image: image, extra: ["max_tokens": 100_000])), 400, param: "max_tokens")
         expectError(try await s.post("/v1/chat/completions", chatBody("caption en", image: image, extra: ["temperature": "hot"])), 400, param: "temperature")

@@ -51,6 +51,38 @@ struct StagedPrefillTests {
         print("[\(name)] staged prefill: \(pieces) pieces, logits identical to forward")
     }
 
+    @Test("three images, one of them cached: the staged prefill encodes the other two and equals forward exactly", arguments: ModelParityTests.names)
+    func severalImages(name: String) throws {
+        let model = try PaliGemmaModel(directory: Fixtures.model(name))
+        var rng = SeededRandom(7)
+        let pixels = (0..<3).map { _ in rng.floats(model.pixelCount) }
+        let n = model.config.numImageTokens
+        let ids = [Int](repeating: model.config.imageTokenIndex, count: 3 * n) + [2, 5, 6, 7]
+        let features = try model.imageFeatures(pixels: pixels)
+        #expect(features.rows == 3 * n)
+        let cacheA = try model.makeCache(capacity: ids.count)
+        let want = try model.forward(ids: ids, imageFeatures: features, prefixLength: ids.count, cache: cacheA)
+
+        let cached = try model.imageFeatures(pixels: pixels[1])
+        let cacheB = try model.makeCache(capacity: ids.count)
+        let staged = try StagedPrefill(model: model, input: SequenceInput(ids: ids, prefixLength: ids.count, cache: cacheB),
+                                       images: [.pixels(pixels[0]), .features(cached), .pixels(pixels[2])])
+        let visionPieces = model.config.visionConfig.numHiddenLayers + 2
+        #expect(staged.remainingPieces == 2 * visionPieces + model.config.textConfig.numHiddenLayers + 1)
+        let got = try staged.run()
+        #expect(got.values == want.values, "\(name): differ by \(maxAbsDiff(got.values, want.values).diff)")
+        #expect(staged.imageFeatures?.values == features.values)
+        #expect(staged.features(ofImage: 2)?.values == features.rows(2 * n..<3 * n).values)
+        #expect(staged.features(ofImage: 1) === cached)
+
+        // Wrong sizes are refused, naming the image.
+        let cacheC = try model.makeCache(capacity: ids.count)
+        #expect(throws: PaliGemmaError.self) {
+            try StagedPrefill(model: model, input: SequenceInput(ids: ids, prefixLength: ids.count, cache: cacheC),
+                              images: [.pixels(pixels[0]), .pixels([1, 2]), .pixels(pixels[2])])
+        }
+    }
+
     @Test("a staged prefill refuses what forward refuses")
     func refusals() throws {
         let model = try PaliGemmaModel(directory: Fixtures.model(ModelParityTests.names[0]))

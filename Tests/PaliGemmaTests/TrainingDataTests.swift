@@ -144,6 +144,7 @@ import Testing
             #"{"image": "img.png", "task": "question", "answer": "a cat", "suffix": "x"}"#,
             #"{"image": "img.png", "task": "describe", "lang": "fr", "suffix": "x"}"#,
             #"{"image": "img.png", "prefix": "", "suffix": "x"}"#,
+            #"{"images": ["sub/scene.jpg", "img.png"], "prefix": "answer en which?", "suffix": "x"}"#,
         ]
         // CRLF line ends and a byte order mark are accepted; no newline at the end either.
         let url = try Self.write("\u{FEFF}" + lines.joined(separator: "\r\n"), in: dir)
@@ -162,6 +163,7 @@ import Testing
             TrainingRecord(line: 11, image: img, prefix: "question en a cat", suffix: "x"),
             TrainingRecord(line: 12, image: img, prefix: "describe fr", suffix: "x"),
             TrainingRecord(line: 13, image: img, prefix: "", suffix: "x"),
+            TrainingRecord(line: 14, images: [scene, img], prefix: "answer en which?", suffix: "x"),
         ])
     }
 
@@ -213,7 +215,13 @@ import Testing
          #"unknown key "sufix" (a line has "image", "prefix" or a task, and "suffix")"#),
         (#"{"image": "img.png", "prefix": "p", "suffix": "s", "id": 3, "weight": 1}"#,
          #"unknown keys "id", "weight" (a line has "image", "prefix" or a task, and "suffix")"#),
-        (#"{"prefix": "p", "suffix": "s"}"#, #"missing "image" (the image file's path)"#),
+        (#"{"prefix": "p", "suffix": "s"}"#, #"missing "image" (the image file's path) or "images" (a list of them)"#),
+        (#"{"image": "img.png", "images": ["img.png"], "prefix": "p", "suffix": "s"}"#, #"give "image" or "images", not both"#),
+        (#"{"images": [], "prefix": "p", "suffix": "s"}"#, #""images" must be a non-empty array of file paths, got []"#),
+        (#"{"images": "img.png", "prefix": "p", "suffix": "s"}"#, #""images" must be a non-empty array of file paths, got a string"#),
+        (#"{"images": ["img.png", 2], "prefix": "p", "suffix": "s"}"#, #""images" must hold strings, got a number"#),
+        (#"{"images": ["img.png", ""], "prefix": "p", "suffix": "s"}"#, "an image path is empty"),
+        (#"{"images": ["img.png", "nope.png"], "prefix": "p", "suffix": "s"}"#, "image file DIR/nope.png does not exist"),
         (#"{"image": 3, "prefix": "p", "suffix": "s"}"#, #""image" must be a string, got a number"#),
         (#"{"image": "", "prefix": "p", "suffix": "s"}"#, #""image" is empty"#),
         (#"{"image": "dir", "prefix": "p", "suffix": "s"}"#, "image DIR/dir is a folder, not a file"),
@@ -291,8 +299,8 @@ import Testing
         let message = Self.readError(url) ?? ""
         let rows = message.split(separator: "\n").map(String.init)
         #expect(rows.count == 21)
-        #expect(rows.first == "\(url.path), line 2: missing \"image\" (the image file's path)")
-        #expect(rows[19] == "\(url.path), line 21: missing \"image\" (the image file's path)")
+        #expect(rows.first == "\(url.path), line 2: missing \"image\" (the image file's path) or \"images\" (a list of them)")
+        #expect(rows[19] == "\(url.path), line 21: missing \"image\" (the image file's path) or \"images\" (a list of them)")
         #expect(rows.last == "\(url.path): 5 more bad lines")
     }
 }

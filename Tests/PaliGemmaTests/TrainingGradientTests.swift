@@ -19,7 +19,8 @@ struct TrainingGradientTests {
     static let cases = [Case(file: "pg1-lora", model: "pg1-f32"), Case(file: "pg1-lora-rslora", model: "pg1-f32"),
                         Case(file: "pg1-attention", model: "pg1-f32"), Case(file: "pg1-full", model: "pg1-f32"),
                         Case(file: "pg2-lora", model: "pg2-f32"), Case(file: "pg2-attention", model: "pg2-f32"),
-                        Case(file: "pg2-full", model: "pg2-f32")]
+                        Case(file: "pg2-full", model: "pg2-f32"),
+                        Case(file: "pg1-full-images", model: "pg1-f32"), Case(file: "pg2-full-images", model: "pg2-f32")]
 
     static func fixture(_ name: String) throws -> SafetensorsFile {
         try SafetensorsFile(path: Fixtures.root.appendingPathComponent("finetune/\(name).safetensors").path)
@@ -42,7 +43,10 @@ struct TrainingGradientTests {
         var i = 0
         while ref.entries["example.\(i).input_ids"] != nil {
             let types = try ref.tensor("example.\(i).token_type_ids").ints()
-            out.append(TrainingExample(pixels: try ref.tensor("example.\(i).pixel_values").floats(),
+            let pixels = try ref.tensor("example.\(i).pixel_values")  // [3, S, S], or [I, 3, S, S] for several images
+            let images = pixels.shape.count == 4 ? pixels.shape[0] : 1, values = pixels.floats()
+            let size = values.count / images
+            out.append(TrainingExample(images: (0..<images).map { Array(values[$0 * size..<($0 + 1) * size]) },
                                        ids: try ref.tensor("example.\(i).input_ids").ints(),
                                        labels: try ref.tensor("example.\(i).labels").ints(),
                                        prefixLength: types.firstIndex(of: 1) ?? types.count))
@@ -102,7 +106,7 @@ struct TrainingGradientTests {
     }
 
     @Test("examples stacked into one pass give PyTorch's loss and gradients; examples of one image share its vision pass",
-          arguments: [cases[0], cases[3], cases[6]])
+          arguments: [cases[0], cases[3], cases[6], cases[8]])
     func stacked(c: Case) throws {
         let ref = try Self.fixture(c.file)
         let t = try Self.start(c, ref)
@@ -118,12 +122,12 @@ struct TrainingGradientTests {
         #expect(results.map(\.count) == examples.map { $0.scoredPositions.count })
         try Self.compareGradients(t, ref, prefix: "grad.", label: c.file + " stacked")
 
-        // Two questions about one image (same key) against the same two run one by one.
+        // Two questions whose first image is the same (same key) against the same two run one by one.
         var shared = examples
-        shared[1].pixels = shared[0].pixels
-        shared[0].imageKey = "one.png"
-        shared[1].imageKey = "one.png"
-        _ = try Self.run(t, shared.map { var e = $0; e.imageKey = nil; return e })
+        shared[1].images[0] = shared[0].images[0]
+        shared[0].imageKeys[0] = "one.png"
+        shared[1].imageKeys[0] = "one.png"
+        _ = try Self.run(t, shared.map { var e = $0; e.imageKeys = e.imageKeys.map { _ in nil }; return e })
         let separate = t.parameters.map { $0.grad.values }
         t.zeroGradients()
         let n = shared.reduce(0) { $0 + $1.scoredPositions.count }

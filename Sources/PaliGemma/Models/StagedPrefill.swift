@@ -4,25 +4,37 @@ import Foundation
 // bidirectional block (image tokens, <bos>, prompt, "\n"), so it cannot be split into token
 // chunks the way a causal prompt can; it can be split by layer. The pieces, in order:
 //
-//   vision embedding · each SigLIP layer · post-LayerNorm + projector ·
-//   token embedding + each decoder layer · final norm + logits of the last row
+//   for each image to encode: vision embedding · each SigLIP layer · post-LayerNorm + projector
+//   then: token embedding + each decoder layer · final norm + logits of the last row
 //
 // A scheduler runs a few pieces per step between the decode steps of the running requests, so
 // that they are not frozen for the whole prefill (see the server's engine). The pieces do the
 // same operations on the same rows as `visionFeatures` + `project` + `forward` for this one
 // sequence, in the same order, so the result is the same, bit for bit.
 //
-// Shape letters: N image tokens, Dv vision width, T prompt tokens, D decoder width, V vocabulary.
+// Shape letters: I images, N image tokens per image, Dv vision width, T prompt tokens, D decoder
+// width, V vocabulary.
+
+/// Where one image of a staged prefill comes from.
+public enum PrefillImage: Sendable {
+    /// Its image tokens [N, D], ready (e.g. from a cache of image features).
+    case features(Matrix)
+    /// Its pixel tensor [C, S, S], run through the vision tower piece by piece.
+    case pixels([Float])
+}
 
 public final class StagedPrefill: @unchecked Sendable {
     public let model: PaliGemmaModel
     public let input: SequenceInput
-    private var pixels: [Float]?
+    /// Per image: the pixels still to encode (nil once encoded, or when given as features).
+    private var pixels: [[Float]?]
+    /// Per image: its image tokens [N, D], given or once encoded.
+    private var perImage: [Matrix?]
     private var stage: Stage
     /// The vision tower's hidden state [N, Dv] while it runs.
     private var visionHidden: Matrix?
-    /// The image tokens for the decoder [N, D] (given, or computed by the vision pieces; kept
-    /// after the end, e.g. for a cache of image features).
+    /// The image tokens for the decoder [I·N, D] (given, or assembled once every image is
+    /// encoded; kept after the end).
     public private(set) var imageFeatures: Matrix?
     /// The decoder's hidden state [T, D] while it runs.
     private var hidden: Matrix?
@@ -31,27 +43,42 @@ public final class StagedPrefill: @unchecked Sendable {
     public private(set) var logits: Matrix?
 
     enum Stage: Equatable {
-        case visionEmbedding, visionLayer(Int), projection, decoderLayer(Int), output, finished
+        case visionEmbedding(image: Int), visionLayer(image: Int, Int), projection(image: Int)
+        case decoderLayer(Int), output, finished
     }
 
     /// A prefill of `input` (whose cache must be empty of its rows: they are appended). The image
-    /// comes as `imageFeatures` [N, D] (e.g. from a cache), or as `pixels` [C, S, S] run through
-    /// the vision tower piece by piece; a prompt without image tokens needs neither.
-    public init(model: PaliGemmaModel, input: SequenceInput, pixels: [Float]? = nil) throws {
+    /// comes as `input.imageFeatures` [N, D] (e.g. from a cache), or as `pixels` [C, S, S] run
+    /// through the vision tower piece by piece; a prompt without image tokens needs neither.
+    public convenience init(model: PaliGemmaModel, input: SequenceInput, pixels: [Float]? = nil) throws {
+        try self.init(model: model, input: input, images: input.imageFeatures == nil ? pixels.map { [.pixels($0)] } ?? [] : [])
+    }
+
+    /// A prefill of `input` over several images, in prompt order, each given as features or as
+    /// pixels to encode (images after `input.imageFeatures`, which then must be nil).
+    public init(model: PaliGemmaModel, input: SequenceInput, images: [PrefillImage]) throws {
         try model.validate([input])
-        if input.imageFeatures == nil, let pixels, pixels.count != model.pixelCount {
-            let v = model.config.visionConfig
-            throw PaliGemmaError.input("pixel values: got \(pixels.count) floats, expected \(v.numChannels)x\(v.imageSize)x\(v.imageSize) = \(model.pixelCount)")
+        let v = model.config.visionConfig, n = model.config.numImageTokens, width = model.config.textConfig.hiddenSize
+        guard input.imageFeatures == nil || images.isEmpty else {
+            throw PaliGemmaError.input("a staged prefill takes its images from the input or from the list, not both")
+        }
+        for (i, image) in images.enumerated() {
+            let which = images.count > 1 ? "image \(i + 1) of \(images.count): " : ""
+            switch image {
+            case let .pixels(p) where p.count != model.pixelCount:
+                throw PaliGemmaError.input(which + "pixel values: got \(p.count) floats, expected \(v.numChannels)x\(v.imageSize)x\(v.imageSize) = \(model.pixelCount)")
+            case let .features(f) where f.rows != n || f.cols != width:
+                throw PaliGemmaError.input(which + "image features are [\(f.rows), \(f.cols)], expected [\(n), \(width)]")
+            default: break
+            }
         }
         self.model = model
         self.input = input
         imageFeatures = input.imageFeatures
-        if input.imageFeatures == nil, let pixels {
-            self.pixels = pixels
-            stage = .visionEmbedding
-        } else {
-            stage = .decoderLayer(0)
-        }
+        pixels = images.map { if case let .pixels(p) = $0 { p } else { nil } }
+        perImage = images.map { if case let .features(f) = $0 { f } else { nil } }
+        stage = .decoderLayer(0)
+        stage = nextVisionStage(after: -1)
     }
 
     public var isFinished: Bool { stage == .finished }
@@ -64,13 +91,18 @@ public final class StagedPrefill: @unchecked Sendable {
         }
     }
 
+    /// The tokens [N, D] of image `i` (given or encoded here), once known.
+    public func features(ofImage i: Int) -> Matrix? { perImage.indices.contains(i) ? perImage[i] : nil }
+
     /// Pieces still to run.
     public var remainingPieces: Int {
         let visionLayers = model.vision.layers.count, decoderLayers = model.decoder.layers.count
+        let perImagePieces = 1 + visionLayers + 1, decoderPieces = decoderLayers + 1
+        func later(_ i: Int) -> Int { pixels[(i + 1)...].filter { $0 != nil }.count * perImagePieces }
         switch stage {
-        case .visionEmbedding: return 1 + visionLayers + 1 + decoderLayers + 1
-        case let .visionLayer(i): return visionLayers - i + 1 + decoderLayers + 1
-        case .projection: return 1 + decoderLayers + 1
+        case let .visionEmbedding(i): return perImagePieces + later(i) + decoderPieces
+        case let .visionLayer(i, l): return visionLayers - l + 1 + later(i) + decoderPieces
+        case let .projection(i): return 1 + later(i) + decoderPieces
         case let .decoderLayer(i): return decoderLayers - i + 1
         case .output: return 1
         case .finished: return 0
@@ -81,17 +113,17 @@ public final class StagedPrefill: @unchecked Sendable {
     @discardableResult
     public func advance() throws -> Matrix? {
         switch stage {
-        case .visionEmbedding:
-            visionHidden = model.vision.embeddings(pixels ?? [])
-            pixels = nil
-            stage = model.vision.layers.isEmpty ? .projection : .visionLayer(0)
-        case let .visionLayer(i):
-            if let x = visionHidden { model.vision.layers[i](x) }
-            stage = i + 1 < model.vision.layers.count ? .visionLayer(i + 1) : .projection
-        case .projection:
-            if let x = visionHidden { imageFeatures = model.project(model.vision.postLayerNorm(x)) }
+        case let .visionEmbedding(i):
+            visionHidden = model.vision.embeddings(pixels[i] ?? [])
+            pixels[i] = nil
+            stage = model.vision.layers.isEmpty ? .projection(image: i) : .visionLayer(image: i, 0)
+        case let .visionLayer(i, l):
+            if let x = visionHidden { model.vision.layers[l](x) }
+            stage = l + 1 < model.vision.layers.count ? .visionLayer(image: i, l + 1) : .projection(image: i)
+        case let .projection(i):
+            if let x = visionHidden { perImage[i] = model.project(model.vision.postLayerNorm(x)) }
             visionHidden = nil
-            stage = .decoderLayer(0)
+            stage = nextVisionStage(after: i)
         case let .decoderLayer(i):
             if i == 0 { try embed() }
             if let x = hidden, let batch { model.decoder.layers[i](x, batch: batch, layer: i) }
@@ -110,6 +142,25 @@ public final class StagedPrefill: @unchecked Sendable {
             return logits
         }
         return nil
+    }
+
+    /// The next image after `i` still to encode; once there is none, every image's tokens
+    /// assembled in order and the decoder's first piece.
+    private func nextVisionStage(after i: Int) -> Stage {
+        if let next = pixels.indices.first(where: { $0 > i && pixels[$0] != nil }) { return .visionEmbedding(image: next) }
+        let ready = perImage.compactMap { $0 }
+        if ready.count == 1 {
+            imageFeatures = ready[0]
+        } else if !ready.isEmpty {
+            let all = Matrix(rows: ready.reduce(0) { $0 + $1.rows }, cols: ready[0].cols)
+            var row = 0
+            for f in ready {
+                Ops.copyRows(f, 0..<f.rows, into: all, at: row)
+                row += f.rows
+            }
+            imageFeatures = all
+        }
+        return .decoderLayer(0)
     }
 
     /// Runs every remaining piece; returns the logits [1, V].

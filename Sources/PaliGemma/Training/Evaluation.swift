@@ -60,7 +60,7 @@ public struct EvaluationReport: Encodable, Sendable {
 public enum Evaluation {
     /// Teacher-forced suffix loss of one example: (sum of cross-entropies, scored positions).
     public static func loss(_ example: TrainingExample, model: PaliGemmaModel) throws -> (Double, Int) {
-        let features = try example.ids.contains(model.config.imageTokenIndex) ? model.imageFeatures(pixels: example.pixels) : nil
+        let features = try example.ids.contains(model.config.imageTokenIndex) ? model.imageFeatures(pixels: example.images) : nil
         let cache = try model.makeCache(capacity: example.ids.count)
         let logits = try model.forward(ids: example.ids, imageFeatures: features, prefixLength: example.prefixLength,
                                        cache: cache, logits: .all)
@@ -83,7 +83,7 @@ public enum Evaluation {
         for record in records {
             let example = try TrainingData.example(record, pipeline: pipeline)
             let (sum, n) = try loss(example, model: pipeline.model)
-            let answer = try pipeline.generate(pixels: example.pixels, prompt: record.prefix,
+            let answer = try pipeline.generate(pixels: example.images, prompt: record.prefix,
                                                options: GenerationOptions(maxNewTokens: maxTokens)).text
             // Boxes are scored where the reference or the answer holds any: boxes given for an
             // absent object (an empty reference) count as false positives.

@@ -12,21 +12,41 @@ import Foundation
 /// (`<image>`×N, `<bos>`, prefix, "\n", suffix, `<eos>`; labels = ids with -100 outside the
 /// suffix and `<eos>`, unshifted: the logits at t are scored against labels[t + 1]).
 public struct TrainingExample: Sendable {
-    public var pixels: [Float]
-    /// Names the image (its file): examples with the same key share one vision pass when run
+    /// Each image's pixel tensor [C, S, S], in prompt order (usually one).
+    public var images: [[Float]]
+    /// Names each image (its file): images with the same key share one vision pass when run
     /// together. nil: an image of its own.
-    public var imageKey: String?
+    public var imageKeys: [String?]
     public var ids: [Int]
     public var labels: [Int]
     /// Tokens of the bidirectional prefix (image, `<bos>`, prefix, "\n"): token_type_ids == 0.
     public var prefixLength: Int
 
+    /// An example about one image.
     public init(pixels: [Float], ids: [Int], labels: [Int], prefixLength: Int, imageKey: String? = nil) {
-        self.pixels = pixels
-        self.imageKey = imageKey
+        self.init(images: [pixels], ids: ids, labels: labels, prefixLength: prefixLength, imageKeys: [imageKey])
+    }
+
+    /// An example about several images (their tokens in `ids` in the same order).
+    public init(images: [[Float]], ids: [Int], labels: [Int], prefixLength: Int, imageKeys: [String?]? = nil) {
+        self.images = images
+        self.imageKeys = imageKeys ?? [String?](repeating: nil, count: images.count)
         self.ids = ids
         self.labels = labels
         self.prefixLength = prefixLength
+    }
+
+    /// The first image's pixel tensor (empty without an image); setting it makes the example's
+    /// only image.
+    public var pixels: [Float] {
+        get { images.first ?? [] }
+        set { images = [newValue]; imageKeys = [nil] }
+    }
+
+    /// The image keys joined (nil when an image has no key); setting it keys the only image.
+    public var imageKey: String? {
+        get { imageKeys.contains(nil) || imageKeys.isEmpty ? nil : imageKeys.compactMap { $0 }.joined(separator: "\n") }
+        set { imageKeys = [newValue] }
     }
 
     /// Positions whose logits are scored (t with labels[t + 1] != -100).
@@ -324,8 +344,8 @@ public final class TrainableModel: @unchecked Sendable {
         defer { dropoutState.seed = seed }
         let c = model.config
         let n = c.numImageTokens
-        // Rows: example e's tokens are rows segments[e]; its image (if any) is images[imageOf[e]].
-        var segments: [RowSegment] = [], imageOf: [Int?] = [], images: [[Float]] = [], keys: [String: Int] = [:]
+        // Rows: example e's tokens are rows segments[e]; its j-th image is images[imageOf[e][j]].
+        var segments: [RowSegment] = [], imageOf: [[Int]] = [], images: [[Float]] = [], keys: [String: Int] = [:]
         var total = 0
         for (e, example) in examples.enumerated() {
             let t = example.ids.count
@@ -335,20 +355,27 @@ public final class TrainableModel: @unchecked Sendable {
             segments.append(RowSegment(start: total, count: t, prefix: example.prefixLength))
             total += t
             let imageCount = example.ids.filter { $0 == c.imageTokenIndex }.count
-            guard imageCount > 0 else { imageOf.append(nil); continue }
-            guard imageCount == n else {
-                throw PaliGemmaError.input("example \(e) has \(imageCount) <image> tokens, the model takes \(n)")
+            guard imageCount > 0 else { imageOf.append([]); continue }
+            guard imageCount == n * example.images.count else {
+                throw PaliGemmaError.input("example \(e) has \(imageCount) <image> tokens; \(example.images.count) image(s) take \(n) each")
             }
-            guard example.pixels.count == model.pixelCount else {
-                throw PaliGemmaError.input("pixel values: got \(example.pixels.count) floats, expected \(model.pixelCount)")
+            guard example.imageKeys.count == example.images.count else {
+                throw PaliGemmaError.input("example \(e) has \(example.imageKeys.count) image keys for \(example.images.count) images")
             }
-            if let key = example.imageKey, let i = keys[key] {
-                imageOf.append(i)
-            } else {
-                if let key = example.imageKey { keys[key] = images.count }
-                imageOf.append(images.count)
-                images.append(example.pixels)
+            var mine: [Int] = []
+            for (pixels, key) in zip(example.images, example.imageKeys) {
+                guard pixels.count == model.pixelCount else {
+                    throw PaliGemmaError.input("pixel values: got \(pixels.count) floats, expected \(model.pixelCount)")
+                }
+                if let key, let i = keys[key] {
+                    mine.append(i)
+                } else {
+                    if let key { keys[key] = images.count }
+                    mine.append(images.count)
+                    images.append(pixels)
+                }
             }
+            imageOf.append(mine)
         }
         // Image side: every distinct image's N rows stacked, [I·N, D] after the projector.
         var visionSaves: [TrainSigLIPLayer.Saved] = [], visionInputs: [Matrix] = []
@@ -400,10 +427,11 @@ public final class TrainableModel: @unchecked Sendable {
             for (i, id) in example.ids.enumerated() {
                 let row = segments[e].start + i
                 positions.append(Float(i + 1))
-                if id == c.imageTokenIndex, let f = features, let image = imageOf[e] {
-                    Ops.copyRows(f, image * n + k..<image * n + k + 1, into: x0, at: row)
+                if id == c.imageTokenIndex, let f = features, k < imageOf[e].count * n {
+                    let feature = imageOf[e][k / n] * n + k % n  // the k-th image token: its image's row
+                    Ops.copyRows(f, feature..<feature + 1, into: x0, at: row)
                     imageRows.append(row)
-                    featureRows.append(image * n + k)
+                    featureRows.append(feature)
                     k += 1
                 } else {
                     guard id >= 0, id < model.decoder.vocabRows else {

@@ -22,16 +22,24 @@ import PaliGemmaJSON
 public struct TrainingRecord: Sendable, Equatable {
     /// 1-based line number in the file.
     public let line: Int
-    /// The image file; a relative path in the file is relative to the JSONL file's folder.
-    public let image: URL
+    /// The image files, in prompt order (one, or several from "images"); a relative path in
+    /// the file is relative to the JSONL file's folder.
+    public let images: [URL]
+    /// The first (usually the only) image.
+    public var image: URL { images[0] }
     /// The prompt: "prefix" as given, or the prompt of the task given in its place.
     public let prefix: String
     /// The target text (may be empty: the example then teaches `<eos>` alone, as transformers does).
     public let suffix: String
 
     public init(line: Int, image: URL, prefix: String, suffix: String) {
+        self.init(line: line, images: [image], prefix: prefix, suffix: suffix)
+    }
+
+    public init(line: Int, images: [URL], prefix: String, suffix: String) {
+        precondition(!images.isEmpty, "a training record has at least one image")
         self.line = line
-        self.image = image
+        self.images = images
         self.prefix = prefix
         self.suffix = suffix
     }
@@ -49,14 +57,19 @@ public struct TrainingRecord: Sendable, Equatable {
 ///     {"image": "cat.jpg", "task": "detect", "labels": ["cat"], "suffix": "<loc0100><loc0200><loc0700><loc0800> cat"}
 ///     {"image": "cat.jpg", "task": "answer", "question": "what is this?", "lang": "en", "suffix": "a cat"}
 ///     {"image": "cat.jpg", "prompt": "caption en", "suffix": "a cat"}     ("prompt" is used as it is)
+///     {"images": ["left.jpg", "right.jpg"], "prefix": "answer en which is bigger?", "suffix": "left"}
+///
+/// Several images ("images", in order) form one prompt as transformers' processor lays out a
+/// list of images: each image's tokens in turn, then `<bos>`.
 ///
 /// Checked, for every line before anything is returned (blank lines are skipped; every bad line
 /// is reported, each with its number):
 /// - the line is UTF-8 JSON, an object, without repeated keys;
-/// - every key is known: "image", "prefix", "suffix", and the task's "prompt", "task", "lang",
+/// - every key is known: "image" or "images", "prefix", "suffix", and the task's "prompt", "task", "lang",
 ///   "question", "answer", "labels", "label" (so a typo such as "sufix" is caught), each of its type
 ///   (strings; "labels" a non-empty array of strings);
-/// - "image" is given, not empty, and names an existing file;
+/// - "image" is given, not empty, and names an existing file (or "images", a non-empty array of
+///   such paths, instead);
 /// - exactly one of "prefix" and a task ("task" or "prompt"); a task is known, has the members it
 ///   needs and no member it does not use;
 /// - "suffix" is given. An empty suffix is accepted (transformers accepts it: the loss is then on
@@ -69,7 +82,7 @@ public struct TrainingRecord: Sendable, Equatable {
 /// line and the file when one cannot be.
 public enum TrainingData {
     /// Members a line may have.
-    static let keys: Set<String> = ["image", "prefix", "suffix", "prompt", "task", "lang", "question", "answer", "labels",
+    static let keys: Set<String> = ["image", "images", "prefix", "suffix", "prompt", "task", "lang", "question", "answer", "labels",
                                     "label"]
     /// Members each task reads (besides "task").
     static let taskMembers: [String: Set<String>] = [
@@ -138,53 +151,70 @@ public enum TrainingData {
 
     /// Ids, labels and prefix length for `prefix` + `suffix`, as transformers'
     /// `PaliGemmaProcessor(text=prefix, suffix=suffix)` builds them for this pipeline's model:
-    /// ids `<image>` x N, `<bos>`, prefix + "\n", suffix, `<eos>`; labels the ids with -100 on the
-    /// first N + 1 + |prefix + "\n"| positions (token_type_ids 0, counted by `prefixLength`), not
+    /// ids `<image>` x N (for each of `images` images), `<bos>`, prefix + "\n", suffix, `<eos>`;
+    /// labels the ids with -100 on the first I·N + 1 + |prefix + "\n"| positions (token_type_ids 0, counted by `prefixLength`), not
     /// shifted. `<bos>`, `<eos>`, `<pad>`, `<unk>` typed in the text become those tokens, as in
     /// transformers (`read(jsonl:)` refuses such text); a text holding "<image>", which
     /// transformers refuses, gets the `<image>` id there. See the top of this file for where
     /// transformers' tokenizer and SentencePiece's rules (followed here) disagree.
-    public static func tokens(prefix: String, suffix: String, pipeline: PaliGemmaPipeline)
+    public static func tokens(prefix: String, suffix: String, images: Int = 1, pipeline: PaliGemmaPipeline)
         -> (ids: [Int], labels: [Int], prefixLength: Int)
     {
         let tokenizer = pipeline.tokenizer
         let config = pipeline.model.config
-        let first = [Int](repeating: config.imageTokenIndex, count: config.numImageTokens) + [Int(tokenizer.bosID ?? 2)]
+        let first = [Int](repeating: config.imageTokenIndex, count: config.numImageTokens * images) + [Int(tokenizer.bosID ?? 2)]
             + tokenizer.encode(prefix + "\n", matchControlPieces: true).map(Int.init)
         let second = tokenizer.encode(suffix, matchControlPieces: true).map(Int.init) + [pipeline.eosID]
         return (first + second, [Int](repeating: -100, count: first.count) + second, first.count)
     }
 
-    /// The whole example: the image decoded and preprocessed as for inference (EXIF orientation
+    /// The whole example: the images decoded and preprocessed as for inference (EXIF orientation
     /// not applied, as Pillow and so transformers do), plus `tokens(...)`. An image that cannot be
     /// decoded throws `PaliGemmaError.input` naming the line and the file.
     public static func example(_ record: TrainingRecord, pipeline: PaliGemmaPipeline) throws -> TrainingExample {
-        let pixels: [Float]
+        example(record, images: try record.images.map { try pixels(of: $0, line: record.line, pipeline: pipeline) }, pipeline: pipeline)
+    }
+
+    /// One image file decoded and preprocessed as `example` does it; the error names the line.
+    public static func pixels(of image: URL, line: Int, pipeline: PaliGemmaPipeline) throws -> [Float] {
         do {
-            pixels = try pipeline.pixelValues(ImageDecoder.decode(contentsOf: record.image))
+            return try pipeline.pixelValues(ImageDecoder.decode(contentsOf: image))
         } catch {
-            throw PaliGemmaError.input("line \(record.line): \(error)")
+            throw PaliGemmaError.input("line \(line): \(error)")
         }
-        return example(record, pixels: pixels, pipeline: pipeline)
+    }
+
+    /// `pixels(of:line:pipeline:)` for each (line, file), by up to `threads` threads at once, in
+    /// order (the first failure by position is thrown).
+    public static func pixels(of images: [(line: Int, url: URL)], pipeline: PaliGemmaPipeline, threads: Int) throws -> [[Float]] {
+        try parallelMap(images, threads: threads) { try pixels(of: $0.url, line: $0.line, pipeline: pipeline) }
     }
 
     /// The example with its image's pixels already preprocessed (by `example` for another
     /// record of the same image).
     public static func example(_ record: TrainingRecord, pixels: [Float], pipeline: PaliGemmaPipeline) -> TrainingExample {
-        let t = tokens(prefix: record.prefix, suffix: record.suffix, pipeline: pipeline)
-        return TrainingExample(pixels: pixels, ids: t.ids, labels: t.labels, prefixLength: t.prefixLength, imageKey: record.image.path)
+        example(record, images: [pixels], pipeline: pipeline)
+    }
+
+    /// The example with each of its images' pixels already preprocessed, in order.
+    public static func example(_ record: TrainingRecord, images: [[Float]], pipeline: PaliGemmaPipeline) -> TrainingExample {
+        let t = tokens(prefix: record.prefix, suffix: record.suffix, images: images.count, pipeline: pipeline)
+        return TrainingExample(images: images, ids: t.ids, labels: t.labels, prefixLength: t.prefixLength,
+                               imageKeys: record.images.map(\.path))
     }
 
     /// `example` for each record, built by up to `threads` threads at once (in record order;
     /// the first failing record's error, by position, is thrown).
     public static func examples(_ records: [TrainingRecord], pipeline: PaliGemmaPipeline, threads: Int) throws -> [TrainingExample] {
-        let workers = min(max(threads, 1), records.count)
-        guard workers > 1 else { return try records.map { try example($0, pipeline: pipeline) } }
-        let results = WorkerSlots<Result<TrainingExample, Error>>(records.count)
+        try parallelMap(records, threads: threads) { try example($0, pipeline: pipeline) }
+    }
+
+    static func parallelMap<T: Sendable, R>(_ items: [T], threads: Int, _ body: @Sendable (T) throws -> R) throws -> [R] {
+        let workers = min(max(threads, 1), items.count)
+        guard workers > 1 else { return try items.map(body) }
+        let results = WorkerSlots<Result<R, Error>>(items.count)
         DispatchQueue.concurrentPerform(iterations: workers) { w in
-            for i in stride(from: w, to: records.count, by: workers) {
-                results[i] = Result { try example(records[i], pipeline: pipeline) }
-            }
+            for i in stride(from: w, to: items.count, by: workers) { results[i] = Result { try body(items[i]) } }
         }
         return try results.values.map { try $0.get() }
     }
@@ -211,7 +241,9 @@ public enum TrainingData {
             return s
         }
         for (key, v) in members {
-            if key != "labels" {
+            if key == "images" {
+                continue  // checked below
+            } else if key != "labels" {
                 _ = try string(key)
             } else if let items = v.arrayValue, !items.isEmpty {
                 if let item = items.first(where: { $0.stringValue == nil }) {
@@ -222,15 +254,32 @@ public enum TrainingData {
             }
         }
 
-        guard let image = try string("image") else { throw .bad("missing \"image\" (the image file's path)") }
-        guard !image.isEmpty else { throw .bad("\"image\" is empty") }
-        let url = (image.hasPrefix("/") ? URL(fileURLWithPath: image) : base.appendingPathComponent(image))
-            .standardizedFileURL
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
-            throw .bad("image file \(url.path) does not exist")
+        let files: [String]
+        switch (try string("image"), value["images"]) {
+        case (.some, .some): throw .bad("give \"image\" or \"images\", not both")
+        case (nil, nil): throw .bad("missing \"image\" (the image file's path) or \"images\" (a list of them)")
+        case let (image?, nil): files = [image]
+        case let (nil, list?):
+            guard let items = list.arrayValue, !items.isEmpty else {
+                throw .bad("\"images\" must be a non-empty array of file paths, got \(list.arrayValue == nil ? list.typeName : "[]")")
+            }
+            files = try items.map { item throws(LineError) in
+                guard let s = item.stringValue else { throw .bad("\"images\" must hold strings, got \(item.typeName)") }
+                return s
+            }
         }
-        guard !isDirectory.boolValue else { throw .bad("image \(url.path) is a folder, not a file") }
+        var urls: [URL] = []
+        for image in files {
+            guard !image.isEmpty else { throw .bad(files.count == 1 && value["image"] != nil ? "\"image\" is empty" : "an image path is empty") }
+            let url = (image.hasPrefix("/") ? URL(fileURLWithPath: image) : base.appendingPathComponent(image))
+                .standardizedFileURL
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
+                throw .bad("image file \(url.path) does not exist")
+            }
+            guard !isDirectory.boolValue else { throw .bad("image \(url.path) is a folder, not a file") }
+            urls.append(url)
+        }
 
         let prefix = try prefixText(value)
         guard let suffix = try string("suffix") else { throw .bad("missing \"suffix\" (the target text)") }
@@ -242,12 +291,12 @@ public enum TrainingData {
                         + (s == "<eos>" ? " (the suffix gets its <eos> added)" : ""))
             }
         }
-        return TrainingRecord(line: number, image: url, prefix: prefix, suffix: suffix)
+        return TrainingRecord(line: number, images: urls, prefix: prefix, suffix: suffix)
     }
 
     /// The prefix: "prefix" as given, or the prompt of the task in its place.
     static func prefixText(_ value: JSONValue) throws(LineError) -> String {
-        let given = keys.subtracting(["image", "prefix", "suffix"]).filter { value[$0] != nil }.sorted()
+        let given = keys.subtracting(["image", "images", "prefix", "suffix"]).filter { value[$0] != nil }.sorted()
         if let prefix = value["prefix"]?.stringValue {
             guard given.isEmpty else {
                 throw .bad("both \"prefix\" and task members (\(given.map(jsonQuoted).joined(separator: ", "))) given: use one")
