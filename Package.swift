@@ -60,6 +60,15 @@ let package = Package(
         // also the fixed-point resampling kernels.
         .target(name: "CImageCodecs", dependencies: ["CJPEG", "CPNG"]),
         .target(name: "PaliGemmaImage", dependencies: ["CImageCodecs"]),
+        // Video files (FFmpeg's libraries): frames for prompts over several images.
+        .systemLibrary(
+            name: "CFFmpeg",
+            path: "Sources/CFFmpeg",
+            pkgConfig: "libavformat",
+            providers: [.apt(["libavformat-dev", "libavcodec-dev", "libswscale-dev", "libavutil-dev"]), .brew(["ffmpeg"])]
+        ),
+        .target(name: "CVideoCodec", dependencies: ["CFFmpeg"]),
+        .target(name: "PaliGemmaVideo", dependencies: ["CVideoCodec", "CFFmpeg", "PaliGemmaImage"]),
         .target(
             name: "PaliGemma",
             dependencies: ["CPaliGemmaKernels", "CZlib", "PaliGemmaJSON", "PaliGemmaTokenizer", "PaliGemmaImage"]
@@ -82,6 +91,7 @@ let package = Package(
             name: "paligemma",
             dependencies: [
                 "PaliGemma",
+                "PaliGemmaVideo",
                 "PaliGemmaJSON",
                 "PaliGemmaServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -111,6 +121,8 @@ let package = Package(
         .testTarget(name: "PaliGemmaTokenizerTests", dependencies: ["PaliGemmaTokenizer"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "PaliGemmaImageTests", dependencies: ["PaliGemmaImage"],
+                    exclude: ["Fixtures"]),
+        .testTarget(name: "PaliGemmaVideoTests", dependencies: ["PaliGemmaVideo", "PaliGemmaImage"],
                     exclude: ["Fixtures"]),
     ]
 )

@@ -1,0 +1,169 @@
+import CVideoCodec
+internal import CFFmpeg  // for its link directives: the C glue calls FFmpeg
+import Foundation
+import PaliGemmaImage
+
+// Frames from video files for prompts over several images (PaliGemma's video transfers: each
+// frame goes through SigLIP on its own; their tokens form one prefix). Decoding is FFmpeg's
+// (libavformat + libavcodec, one thread, frames in presentation order); each chosen frame is
+// converted to RGB24 by swscale the way PyAV's `to_ndarray(format="rgb24")` does it (bilinear,
+// the frame's colour matrix and range, BT.601 limited range when the file says nothing). The
+// frames are then preprocessed exactly like images. Rotation metadata is reported, not applied
+// (as PyAV and the image decoders' default leave EXIF orientation alone).
+
+/// A video file that cannot be used, with the file and the reason.
+public enum VideoError: Error, LocalizedError, Equatable, Sendable {
+    /// Not found, not a video, no video stream, no decoder.
+    case unreadable(path: String, reason: String)
+    /// Decoding stopped with an error before the frames asked for were reached.
+    case damaged(path: String, afterFrames: Int, reason: String)
+    /// The stream holds no frame at or after the start time.
+    case noFrames(path: String, reason: String)
+    /// A sampling request that cannot be met (frame count, stride, start).
+    case invalidSampling(String)
+
+    public var errorDescription: String? {
+        switch self {
+        case let .unreadable(path, reason): return "\(path): \(reason)"
+        case let .damaged(path, n, reason): return "\(path): \(reason) after \(n) decoded frame\(n == 1 ? "" : "s")"
+        case let .noFrames(path, reason): return "\(path): \(reason)"
+        case let .invalidSampling(reason): return reason
+        }
+    }
+}
+
+/// Which frames a prompt gets: every `stride`-th frame, counted from the first frame at or after
+/// `start` seconds, `count` of them (big_vision's readers with deterministic sampling: frames
+/// start, start + stride, ...). A video with fewer frames than that gives the ones it has,
+/// repeated in order until there are `count` (big_vision's `video_replicate_img`: tile, then
+/// take the first `count`).
+public struct FrameSampling: Sendable, Equatable {
+    public var count: Int
+    public var stride: Int
+    public var start: Double
+
+    public init(count: Int = 16, stride: Int = 9, start: Double = 0) {
+        self.count = count
+        self.stride = stride
+        self.start = start
+    }
+
+    public func validate() throws {
+        guard count >= 1 else { throw VideoError.invalidSampling("the frame count must be at least 1 (got \(count))") }
+        guard stride >= 1 else { throw VideoError.invalidSampling("the stride must be at least 1 (got \(stride))") }
+        guard start >= 0, start.isFinite else { throw VideoError.invalidSampling("the start time must be 0 or more seconds (got \(start))") }
+    }
+
+    /// The frame indices (counted from the start time) a video with `available` frames from
+    /// there gives, in order; empty when it has none.
+    public func indices(available: Int) -> [Int] {
+        let picks = (0..<count).map { $0 * stride }.filter { $0 < available }
+        guard !picks.isEmpty else { return [] }
+        return (0..<count).map { picks[$0 % picks.count] }
+    }
+}
+
+/// What a video file says about itself.
+public struct VideoInfo: Sendable, Equatable {
+    public var codec: String
+    public var width: Int
+    public var height: Int
+    /// Average frames per second (0 when unknown).
+    public var frameRate: Double
+    /// Frames the container says it holds (0 when it does not say).
+    public var frameCount: Int
+    public var duration: Double
+    /// Degrees counter-clockwise the display matrix asks for (not applied to the frames).
+    public var rotation: Double
+}
+
+/// Frames chosen from a video, ready to be preprocessed like images.
+public struct VideoFrames: Sendable {
+    public var info: VideoInfo
+    /// `sampling.count` frames, in prompt order.
+    public var frames: [RGBImage]
+    /// Each frame's index among the frames at or after the start time.
+    public var indices: [Int]
+    /// Each frame's presentation time in seconds (NaN when the file gives none).
+    public var times: [Double]
+    /// Frames at or after the start time that were decoded (decoding stops after the last one
+    /// needed), and whether the end of the stream was reached.
+    public var decoded: Int
+    public var reachedEnd: Bool
+    /// Whether the video had fewer frames than asked for, so that frames repeat.
+    public var replicated: Bool { Set(indices).count < indices.count }
+}
+
+public enum VideoReader {
+    /// The stream's description, without decoding frames.
+    public static func info(path: String) throws -> VideoInfo {
+        let handle = try open(path)
+        defer { pg_video_close(handle) }
+        return describe(handle)
+    }
+
+    /// Decodes `path` and returns the frames `sampling` chooses (see `FrameSampling`).
+    public static func frames(path: String, sampling: FrameSampling = FrameSampling()) throws -> VideoFrames {
+        try sampling.validate()
+        let handle = try open(path)
+        defer { pg_video_close(handle) }
+        let info = describe(handle)
+        let last = (sampling.count - 1) * sampling.stride  // the furthest index that can be needed
+        var kept: [Int: (RGBImage, Double)] = [:]
+        var index = 0, reachedEnd = false
+        var error = [CChar](repeating: 0, count: 256)
+        while index <= last {
+            var time = Double.nan
+            var width: Int32 = 0, height: Int32 = 0
+            let rc = pg_video_next(handle, &time, &width, &height, &error, error.count)
+            if rc == 0 { reachedEnd = true; break }
+            if rc < 0 { throw VideoError.damaged(path: path, afterFrames: index, reason: message(error)) }
+            if !time.isNaN && time < sampling.start - 1e-9 { continue }  // before the start time
+            defer { index += 1 }
+            guard index % sampling.stride == 0 else { continue }
+            let w = Int(width), h = Int(height)
+            var rgb = [UInt8](repeating: 0, count: w * h * 3)
+            let converted = rgb.withUnsafeMutableBufferPointer { pg_video_rgb(handle, $0.baseAddress, $0.count, &error, error.count) }
+            if converted < 0 { throw VideoError.damaged(path: path, afterFrames: index, reason: message(error)) }
+            kept[index] = (try RGBImage(width: w, height: h, pixels: rgb), time)
+        }
+        let chosen = sampling.indices(available: index)
+        guard !chosen.isEmpty else {
+            throw VideoError.noFrames(path: path, reason: sampling.start > 0
+                ? "no frame at or after \(sampling.start) s (the video lasts \(String(format: "%.3f", info.duration)) s)"
+                : "the video stream holds no decodable frame")
+        }
+        var frames: [RGBImage] = [], times: [Double] = []
+        for i in chosen {
+            guard let (image, time) = kept[i] else { throw VideoError.noFrames(path: path, reason: "frame \(i) was not kept") }
+            frames.append(image)
+            times.append(time)
+        }
+        return VideoFrames(info: info, frames: frames, indices: chosen, times: times, decoded: index, reachedEnd: reachedEnd)
+    }
+
+    static func open(_ path: String) throws -> OpaquePointer {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw VideoError.unreadable(path: path, reason: "no such file")
+        }
+        guard !isDirectory.boolValue else { throw VideoError.unreadable(path: path, reason: "a folder, not a video file") }
+        var error = [CChar](repeating: 0, count: 256)
+        guard let handle = pg_video_open(path, &error, error.count) else {
+            throw VideoError.unreadable(path: path, reason: message(error))
+        }
+        return handle
+    }
+
+    static func describe(_ handle: OpaquePointer) -> VideoInfo {
+        VideoInfo(codec: String(cString: pg_video_codec(handle)), width: Int(pg_video_width(handle)),
+                  height: Int(pg_video_height(handle)), frameRate: pg_video_frame_rate(handle),
+                  frameCount: Int(pg_video_frame_count(handle)), duration: pg_video_duration(handle),
+                  rotation: pg_video_rotation(handle))
+    }
+
+    static func message(_ buffer: [CChar]) -> String {
+        let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
