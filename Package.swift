@@ -110,7 +110,7 @@ let package = Package(
         .executableTarget(name: "paligemma-fuzz",
                           dependencies: ["PaliGemma", "PaliGemmaTokenizer", "PaliGemmaImage", "PaliGemmaServer"]),
         // Fixtures are read through #filePath, not bundled.
-        .testTarget(name: "PaliGemmaTests", dependencies: ["PaliGemma", "PaliGemmaJSON", "CPaliGemmaKernels", "paligemma"],
+        .testTarget(name: "PaliGemmaTests", dependencies: ["PaliGemma", "PaliGemmaJSON", "PaliGemmaVideo", "CPaliGemmaKernels", "paligemma"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "PaliGemmaServerTests",
                     dependencies: ["PaliGemmaServer", "PaliGemma", "PaliGemmaJSON", "paligemma",

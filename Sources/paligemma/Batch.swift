@@ -1,6 +1,7 @@
 import Foundation
 import PaliGemma
 import PaliGemmaJSON
+import PaliGemmaVideo
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,7 +12,8 @@ import Glibc
 /// image is decoded and preprocessed on another thread while the model works on the current one.
 ///
 /// Request line: {"image": "path" (relative to the requests file), "prompt": "..."} ("images":
-/// ["a", "b", ...] instead of "image" for one prompt over several images, in order) or instead of
+/// ["a", "b", ...] instead of "image" for one prompt over several images, in order; or "video":
+/// "clip.mp4" with optional "frames", "stride", "start" as the command line's) or instead of
 /// "prompt" a task: {"task": "caption"|"describe"|"ocr"|"answer"|"question"|"detect"|"segment",
 /// "lang": "en", "question"/"answer"/"labels"/"label": ...} (read by `PaliGemmaTask`, which also
 /// gives the prompt and the error messages); optional "id", "max_tokens",
@@ -47,12 +49,15 @@ struct BatchRunner {
         let image: String?
         /// nil when absent; .failure when present but not a list of strings.
         let images: Result<[String], Error>?
+        let video: String?
+        let frames: Int?, stride: Int?
+        let start: Double?
         let task: Result<PaliGemmaTask, Error>
         let maxTokens: Int?, topK: Int?, seed: Int?
         let temperature: Double?, topP: Double?
 
         enum CodingKeys: String, CodingKey {
-            case id, image, images, maxTokens = "max_tokens", temperature, topK = "top_k", topP = "top_p", seed
+            case id, image, images, video, frames, stride, start, maxTokens = "max_tokens", temperature, topK = "top_k", topP = "top_p", seed
         }
 
         init(from decoder: Decoder) throws {
@@ -61,6 +66,10 @@ struct BatchRunner {
             id = member(.id)
             image = member(.image)
             images = c.contains(.images) ? Result { try c.decode([String].self, forKey: .images) } : nil
+            video = member(.video)
+            frames = member(.frames)
+            stride = member(.stride)
+            start = member(.start)
             task = Result { try PaliGemmaTask(from: decoder) }
             maxTokens = member(.maxTokens)
             temperature = member(.temperature)
@@ -77,8 +86,11 @@ struct BatchRunner {
         /// As the line gave them ("image" or "images"), for the result line.
         let image: String?
         let images: [String]?
-        /// The files, resolved against the requests file's folder.
+        let video: String?
+        /// The files, resolved against the requests file's folder (the video file alone, for a video).
         let paths: [String]
+        /// How a video's frames are chosen (nil for images).
+        let sampling: FrameSampling?
         let prompt: String
         let options: GenerationOptions
     }
@@ -124,12 +136,12 @@ struct BatchRunner {
                     let written: ResultLine
                     do {
                         let result = try pipeline.generate(pixels: try pixels.get(), prompt: r.prompt, options: r.options)
-                        written = ResultLine(id: r.id, line: r.line, image: r.image, images: r.images,
+                        written = ResultLine(id: r.id, line: r.line, image: r.image, images: r.images, video: r.video,
                                              answer: GenerationOutput(result, prompt: r.prompt))
                     } catch {
                         failures += 1
-                        written = ResultLine(id: r.id, line: r.line, image: r.image, images: r.images, prompt: r.prompt,
-                                             error: describe(error))
+                        written = ResultLine(id: r.id, line: r.line, image: r.image, images: r.images, video: r.video,
+                                             prompt: r.prompt, error: describe(error))
                     }
                     try sink.write(written)
                 }
@@ -148,11 +160,12 @@ struct BatchRunner {
         let line: Int
         var image: String? = nil
         var images: [String]? = nil
+        var video: String? = nil
         var prompt: String? = nil
         var answer: GenerationOutput? = nil
         var error: String? = nil
 
-        enum CodingKeys: String, CodingKey { case id, line, image, images, prompt, error }
+        enum CodingKeys: String, CodingKey { case id, line, image, images, video, prompt, error }
 
         func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
@@ -160,6 +173,7 @@ struct BatchRunner {
             try c.encode(line, forKey: .line)
             try c.encodeIfPresent(image, forKey: .image)
             try c.encodeIfPresent(images, forKey: .images)
+            try c.encodeIfPresent(video, forKey: .video)
             try c.encodeIfPresent(prompt, forKey: .prompt)
             try c.encodeIfPresent(error, forKey: .error)
             try answer?.encode(to: encoder)  // its members join this object
@@ -218,7 +232,15 @@ struct BatchRunner {
         let key = Self.key(id)
         func bad(_ message: String) -> Entry { .invalid(line: line, key: key, id: id, error: "line \(line): \(message)") }
         let files: [String]
+        var sampling: FrameSampling?
         switch (request.image, request.images) {
+        case _ where request.video != nil:
+            guard request.image == nil, request.images == nil else { return bad("give \"video\" or images, not both") }
+            let s = FrameSampling(count: request.frames ?? arguments.frames, stride: request.stride ?? arguments.stride,
+                                  start: request.start ?? arguments.start)
+            do { try s.validate() } catch { return bad(describe(error)) }
+            sampling = s
+            files = [request.video ?? ""]
         case (.some, .some): return bad("give \"image\" or \"images\", not both")
         case let (image?, nil): files = [image]
         case let (nil, images?):
@@ -240,8 +262,8 @@ struct BatchRunner {
         if options.maxNewTokens < 1 { return bad("\"max_tokens\" must be at least 1") }
         do { try options.sampling.validate() } catch { return bad(describe(error)) }
         return .request(Request(line: line, key: key, id: id, image: request.image.map { _ in paths[0] },
-                                images: request.images == nil ? nil : paths, paths: paths, prompt: task.prompt,
-                                options: options))
+                                images: request.images == nil ? nil : paths, video: request.video.map { _ in paths[0] },
+                                paths: paths, sampling: sampling, prompt: task.prompt, options: options))
     }
 }
 
@@ -262,7 +284,10 @@ final class Prefetcher: @unchecked Sendable {
                 var pixels: Result<[[Float]], Error> = .success([])
                 if case let .request(r) = entry {
                     pixels = Result {
-                        try r.paths.map { path in
+                        if let sampling = r.sampling {
+                            return try VideoReader.frames(path: r.paths[0], sampling: sampling).frames.map(pipeline.pixelValues)
+                        }
+                        return try r.paths.map { path in
                             let image = try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: path),
                                                                 options: DecodeOptions(applyEXIFOrientation: applyEXIF))
                             return try pipeline.pixelValues(image)

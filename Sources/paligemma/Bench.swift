@@ -17,6 +17,7 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("prompt-tokens"), help: "Text tokens in the prompt (besides image tokens, <bos> and \"\\n\").")
     var promptTokens = 8
     @Option(name: .customLong("new-tokens"), help: "Tokens to decode.") var newTokens = 16
+    @Option(help: "Images in the prompt (as the frames of a video: 16 at 224 px are 4,096 image tokens).") var images = 1
     @Option(help: "Threads (default: all CPUs).") var threads: Int?
     @Option(help: precisionHelp) var precision: Precision?
     @Option(help: "Measure this many times in one process and report the last run (the first also maps the weights in).")
@@ -37,6 +38,7 @@ struct Bench: ParsableCommand {
     @OptionGroup var configKeys: ConfigKeyArguments
 
     func run() throws {
+        guard images >= 1 else { throw ValidationError("--images must be at least 1") }
         if let threads { Kernels.threads = threads }
         // A training step runs exact products unless asked, as `finetune` does.
         if train { Kernels.precision = precision ?? .exact } else { applyPrecision(precision) }
@@ -85,12 +87,12 @@ struct Bench: ParsableCommand {
         do {
             let r = try Benchmark.run(directory: directory,
                                       promptTokens: promptTokens, newTokens: newTokens, quantization: quantization,
-                                      runs: runs, floors: floors)
+                                      runs: runs, floors: floors, images: images)
             if json {
                 print(try JSONOutput.string(r))
             } else {
-                print(String(format: "load %.3f s, vision %.3f s, prefill %.3f s (%d tokens), time to first token %.3f s",
-                             r.loadSeconds, r.visionSeconds, r.prefillSeconds, r.promptTokens, r.ttftSeconds))
+                print(String(format: "load %.3f s, vision %.3f s (%d image%@), prefill %.3f s (%d tokens), time to first token %.3f s",
+                             r.loadSeconds, r.visionSeconds, r.images, r.images == 1 ? "" : "s", r.prefillSeconds, r.promptTokens, r.ttftSeconds))
                 print(String(format: "decode %.1f ms/token (min %.1f, max %.1f, %d tokens), peak RSS %.2f GiB, %d threads, %@, weights %@, %@ products%@",
                              r.decodeMsPerToken, r.decodeMsMin, r.decodeMsMax, r.newTokens,
                              Double(r.peakRSSBytes) / 1073741824, r.threads, r.isa, r.quantization, r.precision,

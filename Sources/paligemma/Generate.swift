@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PaliGemma
 import PaliGemmaJSON
+import PaliGemmaVideo
 
 /// Options every generating command shares.
 struct GenerationArguments: ParsableArguments {
@@ -10,6 +11,12 @@ struct GenerationArguments: ParsableArguments {
     var adapter: String?
     @Option(help: "Image file (JPEG, PNG, PPM/PGM), or - to read it from standard input. Repeat for several images: one prompt over all of them, in order, laid out as transformers' processor lays out a list of images.")
     var image: [String] = []
+    @Option(help: "A video file (whatever FFmpeg reads: MP4, WebM, MKV, ...) in place of --image: its frames become the prompt's images, each encoded on its own (see --frames, --stride, --start).")
+    var video: String?
+    @Option(help: "With --video: how many frames (each adds the model's image tokens: 16 frames are 4,096 tokens at 224 px). A shorter video's frames repeat in order.")
+    var frames = 16
+    @Option(help: "With --video: take every n-th frame.") var stride = 9
+    @Option(help: "With --video: seconds to skip before the first frame.") var start = 0.0
     @Option(name: .customLong("max-tokens"), help: "Most tokens to generate.") var maxTokens = 128
     @Option(help: "Sampling temperature; 0 is greedy (the default).") var temperature: Float = 0
     @Option(name: .customLong("top-k"), help: "Sample among the k most likely tokens (0: all).") var topK = 0
@@ -53,6 +60,12 @@ struct GenerationArguments: ParsableArguments {
     /// Checks --image: given at least once, standard input at most once, and only once when the
     /// answer is turned into boxes and masks (`single`: they are in that image's pixels).
     func validateImages(single: Bool = false) throws {
+        if video != nil {
+            guard image.isEmpty else { throw ValidationError("give --image or --video, not both") }
+            if single { throw ValidationError("give one --image: the boxes and masks are in that image's pixels (not a video's)") }
+            do { try sampling.validate() } catch { throw ValidationError("--frames, --stride, --start: \(describe(error))") }
+            return
+        }
         guard !image.isEmpty else { throw ValidationError("--image is required") }
         guard image.filter({ $0 == "-" }).count <= 1 else { throw ValidationError("only one --image can be - (standard input)") }
         if single && image.count > 1 {
@@ -60,7 +73,20 @@ struct GenerationArguments: ParsableArguments {
         }
     }
 
+    var sampling: FrameSampling { FrameSampling(count: frames, stride: stride, start: start) }
+
     func loadImages() throws -> [RGBImage] {
+        if let video {
+            let path = (video as NSString).expandingTildeInPath
+            let clip = try VideoReader.frames(path: path, sampling: sampling)
+            let i = clip.info
+            let shown = clip.indices.prefix(8).map(String.init).joined(separator: ", ") + (clip.indices.count > 8 ? ", ..." : "")
+            let repeated = clip.replicated ? "; the video has \(clip.decoded) frames from there, so they repeat" : ""
+            let rotation = i.rotation != 0 ? "; its rotation metadata (\(Int(i.rotation)) degrees) is not applied" : ""
+            FileHandle.standardError.write(Data(("paligemma: \(video): \(i.codec) \(i.width)x\(i.height) at \(String(format: "%.3g", i.frameRate)) fps; "
+                + "\(clip.frames.count) frames (indices \(shown) from \(start) s, every \(stride))\(repeated)\(rotation)\n").utf8))
+            return clip.frames
+        }
         guard !image.isEmpty else { throw PaliGemmaError.input("--image is required") }
         let options = DecodeOptions(applyEXIFOrientation: applyEXIFOrientation)
         return try image.map { image in
@@ -130,6 +156,7 @@ struct Generate: ParsableCommand {
           paligemma generate --model M --image cat.jpg --prompt "caption en" --dump run.safetensors
           paligemma generate --model M --adapter my-lora --image cat.jpg --prompt "caption en"
           paligemma generate --model M --image left.jpg --image right.jpg --prompt "answer en which one has a dog?"
+          paligemma generate --model M --video clip.mp4 --frames 16 --stride 9 --prompt "caption en"
           paligemma generate --model M --batch requests.jsonl --output results.jsonl
         """
     )
@@ -143,7 +170,9 @@ struct Generate: ParsableCommand {
     func validate() throws {
         if batch != nil {
             guard output != nil else { throw ValidationError("--batch needs --output") }
-            guard common.image.isEmpty, prompt == nil else { throw ValidationError("--batch takes images and prompts from the file") }
+            guard common.image.isEmpty, common.video == nil, prompt == nil else {
+                throw ValidationError("--batch takes images and prompts from the file")
+            }
         } else {
             guard prompt != nil else { throw ValidationError("--prompt is required (or --batch)") }
             try common.validateImages()

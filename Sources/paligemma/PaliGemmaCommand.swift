@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PaliGemma
+import PaliGemmaVideo
 
 @main
 struct PaliGemmaCommand: AsyncParsableCommand {
@@ -36,7 +37,7 @@ func fail(_ error: Error) -> Never {
     switch error {
     case PaliGemmaError.input: code = ExitStatus.input
     case TokenizerError.idOutOfRange, TokenizerError.invalidIDText: code = ExitStatus.input
-    case is ImageError: code = ExitStatus.input
+    case is ImageError, is VideoError: code = ExitStatus.input
     default: code = ExitStatus.model
     }
     exit(code)

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import PaliGemma
+import PaliGemmaVideo
 
 /// Image file + prompt in, answer out, against transformers' PaliGemmaProcessor + generate()
 /// (scripts/make_e2e_fixtures.py): the library pipeline and the `paligemma` command line.
@@ -277,5 +278,56 @@ extension EndToEndTests {
         #expect(box.count == 4 && abs(box[0] - 200.0 / 1023 * 640) < 1e-6 && abs(box[3] - 900.0 / 1023 * 480) < 1e-6)
         let bad = try Self.run(["parse", "--image-size", "640by480", "x"])
         #expect(bad.status != 0 && bad.stderr.contains("640by480"))
+    }
+}
+
+/// --video: the frames VideoReader chooses (PyAV's, bit for bit: PaliGemmaVideoTests) as the
+/// prompt's images, so the answer is the library's for those images.
+extension EndToEndTests {
+    static let videos = Fixtures.root.appendingPathComponent("../../PaliGemmaVideoTests/Fixtures").standardized
+
+    @Test("generate --video answers as the library does for the chosen frames; batch lines take \"video\"")
+    func video() throws {
+        let model = Fixtures.model("e2e-pg1")
+        let clip = Self.videos.appendingPathComponent("h264.mp4").path
+        let pipeline = try PaliGemmaPipeline(directory: model)
+        let frames = try VideoReader.frames(path: clip, sampling: FrameSampling(count: 4, stride: 9))
+        let want = try pipeline.generate(images: frames.frames, prompt: "caption en", options: GenerationOptions(maxNewTokens: 6))
+        let r = try Self.run(["generate", "--model", model.path, "--video", clip, "--frames", "4", "--stride", "9",
+                              "--prompt", "caption en", "--max-tokens", "6", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(Self.json(r.stdout)["tokens"] as? [Int] == want.tokens)
+        #expect(Self.json(r.stdout)["prompt_tokens"] as? Int == want.promptIDs.count)
+        #expect(r.stderr.contains("h264 64x48") && r.stderr.contains("indices 0, 9, 18, 27"), "\(r.stderr)")
+        // 16 frames of a 40-frame video at stride 9: five frames, repeated in order.
+        let short = try Self.run(["caption", "--model", model.path, "--video", clip, "--max-tokens", "2", "--json"])
+        #expect(short.status == 0 && short.stderr.contains("so they repeat"), "\(short.stderr)")
+        #expect(Self.json(short.stdout)["prompt_tokens"] as? Int ?? 0 > 16 * 16)
+
+        let dir = try temporaryDirectory()
+        let requests = dir.appendingPathComponent("requests.jsonl"), output = dir.appendingPathComponent("out.jsonl")
+        try ([#"{"id": "v", "video": "\#(clip)", "frames": 4, "stride": 9, "prompt": "caption en", "max_tokens": 6}"#,
+              #"{"id": "both", "video": "\#(clip)", "image": "x.png", "prompt": "caption en"}"#,
+              #"{"id": "bad", "video": "\#(clip)", "stride": 0, "prompt": "caption en"}"#,
+              #"{"id": "audio", "video": "\#(Self.videos.appendingPathComponent("audio.m4a").path)", "prompt": "caption en"}"#]
+            .joined(separator: "\n") + "\n").write(to: requests, atomically: true, encoding: .utf8)
+        let batch = try Self.run(["generate", "--model", model.path, "--batch", requests.path, "--output", output.path])
+        #expect(batch.status == 0, "\(batch.stderr)")
+        let lines = try String(contentsOf: output, encoding: .utf8).split(separator: "\n").map { Self.json(String($0)) }
+        let byID = Dictionary(lines.compactMap { l in (l["id"] as? String).map { ($0, l) } }, uniquingKeysWith: { a, _ in a })
+        #expect(byID["v"]?["tokens"] as? [Int] == want.tokens)
+        #expect((byID["both"]?["error"] as? String)?.contains("not both") == true)
+        #expect((byID["bad"]?["error"] as? String)?.contains("stride must be at least 1") == true)
+        #expect((byID["audio"]?["error"] as? String)?.contains("no video stream") == true)
+
+        // Errors: one line, exit 65 for a bad file, 64 for bad usage.
+        let audio = try Self.run(["generate", "--model", model.path, "--video", Self.videos.appendingPathComponent("audio.m4a").path, "--prompt", "x"])
+        #expect(audio.status == 65 && audio.stderr.contains("the file has no video stream"), "\(audio.stderr)")
+        let both = try Self.run(["generate", "--model", model.path, "--video", clip, "--image", clip, "--prompt", "x"])
+        #expect(both.status == 64 && both.stderr.contains("not both"), "\(both.stderr)")
+        let detect = try Self.run(["detect", "--model", model.path, "--video", clip, "cat"])
+        #expect(detect.status == 64, "\(detect.stderr)")
+        let zero = try Self.run(["generate", "--model", model.path, "--video", clip, "--frames", "0", "--prompt", "x"])
+        #expect(zero.status == 64 && zero.stderr.contains("frame count must be at least 1"), "\(zero.stderr)")
     }
 }

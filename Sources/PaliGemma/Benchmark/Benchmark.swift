@@ -18,6 +18,9 @@ public struct BenchmarkResult: Codable, Sendable {
     /// or where the CPU has none).
     public var precision: String
     public var fastKernel: String
+    /// Images in the prompt (frames of a video), each through the vision tower on its own.
+    public var images: Int
+    /// Image tokens of all of them.
     public var imageTokens: Int
     public var promptTokens: Int
     public var newTokens: Int
@@ -44,7 +47,7 @@ public struct BenchmarkResult: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case model, quantization, threads, isa, precision, fastKernel = "fast_kernel"
-        case imageTokens = "image_tokens", promptTokens = "prompt_tokens", newTokens = "new_tokens"
+        case images, imageTokens = "image_tokens", promptTokens = "prompt_tokens", newTokens = "new_tokens"
         case loadSeconds = "load_s", visionSeconds = "vision_s", prefillSeconds = "prefill_s", ttftSeconds = "ttft_s"
         case decodeMsPerToken = "decode_ms_per_token", decodeMsMin = "decode_ms_min", decodeMsMax = "decode_ms_max"
         case peakRSSBytes = "peak_rss_bytes", runs, firstTTFTSeconds = "first_ttft_s", floors
@@ -68,7 +71,7 @@ public enum Benchmark {
 
     /// Fixed pseudo-random pixels [C, S, S] and a prompt of image tokens + <bos> + `promptTokens`
     /// ordinary text ids (3 ..< 20000, or the vocabulary if smaller, never the image token) + "\n".
-    static func syntheticInput(_ model: PaliGemmaModel, promptTokens: Int) -> (pixels: [Float], ids: [Int]) {
+    static func syntheticInput(_ model: PaliGemmaModel, promptTokens: Int, images: Int = 1) -> (pixels: [Float], ids: [Int]) {
         var rng = Xoshiro256(seed: 1)
         let pixels = (0..<model.pixelCount).map { _ in Float(rng.nextDouble() * 2 - 1) }
         let upper = UInt64(min(model.decoder.vocabRows, 20000))
@@ -77,27 +80,29 @@ public enum Benchmark {
             return id == model.config.imageTokenIndex ? 3 : id
         }
         let newline = min(108, Int(upper) - 1)
-        let image = [Int](repeating: model.config.imageTokenIndex, count: model.config.numImageTokens)
+        let image = [Int](repeating: model.config.imageTokenIndex, count: model.config.numImageTokens * max(images, 1))
         return (pixels, image + [2] + text + [newline])
     }
 
-    /// Loads `directory`, runs the vision tower on fixed pseudo-random pixels, prefills
-    /// image tokens + <bos> + `promptTokens` text tokens + "\n", and decodes `newTokens` tokens
+    /// Loads `directory`, runs the vision tower on fixed pseudo-random pixels (`images` times, as
+    /// for the frames of a video), prefills their image tokens + <bos> + `promptTokens` text
+    /// tokens + "\n", and decodes `newTokens` tokens
     /// greedily (stop tokens ignored, so every run decodes the same number). The kernels run at
     /// the calling thread's precision (`Kernels.withPrecision`).
     public static func run(directory: URL, promptTokens: Int, newTokens: Int,
-                           quantization: Quantization = .none, runs: Int = 1, floors: Bool = false) throws -> BenchmarkResult {
+                           quantization: Quantization = .none, runs: Int = 1, floors: Bool = false,
+                           images: Int = 1) throws -> BenchmarkResult {
         var clock = Date()
         let model = try PaliGemmaModel(directory: directory, quantization: quantization)
         let load = Date().timeIntervalSince(clock)
-        let (pixels, ids) = syntheticInput(model, promptTokens: promptTokens)
-        let n = model.config.numImageTokens
+        let (pixels, ids) = syntheticInput(model, promptTokens: promptTokens, images: images)
+        let n = model.config.numImageTokens * max(images, 1)
 
         var vision = 0.0, firstTTFT = 0.0
         var out = GeneratedTokens()
         for run in 0..<max(runs, 1) {
             clock = Date()
-            let image = try model.imageFeatures(pixels: pixels)
+            let image = try model.imageFeatures(pixels: [[Float]](repeating: pixels, count: max(images, 1)))
             vision = Date().timeIntervalSince(clock)
             out = try model.generate(promptIDs: ids, imageFeatures: image,
                                      options: GenerationOptions(maxNewTokens: max(newTokens, 1), stopTokens: []))
@@ -107,7 +112,7 @@ public enum Benchmark {
         let fast = Kernels.precision == .fast ? Kernels.fastKernelInUse : .none
         var result = BenchmarkResult(
             model: directory.path, quantization: model.weightFormat.rawValue, threads: Kernels.threads, isa: Kernels.isa.name,
-            precision: Kernels.precision.rawValue, fastKernel: fast.name, imageTokens: n,
+            precision: Kernels.precision.rawValue, fastKernel: fast.name, images: max(images, 1), imageTokens: n,
             promptTokens: ids.count, newTokens: out.tokens.count, loadSeconds: load, visionSeconds: vision,
             prefillSeconds: out.timings.prefill, ttftSeconds: vision + out.timings.prefill,
             decodeMsPerToken: out.timings.decodeMillisecondsPerToken, decodeMsMin: steps.min() ?? 0,
