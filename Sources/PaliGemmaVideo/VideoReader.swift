@@ -32,34 +32,10 @@ public enum VideoError: Error, LocalizedError, Equatable, Sendable {
     }
 }
 
-/// Which frames a prompt gets: every `stride`-th frame, counted from the first frame at or after
-/// `start` seconds, `count` of them (big_vision's readers with deterministic sampling: frames
-/// start, start + stride, ...). A video with fewer frames than that gives the ones it has,
-/// repeated in order until there are `count` (big_vision's `video_replicate_img`: tile, then
-/// take the first `count`).
-public struct FrameSampling: Sendable, Equatable {
-    public var count: Int
-    public var stride: Int
-    public var start: Double
-
-    public init(count: Int = 16, stride: Int = 9, start: Double = 0) {
-        self.count = count
-        self.stride = stride
-        self.start = start
-    }
-
+extension FrameSampling {
+    /// Throws `VideoError.invalidSampling` for a count, stride or start out of range.
     public func validate() throws {
-        guard count >= 1 else { throw VideoError.invalidSampling("the frame count must be at least 1 (got \(count))") }
-        guard stride >= 1 else { throw VideoError.invalidSampling("the stride must be at least 1 (got \(stride))") }
-        guard start >= 0, start.isFinite else { throw VideoError.invalidSampling("the start time must be 0 or more seconds (got \(start))") }
-    }
-
-    /// The frame indices (counted from the start time) a video with `available` frames from
-    /// there gives, in order; empty when it has none.
-    public func indices(available: Int) -> [Int] {
-        let picks = (0..<count).map { $0 * stride }.filter { $0 < available }
-        guard !picks.isEmpty else { return [] }
-        return (0..<count).map { picks[$0 % picks.count] }
+        if let problem { throw VideoError.invalidSampling(problem) }
     }
 }
 

@@ -30,6 +30,7 @@ struct Evaluate: ParsableCommand {
     @OptionGroup var configKeys: ConfigKeyArguments
 
     func run() throws {
+        enableVideoLines()
         do {
             if let threads { Kernels.threads = threads }
             applyPrecision(precision)

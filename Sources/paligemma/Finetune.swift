@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PaliGemma
 import PaliGemmaJSON
+import PaliGemmaVideo
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -129,6 +130,7 @@ struct Finetune: ParsableCommand {
     }
 
     func run() throws {
+        enableVideoLines()
         do {
             try FinetuneRun(command: self).run()
         } catch let code as ExitCode {
@@ -222,7 +224,7 @@ struct FinetuneRun {
         // Examples are built once and kept while they fit in 512 MB; else rebuilt when needed,
         // each image decoded once per step (by the training workers' threads) and kept for the
         // next step, which grouped images often share.
-        let cacheable = trainRecords.reduce(0) { $0 + $1.images.count } * pipeline.model.pixelCount * 4 <= 512 << 20
+        let cacheable = trainRecords.reduce(0) { $0 + ($1.video?.count ?? $1.images.count) } * pipeline.model.pixelCount * 4 <= 512 << 20
         var cache: [Int: TrainingExample] = [:]
         var recent: [String: [Float]] = [:]
         func examples(_ indices: [Int]) throws -> [TrainingExample] {
@@ -237,6 +239,7 @@ struct FinetuneRun {
             let records = indices.map { trainRecords[$0] }
             var firsts: [(line: Int, url: URL)] = [], seen: Set<String> = []
             for r in records {
+                guard r.video == nil else { continue }  // a video's frames are decoded with its example
                 for url in r.images where recent[url.path] == nil && seen.insert(url.path).inserted { firsts.append((r.line, url)) }
             }
             var now: [String: [Float]] = [:]
@@ -245,6 +248,10 @@ struct FinetuneRun {
             }
             var out: [TrainingExample] = []
             for r in records {
+                if r.video != nil {
+                    out.append(try TrainingData.example(r, pipeline: pipeline))
+                    continue
+                }
                 var images: [[Float]] = []
                 for url in r.images {
                     guard let pixels = now[url.path] ?? recent[url.path] else {
@@ -414,4 +421,9 @@ final class TrainingProgress {
     }
     func note(_ s: String) { FileHandle.standardError.write(Data(((interactive ? "\r" : "") + "paligemma: " + s + "\n").utf8)) }
     func finish() { if interactive { FileHandle.standardError.write(Data("\n".utf8)) } }
+}
+
+/// Training and evaluation lines with "video" decode their frames with PaliGemmaVideo.
+func enableVideoLines() {
+    TrainingData.videoDecoder = { file, sampling in try VideoReader.frames(path: file.path, sampling: sampling).frames }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import PaliGemma
+import PaliGemmaVideo
 
 /// Training data (`TrainingData`): ids, token types and labels equal to transformers'
 /// `PaliGemmaProcessor(text=prefix, suffix=suffix)` for every pair of
@@ -145,6 +146,7 @@ import Testing
             #"{"image": "img.png", "task": "describe", "lang": "fr", "suffix": "x"}"#,
             #"{"image": "img.png", "prefix": "", "suffix": "x"}"#,
             #"{"images": ["sub/scene.jpg", "img.png"], "prefix": "answer en which?", "suffix": "x"}"#,
+            #"{"video": "img.png", "frames": 2, "stride": 3, "start": 0.5, "prefix": "caption en", "suffix": "x"}"#,
         ]
         // CRLF line ends and a byte order mark are accepted; no newline at the end either.
         let url = try Self.write("\u{FEFF}" + lines.joined(separator: "\r\n"), in: dir)
@@ -164,6 +166,7 @@ import Testing
             TrainingRecord(line: 12, image: img, prefix: "describe fr", suffix: "x"),
             TrainingRecord(line: 13, image: img, prefix: "", suffix: "x"),
             TrainingRecord(line: 14, images: [scene, img], prefix: "answer en which?", suffix: "x"),
+            TrainingRecord(line: 15, video: img, sampling: FrameSampling(count: 2, stride: 3, start: 0.5), prefix: "caption en", suffix: "x"),
         ])
     }
 
@@ -187,6 +190,33 @@ import Testing
             #expect(example.ids == pair.input_ids && example.labels == pair.labels)
             #expect(Self.types(example.prefixLength, example.ids.count) == pair.token_type_ids)
         }
+    }
+
+    @Test("a video line: its sampled frames (PaliGemmaVideo's) become the example's images, in order")
+    func videoExample() throws {
+        let pipeline = try Self.pipeline()
+        let dir = try Self.folder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let clip = Fixtures.root.appendingPathComponent("../../PaliGemmaVideoTests/Fixtures/h264.mp4").standardized
+        try FileManager.default.copyItem(at: clip, to: dir.appendingPathComponent("clip.mp4"))
+        let url = try Self.write(#"{"video": "clip.mp4", "frames": 4, "stride": 9, "prefix": "caption en", "suffix": "a square"}"#, in: dir)
+        let record = try #require(try TrainingData.read(jsonl: url).first)
+        TrainingData.videoDecoder = { file, sampling in try VideoReader.frames(path: file.path, sampling: sampling).frames }
+        let example = try TrainingData.example(record, pipeline: pipeline)
+        let frames = try VideoReader.frames(path: clip.path, sampling: FrameSampling(count: 4, stride: 9)).frames
+        #expect(example.images.count == 4)
+        #expect(example.images == (try frames.map { try pipeline.pixelValues($0) }))
+        let n = pipeline.model.config.numImageTokens
+        #expect(example.ids.prefix(4 * n).allSatisfy { $0 == pipeline.model.config.imageTokenIndex })
+        #expect(example.ids[4 * n] == 2)
+        #expect(Set(example.imageKeys.compactMap { $0 }).count == 4)
+        // A file the decoder cannot read: the error names the line and the file.
+        try Data("not a video".utf8).write(to: dir.appendingPathComponent("bad.mp4"))
+        let bad = try Self.write("\n" + #"{"video": "bad.mp4", "prefix": "caption en", "suffix": "x"}"#, in: dir, name: "bad.jsonl")
+        let badRecord = try #require(try TrainingData.read(jsonl: bad).first)
+        var message = ""
+        do { _ = try TrainingData.example(badRecord, pipeline: pipeline) } catch let PaliGemmaError.input(m) { message = m }
+        #expect(message.hasPrefix("line 2: ") && message.contains("bad.mp4: not a readable video file"), "\(message)")
     }
 
     @Test func exampleNamesTheLineOfAnImageThatCannotBeDecoded() throws {
@@ -215,7 +245,14 @@ import Testing
          #"unknown key "sufix" (a line has "image", "prefix" or a task, and "suffix")"#),
         (#"{"image": "img.png", "prefix": "p", "suffix": "s", "id": 3, "weight": 1}"#,
          #"unknown keys "id", "weight" (a line has "image", "prefix" or a task, and "suffix")"#),
-        (#"{"prefix": "p", "suffix": "s"}"#, #"missing "image" (the image file's path) or "images" (a list of them)"#),
+        (#"{"prefix": "p", "suffix": "s"}"#, #"missing "image" (the image file's path), "images" (a list of them) or "video""#),
+        (#"{"video": "img.png", "image": "img.png", "prefix": "p", "suffix": "s"}"#, #"give "video" or images, not both"#),
+        (#"{"image": "img.png", "frames": 4, "prefix": "p", "suffix": "s"}"#, #""frames" without "video""#),
+        (#"{"video": "clip.mp4", "prefix": "p", "suffix": "s"}"#, "video file DIR/clip.mp4 does not exist"),
+        (#"{"video": "img.png", "frames": 0, "prefix": "p", "suffix": "s"}"#, "the frame count must be at least 1 (got 0)"),
+        (#"{"video": "img.png", "stride": 1.5, "prefix": "p", "suffix": "s"}"#, #""stride" must be a whole number, got a number"#),
+        (#"{"video": "img.png", "start": "1s", "prefix": "p", "suffix": "s"}"#, #""start" must be a number of seconds, got a string"#),
+        (#"{"video": 3, "prefix": "p", "suffix": "s"}"#, #""video" must be a string, got a number"#),
         (#"{"image": "img.png", "images": ["img.png"], "prefix": "p", "suffix": "s"}"#, #"give "image" or "images", not both"#),
         (#"{"images": [], "prefix": "p", "suffix": "s"}"#, #""images" must be a non-empty array of file paths, got []"#),
         (#"{"images": "img.png", "prefix": "p", "suffix": "s"}"#, #""images" must be a non-empty array of file paths, got a string"#),
@@ -299,8 +336,8 @@ import Testing
         let message = Self.readError(url) ?? ""
         let rows = message.split(separator: "\n").map(String.init)
         #expect(rows.count == 21)
-        #expect(rows.first == "\(url.path), line 2: missing \"image\" (the image file's path) or \"images\" (a list of them)")
-        #expect(rows[19] == "\(url.path), line 21: missing \"image\" (the image file's path) or \"images\" (a list of them)")
+        #expect(rows.first == "\(url.path), line 2: missing \"image\" (the image file's path), \"images\" (a list of them) or \"video\"")
+        #expect(rows[19] == "\(url.path), line 21: missing \"image\" (the image file's path), \"images\" (a list of them) or \"video\"")
         #expect(rows.last == "\(url.path): 5 more bad lines")
     }
 }

@@ -22,9 +22,11 @@ import PaliGemmaJSON
 public struct TrainingRecord: Sendable, Equatable {
     /// 1-based line number in the file.
     public let line: Int
-    /// The image files, in prompt order (one, or several from "images"); a relative path in
-    /// the file is relative to the JSONL file's folder.
+    /// The image files, in prompt order (one, or several from "images"), or the video file
+    /// (with `video` set); a relative path in the file is relative to the JSONL file's folder.
     public let images: [URL]
+    /// For a "video" line: which of its frames are the prompt's images.
+    public let video: FrameSampling?
     /// The first (usually the only) image.
     public var image: URL { images[0] }
     /// The prompt: "prefix" as given, or the prompt of the task given in its place.
@@ -37,9 +39,19 @@ public struct TrainingRecord: Sendable, Equatable {
     }
 
     public init(line: Int, images: [URL], prefix: String, suffix: String) {
+        self.init(line: line, images: images, video: nil, prefix: prefix, suffix: suffix)
+    }
+
+    /// A line over a video's frames: `file`, sampled by `sampling`.
+    public init(line: Int, video file: URL, sampling: FrameSampling, prefix: String, suffix: String) {
+        self.init(line: line, images: [file], video: sampling, prefix: prefix, suffix: suffix)
+    }
+
+    init(line: Int, images: [URL], video: FrameSampling?, prefix: String, suffix: String) {
         precondition(!images.isEmpty, "a training record has at least one image")
         self.line = line
         self.images = images
+        self.video = video
         self.prefix = prefix
         self.suffix = suffix
     }
@@ -58,9 +70,13 @@ public struct TrainingRecord: Sendable, Equatable {
 ///     {"image": "cat.jpg", "task": "answer", "question": "what is this?", "lang": "en", "suffix": "a cat"}
 ///     {"image": "cat.jpg", "prompt": "caption en", "suffix": "a cat"}     ("prompt" is used as it is)
 ///     {"images": ["left.jpg", "right.jpg"], "prefix": "answer en which is bigger?", "suffix": "left"}
+///     {"video": "clip.mp4", "frames": 16, "stride": 9, "prefix": "caption en", "suffix": "a dog runs"}
 ///
-/// Several images ("images", in order) form one prompt as transformers' processor lays out a
-/// list of images: each image's tokens in turn, then `<bos>`.
+/// Several images ("images", in order, or a video's frames: "video" with optional "frames",
+/// "stride", "start" as `FrameSampling` takes them, 16 / 9 / 0 by default) form one prompt as
+/// transformers' processor lays out a list of images: each image's tokens in turn, then `<bos>`.
+/// Video frames are decoded by `videoFrames` (set by the `paligemma` command from
+/// PaliGemmaVideo; this library does not link FFmpeg).
 ///
 /// Checked, for every line before anything is returned (blank lines are skipped; every bad line
 /// is reported, each with its number):
@@ -82,7 +98,7 @@ public struct TrainingRecord: Sendable, Equatable {
 /// line and the file when one cannot be.
 public enum TrainingData {
     /// Members a line may have.
-    static let keys: Set<String> = ["image", "images", "prefix", "suffix", "prompt", "task", "lang", "question", "answer", "labels",
+    static let keys: Set<String> = ["image", "images", "video", "frames", "stride", "start", "prefix", "suffix", "prompt", "task", "lang", "question", "answer", "labels",
                                     "label"]
     /// Members each task reads (besides "task").
     static let taskMembers: [String: Set<String>] = [
@@ -172,7 +188,36 @@ public enum TrainingData {
     /// not applied, as Pillow and so transformers do), plus `tokens(...)`. An image that cannot be
     /// decoded throws `PaliGemmaError.input` naming the line and the file.
     public static func example(_ record: TrainingRecord, pipeline: PaliGemmaPipeline) throws -> TrainingExample {
-        example(record, images: try record.images.map { try pixels(of: $0, line: record.line, pipeline: pipeline) }, pipeline: pipeline)
+        if let sampling = record.video {
+            let frames = try videoFrames(record.images[0], sampling: sampling, line: record.line)
+            let t = tokens(prefix: record.prefix, suffix: record.suffix, images: frames.count, pipeline: pipeline)
+            let key = "\(record.images[0].path)#\(sampling.count)x\(sampling.stride)@\(sampling.start)#"
+            return TrainingExample(images: try frames.map { try pipeline.pixelValues($0) }, ids: t.ids, labels: t.labels,
+                                   prefixLength: t.prefixLength, imageKeys: frames.indices.map { key + String($0) })
+        }
+        return example(record, images: try record.images.map { try pixels(of: $0, line: record.line, pipeline: pipeline) }, pipeline: pipeline)
+    }
+
+    /// Decodes a video's frames for training lines: set by whoever links a video decoder (the
+    /// `paligemma` command sets it to PaliGemmaVideo's `VideoReader`). nil: video lines fail
+    /// with an error saying so.
+    public static var videoDecoder: (@Sendable (URL, FrameSampling) throws -> [RGBImage])? {
+        get { decoderBox.lock.withLock { decoderBox.decoder } }
+        set { decoderBox.lock.withLock { decoderBox.decoder = newValue } }
+    }
+    private final class DecoderBox: @unchecked Sendable {
+        let lock = NSLock()
+        var decoder: (@Sendable (URL, FrameSampling) throws -> [RGBImage])?
+    }
+    private static let decoderBox = DecoderBox()
+
+    static func videoFrames(_ file: URL, sampling: FrameSampling, line: Int) throws -> [RGBImage] {
+        guard let decoder = videoDecoder else {
+            throw PaliGemmaError.input("line \(line): a video line needs a video decoder (TrainingData.videoDecoder; the paligemma command sets it)")
+        }
+        do { return try decoder(file, sampling) } catch {
+            throw PaliGemmaError.input("line \(line): \((error as? LocalizedError)?.errorDescription ?? "\(error)")")
+        }
     }
 
     /// One image file decoded and preprocessed as `example` does it; the error names the line.
@@ -241,7 +286,7 @@ public enum TrainingData {
             return s
         }
         for (key, v) in members {
-            if key == "images" {
+            if ["images", "frames", "stride", "start"].contains(key) {
                 continue  // checked below
             } else if key != "labels" {
                 _ = try string(key)
@@ -255,9 +300,14 @@ public enum TrainingData {
         }
 
         let files: [String]
+        let video = try videoSampling(value)
         switch (try string("image"), value["images"]) {
+        case _ where video != nil:
+            guard value["image"] == nil, value["images"] == nil else { throw .bad("give \"video\" or images, not both") }
+            guard let file = try string("video"), !file.isEmpty else { throw .bad("\"video\" is empty") }
+            files = [file]
         case (.some, .some): throw .bad("give \"image\" or \"images\", not both")
-        case (nil, nil): throw .bad("missing \"image\" (the image file's path) or \"images\" (a list of them)")
+        case (nil, nil): throw .bad("missing \"image\" (the image file's path), \"images\" (a list of them) or \"video\"")
         case let (image?, nil): files = [image]
         case let (nil, list?):
             guard let items = list.arrayValue, !items.isEmpty else {
@@ -274,10 +324,11 @@ public enum TrainingData {
             let url = (image.hasPrefix("/") ? URL(fileURLWithPath: image) : base.appendingPathComponent(image))
                 .standardizedFileURL
             var isDirectory: ObjCBool = false
+            let kind = video == nil ? "image" : "video"
             guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
-                throw .bad("image file \(url.path) does not exist")
+                throw .bad("\(kind) file \(url.path) does not exist")
             }
-            guard !isDirectory.boolValue else { throw .bad("image \(url.path) is a folder, not a file") }
+            guard !isDirectory.boolValue else { throw .bad("\(kind) \(url.path) is a folder, not a file") }
             urls.append(url)
         }
 
@@ -291,12 +342,34 @@ public enum TrainingData {
                         + (s == "<eos>" ? " (the suffix gets its <eos> added)" : ""))
             }
         }
-        return TrainingRecord(line: number, images: urls, prefix: prefix, suffix: suffix)
+        return TrainingRecord(line: number, images: urls, video: video, prefix: prefix, suffix: suffix)
+    }
+
+    /// A "video" line's sampling ("frames", "stride", "start", each optional), nil for images;
+    /// those members without "video" are an error.
+    static func videoSampling(_ value: JSONValue) throws(LineError) -> FrameSampling? {
+        let members = ["frames", "stride", "start"].filter { value[$0] != nil }
+        guard value["video"] != nil else {
+            if let m = members.first { throw .bad("\(jsonQuoted(m)) without \"video\"") }
+            return nil
+        }
+        var sampling = FrameSampling()
+        for key in ["frames", "stride"] {
+            guard let v = value[key] else { continue }
+            guard let n = v.intValue else { throw .bad("\(jsonQuoted(key)) must be a whole number, got \(v.typeName)") }
+            if key == "frames" { sampling.count = n } else { sampling.stride = n }
+        }
+        if let v = value["start"] {
+            guard case let .number(s) = v else { throw .bad("\"start\" must be a number of seconds, got \(v.typeName)") }
+            sampling.start = s
+        }
+        if let problem = sampling.problem { throw .bad(problem) }
+        return sampling
     }
 
     /// The prefix: "prefix" as given, or the prompt of the task in its place.
     static func prefixText(_ value: JSONValue) throws(LineError) -> String {
-        let given = keys.subtracting(["image", "images", "prefix", "suffix"]).filter { value[$0] != nil }.sorted()
+        let given = keys.subtracting(["image", "images", "video", "frames", "stride", "start", "prefix", "suffix"]).filter { value[$0] != nil }.sorted()
         if let prefix = value["prefix"]?.stringValue {
             guard given.isEmpty else {
                 throw .bad("both \"prefix\" and task members (\(given.map(jsonQuoted).joined(separator: ", "))) given: use one")
