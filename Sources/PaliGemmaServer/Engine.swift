@@ -65,8 +65,9 @@ public struct EngineSummary: Sendable {
     public var error: String?
     /// Seconds in the queue before joining the batch.
     public var queueSeconds: Double = 0
-    /// Vision tower and projector (0 on a cache hit).
+    /// Vision tower and projector (0 when every image was a cache hit).
     public var visionSeconds: Double = 0
+    /// Whether every image's features came from the vision cache.
     public var visionCached = false
     /// From submission to the first token.
     public var firstTokenSeconds: Double = 0

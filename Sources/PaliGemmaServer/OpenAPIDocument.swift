@@ -99,11 +99,14 @@ enum OpenAPIDocument {
       "CompletionRequest": {
         "allOf": [{"$ref": "#/components/schemas/Sampling"}, {
           "type": "object",
-          "required": ["prompt", "image"],
+          "required": ["prompt"],
+          "oneOf": [{"required": ["image"]}, {"required": ["images"]}],
           "properties": {
             "model": {"type": "string"},
             "prompt": {"type": "string", "description": "The PaliGemma prompt as it is, e.g. \"caption en\"."},
-            "image": {"type": "string", "description": "A data: URL, or a path under --media-root."}
+            "image": {"type": "string", "description": "A data: URL, or a path under --media-root."},
+            "images": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                       "description": "Several images for one prompt, in order (instead of image); at most --max-images."}
           }
         }]
       },
@@ -123,9 +126,11 @@ enum OpenAPIDocument {
       "TaskRequest": {
         "allOf": [{"$ref": "#/components/schemas/Sampling"}, {
           "type": "object",
-          "required": ["image"],
+          "oneOf": [{"required": ["image"]}, {"required": ["images"]}],
           "properties": {
             "image": {"type": "string", "description": "A data: URL, or a path under --media-root."},
+            "images": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                       "description": "Several images for one prompt, in order (text tasks only; detect and segment take one)."},
             "lang": {"type": "string", "description": "caption, describe, answer: the language code (default en)."},
             "question": {"type": "string", "description": "answer: the question."},
             "labels": {"type": "array", "items": {"type": "string"}, "minItems": 1, "description": "detect: what to look for."},
@@ -164,7 +169,7 @@ enum OpenAPIDocument {
   "paths": {
     "/v1/chat/completions": {
       "post": {
-        "summary": "OpenAI chat completion: the last user message's text is the prompt, its one image_url part the image.",
+        "summary": "OpenAI chat completion: the last user message's text is the prompt, its image_url parts the images, in order (at most --max-images).",
         "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}}}},
         "responses": {
           "200": {"description": "The completion; with stream, server-sent events of chat.completion.chunk objects ending in data: [DONE].",

@@ -279,9 +279,11 @@ struct ServerTests {
     func queueFull() async throws {
         let s = try await TestServer(model: randomShapesModel) { $0.maxBatch = 1; $0.maxQueue = 1; $0.maxTokensLimit = 4000 }
         let image = try dataURL("Examples/shapes.png")
-        async let first = s.post("/v1/completions", ["prompt": "caption en", "image": image, "max_tokens": 600])
+        // The first runs long enough for the third to find the second waiting, even in a fast
+        // build; the second is short, so that a slow build (ASan, a loaded machine) ends in time.
+        async let first = s.post("/v1/completions", ["prompt": "caption en", "image": image, "max_tokens": 450])
         try await Task.sleep(for: .milliseconds(300))
-        async let second = s.post("/v1/completions", ["prompt": "caption en", "image": image, "max_tokens": 600])
+        async let second = s.post("/v1/completions", ["prompt": "caption en", "image": image, "max_tokens": 5])
         try await Task.sleep(for: .milliseconds(300))
         let third = try await s.post("/v1/completions", ["prompt": "caption en", "image": image, "max_tokens": 5])
         #expect(third.status == 503, "\(third.body)")
@@ -353,7 +355,8 @@ struct ServerTests {
 
     @Test("shutdown lets running requests finish and refuses new ones")
     func shutdownDrain() async throws {
-        let s = try await TestServer(model: randomShapesModel) { $0.maxTokensLimit = 4000; $0.shutdownGrace = 30 }
+        // A long grace: under ASan on a loaded 2-core machine 400 tokens have taken over 30 s.
+        let s = try await TestServer(model: randomShapesModel) { $0.maxTokensLimit = 4000; $0.shutdownGrace = 150 }
         let image = try dataURL("Examples/shapes.png")
         async let running = s.post("/v1/completions", ["prompt": "caption en", "image": image, "max_tokens": 400])
         try await Task.sleep(for: .milliseconds(200))
