@@ -78,6 +78,8 @@ let package = Package(
             dependencies: [
                 "PaliGemma",
                 "PaliGemmaJSON",
+                "PaliGemmaImage",
+                "PaliGemmaVideo",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -108,12 +110,12 @@ let package = Package(
                                          .product(name: "AsyncHTTPClient", package: "async-http-client")]),
         // Fuzz targets: replays inputs as built here; scripts/fuzz.sh builds it for libFuzzer.
         .executableTarget(name: "paligemma-fuzz",
-                          dependencies: ["PaliGemma", "PaliGemmaTokenizer", "PaliGemmaImage", "PaliGemmaServer"]),
+                          dependencies: ["PaliGemma", "PaliGemmaTokenizer", "PaliGemmaImage", "PaliGemmaVideo", "PaliGemmaServer"]),
         // Fixtures are read through #filePath, not bundled.
         .testTarget(name: "PaliGemmaTests", dependencies: ["PaliGemma", "PaliGemmaJSON", "PaliGemmaVideo", "CPaliGemmaKernels", "paligemma"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "PaliGemmaServerTests",
-                    dependencies: ["PaliGemmaServer", "PaliGemma", "PaliGemmaJSON", "paligemma",
+                    dependencies: ["PaliGemmaServer", "PaliGemma", "PaliGemmaJSON", "PaliGemmaVideo", "paligemma",
                                    .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                                    .product(name: "NIOCore", package: "swift-nio"),
                                    .product(name: "NIOHTTP1", package: "swift-nio"),

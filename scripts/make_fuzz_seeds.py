@@ -18,6 +18,7 @@ CORPUS = ROOT / "Fuzz" / "corpus"
 DICT = ROOT / "Fuzz" / "dict"
 FIX = ROOT / "Tests" / "PaliGemmaTests" / "Fixtures"
 IMG = ROOT / "Tests" / "PaliGemmaImageTests" / "Fixtures" / "decode"
+VIDEO = ROOT / "Tests" / "PaliGemmaVideoTests" / "Fixtures"
 SHAPES = ROOT / "Models" / "shapes-tiny"
 
 
@@ -86,6 +87,8 @@ def main():
         npz({"x": np.arange(8, dtype="<f4").reshape(2, 4)}, compressed=True),
         (FIX / "masks" / "savez_stored.npz").read_bytes(),
     ])
+    seeds("video", [(VIDEO / name).read_bytes() for name in
+                    ("h264.mp4", "vp9-odd.webm", "vfr.mkv", "truncated.mp4", "rotated.mp4", "no-index.mp4")])
     seeds("adapter-config", [p.read_bytes() for p in sorted((FIX / "adapters").glob("*/adapter_config.json"))])
     parity = (FIX / "shapes-parity" / "data.jsonl").read_text().splitlines()
     seeds("finetune-jsonl", [
@@ -113,6 +116,9 @@ def main():
         json.dumps({"prompt": "detect cat", "image": url, "max_completion_tokens": 4, "stop": "x", "n": 1}),
         json.dumps({"image": url, "task": "detect", "labels": ["cat", "dog"], "temperature": 0}),
         json.dumps({"image": "file:///tmp/a.png", "task": "answer", "lang": "en", "question": "what?"}),
+        json.dumps({"messages": [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AAAA",
+                                                                                             "frames": 4, "stride": 2, "start": 0.5}}]}]}),
+        json.dumps({"prompt": "caption en", "video": "data:video/mp4;base64,AAAA"}),
     ])
 
     DICT.mkdir(parents=True, exist_ok=True)
@@ -136,7 +142,9 @@ def main():
                                 "detect", "segment", "caption", "<eos>", "<image>") + ['"\\x0a"', '"\\x0d\\x0a"', '"\\xef\\xbb\\xbf"'],
         "server-request": words("messages", "role", "user", "content", "type", "text", "image_url", "url", "data:",
                                 ";base64,", "prompt", "image", "max_tokens", "max_completion_tokens", "temperature",
-                                "top_p", "seed", "stop", "n", "stream", "stream_options", "include_usage", "task", "labels"),
+                                "top_p", "seed", "stop", "n", "stream", "stream_options", "include_usage", "task", "labels",
+                                "video", "video_url", "frames", "stride", "start"),
+        "video": ['"ftyp"', '"moov"', '"mdat"', '"avcC"', '"\\x1aE\\xdf\\xa3"', '"webm"', '"matroska"', '"trak"', '"stts"', '"stsz"'],
         "answer": ['"<loc"', '"<seg"', '"<loc1023>"', '"<seg127>"', '">"', '" ; "', '"0000"', '"9999"'],
     }
     for name, entries in dicts.items():

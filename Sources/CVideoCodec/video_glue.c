@@ -12,8 +12,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+// A video held in memory (the caller's bytes, borrowed until pg_video_close).
+typedef struct {
+    const uint8_t *data;
+    size_t size;
+    size_t position;
+} pg_memory;
+
 struct pg_video {
     AVFormatContext *format;
+    AVIOContext *io;  // custom I/O over `memory` (NULL for a file)
+    pg_memory memory;
     AVCodecContext *codec;
     AVPacket *packet;
     AVFrame *frame;
@@ -43,15 +52,74 @@ void pg_video_close(pg_video *v) {
     av_packet_free(&v->packet);
     avcodec_free_context(&v->codec);
     avformat_close_input(&v->format);
+    if (v->io) {
+        av_freep(&v->io->buffer);
+        avio_context_free(&v->io);
+    }
     free(v);
 }
+
+static int memory_read(void *opaque, uint8_t *buffer, int wanted) {
+    pg_memory *m = opaque;
+    size_t left = m->size - m->position;
+    if (left == 0) return AVERROR_EOF;
+    size_t n = (size_t)wanted < left ? (size_t)wanted : left;
+    memcpy(buffer, m->data + m->position, n);
+    m->position += n;
+    return (int)n;
+}
+
+static int64_t memory_seek(void *opaque, int64_t offset, int whence) {
+    pg_memory *m = opaque;
+    whence &= ~AVSEEK_FORCE;
+    if (whence == AVSEEK_SIZE) return (int64_t)m->size;
+    int64_t base;
+    switch (whence) {
+    case SEEK_SET: base = 0; break;
+    case SEEK_CUR: base = (int64_t)m->position; break;
+    case SEEK_END: base = (int64_t)m->size; break;
+    default: return AVERROR(EINVAL);
+    }
+    if ((offset > 0 && base > INT64_MAX - offset) || base + offset < 0 || base + offset > (int64_t)m->size) return AVERROR(EINVAL);
+    m->position = (size_t)(base + offset);
+    return base + offset;
+}
+
+static pg_video *open_stream(pg_video *v, const char *path, char *err, size_t errlen);
 
 pg_video *pg_video_open(const char *path, char *err, size_t errlen) {
     av_log_set_level(AV_LOG_QUIET);  // errors are reported through `err`, not printed
     pg_video *v = calloc(1, sizeof *v);
     if (!v) { say(err, errlen, "out of memory", 0); return NULL; }
+    return open_stream(v, path, err, errlen);
+}
+
+pg_video *pg_video_open_memory(const uint8_t *data, size_t size, char *err, size_t errlen) {
+    av_log_set_level(AV_LOG_QUIET);
+    if (!data || size == 0) { say(err, errlen, "the video is empty", 0); return NULL; }
+    pg_video *v = calloc(1, sizeof *v);
+    if (!v) { say(err, errlen, "out of memory", 0); return NULL; }
+    v->memory = (pg_memory){data, size, 0};
+    const int chunk = 1 << 15;
+    uint8_t *buffer = av_malloc(chunk);
+    v->format = avformat_alloc_context();
+    v->io = buffer ? avio_alloc_context(buffer, chunk, 0, &v->memory, memory_read, NULL, memory_seek) : NULL;
+    if (!v->io || !v->format) {
+        if (!v->io) av_free(buffer);
+        say(err, errlen, "out of memory", 0);
+        pg_video_close(v);
+        return NULL;
+    }
+    v->format->pb = v->io;
+    return open_stream(v, NULL, err, errlen);
+}
+
+/// Opens the container (a file at `path`, or the custom I/O already set on `v->format`) and its
+/// best video stream's decoder; frees `v` on failure.
+static pg_video *open_stream(pg_video *v, const char *path, char *err, size_t errlen) {
+    // On failure avformat_open_input frees the format context (and sets it to NULL), not the I/O.
     int rc = avformat_open_input(&v->format, path, NULL, NULL);
-    if (rc < 0) { say(err, errlen, "not a readable video file", rc); free(v); return NULL; }
+    if (rc < 0) { say(err, errlen, "not a readable video file", rc); pg_video_close(v); return NULL; }
     rc = avformat_find_stream_info(v->format, NULL);
     if (rc < 0) { say(err, errlen, "cannot read the file's streams", rc); pg_video_close(v); return NULL; }
     const AVCodec *decoder = NULL;

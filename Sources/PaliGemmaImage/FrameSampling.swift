@@ -17,10 +17,16 @@ public struct FrameSampling: Sendable, Equatable {
         self.start = start
     }
 
+    /// The most frames one prompt may ask for (4,096 frames are over a million image tokens, far
+    /// past any PaliGemma's positions) and the largest stride: bounds that keep the frame
+    /// arithmetic far from overflow.
+    public static let maxCount = 4096
+    public static let maxStride = 1_000_000
+
     /// What is wrong with the request (a count, stride or start out of range), or nil.
     public var problem: String? {
-        if count < 1 { return "the frame count must be at least 1 (got \(count))" }
-        if stride < 1 { return "the stride must be at least 1 (got \(stride))" }
+        if count < 1 || count > Self.maxCount { return "the frame count must be 1 to \(Self.maxCount) (got \(count))" }
+        if stride < 1 || stride > Self.maxStride { return "the stride must be 1 to \(Self.maxStride) (got \(stride))" }
         if !(start >= 0 && start.isFinite) { return "the start time must be 0 or more seconds (got \(start))" }
         return nil
     }

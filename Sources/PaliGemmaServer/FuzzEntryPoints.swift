@@ -17,12 +17,16 @@ public enum ServerFuzzEntryPoints {
         if let chat = try? decoder.decode(ChatCompletionRequest.self, from: value) {
             for message in chat.messages {
                 if case let .parts(parts)? = message.content {
-                    for part in parts { if let url = part.imageURL?.url { image(url) } }
+                    for part in parts {
+                        if let url = part.imageURL?.url { image(url) }
+                        if let video = part.videoURL { _ = try? video.checkedSampling(field: "video") }
+                    }
                 }
             }
         }
         if let completion = try? decoder.decode(CompletionRequest.self, from: value) {
             (completion.image.map { [$0] } ?? completion.images ?? []).forEach(image)
+            if let video = completion.video { _ = try? video.checkedSampling(field: "video") }
         }
         _ = try? decoder.decode(SamplingFields.self, from: value)
         _ = try? decoder.decode(PaliGemmaTask.self, from: value)

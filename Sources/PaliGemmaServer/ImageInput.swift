@@ -14,12 +14,23 @@ public struct ImagePolicy: Sendable {
     public var maxPixels: Int
     /// Images in one request (each adds the model's image tokens to the prompt).
     public var maxImages: Int
+    /// Bytes of one video file.
+    public var maxVideoBytes: Int
+    /// Frames taken from the videos of one request, all together (each frame adds the model's
+    /// image tokens to the prompt, like an image).
+    public var maxVideoFrames: Int
+    /// Pixels of one video frame, checked before it is converted to RGB.
+    public var maxFramePixels: Int
 
-    public init(mediaRoot: String? = nil, maxBytes: Int = 10 << 20, maxPixels: Int = 50_000_000, maxImages: Int = 4) {
+    public init(mediaRoot: String? = nil, maxBytes: Int = 10 << 20, maxPixels: Int = 50_000_000, maxImages: Int = 4,
+                maxVideoBytes: Int = 16 << 20, maxVideoFrames: Int = 16, maxFramePixels: Int = 3840 * 2160) {
         self.mediaRoot = mediaRoot
         self.maxBytes = maxBytes
         self.maxPixels = maxPixels
         self.maxImages = maxImages
+        self.maxVideoBytes = maxVideoBytes
+        self.maxVideoFrames = maxVideoFrames
+        self.maxFramePixels = maxFramePixels
     }
 }
 
@@ -32,7 +43,7 @@ struct ImageInput {
     let cache: VisionCache
 
     func load(_ reference: String, field: String) throws -> EngineImage {
-        let data = try bytes(of: reference, field: field)
+        let data = try MediaBytes(kind: "image", maxBytes: policy.maxBytes, mediaRoot: policy.mediaRoot).load(reference, field: field)
         let key = SHA256.hash(data)
         let probe: (format: ImageFormat, width: Int, height: Int)
         do {
@@ -59,67 +70,79 @@ struct ImageInput {
         }
     }
 
-    private func bytes(of reference: String, field: String) throws -> Data {
+    /// The bytes of `data:[<media type>];base64,<data>`, at most `maxBytes` of them.
+    static func dataURL(_ url: String, field: String, maxBytes: Int) throws -> Data {
+        try MediaBytes(kind: "image", maxBytes: maxBytes, mediaRoot: nil).dataURL(url, field: field)
+    }
+}
+
+/// A request's image or video file: from a `data:` URL (base64) always, from a local path (or
+/// file:// URL) only under the media root, never from a remote URL; at most `maxBytes`. Errors
+/// name the request's field, with codes by kind (`bad_image`, `video_too_large`, ...).
+struct MediaBytes {
+    /// "image" or "video".
+    let kind: String
+    let maxBytes: Int
+    let mediaRoot: String?
+
+    func load(_ reference: String, field: String) throws -> Data {
         let lower = reference.prefix(16).lowercased()
         if lower.hasPrefix("data:") { return try dataURL(reference, field: field) }
         if lower.hasPrefix("http://") || lower.hasPrefix("https://") {
-            throw ServerError.badRequest("\(field): remote image URLs are not fetched by this server; send the image as a data: URL (base64)",
-                                         param: field, code: "remote_images_disabled")
+            throw ServerError.badRequest("\(field): remote \(kind) URLs are not fetched by this server; send the \(kind) as a data: URL (base64)",
+                                         param: field, code: "remote_\(kind)s_disabled")
         }
         var path = reference
         if lower.hasPrefix("file://") { path = URL(string: reference)?.path ?? String(reference.dropFirst(7)) }
         return try localFile(path, field: field)
     }
 
-    private func dataURL(_ url: String, field: String) throws -> Data {
-        try Self.dataURL(url, field: field, maxBytes: policy.maxBytes)
-    }
-
-    /// The bytes of `data:[<media type>];base64,<data>`, at most `maxBytes` of them.
-    static func dataURL(_ url: String, field: String, maxBytes: Int) throws -> Data {
+    func dataURL(_ url: String, field: String) throws -> Data {
         guard let comma = url.firstIndex(of: ",") else {
-            throw ServerError.badRequest("\(field): a data: URL needs a comma before its data", param: field, code: "bad_image")
+            throw ServerError.badRequest("\(field): a data: URL needs a comma before its data", param: field, code: "bad_\(kind)")
         }
         let header = url[url.index(url.startIndex, offsetBy: 5)..<comma].lowercased()
         guard header.split(separator: ";").contains("base64") else {
-            throw ServerError.badRequest("\(field): only base64 data: URLs are accepted (data:image/png;base64,...)", param: field, code: "bad_image")
+            throw ServerError.badRequest("\(field): only base64 data: URLs are accepted (data:\(kind == "image" ? "image/png" : "video/mp4");base64,...)",
+                                         param: field, code: "bad_\(kind)")
         }
         let payload = url[url.index(after: comma)...]
         guard payload.utf8.count / 4 * 3 <= maxBytes + 3 else {
-            throw ServerError.tooLarge("\(field): the image is over the server's limit of \(maxBytes) bytes", param: field, code: "image_too_large")
+            throw ServerError.tooLarge("\(field): the \(kind) is over the server's limit of \(maxBytes) bytes", param: field, code: "\(kind)_too_large")
         }
         guard let data = Data(base64Encoded: String(payload), options: .ignoreUnknownCharacters), !data.isEmpty else {
-            throw ServerError.badRequest("\(field): the data: URL's base64 is not valid", param: field, code: "bad_image")
+            throw ServerError.badRequest("\(field): the data: URL's base64 is not valid", param: field, code: "bad_\(kind)")
         }
         guard data.count <= maxBytes else {
-            throw ServerError.tooLarge("\(field): the image is \(data.count) bytes, over the server's limit of \(maxBytes)", param: field, code: "image_too_large")
+            throw ServerError.tooLarge("\(field): the \(kind) is \(data.count) bytes, over the server's limit of \(maxBytes)",
+                                       param: field, code: "\(kind)_too_large")
         }
         return data
     }
 
     private func localFile(_ path: String, field: String) throws -> Data {
-        guard let given = policy.mediaRoot else {
-            throw ServerError.badRequest("\(field): local image paths are not allowed (the server was started without --media-root); send a data: URL",
-                                         param: field, code: "local_images_disabled")
+        guard let given = mediaRoot else {
+            throw ServerError.badRequest("\(field): local \(kind) paths are not allowed (the server was started without --media-root); send a data: URL",
+                                         param: field, code: "local_\(kind)s_disabled")
         }
         let root = realPath(given) ?? given
         let joined = path.hasPrefix("/") ? path : root + "/" + path
         guard let resolved = realPath(joined) else {
-            throw ServerError.badRequest("\(field): no such image under the media root", param: field, code: "image_not_found")
+            throw ServerError.badRequest("\(field): no such \(kind) under the media root", param: field, code: "\(kind)_not_found")
         }
         guard resolved == root || resolved.hasPrefix(root.hasSuffix("/") ? root : root + "/") else {
-            throw ServerError(.forbidden, "\(field): the image is outside the media root", param: field, code: "image_outside_media_root")
+            throw ServerError(.forbidden, "\(field): the \(kind) is outside the media root", param: field, code: "\(kind)_outside_media_root")
         }
         var info = stat()
         guard stat(resolved, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
-            throw ServerError.badRequest("\(field): the path is not a regular file", param: field, code: "image_not_found")
+            throw ServerError.badRequest("\(field): the path is not a regular file", param: field, code: "\(kind)_not_found")
         }
-        guard Int(info.st_size) <= policy.maxBytes else {
-            throw ServerError.tooLarge("\(field): the image is \(info.st_size) bytes, over the server's limit of \(policy.maxBytes)",
-                                       param: field, code: "image_too_large")
+        guard Int(info.st_size) <= maxBytes else {
+            throw ServerError.tooLarge("\(field): the \(kind) is \(info.st_size) bytes, over the server's limit of \(maxBytes)",
+                                       param: field, code: "\(kind)_too_large")
         }
         guard let data = FileManager.default.contents(atPath: resolved) else {
-            throw ServerError.badRequest("\(field): the image cannot be read", param: field, code: "image_not_found")
+            throw ServerError.badRequest("\(field): the \(kind) cannot be read", param: field, code: "\(kind)_not_found")
         }
         return data
     }

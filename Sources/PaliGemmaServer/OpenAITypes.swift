@@ -77,6 +77,8 @@ struct ChatCompletionRequest: Decodable {
             var type: String
             var text: String?
             var imageURL: ImageURL?
+            /// {"url": ..., "frames", "stride", "start"} (vLLM's part type; the sampling members are ours).
+            var videoURL: VideoReference?
 
             struct ImageURL: Decodable {
                 var url: String
@@ -94,7 +96,7 @@ struct ChatCompletionRequest: Decodable {
                 enum CodingKeys: String, CodingKey { case url }
             }
 
-            enum CodingKeys: String, CodingKey { case type, text, imageURL = "image_url" }
+            enum CodingKeys: String, CodingKey { case type, text, imageURL = "image_url", videoURL = "video_url" }
         }
     }
 }
@@ -102,9 +104,10 @@ struct ChatCompletionRequest: Decodable {
 struct CompletionRequest: Decodable {
     var model: String?
     var prompt: String
-    /// "image" (one) or "images" (several, in order); `Routes.imageList` checks that one is given.
+    /// "image" (one), "images" (several, in order) or "video"; `Routes.mediaList` checks that one is given.
     var image: String?
     var images: [String]?
+    var video: VideoReference?
     var sampling: SamplingFields
 
     init(from decoder: Decoder) throws {
@@ -113,10 +116,11 @@ struct CompletionRequest: Decodable {
         prompt = try c.decode(String.self, forKey: .prompt)
         image = try c.decodeIfPresent(String.self, forKey: .image)
         images = try c.decodeIfPresent([String].self, forKey: .images)
+        video = try c.decodeIfPresent(VideoReference.self, forKey: .video)
         sampling = try SamplingFields(from: decoder)
     }
 
-    enum CodingKeys: String, CodingKey { case model, prompt, image, images }
+    enum CodingKeys: String, CodingKey { case model, prompt, image, images, video }
 }
 
 // MARK: Responses

@@ -72,7 +72,9 @@ enum OpenAPIDocument {
                     {"type": "array", "items": {"oneOf": [
                       {"type": "object", "required": ["type", "text"], "properties": {"type": {"const": "text"}, "text": {"type": "string"}}},
                       {"type": "object", "required": ["type", "image_url"], "properties": {"type": {"const": "image_url"},
-                        "image_url": {"type": "object", "required": ["url"], "properties": {"url": {"type": "string"}}}}}
+                        "image_url": {"type": "object", "required": ["url"], "properties": {"url": {"type": "string"}}}}},
+                      {"type": "object", "required": ["type", "video_url"], "properties": {"type": {"const": "video_url"},
+                        "video_url": {"$ref": "#/components/schemas/Video"}}}
                     ]}}
                   ]}
                 }
@@ -80,6 +82,18 @@ enum OpenAPIDocument {
             }
           }
         }]
+      },
+      "Video": {
+        "description": "A video file (a data: URL, or a path under --media-root; at most --max-video-bytes) whose frames become the prompt's images: the URL string alone, or an object with the sampling (every stride-th frame from start seconds, repeated in order when the video is short; at most --max-video-frames in a request).",
+        "oneOf": [
+          {"type": "string"},
+          {"type": "object", "required": ["url"], "properties": {
+            "url": {"type": "string"},
+            "frames": {"type": "integer", "minimum": 1, "default": 16},
+            "stride": {"type": "integer", "minimum": 1, "default": 9},
+            "start": {"type": "number", "minimum": 0, "default": 0}
+          }}
+        ]
       },
       "ChatCompletion": {
         "type": "object",
@@ -100,13 +114,14 @@ enum OpenAPIDocument {
         "allOf": [{"$ref": "#/components/schemas/Sampling"}, {
           "type": "object",
           "required": ["prompt"],
-          "oneOf": [{"required": ["image"]}, {"required": ["images"]}],
+          "oneOf": [{"required": ["image"]}, {"required": ["images"]}, {"required": ["video"]}],
           "properties": {
             "model": {"type": "string"},
             "prompt": {"type": "string", "description": "The PaliGemma prompt as it is, e.g. \"caption en\"."},
             "image": {"type": "string", "description": "A data: URL, or a path under --media-root."},
             "images": {"type": "array", "items": {"type": "string"}, "minItems": 1,
-                       "description": "Several images for one prompt, in order (instead of image); at most --max-images."}
+                       "description": "Several images for one prompt, in order (instead of image); at most --max-images."},
+            "video": {"$ref": "#/components/schemas/Video"}
           }
         }]
       },
@@ -126,11 +141,12 @@ enum OpenAPIDocument {
       "TaskRequest": {
         "allOf": [{"$ref": "#/components/schemas/Sampling"}, {
           "type": "object",
-          "oneOf": [{"required": ["image"]}, {"required": ["images"]}],
+          "oneOf": [{"required": ["image"]}, {"required": ["images"]}, {"required": ["video"]}],
           "properties": {
             "image": {"type": "string", "description": "A data: URL, or a path under --media-root."},
             "images": {"type": "array", "items": {"type": "string"}, "minItems": 1,
                        "description": "Several images for one prompt, in order (text tasks only; detect and segment take one)."},
+            "video": {"$ref": "#/components/schemas/Video", "description": "A video's frames as the images (text tasks only)."},
             "lang": {"type": "string", "description": "caption, describe, answer: the language code (default en)."},
             "question": {"type": "string", "description": "answer: the question."},
             "labels": {"type": "array", "items": {"type": "string"}, "minItems": 1, "description": "detect: what to look for."},
@@ -169,7 +185,7 @@ enum OpenAPIDocument {
   "paths": {
     "/v1/chat/completions": {
       "post": {
-        "summary": "OpenAI chat completion: the last user message's text is the prompt, its image_url parts the images, in order (at most --max-images).",
+        "summary": "OpenAI chat completion: the last user message's text is the prompt, its image_url parts the images and its video_url parts' frames, in order (at most --max-images, --max-video-frames).",
         "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}}}},
         "responses": {
           "200": {"description": "The completion; with stream, server-sent events of chat.completion.chunk objects ending in data: [DONE].",

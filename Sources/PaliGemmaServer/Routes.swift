@@ -139,26 +139,37 @@ struct Routes {
 
     // MARK: Generation
 
-    /// A request's "image" or "images" as references with the field each came from.
-    func imageList(image: String?, images: [String]?) throws -> [(url: String, field: String)] {
-        switch (image, images) {
-        case let (image?, nil): return [(image, "image")]
-        case let (nil, images?): return images.enumerated().map { ($0.element, "images[\($0.offset)]") }
-        case (.some, .some): throw ServerError.badRequest("give 'image' or 'images', not both", param: "images")
-        case (nil, nil): throw ServerError.badRequest("'image' is required (or 'images', a list)", param: "image", code: "missing_image")
+    /// A request's "image", "images" or "video" as references with the field each came from.
+    func mediaList(image: String?, images: [String]?, video: VideoReference?) throws -> [MediaReference] {
+        switch (image, images, video) {
+        case let (image?, nil, nil): return [.image(image, field: "image")]
+        case let (nil, images?, nil): return images.enumerated().map { .image($0.element, field: "images[\($0.offset)]") }
+        case let (nil, nil, video?): return [.video(video, field: "video")]
+        case (nil, nil, nil): throw ServerError.badRequest("'image' is required (or 'images', a list, or 'video')", param: "image", code: "missing_image")
+        default: throw ServerError.badRequest("give one of 'image', 'images' and 'video'", param: video != nil ? "video" : "images")
         }
     }
 
-    /// Checks a request's prompt, sampling and limits and reads its images; the result goes to the engine.
-    func prepare(prompt: String, images references: [(url: String, field: String)], sampling s: SamplingFields,
+    /// Checks a request's prompt, sampling and limits and reads its images and video frames (in
+    /// the request's order, each frame an image); the result goes to the engine.
+    func prepare(prompt: String, media: [MediaReference], sampling s: SamplingFields,
                  backend: ServingBackend) throws -> (EngineRequest, imageSeconds: Double) {
         let options = server.options
-        guard !references.isEmpty else {
+        guard !media.isEmpty else {
             throw ServerError.badRequest("PaliGemma needs an image; 'images' is empty", param: "images", code: "missing_image")
         }
-        guard references.count <= options.images.maxImages else {
-            throw ServerError.badRequest("the request has \(references.count) images; this server takes at most \(options.images.maxImages)",
-                                         param: references[options.images.maxImages].field, code: "too_many_images")
+        let images = media.filter { if case .image = $0 { true } else { false } }
+        guard images.count <= options.images.maxImages else {
+            throw ServerError.badRequest("the request has \(images.count) images; this server takes at most \(options.images.maxImages)",
+                                         param: images[options.images.maxImages].field, code: "too_many_images")
+        }
+        var frames = 0
+        for case let .video(video, field) in media {
+            frames += try video.checkedSampling(field: field).count
+            guard frames <= options.images.maxVideoFrames else {
+                throw ServerError.badRequest("the request asks for \(frames) video frames; this server takes at most \(options.images.maxVideoFrames) (--max-video-frames)",
+                                             param: field + ".frames", code: "too_many_frames")
+            }
         }
         if let n = s.n, n != 1 { throw ServerError.badRequest("'n' must be 1: PaliGemma answers once per request", param: "n") }
         let maxTokens = s.maxCompletionTokens ?? s.maxTokens ?? options.defaultMaxTokens
@@ -175,8 +186,8 @@ struct Routes {
         let stop = s.stop?.values ?? []
         guard stop.count <= 4 else { throw ServerError.badRequest("'stop' takes at most 4 strings", param: "stop") }
         let config = backend.pipeline.model.config
-        let ids = backend.pipeline.promptIDs(prompt, images: references.count)
-        let textTokens = ids.count - config.numImageTokens * references.count - 1
+        let ids = backend.pipeline.promptIDs(prompt, images: images.count + frames)
+        let textTokens = ids.count - config.numImageTokens * (images.count + frames) - 1
         guard textTokens <= options.maxPromptTokens else {
             throw ServerError.badRequest("the prompt is \(textTokens) tokens, over the server's limit of \(options.maxPromptTokens)",
                                          param: "prompt", code: "prompt_too_long")
@@ -186,8 +197,14 @@ struct Routes {
                                          param: maxField, code: "prompt_too_long")
         }
         let clock = Date()
-        let input = ImageInput(policy: options.images, pipeline: backend.pipeline, cache: backend.engine.visionCache)
-        let engineImages = try references.map { try input.load($0.url, field: $0.field) }
+        let imageInput = ImageInput(policy: options.images, pipeline: backend.pipeline, cache: backend.engine.visionCache)
+        let videoInput = VideoInput(policy: options.images, pipeline: backend.pipeline, cache: backend.engine.visionCache)
+        let engineImages = try media.flatMap { reference -> [EngineImage] in
+            switch reference {
+            case let .image(url, field): return [try imageInput.load(url, field: field)]
+            case let .video(video, field): return try videoInput.load(video, field: field)
+            }
+        }
         let imageSeconds = Date().timeIntervalSince(clock)
         let sampling = SamplingOptions(temperature: Float(temperature), topK: 0, topP: Float(topP),
                                        seed: UInt64(bitPattern: Int64(s.seed ?? 0)))
@@ -254,8 +271,8 @@ struct Routes {
         var request = request
         let body = try await collect(&request)
         let chat: ChatCompletionRequest = try decode(body)
-        let (prompt, images) = try chatPromptAndImages(chat.messages)
-        let (engineRequest, _) = try prepare(prompt: prompt, images: images, sampling: chat.sampling, backend: backend)
+        let (prompt, media) = try chatPromptAndMedia(chat.messages)
+        let (engineRequest, _) = try prepare(prompt: prompt, media: media, sampling: chat.sampling, backend: backend)
         let id = "chatcmpl-" + Self.randomID()
         let created = Int(Date().timeIntervalSince1970)
         let model = chat.model ?? backend.modelID
@@ -299,8 +316,9 @@ struct Routes {
             usage: Usage(promptTokens: summary.promptTokens, completionTokens: summary.tokens.count), writesUsage: true)))
     }
 
-    /// The last user message's text (its text parts joined by a space) and its images, in order.
-    func chatPromptAndImages(_ messages: [ChatCompletionRequest.Message]) throws -> (String, [(url: String, field: String)]) {
+    /// The last user message's text (its text parts joined by a space) and its images and
+    /// videos, in order.
+    func chatPromptAndMedia(_ messages: [ChatCompletionRequest.Message]) throws -> (String, [MediaReference]) {
         guard let last = messages.last else { throw ServerError.badRequest("'messages' is empty", param: "messages") }
         let index = messages.count - 1
         guard last.role == "user" else {
@@ -313,7 +331,7 @@ struct Routes {
                                          param: "messages", code: "multi_turn")
         }
         var texts: [String] = []
-        var images: [(url: String, field: String)] = []
+        var media: [MediaReference] = []
         switch last.content {
         case let .text(s)?:
             texts = [s]
@@ -328,21 +346,26 @@ struct Routes {
                     guard let u = part.imageURL?.url else {
                         throw ServerError.badRequest("'\(field).image_url.url' is required", param: field + ".image_url")
                     }
-                    images.append((u, field + ".image_url.url"))
+                    media.append(.image(u, field: field + ".image_url.url"))
+                case "video_url":
+                    guard let v = part.videoURL else {
+                        throw ServerError.badRequest("'\(field).video_url.url' is required", param: field + ".video_url")
+                    }
+                    media.append(.video(v, field: field + ".video_url"))
                 default:
-                    throw ServerError.badRequest("'\(field).type' is \"\(part.type)\"; PaliGemma takes \"text\" and \"image_url\" parts",
+                    throw ServerError.badRequest("'\(field).type' is \"\(part.type)\"; PaliGemma takes \"text\", \"image_url\" and \"video_url\" parts",
                                                  param: field + ".type")
                 }
             }
         case nil:
             throw ServerError.badRequest("'messages[\(index)].content' is required", param: "messages[\(index)].content")
         }
-        guard !images.isEmpty else {
-            throw ServerError.badRequest("PaliGemma needs an image: add an image_url part to the last user message",
+        guard !media.isEmpty else {
+            throw ServerError.badRequest("PaliGemma needs an image: add an image_url (or video_url) part to the last user message",
                                          param: "messages[\(index)].content", code: "missing_image")
         }
         let prompt = texts.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.filter { !$0.isEmpty }.joined(separator: " ")
-        return (prompt, images)
+        return (prompt, media)
     }
 
     func completions(_ request: Request, _ context: ServerRequestContext) async throws -> Response {
@@ -351,7 +374,7 @@ struct Routes {
         let body = try await collect(&request)
         let completion: CompletionRequest = try decode(body)
         let (engineRequest, _) = try prepare(prompt: completion.prompt,
-                                             images: try imageList(image: completion.image, images: completion.images),
+                                             media: try mediaList(image: completion.image, images: completion.images, video: completion.video),
                                              sampling: completion.sampling, backend: backend)
         let id = "cmpl-" + Self.randomID()
         let created = Int(Date().timeIntervalSince1970)
@@ -401,10 +424,11 @@ struct Routes {
     struct TaskFields: Decodable {
         let image: String?
         let images: [String]?
+        let video: VideoReference?
     }
 
     /// POST /v1/<task>: the task's members (`PaliGemmaTask`'s JSON: lang, question, labels,
-    /// label) with "image" (or "images" for a task answered in text) and the sampling members;
+    /// label) with "image" (or "images" or "video" for a task answered in text) and the sampling members;
     /// answers the JSON of the CLI's --json.
     func taskEndpoint(_ name: String, _ request: Request, _ context: ServerRequestContext) async throws -> Response {
         let backend = try server.readyBackend()
@@ -425,12 +449,12 @@ struct Routes {
             let field = message.components(separatedBy: "\"").dropLast().last
             throw ServerError.badRequest(message.replacingOccurrences(of: "task \"\(name)\" needs", with: "/v1/\(name) needs"), param: field)
         }
-        let images = try imageList(image: fields.image, images: fields.images)
-        if task.answerFormat != .text, images.count > 1 {
+        let media = try mediaList(image: fields.image, images: fields.images, video: fields.video)
+        if task.answerFormat != .text, media.count > 1 || fields.video != nil {
             throw ServerError.badRequest("/v1/\(name) takes one image: its boxes are in that image's pixels",
-                                         param: "images", code: "too_many_images")
+                                         param: fields.video != nil ? "video" : "images", code: "too_many_images")
         }
-        let (engineRequest, imageSeconds) = try prepare(prompt: task.prompt, images: images, sampling: sampling, backend: backend)
+        let (engineRequest, imageSeconds) = try prepare(prompt: task.prompt, media: media, sampling: sampling, backend: backend)
         let summary = try await complete(engineRequest, backend: backend, body: request, context: context)
         try check(summary)
         var parsed: TaskResult?
@@ -533,5 +557,17 @@ struct SSEWriter {
 
     mutating func event(_ data: String) async throws {
         try await writer.write(ByteBuffer(string: "data: " + data + "\n\n"))
+    }
+}
+
+/// One image or video of a request, with the field it came from (errors name it).
+enum MediaReference {
+    case image(String, field: String)
+    case video(VideoReference, field: String)
+
+    var field: String {
+        switch self {
+        case let .image(_, field), let .video(_, field): return field
+        }
     }
 }

@@ -21,6 +21,8 @@ public enum VideoError: Error, LocalizedError, Equatable, Sendable {
     case noFrames(path: String, reason: String)
     /// A sampling request that cannot be met (frame count, stride, start).
     case invalidSampling(String)
+    /// A frame with more pixels than the caller allows.
+    case tooLarge(path: String, width: Int, height: Int, maxPixels: Int)
 
     public var errorDescription: String? {
         switch self {
@@ -28,6 +30,7 @@ public enum VideoError: Error, LocalizedError, Equatable, Sendable {
         case let .damaged(path, n, reason): return "\(path): \(reason) after \(n) decoded frame\(n == 1 ? "" : "s")"
         case let .noFrames(path, reason): return "\(path): \(reason)"
         case let .invalidSampling(reason): return reason
+        case let .tooLarge(path, w, h, limit): return "\(path): a frame is \(w)x\(h) pixels, over the limit of \(limit) pixels"
         }
     }
 }
@@ -78,13 +81,37 @@ public enum VideoReader {
         return describe(handle)
     }
 
-    /// Decodes `path` and returns the frames `sampling` chooses (see `FrameSampling`).
-    public static func frames(path: String, sampling: FrameSampling = FrameSampling()) throws -> VideoFrames {
+    /// Decodes `path` and returns the frames `sampling` chooses (see `FrameSampling`). Frames of
+    /// more than `maxPixels` pixels (width x height) are refused before they are converted.
+    public static func frames(path: String, sampling: FrameSampling = FrameSampling(), maxPixels: Int? = nil) throws -> VideoFrames {
         try sampling.validate()
         let handle = try open(path)
         defer { pg_video_close(handle) }
+        return try decode(handle, name: path, sampling: sampling, maxPixels: maxPixels)
+    }
+
+    /// The same for a video file's bytes held in memory (`name` is what errors call it).
+    public static func frames(data: Data, name: String, sampling: FrameSampling = FrameSampling(), maxPixels: Int? = nil) throws -> VideoFrames {
+        try sampling.validate()
+        return try data.withUnsafeBytes { bytes in
+            let handle = try open(bytes, name: name)
+            defer { pg_video_close(handle) }
+            return try decode(handle, name: name, sampling: sampling, maxPixels: maxPixels)
+        }
+    }
+
+    /// The stream's description of a video file's bytes, without decoding frames.
+    public static func info(data: Data, name: String) throws -> VideoInfo {
+        try data.withUnsafeBytes { bytes in
+            let handle = try open(bytes, name: name)
+            defer { pg_video_close(handle) }
+            return describe(handle)
+        }
+    }
+
+    static func decode(_ handle: OpaquePointer, name: String, sampling: FrameSampling, maxPixels: Int?) throws -> VideoFrames {
         let info = describe(handle)
-        let last = (sampling.count - 1) * sampling.stride  // the furthest index that can be needed
+        let last = (sampling.count - 1) * sampling.stride  // the furthest index that can be needed (bounded by `validate`)
         var kept: [Int: (RGBImage, Double)] = [:]
         var index = 0, reachedEnd = false
         var error = [CChar](repeating: 0, count: 256)
@@ -93,29 +120,41 @@ public enum VideoReader {
             var width: Int32 = 0, height: Int32 = 0
             let rc = pg_video_next(handle, &time, &width, &height, &error, error.count)
             if rc == 0 { reachedEnd = true; break }
-            if rc < 0 { throw VideoError.damaged(path: path, afterFrames: index, reason: message(error)) }
+            if rc < 0 { throw VideoError.damaged(path: name, afterFrames: index, reason: message(error)) }
             if !time.isNaN && time < sampling.start - 1e-9 { continue }  // before the start time
             defer { index += 1 }
             guard index % sampling.stride == 0 else { continue }
             let w = Int(width), h = Int(height)
+            if let maxPixels, w * h > maxPixels {
+                throw VideoError.tooLarge(path: name, width: w, height: h, maxPixels: maxPixels)
+            }
             var rgb = [UInt8](repeating: 0, count: w * h * 3)
             let converted = rgb.withUnsafeMutableBufferPointer { pg_video_rgb(handle, $0.baseAddress, $0.count, &error, error.count) }
-            if converted < 0 { throw VideoError.damaged(path: path, afterFrames: index, reason: message(error)) }
+            if converted < 0 { throw VideoError.damaged(path: name, afterFrames: index, reason: message(error)) }
             kept[index] = (try RGBImage(width: w, height: h, pixels: rgb), time)
         }
         let chosen = sampling.indices(available: index)
         guard !chosen.isEmpty else {
-            throw VideoError.noFrames(path: path, reason: sampling.start > 0
+            throw VideoError.noFrames(path: name, reason: sampling.start > 0
                 ? "no frame at or after \(sampling.start) s (the video lasts \(String(format: "%.3f", info.duration)) s)"
                 : "the video stream holds no decodable frame")
         }
         var frames: [RGBImage] = [], times: [Double] = []
         for i in chosen {
-            guard let (image, time) = kept[i] else { throw VideoError.noFrames(path: path, reason: "frame \(i) was not kept") }
+            guard let (image, time) = kept[i] else { throw VideoError.noFrames(path: name, reason: "frame \(i) was not kept") }
             frames.append(image)
             times.append(time)
         }
         return VideoFrames(info: info, frames: frames, indices: chosen, times: times, decoded: index, reachedEnd: reachedEnd)
+    }
+
+    static func open(_ bytes: UnsafeRawBufferPointer, name: String) throws -> OpaquePointer {
+        var error = [CChar](repeating: 0, count: 256)
+        guard let base = bytes.baseAddress, bytes.count > 0 else { throw VideoError.unreadable(path: name, reason: "the video is empty") }
+        guard let handle = pg_video_open_memory(base.assumingMemoryBound(to: UInt8.self), bytes.count, &error, error.count) else {
+            throw VideoError.unreadable(path: name, reason: message(error))
+        }
+        return handle
     }
 
     static func open(_ path: String) throws -> OpaquePointer {

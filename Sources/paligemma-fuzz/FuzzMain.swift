@@ -11,9 +11,10 @@ import PaliGemma
 import PaliGemmaImage
 import PaliGemmaServer
 import PaliGemmaTokenizer
+import PaliGemmaVideo
 
 let allTargets = FuzzEntryPoints.targets + TokenizerFuzzEntryPoints.targets + ImageFuzzEntryPoints.targets
-    + ServerFuzzEntryPoints.targets
+    + ServerFuzzEntryPoints.targets + VideoFuzzEntryPoints.targets
 
 func target(named name: String) -> (@Sendable ([UInt8]) -> Void)? {
     allTargets.first { $0.name == name }?.run

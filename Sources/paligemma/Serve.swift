@@ -43,6 +43,12 @@ struct Serve: AsyncParsableCommand {
     var maxImagePixels = 50_000_000
     @Option(name: .customLong("max-images"), help: "Most images in one request (several image_url parts, or \"images\"), each adding the model's image tokens to the prompt (400 beyond).")
     var maxImages = 4
+    @Option(name: .customLong("max-video-bytes"), help: "Largest video file (413 beyond; a data: URL must also fit --max-body-bytes).")
+    var maxVideoBytes = 16 << 20
+    @Option(name: .customLong("max-video-frames"), help: "Most video frames in one request (a video's \"frames\", all videos together), each adding the model's image tokens (400 beyond).")
+    var maxVideoFrames = 16
+    @Option(name: .customLong("max-frame-pixels"), help: "Most pixels in a video frame, checked before it is converted (413 beyond).")
+    var maxFramePixels = 3840 * 2160
     @Option(name: .customLong("max-prompt-tokens"), help: "Most text tokens in a prompt (400 beyond).") var maxPromptTokens = 512
     @Option(name: .customLong("max-tokens-limit"), help: "The largest max_tokens a request may ask for (400 beyond).") var maxTokensLimit = 1024
     @Option(name: .customLong("default-max-tokens"), help: "max_tokens of a request that gives none.") var defaultMaxTokens = 256
@@ -56,14 +62,15 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("api-key"), help: "An accepted API key (repeatable). Every route but /health then needs it.") var apiKey: [String] = []
     @Option(name: .customLong("api-key-file"), help: "A file of accepted API keys, one per line.") var apiKeyFile: String?
     @Option(name: .customLong("cors-origin"), help: "The origin CORS allows (no CORS headers without it).") var corsOrigin: String?
-    @Option(name: .customLong("media-root"), help: "Allow local image paths, but only under this folder.") var mediaRoot: String?
+    @Option(name: .customLong("media-root"), help: "Allow local image and video paths, but only under this folder.") var mediaRoot: String?
     @Option(name: .customLong("chat-history"), help: "Chat requests with system messages or earlier turns: reject (400) or last-user-message (use it only).")
     var chatHistory = "reject"
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
         for (name, value) in [("--max-batch", maxBatch), ("--max-body-bytes", maxBodyBytes), ("--max-image-bytes", maxImageBytes),
-                              ("--max-image-pixels", maxImagePixels), ("--max-images", maxImages), ("--max-prompt-tokens", maxPromptTokens),
+                              ("--max-image-pixels", maxImagePixels), ("--max-images", maxImages), ("--max-video-bytes", maxVideoBytes),
+                              ("--max-video-frames", maxVideoFrames), ("--max-frame-pixels", maxFramePixels), ("--max-prompt-tokens", maxPromptTokens),
                               ("--max-tokens-limit", maxTokensLimit), ("--default-max-tokens", defaultMaxTokens)] where value < 1 {
             throw ValidationError("\(name) must be at least 1")
         }
@@ -90,7 +97,8 @@ struct Serve: AsyncParsableCommand {
             options.prefillShare = prefillShare
             options.maxBodyBytes = maxBodyBytes
             options.images = ImagePolicy(mediaRoot: try mediaRoot.map(Self.mediaRootPath), maxBytes: maxImageBytes, maxPixels: maxImagePixels,
-                                         maxImages: maxImages)
+                                         maxImages: maxImages, maxVideoBytes: maxVideoBytes, maxVideoFrames: maxVideoFrames,
+                                         maxFramePixels: maxFramePixels)
             options.maxPromptTokens = maxPromptTokens
             options.maxTokensLimit = maxTokensLimit
             options.defaultMaxTokens = defaultMaxTokens

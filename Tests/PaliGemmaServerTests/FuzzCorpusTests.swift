@@ -9,12 +9,13 @@ import PaliGemma
 import PaliGemmaImage
 import PaliGemmaServer
 import PaliGemmaTokenizer
+import PaliGemmaVideo
 
 @Suite struct FuzzCorpusTests {
     static let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fuzz/corpus")
     static let targets = FuzzEntryPoints.targets + TokenizerFuzzEntryPoints.targets + ImageFuzzEntryPoints.targets
-        + ServerFuzzEntryPoints.targets
+        + ServerFuzzEntryPoints.targets + VideoFuzzEntryPoints.targets
 
     @Test func everyTargetHasACorpusAndEveryCorpusATarget() throws {
         let folders = try FileManager.default.contentsOfDirectory(atPath: Self.corpus.path).filter { !$0.hasPrefix(".") }

@@ -5,6 +5,7 @@ import NIOHTTP1
 import PaliGemma
 import PaliGemmaJSON
 @testable import PaliGemmaServer
+import PaliGemmaVideo
 import Testing
 
 /// The server over real HTTP on loopback, with the bundled shapes model (real answers) and a
@@ -155,6 +156,94 @@ struct ServerTests {
         #expect(typed.json?["text"]?.stringValue == expected)
         print("two images: \(expected.debugDescription), swapped: \(swapped.debugDescription)")
         try await s.stop()
+    }
+
+    @Test("a video: its frames are the prompt's images (the library's answer), each frame cached under the clip's sampling")
+    func video() async throws {
+        let file = repositoryRoot.appendingPathComponent("Tests/PaliGemmaVideoTests/Fixtures/h264.mp4")
+        let url = "data:video/mp4;base64," + (try Data(contentsOf: file)).base64EncodedString()
+        let prompt = "answer en how many shapes are there?"
+        let pipeline = try PaliGemmaPipeline(directory: shapesModel)
+        func expected(_ sampling: FrameSampling) throws -> String {
+            let frames = try VideoReader.frames(path: file.path, sampling: sampling).frames
+            return try pipeline.generate(images: frames, prompt: prompt, options: GenerationOptions(maxNewTokens: 16)).text
+        }
+        let s = try await TestServer()
+        let completion = try await s.post("/v1/completions", ["prompt": prompt, "max_tokens": 16,
+                                                              "video": ["url": url, "frames": 4, "stride": 3]])
+        #expect(completion.status == 200, "\(completion.body)")
+        #expect(completion.json?["choices"]?[0]?["text"]?.stringValue == (try expected(FrameSampling(count: 4, stride: 3))))
+        #expect(completion.json?["usage"]?["prompt_tokens"]?.intValue == pipeline.promptIDs(prompt, images: 4).count)
+        #expect(try await s.metric("paligemma_vision_cache_hits_total") == 0)
+
+        // The same clip and sampling again, as a chat video_url part: every frame from the cache.
+        var chat = chatBody(prompt, image: url, extra: ["max_tokens": 16])
+        chat["messages"] = [["role": "user", "content": [["type": "text", "text": prompt],
+                                                         ["type": "video_url", "video_url": ["url": url, "frames": 4, "stride": 3]]]]]
+        let reply = try await s.post("/v1/chat/completions", chat)
+        #expect(reply.status == 200, "\(reply.body)")
+        #expect(reply.json?["choices"]?[0]?["message"]?["content"]?.stringValue == (try expected(FrameSampling(count: 4, stride: 3))))
+        #expect(try await s.metric("paligemma_vision_cache_hits_total") == 4)
+
+        // The URL string alone takes the default sampling (16 frames, every 9th; this clip has 40,
+        // so frames 0, 9, 18, 27, 36 repeat); a text task takes a video too.
+        let typed = try await s.post("/v1/answer", ["video": url, "question": "how many shapes are there?", "max_tokens": 16])
+        #expect(typed.status == 200, "\(typed.body)")
+        #expect(typed.json?["text"]?.stringValue == (try expected(FrameSampling())))
+        #expect(typed.json?["prompt_tokens"]?.intValue == pipeline.promptIDs(prompt, images: 16).count)
+        try await s.stop()
+    }
+
+    @Test("bad videos and video requests get a clear 4xx naming the field")
+    func badVideos() async throws {
+        let s = try await TestServer { $0.images.maxVideoBytes = 8_000; $0.images.maxVideoFrames = 8 }
+        func video(_ name: String) throws -> String {
+            let data = try Data(contentsOf: repositoryRoot.appendingPathComponent("Tests/PaliGemmaVideoTests/Fixtures/" + name))
+            return "data:video/mp4;base64," + data.base64EncodedString()
+        }
+        func expectError(_ reply: TestServer.Reply, _ status: Int, param: String? = nil, code: String? = nil,
+                         sourceLocation: SourceLocation = #_sourceLocation) {
+            #expect(reply.status == status, "\(reply.body)", sourceLocation: sourceLocation)
+            if let param { #expect(reply.json?["error"]?["param"]?.stringValue == param, "\(reply.body)", sourceLocation: sourceLocation) }
+            if let code { #expect(reply.json?["error"]?["code"]?.stringValue == code, "\(reply.body)", sourceLocation: sourceLocation) }
+            print("\(status) \(reply.json?["error"]?["message"]?.stringValue ?? reply.body)")
+        }
+        let clip = try video("h264.mp4")
+        let image = try dataURL("Examples/shapes.png")
+        func complete(_ video: Any, extra: [String: Any] = [:]) async throws -> TestServer.Reply {
+            try await s.post("/v1/completions", ["prompt": "caption en", "max_tokens": 4, "video": video].merging(extra) { $1 })
+        }
+        expectError(try await complete(["url": clip, "frames": 9]), 400, param: "video.frames", code: "too_many_frames")
+        expectError(try await complete(["url": clip, "frames": 0]), 400, param: "video.frames", code: "bad_sampling")
+        expectError(try await complete(["url": clip, "stride": 10_000_000]), 400, param: "video.stride", code: "bad_sampling")
+        expectError(try await complete(["url": clip, "frames": 2, "start": -1]), 400, param: "video.start", code: "bad_sampling")
+        expectError(try await complete(["url": clip, "frames": 2, "start": 60]), 400, param: "video", code: "bad_video")
+        expectError(try await complete(["frames": 2]), 400, param: "video.url")
+        expectError(try await complete(["url": clip, "frames": 2], extra: ["image": image]), 400, param: "video")
+        expectError(try await complete(["url": try video("audio.m4a"), "frames": 2]), 413, param: "video", code: "video_too_large")
+        expectError(try await complete(["url": try video("truncated.mp4"), "frames": 8, "stride": 5]), 400, param: "video", code: "bad_video")
+        expectError(try await complete(["url": "data:video/mp4;base64,AAAAAAAA", "frames": 2]), 400, param: "video", code: "bad_video")
+        expectError(try await complete(["url": "data:video/mp4,abc", "frames": 2]), 400, param: "video", code: "bad_video")
+        expectError(try await complete("https://example.com/a.mp4"), 400, param: "video.frames", code: "too_many_frames")  // 16 by default
+        expectError(try await complete(["url": "https://example.com/a.mp4", "frames": 2]), 400, param: "video", code: "remote_videos_disabled")
+        expectError(try await complete(["url": "/tmp/a.mp4", "frames": 2]), 400, param: "video", code: "local_videos_disabled")
+        expectError(try await s.post("/v1/detect", ["video": clip, "labels": ["circle"]]), 400, param: "video", code: "too_many_images")
+        var chat = chatBody("caption en", image: image)
+        chat["messages"] = [["role": "user", "content": [["type": "video_url", "video_url": ["frames": 2]]]]]
+        expectError(try await s.post("/v1/chat/completions", chat), 400, param: "messages[0].content[0].video_url.url")
+        chat["messages"] = [["role": "user", "content": [["type": "video_url", "video_url": ["url": clip, "frames": 5]],
+                                                         ["type": "video_url", "video_url": ["url": clip, "frames": 4]]]]]
+        expectError(try await s.post("/v1/chat/completions", chat), 400, param: "messages[0].content[1].video_url.frames", code: "too_many_frames")
+        #expect(try await s.metric("paligemma_http_responses_total{route=\"/v1/completions\",status=\"500\"}") == 0)
+        try await s.stop()
+
+        // A frame over the pixel limit is refused before it is converted.
+        let small = try await TestServer { $0.images.maxFramePixels = 1_000 }
+        expectError(try await small.post("/v1/completions", ["prompt": "caption en", "video": ["url": clip, "frames": 1]]), 413,
+                    param: "video", code: "video_frame_too_many_pixels")
+        expectError(try await small.post("/v1/completions", ["prompt": "caption en", "video": try video("audio.m4a")]), 400,
+                    param: "video", code: "bad_video")
+        try await small.stop()
     }
 
     @Test("requests running together are batched and each gets its own answer")

@@ -249,7 +249,7 @@ import PaliGemmaVideo
         (#"{"video": "img.png", "image": "img.png", "prefix": "p", "suffix": "s"}"#, #"give "video" or images, not both"#),
         (#"{"image": "img.png", "frames": 4, "prefix": "p", "suffix": "s"}"#, #""frames" without "video""#),
         (#"{"video": "clip.mp4", "prefix": "p", "suffix": "s"}"#, "video file DIR/clip.mp4 does not exist"),
-        (#"{"video": "img.png", "frames": 0, "prefix": "p", "suffix": "s"}"#, "the frame count must be at least 1 (got 0)"),
+        (#"{"video": "img.png", "frames": 0, "prefix": "p", "suffix": "s"}"#, "the frame count must be 1 to 4096 (got 0)"),
         (#"{"video": "img.png", "stride": 1.5, "prefix": "p", "suffix": "s"}"#, #""stride" must be a whole number, got a number"#),
         (#"{"video": "img.png", "start": "1s", "prefix": "p", "suffix": "s"}"#, #""start" must be a number of seconds, got a string"#),
         (#"{"video": 3, "prefix": "p", "suffix": "s"}"#, #""video" must be a string, got a number"#),

@@ -122,10 +122,50 @@ struct VideoReaderTests {
         let late = message { try VideoReader.frames(path: Self.path("h264.mp4"), sampling: FrameSampling(count: 2, stride: 1, start: 60)) }
         #expect(late.contains("no frame at or after 60.0 s"), "\(late)")
         #expect(message { try VideoReader.frames(path: Self.path("h264.mp4"), sampling: FrameSampling(count: 0)) }
-            == "the frame count must be at least 1 (got 0)")
+            == "the frame count must be 1 to 4096 (got 0)")
         #expect(message { try VideoReader.frames(path: Self.path("h264.mp4"), sampling: FrameSampling(count: 2, stride: 0)) }
-            == "the stride must be at least 1 (got 0)")
+            == "the stride must be 1 to 1000000 (got 0)")
         #expect(message { try VideoReader.frames(path: Self.path("h264.mp4"), sampling: FrameSampling(count: 2, start: -1)) }
             == "the start time must be 0 or more seconds (got -1.0)")
     }
+
+    @Test("a video in memory gives the same frames as its file", arguments: cases)
+    func memoryEqualsFile(name: String) throws {
+        let ref = try Reference(name)
+        let fromFile = try VideoReader.frames(path: Self.path(ref.file), sampling: ref.sampling)
+        let data = try Data(contentsOf: URL(fileURLWithPath: Self.path(ref.file)))
+        let fromMemory = try VideoReader.frames(data: data, name: ref.file, sampling: ref.sampling)
+        #expect(fromMemory.indices == fromFile.indices && fromMemory.decoded == fromFile.decoded)
+        #expect(fromMemory.frames.map(\.pixels) == fromFile.frames.map(\.pixels), "\(name): frames differ between memory and file")
+        #expect(try VideoReader.info(data: data, name: ref.file) == fromFile.info)
+    }
+
+    @Test func badVideosInMemoryAreErrorsNamingThem() throws {
+        func message(_ body: () throws -> Any) -> String {
+            do { _ = try body(); return "no error" } catch { return (error as? LocalizedError)?.errorDescription ?? "\(error)" }
+        }
+        func bytes(_ file: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: Self.path(file))) }
+        #expect(message { try VideoReader.frames(data: Data(), name: "empty") } == "empty: the video is empty")
+        #expect(message { try VideoReader.frames(data: Data("not a video".utf8), name: "text") }.hasPrefix("text: not a readable video file"))
+        #expect(message { try VideoReader.frames(data: try bytes("audio.m4a"), name: "audio") } == "audio: the file has no video stream")
+        let cut = message { try VideoReader.frames(data: try bytes("truncated.mp4"), name: "cut", sampling: FrameSampling(count: 40, stride: 1)) }
+        #expect(cut.hasPrefix("cut: ") && cut != "no error", "\(cut)")
+        // Every prefix of a valid file is an error or some frames, never a crash.
+        let whole = try bytes("h264.mp4")
+        for length in stride(from: 1, to: whole.count, by: max(1, whole.count / 61)) {
+            _ = try? VideoReader.frames(data: whole.prefix(length), name: "prefix", sampling: FrameSampling(count: 4, stride: 3))
+        }
+        // A frame over the pixel limit is refused before it is converted.
+        #expect(message { try VideoReader.frames(data: whole, name: "big", maxPixels: 64 * 48 - 1) }
+            == "big: a frame is 64x48 pixels, over the limit of 3071 pixels")
+        #expect(try VideoReader.frames(data: whole, name: "fits", sampling: FrameSampling(count: 1), maxPixels: 64 * 48).frames.count == 1)
+    }
+
+    @Test func samplingBoundsKeepTheArithmeticSafe() {
+        #expect(FrameSampling(count: FrameSampling.maxCount + 1).problem == "the frame count must be 1 to 4096 (got 4097)")
+        #expect(FrameSampling(count: 16, stride: Int.max).problem == "the stride must be 1 to 1000000 (got \(Int.max))")
+        #expect(FrameSampling(count: FrameSampling.maxCount, stride: FrameSampling.maxStride).problem == nil)
+        #expect(FrameSampling(count: 3, stride: 2).indices(available: 3) == [0, 2, 0])
+    }
 }
+

@@ -12,6 +12,9 @@ typedef struct pg_video pg_video;
 
 /// Opens `path` and its best video stream's decoder. NULL on failure, with the reason in `err`.
 pg_video *pg_video_open(const char *path, char *err, size_t errlen);
+/// The same for a video held in memory: `data` (`size` bytes) is borrowed, and must stay
+/// unchanged until `pg_video_close`.
+pg_video *pg_video_open_memory(const uint8_t *data, size_t size, char *err, size_t errlen);
 void pg_video_close(pg_video *v);
 
 /// Coded width and height of the stream (frames may differ; `pg_video_next` reports each).
