@@ -117,4 +117,31 @@ struct StagedPrefillTests {
             try model.forward([SequenceInput(ids: ids, prefixLength: ids.count, cache: other)])
         }
     }
+
+    @Test("images encoded as one batch (and in chunks past the batch size) equal each image encoded alone", arguments: ModelParityTests.names)
+    func batchedVisionEqualsOneByOne(name: String) throws {
+        let model = try PaliGemmaModel(directory: Fixtures.model(name))
+        var rng = SeededRandom(11)
+        let count = SigLIPVisionTower.batch + 3  // one full batch, then a short one
+        let images = (0..<count).map { _ in rng.floats(model.pixelCount) }
+        let together = try model.imageFeatures(pixels: images)
+        let n = model.config.numImageTokens
+        var worst: Float = 0
+        for (i, pixels) in images.enumerated() {
+            let alone = try model.imageFeatures(pixels: pixels).values
+            let rows = Array(together.values[i * n * together.cols..<(i + 1) * n * together.cols])
+            worst = max(worst, maxAbsDiff(rows, alone).diff)
+        }
+        print("[\(name)] \(count) images batched against one by one: worst |diff| \(worst)")
+        #expect(together.rows == count * n)
+        #expect(worst <= 1e-5, "\(name): batched vision differs by \(worst)")
+        // A wrong-sized image is named.
+        var bad = images
+        bad[4] = [Float](repeating: 0, count: 5)
+        #expect(throws: PaliGemmaError.input("image 5 of \(count): pixel values: got 5 floats, expected "
+                                             + "3x\(model.config.visionConfig.imageSize)x\(model.config.visionConfig.imageSize) = \(model.pixelCount)")) {
+            try model.imageFeatures(pixels: bad)
+        }
+    }
 }
+

@@ -88,13 +88,18 @@ public final class PaliGemmaModel: Sendable {
         return v.numChannels * v.imageSize * v.imageSize
     }
 
+    /// Throws when `pixels` is not [C, S, S] for this model; `image` (0-based) of `count` names it.
+    public func checkPixels(_ pixels: [Float], image: Int = 0, of count: Int = 1) throws {
+        guard pixels.count != pixelCount else { return }
+        let v = config.visionConfig
+        let which = count > 1 ? "image \(image + 1) of \(count): " : ""
+        throw PaliGemmaError.input(which + "pixel values: got \(pixels.count) floats, expected \(v.numChannels)x\(v.imageSize)x\(v.imageSize) = \(pixelCount)")
+    }
+
     /// The vision tower's output [N, Dv] for pixels [C, S, S] (CHW, normalised).
     public func visionFeatures(pixels: [Float]) throws -> Matrix {
-        guard pixels.count == pixelCount else {
-            let v = config.visionConfig
-            throw PaliGemmaError.input("pixel values: got \(pixels.count) floats, expected \(v.numChannels)x\(v.imageSize)x\(v.imageSize) = \(pixelCount)")
-        }
-        return vision(pixels)
+        try checkPixels(pixels)
+        return vision([pixels])
     }
 
     /// Image tokens for the decoder [N, D]: the projected vision features. They enter the
@@ -105,16 +110,16 @@ public final class PaliGemmaModel: Sendable {
 
     /// Image tokens for several images [I·N, D]: each image's tokens in turn, as the decoder
     /// reads them for a prompt over all of them (transformers' layout for a list of images).
+    /// The images go through the vision tower together, `SigLIPVisionTower.batch` at a time.
     public func imageFeatures(pixels images: [[Float]]) throws -> Matrix {
-        if images.count == 1 { return try imageFeatures(pixels: images[0]) }
+        for (i, pixels) in images.enumerated() { try checkPixels(pixels, image: i, of: images.count) }
+        let batch = SigLIPVisionTower.batch
+        if images.count <= batch { return projector(vision(images)) }
         let n = config.numImageTokens
         let all = Matrix(rows: n * images.count, cols: config.projectionDim)
-        for (i, pixels) in images.enumerated() {
-            let f: Matrix
-            do { f = try imageFeatures(pixels: pixels) } catch PaliGemmaError.input(let reason) {
-                throw PaliGemmaError.input("image \(i + 1) of \(images.count): \(reason)")
-            }
-            Ops.copyRows(f, 0..<f.rows, into: all, at: i * n)
+        for first in stride(from: 0, to: images.count, by: batch) {
+            let f = projector(vision(Array(images[first..<min(first + batch, images.count)])))
+            Ops.copyRows(f, 0..<f.rows, into: all, at: first * n)
         }
         return all
     }

@@ -3,7 +3,8 @@
 // final LayerNorm. The attention-pooling head is not used by PaliGemma.
 //
 // Shape letters: N image tokens (patches), D vision width, H heads, Dh head width (D / H),
-// F MLP width, C channels, S image side, P patch side, G patches per side (S / P).
+// F MLP width, C channels, S image side, P patch side, G patches per side (S / P), I images
+// encoded together (their rows stacked; attention stays within each image).
 
 /// Patch embedding (a PxP convolution with stride P, as a matrix multiply) plus positions.
 struct SigLIPEmbeddings: Sendable {
@@ -25,15 +26,23 @@ struct SigLIPEmbeddings: Sendable {
         position = try w("position_embedding").tensor("weight", shape: [c.numPatches, c.hiddenSize])
     }
 
-    /// pixels [C, S, S] (CHW) -> [N, D]
-    func callAsFunction(_ pixels: [Float]) -> Matrix {
-        let (p, ch, s) = (config.patchSize, config.numChannels, config.imageSize)
+    /// pixels I x [C, S, S] (CHW) -> [I·N, D]
+    func callAsFunction(_ images: [[Float]]) -> Matrix {
+        let (p, ch, s, n) = (config.patchSize, config.numChannels, config.imageSize, config.numPatches)
         // im2col: row (gy·G + gx), column (c·P + ky)·P + kx — the order of the conv weight.
-        let patches = Ops.patches(pixels, channels: ch, size: s, patch: p)
+        let patches: Matrix
+        if images.count == 1 {
+            patches = Ops.patches(images[0], channels: ch, size: s, patch: p)
+        } else {
+            patches = Matrix(rows: images.count * n, cols: ch * p * p)
+            for (i, pixels) in images.enumerated() {
+                Ops.copyRows(Ops.patches(pixels, channels: ch, size: s, patch: p), 0..<n, into: patches, at: i * n)
+            }
+        }
         let x = patch(patches)
-        let pos = Matrix(rows: x.rows, cols: x.cols)
-        for r in 0..<pos.rows { Ops.gatherRow(position, r, into: pos, row: r) }
-        Ops.add(x, pos)
+        let pos = Matrix(rows: n, cols: x.cols)
+        for r in 0..<n { Ops.gatherRow(position, r, into: pos, row: r) }
+        for i in images.indices { Ops.addRows(pos, 0..<n, into: x, at: i * n) }
         return x
     }
 }
@@ -58,11 +67,11 @@ struct SigLIPAttention: Sendable {
         headDim = c.headDim
     }
 
-    /// x [N, D] -> [N, D]
-    func callAsFunction(_ x: Matrix) -> Matrix {
-        let (qs, ks, vs) = (q(x), k(x), v(x))  // each [N, H·Dh]
+    /// x [I·N, D] -> [I·N, D], each image's N tokens attending among themselves.
+    func callAsFunction(_ x: Matrix, images: Int) -> Matrix {
+        let (qs, ks, vs) = (q(x), k(x), v(x))  // each [I·N, H·Dh]
         let mixed = Ops.selfAttention(q: qs, k: ks, v: vs, heads: heads, headDim: headDim,
-                                      scale: 1 / Float(headDim).squareRoot())
+                                      scale: 1 / Float(headDim).squareRoot(), blocks: images)
         return out(mixed)
     }
 }
@@ -81,7 +90,7 @@ struct SigLIPMLP: Sendable {
     }
 
     func callAsFunction(_ x: Matrix) -> Matrix {
-        let h = fc1(x)  // [N, F]
+        let h = fc1(x)  // [I·N, F]
         Ops.gelu(h, exact: exactGelu)
         return fc2(h)
     }
@@ -101,13 +110,16 @@ struct SigLIPEncoderLayer: Sendable {
         mlp = try SigLIPMLP(w("mlp"), config: c)
     }
 
-    func callAsFunction(_ x: Matrix) {
-        Ops.add(x, attention(layerNorm1(x)))
+    /// x [I·N, D], updated in place.
+    func callAsFunction(_ x: Matrix, images: Int) {
+        Ops.add(x, attention(layerNorm1(x), images: images))
         Ops.add(x, mlp(layerNorm2(x)))
     }
 }
 
-/// The whole tower: pixels [C, S, S] -> features [N, D] (after `post_layernorm`).
+/// The whole tower: pixels I x [C, S, S] -> features [I·N, D] (after `post_layernorm`). Several
+/// images go through it as one batch (each matrix read once for all of them), as many at a
+/// time as `batch` allows.
 public struct SigLIPVisionTower: Sendable {
     public let config: SigLIPConfig
     let embeddings: SigLIPEmbeddings  // embeddings
@@ -122,9 +134,13 @@ public struct SigLIPVisionTower: Sendable {
         if c.visionUseHead { w.loader.ignore(prefix: w.name("head.")) }
     }
 
-    func callAsFunction(_ pixels: [Float]) -> Matrix {
-        let x = embeddings(pixels)
-        for layer in layers { layer(x) }
+    /// Images encoded in one pass at most: 8 at 224 px (2,048 rows) keep a So400m layer's MLP
+    /// activations near 70 MB; more images run in turn.
+    static let batch = 8
+
+    func callAsFunction(_ images: [[Float]]) -> Matrix {
+        let x = embeddings(images)
+        for layer in layers { layer(x, images: images.count) }
         return postLayerNorm(x)
     }
 }

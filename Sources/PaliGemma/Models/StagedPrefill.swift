@@ -30,7 +30,7 @@ public final class StagedPrefill: @unchecked Sendable {
     private var pixels: [[Float]?]
     /// Per image: its image tokens [N, D], given or once encoded.
     private var perImage: [Matrix?]
-    private var stage: Stage
+    private var stage: Stage = .finished  // set in init, once the images are known
     /// The vision tower's hidden state [N, Dv] while it runs.
     private var visionHidden: Matrix?
     /// The image tokens for the decoder [I·N, D] (given, or assembled once every image is
@@ -58,16 +58,16 @@ public final class StagedPrefill: @unchecked Sendable {
     /// pixels to encode (images after `input.imageFeatures`, which then must be nil).
     public init(model: PaliGemmaModel, input: SequenceInput, images: [PrefillImage]) throws {
         try model.validate([input])
-        let v = model.config.visionConfig, n = model.config.numImageTokens, width = model.config.textConfig.hiddenSize
+        let n = model.config.numImageTokens, width = model.config.textConfig.hiddenSize
         guard input.imageFeatures == nil || images.isEmpty else {
             throw PaliGemmaError.input("a staged prefill takes its images from the input or from the list, not both")
         }
         for (i, image) in images.enumerated() {
-            let which = images.count > 1 ? "image \(i + 1) of \(images.count): " : ""
             switch image {
-            case let .pixels(p) where p.count != model.pixelCount:
-                throw PaliGemmaError.input(which + "pixel values: got \(p.count) floats, expected \(v.numChannels)x\(v.imageSize)x\(v.imageSize) = \(model.pixelCount)")
+            case let .pixels(p):
+                try model.checkPixels(p, image: i, of: images.count)
             case let .features(f) where f.rows != n || f.cols != width:
+                let which = images.count > 1 ? "image \(i + 1) of \(images.count): " : ""
                 throw PaliGemmaError.input(which + "image features are [\(f.rows), \(f.cols)], expected [\(n), \(width)]")
             default: break
             }
@@ -77,7 +77,6 @@ public final class StagedPrefill: @unchecked Sendable {
         imageFeatures = input.imageFeatures
         pixels = images.map { if case let .pixels(p) = $0 { p } else { nil } }
         perImage = images.map { if case let .features(f) = $0 { f } else { nil } }
-        stage = .decoderLayer(0)
         stage = nextVisionStage(after: -1)
     }
 
@@ -114,11 +113,11 @@ public final class StagedPrefill: @unchecked Sendable {
     public func advance() throws -> Matrix? {
         switch stage {
         case let .visionEmbedding(i):
-            visionHidden = model.vision.embeddings(pixels[i] ?? [])
+            visionHidden = model.vision.embeddings([pixels[i] ?? []])
             pixels[i] = nil
             stage = model.vision.layers.isEmpty ? .projection(image: i) : .visionLayer(image: i, 0)
         case let .visionLayer(i, l):
-            if let x = visionHidden { model.vision.layers[l](x) }
+            if let x = visionHidden { model.vision.layers[l](x, images: 1) }
             stage = l + 1 < model.vision.layers.count ? .visionLayer(image: i, l + 1) : .projection(image: i)
         case let .projection(i):
             if let x = visionHidden { perImage[i] = model.project(model.vision.postLayerNorm(x)) }

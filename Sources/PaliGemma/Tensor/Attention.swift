@@ -57,12 +57,18 @@ extension Ops {
     }
 
     /// Full (unmasked) multi-head attention of N tokens among themselves: q, k, v [N, H·Dh] -> [N, H·Dh].
-    public static func selfAttention(q: Matrix, k: Matrix, v: Matrix, heads: Int, headDim: Int, scale: Float) -> Matrix {
+    /// With `blocks` > 1 the rows are that many sequences of N / blocks tokens each (several
+    /// images stacked), each attending only among itself.
+    public static func selfAttention(q: Matrix, k: Matrix, v: Matrix, heads: Int, headDim: Int, scale: Float, blocks: Int = 1) -> Matrix {
         precondition(q.cols == heads * headDim && k.cols == q.cols && v.cols == q.cols && k.rows == q.rows && v.rows == q.rows)
+        precondition(blocks >= 1 && q.rows % blocks == 0, "the rows do not split into \(blocks) equal sequences")
         let out = Matrix(rows: q.rows, cols: q.cols)
-        let n = q.rows
-        pg_attention(q.data, q.cols, k.data, v.data, k.cols, out.data, out.cols, n, n, Int32(heads), Int32(heads),
-                     Int32(headDim), 0, n, 0, scale, 0)
+        let n = q.rows / blocks
+        for b in 0..<blocks {
+            let at = b * n * q.cols
+            pg_attention(q.data + at, q.cols, k.data + at, v.data + at, k.cols, out.data + at, out.cols, n, n, Int32(heads), Int32(heads),
+                         Int32(headDim), 0, n, 0, scale, 0)
+        }
         return out
     }
 

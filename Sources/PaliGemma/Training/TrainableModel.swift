@@ -363,10 +363,8 @@ public final class TrainableModel: @unchecked Sendable {
                 throw PaliGemmaError.input("example \(e) has \(example.imageKeys.count) image keys for \(example.images.count) images")
             }
             var mine: [Int] = []
-            for (pixels, key) in zip(example.images, example.imageKeys) {
-                guard pixels.count == model.pixelCount else {
-                    throw PaliGemmaError.input("pixel values: got \(pixels.count) floats, expected \(model.pixelCount)")
-                }
+            for (k, (pixels, key)) in zip(example.images, example.imageKeys).enumerated() {
+                try model.checkPixels(pixels, image: k, of: example.images.count)
                 if let key, let i = keys[key] {
                     mine.append(i)
                 } else {
@@ -409,9 +407,7 @@ public final class TrainableModel: @unchecked Sendable {
                 projectorSave = s
                 features = f
             } else {
-                let f = Matrix(rows: images.count * n, cols: c.textConfig.hiddenSize)
-                for (i, pixels) in images.enumerated() { Ops.copyRows(try model.imageFeatures(pixels: pixels), 0..<n, into: f, at: i * n) }
-                features = f
+                features = try model.imageFeatures(pixels: images)
             }
         }
         // Decoder input: image rows from their image's features, text rows from the (scaled)
