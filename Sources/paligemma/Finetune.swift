@@ -358,7 +358,7 @@ struct FinetuneRun {
         do { try fm.createDirectory(at: output, withIntermediateDirectories: true) } catch {
             throw PaliGemmaError.io(path: output.path, reason: "cannot create: \(error.localizedDescription)")
         }
-        try JSONOutput.fileEncoder.encode(record).write(to: recordURL)
+        try JSONOutput.fileEncoder.encode(record).write(to: recordURL, options: .atomic)
     }
 
     /// The results (adapter or checkpoint), the loss curve and the resumable state.
@@ -367,8 +367,11 @@ struct FinetuneRun {
         try FinetuneOutputs.writeResults(trainer.model, pipeline: pipeline, output: output, baseModel: command.model ?? pipeline.directory.path)
         let tmp = output.appendingPathComponent(".trainer_state.partial.safetensors")
         try SafetensorsWriter.write(trainer.stateTensors(), metadata: ["step": "\(trainer.step)"], to: tmp)
-        _ = try? fm.removeItem(at: stateURL)
-        try fm.moveItem(at: tmp, to: stateURL)
+        // rename(2) replaces the old state in one step: killed at any moment, the folder holds the
+        // old state or the new one (removing the old one first left a moment with neither).
+        guard rename(tmp.path, stateURL.path) == 0 else {
+            throw PaliGemmaError.io(path: stateURL.path, reason: "cannot save the training state: \(String(cString: strerror(errno)))")
+        }
         try LossCurve.write(history, to: output.appendingPathComponent("loss.png"))
     }
 }

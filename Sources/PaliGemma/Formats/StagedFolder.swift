@@ -44,11 +44,19 @@ final class StagedFolder {
     /// A file of the folder being written.
     func file(_ name: String) -> URL { temporary.appendingPathComponent(name) }
 
-    /// Moves the finished folder into place (replacing the old one when overwriting).
+    /// Moves the finished folder into place (replacing the old one when overwriting). On Linux an
+    /// old folder is swapped with the new one in one step (renameat2 with RENAME_EXCHANGE), so
+    /// a process killed at any moment leaves the old folder or the new one at the destination;
+    /// elsewhere, or where the file system cannot swap, the old folder is moved aside first.
     func commit() throws {
         let fm = FileManager.default
         var aside: URL?
         if overwrite, let contents = try? fm.contentsOfDirectory(atPath: destination.path), !contents.isEmpty {
+            if Self.exchange(temporary.path, destination.path) {
+                committed = true
+                try? fm.removeItem(at: temporary)  // now the old folder
+                return
+            }
             let old = destination.deletingLastPathComponent()
                 .appendingPathComponent(".\(destination.lastPathComponent).old-\(UUID().uuidString.prefix(8))")
             guard rename(destination.path, old.path) == 0 else {
@@ -63,6 +71,20 @@ final class StagedFolder {
         }
         committed = true
         if let aside { try? fm.removeItem(at: aside) }
+    }
+
+    /// Swaps two paths atomically (Linux's renameat2 with RENAME_EXCHANGE, looked up at run time
+    /// because Glibc's Swift module does not declare it); false where that is not possible.
+    static func exchange(_ a: String, _ b: String) -> Bool {
+        #if os(Linux)
+        typealias RenameAt2 = @convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "renameat2") else { return false }
+        let renameat2 = unsafeBitCast(symbol, to: RenameAt2.self)
+        let renameExchange: UInt32 = 2  // RENAME_EXCHANGE, linux/fs.h
+        return renameat2(AT_FDCWD, a, AT_FDCWD, b, renameExchange) == 0
+        #else
+        return false
+        #endif
     }
 
     /// Refuses a destination that exists and is not a folder, or is a non-empty folder (unless
