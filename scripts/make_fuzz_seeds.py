@@ -96,6 +96,14 @@ def main():
         '{"image": "a.png", "task": "detect", "labels": ["cat", "dog"], "suffix": "<loc0001><loc0002><loc0003><loc0004> cat"}\r\n',
         '\ufeff{"image": "/abs/b.jpg", "prompt": "caption en", "answer": "a cat"}\n\n{"image": "c.png", "task": "answer", "lang": "fr", "question": "quoi ?", "suffix": "rien"}\n',
     ])
+    seeds("batch-line", [
+        '{"id": "a", "image": "scene.jpg", "prompt": "caption en", "max_tokens": 8, "temperature": 0.7, "top_k": 5, "top_p": 0.9, "seed": 3}',
+        '{"id": 7, "images": ["a.png", "/abs/b.jpg"], "task": "answer", "lang": "en", "question": "what is it?"}',
+        '{"video": "clip.mp4", "frames": 4, "stride": 2, "start": 0.5, "task": "caption"}',
+        '{"image": "a.png", "task": "detect", "labels": ["cat", "dog"]}',
+        '{"id": "a", "line": 1, "image": "/x/scene.jpg", "prompt": "caption en", "text": "a cat", "tokens": [1, 2]}',
+        '{"id": "b", "line": 2, "error": "line 2: not a JSON object"}',
+    ])
     seeds("answer", [
         "<loc0100><loc0200><loc0300><loc0400> circle ; <loc0010><loc0020><loc0900><loc1023> red square",
         "<loc0256><loc0256><loc0768><loc0768><seg001><seg127><seg064><seg000><seg010><seg020><seg030><seg040><seg050><seg060><seg070><seg080><seg090><seg100><seg110><seg120> cat",
@@ -145,6 +153,9 @@ def main():
                                 "top_p", "seed", "stop", "n", "stream", "stream_options", "include_usage", "task", "labels",
                                 "video", "video_url", "frames", "stride", "start"),
         "video": ['"ftyp"', '"moov"', '"mdat"', '"avcC"', '"\\x1aE\\xdf\\xa3"', '"webm"', '"matroska"', '"trak"', '"stts"', '"stsz"'],
+        "batch-line": words("id", "image", "images", "video", "frames", "stride", "start", "prompt", "task", "lang", "question",
+                            "labels", "label", "max_tokens", "temperature", "top_k", "top_p", "seed", "line", "error", "caption",
+                            "detect", "segment", "ocr", "answer"),
         "answer": ['"<loc"', '"<seg"', '"<loc1023>"', '"<seg127>"', '">"', '" ; "', '"0000"', '"9999"'],
     }
     for name, entries in dicts.items():

@@ -15,6 +15,7 @@ public enum FuzzEntryPoints {
         ("adapter-config", { _ = try? LoRAAdapter.readConfig($0, path: "adapter_config.json") }),
         ("finetune-jsonl", { _ = try? TrainingData.read(jsonl: $0, path: "train.jsonl", base: URL(fileURLWithPath: "/nonexistent")) }),
         ("answer", answer),
+        ("batch-line", batchLine),
     ]
 
     /// A whole .safetensors file; a header that passes is read tensor by tensor as the loader does.
@@ -45,6 +46,16 @@ public enum FuzzEntryPoints {
     static func npz(_ bytes: [UInt8]) {
         guard let archive = try? NPZArchive(bytes: bytes, path: "fuzz.npz") else { return }
         for name in archive.names { _ = try? archive.array(name) }
+    }
+
+    /// A batch requests line (`BatchLine.parse`), and the same bytes as a results line read on resume.
+    static func batchLine(_ bytes: [UInt8]) {
+        let raw = String(decoding: bytes, as: UTF8.self)
+        if case let .request(r) = BatchLine.parse(raw, line: 1, base: URL(fileURLWithPath: "/nonexistent"),
+                                                  options: GenerationOptions(), sampling: FrameSampling()) {
+            precondition(!r.paths.isEmpty && r.options.maxNewTokens >= 1, "a request without files or tokens to generate")
+        }
+        _ = try? JSONDecoder().decode(BatchLine.Answered.self, from: Data(bytes))
     }
 
     /// A generated answer parsed as detections and as segments (without a mask decoder), at a
