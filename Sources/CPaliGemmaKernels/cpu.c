@@ -23,18 +23,24 @@ static int detect(void) {
 #endif
 }
 
+// The process-wide settings below are read by every thread that runs a kernel and written
+// once, lazily, by whichever thread gets there first (or by a pg_set_* call): relaxed atomic
+// loads and stores, so those accesses are not data races (ThreadSanitizer found them).
+static inline int get(const int *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline int put(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); return v; }
+
 static int g_supported = -1;
 static int g_level = -1;
 static _Thread_local int t_level = -1;  // this thread's override (pg_set_thread_isa), or -1
 
 int pg_isa_supported(void) {
-    if (g_supported < 0) g_supported = detect();
-    return g_supported;
+    if (get(&g_supported) < 0) put(&g_supported, detect());
+    return get(&g_supported);
 }
 
 int pg_isa(void) {
     if (t_level >= 0) return t_level;
-    if (g_level < 0) {
+    if (get(&g_level) < 0) {
         int level = pg_isa_supported();
         const char *env = getenv("PALIGEMMA_ISA");
         if (env) {
@@ -44,16 +50,16 @@ int pg_isa(void) {
             else if (strcmp(env, "avx512") == 0) want = PG_ISA_AVX512;
             if (want < level) level = want;
         }
-        g_level = level;
+        put(&g_level, level);
     }
-    return g_level;
+    return get(&g_level);
 }
 
 int pg_set_isa(int level) {
     int max = pg_isa_supported();
     if (level < PG_ISA_SCALAR) level = PG_ISA_SCALAR;
-    g_level = level > max ? max : level;
-    return g_level;
+    put(&g_level, level > max ? max : level);
+    return get(&g_level);
 }
 
 int pg_set_thread_isa(int level) {
@@ -98,7 +104,7 @@ static int detect_features(void) {
 static int g_features = -1;
 
 int pg_cpu_features(void) {
-    if (g_features < 0) {
+    if (get(&g_features) < 0) {
         int f = detect_features();
         // PALIGEMMA_DISABLE_FEATURES: a comma-separated list of these names to leave unused.
         const char *off = getenv("PALIGEMMA_DISABLE_FEATURES");
@@ -108,9 +114,9 @@ int pg_cpu_features(void) {
             if (strstr(off, "avx-vnni")) f &= ~PG_FEAT_AVX_VNNI;
             if (strstr(off, "amx-bf16")) f &= ~PG_FEAT_AMX_BF16;
         }
-        g_features = f;
+        put(&g_features, f);
     }
-    return g_features;
+    return get(&g_features);
 }
 
 static _Thread_local int t_feature_mask = -1;  // pg_set_thread_features; -1: all
@@ -129,16 +135,16 @@ static int g_fast_kernel = -1;
 
 int pg_precision(void) {
     if (t_precision >= 0) return t_precision;
-    if (g_precision < 0) {
+    if (get(&g_precision) < 0) {
         const char *env = getenv("PALIGEMMA_PRECISION");
-        g_precision = env && strcmp(env, "fast") == 0 ? PG_PRECISION_FAST : PG_PRECISION_EXACT;
+        put(&g_precision, env && strcmp(env, "fast") == 0 ? PG_PRECISION_FAST : PG_PRECISION_EXACT);
     }
-    return g_precision;
+    return get(&g_precision);
 }
 
 int pg_set_precision(int precision) {
-    g_precision = precision == PG_PRECISION_FAST ? PG_PRECISION_FAST : PG_PRECISION_EXACT;
-    return g_precision;
+    put(&g_precision, precision == PG_PRECISION_FAST ? PG_PRECISION_FAST : PG_PRECISION_EXACT);
+    return get(&g_precision);
 }
 
 int pg_set_thread_precision(int precision) {
@@ -156,7 +162,7 @@ int pg_fast_kernel_supported(int kernel) {
 }
 
 int pg_fast_kernel(void) {
-    if (g_fast_kernel < 0) {
+    if (get(&g_fast_kernel) < 0) {
         int best = pg_fast_kernel_supported(PG_FAST_AMX) ? PG_FAST_AMX
                  : pg_fast_kernel_supported(PG_FAST_AVX512_BF16) ? PG_FAST_AVX512_BF16 : PG_FAST_NONE;
         const char *env = getenv("PALIGEMMA_FAST_KERNEL");
@@ -165,9 +171,9 @@ int pg_fast_kernel(void) {
                      : strcmp(env, "none") == 0 ? PG_FAST_NONE : best;
             if (pg_fast_kernel_supported(want)) best = want;
         }
-        g_fast_kernel = best;
+        put(&g_fast_kernel, best);
     }
-    return g_fast_kernel;
+    return get(&g_fast_kernel);
 }
 
 int pg_fast_kernel_at(int isa) {
@@ -179,7 +185,7 @@ int pg_fast_kernel_at(int isa) {
 }
 
 int pg_set_fast_kernel(int kernel) {
-    if (pg_fast_kernel_supported(kernel)) g_fast_kernel = kernel;
+    if (pg_fast_kernel_supported(kernel)) put(&g_fast_kernel, kernel);
     return pg_fast_kernel();
 }
 
