@@ -18,6 +18,9 @@ struct Bench: ParsableCommand {
     var promptTokens = 8
     @Option(name: .customLong("new-tokens"), help: "Tokens to decode.") var newTokens = 16
     @Option(help: "Images in the prompt (as the frames of a video: 16 at 224 px are 4,096 image tokens).") var images = 1
+    @Option(name: .customLong("vision-batches"), parsing: .singleValue,
+            help: "Instead of generating, time the vision tower over --images images encoded this many at a time (repeatable: the sizes are measured in turn, --runs rounds).")
+    var visionBatches: [Int] = []
     @Option(help: "Threads (default: all CPUs).") var threads: Int?
     @Option(help: precisionHelp) var precision: Precision?
     @Option(help: "Measure this many times in one process and report the last run (the first also maps the weights in).")
@@ -51,6 +54,24 @@ struct Bench: ParsableCommand {
             configKeys.warnAboutUnknownKeys(try Checkpoint(directory: directory, configStrictness: configKeys.strictness).config)
         } catch {
             fail(error)
+        }
+        if !visionBatches.isEmpty {
+            guard visionBatches.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--vision-batches must be at least 1") }
+            do {
+                let timings = try Benchmark.visionBatches(directory: directory, images: images, batches: visionBatches,
+                                                          rounds: runs, quantization: quantization)
+                if json {
+                    print(try JSONOutput.string(timings))
+                } else {
+                    for t in timings {
+                        print(String(format: "vision, %d images %d at a time: best %.3f s (%.3f s an image); runs %@", t.images, t.batch, t.best,
+                                     t.best / Double(t.images), t.seconds.map { String(format: "%.3f", $0) }.joined(separator: ", ")))
+                    }
+                }
+            } catch {
+                fail(error)
+            }
+            return
         }
         if train {
             do {

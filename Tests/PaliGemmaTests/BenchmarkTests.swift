@@ -3,6 +3,18 @@ import Testing
 @testable import PaliGemma
 
 struct BenchmarkTests {
+    @Test("bench --vision-batches: each batch size timed every round, in one JSON list")
+    func visionBatches() throws {
+        let timings = try Benchmark.visionBatches(directory: Fixtures.model("pg1-f32"), images: 5, batches: [1, 2, 5], rounds: 2)
+        #expect(timings.map(\.batch) == [1, 2, 5] && timings.allSatisfy { $0.images == 5 && $0.seconds.count == 2 })
+        #expect(timings.allSatisfy { $0.best == $0.seconds.min() && $0.best > 0 })
+        let cli = try EndToEndTests.run(["bench", "--model", Fixtures.model("pg1-f32").path, "--images", "3",
+                                         "--vision-batches", "1", "--vision-batches", "3", "--json"])
+        #expect(cli.status == 0, "\(cli.stderr)")
+        let list = try JSONSerialization.jsonObject(with: Data(cli.stdout.utf8)) as? [[String: Any]]
+        #expect(list?.compactMap { $0["batch"] as? Int } == [1, 3])
+    }
+
     @Test("bench floors: bytes decode streams per token, FLOPs of prefill and vision, and the floors from them")
     func floors() throws {
         // pg1-f32: decoder D 64, 4 query heads and 1 key/value head of 16, MLP 96, 2 layers, 320

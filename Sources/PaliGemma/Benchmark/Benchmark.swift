@@ -84,6 +84,26 @@ public enum Benchmark {
         return (pixels, image + [2] + text + [newline])
     }
 
+    /// Seconds the vision tower takes for `images` images encoded `batch` at a time, for each batch
+    /// size in `batches`, measured in turn `rounds` times in one process (the best of each kept),
+    /// so that the sizes are compared under the same conditions.
+    public static func visionBatches(directory: URL, images: Int, batches: [Int], rounds: Int,
+                                     quantization: Quantization = .none) throws -> [VisionBatchTiming] {
+        let model = try PaliGemmaModel(directory: directory, quantization: quantization)
+        let (pixels, _) = syntheticInput(model, promptTokens: 1, images: images)
+        let all = [[Float]](repeating: pixels, count: max(images, 1))
+        _ = try model.imageFeatures(pixels: [pixels])  // maps the vision weights in
+        var seconds = [[Double]](repeating: [], count: batches.count)
+        for _ in 0..<max(rounds, 1) {
+            for (i, batch) in batches.enumerated() {
+                let clock = Date()
+                _ = try model.imageFeatures(pixels: all, batch: batch)
+                seconds[i].append(Date().timeIntervalSince(clock))
+            }
+        }
+        return zip(batches, seconds).map { VisionBatchTiming(batch: $0, images: max(images, 1), seconds: $1, best: $1.min() ?? 0) }
+    }
+
     /// Loads `directory`, runs the vision tower on fixed pseudo-random pixels (`images` times, as
     /// for the frames of a video), prefills their image tokens + <bos> + `promptTokens` text
     /// tokens + "\n", and decodes `newTokens` tokens
@@ -201,4 +221,12 @@ extension Benchmark {
                          top1Agreement: Double(agree) / Double(max(steps, 1)), maxLogitDiff: maxDiff,
                          meanLogitDiff: sumDiff / Double(max(count, 1)), maxAbsLogit: maxAbs)
     }
+}
+
+/// The vision tower's time for `images` images encoded `batch` at a time (`Benchmark.visionBatches`).
+public struct VisionBatchTiming: Codable, Sendable {
+    public let batch: Int
+    public let images: Int
+    public let seconds: [Double]
+    public let best: Double
 }

@@ -110,10 +110,11 @@ public final class PaliGemmaModel: Sendable {
 
     /// Image tokens for several images [I·N, D]: each image's tokens in turn, as the decoder
     /// reads them for a prompt over all of them (transformers' layout for a list of images).
-    /// The images go through the vision tower together, `SigLIPVisionTower.batch` at a time.
-    public func imageFeatures(pixels images: [[Float]]) throws -> Matrix {
+    /// The images go through the vision tower together, `batch` at a time (default
+    /// `SigLIPVisionTower.batch`; `paligemma bench --vision-batches` measures the choice).
+    public func imageFeatures(pixels images: [[Float]], batch: Int = SigLIPVisionTower.batch) throws -> Matrix {
         for (i, pixels) in images.enumerated() { try checkPixels(pixels, image: i, of: images.count) }
-        let batch = SigLIPVisionTower.batch
+        let batch = max(1, batch)
         if images.count <= batch { return projector(vision(images)) }
         let n = config.numImageTokens
         let all = Matrix(rows: n * images.count, cols: config.projectionDim)

@@ -134,9 +134,11 @@ public struct SigLIPVisionTower: Sendable {
         if c.visionUseHead { w.loader.ignore(prefix: w.name("head.")) }
     }
 
-    /// Images encoded in one pass at most: 8 at 224 px (2,048 rows) keep a So400m layer's MLP
-    /// activations near 70 MB; more images run in turn.
-    static let batch = 8
+    /// Images encoded in one pass at most: 4 at 224 px (1,024 rows) keep a So400m layer's MLP
+    /// activations near 18 MB. On the 2-core AMX Xeon this project measures on, 1, 4, 8 and 16
+    /// at a time took the same time per image within the machine's noise, except 8 and 16 with
+    /// bf16 products, about 25% slower (docs/BENCHMARKS.md, `bench --vision-batches`).
+    public static let batch = 4
 
     func callAsFunction(_ images: [[Float]]) -> Matrix {
         let x = embeddings(images)
