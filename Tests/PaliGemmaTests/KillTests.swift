@@ -17,11 +17,12 @@ struct KillTests {
     static let kills = 6
 
     /// Runs the command line and kills it after `seconds`; true when it finished first.
-    static func runKilled(_ arguments: [String], after seconds: Double) throws -> Bool {
+    static func runKilled(_ arguments: [String], after seconds: Double, environment: [String: String] = [:]) throws -> Bool {
         let process = Process()
         process.executableURL = EndToEndTests.binary
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(["PALIGEMMA_PRECISION": "exact"]) { $1 }
+            .merging(environment) { $1 }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
@@ -185,6 +186,44 @@ struct KillTests {
         let got = try answers(output)
         #expect(got == want, "after the kills: \(got)")
         print("[batch] uninterrupted \(String(format: "%.2f", seconds)) s; killed \(Self.kills) times, then resumed: every request answered once, as uninterrupted")
+    }
+
+    @Test("download killed at random moments: every file in the snapshot is whole; a rerun completes it")
+    func download() throws {
+        let hub = try FakeHub(files: FakeHub.standardFiles(weightBytes: 6_000_000))
+        defer { hub.stop() }
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func environment(_ cache: URL) -> [String: String] { ["HF_ENDPOINT": hub.endpoint, "HF_HUB_CACHE": cache.path, "HF_TOKEN": ""] }
+        let wanted = ["config.json", "model.safetensors", "tokenizer.model"]
+        func check(_ cache: URL, complete: Bool) throws -> Int {
+            let snapshot = cache.appendingPathComponent("models--test-org--paligemma-tiny/snapshots/\(hub.commit)")
+            var whole = 0
+            for name in wanted {
+                let path = snapshot.appendingPathComponent(name)
+                guard FileManager.default.fileExists(atPath: path.path) else {
+                    #expect(!complete, "\(name) missing after a complete download")
+                    continue
+                }
+                #expect(try Data(contentsOf: path) == hub.file(name)?.data, "\(name) is in the snapshot but not whole")
+                whole += 1
+            }
+            return whole
+        }
+        let reference = dir.appendingPathComponent("reference")
+        let (run, seconds) = try Self.timed { try EndToEndTests.run(["download", hub.repo, "--quiet"], environment: environment(reference)) }
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(try check(reference, complete: true) == wanted.count)
+        let cache = dir.appendingPathComponent("cache")
+        var seen: [Int] = []
+        for moment in Self.moments(seconds, seed: 13) {
+            _ = try Self.runKilled(["download", hub.repo, "--quiet"], after: moment, environment: environment(cache))
+            seen.append(try check(cache, complete: false))
+        }
+        let last = try EndToEndTests.run(["download", hub.repo, "--quiet"], environment: environment(cache))
+        #expect(last.status == 0, "\(last.stderr)")
+        #expect(try check(cache, complete: true) == wanted.count)
+        print("[download] uninterrupted \(String(format: "%.2f", seconds)) s; whole files in the snapshot after each kill: \(seen); then completed")
     }
 
     @Test("an overwritten folder is swapped with the new one in one step: the old or the new is always in place")
