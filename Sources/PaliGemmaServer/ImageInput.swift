@@ -21,9 +21,12 @@ public struct ImagePolicy: Sendable {
     public var maxVideoFrames: Int
     /// Pixels of one video frame, checked before it is converted to RGB.
     public var maxFramePixels: Int
+    /// http(s) URLs: refused unless enabled (`--allow-remote-images`), then public addresses only.
+    public var remote: RemoteMediaPolicy
 
     public init(mediaRoot: String? = nil, maxBytes: Int = 10 << 20, maxPixels: Int = 50_000_000, maxImages: Int = 4,
-                maxVideoBytes: Int = 16 << 20, maxVideoFrames: Int = 16, maxFramePixels: Int = 3840 * 2160) {
+                maxVideoBytes: Int = 16 << 20, maxVideoFrames: Int = 16, maxFramePixels: Int = 3840 * 2160,
+                remote: RemoteMediaPolicy = RemoteMediaPolicy()) {
         self.mediaRoot = mediaRoot
         self.maxBytes = maxBytes
         self.maxPixels = maxPixels
@@ -31,19 +34,21 @@ public struct ImagePolicy: Sendable {
         self.maxVideoBytes = maxVideoBytes
         self.maxVideoFrames = maxVideoFrames
         self.maxFramePixels = maxFramePixels
+        self.remote = remote
     }
 }
 
 /// Turns a request's image reference into an `EngineImage`: a `data:` URL (base64) always,
-/// a local path (or file:// URL) only under the media root. Remote http(s) URLs are refused.
+/// a local path (or file:// URL) only under the media root, an http(s) URL only as the remote
+/// policy allows.
 /// The file's bytes are hashed for the vision cache; on a hit nothing is decoded.
 struct ImageInput {
     let policy: ImagePolicy
     let pipeline: PaliGemmaPipeline
     let cache: VisionCache
 
-    func load(_ reference: String, field: String) throws -> EngineImage {
-        let data = try MediaBytes(kind: "image", maxBytes: policy.maxBytes, mediaRoot: policy.mediaRoot).load(reference, field: field)
+    func load(_ reference: String, field: String) async throws -> EngineImage {
+        let data = try await MediaBytes(kind: "image", maxBytes: policy.maxBytes, policy: policy).load(reference, field: field)
         let key = SHA256.hash(data)
         let probe: (format: ImageFormat, width: Int, height: Int)
         do {
@@ -72,25 +77,26 @@ struct ImageInput {
 
     /// The bytes of `data:[<media type>];base64,<data>`, at most `maxBytes` of them.
     static func dataURL(_ url: String, field: String, maxBytes: Int) throws -> Data {
-        try MediaBytes(kind: "image", maxBytes: maxBytes, mediaRoot: nil).dataURL(url, field: field)
+        try MediaBytes(kind: "image", maxBytes: maxBytes, policy: ImagePolicy()).dataURL(url, field: field)
     }
 }
 
 /// A request's image or video file: from a `data:` URL (base64) always, from a local path (or
-/// file:// URL) only under the media root, never from a remote URL; at most `maxBytes`. Errors
-/// name the request's field, with codes by kind (`bad_image`, `video_too_large`, ...).
+/// file:// URL) only under the media root, from an http(s) URL only as `RemoteFetch` allows;
+/// at most `maxBytes`. Errors name the request's field, with codes by kind (`bad_image`,
+/// `video_too_large`, ...).
 struct MediaBytes {
     /// "image" or "video".
     let kind: String
     let maxBytes: Int
-    let mediaRoot: String?
+    let policy: ImagePolicy
+    var mediaRoot: String? { policy.mediaRoot }
 
-    func load(_ reference: String, field: String) throws -> Data {
+    func load(_ reference: String, field: String) async throws -> Data {
         let lower = reference.prefix(16).lowercased()
         if lower.hasPrefix("data:") { return try dataURL(reference, field: field) }
         if lower.hasPrefix("http://") || lower.hasPrefix("https://") {
-            throw ServerError.badRequest("\(field): remote \(kind) URLs are not fetched by this server; send the \(kind) as a data: URL (base64)",
-                                         param: field, code: "remote_\(kind)s_disabled")
+            return try await RemoteFetch(policy: policy.remote, kind: kind, maxBytes: maxBytes).fetch(reference, field: field)
         }
         var path = reference
         if lower.hasPrefix("file://") { path = URL(string: reference)?.path ?? String(reference.dropFirst(7)) }

@@ -7,7 +7,7 @@ enum OpenAPIDocument {
   "info": {
     "title": "PaliGemma for Swift server",
     "version": "1.0.0",
-    "description": "OpenAI-compatible chat and text completions, typed PaliGemma task endpoints (boxes in pixels, masks), tokenizer, models, health and Prometheus metrics. Images are data: URLs (base64), or paths under the server's --media-root. Errors use OpenAI's shape. With --api-key, every route but /health needs Authorization: Bearer <key> or X-Api-Key."
+    "description": "OpenAI-compatible chat and text completions, typed PaliGemma task endpoints (boxes in pixels, masks), tokenizer, models, health and Prometheus metrics. Images are data: URLs (base64), paths under the server's --media-root, or http(s) URLs when the server allows remote images (--allow-remote-images; public addresses only). Errors use OpenAI's shape. With --api-key, every route but /health needs Authorization: Bearer <key> or X-Api-Key."
   },
   "components": {
     "securitySchemes": {
@@ -84,7 +84,7 @@ enum OpenAPIDocument {
         }]
       },
       "Video": {
-        "description": "A video file (a data: URL, or a path under --media-root; at most --max-video-bytes) whose frames become the prompt's images: the URL string alone, or an object with the sampling (every stride-th frame from start seconds, repeated in order when the video is short; at most --max-video-frames in a request).",
+        "description": "A video file (a data: URL, a path under --media-root, or an http(s) URL with --allow-remote-images; at most --max-video-bytes) whose frames become the prompt's images: the URL string alone, or an object with the sampling (every stride-th frame from start seconds, repeated in order when the video is short; at most --max-video-frames in a request).",
         "oneOf": [
           {"type": "string"},
           {"type": "object", "required": ["url"], "properties": {
@@ -118,7 +118,7 @@ enum OpenAPIDocument {
           "properties": {
             "model": {"type": "string"},
             "prompt": {"type": "string", "description": "The PaliGemma prompt as it is, e.g. \"caption en\"."},
-            "image": {"type": "string", "description": "A data: URL, or a path under --media-root."},
+            "image": {"type": "string", "description": "A data: URL, a path under --media-root, or an http(s) URL with --allow-remote-images."},
             "images": {"type": "array", "items": {"type": "string"}, "minItems": 1,
                        "description": "Several images for one prompt, in order (instead of image); at most --max-images."},
             "video": {"$ref": "#/components/schemas/Video"}
@@ -143,7 +143,7 @@ enum OpenAPIDocument {
           "type": "object",
           "oneOf": [{"required": ["image"]}, {"required": ["images"]}, {"required": ["video"]}],
           "properties": {
-            "image": {"type": "string", "description": "A data: URL, or a path under --media-root."},
+            "image": {"type": "string", "description": "A data: URL, a path under --media-root, or an http(s) URL with --allow-remote-images."},
             "images": {"type": "array", "items": {"type": "string"}, "minItems": 1,
                        "description": "Several images for one prompt, in order (text tasks only; detect and segment take one)."},
             "video": {"$ref": "#/components/schemas/Video", "description": "A video's frames as the images (text tasks only)."},

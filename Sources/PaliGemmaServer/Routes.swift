@@ -153,7 +153,7 @@ struct Routes {
     /// Checks a request's prompt, sampling and limits and reads its images and video frames (in
     /// the request's order, each frame an image); the result goes to the engine.
     func prepare(prompt: String, media: [MediaReference], sampling s: SamplingFields,
-                 backend: ServingBackend) throws -> (EngineRequest, imageSeconds: Double) {
+                 backend: ServingBackend) async throws -> (EngineRequest, imageSeconds: Double) {
         let options = server.options
         guard !media.isEmpty else {
             throw ServerError.badRequest("PaliGemma needs an image; 'images' is empty", param: "images", code: "missing_image")
@@ -199,10 +199,11 @@ struct Routes {
         let clock = Date()
         let imageInput = ImageInput(policy: options.images, pipeline: backend.pipeline, cache: backend.engine.visionCache)
         let videoInput = VideoInput(policy: options.images, pipeline: backend.pipeline, cache: backend.engine.visionCache)
-        let engineImages = try media.flatMap { reference -> [EngineImage] in
+        var engineImages: [EngineImage] = []
+        for reference in media {
             switch reference {
-            case let .image(url, field): return [try imageInput.load(url, field: field)]
-            case let .video(video, field): return try videoInput.load(video, field: field)
+            case let .image(url, field): engineImages.append(try await imageInput.load(url, field: field))
+            case let .video(video, field): engineImages += try await videoInput.load(video, field: field)
             }
         }
         let imageSeconds = Date().timeIntervalSince(clock)
@@ -272,7 +273,7 @@ struct Routes {
         let body = try await collect(&request)
         let chat: ChatCompletionRequest = try decode(body)
         let (prompt, media) = try chatPromptAndMedia(chat.messages)
-        let (engineRequest, _) = try prepare(prompt: prompt, media: media, sampling: chat.sampling, backend: backend)
+        let (engineRequest, _) = try await prepare(prompt: prompt, media: media, sampling: chat.sampling, backend: backend)
         let id = "chatcmpl-" + Self.randomID()
         let created = Int(Date().timeIntervalSince1970)
         let model = chat.model ?? backend.modelID
@@ -373,7 +374,7 @@ struct Routes {
         var request = request
         let body = try await collect(&request)
         let completion: CompletionRequest = try decode(body)
-        let (engineRequest, _) = try prepare(prompt: completion.prompt,
+        let (engineRequest, _) = try await prepare(prompt: completion.prompt,
                                              media: try mediaList(image: completion.image, images: completion.images, video: completion.video),
                                              sampling: completion.sampling, backend: backend)
         let id = "cmpl-" + Self.randomID()
@@ -454,7 +455,7 @@ struct Routes {
             throw ServerError.badRequest("/v1/\(name) takes one image: its boxes are in that image's pixels",
                                          param: fields.video != nil ? "video" : "images", code: "too_many_images")
         }
-        let (engineRequest, imageSeconds) = try prepare(prompt: task.prompt, media: media, sampling: sampling, backend: backend)
+        let (engineRequest, imageSeconds) = try await prepare(prompt: task.prompt, media: media, sampling: sampling, backend: backend)
         let summary = try await complete(engineRequest, backend: backend, body: request, context: context)
         try check(summary)
         var parsed: TaskResult?

@@ -54,9 +54,9 @@ struct VideoInput {
     let pipeline: PaliGemmaPipeline
     let cache: VisionCache
 
-    func load(_ video: VideoReference, field: String) throws -> [EngineImage] {
+    func load(_ video: VideoReference, field: String) async throws -> [EngineImage] {
         let sampling = try video.checkedSampling(field: field)
-        let data = try MediaBytes(kind: "video", maxBytes: policy.maxVideoBytes, mediaRoot: policy.mediaRoot).load(video.url, field: field)
+        let data = try await MediaBytes(kind: "video", maxBytes: policy.maxVideoBytes, policy: policy).load(video.url, field: field)
         let hash = SHA256.hash(data)
         let keys = (0..<sampling.count).map { "\(hash)#frames=\(sampling.count),stride=\(sampling.stride),start=\(sampling.start)#\($0)" }
         do {

@@ -63,6 +63,12 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("api-key-file"), help: "A file of accepted API keys, one per line.") var apiKeyFile: String?
     @Option(name: .customLong("cors-origin"), help: "The origin CORS allows (no CORS headers without it).") var corsOrigin: String?
     @Option(name: .customLong("media-root"), help: "Allow local image and video paths, but only under this folder.") var mediaRoot: String?
+    @Flag(name: .customLong("allow-remote-images"), help: "Fetch images and videos given as http(s) URLs, from public addresses only (each redirect checked again), within --max-image-bytes / --max-video-bytes and --remote-timeout.")
+    var allowRemoteImages = false
+    @Option(name: .customLong("remote-timeout"), help: "Seconds a remote image or video fetch may take, redirects and body included.") var remoteTimeout = 10.0
+    @Option(name: .customLong("max-redirects"), help: "Redirects a remote fetch follows.") var maxRedirects = 5
+    @Flag(name: .customLong("allow-private-addresses"), help: "With --allow-remote-images, also fetch from loopback, private and link-local addresses (only on a network whose every host you trust).")
+    var allowPrivateAddresses = false
     @Option(name: .customLong("chat-history"), help: "Chat requests with system messages or earlier turns: reject (400) or last-user-message (use it only).")
     var chatHistory = "reject"
 
@@ -80,6 +86,10 @@ struct Serve: AsyncParsableCommand {
         guard requestTimeout > 0, shutdownGrace >= 0, stallSeconds > 0 else {
             throw ValidationError("--request-timeout and --stall-seconds must be positive, --shutdown-grace >= 0")
         }
+        guard remoteTimeout > 0, remoteTimeout.isFinite, maxRedirects >= 0 else {
+            throw ValidationError("--remote-timeout must be positive and --max-redirects >= 0")
+        }
+        guard allowRemoteImages || !allowPrivateAddresses else { throw ValidationError("--allow-private-addresses needs --allow-remote-images") }
         guard ChatHistoryPolicy(rawValue: chatHistory) != nil else { throw ValidationError("--chat-history must be reject or last-user-message") }
         guard Quantization(rawValue: quantize) != nil else { throw ValidationError("--quantize must be none, int8 or int4") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
@@ -98,7 +108,9 @@ struct Serve: AsyncParsableCommand {
             options.maxBodyBytes = maxBodyBytes
             options.images = ImagePolicy(mediaRoot: try mediaRoot.map(Self.mediaRootPath), maxBytes: maxImageBytes, maxPixels: maxImagePixels,
                                          maxImages: maxImages, maxVideoBytes: maxVideoBytes, maxVideoFrames: maxVideoFrames,
-                                         maxFramePixels: maxFramePixels)
+                                         maxFramePixels: maxFramePixels,
+                                         remote: RemoteMediaPolicy(enabled: allowRemoteImages, timeout: remoteTimeout, maxRedirects: maxRedirects,
+                                                                   allowPrivateAddresses: allowPrivateAddresses))
             options.maxPromptTokens = maxPromptTokens
             options.maxTokensLimit = maxTokensLimit
             options.defaultMaxTokens = defaultMaxTokens
