@@ -32,6 +32,9 @@ public struct EngineRequest: Sendable {
     public var deadline: Date?
     /// Polled before each step: true once the client has gone (the request is then cancelled).
     public var clientGone: (@Sendable () -> Bool)?
+    /// The served adapter this request's rows take (nil: the base model). When it adapts the
+    /// vision tower, the images' keys must say so (their features depend on it).
+    public var adapter: LoRASet?
 
     public init(promptIDs: [Int], images: [EngineImage], options: GenerationOptions, stop: [String] = [], deadline: Date? = nil) {
         self.promptIDs = promptIDs
@@ -314,6 +317,7 @@ public final class InferenceEngine: @unchecked Sendable {
             job.summary.promptTokens = ids.count
             let generator = try TokenGenerator(model: pipeline.model, promptIDs: ids, imageFeatures: nil, options: options,
                                                pool: pool, detokenizer: pipeline.tokenizer.streamingDecoder(skipSpecial: true))
+            generator.adapter = job.request.adapter
             job.generator = generator
             if generator.isFinished { return job.end(.length) }
             guard let input = generator.nextInput() else { return job.end(.length) }

@@ -46,10 +46,12 @@ struct ImageInput {
     let policy: ImagePolicy
     let pipeline: PaliGemmaPipeline
     let cache: VisionCache
+    /// Added to the vision cache key: the served adapter's name when it adapts the vision tower.
+    var keySuffix = ""
 
     func load(_ reference: String, field: String) async throws -> EngineImage {
         let data = try await MediaBytes(kind: "image", maxBytes: policy.maxBytes, policy: policy).load(reference, field: field)
-        let key = SHA256.hash(data)
+        let key = SHA256.hash(data) + keySuffix
         let probe: (format: ImageFormat, width: Int, height: Int)
         do {
             probe = try ImageDecoder.probe(data: data, name: field)

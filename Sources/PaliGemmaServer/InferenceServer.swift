@@ -38,8 +38,22 @@ public struct ServerOptions: Sendable {
     public var prefillShare = 1.0
     /// /health answers 503 when the engine has had work but made no progress for this long.
     public var stallSeconds = 120.0
+    /// LoRA adapters served beside the base model (`--adapter NAME=DIR`), chosen by a request's
+    /// `model`; requests with different adapters, or none, share each batched step.
+    public var adapters: [NamedAdapter] = []
 
     public init() {}
+}
+
+/// A PEFT LoRA adapter folder and the name requests choose it by.
+public struct NamedAdapter: Sendable, Equatable {
+    public var name: String
+    public var directory: URL
+
+    public init(name: String, directory: URL) {
+        self.name = name
+        self.directory = directory
+    }
 }
 
 /// PaliGemma is single-turn: what to do with the rest of a chat.
@@ -56,12 +70,25 @@ public final class ServingBackend: Sendable {
     public let engine: InferenceEngine
     public let maskDecoder: MaskDecoder?
     public let modelID: String
+    /// The served adapters, in the order given.
+    public let adapters: [LoRASet]
 
-    init(pipeline: PaliGemmaPipeline, engine: InferenceEngine, maskDecoder: MaskDecoder?, modelID: String) {
+    init(pipeline: PaliGemmaPipeline, engine: InferenceEngine, maskDecoder: MaskDecoder?, modelID: String, adapters: [LoRASet] = []) {
         self.pipeline = pipeline
         self.engine = engine
         self.maskDecoder = maskDecoder
         self.modelID = modelID
+        self.adapters = adapters
+    }
+
+    /// The adapter a request's `model` names: nil for the base model (its id, or no `model`).
+    /// Without served adapters any `model` means the base model; with them, an unknown name
+    /// is a 404 `model_not_found`.
+    func adapter(named model: String?, field: String = "model") throws -> LoRASet? {
+        guard let model, model != modelID, !adapters.isEmpty else { return nil }
+        if let adapter = adapters.first(where: { $0.name == model }) { return adapter }
+        let known = ([modelID] + adapters.map(\.name)).map { "'\($0)'" }.joined(separator: ", ")
+        throw ServerError(.notFound, "the model '\(model)' is not served here; this server serves \(known)", param: field, code: "model_not_found")
     }
 }
 
@@ -159,10 +186,17 @@ public final class InferenceServer: Sendable {
             let engine = try InferenceEngine(pipeline: pipeline, maxBatch: options.maxBatch, maxQueue: options.maxQueue,
                                              contextTokens: min(contextTokens, pipeline.model.config.textConfig.maxPositionEmbeddings),
                                              visionCacheEntries: options.visionCacheEntries, prefillShare: options.prefillShare)
+            let id = options.modelID ?? pipeline.directory.lastPathComponent
+            var adapters: [LoRASet] = []
+            for named in options.adapters {
+                guard named.name != id, !adapters.contains(where: { $0.name == named.name }) else {
+                    throw PaliGemmaError.input("--adapter \(named.name)=...: the name is taken (by the base model or another adapter)")
+                }
+                adapters.append(try pipeline.model.bind(LoRAAdapter(directory: named.directory), name: named.name))
+            }
             engine.observer = metrics
             engine.start()
-            let id = options.modelID ?? pipeline.directory.lastPathComponent
-            let backend = ServingBackend(pipeline: pipeline, engine: engine, maskDecoder: maskDecoder, modelID: id)
+            let backend = ServingBackend(pipeline: pipeline, engine: engine, maskDecoder: maskDecoder, modelID: id, adapters: adapters)
             state.withLock { $0 = .ready(backend) }
             return backend
         } catch {

@@ -58,7 +58,7 @@ enum OpenAPIDocument {
           "type": "object",
           "required": ["messages"],
           "properties": {
-            "model": {"type": "string"},
+            "model": {"type": "string", "description": "The base model's id, or the name of an adapter served with --adapter NAME=DIR (its LoRA terms apply to this request). Without served adapters any value means the base model; with them an unknown name is a 404 model_not_found."},
             "messages": {
               "type": "array",
               "minItems": 1,
@@ -116,7 +116,7 @@ enum OpenAPIDocument {
           "required": ["prompt"],
           "oneOf": [{"required": ["image"]}, {"required": ["images"]}, {"required": ["video"]}],
           "properties": {
-            "model": {"type": "string"},
+            "model": {"type": "string", "description": "The base model's id, or the name of an adapter served with --adapter NAME=DIR (its LoRA terms apply to this request). Without served adapters any value means the base model; with them an unknown name is a 404 model_not_found."},
             "prompt": {"type": "string", "description": "The PaliGemma prompt as it is, e.g. \"caption en\"."},
             "image": {"type": "string", "description": "A data: URL, a path under --media-root, or an http(s) URL with --allow-remote-images."},
             "images": {"type": "array", "items": {"type": "string"}, "minItems": 1,
@@ -143,6 +143,7 @@ enum OpenAPIDocument {
           "type": "object",
           "oneOf": [{"required": ["image"]}, {"required": ["images"]}, {"required": ["video"]}],
           "properties": {
+            "model": {"type": "string", "description": "The base model's id, or the name of an adapter served with --adapter NAME=DIR (its LoRA terms apply to this request). Without served adapters any value means the base model; with them an unknown name is a 404 model_not_found."},
             "image": {"type": "string", "description": "A data: URL, a path under --media-root, or an http(s) URL with --allow-remote-images."},
             "images": {"type": "array", "items": {"type": "string"}, "minItems": 1,
                        "description": "Several images for one prompt, in order (text tasks only; detect and segment take one)."},
@@ -191,7 +192,7 @@ enum OpenAPIDocument {
           "200": {"description": "The completion; with stream, server-sent events of chat.completion.chunk objects ending in data: [DONE].",
                   "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletion"}}, "text/event-stream": {"schema": {"type": "string"}}}},
           "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
-          "403": {"$ref": "#/components/responses/Error"}, "413": {"$ref": "#/components/responses/Error"},
+          "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "413": {"$ref": "#/components/responses/Error"},
           "503": {"$ref": "#/components/responses/Error"}, "504": {"$ref": "#/components/responses/Error"}
         }
       }
@@ -204,34 +205,34 @@ enum OpenAPIDocument {
           "200": {"description": "The completion; with stream, server-sent events ending in data: [DONE].",
                   "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TextCompletion"}}, "text/event-stream": {"schema": {"type": "string"}}}},
           "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
-          "403": {"$ref": "#/components/responses/Error"}, "413": {"$ref": "#/components/responses/Error"},
+          "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "413": {"$ref": "#/components/responses/Error"},
           "503": {"$ref": "#/components/responses/Error"}, "504": {"$ref": "#/components/responses/Error"}
         }
       }
     },
     "/v1/caption": {"post": {"summary": "caption <lang>", "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TaskRequest"}}}},
       "responses": {"200": {"description": "The answer.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TaskResult"}}}},
-        "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
+        "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"},
         "413": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}, "504": {"$ref": "#/components/responses/Error"}}}},
     "/v1/describe": {"post": {"summary": "describe <lang>", "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TaskRequest"}}}},
       "responses": {"200": {"description": "The answer.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TaskResult"}}}},
-        "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
+        "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"},
         "413": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}, "504": {"$ref": "#/components/responses/Error"}}}},
     "/v1/ocr": {"post": {"summary": "ocr", "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TaskRequest"}}}},
       "responses": {"200": {"description": "The answer.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TaskResult"}}}},
-        "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
+        "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"},
         "413": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}, "504": {"$ref": "#/components/responses/Error"}}}},
     "/v1/answer": {"post": {"summary": "answer <lang> <question> (needs question)", "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TaskRequest"}}}},
       "responses": {"200": {"description": "The answer.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TaskResult"}}}},
-        "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
+        "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"},
         "413": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}, "504": {"$ref": "#/components/responses/Error"}}}},
     "/v1/detect": {"post": {"summary": "detect <label> ; <label> (needs labels): boxes in pixels and normalised", "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TaskRequest"}}}},
       "responses": {"200": {"description": "The answer with detections.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TaskResult"}}}},
-        "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
+        "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"},
         "413": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}, "504": {"$ref": "#/components/responses/Error"}}}},
     "/v1/segment": {"post": {"summary": "segment <label> (needs label): boxes, and masks when the server has a mask decoder", "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TaskRequest"}}}},
       "responses": {"200": {"description": "The answer with detections and segments.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TaskResult"}}}},
-        "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
+        "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"},
         "413": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}, "504": {"$ref": "#/components/responses/Error"}}}},
     "/tokenize": {
       "post": {

@@ -79,10 +79,21 @@ struct Routes {
             let imageTokens: Int
             let maxPositions: Int
             let capabilities: [String]
+            /// For a served adapter: the base model's id, and the adapter's settings.
+            var parent: String?
+            var adapter: AdapterInfo?
             enum CodingKeys: String, CodingKey {
                 case id, object, created, ownedBy = "owned_by", imageSize = "image_size", imageTokens = "image_tokens"
-                case maxPositions = "max_positions", capabilities
+                case maxPositions = "max_positions", capabilities, parent, adapter
             }
+        }
+
+        struct AdapterInfo: Encodable {
+            let rank: Int
+            let alpha: Float
+            let modules: Int
+            let adaptsVision: Bool
+            enum CodingKeys: String, CodingKey { case rank, alpha, modules, adaptsVision = "adapts_vision" }
         }
     }
 
@@ -94,7 +105,14 @@ struct Routes {
         let model = ModelList.Model(id: backend.modelID, created: server.startTime, imageSize: config.visionConfig.imageSize,
                                     imageTokens: config.numImageTokens, maxPositions: config.textConfig.maxPositionEmbeddings,
                                     capabilities: capabilities)
-        return try json(ModelList(data: [model]))
+        let adapters = backend.adapters.map { a in
+            var m = ModelList.Model(id: a.name, created: server.startTime, imageSize: model.imageSize, imageTokens: model.imageTokens,
+                                    maxPositions: model.maxPositions, capabilities: capabilities)
+            m.parent = backend.modelID
+            m.adapter = ModelList.AdapterInfo(rank: a.config.rank, alpha: a.config.alpha, modules: a.moduleCount, adaptsVision: a.adaptsVision)
+            return m
+        }
+        return try json(ModelList(data: [model] + adapters))
     }
 
     struct TokenizeBody: Decodable {
@@ -153,7 +171,7 @@ struct Routes {
     /// Checks a request's prompt, sampling and limits and reads its images and video frames (in
     /// the request's order, each frame an image); the result goes to the engine.
     func prepare(prompt: String, media: [MediaReference], sampling s: SamplingFields,
-                 backend: ServingBackend) async throws -> (EngineRequest, imageSeconds: Double) {
+                 backend: ServingBackend, adapter: LoRASet? = nil) async throws -> (EngineRequest, imageSeconds: Double) {
         let options = server.options
         guard !media.isEmpty else {
             throw ServerError.badRequest("PaliGemma needs an image; 'images' is empty", param: "images", code: "missing_image")
@@ -197,8 +215,10 @@ struct Routes {
                                          param: maxField, code: "prompt_too_long")
         }
         let clock = Date()
-        let imageInput = ImageInput(policy: options.images, pipeline: backend.pipeline, cache: backend.engine.visionCache)
-        let videoInput = VideoInput(policy: options.images, pipeline: backend.pipeline, cache: backend.engine.visionCache)
+        // Image features made with an adapter that adapts the vision tower are its own.
+        let keySuffix = adapter.map { $0.adaptsVision ? "#adapter=" + $0.name : "" } ?? ""
+        let imageInput = ImageInput(policy: options.images, pipeline: backend.pipeline, cache: backend.engine.visionCache, keySuffix: keySuffix)
+        let videoInput = VideoInput(policy: options.images, pipeline: backend.pipeline, cache: backend.engine.visionCache, keySuffix: keySuffix)
         var engineImages: [EngineImage] = []
         for reference in media {
             switch reference {
@@ -209,9 +229,10 @@ struct Routes {
         let imageSeconds = Date().timeIntervalSince(clock)
         let sampling = SamplingOptions(temperature: Float(temperature), topK: 0, topP: Float(topP),
                                        seed: UInt64(bitPattern: Int64(s.seed ?? 0)))
-        let request = EngineRequest(promptIDs: ids, images: engineImages,
+        var request = EngineRequest(promptIDs: ids, images: engineImages,
                                     options: GenerationOptions(maxNewTokens: maxTokens, sampling: sampling, stopTokens: []),
                                     stop: stop, deadline: Date().addingTimeInterval(options.requestTimeout))
+        request.adapter = adapter
         return (request, imageSeconds)
     }
 
@@ -273,7 +294,8 @@ struct Routes {
         let body = try await collect(&request)
         let chat: ChatCompletionRequest = try decode(body)
         let (prompt, media) = try chatPromptAndMedia(chat.messages)
-        let (engineRequest, _) = try await prepare(prompt: prompt, media: media, sampling: chat.sampling, backend: backend)
+        let (engineRequest, _) = try await prepare(prompt: prompt, media: media, sampling: chat.sampling, backend: backend,
+                                                   adapter: try backend.adapter(named: chat.model))
         let id = "chatcmpl-" + Self.randomID()
         let created = Int(Date().timeIntervalSince1970)
         let model = chat.model ?? backend.modelID
@@ -376,7 +398,8 @@ struct Routes {
         let completion: CompletionRequest = try decode(body)
         let (engineRequest, _) = try await prepare(prompt: completion.prompt,
                                              media: try mediaList(image: completion.image, images: completion.images, video: completion.video),
-                                             sampling: completion.sampling, backend: backend)
+                                             sampling: completion.sampling, backend: backend,
+                                             adapter: try backend.adapter(named: completion.model))
         let id = "cmpl-" + Self.randomID()
         let created = Int(Date().timeIntervalSince1970)
         let model = completion.model ?? backend.modelID
@@ -426,6 +449,8 @@ struct Routes {
         let image: String?
         let images: [String]?
         let video: VideoReference?
+        /// The base model's id or a served adapter's name.
+        let model: String?
     }
 
     /// POST /v1/<task>: the task's members (`PaliGemmaTask`'s JSON: lang, question, labels,
@@ -455,7 +480,8 @@ struct Routes {
             throw ServerError.badRequest("/v1/\(name) takes one image: its boxes are in that image's pixels",
                                          param: fields.video != nil ? "video" : "images", code: "too_many_images")
         }
-        let (engineRequest, imageSeconds) = try await prepare(prompt: task.prompt, media: media, sampling: sampling, backend: backend)
+        let (engineRequest, imageSeconds) = try await prepare(prompt: task.prompt, media: media, sampling: sampling, backend: backend,
+                                                              adapter: try backend.adapter(named: fields.model))
         let summary = try await complete(engineRequest, backend: backend, body: request, context: context)
         try check(summary)
         var parsed: TaskResult?

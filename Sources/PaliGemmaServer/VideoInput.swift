@@ -53,12 +53,14 @@ struct VideoInput {
     let policy: ImagePolicy
     let pipeline: PaliGemmaPipeline
     let cache: VisionCache
+    /// Added to each frame's vision cache key (see `ImageInput.keySuffix`).
+    var keySuffix = ""
 
     func load(_ video: VideoReference, field: String) async throws -> [EngineImage] {
         let sampling = try video.checkedSampling(field: field)
         let data = try await MediaBytes(kind: "video", maxBytes: policy.maxVideoBytes, policy: policy).load(video.url, field: field)
         let hash = SHA256.hash(data)
-        let keys = (0..<sampling.count).map { "\(hash)#frames=\(sampling.count),stride=\(sampling.stride),start=\(sampling.start)#\($0)" }
+        let keys = (0..<sampling.count).map { "\(hash)#frames=\(sampling.count),stride=\(sampling.stride),start=\(sampling.start)#\($0)" + keySuffix }
         do {
             if keys.allSatisfy(cache.contains) {
                 let info = try VideoReader.info(data: data, name: field)

@@ -19,7 +19,8 @@ struct Serve: AsyncParsableCommand {
         """)
 
     @Option(help: "Checkpoint folder (or a hub id already in the local cache). Default: the bundled shapes model.") var model: String?
-    @Option(help: "PEFT LoRA adapter folder applied to the model.") var adapter: String?
+    @Option(help: ArgumentHelp("A PEFT LoRA adapter: NAME=DIR serves it beside the base model, chosen by a request's \"model\" (repeatable; requests with different adapters share each batched step); a plain DIR is applied to the base model itself (at most one).", valueName: "NAME=DIR|DIR"))
+    var adapter: [String] = []
     @Option(help: "Weights in memory: none (as stored), int8 or int4.") var quantize = "none"
     @Option(help: "Threads (default: all CPUs).") var threads: Int?
     @Option(help: precisionHelp) var precision: Precision?
@@ -93,6 +94,25 @@ struct Serve: AsyncParsableCommand {
         guard ChatHistoryPolicy(rawValue: chatHistory) != nil else { throw ValidationError("--chat-history must be reject or last-user-message") }
         guard Quantization(rawValue: quantize) != nil else { throw ValidationError("--quantize must be none, int8 or int4") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        let (base, named) = splitAdapters()
+        guard base.count <= 1 else { throw ValidationError("--adapter: at most one adapter without a name (applied to the base model); name the others NAME=DIR") }
+        for (name, _) in named where name.isEmpty || name.contains(where: \.isWhitespace) {
+            throw ValidationError("--adapter \(name)=...: the name must be non-empty, without spaces")
+        }
+        guard Set(named.map(\.name)).count == named.count else { throw ValidationError("--adapter: two adapters have the same name") }
+    }
+
+    /// `--adapter` values: plain folders (applied to the base) and NAME=DIR pairs (served).
+    func splitAdapters() -> (base: [String], named: [(name: String, path: String)]) {
+        var base: [String] = [], named: [(String, String)] = []
+        for value in adapter {
+            if let eq = value.firstIndex(of: "="), !FileManager.default.fileExists(atPath: value) {
+                named.append((String(value[..<eq]), String(value[value.index(after: eq)...])))
+            } else {
+                base.append(value)
+            }
+        }
+        return (base, named)
     }
 
     func run() async throws {
@@ -124,7 +144,9 @@ struct Serve: AsyncParsableCommand {
             applyPrecision(precision)
 
             let modelDirectory = try modelURL(model)
-            let adapterDirectory = try adapter.map(modelURL)
+            let (base, named) = splitAdapters()
+            let adapterDirectory = try base.first.map(modelURL)
+            options.adapters = try named.map { NamedAdapter(name: $0.name, directory: try modelURL($0.path)) }
             let (strictness, quantization, vae, configKeys) = (configKeys.strictness, Quantization(rawValue: quantize) ?? .none, vae, configKeys)
             LoggingSystem.bootstrap { label in
                 var handler = StreamLogHandler.standardError(label: label)

@@ -106,6 +106,30 @@ struct CLIServeTests {
         #expect(serve.terminate() == 0, "\(serve.stderr)")
     }
 
+    @Test("serve --adapter NAME=DIR lists the adapters; bad --adapter and remote flags are refused before loading")
+    func serveAdapters() async throws {
+        let dec = try ServedAdapterServerTests.makeAdapter("cli-dec", targets: ["o_proj"], seed: 8, scale: 1)
+        defer { try? FileManager.default.removeItem(at: dec) }
+        let serve = try ServeProcess(["--model", shapesModel.path, "--adapter", "dec=\(dec.path)", "--adapter", "again=\(dec.path)",
+                                      "--allow-remote-images", "--remote-timeout", "3"])
+        guard serve.port > 0 else { Issue.record("no listening line: \(serve.stderr)"); _ = serve.terminate(); return }
+        for _ in 0..<200 where (try? await serve.get("/health").0) != 200 { try await Task.sleep(for: .milliseconds(50)) }
+        let (code, body) = try await serve.get("/v1/models")
+        #expect(code == 200)
+        let ids = (try? JSONParser.parse(Array(body.utf8)))?["data"].map { data in (0..<3).compactMap { data[$0]?["id"]?.stringValue } }
+        #expect(ids == ["shapes-tiny", "dec", "again"], "\(body)")
+        #expect(serve.terminate() == 0, "\(serve.stderr)")
+        for (arguments, message) in [(["--adapter", "a=\(dec.path)", "--adapter", "a=\(dec.path)"], "same name"),
+                                     (["--adapter", dec.path, "--adapter", dec.path], "at most one"),
+                                     (["--allow-private-addresses"], "needs --allow-remote-images"),
+                                     (["--allow-remote-images", "--remote-timeout", "0"], "--remote-timeout")] {
+            let refused = try ServeProcess(arguments)
+            refused.process.waitUntilExit()
+            #expect(refused.process.terminationStatus != 0)
+            #expect(refused.stderr.contains(message), "\(arguments): \(refused.stderr)")
+        }
+    }
+
     @Test("the official OpenAI Python client works unchanged", .enabled(if: openAIPython != nil, "needs a Python with the openai package ($PALIGEMMA_TEST_PYTHON)"))
     func openAIClient() async throws {
         let python = try #require(Self.openAIPython)

@@ -69,6 +69,9 @@ public final class TokenGenerator: @unchecked Sendable {
     public let promptIDs: [Int]
     public let options: GenerationOptions
     public let cache: KVCache
+    /// The served adapter its forward passes route its rows to (nil: the model as loaded). The
+    /// image features must have been made with it when it `adaptsVision`.
+    public var adapter: LoRASet?
     private var imageFeatures: Matrix?
     private var sampler: Sampler
     private var detokenizer: StreamingDecoder?
@@ -117,10 +120,10 @@ public final class TokenGenerator: @unchecked Sendable {
     public func nextInput() -> SequenceInput? {
         guard !isFinished else { return nil }
         if !prefilled {
-            return SequenceInput(ids: promptIDs, imageFeatures: imageFeatures, prefixLength: prefixLength, cache: cache)
+            return SequenceInput(ids: promptIDs, imageFeatures: imageFeatures, prefixLength: prefixLength, cache: cache, adapter: adapter)
         }
         guard let last = tokens.last else { return nil }
-        return SequenceInput(ids: [last], prefixLength: prefixLength, cache: cache)
+        return SequenceInput(ids: [last], prefixLength: prefixLength, cache: cache, adapter: adapter)
     }
 
     /// Takes the logits row of the forward pass that consumed `nextInput()`: draws the next id,

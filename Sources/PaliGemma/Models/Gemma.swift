@@ -16,10 +16,14 @@ struct DecoderBatch {
     /// Position of every row, for the rotary embedding. Positions count from 1, as in
     /// transformers' PaliGemma (RoPE sees only differences).
     let positions: [Float]
+    /// The rows of segments whose sequence has a served adapter.
+    let routes: LoRARoutes
 
-    init(segments: [AttentionSegment]) {
+    /// `adapters[i]` (when given) is segment i's served adapter.
+    init(segments: [AttentionSegment], adapters: [LoRASet?] = []) {
         self.segments = segments
         positions = segments.flatMap { s in (0..<s.rows.count).map { Float(s.start + $0 + 1) } }
+        routes = LoRARoutes(spans: zip(segments, adapters).compactMap { s, a in a.map { (s.rows, $0) } })
     }
 }
 
@@ -57,13 +61,14 @@ struct GemmaAttention: Sendable {
     /// x [R, D] -> [R, D]: each segment's rows attend over its own cache, to which their keys
     /// and values are appended first.
     func callAsFunction(_ x: Matrix, batch: DecoderBatch, layer: Int) -> Matrix {
-        let (qs, ks, vs) = (q(x), k(x), v(x))  // [R, H·Dh], [R, Hkv·Dh], [R, Hkv·Dh]
+        let r = batch.routes
+        let (qs, ks, vs) = (q(x, routes: r), k(x, routes: r), v(x, routes: r))  // [R, H·Dh], [R, Hkv·Dh], [R, Hkv·Dh]
         Ops.rope(qs, heads: heads, dim: headDim, positions: batch.positions, invFreq: invFreq)
         Ops.rope(ks, heads: kvHeads, dim: headDim, positions: batch.positions, invFreq: invFreq)
         for s in batch.segments { s.cache.store(layer: layer, start: s.start, keys: ks, values: vs, rows: s.rows) }
         let mixed = Ops.attention(qs, segments: batch.segments, layer: layer, heads: heads, kvHeads: kvHeads,
                                   headDim: headDim, window: window, scale: scale, softcap: softcap)
-        return o(mixed)
+        return o(mixed, routes: r)
     }
 }
 
@@ -82,10 +87,10 @@ struct GemmaMLP: Sendable {
         exactGelu = Activation(name: c.hiddenAct) == .geluErf
     }
 
-    func callAsFunction(_ x: Matrix) -> Matrix {
-        let g = gate(x)  // [T, F]
-        Ops.geglu(g, up(x), exact: exactGelu)
-        return down(g)
+    func callAsFunction(_ x: Matrix, routes: LoRARoutes = .none) -> Matrix {
+        let g = gate(x, routes: routes)  // [T, F]
+        Ops.geglu(g, up(x, routes: routes), exact: exactGelu)
+        return down(g, routes: routes)
     }
 }
 
@@ -123,10 +128,10 @@ struct GemmaDecoderLayer: Sendable {
         let a = attention(inputNorm(x), batch: batch, layer: layer)
         if let preFeedforwardNorm, let postFeedforwardNorm {
             Ops.add(x, postAttentionNorm(a))
-            Ops.add(x, postFeedforwardNorm(mlp(preFeedforwardNorm(x))))
+            Ops.add(x, postFeedforwardNorm(mlp(preFeedforwardNorm(x), routes: batch.routes)))
         } else {
             Ops.add(x, a)
-            Ops.add(x, mlp(postAttentionNorm(x)))
+            Ops.add(x, mlp(postAttentionNorm(x), routes: batch.routes))
         }
     }
 }
@@ -158,7 +163,7 @@ public struct GemmaDecoder: Sendable {
         } else {
             outputWeight = try w.loader.quantizable(head.name("weight"), shape: [c.vocabSize, c.hiddenSize])
         }
-        output = Linear(weight: outputWeight, bias: nil)
+        output = Linear(weight: outputWeight, bias: nil, module: head.prefix)
         embedScale = embedTokens.dtype.round(Float(c.hiddenSize).squareRoot())
     }
 

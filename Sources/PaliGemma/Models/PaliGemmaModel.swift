@@ -112,21 +112,53 @@ public final class PaliGemmaModel: Sendable {
     /// reads them for a prompt over all of them (transformers' layout for a list of images).
     /// The images go through the vision tower together, `batch` at a time (default
     /// `SigLIPVisionTower.batch`; `paligemma bench --vision-batches` measures the choice).
-    public func imageFeatures(pixels images: [[Float]], batch: Int = SigLIPVisionTower.batch) throws -> Matrix {
+    /// With `adapter` (a served adapter that `adaptsVision`), its terms apply throughout.
+    public func imageFeatures(pixels images: [[Float]], batch: Int = SigLIPVisionTower.batch,
+                              adapter: LoRASet? = nil) throws -> Matrix {
         for (i, pixels) in images.enumerated() { try checkPixels(pixels, image: i, of: images.count) }
         let batch = max(1, batch)
-        if images.count <= batch { return projector(vision(images)) }
+        if images.count <= batch { return project(vision(images, adapter: adapter), adapter: adapter) }
         let n = config.numImageTokens
         let all = Matrix(rows: n * images.count, cols: config.projectionDim)
         for first in stride(from: 0, to: images.count, by: batch) {
-            let f = projector(vision(Array(images[first..<min(first + batch, images.count)])))
+            let f = project(vision(Array(images[first..<min(first + batch, images.count)]), adapter: adapter), adapter: adapter)
             Ops.copyRows(f, 0..<f.rows, into: all, at: first * n)
         }
         return all
     }
 
-    /// The projector alone, for features [N, Dv] -> [N, D].
-    public func project(_ features: Matrix) -> Matrix { projector(features) }
+    /// The projector alone, for features [N, Dv] -> [N, D] (with a served adapter's term).
+    public func project(_ features: Matrix, adapter: LoRASet? = nil) -> Matrix {
+        projector(features, routes: .all(features.rows, adapter))
+    }
+
+    /// Every linear layer an adapter may adapt: the vision tower's (patch embedding included),
+    /// the projector and the decoder's attention and MLP matrices.
+    var adaptableLayers: [Linear] {
+        [vision.embeddings.patch] + vision.layers.flatMap { $0.attention.matrices + $0.mlp.matrices } + [projector]
+            + decoder.layers.flatMap(\.matrices)
+    }
+
+    /// Binds a LoRA adapter to this model for serving beside others (see `LoRASet`), strictly:
+    /// every module must name one of this model's adaptable linear layers, with A [R, in] and
+    /// B [out, R] that fit it (errors name the tensor).
+    public func bind(_ adapter: LoRAAdapter, name: String) throws -> LoRASet {
+        let layers = Dictionary(adaptableLayers.map { ($0.module, $0) }, uniquingKeysWith: { a, _ in a })
+        var terms: [String: LoRATerm] = [:]
+        for (module, m) in adapter.modules.sorted(by: { $0.key < $1.key }) {
+            guard let layer = layers[module] else {
+                throw PaliGemmaError.weights(tensor: m.aKey, reason: "adapts '\(module)', which is not a linear layer of this model (adapters attach to the linear layers of the vision tower, projector and decoder)")
+            }
+            guard m.inFeatures == layer.weight.cols, m.aShape[0] == m.rank else {
+                throw PaliGemmaError.weights(tensor: m.aKey, reason: "has shape \(m.aShape); for \(module) [\(layer.weight.rows), \(layer.weight.cols)] lora_A must be [\(m.rank), \(layer.weight.cols)]")
+            }
+            guard m.outFeatures == layer.weight.rows, m.bShape.dropFirst().reduce(1, *) == m.rank else {
+                throw PaliGemmaError.weights(tensor: m.bKey, reason: "has shape \(m.bShape); for \(module) [\(layer.weight.rows), \(layer.weight.cols)] lora_B must be [\(layer.weight.rows), \(m.rank)]")
+            }
+            terms[module] = LoRATerm(m, scale: adapter.config.scale)
+        }
+        return LoRASet(name: name, config: adapter.config, terms: terms)
+    }
 
     // MARK: Decoder side
 
@@ -235,7 +267,7 @@ public final class PaliGemmaModel: Sendable {
                                              prefix: s.prefixLength))
             row += s.ids.count
         }
-        let h = decoder(x, batch: DecoderBatch(segments: segments))
+        let h = decoder(x, batch: DecoderBatch(segments: segments, adapters: batch.map(\.adapter)))
         for s in batch { s.cache.length += s.ids.count }
 
         // The rows asked for, through the output projection in one product.
@@ -274,13 +306,17 @@ public struct SequenceInput: Sendable {
     public var cache: KVCache
     /// Which rows of logits to return for this sequence.
     public var logits: LogitRows
+    /// The served adapter whose terms this sequence's rows take (nil: the model as loaded).
+    public var adapter: LoRASet?
 
-    public init(ids: [Int], imageFeatures: Matrix? = nil, prefixLength: Int, cache: KVCache, logits: LogitRows = .last) {
+    public init(ids: [Int], imageFeatures: Matrix? = nil, prefixLength: Int, cache: KVCache, logits: LogitRows = .last,
+                adapter: LoRASet? = nil) {
         self.ids = ids
         self.imageFeatures = imageFeatures
         self.prefixLength = prefixLength
         self.cache = cache
         self.logits = logits
+        self.adapter = adapter
     }
 }
 

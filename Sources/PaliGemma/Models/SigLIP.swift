@@ -22,12 +22,13 @@ struct SigLIPEmbeddings: Sendable {
         let columns = kernel.reduce(1, *)
         patch = Linear(weight: .dense(Tensor(storage: conv.storage, offset: conv.offset, shape: [c.hiddenSize, columns], dtype: conv.dtype)),
                        bias: try pw.vector("bias", count: c.hiddenSize),
-                       lora: try w.loader.lora(pw.prefix, inFeatures: columns, outFeatures: c.hiddenSize, kernel: kernel))
+                       lora: try w.loader.lora(pw.prefix, inFeatures: columns, outFeatures: c.hiddenSize, kernel: kernel),
+                       module: pw.prefix)
         position = try w("position_embedding").tensor("weight", shape: [c.numPatches, c.hiddenSize])
     }
 
-    /// pixels I x [C, S, S] (CHW) -> [I·N, D]
-    func callAsFunction(_ images: [[Float]]) -> Matrix {
+    /// pixels I x [C, S, S] (CHW) -> [I·N, D]; with `adapter`, its terms on every row.
+    func callAsFunction(_ images: [[Float]], adapter: LoRASet? = nil) -> Matrix {
         let (p, ch, s, n) = (config.patchSize, config.numChannels, config.imageSize, config.numPatches)
         // im2col: row (gy·G + gx), column (c·P + ky)·P + kx — the order of the conv weight.
         let patches: Matrix
@@ -39,7 +40,7 @@ struct SigLIPEmbeddings: Sendable {
                 Ops.copyRows(Ops.patches(pixels, channels: ch, size: s, patch: p), 0..<n, into: patches, at: i * n)
             }
         }
-        let x = patch(patches)
+        let x = patch(patches, routes: .all(patches.rows, adapter))
         let pos = Matrix(rows: n, cols: x.cols)
         for r in 0..<n { Ops.gatherRow(position, r, into: pos, row: r) }
         for i in images.indices { Ops.addRows(pos, 0..<n, into: x, at: i * n) }
@@ -68,11 +69,11 @@ struct SigLIPAttention: Sendable {
     }
 
     /// x [I·N, D] -> [I·N, D], each image's N tokens attending among themselves.
-    func callAsFunction(_ x: Matrix, images: Int) -> Matrix {
-        let (qs, ks, vs) = (q(x), k(x), v(x))  // each [I·N, H·Dh]
+    func callAsFunction(_ x: Matrix, images: Int, routes r: LoRARoutes = .none) -> Matrix {
+        let (qs, ks, vs) = (q(x, routes: r), k(x, routes: r), v(x, routes: r))  // each [I·N, H·Dh]
         let mixed = Ops.selfAttention(q: qs, k: ks, v: vs, heads: heads, headDim: headDim,
                                       scale: 1 / Float(headDim).squareRoot(), blocks: images)
-        return out(mixed)
+        return out(mixed, routes: r)
     }
 }
 
@@ -89,10 +90,10 @@ struct SigLIPMLP: Sendable {
         exactGelu = Activation(name: c.hiddenAct) == .geluErf
     }
 
-    func callAsFunction(_ x: Matrix) -> Matrix {
-        let h = fc1(x)  // [I·N, F]
+    func callAsFunction(_ x: Matrix, routes: LoRARoutes = .none) -> Matrix {
+        let h = fc1(x, routes: routes)  // [I·N, F]
         Ops.gelu(h, exact: exactGelu)
-        return fc2(h)
+        return fc2(h, routes: routes)
     }
 }
 
@@ -110,10 +111,11 @@ struct SigLIPEncoderLayer: Sendable {
         mlp = try SigLIPMLP(w("mlp"), config: c)
     }
 
-    /// x [I·N, D], updated in place.
-    func callAsFunction(_ x: Matrix, images: Int) {
-        Ops.add(x, attention(layerNorm1(x), images: images))
-        Ops.add(x, mlp(layerNorm2(x)))
+    /// x [I·N, D], updated in place; with `adapter`, its terms on every row.
+    func callAsFunction(_ x: Matrix, images: Int, adapter: LoRASet? = nil) {
+        let routes = LoRARoutes.all(x.rows, adapter)
+        Ops.add(x, attention(layerNorm1(x), images: images, routes: routes))
+        Ops.add(x, mlp(layerNorm2(x), routes: routes))
     }
 }
 
@@ -140,9 +142,9 @@ public struct SigLIPVisionTower: Sendable {
     /// bf16 products, about 25% slower (docs/BENCHMARKS.md, `bench --vision-batches`).
     public static let batch = 4
 
-    func callAsFunction(_ images: [[Float]]) -> Matrix {
-        let x = embeddings(images)
-        for layer in layers { layer(x, images: images.count) }
+    func callAsFunction(_ images: [[Float]], adapter: LoRASet? = nil) -> Matrix {
+        let x = embeddings(images, adapter: adapter)
+        for layer in layers { layer(x, images: images.count, adapter: adapter) }
         return postLayerNorm(x)
     }
 }

@@ -10,7 +10,8 @@ import Foundation
 // A scheduler runs a few pieces per step between the decode steps of the running requests, so
 // that they are not frozen for the whole prefill (see the server's engine). The pieces do the
 // same operations on the same rows as `visionFeatures` + `project` + `forward` for this one
-// sequence, in the same order, so the result is the same, bit for bit.
+// sequence, in the same order, so the result is the same, bit for bit. A served adapter
+// (`input.adapter`) applies to the vision pieces too (`imageFeatures(pixels:adapter:)`).
 //
 // Shape letters: I images, N image tokens per image, Dv vision width, T prompt tokens, D decoder
 // width, V vocabulary.
@@ -113,14 +114,14 @@ public final class StagedPrefill: @unchecked Sendable {
     public func advance() throws -> Matrix? {
         switch stage {
         case let .visionEmbedding(i):
-            visionHidden = model.vision.embeddings([pixels[i] ?? []])
+            visionHidden = model.vision.embeddings([pixels[i] ?? []], adapter: input.adapter)
             pixels[i] = nil
             stage = model.vision.layers.isEmpty ? .projection(image: i) : .visionLayer(image: i, 0)
         case let .visionLayer(i, l):
-            if let x = visionHidden { model.vision.layers[l](x, images: 1) }
+            if let x = visionHidden { model.vision.layers[l](x, images: 1, adapter: input.adapter) }
             stage = l + 1 < model.vision.layers.count ? .visionLayer(image: i, l + 1) : .projection(image: i)
         case let .projection(i):
-            if let x = visionHidden { perImage[i] = model.project(model.vision.postLayerNorm(x)) }
+            if let x = visionHidden { perImage[i] = model.project(model.vision.postLayerNorm(x), adapter: input.adapter) }
             visionHidden = nil
             stage = nextVisionStage(after: i)
         case let .decoderLayer(i):
@@ -176,6 +177,7 @@ public final class StagedPrefill: @unchecked Sendable {
                         promptCount: input.prefixLength - input.cache.length)
         hidden = x
         batch = DecoderBatch(segments: [AttentionSegment(rows: 0..<input.ids.count, cache: input.cache,
-                                                         start: input.cache.length, prefix: input.prefixLength)])
+                                                         start: input.cache.length, prefix: input.prefixLength)],
+                             adapters: [input.adapter])
     }
 }
