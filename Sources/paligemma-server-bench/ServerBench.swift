@@ -7,11 +7,14 @@
 // Build with `swift build -c release --product paligemma-server-bench`.
 //
 // Usage: paligemma-server-bench --model DIR [--clients 1,2,4,8] [--requests 1] [--max-tokens 64]
-//          [--prompt "caption en"] [--threads N] [--prefill-share 1] [--same-image] [--out FILE]
+//          [--prompt "caption en"] [--threads N] [--prefill-share 1] [--same-image] [--adapters N]
+//          [--adapter-rank 8] [--out FILE]
 //        paligemma-server-bench --model DIR --soak 1000 [--soak-workers 8]   (see Soak.swift)
 // With a random checkpoint (`paligemma random-checkpoint`) answers rarely end early, so every
 // request generates --max-tokens tokens; each client sends its own random image unless
-// --same-image (then the vision cache serves all but the first).
+// --same-image (then the vision cache serves all but the first). With --adapters N the server
+// also serves N random LoRA adapters (the default targets, --adapter-rank) and client c asks for
+// adapter c mod (N + 1) (0: the base model), so one batched step mixes them.
 import AsyncHTTPClient
 import Foundation
 import NIOCore
@@ -46,6 +49,8 @@ struct Report: Encodable {
     let prompt: String
     let prefillShare: Double
     let sameImage: Bool
+    let adapters: Int
+    let adapterRank: Int
     let loadSeconds: Double
     let levels: [Level]
     let worstPrefillStallSeconds: Double
@@ -53,6 +58,7 @@ struct Report: Encodable {
 
     enum CodingKeys: String, CodingKey {
         case model, threads, maxTokens = "max_tokens", prompt, prefillShare = "prefill_share", sameImage = "same_image"
+        case adapters, adapterRank = "adapter_rank"
         case loadSeconds = "load_s", levels, worstPrefillStallSeconds = "worst_prefill_stall_s", peakRSSBytes = "peak_rss_bytes"
     }
 }
@@ -75,6 +81,8 @@ struct Settings: Sendable {
     var out: String?
     var soak: Int?
     var soakWorkers = 8
+    var adapters = 0
+    var adapterRank = 8
 
     static func parse(_ arguments: [String]) -> Settings {
         var s = Settings()
@@ -101,11 +109,13 @@ struct Settings: Sendable {
             case "--out": s.out = value()
             case "--soak": s.soak = number() as Int
             case "--soak-workers": s.soakWorkers = number()
+            case "--adapters": s.adapters = number()
+            case "--adapter-rank": s.adapterRank = number()
             default: fail("unknown argument \(a)")
             }
         }
         guard let model, !s.clientLevels.isEmpty, s.requestsPerClient > 0, s.maxTokens > 0, (s.soak ?? 1) > 0, s.soakWorkers > 0 else {
-            fail("usage: paligemma-server-bench --model DIR [--clients 1,2,4,8] [--requests 1] [--max-tokens 64] [--prompt P] [--threads N] [--prefill-share X] [--same-image] [--out FILE] | --soak N [--soak-workers 8]")
+            fail("usage: paligemma-server-bench --model DIR [--clients 1,2,4,8] [--requests 1] [--max-tokens 64] [--prompt P] [--threads N] [--prefill-share X] [--same-image] [--adapters N] [--adapter-rank R] [--out FILE] | --soak N [--soak-workers 8]")
         }
         s.model = model
         return s
@@ -134,9 +144,10 @@ func noiseImage(_ seed: Int, size: Int) throws -> String {
 }
 
 /// One streaming request; the times of its chunks.
-func run(client: HTTPClient, port: Int, settings: Settings, image: String) async -> Sample {
-    let body: [String: Any] = ["prompt": settings.prompt, "image": image, "max_tokens": settings.maxTokens, "stream": true,
+func run(client: HTTPClient, port: Int, settings: Settings, image: String, model: String? = nil) async -> Sample {
+    var body: [String: Any] = ["prompt": settings.prompt, "image": image, "max_tokens": settings.maxTokens, "stream": true,
                                "stream_options": ["include_usage": true]]
+    if let model { body["model"] = model }
     guard let data = try? JSONSerialization.data(withJSONObject: body) else { return Sample(ttft: 0, gaps: [], tokens: 0, failed: true) }
     var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/v1/completions")
     request.method = .POST
@@ -179,6 +190,28 @@ struct ServerBench {
         options.prefillShare = settings.prefillShare
         options.requestTimeout = 3600
         let modelURL = URL(fileURLWithPath: settings.model)
+        var adapterFolders: [URL] = []
+        if settings.adapters > 0 {
+            let clock = Date()
+            let model = try PaliGemmaModel(directory: modelURL)
+            for i in 1...settings.adapters {
+                let trainable = TrainableModel(model: model, method: .lora(LoRAConfig(rank: settings.adapterRank, alpha: 2 * Float(settings.adapterRank))),
+                                               seed: UInt64(i))
+                var state = UInt64(100 + i)  // a linear congruential generator: B's values need only be non-zero
+                for p in trainable.parametersByName.values where p.name.hasSuffix(".lora_B.weight") {
+                    for j in 0..<p.value.count {
+                        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                        p.value.data[j] = (Float(state >> 40) / Float(1 << 24) - 0.5) * 0.02
+                    }
+                }
+                let folder = FileManager.default.temporaryDirectory.appendingPathComponent("pg-server-bench-\(getpid())-adapter-\(i)")
+                try trainable.adapter(baseModel: settings.model).write(to: folder, overwrite: true)
+                adapterFolders.append(folder)
+                options.adapters.append(NamedAdapter(name: "adapter-\(i)", directory: folder))
+            }
+            FileHandle.standardError.write(Data("wrote \(settings.adapters) random adapters of rank \(settings.adapterRank) in \(String(format: "%.1f", Date().timeIntervalSince(clock))) s\n".utf8))
+        }
+        defer { for folder in adapterFolders { try? FileManager.default.removeItem(at: folder) } }
         let server = InferenceServer(options: options) { (try PaliGemmaPipeline(directory: modelURL), nil) }
         let (ports, portContinuation) = AsyncStream<Int>.makeStream()
         let group = server.serviceGroup(signals: []) { portContinuation.yield($0) }
@@ -226,7 +259,11 @@ struct ServerBench {
                 for c in 0..<clients {
                     group.addTask {
                         var done: [Sample] = []
-                        for r in 0..<perClient { done.append(await run(client: client, port: port, settings: settings, image: images[c * perClient + r])) }
+                        let k = c % (settings.adapters + 1)
+                        let model = settings.adapters > 0 && k > 0 ? "adapter-\(k)" : nil
+                        for r in 0..<perClient {
+                            done.append(await run(client: client, port: port, settings: settings, image: images[c * perClient + r], model: model))
+                        }
                         return done
                     }
                 }
@@ -252,7 +289,8 @@ struct ServerBench {
         }
 
         let report = Report(model: settings.model, threads: Kernels.threads, maxTokens: settings.maxTokens, prompt: settings.prompt,
-                            prefillShare: settings.prefillShare, sameImage: settings.sameImage, loadSeconds: loadSeconds, levels: levels,
+                            prefillShare: settings.prefillShare, sameImage: settings.sameImage, adapters: settings.adapters,
+                            adapterRank: settings.adapterRank, loadSeconds: loadSeconds, levels: levels,
                             worstPrefillStallSeconds: server.metrics.worstPrefillStall, peakRSSBytes: Benchmark.peakRSS)
         let json = try JSONOutput.string(report)
         print(json)
