@@ -24,10 +24,13 @@ public struct FrameSampling: Sendable, Equatable {
     public static let maxStride = 1_000_000
 
     /// What is wrong with the request (a count, stride or start out of range), or nil.
-    public var problem: String? {
-        if count < 1 || count > Self.maxCount { return "the frame count must be 1 to \(Self.maxCount) (got \(count))" }
-        if stride < 1 || stride > Self.maxStride { return "the stride must be 1 to \(Self.maxStride) (got \(stride))" }
-        if !(start >= 0 && start.isFinite) { return "the start time must be 0 or more seconds (got \(start))" }
+    public var problem: String? { fault?.reason }
+
+    /// The member out of range ("frames", "stride" or "start", as requests name them) and why.
+    public var fault: (member: String, reason: String)? {
+        if count < 1 || count > Self.maxCount { return ("frames", "the frame count must be 1 to \(Self.maxCount) (got \(count))") }
+        if stride < 1 || stride > Self.maxStride { return ("stride", "the stride must be 1 to \(Self.maxStride) (got \(stride))") }
+        if !(start >= 0 && start.isFinite) { return ("start", "the start time must be 0 or more seconds (got \(start))") }
         return nil
     }
 

@@ -182,8 +182,11 @@ struct Routes {
                                          param: images[options.images.maxImages].field, code: "too_many_images")
         }
         var frames = 0
+        var samplings: [String: FrameSampling] = [:]  // by the video's field
         for case let .video(video, field) in media {
-            frames += try video.checkedSampling(field: field).count
+            let sampling = try video.checkedSampling(field: field)
+            samplings[field] = sampling
+            frames += sampling.count
             guard frames <= options.images.maxVideoFrames else {
                 throw ServerError.badRequest("the request asks for \(frames) video frames; this server takes at most \(options.images.maxVideoFrames) (--max-video-frames)",
                                              param: field + ".frames", code: "too_many_frames")
@@ -223,7 +226,8 @@ struct Routes {
         for reference in media {
             switch reference {
             case let .image(url, field): engineImages.append(try await imageInput.load(url, field: field))
-            case let .video(video, field): engineImages += try await videoInput.load(video, field: field)
+            case let .video(video, field):
+                engineImages += try await videoInput.load(video, sampling: samplings[field] ?? video.sampling, field: field)
             }
         }
         let imageSeconds = Date().timeIntervalSince(clock)

@@ -39,9 +39,8 @@ struct VideoReference: Decodable, Sendable {
     /// The sampling, or a 400 naming the member that is out of range (`field` is the video's).
     func checkedSampling(field: String) throws -> FrameSampling {
         let s = sampling
-        guard let problem = s.problem else { return s }
-        let member = !(1...FrameSampling.maxCount).contains(s.count) ? "frames" : !(1...FrameSampling.maxStride).contains(s.stride) ? "stride" : "start"
-        throw ServerError.badRequest("\(field).\(member): \(problem)", param: "\(field).\(member)", code: "bad_sampling")
+        guard let (member, reason) = s.fault else { return s }
+        throw ServerError.badRequest("\(field).\(member): \(reason)", param: "\(field).\(member)", code: "bad_sampling")
     }
 }
 
@@ -56,8 +55,8 @@ struct VideoInput {
     /// Added to each frame's vision cache key (see `ImageInput.keySuffix`).
     var keySuffix = ""
 
-    func load(_ video: VideoReference, field: String) async throws -> [EngineImage] {
-        let sampling = try video.checkedSampling(field: field)
+    /// `sampling` is the video's, checked (`VideoReference.checkedSampling`).
+    func load(_ video: VideoReference, sampling: FrameSampling, field: String) async throws -> [EngineImage] {
         let data = try await MediaBytes(kind: "video", maxBytes: policy.maxVideoBytes, policy: policy).load(video.url, field: field)
         let hash = SHA256.hash(data)
         let keys = (0..<sampling.count).map { "\(hash)#frames=\(sampling.count),stride=\(sampling.stride),start=\(sampling.start)#\($0)" + keySuffix }
@@ -75,17 +74,7 @@ struct VideoInput {
             if case .tooLarge = error {
                 throw ServerError.tooLarge(error.localizedDescription, param: field, code: "video_frame_too_many_pixels")
             }
-            throw ServerError.badRequest("\(field): the video cannot be used: \(Self.reason(error))", param: field, code: "bad_video")
-        }
-    }
-
-    /// The error's reason without the leading name (the field is said once).
-    static func reason(_ error: VideoError) -> String {
-        switch error {
-        case let .unreadable(_, reason), let .noFrames(_, reason): return reason
-        case let .damaged(_, n, reason): return "\(reason) after \(n) decoded frame\(n == 1 ? "" : "s")"
-        case let .invalidSampling(reason): return reason
-        case .tooLarge: return error.localizedDescription
+            throw ServerError.badRequest("\(field): the video cannot be used: \(error.reason)", param: field, code: "bad_video")
         }
     }
 }

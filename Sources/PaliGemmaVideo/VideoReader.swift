@@ -26,11 +26,17 @@ public enum VideoError: Error, LocalizedError, Equatable, Sendable {
 
     public var errorDescription: String? {
         switch self {
-        case let .unreadable(path, reason): return "\(path): \(reason)"
-        case let .damaged(path, n, reason): return "\(path): \(reason) after \(n) decoded frame\(n == 1 ? "" : "s")"
-        case let .noFrames(path, reason): return "\(path): \(reason)"
-        case let .invalidSampling(reason): return reason
-        case let .tooLarge(path, w, h, limit): return "\(path): a frame is \(w)x\(h) pixels, over the limit of \(limit) pixels"
+        case .invalidSampling: return reason
+        case let .unreadable(path, _), let .damaged(path, _, _), let .noFrames(path, _), let .tooLarge(path, _, _, _): return "\(path): \(reason)"
+        }
+    }
+
+    /// What is wrong, without the file's name.
+    public var reason: String {
+        switch self {
+        case let .unreadable(_, reason), let .noFrames(_, reason), let .invalidSampling(reason): return reason
+        case let .damaged(_, n, reason): return "\(reason) after \(n) decoded frame\(n == 1 ? "" : "s")"
+        case let .tooLarge(_, w, h, limit): return "a frame is \(w)x\(h) pixels, over the limit of \(limit) pixels"
         }
     }
 }

@@ -45,14 +45,7 @@ final class ImageHost: @unchecked Sendable {
                               onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) },
                               logger: Logger(label: "image-host"))
         group = ServiceGroup(configuration: .init(services: [app], logger: Logger(label: "image-host")))
-        let group = self.group
-        running = Task { try await group.run() }
-        var bound = 0
-        for await p in ports {
-            bound = p
-            break
-        }
-        port = bound
+        (running, port) = await runUntilBound(group, ports: ports)
     }
 
     func url(_ path: String, host: String = "127.0.0.1") -> String { "http://\(host):\(port)\(path)" }

@@ -40,6 +40,13 @@ let randomShapesModel: URL = {
     return folder
 }()
 
+/// Runs `group` and waits for the port its application reports on `ports` (bound to port 0).
+func runUntilBound(_ group: ServiceGroup, ports: AsyncStream<Int>) async -> (Task<Void, Error>, Int) {
+    let running = Task { try await group.run() }
+    for await port in ports { return (running, port) }
+    return (running, 0)
+}
+
 /// A server on a free loopback port, started for one test and stopped at its end.
 final class TestServer: @unchecked Sendable {
     let server: InferenceServer
@@ -55,14 +62,7 @@ final class TestServer: @unchecked Sendable {
         server = InferenceServer(options: options) { (try PaliGemmaPipeline(directory: model), nil) }
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         group = server.serviceGroup(signals: []) { port in continuation.yield(port) }
-        let group = self.group
-        running = Task { try await group.run() }
-        var bound = 0
-        for await p in ports {
-            bound = p
-            break
-        }
-        port = bound
+        (running, port) = await runUntilBound(group, ports: ports)
         // Wait for the model.
         for _ in 0..<600 where server.backend == nil { try await Task.sleep(for: .milliseconds(10)) }
         guard server.backend != nil else { throw PaliGemmaError.input("the test server did not load its model") }
