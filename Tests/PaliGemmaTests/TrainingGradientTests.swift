@@ -452,7 +452,11 @@ struct ParallelTrainingTests {
                 #expect(q.workerGrads.allSatisfy { $0.values.allSatisfy { $0 == 0 } }, "\(q.name): worker buffers left non-zero")
             }
             print("[parallel \(workers)] \(name): loss \(serial.loss) vs \(parallel.loss); worst relative gradient diff \(worstGrad), worst value diff \(worstValue)")
-            #expect(abs(serial.loss - parallel.loss) <= 1e-9 * max(1, abs(serial.loss)))
+            // The loss within float32 rounding: each worker stacks its own examples into one pass,
+            // so the products have other row counts than the serial pass's, and on AVX2 the
+            // blocked kernel then packs and sums some rows differently (3 workers over 2 cores
+            // differed by 7e-9 relative on a Zen 3; on the AVX-512 Xeon the losses were equal).
+            #expect(abs(serial.loss - parallel.loss) <= 1e-7 * max(1, abs(serial.loss)))
             #expect(abs(serial.gradNorm - parallel.gradNorm) <= 1e-5 * max(1, serial.gradNorm))
             #expect(worstGrad <= 1e-5)
             #expect(worstValue <= 1e-6)
