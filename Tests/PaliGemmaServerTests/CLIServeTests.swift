@@ -108,7 +108,7 @@ struct CLIServeTests {
 
     @Test("serve --adapter NAME=DIR lists the adapters; bad --adapter and remote flags are refused before loading")
     func serveAdapters() async throws {
-        let dec = try ServedAdapterServerTests.makeAdapter("cli-dec", targets: ["o_proj"], seed: 8, scale: 1)
+        let dec = try await offPool { try ServedAdapterServerTests.makeAdapter("cli-dec", targets: ["o_proj"], seed: 8, scale: 1) }
         defer { try? FileManager.default.removeItem(at: dec) }
         let serve = try ServeProcess(["--model", shapesModel.path, "--adapter", "dec=\(dec.path)", "--adapter", "again=\(dec.path)",
                                       "--allow-remote-images", "--remote-timeout", "3"])
@@ -123,10 +123,13 @@ struct CLIServeTests {
                                      (["--adapter", dec.path, "--adapter", dec.path], "at most one"),
                                      (["--allow-private-addresses"], "needs --allow-remote-images"),
                                      (["--allow-remote-images", "--remote-timeout", "0"], "--remote-timeout")] {
-            let refused = try ServeProcess(arguments)
-            refused.process.waitUntilExit()
-            #expect(refused.process.terminationStatus != 0)
-            #expect(refused.stderr.contains(message), "\(arguments): \(refused.stderr)")
+            let (status, stderr) = try await offPool { () -> (Int32, String) in
+                let p = try ServeProcess(arguments)
+                p.process.waitUntilExit()
+                return (p.process.terminationStatus, p.stderr)
+            }
+            #expect(status != 0)
+            #expect(stderr.contains(message), "\(arguments): \(stderr)")
         }
     }
 

@@ -29,19 +29,23 @@ struct ServedAdapterServerTests {
     func servedAdapters() async throws {
         // q_proj and v_proj name SigLIP's layers too (PEFT's suffix rule); o_proj, gate_proj and
         // down_proj only the decoder's.
-        let decoderOnly = try Self.makeAdapter("dec", targets: ["o_proj", "gate_proj", "down_proj"], seed: 3, scale: 2)
-        let withVision = try Self.makeAdapter("vis", targets: ["q_proj", "v_proj", "fc1", "out_proj", "linear"], seed: 4, scale: 2)
+        // Off the cooperative pool: loading models and generating with the library is long
+        // synchronous work (minutes under the sanitizers).
+        let (decoderOnly, withVision, expected) = try await offPool { () -> (URL, URL, [String: String]) in
+            let decoderOnly = try Self.makeAdapter("dec", targets: ["o_proj", "gate_proj", "down_proj"], seed: 3, scale: 2)
+            let withVision = try Self.makeAdapter("vis", targets: ["q_proj", "v_proj", "fc1", "out_proj", "linear"], seed: 4, scale: 2)
+            // What each would say alone: the library with the adapter applied to the whole model.
+            func alone(_ adapter: URL?) throws -> String {
+                let pipeline = try PaliGemmaPipeline(directory: shapesModel, adapter: adapter)
+                let picture = try ImageDecoder.decode(contentsOf: repositoryRoot.appendingPathComponent("Examples/shapes.png"))
+                return try pipeline.generate(images: [picture], prompt: "caption en", options: GenerationOptions(maxNewTokens: 24)).text
+            }
+            return (decoderOnly, withVision, ["shapes-tiny": try alone(nil), "dec": try alone(decoderOnly), "vis": try alone(withVision)])
+        }
         defer {
             try? FileManager.default.removeItem(at: decoderOnly)
             try? FileManager.default.removeItem(at: withVision)
         }
-        // What each would say alone: the library with the adapter applied to the whole model.
-        func alone(_ adapter: URL?) throws -> String {
-            let pipeline = try PaliGemmaPipeline(directory: shapesModel, adapter: adapter)
-            let picture = try ImageDecoder.decode(contentsOf: repositoryRoot.appendingPathComponent("Examples/shapes.png"))
-            return try pipeline.generate(images: [picture], prompt: "caption en", options: GenerationOptions(maxNewTokens: 24)).text
-        }
-        let expected = ["shapes-tiny": try alone(nil), "dec": try alone(decoderOnly), "vis": try alone(withVision)]
         #expect(Set(expected.values).count == 3, "the adapters should change the caption: \(expected)")
 
         let s = try await TestServer {
@@ -97,7 +101,7 @@ struct ServedAdapterServerTests {
 
     @Test("an adapter that does not fit the model stops the server from loading, naming the tensor")
     func misfitAdapter() async throws {
-        let folder = try Self.makeAdapter("misfit", targets: ["q_proj"], seed: 5, scale: 0.1)
+        let folder = try await offPool { try Self.makeAdapter("misfit", targets: ["q_proj"], seed: 5, scale: 0.1) }
         defer { try? FileManager.default.removeItem(at: folder) }
         // The same adapter read back with one module renamed to a layer the model lacks.
         var adapter = try LoRAAdapter(directory: folder)

@@ -40,6 +40,15 @@ let randomShapesModel: URL = {
     return folder
 }()
 
+/// Runs `body` on a thread of its own, off Swift's cooperative pool (as many threads as cores: 2
+/// here), so that long synchronous work in an async test (loading a model, generating with the
+/// library) does not starve the servers' request tasks in the tests running beside it.
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}
+
 /// Runs `group` and waits for the port its application reports on `ports` (bound to port 0).
 func runUntilBound(_ group: ServiceGroup, ports: AsyncStream<Int>) async -> (Task<Void, Error>, Int) {
     let running = Task { try await group.run() }
