@@ -161,7 +161,6 @@ struct Serve: AsyncParsableCommand {
                 return (pipeline, try location.path.map { try MaskDecoder(path: $0) })
             }
             let shownHost = host.contains(":") ? "[\(host)]" : host
-            Self.running = server
             try await server.run { port in
                 FileHandle.standardError.write(Data("paligemma: listening on http://\(shownHost):\(port)\n".utf8))
             }
@@ -169,11 +168,6 @@ struct Serve: AsyncParsableCommand {
             fail(error)
         }
     }
-
-    /// The server, held until the process exits. After `run` returns, the HTTP side's tasks can
-    /// still hold it for a moment; its last release on one of their threads then raced with the
-    /// exit, and LeakSanitizer reported the half-freed metrics as leaks (exit status 1 under ASan).
-    nonisolated(unsafe) static var running: InferenceServer?
 
     static func mediaRootPath(_ path: String) throws -> String {
         let expanded = (path as NSString).expandingTildeInPath
