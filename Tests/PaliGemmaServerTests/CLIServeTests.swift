@@ -48,7 +48,14 @@ struct CLIServeTests {
             process.executableURL = CLIServeTests.binary
             process.arguments = ["serve", "--port", "0"] + arguments
             // Answers are compared with the library's, which computes exact products.
-            process.environment = ProcessInfo.processInfo.environment.merging(["PALIGEMMA_PRECISION": "exact"]) { $1 }
+            // No leak check in the child under the sanitizer pass: at exit LeakSanitizer sometimes
+            // reports 256 bytes (the metrics' bucket arrays and a weak-reference side table,
+            // whose address Swift keeps encoded in the object's refcount word) while the server
+            // is still reachable, so the exit status was 1 in about half the runs on a 2-core
+            // Zen 3 even with the server held in a global. The same server code runs in this test
+            // process many times over, where the leak check stays on (docs/RELIABILITY.md).
+            process.environment = ProcessInfo.processInfo.environment.merging(["PALIGEMMA_PRECISION": "exact",
+                                                                               "ASAN_OPTIONS": "detect_leaks=0"]) { $1 }
             process.standardOutput = FileHandle.nullDevice
             process.standardError = try FileHandle(forWritingTo: log)
             try process.run()
