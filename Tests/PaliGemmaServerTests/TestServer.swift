@@ -40,6 +40,15 @@ let randomShapesModel: URL = {
     return folder
 }()
 
+/// The tests' HTTP client. A plain (not streamed) answer sends nothing until it is complete, and
+/// under the sanitizer passes, with the rest of the suite running beside it on 2 cores, that can
+/// take longer than `HTTPClient.shared`'s 90 s read timeout; each request has its own deadline.
+let testClient: HTTPClient = {
+    var configuration = HTTPClient.Configuration()
+    configuration.timeout = .init(connect: .seconds(30), read: .seconds(900))
+    return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+}()
+
 /// Runs `body` on a thread of its own, off Swift's cooperative pool (as many threads as cores: 2
 /// here), so that long synchronous work in an async test (loading a model, generating with the
 /// library) does not starve the servers' request tasks in the tests running beside it.
@@ -61,7 +70,7 @@ final class TestServer: @unchecked Sendable {
     let server: InferenceServer
     let group: ServiceGroup
     let port: Int
-    var client: HTTPClient { HTTPClient.shared }
+    var client: HTTPClient { testClient }
     private let running: Task<Void, Error>
 
     init(model: URL = shapesModel, configure: (inout ServerOptions) -> Void = { _ in }) async throws {
@@ -87,7 +96,7 @@ final class TestServer: @unchecked Sendable {
     }
 
     func request(_ method: HTTPMethod = .POST, _ path: String, body: String? = nil, headers: [(String, String)] = [],
-                 timeout: TimeAmount = .seconds(120)) async throws -> Reply {
+                 timeout: TimeAmount = .seconds(900)) async throws -> Reply {
         var request = HTTPClientRequest(url: base + path)
         request.method = method
         if let body {
