@@ -201,10 +201,18 @@ struct RemoteFetch {
         return (bare, first)
     }
 
-    /// Every address `getaddrinfo` gives for the host (a blocking call, made on NIO's thread pool).
+    /// Every address `getaddrinfo` gives for the host (a blocking call, made on a short-lived
+    /// thread of its own: not on Swift's cooperative pool, and not on NIO's singleton thread pool,
+    /// which would then live to the process's exit).
     static func resolve(_ host: String) async throws -> [IPAddress] {
         if let literal = IPAddress(host) { return [literal] }
-        return try await NIOThreadPool.singleton.runIfActive {
+        return await withCheckedContinuation { continuation in
+            Thread { continuation.resume(returning: lookup(host)) }.start()
+        }
+    }
+
+    private static func lookup(_ host: String) -> [IPAddress] {
+        do {
             var hints = addrinfo()
             hints.ai_family = AF_UNSPEC
             hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
