@@ -89,7 +89,6 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 // Remote images and videos (--allow-remote-images).
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .executableTarget(

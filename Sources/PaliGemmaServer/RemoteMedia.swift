@@ -1,7 +1,6 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
-import NIOPosix
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -190,7 +189,7 @@ struct RemoteFetch {
             throw ServerError.badRequest("\(field): URLs with credentials are not fetched", param: field, code: "bad_url")
         }
         let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
-        let addresses = try await Self.resolve(bare)
+        let addresses = await Self.resolve(bare)
         guard let first = addresses.first else {
             throw ServerError.badRequest("\(field): the \(kind)'s host \(bare) does not resolve", param: field, code: "remote_fetch_failed")
         }
@@ -204,7 +203,7 @@ struct RemoteFetch {
     /// Every address `getaddrinfo` gives for the host (a blocking call, made on a short-lived
     /// thread of its own: not on Swift's cooperative pool, and not on NIO's singleton thread pool,
     /// which would then live to the process's exit).
-    static func resolve(_ host: String) async throws -> [IPAddress] {
+    static func resolve(_ host: String) async -> [IPAddress] {
         if let literal = IPAddress(host) { return [literal] }
         return await withCheckedContinuation { continuation in
             Thread { continuation.resume(returning: lookup(host)) }.start()
@@ -212,29 +211,27 @@ struct RemoteFetch {
     }
 
     private static func lookup(_ host: String) -> [IPAddress] {
-        do {
-            var hints = addrinfo()
-            hints.ai_family = AF_UNSPEC
-            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-            var list: UnsafeMutablePointer<addrinfo>?
-            guard getaddrinfo(host, nil, &hints, &list) == 0 else { return [] }
-            defer { freeaddrinfo(list) }
-            var found: [IPAddress] = []
-            var node = list
-            while let entry = node {
-                if let sa = entry.pointee.ai_addr {
-                    if entry.pointee.ai_family == AF_INET {
-                        let a = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr }
-                        found.append(IPAddress(bytes: withUnsafeBytes(of: a) { Array($0) }))
-                    } else if entry.pointee.ai_family == AF_INET6 {
-                        let a = sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
-                        found.append(IPAddress(bytes: withUnsafeBytes(of: a) { Array($0) }))
-                    }
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &list) == 0 else { return [] }
+        defer { freeaddrinfo(list) }
+        var found: [IPAddress] = []
+        var node = list
+        while let entry = node {
+            if let sa = entry.pointee.ai_addr {
+                if entry.pointee.ai_family == AF_INET {
+                    let a = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr }
+                    found.append(IPAddress(bytes: withUnsafeBytes(of: a) { Array($0) }))
+                } else if entry.pointee.ai_family == AF_INET6 {
+                    let a = sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
+                    found.append(IPAddress(bytes: withUnsafeBytes(of: a) { Array($0) }))
                 }
-                node = entry.pointee.ai_next
             }
-            var seen = Set<IPAddress>()
-            return found.filter { seen.insert($0).inserted }
+            node = entry.pointee.ai_next
         }
+        var seen = Set<IPAddress>()
+        return found.filter { seen.insert($0).inserted }
     }
 }
