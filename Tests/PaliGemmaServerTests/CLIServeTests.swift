@@ -71,6 +71,12 @@ struct CLIServeTests {
             }
         }
 
+        /// The child is gone by now (every test terminates it); its log goes with it.
+        deinit {
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            try? FileManager.default.removeItem(at: log)
+        }
+
         var stderr: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
 
         func get(_ path: String, headers: [(String, String)] = []) async throws -> (Int, String) {
