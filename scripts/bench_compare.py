@@ -152,7 +152,10 @@ def main():
         f = results.get(name, {}).get("floors")
         if f:
             r = results[name]
-            print(f"{name} floors here (read {f['read_bandwidth_gbs']:.1f} GB/s, FMA peak {f['fma_peak_gflops']:.0f} GFLOP/s, "
+            def probes(key):  # every probe bench took (before and after its runs), the best used
+                return "/".join(f"{v:.0f}" for v in f.get(key, []))
+            print(f"{name} floors here (read {f['read_bandwidth_gbs']:.1f} GB/s of {probes('read_bandwidth_gbs_probes')}, "
+                  f"FMA peak {f['fma_peak_gflops']:.0f} GFLOP/s of {probes('fma_peak_gflops_probes')}, "
                   f"{f['bf16_kernel']} peak {f['bf16_peak_gflops']:.0f} GFLOP/s): "
                   f"decode {f['decode_floor_ms']:.0f} ms, prefill {f['prefill_floor_s']:.2f} s (bf16 {f['bf16_prefill_floor_s']:.2f} s), "
                   f"vision {f['vision_floor_s']:.2f} s (bf16 {f['bf16_vision_floor_s']:.2f} s)")

@@ -119,9 +119,10 @@ struct Bench: ParsableCommand {
                              Double(r.peakRSSBytes) / 1073741824, r.threads, r.isa, r.quantization, r.precision,
                              r.fastKernel == "none" ? "" : " (\(r.fastKernel))"))
                 if let f = r.floors {
-                    print(String(format: "floors here (read %.1f GB/s, FMA peak %.0f GFLOP/s): decode %.1f ms/token (%.2f GB), prefill %.2f s, vision %.2f s",
-                                 f.readBandwidthGBs, f.fmaPeakGFLOPs, f.decodeFloorMs, Double(f.decodeBytesPerToken) / 1e9,
-                                 f.prefillFloorSeconds, f.visionFloorSeconds))
+                    let probes = { (values: [Double]) in values.map { String(format: "%.1f", $0) }.joined(separator: ", ") }
+                    print(String(format: "floors here (read %.1f GB/s, best of %@; FMA peak %.0f GFLOP/s, best of %@): decode %.1f ms/token (%.2f GB), prefill %.2f s, vision %.2f s",
+                                 f.readBandwidthGBs, probes(f.readBandwidthProbes), f.fmaPeakGFLOPs, probes(f.fmaPeakProbes),
+                                 f.decodeFloorMs, Double(f.decodeBytesPerToken) / 1e9, f.prefillFloorSeconds, f.visionFloorSeconds))
                     if f.bf16PeakGFLOPs > 0 {
                         print(String(format: "bf16 floors (%@ peak %.0f GFLOP/s): prefill %.2f s, vision %.2f s",
                                      f.bf16Kernel, f.bf16PeakGFLOPs, f.bf16PrefillFloorSeconds, f.bf16VisionFloorSeconds))

@@ -41,6 +41,20 @@ struct BenchmarkTests {
         #expect(bf16.bf16Kernel == "amx-bf16")
         #expect(abs(bf16.bf16PrefillFloorSeconds - prefill / 1000e9) < 1e-15)
         #expect(abs(bf16.bf16VisionFloorSeconds - bf16.visionFLOPs / 1000e9) < 1e-15)
+
+        // Probes taken at two times: each limit is the best of its probes, the floors follow it.
+        let later = BenchmarkFloors(model: stored, promptTokens: 26, readBandwidthGBs: 20, fmaPeakGFLOPs: 50)
+        let best = later.best(with: f)
+        #expect(best.readBandwidthProbes == [10, 20] && best.fmaPeakProbes == [100, 50])
+        #expect(best.readBandwidthGBs == 20 && best.fmaPeakGFLOPs == 100)
+        #expect(abs(best.decodeFloorMs - f.decodeFloorMs / 2) < 1e-12)
+        #expect(best.prefillFloorSeconds == f.prefillFloorSeconds && best.visionFloorSeconds == f.visionFloorSeconds)
+        #expect(best.decodeBytesPerToken == f.decodeBytesPerToken && best.prefillFLOPs == f.prefillFLOPs)
+        let mixed = BenchmarkFloors(model: stored, promptTokens: 26, readBandwidthGBs: 5, fmaPeakGFLOPs: 200,
+                                    bf16Kernel: .amx, bf16PeakGFLOPs: 500).best(with: bf16)
+        #expect(mixed.readBandwidthGBs == 10 && mixed.fmaPeakGFLOPs == 200 && mixed.bf16PeakGFLOPs == 1000)
+        #expect(abs(mixed.bf16PrefillFloorSeconds - prefill / 1000e9) < 1e-15)
+        #expect(abs(mixed.prefillFloorSeconds - prefill / 200e9) < 1e-15)
     }
 
     @Test("machine probes return a read bandwidth and (with SIMD) an FMA rate")

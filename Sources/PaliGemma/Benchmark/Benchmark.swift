@@ -118,6 +118,8 @@ public enum Benchmark {
         let (pixels, ids) = syntheticInput(model, promptTokens: promptTokens, images: images)
         let n = model.config.numImageTokens * max(images, 1)
 
+        // Probes before and after the timed runs, the best of each kept (BenchmarkFloors).
+        let early = floors ? BenchmarkFloors.measure(model: model, promptTokens: ids.count) : nil
         var vision = 0.0, firstTTFT = 0.0
         var out = GeneratedTokens()
         for run in 0..<max(runs, 1) {
@@ -137,7 +139,7 @@ public enum Benchmark {
             prefillSeconds: out.timings.prefill, ttftSeconds: vision + out.timings.prefill,
             decodeMsPerToken: out.timings.decodeMillisecondsPerToken, decodeMsMin: steps.min() ?? 0,
             decodeMsMax: steps.max() ?? 0, peakRSSBytes: peakRSS, runs: max(runs, 1), firstTTFTSeconds: firstTTFT,
-            floors: floors ? BenchmarkFloors.measure(model: model, promptTokens: ids.count) : nil)
+            floors: floors ? BenchmarkFloors.measure(model: model, promptTokens: ids.count, bestOf: early) : nil)
         if let f = result.floors {
             let (visionFloor, prefillFloor) = fast != .none && f.bf16PeakGFLOPs > 0
                 ? (f.bf16VisionFloorSeconds, f.bf16PrefillFloorSeconds) : (f.visionFloorSeconds, f.prefillFloorSeconds)
