@@ -15,22 +15,23 @@ import Foundation
 /// Zen 3 VM the FMA peak measured 93 and 187 GFLOP/s minutes apart). Every probe's value is in
 /// the JSON (`*_probes`).
 public struct BenchmarkFloors: Codable, Sendable {
-    public var readBandwidthGBs: Double
-    public var fmaPeakGFLOPs: Double
+    // The machine's limits and the floors that follow from them: set together by `setLimits`.
+    public var readBandwidthGBs = 0.0
+    public var fmaPeakGFLOPs = 0.0
     /// Every probe taken, in order; the best of each is the value used.
     public var readBandwidthProbes: [Double]
     public var fmaPeakProbes: [Double]
     /// The fast kernel measured ("amx-bf16", "avx512-bf16", or "none") and its peak (0 for none).
     public var bf16Kernel: String
-    public var bf16PeakGFLOPs: Double
-    public var bf16PrefillFloorSeconds: Double
-    public var bf16VisionFloorSeconds: Double
+    public var bf16PeakGFLOPs = 0.0
+    public var bf16PrefillFloorSeconds = 0.0
+    public var bf16VisionFloorSeconds = 0.0
     public var decodeBytesPerToken: Int
-    public var decodeFloorMs: Double
+    public var decodeFloorMs = 0.0
     public var prefillFLOPs: Double
-    public var prefillFloorSeconds: Double
+    public var prefillFloorSeconds = 0.0
     public var visionFLOPs: Double
-    public var visionFloorSeconds: Double
+    public var visionFloorSeconds = 0.0
 
     enum CodingKeys: String, CodingKey {
         case readBandwidthGBs = "read_bandwidth_gbs", fmaPeakGFLOPs = "fma_peak_gflops"
@@ -59,15 +60,22 @@ public struct BenchmarkFloors: Codable, Sendable {
         var best = self
         best.readBandwidthProbes = other.readBandwidthProbes + readBandwidthProbes
         best.fmaPeakProbes = other.fmaPeakProbes + fmaPeakProbes
-        best.readBandwidthGBs = best.readBandwidthProbes.max() ?? readBandwidthGBs
-        best.fmaPeakGFLOPs = best.fmaPeakProbes.max() ?? fmaPeakGFLOPs
-        best.bf16PeakGFLOPs = max(bf16PeakGFLOPs, other.bf16PeakGFLOPs)
-        best.decodeFloorMs = best.readBandwidthGBs > 0 ? Double(decodeBytesPerToken) / (best.readBandwidthGBs * 1e9) * 1000 : 0
-        best.prefillFloorSeconds = best.fmaPeakGFLOPs > 0 ? prefillFLOPs / (best.fmaPeakGFLOPs * 1e9) : 0
-        best.visionFloorSeconds = best.fmaPeakGFLOPs > 0 ? visionFLOPs / (best.fmaPeakGFLOPs * 1e9) : 0
-        best.bf16PrefillFloorSeconds = best.bf16PeakGFLOPs > 0 ? prefillFLOPs / (best.bf16PeakGFLOPs * 1e9) : 0
-        best.bf16VisionFloorSeconds = best.bf16PeakGFLOPs > 0 ? visionFLOPs / (best.bf16PeakGFLOPs * 1e9) : 0
+        best.setLimits(bandwidth: best.readBandwidthProbes.max() ?? readBandwidthGBs,
+                       peak: best.fmaPeakProbes.max() ?? fmaPeakGFLOPs,
+                       bf16Peak: max(bf16PeakGFLOPs, other.bf16PeakGFLOPs))
         return best
+    }
+
+    /// The limits (GB/s, GFLOP/s) and every floor from them and the work (bytes, FLOPs).
+    private mutating func setLimits(bandwidth: Double, peak: Double, bf16Peak: Double) {
+        readBandwidthGBs = bandwidth
+        fmaPeakGFLOPs = peak
+        bf16PeakGFLOPs = bf16Peak
+        decodeFloorMs = bandwidth > 0 ? Double(decodeBytesPerToken) / (bandwidth * 1e9) * 1000 : 0
+        prefillFloorSeconds = peak > 0 ? prefillFLOPs / (peak * 1e9) : 0
+        visionFloorSeconds = peak > 0 ? visionFLOPs / (peak * 1e9) : 0
+        bf16PrefillFloorSeconds = bf16Peak > 0 ? prefillFLOPs / (bf16Peak * 1e9) : 0
+        bf16VisionFloorSeconds = bf16Peak > 0 ? visionFLOPs / (bf16Peak * 1e9) : 0
     }
 
     /// The floors for `model` and a prompt of `promptTokens` tokens on a machine with the given
@@ -90,19 +98,12 @@ public struct BenchmarkFloors: Codable, Sendable {
         let visionFLOPs = 2 * n * (params(visionMatrices) + Double(model.vision.embeddings.patch.weight.count)
             + Double(model.projector.weight.count)) + visionAttention
 
-        readBandwidthGBs = bandwidth
-        fmaPeakGFLOPs = peak
         readBandwidthProbes = [bandwidth]
         fmaPeakProbes = [peak]
         decodeBytesPerToken = decodeBytes
-        decodeFloorMs = bandwidth > 0 ? Double(decodeBytes) / (bandwidth * 1e9) * 1000 : 0
         prefillFLOPs = prefill
-        prefillFloorSeconds = peak > 0 ? prefill / (peak * 1e9) : 0
         self.visionFLOPs = visionFLOPs
-        visionFloorSeconds = peak > 0 ? visionFLOPs / (peak * 1e9) : 0
         self.bf16Kernel = bf16Kernel.name
-        bf16PeakGFLOPs = bf16Peak
-        bf16PrefillFloorSeconds = bf16Peak > 0 ? prefill / (bf16Peak * 1e9) : 0
-        bf16VisionFloorSeconds = bf16Peak > 0 ? visionFLOPs / (bf16Peak * 1e9) : 0
+        setLimits(bandwidth: bandwidth, peak: peak, bf16Peak: bf16Peak)
     }
 }
