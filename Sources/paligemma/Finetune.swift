@@ -39,11 +39,14 @@ struct Finetune: ParsableCommand {
     @Flag(name: .customLong("rslora"), help: "Scale LoRA by alpha / sqrt(rank).") var rslora = false
     @Option(help: "LoRA target modules by name, comma-separated (PEFT's target_modules).")
     var targets = LoRAConfig.defaultTargets.joined(separator: ",")
-    @Option(help: "With --method full: parts left as stored, comma-separated: vision, projector, decoder, embeddings.")
+    @Option(help: "With --method full: parts left as stored, comma-separated: vision, patch-embedding, projector, decoder, embeddings.")
     var freeze: String?
     @Option(help: "adamw or sgd.") var optimizer = "adamw"
     @Option(help: "Learning rate.") var lr: Float = 1e-4
     @Option(name: .customLong("weight-decay"), help: "AdamW's decoupled weight decay.") var weightDecay: Float = 0.01
+    @Option(name: .customLong("adam-beta1"), help: "AdamW's first-moment decay.") var adamBeta1: Float = 0.9
+    @Option(name: .customLong("adam-beta2"), help: "AdamW's second-moment decay (0.95 adapts faster to a changing gradient scale, as in most LLM pre-training).")
+    var adamBeta2: Float = 0.999
     @Option(help: "constant or cosine (after the warmup).") var schedule = "cosine"
     @Option(name: .customLong("warmup-steps"), help: "Linear warmup from 0.") var warmupSteps = 0
     @Option(name: .customLong("clip-norm"), help: "Global gradient-norm clipping (0: off).") var clipNorm: Float = 1
@@ -81,6 +84,9 @@ struct Finetune: ParsableCommand {
         guard OptimizerKind(rawValue: optimizer) != nil else { throw ValidationError("--optimizer must be adamw or sgd") }
         guard schedule == "cosine" || schedule == "constant" else { throw ValidationError("--schedule must be constant or cosine") }
         guard LossAveraging(rawValue: average) != nil else { throw ValidationError("--average must be tokens or examples") }
+        guard adamBeta1 >= 0 && adamBeta1 < 1, adamBeta2 >= 0 && adamBeta2 < 1 else {
+            throw ValidationError("--adam-beta1 and --adam-beta2 must be in [0, 1)")
+        }
         guard rank >= 1 else { throw ValidationError("--rank must be at least 1") }
         guard dropout >= 0 && dropout < 1 else { throw ValidationError("--dropout must be in [0, 1)") }
         guard !(resume && overwrite) else { throw ValidationError("--resume and --overwrite exclude each other") }
@@ -89,7 +95,7 @@ struct Finetune: ParsableCommand {
         if initAdapter != nil && method != "lora" { throw ValidationError("--init-adapter needs --method lora") }
         if freeze != nil && method != "full" { throw ValidationError("--freeze needs --method full") }
         if groupImages && !shuffle { throw ValidationError("--group-images needs --shuffle") }
-        for part in frozenParts.invalid { throw ValidationError("--freeze: unknown part '\(part)' (vision, projector, decoder, embeddings)") }
+        for part in frozenParts.invalid { throw ValidationError("--freeze: unknown part '\(part)' (vision, patch-embedding, projector, decoder, embeddings)") }
     }
 
     var trainingMethod: TrainingMethod {
@@ -114,6 +120,8 @@ struct Finetune: ParsableCommand {
         o.optimizer = OptimizerKind(rawValue: optimizer) ?? .adamw
         o.learningRate = lr
         o.weightDecay = weightDecay
+        o.beta1 = adamBeta1
+        o.beta2 = adamBeta2
         o.cosine = schedule == "cosine"
         o.warmupSteps = warmupSteps
         o.clipNorm = clipNorm
@@ -149,6 +157,8 @@ struct FinetuneRecord: Codable, Equatable {
     var dropout: Float
     var freeze: String?
     var groupImages: Bool?
+    /// nil when the run used the defaults (0.9, 0.999), so records written before these options read the same.
+    var adamBeta1: Float?, adamBeta2: Float?
 }
 
 /// One line of the training log.
@@ -184,7 +194,8 @@ struct FinetuneRun {
                                     schedule: c.schedule, warmupSteps: c.warmupSteps, clipNorm: c.clipNorm, batchSize: c.batchSize,
                                     gradAccum: c.gradAccum, steps: c.steps, epochs: c.epochs, seed: c.seed, shuffle: c.shuffle,
                                     average: c.average, dropout: c.dropout, freeze: c.freeze,
-                                    groupImages: c.groupImages ? true : nil)
+                                    groupImages: c.groupImages ? true : nil,
+                                    adamBeta1: c.adamBeta1 == 0.9 ? nil : c.adamBeta1, adamBeta2: c.adamBeta2 == 0.999 ? nil : c.adamBeta2)
         try prepareOutput(output, stateURL: stateURL, recordURL: recordURL, record: record)
         // One run at a time per folder: an advisory lock, released when the process ends.
         let lockPath = output.appendingPathComponent(".finetune.lock").path

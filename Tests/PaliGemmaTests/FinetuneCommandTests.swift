@@ -107,3 +107,33 @@ extension FinetuneCommandTests {
         }
     }
 }
+
+extension FinetuneCommandTests {
+    @Test("finetune --freeze patch-embedding keeps SigLIP's patch embedding as stored and trains the rest; --adam-beta2 is kept for --resume")
+    func frozenPatchEmbeddingAndBetas() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let train = try Self.dataset(dir)
+        let model = Fixtures.model("e2e-pg1").path
+        let out = dir.appendingPathComponent("full")
+        let run = try EndToEndTests.run(["finetune", "--model", model, "--train", train.path, "--output", out.path, "--method", "full",
+                                         "--freeze", "patch-embedding", "--adam-beta2", "0.95", "--steps", "2", "--lr", "0.01"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let trained = try PaliGemmaModel(directory: out.appendingPathComponent("model"))
+        let base = try PaliGemmaModel(directory: Fixtures.model("e2e-pg1"))
+        #expect(trained.vision.embeddings.patch.weight.floats() == base.vision.embeddings.patch.weight.floats())
+        #expect(trained.vision.embeddings.patch.bias == base.vision.embeddings.patch.bias)
+        #expect(trained.vision.embeddings.position.floats() != base.vision.embeddings.position.floats(), "the positions are trained")
+        #expect(trained.vision.postLayerNorm.weight != base.vision.postLayerNorm.weight, "the rest of the tower is trained")
+        let record = try String(contentsOf: out.appendingPathComponent("trainer_options.json"), encoding: .utf8)
+        #expect(record.contains("\"adamBeta2\""), "\(record)")
+        // A resumed run must not change the betas under it.
+        let changed = try EndToEndTests.run(["finetune", "--model", model, "--train", train.path, "--output", out.path, "--method", "full",
+                                             "--freeze", "patch-embedding", "--steps", "2", "--lr", "0.01", "--resume"])
+        #expect(changed.status != 0 && changed.stderr.contains("options differ"), "\(changed.stderr)")
+        for bad in [["--adam-beta2", "1"], ["--adam-beta1=-0.1"]] {
+            let refused = try EndToEndTests.run(["finetune", "--model", model, "--train", train.path, "--output", dir.appendingPathComponent("x").path] + bad)
+            #expect(refused.status == 64 && refused.stderr.contains("--adam-beta1 and --adam-beta2"), "\(bad): \(refused.stderr)")
+        }
+    }
+}

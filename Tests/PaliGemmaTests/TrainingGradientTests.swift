@@ -361,7 +361,7 @@ extension TrainingGradientTests {
     func frozenParts() throws {
         let ref = try Self.fixture("pg2-full")
         let model = try PaliGemmaModel(directory: Fixtures.model("pg2-f32"))
-        for freeze: Set<ModelPart> in [[.visionTower, .embeddings], [.decoder, .projector]] {
+        for freeze: Set<ModelPart> in [[.visionTower, .embeddings], [.decoder, .projector], [.patchEmbedding]] {
             let t = TrainableModel(model: model, method: .full, freeze: freeze)
             _ = try Self.run(t, try Self.examples(ref))
             let names = t.parameters.map(\.name)
@@ -370,6 +370,10 @@ extension TrainingGradientTests {
             if freeze.contains(.embeddings) { #expect(!names.contains { $0.hasSuffix("embed_tokens.weight") }) }
             if freeze.contains(.decoder) { #expect(!names.contains { $0.hasPrefix("language_model.model.layers.") || $0 == "language_model.model.norm.weight" }) }
             if freeze.contains(.projector) { #expect(!names.contains { $0.hasPrefix("multi_modal_projector.") }) }
+            if freeze == [.patchEmbedding] {
+                #expect(!names.contains { $0.contains(".patch_embedding.") })
+                #expect(names.contains { $0.hasSuffix(".position_embedding.weight") } && names.contains { $0.hasPrefix("vision_tower.vision_model.encoder.") })
+            }
             let zeroInExact = ref.metadata["grad_zero_in_exact_arithmetic"] ?? ""
             for p in t.parameters where !zeroInExact.contains(p.name) {
                 let w = try ref.tensor("grad." + p.name).floats()

@@ -183,6 +183,11 @@ struct TrainGemmaLayer {
 public enum ModelPart: String, Sendable, CaseIterable {
     /// SigLIP: patch and position embeddings, every layer, the final norm.
     case visionTower = "vision"
+    /// SigLIP's patch embedding alone (its convolution's weight and bias): frozen at its random
+    /// start, it keeps a from-scratch vision tower stable at learning rates where a trained one
+    /// blows up (Chen et al., "An Empirical Study of Training Self-Supervised Vision
+    /// Transformers", 2021).
+    case patchEmbedding = "patch-embedding"
     case projector
     /// The decoder's layers and final norm.
     case decoder
@@ -241,7 +246,9 @@ public final class TrainableModel: @unchecked Sendable {
         }
         let vt = model.vision, vp = "vision_tower.vision_model"
         let e = vt.embeddings
+        full = fullAll && !freeze.contains(.visionTower) && !freeze.contains(.patchEmbedding)
         patch = lin(vp + ".embeddings.patch_embedding", e.patch)
+        full = fullAll && !freeze.contains(.visionTower)
         position = full ? Parameter(name: vp + ".embeddings.position_embedding.weight", shape: e.position.shape, values: e.position.floats()) : nil
         visionLayers = vt.layers.enumerated().map { i, l in
             let p = "\(vp).encoder.layers.\(i)"
