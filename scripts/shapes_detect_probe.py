@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Why the bundled shapes model gives no boxes: the first answer step of `detect <shape>`, read
+"""Why the bundled shapes model gives few boxes: the first answer step of `detect <shape>`, read
 with transformers from Models/shapes-tiny. For each prompt it takes the next-token
 distribution after the prompt and reports, separately for shapes present and absent:
 P(<eos>), the mass on all 1,024 <loc> tokens together, the largest single <loc> token, how far

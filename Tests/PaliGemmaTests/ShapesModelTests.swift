@@ -48,11 +48,13 @@ struct ShapesModelTests {
     /// Scenes from a seed never used in training (1) or validation (2), scored as `paligemma eval
     /// --group-by shapes` scores them, on a sample sized for CI (a debug build answers about two
     /// questions a second). The issue's targets (caption 95%, counting 95%, colour 98%, box F1
-    /// 0.90) are NOT met by the model trained so far (1,000 scenes: caption 14.1%, counting
-    /// 59.6%, colour 64.5%, no boxes; Models/shapes-tiny/README.md): these floors hold it to what
-    /// it reached, well above chance (25% for a colour or the number of shapes), so a model that
-    /// stops looking at the image, or a broken preprocessing or loading path, fails.
-    @Test("fresh scenes: counting and colour answers well above chance, as measured")
+    /// 0.90) are NOT met by the model trained so far (1,000 scenes: caption 22.1%, counting
+    /// 66.6%, colour 71.3%, box F1 0.075; Models/shapes-tiny/README.md). On this sample it gets
+    /// caption 0.375, counting 0.688, colour 0.875 and box F1 0.119; these floors sit below that
+    /// with room for answers that flip on other kernels' rounding, and well above chance (25% for
+    /// a colour or the number of shapes, no boxes at all), so a model that stops looking at the
+    /// image, or a broken preprocessing or loading path, fails.
+    @Test("fresh scenes: captions, counting, colour and boxes well above chance, as measured")
     func accuracyOnFreshScenes() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -68,7 +70,9 @@ struct ShapesModelTests {
             print("[shapes accuracy] \(g.name): \(g.report.examples) questions, exact match \(String(format: "%.3f", g.report.exactMatch))\(d)")
         }
         #expect(Set(groups.keys) == ["caption", "count", "color", "detect"])
-        #expect((groups["count"]?.exactMatch ?? 0) >= 0.45)
-        #expect((groups["color"]?.exactMatch ?? 0) >= 0.45)
+        #expect((groups["caption"]?.exactMatch ?? 0) >= 0.15)
+        #expect((groups["count"]?.exactMatch ?? 0) >= 0.55)
+        #expect((groups["color"]?.exactMatch ?? 0) >= 0.6)
+        #expect((groups["detect"]?.detection?.f1 ?? 0) >= 0.04, "some boxes right at IoU 0.5")
     }
 }
