@@ -69,18 +69,24 @@ struct FinetuneCommandTests {
         #expect(changed.status != 0 && changed.stderr.contains("options differ"))
     }
 
+    /// Two `--method full` steps at rate 0.01 on the tiny e2e model into `dir`/full, with `extra` options.
+    static func fullRun(in dir: URL, _ extra: [String]) throws
+        -> (train: URL, model: String, out: URL, trained: PaliGemmaModel, base: PaliGemmaModel) {
+        let train = try dataset(dir)
+        let model = Fixtures.model("e2e-pg1").path
+        let out = dir.appendingPathComponent("full")
+        let run = try EndToEndTests.run(["finetune", "--model", model, "--train", train.path, "--output", out.path, "--method", "full",
+                                         "--steps", "2", "--lr", "0.01"] + extra)
+        #expect(run.status == 0, "\(run.stderr)")
+        return (train, model, out, try PaliGemmaModel(directory: out.appendingPathComponent("model")),
+                try PaliGemmaModel(directory: Fixtures.model("e2e-pg1")))
+    }
+
     @Test("finetune --method full writes a checkpoint folder that loads and generates; bad data names its line")
     func fullAndErrors() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let train = try Self.dataset(dir)
-        let model = Fixtures.model("e2e-pg1").path
-        let out = dir.appendingPathComponent("full")
-        let run = try EndToEndTests.run(["finetune", "--model", model, "--train", train.path, "--output", out.path, "--method", "full",
-                                         "--steps", "2", "--optimizer", "sgd", "--lr", "0.01", "--schedule", "constant"])
-        #expect(run.status == 0, "\(run.stderr)")
-        let trained = try PaliGemmaModel(directory: out.appendingPathComponent("model"))
-        let base = try PaliGemmaModel(directory: Fixtures.model("e2e-pg1"))
+        let (_, model, _, trained, base) = try Self.fullRun(in: dir, ["--optimizer", "sgd", "--schedule", "constant"])
         #expect(trained.decoder.norm.weight != base.decoder.norm.weight, "the trained folder holds the trained values")
         let bad = dir.appendingPathComponent("bad.jsonl")
         try "{\"image\": \"scene.jpg\", \"prefix\": \"caption en\", \"suffix\": \"a\"}\n{\"image\": \"scene.jpg\", \"sufix\": \"x\"}\n".write(to: bad, atomically: true, encoding: .utf8)
@@ -113,14 +119,7 @@ extension FinetuneCommandTests {
     func frozenPatchEmbeddingAndBetas() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let train = try Self.dataset(dir)
-        let model = Fixtures.model("e2e-pg1").path
-        let out = dir.appendingPathComponent("full")
-        let run = try EndToEndTests.run(["finetune", "--model", model, "--train", train.path, "--output", out.path, "--method", "full",
-                                         "--freeze", "patch-embedding", "--adam-beta2", "0.95", "--steps", "2", "--lr", "0.01"])
-        #expect(run.status == 0, "\(run.stderr)")
-        let trained = try PaliGemmaModel(directory: out.appendingPathComponent("model"))
-        let base = try PaliGemmaModel(directory: Fixtures.model("e2e-pg1"))
+        let (train, model, out, trained, base) = try Self.fullRun(in: dir, ["--freeze", "patch-embedding", "--adam-beta2", "0.95"])
         #expect(trained.vision.embeddings.patch.weight.floats() == base.vision.embeddings.patch.weight.floats())
         #expect(trained.vision.embeddings.patch.bias == base.vision.embeddings.patch.bias)
         #expect(trained.vision.embeddings.position.floats() != base.vision.embeddings.position.floats(), "the positions are trained")
