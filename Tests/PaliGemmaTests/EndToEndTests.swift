@@ -81,13 +81,15 @@ struct EndToEndTests {
     }
 
     /// Runs the command line with exact products (the parity being checked) unless `environment`
-    /// says otherwise.
-    static func run(_ arguments: [String], stdin: Data? = nil, environment: [String: String] = [:]) throws -> Run {
+    /// says otherwise; the variables named in `removing` are left unset.
+    static func run(_ arguments: [String], stdin: Data? = nil, environment: [String: String] = [:],
+                    removing: Set<String> = []) throws -> Run {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment
             .merging(["PALIGEMMA_PRECISION": "exact"]) { $1 }.merging(environment) { $1 }
+            .filter { !removing.contains($0.key) }
         let out = Pipe(), err = Pipe(), input = Pipe()
         process.standardOutput = out
         process.standardError = err
@@ -153,6 +155,22 @@ struct EndToEndTests {
         #expect(same >= 1 && dl <= ModelParityTests.nativeBF16)
         let bad = try Self.run(base + ["--precision", "half"])
         #expect(bad.status != 0 && bad.stderr.contains("precision"), "\(bad.stderr)")
+    }
+
+    @Test("with neither --precision nor PALIGEMMA_PRECISION, the command line is fast wherever a bf16 kernel exists (AMX or AVX512-BF16), else exact")
+    func defaultPrecision() throws {
+        let model = Fixtures.model("pg1-f32").path
+        let arguments = ["bench", "--model", model, "--new-tokens", "2", "--prompt-tokens", "2", "--json"]
+        let r = try Self.run(arguments, removing: ["PALIGEMMA_PRECISION"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let expected = Kernels.fastKernelInUse == .none ? "exact" : "fast"
+        print("default precision with fast kernel \(Kernels.fastKernelInUse.name): \(Self.json(r.stdout)["precision"] ?? "none")")
+        #expect(Self.json(r.stdout)["precision"] as? String == expected)
+        // Without any bf16 kernel (features switched off for the process) the default is exact.
+        let plain = try Self.run(arguments, environment: ["PALIGEMMA_DISABLE_FEATURES": "avx512-bf16,amx-bf16"],
+                                 removing: ["PALIGEMMA_PRECISION"])
+        #expect(plain.status == 0, "\(plain.stderr)")
+        #expect(Self.json(plain.stdout)["precision"] as? String == "exact")
     }
 
     @Test func streamingEqualsJSONAndStdinEqualsFile() throws {
