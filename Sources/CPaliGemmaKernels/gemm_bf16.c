@@ -132,6 +132,72 @@ static void copy_block(uint16_t *dst, long ldd, long width, const void *w, int d
     }
 }
 
+// 32 values of row k of a k-major w, columns [nb, nb + nr) (nr <= 32; the rest zero), as bf16.
+// 4-bit rows (ldw = N values, a multiple of 32) come whole: nb is a group's first column.
+PG_BF16_TARGET static __m512i kn_segment(const void *w, int dtype, const uint16_t *q4scales, long ldw, long k, long nb,
+                                         long nr) {
+    __mmask32 m32 = nr >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << nr) - 1);
+    __mmask16 lo = (__mmask16)m32, hi = (__mmask16)(m32 >> 16);
+    size_t at = (size_t)k * (size_t)ldw + (size_t)nb;
+    __m512 a, b;
+    switch (dtype) {
+    case PG_BF16: return _mm512_maskz_loadu_epi16(m32, (const uint16_t *)w + at);
+    case PG_Q4: {
+        uint16_t seg[32];
+        long groups = ldw / PG_Q4_GROUP;
+        pg_q4_row_to_bf16((const uint8_t *)w + (size_t)k * (size_t)(ldw / 2), q4scales + k * groups, groups,
+                          nb / PG_Q4_GROUP, nb / PG_Q4_GROUP + 1, seg);
+        return _mm512_loadu_si512(seg);
+    }
+    case PG_F16:
+        a = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lo, (const uint16_t *)w + at));
+        b = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(hi, (const uint16_t *)w + at + 16));
+        break;
+    case PG_I8:
+        a = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(lo, (const int8_t *)w + at)));
+        b = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(hi, (const int8_t *)w + at + 16)));
+        break;
+    default:
+        a = _mm512_maskz_loadu_ps(lo, (const float *)w + at);
+        b = _mm512_maskz_loadu_ps(hi, (const float *)w + at + 16);
+    }
+    return (__m512i)_mm512_cvtne2ps_pbh(b, a);
+}
+
+// `blocks` A blocks of a k-major w (kn), one after another at dst + b·BN·ldd: w's columns
+// [nb + 32b, nb + 32b + 32) (those at or past n1 zero) are block b's rows and its rows [k0,
+// k0 + width) the depth (those at or past K zero), as bf16 in copy_block's layout (width a
+// multiple of 32). Each row of w is read across all the blocks' columns at once, so the reads
+// run along rows; sixteen pairs of rows are interleaved into pairs (k, k + 1) per column, then
+// turned column-major in registers.
+PG_BF16_TARGET static void copy_blocks_kn(uint16_t *dst, long ldd, long width, const void *w, int dtype,
+                                          const uint16_t *q4scales, long ldw, long K, long nb, long n1, long blocks,
+                                          long k0) {
+    const __m512i first = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
+                                           39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+    const __m512i second = _mm512_add_epi16(first, _mm512_set1_epi16(16));
+    for (long d0 = 0; d0 < width; d0 += 32) {
+        for (long b = 0; b < blocks; b++) {
+            long c0 = nb + b * BN, nr = n1 - c0 < BN ? n1 - c0 : BN;
+            __m512i lo[16], hi[16];  // pair p of the 32 depths: columns 0-15 in lo[p], 16-31 in hi[p]
+            for (int p = 0; p < 16; p++) {
+                long k = k0 + d0 + 2 * p;
+                __m512i x = k < K ? kn_segment(w, dtype, q4scales, ldw, k, c0, nr) : _mm512_setzero_si512();
+                __m512i y = k + 1 < K ? kn_segment(w, dtype, q4scales, ldw, k + 1, c0, nr) : _mm512_setzero_si512();
+                lo[p] = _mm512_permutex2var_epi16(x, first, y);
+                hi[p] = _mm512_permutex2var_epi16(x, second, y);
+            }
+            transpose16(lo);
+            transpose16(hi);
+            uint16_t *out = dst + b * BN * ldd + d0;
+            for (int j = 0; j < 16; j++) {
+                _mm512_storeu_si512(out + j * ldd, lo[j]);
+                _mm512_storeu_si512(out + (16 + j) * ldd, hi[j]);
+            }
+        }
+    }
+}
+
 // ---- micro-kernels: one 32 x 32 block of yᵀ, c [BN][BM], over one depth chunk ------------------
 typedef struct __attribute__((packed)) {
     uint8_t palette, start_row, reserved[14];
@@ -235,8 +301,10 @@ PG_BF16_TARGET static void store_transposed(const float *c, const float *scale, 
 // Depth of a chunk: the A block (32 rows x 1024, 64 KB) stays in L2 while the chunk runs over
 // every row of x; longer chunks mean fewer reloads of the block sums between them.
 #define KC 1024
+// Blocks of a k-major w copied together (8 x 64 KB): its rows are read 512 bytes at a time.
+#define KN_BLOCKS 8
 
-void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const void *w, int dtype, long ldw,
+void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const void *w, int dtype, int kn, long ldw,
                        const uint16_t *q4scales, const float *scale, const float *bias, float *y, long ldy, long n0,
                        long n1, int thread) {
 #if PG_X86_SIMD
@@ -246,7 +314,9 @@ void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const voi
     int amx = kernel == PG_FAST_AMX;
     // yᵀ of the task: nblocks x mblocks blocks of [BN][BM] float32, carried between chunks.
     float *yt = pg_scratch(thread, 1, (size_t)nblocks * mblocks * BN * BM);
-    uint16_t *copy = (uint16_t *)pg_scratch(thread, 0, (size_t)BN * KC / 2);
+    // Weight blocks copied at a time: one, or with kn up to KN_BLOCKS (rows read across them).
+    long group = kn ? (nblocks < KN_BLOCKS ? nblocks : KN_BLOCKS) : 1;
+    uint16_t *copy = (uint16_t *)pg_scratch(thread, 0, (size_t)group * BN * KC / 2);
     if (!yt || !copy) return;
     if (amx) pg_amx_configure();
     for (long kc0 = 0; kc0 < Kp; kc0 += KC) {
@@ -256,7 +326,14 @@ void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const voi
             // The A operand: the weights themselves, or a rounded, zero-padded copy of the chunk.
             const uint16_t *a;
             long lda;
-            if (dtype == PG_BF16 && nr == BN && kc0 + kc <= K) {
+            if (kn) {
+                if (nbi % group == 0) {
+                    long left = nblocks - nbi;
+                    copy_blocks_kn(copy, KC, kc, w, dtype, q4scales, ldw, K, nb, n1, left < group ? left : group, kc0);
+                }
+                a = copy + (nbi % group) * BN * KC;
+                lda = KC;
+            } else if (dtype == PG_BF16 && nr == BN && kc0 + kc <= K) {
                 a = (const uint16_t *)w + nb * ldw + kc0;
                 lda = ldw;
             } else {
@@ -281,7 +358,7 @@ void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const voi
         }
     }
 #else
-    (void)kernel; (void)xb; (void)M; (void)K; (void)w; (void)dtype; (void)ldw; (void)q4scales; (void)scale; (void)bias; (void)y; (void)ldy;
+    (void)kernel; (void)xb; (void)M; (void)K; (void)w; (void)dtype; (void)kn; (void)ldw; (void)q4scales; (void)scale; (void)bias; (void)y; (void)ldy;
     (void)n0; (void)n1; (void)thread;  // never called: no fast kernel without x86 SIMD
 #endif
 }

@@ -118,7 +118,8 @@ void pg_gemm_i8_avx2(const int16_t *apack, const float *xs, const int8_t *w, lon
 // layout "xt" described in gemm_bf16.c); pg_gemm_bf16_cols then gives y[m][n] for n in [n0, n1)
 // = bias[n] + scale[n] · sum_k bf16(x[m][k]) bf16(w[n][k]) (scale NULL: 1) on `kernel`
 // (PG_FAST_AMX or PG_FAST_AVX512_BF16); w f32, bf16, f16, int8, or 4-bit with its group scales
-// q4scales (each value q · scale rounded to bf16).
+// q4scales (each value q · scale rounded to bf16). With kn, w is k-major ([K][N], row stride
+// ldw; 4-bit: groups of 32 along N, ldw = N) and y[m][n] = sum_k bf16(x[m][k]) bf16(w[k][n]).
 size_t pg_xbf16_size(long M, long K);
 #if PG_X86_SIMD
 /// Groups [g0, g1) of one 4-bit weight row (its bytes and its groups' scales) as bf16 values into
@@ -130,7 +131,7 @@ void pg_amx_configure(void);
 void pg_amx_release(void);
 #endif
 void pg_x_to_bf16(const float *x, long ldx, long M, long K, uint16_t *dst);
-void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const void *w, int dtype, long ldw,
+void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const void *w, int dtype, int kn, long ldw,
                        const uint16_t *q4scales, const float *scale, const float *bias, float *y, long ldy, long n0,
                        long n1, int thread);
 

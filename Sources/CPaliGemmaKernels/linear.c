@@ -162,6 +162,7 @@ typedef struct {
     const uint16_t *q4scales;            // group scales of 4-bit weights (dtype PG_Q4)
     const int8_t *xq8; const float *dx8, *cx8;  // x quantized per group to int8 (4-bit weights)
     int fast; const uint16_t *xb;        // FAST products: the kernel, and x as bf16 (gemm_bf16.c)
+    int kn;                              // FAST products only: w k-major [K][N] (pg_matmul_fast)
     int features;                        // pg_features() of the calling thread
 } linear_job;
 
@@ -173,7 +174,7 @@ static void linear_task(void *p, long task, int thread) {
     const float *bias = j->scale ? NULL : j->bias;
     int separate_bias = j->xq || j->apack16 || j->dtype == PG_Q4;
     if (j->xb) {  // scales and bias applied as y is written
-        pg_gemm_bf16_cols(j->fast, j->xb, j->M, j->K, j->w, j->dtype, j->ldw, j->q4scales, j->scale, j->bias, j->y, j->ldy,
+        pg_gemm_bf16_cols(j->fast, j->xb, j->M, j->K, j->w, j->dtype, j->kn, j->ldw, j->q4scales, j->scale, j->bias, j->y, j->ldy,
                           n0, n1, thread);
         return;
     }
@@ -211,7 +212,7 @@ static void linear_task(void *p, long task, int thread) {
     }
 }
 
-static void linear_run(int isa, int fast, const float *x, long ldx, const void *w, int wdtype, long ldw,
+static void linear_run(int isa, int fast, int kn, const float *x, long ldx, const void *w, int wdtype, long ldw,
                        const float *scale, const uint16_t *q4scales, const float *bias, float *y, long ldy, long M,
                        long N, long K);
 
@@ -236,13 +237,13 @@ void pg_linear_scaled(const float *x, long ldx, const void *w, int wdtype, long 
 void pg_linear_scaled_isa(int isa, const float *x, long ldx, const void *w, int wdtype, long ldw, const float *scale,
                           const float *bias, float *y, long ldy, long M, long N, long K) {
     if (wdtype == PG_Q4) return;  // needs its group scales: pg_linear_q4
-    linear_run(isa, FAST_BY_PRECISION, x, ldx, w, wdtype, ldw, scale, NULL, bias, y, ldy, M, N, K);
+    linear_run(isa, FAST_BY_PRECISION, 0, x, ldx, w, wdtype, ldw, scale, NULL, bias, y, ldy, M, N, K);
 }
 
 void pg_linear_fast_kernel(int kernel, const float *x, long ldx, const void *w, int wdtype, long ldw, const float *bias,
                            float *y, long ldy, long M, long N, long K) {
     if (kernel == PG_FAST_NONE || !pg_fast_kernel_supported(kernel) || wdtype == PG_Q4) return;
-    linear_run(pg_isa_supported(), kernel, x, ldx, w, wdtype, ldw, NULL, NULL, bias, y, ldy, M, N, K);
+    linear_run(pg_isa_supported(), kernel, 0, x, ldx, w, wdtype, ldw, NULL, NULL, bias, y, ldy, M, N, K);
 }
 
 void pg_linear_q4(const float *x, long ldx, const uint8_t *w, const uint16_t *scales, const float *bias,
@@ -253,10 +254,37 @@ void pg_linear_q4(const float *x, long ldx, const uint8_t *w, const uint16_t *sc
 void pg_linear_q4_isa(int isa, const float *x, long ldx, const uint8_t *w, const uint16_t *scales, const float *bias,
                       float *y, long ldy, long M, long N, long K) {
     if (K % PG_Q4_GROUP != 0) return;
-    linear_run(isa, FAST_BY_PRECISION, x, ldx, w, PG_Q4, K, NULL, scales, bias, y, ldy, M, N, K);
+    linear_run(isa, FAST_BY_PRECISION, 0, x, ldx, w, PG_Q4, K, NULL, scales, bias, y, ldy, M, N, K);
 }
 
-static void linear_run(int isa, int fast, const float *x, long ldx, const void *w, int wdtype, long ldw,
+// FAST products through a k-major w (e.g. dX = dY · W): AMX has no packing of its own for it, so
+// it runs on AVX512-BF16, which every CPU with AMX-BF16 so far also has.
+static int matmul_fast_kernel(int kernel) {
+    if (kernel == PG_FAST_AMX) kernel = pg_features() & PG_FEAT_AVX512_BF16 ? PG_FAST_AVX512_BF16 : PG_FAST_NONE;
+    return kernel;
+}
+
+int pg_matmul_fast(const float *x, long ldx, const void *w, int wdtype, long ldw, const uint16_t *q4scales, float *y,
+                   long ldy, long M, long N, long K) {
+    int isa = pg_isa();
+    if (M <= 4 || N <= 0 || K <= 0 || pg_precision() != PG_PRECISION_FAST) return 0;
+    if (wdtype == PG_Q4 && (N % PG_Q4_GROUP != 0 || ldw != N || !q4scales)) return 0;
+    int kernel = matmul_fast_kernel(pg_fast_kernel_at(isa));
+    if (kernel == PG_FAST_NONE) return 0;
+    linear_run(isa, kernel, 1, x, ldx, w, wdtype, ldw, NULL, q4scales, NULL, y, ldy, M, N, K);
+    return 1;
+}
+
+int pg_matmul_fast_kernel(int kernel, const float *x, long ldx, const void *w, int wdtype, long ldw,
+                          const uint16_t *q4scales, float *y, long ldy, long M, long N, long K) {
+    kernel = matmul_fast_kernel(kernel);
+    if (kernel == PG_FAST_NONE || !pg_fast_kernel_supported(kernel) || M <= 0 || N <= 0 || K <= 0) return 0;
+    if (wdtype == PG_Q4 && (N % PG_Q4_GROUP != 0 || ldw != N || !q4scales)) return 0;
+    linear_run(pg_isa_supported(), kernel, 1, x, ldx, w, wdtype, ldw, NULL, q4scales, NULL, y, ldy, M, N, K);
+    return 1;
+}
+
+static void linear_run(int isa, int fast, int kn, const float *x, long ldx, const void *w, int wdtype, long ldw,
                        const float *scale, const uint16_t *q4scales, const float *bias, float *y, long ldy, long M,
                        long N, long K) {
     if (isa > pg_isa_supported()) isa = pg_isa_supported();
@@ -277,7 +305,7 @@ static void linear_run(int isa, int fast, const float *x, long ldx, const void *
     if (M > 4 && chunk < 128 && fast == PG_FAST_NONE) chunk = ((N + threads - 1) / threads + 15) / 16 * 16;
     if ((double)M * N * K < 65536.0) chunk = N;  // tiny: not worth waking the pool
     linear_job job = { x, ldx, w, wdtype, ldw, scale, bias, y, ldy, M, N, K, chunk, isa, NULL, NULL, NULL, NULL, NULL,
-                       q4scales, NULL, NULL, NULL, fast, NULL, pg_features() };
+                       q4scales, NULL, NULL, NULL, fast, NULL, kn, pg_features() };
     // How x is prepared once for all tasks, in row blocks that keep the copy under PG_APACK_BYTES:
     //   X_Q16:    int16 rows (int8 weights, decode; linear_i8.c)
     //   X_Q8G:    int8 groups of 32 (4-bit weights; linear_q4.c), needed: no fallback

@@ -65,6 +65,88 @@ struct TrainingKernelTests {
         print("pg_matmul, pg_matmul_ta: worst |diff| / Σ|products| vs float64 \(worst)")
     }
 
+    /// W [n, k] of a linear layer in `form` (float32, bfloat16, float16, int8 or int4), and the
+    /// float values the fast kernels multiply by (before the rounding of dY): bf16 of each stored
+    /// value, the int8 integers (their row scales go onto dY), bf16 of each 4-bit q · scale.
+    static func weight(_ values: [Float], _ n: Int, _ k: Int, form: String) -> (MatrixWeight, [Float]) {
+        let t = Tensor(values: values, shape: [n, k])
+        switch form {
+        case "int8":
+            let (q, scales) = Ops.quantizeInt8(t)
+            return (.int8(q, scales: scales), q.floats())
+        case "int4":
+            let w = Ops.quantizeInt4(t)
+            return (w, w.floats().map(pg_bf16_round))
+        default:
+            let dtype: DType = form == "bfloat16" ? .bfloat16 : form == "float16" ? .float16 : .float32
+            let (bytes, held) = KernelTests.encode(values, dtype)
+            let storage = bytes.withUnsafeBytes { Storage.copying($0) }
+            return (.dense(Tensor(storage: storage, offset: 0, shape: [n, k], dtype: dtype)), held.map(pg_bf16_round))
+        }
+    }
+
+    @Test("dX = dY · W in fast precision (pg_matmul_fast through each weight form) on each bf16 kernel against a float64 reference of the rounded operands")
+    func linearBackwardInputFast() {
+        print("fast kernels run here: \(KernelTests.fastKernels.map(\.name))")
+        var rng = SeededRandom(23)
+        var worst = 0.0
+        // (rows of dY, W's rows = depth, W's columns = dX's columns): ragged blocks of 32 rows and
+        // columns, odd depths, depths over one chunk (1024), one row past the decode path; 4-bit
+        // columns are whole groups of 32, and several groups of blocks of 8 (KN_BLOCKS).
+        let shapes = [(5, 1, 1), (5, 17, 9), (33, 40, 31), (37, 259, 130), (70, 1100, 33), (40, 2080, 64), (300, 37, 600)]
+        let q4Shapes = [(5, 17, 32), (33, 40, 96), (70, 1100, 352), (40, 64, 1056)]
+        for kernel in KernelTests.fastKernels {
+            let features: Set<String> = kernel == .amx ? Set(Kernels.features) : ["avx512-bf16"]
+            for form in ["float32", "bfloat16", "float16", "int8", "int4"] {
+                for (m, n, k) in form == "int4" ? q4Shapes : shapes {
+                    let dy = rng.floats(m * n)
+                    let (w, held) = Self.weight(rng.floats(n * k), n, k, form: form)
+                    let dyMatrix = Matrix(rows: m, cols: n, values: dy)
+                    let dx = Kernels.withFeatures(features) { Kernels.withPrecision(.fast) { Ops.linearBackwardInput(dyMatrix, w) } }
+                    var scales = [Float](repeating: 1, count: n)
+                    if case .int8(_, let s) = w { scales = s }
+                    for i in 0..<m {
+                        for j in 0..<k {
+                            var dot = 0.0, mag = 0.0
+                            for t in 0..<n {
+                                let p = Double(pg_bf16_round(dy[i * n + t] * scales[t])) * Double(held[t * k + j])
+                                dot += p
+                                mag += abs(p)
+                            }
+                            let err = abs(Double(dx[i, j]) - dot), bound = mag * 2e-6 + 1e-6
+                            worst = max(worst, err / bound)
+                            if !(err <= bound) {
+                                Issue.record("\(kernel.name) \(form) m\(m) n\(n) k\(k): dx[\(i),\(j)] = \(dx[i, j]), want \(dot)")
+                                return
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        print("linearBackwardInput, fast: worst |diff| = \(worst) of its bound on \(KernelTests.fastKernels.map(\.name))")
+    }
+
+    @Test("dX in fast precision only with more than 4 rows: decode-sized dY and exact precision keep the float32 products")
+    func linearBackwardInputPrecision() {
+        var rng = SeededRandom(24)
+        let (n, k) = (40, 96)
+        let (w, _) = Self.weight(rng.floats(n * k), n, k, form: "bfloat16")
+        for m in [4, 5] {
+            let dy = Matrix(rows: m, cols: n, values: rng.floats(m * n))
+            let exact = Kernels.withPrecision(.exact) { Ops.linearBackwardInput(dy, w) }
+            let fast = Kernels.withPrecision(.fast) { Ops.linearBackwardInput(dy, w) }
+            var direct = [Float](repeating: .nan, count: m * k)
+            guard case .dense(let t) = w, let p = t.pointer else { Issue.record("not dense"); return }
+            direct.withUnsafeMutableBufferPointer { y in
+                pg_matmul(dy.data, n, p, DType.bfloat16.kernelType!, k, y.baseAddress, k, m, k, n)
+            }
+            #expect(exact.values == direct, "exact m\(m) is pg_matmul's float32 product")
+            let differs = fast.values != direct
+            #expect(differs == (m > 4 && !KernelTests.fastKernels.isEmpty), "fast m\(m): bf16 products \(differs)")
+        }
+    }
+
     @Test("GeGLU and GELU backward (tanh and erf) against float64 derivatives on every ISA level")
     func gegluBackward() {
         var rng = SeededRandom(19)

@@ -24,6 +24,17 @@ extension Ops {
         return y
     }
 
+    /// a · b as `matmul`, for b a weight (dX = dY · W through a trained float32 W): at the thread's
+    /// precision, so FAST rounds both to bf16 (float32 sums) where a fast kernel exists.
+    public static func matmulWeight(_ a: Matrix, _ b: Matrix) -> Matrix {
+        precondition(a.cols == b.rows, "matmulWeight: \(a.rows)x\(a.cols) · \(b.rows)x\(b.cols)")
+        let y = Matrix(rows: a.rows, cols: b.cols)
+        if pg_matmul_fast(a.data, a.cols, b.data, Int32(PG_F32.rawValue), b.cols, nil, y.data, y.cols, a.rows, b.cols, a.cols) == 0 {
+            pg_matmul(a.data, a.cols, b.data, Int32(PG_F32.rawValue), b.cols, y.data, y.cols, a.rows, b.cols, a.cols)
+        }
+        return y
+    }
+
     /// aᵀ · b for a [K, M] and b [K, N] (float32) -> [M, N] (e.g. dW = dYᵀ · X).
     public static func matmulTransposedA(_ a: Matrix, _ b: Matrix) -> Matrix {
         precondition(a.rows == b.rows, "matmulTransposedA: (\(a.rows)x\(a.cols))ᵀ · \(b.rows)x\(b.cols)")
@@ -43,24 +54,32 @@ extension Ops {
     }
 
     /// dX = dY · W for a linear layer y = x · Wᵀ with W [N, K] in any of its forms: dY [M, N] ->
-    /// [M, K]. int8 weights apply their row scales to dY first; 4-bit weights are expanded to
-    /// float32 one block of rows at a time.
+    /// [M, K], at the thread's precision (FAST: bf16 products on the weights as stored, 4-bit
+    /// ones included, where a fast kernel exists). int8 weights apply their row scales to dY
+    /// first; in EXACT, 4-bit weights are expanded to float32 one block of rows at a time.
     public static func linearBackwardInput(_ dy: Matrix, _ w: MatrixWeight) -> Matrix {
         precondition(dy.cols == w.rows)
         let dx = Matrix(rows: dy.rows, cols: w.cols)
         switch w {
         case .dense(let t):
             guard let p = t.pointer, let kt = t.dtype.kernelType else { return dx }
-            pg_matmul(dy.data, dy.cols, p, kt, w.cols, dx.data, dx.cols, dy.rows, w.cols, w.rows)
+            if pg_matmul_fast(dy.data, dy.cols, p, kt, w.cols, nil, dx.data, dx.cols, dy.rows, w.cols, w.rows) == 0 {
+                pg_matmul(dy.data, dy.cols, p, kt, w.cols, dx.data, dx.cols, dy.rows, w.cols, w.rows)
+            }
         case .int8(let t, let scales):
             guard let p = t.pointer else { return dx }
             let scaled = Matrix(rows: dy.rows, cols: dy.cols)
             for r in 0..<dy.rows {
                 for c in 0..<dy.cols { scaled[r, c] = dy[r, c] * scales[c] }
             }
-            pg_matmul(scaled.data, scaled.cols, p, Int32(PG_I8.rawValue), w.cols, dx.data, dx.cols, dy.rows, w.cols, w.rows)
+            let i8 = Int32(PG_I8.rawValue)
+            if pg_matmul_fast(scaled.data, scaled.cols, p, i8, w.cols, nil, dx.data, dx.cols, dy.rows, w.cols, w.rows) == 0 {
+                pg_matmul(scaled.data, scaled.cols, p, i8, w.cols, dx.data, dx.cols, dy.rows, w.cols, w.rows)
+            }
         case .int4(let packed, let scales):
             guard let p = packed.pointer, let s = scales.pointer else { return dx }
+            if pg_matmul_fast(dy.data, dy.cols, p, Int32(PG_Q4.rawValue), w.cols, s.assumingMemoryBound(to: UInt16.self),
+                              dx.data, dx.cols, dy.rows, w.cols, w.rows) != 0 { return dx }
             let block = max(1, min(w.rows, (1 << 22) / max(w.cols, 1)))  // rows of W expanded at a time (16 MB)
             let part = Matrix(rows: dy.rows, cols: w.cols)
             var r0 = 0

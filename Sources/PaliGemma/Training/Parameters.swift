@@ -219,7 +219,7 @@ final class TrainLinear {
         if let weight { Ops.add(weight.gradientSink, Ops.matmulTransposedA(dy, saved.x)) }
         if let bias { Ops.addColumnSums(dy, into: bias.gradientSink.data) }
         var dx: Matrix?
-        if needInput { dx = weight.map { Ops.matmul(dy, $0.value) } ?? base.backwardInput(dy) }
+        if needInput { dx = weight.map { Ops.matmulWeight(dy, $0.value) } ?? base.backwardInput(dy) }
         if let loraA, let loraB, let h = saved.h {
             Ops.addScaled(loraB.gradientSink, Ops.matmulTransposedA(dy, h), loraScale)  // dB = s · dyᵀ h
             let dh = Ops.matmul(dy, loraB.value)  // [T, R]

@@ -489,7 +489,7 @@ public final class TrainableModel: @unchecked Sendable {
         // Back through the output head (tied to the embedding).
         let dhs: Matrix
         if let embedding {
-            dhs = Ops.matmul(dlogits, embedding.value)
+            dhs = Ops.matmulWeight(dlogits, embedding.value)
             Ops.add(embedding.gradientSink, Ops.matmulTransposedA(dlogits, hs))
         } else {
             dhs = Ops.linearBackwardInput(dlogits, model.decoder.output.weight)
