@@ -159,6 +159,10 @@ def main():
                   f"{f['bf16_kernel']} peak {f['bf16_peak_gflops']:.0f} GFLOP/s): "
                   f"decode {f['decode_floor_ms']:.0f} ms, prefill {f['prefill_floor_s']:.2f} s (bf16 {f['bf16_prefill_floor_s']:.2f} s), "
                   f"vision {f['vision_floor_s']:.2f} s (bf16 {f['bf16_vision_floor_s']:.2f} s)")
+            if f.get("integer_prefill_floor_s"):  # int8 / 4-bit matrices on integer dot products
+                print(f"{'':6}integer peaks: int8 {f['int8_dot_instruction']} {f['int8_dot_peak_gops']:.0f} GOP/s, "
+                      f"4-bit {f['int4_dot_instruction']} {f['int4_dot_peak_gops']:.0f} GOP/s: "
+                      f"prefill floor {f['integer_prefill_floor_s']:.2f} s")
             print(f"{'':6}share of the floor of the instructions used ({r['precision']}, {r['fast_kernel']}): "
                   f"vision {r['vision_floor_share']:.0%}, prefill {r['prefill_floor_share']:.0%}, decode {r['decode_floor_share']:.0%}")
     g = results.get("swift fast agreement")

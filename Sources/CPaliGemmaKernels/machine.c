@@ -191,3 +191,77 @@ double pg_measure_bf16_gflops(int kernel, long iters) {
     }
     return best;
 }
+
+// ---- integer dot-product peaks (the int8 and 4-bit kernels' instructions) ---------------------------
+// Each probe runs the instruction the kernel of that weight form uses on this thread's features
+// (gemm_i8.c, linear_q4.c), 256 bits wide as they are, on 12 independent accumulators.
+typedef struct { long iters; int kind, features; volatile int sink[256]; } intdot_job;
+
+#if PG_X86_SIMD
+#define INTDOT_PROBE(name, isa_target, step)                                                            \
+    __attribute__((target(isa_target))) static int name(long iters) {                                  \
+        __m256i a[12], b = _mm256_set1_epi16(3), c = _mm256_set1_epi16(5);                          \
+        for (int i = 0; i < 12; i++) a[i] = _mm256_set1_epi32(i);                                   \
+        for (long t = 0; t < iters; t++)                                                            \
+            for (int i = 0; i < 12; i++) a[i] = step(a[i], b, c);                                   \
+        __m256i s = a[0];                                                                           \
+        for (int i = 1; i < 12; i++) s = _mm256_add_epi32(s, a[i]);                                 \
+        return _mm256_extract_epi32(s, 0);                                                          \
+    }
+// int16 pairs (int8 weights): vpmaddwd then vpaddd, or one vpdpwssd.
+#define PAIRS_AVX2(a, b, c) _mm256_add_epi32(a, _mm256_madd_epi16(b, c))
+#define PAIRS_AVXVNNI(a, b, c) _mm256_dpwssd_avx_epi32(a, b, c)
+#define PAIRS_AVX512VNNI(a, b, c) _mm256_dpwssd_epi32(a, b, c)
+// uint8 x int8 quads (4-bit weights): vpmaddubsw then vpaddw (the kernel adds a block's products
+// in int16 and turns them into int32 once per block), or one vpdpbusd.
+#define QUADS_AVX2(a, b, c) _mm256_add_epi16(a, _mm256_maddubs_epi16(b, c))
+#define QUADS_AVXVNNI(a, b, c) _mm256_dpbusd_avx_epi32(a, b, c)
+#define QUADS_AVX512VNNI(a, b, c) _mm256_dpbusd_epi32(a, b, c)
+INTDOT_PROBE(pairs_avx2, "avx2", PAIRS_AVX2)
+INTDOT_PROBE(pairs_avxvnni, "avx2,avxvnni", PAIRS_AVXVNNI)
+INTDOT_PROBE(pairs_avx512vnni, "avx2,avx512f,avx512vl,avx512vnni", PAIRS_AVX512VNNI)
+INTDOT_PROBE(quads_avx2, "avx2", QUADS_AVX2)
+INTDOT_PROBE(quads_avxvnni, "avx2,avxvnni", QUADS_AVXVNNI)
+INTDOT_PROBE(quads_avx512vnni, "avx2,avx512f,avx512vl,avx512vnni", QUADS_AVX512VNNI)
+#endif
+
+// The instruction a kind's kernel uses with `features`: 0 plain AVX2, 1 AVX-VNNI, 2 AVX512-VNNI.
+static int intdot_variant(int features) {
+    return features & PG_FEAT_AVX_VNNI ? 1 : features & PG_FEAT_AVX512_VNNI ? 2 : 0;
+}
+
+const char *pg_int_dot_instruction(int kind) {
+    if (pg_isa() < PG_ISA_AVX2) return "none";
+    int v = intdot_variant(pg_features());
+    if (kind == PG_INT_DOT_PAIRS) return v ? "vpdpwssd" : "vpmaddwd";
+    return v ? "vpdpbusd" : "vpmaddubsw";
+}
+
+static void intdot_task(void *p, long task, int thread) {
+    intdot_job *j = p;
+    (void)task;
+    int s = 0;
+#if PG_X86_SIMD
+    int v = intdot_variant(j->features);
+    if (j->kind == PG_INT_DOT_PAIRS) s = v == 1 ? pairs_avxvnni(j->iters) : v == 2 ? pairs_avx512vnni(j->iters) : pairs_avx2(j->iters);
+    else s = v == 1 ? quads_avxvnni(j->iters) : v == 2 ? quads_avx512vnni(j->iters) : quads_avx2(j->iters);
+#endif
+    j->sink[thread & 255] = s;
+}
+
+double pg_measure_int_dot_gops(int kind, long iters) {
+    if (pg_isa() < PG_ISA_AVX2) return 0;  // the integer kernels need AVX2
+    // Multiply-adds per instruction (256 bits): 16 for int16 pairs, 32 for uint8 x int8 quads.
+    double per_round = 12.0 * (kind == PG_INT_DOT_PAIRS ? 16 : 32) * 2;
+    long tasks = 8L * pg_threads();
+    intdot_job j = { iters > 0 ? iters : 1, kind, pg_features(), {0} };
+    double best = 0;
+    for (int r = 0; r < 3; r++) {
+        double t0 = seconds();
+        pg_parallel_for(tasks, intdot_task, &j);
+        double t = seconds() - t0;
+        double gops = (double)tasks * (double)j.iters * per_round / t / 1e9;
+        if (gops > best) best = gops;
+    }
+    return best;
+}

@@ -55,6 +55,34 @@ struct BenchmarkTests {
         #expect(mixed.readBandwidthGBs == 10 && mixed.fmaPeakGFLOPs == 200 && mixed.bf16PeakGFLOPs == 1000)
         #expect(abs(mixed.bf16PrefillFloorSeconds - prefill / 1000e9) < 1e-15)
         #expect(abs(mixed.prefillFloorSeconds - prefill / 200e9) < 1e-15)
+        #expect(f.integerPrefillFloorSeconds == 0 && f.integerVisionFloorSeconds == 0, "no integer matrices")
+        #expect(f.prefillWork.float + f.prefillWork.attention == prefill && f.visionWork.float + f.visionWork.attention == f.visionFLOPs)
+    }
+
+    @Test("bench floors with int8 and 4-bit matrices: each at its integer instruction's peak, attention and float matrices at the FMA peak")
+    func integerFloors() throws {
+        let perLayer = 64 * 64 + 2 * 16 * 64 + 64 * 64 + 3 * 64 * 96
+        let matrices = 2.0 * 26 * Double(2 * perLayer) + 2.0 * 320 * 64  // the decoder's and the output head's
+        let attention = 4.0 * 26 * 26 * 4 * 16 * 2
+        for (quantization, form) in [(Quantization.int8, "int8"), (.int4, "int4")] {
+            let model = try PaliGemmaModel(directory: Fixtures.model("pg1-f32"), quantization: quantization)
+            let f = BenchmarkFloors(model: model, promptTokens: 26, readBandwidthGBs: 10, fmaPeakGFLOPs: 100,
+                                    int8DotPeakGOPs: 400, int4DotPeakGOPs: 800)
+            let work = f.prefillWork
+            #expect((form == "int8" ? work.int8 : work.int4) == matrices && work.float == 0 && work.attention == attention, "\(form): \(work)")
+            #expect(work.float + work.int8 + work.int4 + work.attention == f.prefillFLOPs)
+            let want = attention / 100e9 + matrices / (form == "int8" ? 400e9 : 800e9)
+            #expect(abs(f.integerPrefillFloorSeconds - want) < 1e-15, "\(form): \(f.integerPrefillFloorSeconds) vs \(want)")
+            // The vision tower stays in float: no integer floor of its own.
+            #expect(!f.visionWork.hasIntegers && f.integerVisionFloorSeconds == 0)
+            // Without the instruction's peak there is no integer floor.
+            let unmeasured = BenchmarkFloors(model: model, promptTokens: 26, readBandwidthGBs: 10, fmaPeakGFLOPs: 100,
+                                             int8DotPeakGOPs: form == "int8" ? 0 : 400, int4DotPeakGOPs: form == "int4" ? 0 : 800)
+            #expect(unmeasured.integerPrefillFloorSeconds == 0)
+            // Best of two probes: the larger peak, and the floor from it.
+            let best = unmeasured.best(with: f)
+            #expect(best.int8DotPeakGOPs == 400 && best.int4DotPeakGOPs == 800 && best.integerPrefillFloorSeconds == f.integerPrefillFloorSeconds)
+        }
     }
 
     @Test("machine probes return a read bandwidth and (with SIMD) an FMA rate")
@@ -68,6 +96,17 @@ struct BenchmarkTests {
             let bf16 = Kernels.measureBF16Peak(kernel, rounds: 20_000)
             print("probe \(kernel.name): \(bf16) GFLOP/s")
             #expect(kernel.isSupported ? bf16 > 0 : bf16 == 0)
+        }
+        for kind in IntegerDot.allCases {
+            let gops = Kernels.measureIntegerDotPeak(kind, rounds: 20_000)
+            print("probe \(kind.instruction): \(gops) GOP/s")
+            #expect(Kernels.isa == .scalar ? gops == 0 && kind.instruction == "none" : gops > 0)
+        }
+        // The instruction follows the thread's features, as the kernels do.
+        #expect(Kernels.withFeatures([]) { [IntegerDot.pairs.instruction, IntegerDot.quads.instruction] }
+                == (Kernels.isa == .scalar ? ["none", "none"] : ["vpmaddwd", "vpmaddubsw"]))
+        if Kernels.isa != .scalar, !Set(Kernels.features).isDisjoint(with: ["avx-vnni", "avx512-vnni"]) {
+            #expect(IntegerDot.pairs.instruction == "vpdpwssd" && IntegerDot.quads.instruction == "vpdpbusd")
         }
     }
 }

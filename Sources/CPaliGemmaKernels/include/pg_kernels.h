@@ -65,7 +65,9 @@ int pg_set_thread_features(int mask);
 
 /// Precision of matrix products. EXACT: float32 products of the weights as stored (the parity
 /// tests' mode). FAST: prefill products (pg_linear and pg_linear_scaled with more than 4 rows of
-/// x, f32/bf16/f16/int8 weights, and pg_linear_q4 with each 4-bit value q · scale rounded to bf16) with x and the weights rounded to bfloat16 and the sums in float32, as PyTorch's
+/// x, f32/bf16/f16/int8 weights, and pg_linear_q4 with each 4-bit value q · scale rounded to
+/// bf16), and training's products through the weights (pg_matmul_fast), with x and the weights
+/// rounded to bfloat16 and the sums in float32, as PyTorch's
 /// bf16 matmuls do, on a fast kernel where the CPU has one (pg_fast_kernel) and the calling
 /// thread's ISA level is AVX-512; elsewhere FAST computes as EXACT.
 typedef enum { PG_PRECISION_EXACT = 0, PG_PRECISION_FAST = 1 } pg_precision_mode;
@@ -223,6 +225,15 @@ double pg_measure_fma_gflops(long iters);
 /// tile-only: vdpbf16ps on 24 accumulators, or tdpbf16ps on four 16 x 16 tiles), in GFLOP/s
 /// (2 per multiply-add); 0 when the CPU lacks it. `iters` sets the length as for the FMA probe.
 double pg_measure_bf16_gflops(int kernel, long iters);
+/// Integer dot products of the quantized kernels: int16 pairs (int8 weights: vpmaddwd, or
+/// vpdpwssd with VNNI) and uint8 x int8 quads (4-bit weights: vpmaddubsw, or vpdpbusd).
+typedef enum { PG_INT_DOT_PAIRS = 0, PG_INT_DOT_QUADS = 1 } pg_int_dot_kind;
+/// Rate of the instruction that kind's kernel uses with this thread's features, 256 bits wide as
+/// in the kernels, on all pool threads (12 accumulators, `iters` rounds, 8 tasks per thread), in
+/// GOP/s (2 per multiply-add); 0 below AVX2.
+double pg_measure_int_dot_gops(int kind, long iters);
+/// That instruction's name ("vpmaddwd", "vpdpwssd", "vpmaddubsw", "vpdpbusd"; "none" below AVX2).
+const char *pg_int_dot_instruction(int kind);
 
 // ---- attention -------------------------------------------------------------------------
 /// Scaled dot-product attention for T queries against S cached keys/values, with the

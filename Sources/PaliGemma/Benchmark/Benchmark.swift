@@ -40,7 +40,8 @@ public struct BenchmarkResult: Codable, Sendable {
     public var floors: BenchmarkFloors?
     /// Each stage's floor over its measured time (1 is the floor itself), against the floor of
     /// the instructions the run used: the bf16 peak for vision and prefill with fast products,
-    /// the float32 FMA peak otherwise; nil without floors.
+    /// the integer dot products' peaks for int8 and 4-bit matrices with exact ones, the float32
+    /// FMA peak otherwise; nil without floors.
     public var visionFloorShare: Double?
     public var prefillFloorShare: Double?
     public var decodeFloorShare: Double?
@@ -142,7 +143,10 @@ public enum Benchmark {
             floors: floors ? BenchmarkFloors.measure(model: model, promptTokens: ids.count, bestOf: early) : nil)
         if let f = result.floors {
             let (visionFloor, prefillFloor) = fast != .none && f.bf16PeakGFLOPs > 0
-                ? (f.bf16VisionFloorSeconds, f.bf16PrefillFloorSeconds) : (f.visionFloorSeconds, f.prefillFloorSeconds)
+                ? (f.bf16VisionFloorSeconds, f.bf16PrefillFloorSeconds)
+                : f.integerPrefillFloorSeconds > 0 ? (f.integerVisionFloorSeconds > 0 ? f.integerVisionFloorSeconds : f.visionFloorSeconds,
+                                                      f.integerPrefillFloorSeconds)
+                : (f.visionFloorSeconds, f.prefillFloorSeconds)
             result.visionFloorShare = vision > 0 ? visionFloor / vision : nil
             result.prefillFloorShare = out.timings.prefill > 0 ? prefillFloor / out.timings.prefill : nil
             result.decodeFloorShare = result.decodeMsPerToken > 0 ? f.decodeFloorMs / result.decodeMsPerToken : nil

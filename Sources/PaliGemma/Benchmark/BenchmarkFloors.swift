@@ -9,6 +9,10 @@ import Foundation
 ///   attention's two products) / float32 FMA peak. Norms, activations and softmax are left out.
 /// - With `fast` precision on a CPU with a bf16 kernel, the matrices run on its instruction
 ///   (tdpbf16ps or vdpbf16ps): the `bf16_*` floors divide the same FLOPs by its measured peak.
+/// - With exact products, int8 and 4-bit matrices run on integer dot products (int8: vpmaddwd,
+///   or vpdpwssd with VNNI; 4-bit: vpmaddubsw, or vpdpbusd): the `integer_*` floors put each
+///   matrix's FLOPs (`*_work` splits them by weight form) at the peak of its instruction, the
+///   float matrices and attention at the FMA peak.
 ///
 /// A probe shares the machine with whatever else runs on the host, so it can only come out too
 /// low: `bench` probes before and after its timed runs and keeps the best of each (on the 2-core
@@ -32,6 +36,44 @@ public struct BenchmarkFloors: Codable, Sendable {
     public var prefillFloorSeconds = 0.0
     public var visionFLOPs: Double
     public var visionFloorSeconds = 0.0
+    /// The integer instructions of the int8 and 4-bit kernels here and their peaks (GOP/s, 0 when
+    /// not measured), and the floors with each matrix at its own instruction's peak (0 for a model
+    /// without integer matrices).
+    public var int8DotInstruction: String
+    public var int8DotPeakGOPs = 0.0
+    public var int4DotInstruction: String
+    public var int4DotPeakGOPs = 0.0
+    public var integerPrefillFloorSeconds = 0.0
+    public var integerVisionFloorSeconds = 0.0
+    public var prefillWork: StageFLOPs
+    public var visionWork: StageFLOPs
+
+    /// A stage's FLOPs by the arithmetic they run in: matrix products by weight form, and
+    /// attention's products (float32).
+    public struct StageFLOPs: Codable, Sendable, Equatable {
+        public var float = 0.0, int8 = 0.0, int4 = 0.0, attention = 0.0
+        var total: Double { float + int8 + int4 + attention }
+        var hasIntegers: Bool { int8 > 0 || int4 > 0 }
+
+        /// 2 · rows · weights for each matrix, by its weight form.
+        mutating func add(_ matrices: [MatrixWeight], rows: Double) {
+            for w in matrices {
+                let f = 2 * rows * Double(w.count)
+                switch w {
+                case .dense: float += f
+                case .int8: int8 += f
+                case .int4: int4 += f
+                }
+            }
+        }
+
+        /// Seconds at the given peaks (GFLOP/s, GOP/s); 0 without integer matrices or their peaks.
+        func integerFloor(fma: Double, int8Peak: Double, int4Peak: Double) -> Double {
+            guard hasIntegers, fma > 0, int8 == 0 || int8Peak > 0, int4 == 0 || int4Peak > 0 else { return 0 }
+            return (float + attention) / (fma * 1e9) + (int8 > 0 ? int8 / (int8Peak * 1e9) : 0)
+                + (int4 > 0 ? int4 / (int4Peak * 1e9) : 0)
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
         case readBandwidthGBs = "read_bandwidth_gbs", fmaPeakGFLOPs = "fma_peak_gflops"
@@ -41,6 +83,10 @@ public struct BenchmarkFloors: Codable, Sendable {
         case decodeBytesPerToken = "decode_bytes_per_token", decodeFloorMs = "decode_floor_ms"
         case prefillFLOPs = "prefill_flops", prefillFloorSeconds = "prefill_floor_s"
         case visionFLOPs = "vision_flops", visionFloorSeconds = "vision_floor_s"
+        case int8DotInstruction = "int8_dot_instruction", int8DotPeakGOPs = "int8_dot_peak_gops"
+        case int4DotInstruction = "int4_dot_instruction", int4DotPeakGOPs = "int4_dot_peak_gops"
+        case integerPrefillFloorSeconds = "integer_prefill_floor_s", integerVisionFloorSeconds = "integer_vision_floor_s"
+        case prefillWork = "prefill_work", visionWork = "vision_work"
     }
 
     /// Measures the machine (about two seconds in a release build) and works out the floors for
@@ -50,7 +96,9 @@ public struct BenchmarkFloors: Codable, Sendable {
         let kernel = Kernels.fastKernelInUse
         var floors = BenchmarkFloors(model: model, promptTokens: promptTokens,
                                      readBandwidthGBs: Kernels.measureReadBandwidth(), fmaPeakGFLOPs: Kernels.measureFMAPeak(),
-                                     bf16Kernel: kernel, bf16PeakGFLOPs: Kernels.measureBF16Peak(kernel))
+                                     bf16Kernel: kernel, bf16PeakGFLOPs: Kernels.measureBF16Peak(kernel),
+                                     int8DotPeakGOPs: Kernels.measureIntegerDotPeak(.pairs),
+                                     int4DotPeakGOPs: Kernels.measureIntegerDotPeak(.quads))
         if let earlier { floors = floors.best(with: earlier) }
         return floors
     }
@@ -62,15 +110,20 @@ public struct BenchmarkFloors: Codable, Sendable {
         best.fmaPeakProbes = other.fmaPeakProbes + fmaPeakProbes
         best.setLimits(bandwidth: best.readBandwidthProbes.max() ?? readBandwidthGBs,
                        peak: best.fmaPeakProbes.max() ?? fmaPeakGFLOPs,
-                       bf16Peak: max(bf16PeakGFLOPs, other.bf16PeakGFLOPs))
+                       bf16Peak: max(bf16PeakGFLOPs, other.bf16PeakGFLOPs),
+                       int8Peak: max(int8DotPeakGOPs, other.int8DotPeakGOPs), int4Peak: max(int4DotPeakGOPs, other.int4DotPeakGOPs))
         return best
     }
 
-    /// The limits (GB/s, GFLOP/s) and every floor from them and the work (bytes, FLOPs).
-    private mutating func setLimits(bandwidth: Double, peak: Double, bf16Peak: Double) {
+    /// The limits (GB/s, GFLOP/s, GOP/s) and every floor from them and the work (bytes, FLOPs).
+    private mutating func setLimits(bandwidth: Double, peak: Double, bf16Peak: Double, int8Peak: Double, int4Peak: Double) {
         readBandwidthGBs = bandwidth
         fmaPeakGFLOPs = peak
         bf16PeakGFLOPs = bf16Peak
+        int8DotPeakGOPs = int8Peak
+        int4DotPeakGOPs = int4Peak
+        integerPrefillFloorSeconds = prefillWork.integerFloor(fma: peak, int8Peak: int8Peak, int4Peak: int4Peak)
+        integerVisionFloorSeconds = visionWork.integerFloor(fma: peak, int8Peak: int8Peak, int4Peak: int4Peak)
         decodeFloorMs = bandwidth > 0 ? Double(decodeBytesPerToken) / (bandwidth * 1e9) * 1000 : 0
         prefillFloorSeconds = peak > 0 ? prefillFLOPs / (peak * 1e9) : 0
         visionFloorSeconds = peak > 0 ? visionFLOPs / (peak * 1e9) : 0
@@ -79,9 +132,10 @@ public struct BenchmarkFloors: Codable, Sendable {
     }
 
     /// The floors for `model` and a prompt of `promptTokens` tokens on a machine with the given
-    /// read bandwidth and FMA peak.
+    /// read bandwidth and peaks.
     public init(model: PaliGemmaModel, promptTokens: Int, readBandwidthGBs bandwidth: Double, fmaPeakGFLOPs peak: Double,
-                bf16Kernel: FastKernel = .none, bf16PeakGFLOPs bf16Peak: Double = 0) {
+                bf16Kernel: FastKernel = .none, bf16PeakGFLOPs bf16Peak: Double = 0, int8DotPeakGOPs int8Peak: Double = 0,
+                int4DotPeakGOPs int4Peak: Double = 0) {
         let decoder = model.decoder, text = model.config.textConfig, vision = model.config.visionConfig
         let layerMatrices = decoder.layers.flatMap(\.matrices)
         let decodeBytes = layerMatrices.reduce(0) { $0 + $1.weight.byteCount } + decoder.output.weight.byteCount
@@ -98,12 +152,22 @@ public struct BenchmarkFloors: Codable, Sendable {
         let visionFLOPs = 2 * n * (params(visionMatrices) + Double(model.vision.embeddings.patch.weight.count)
             + Double(model.projector.weight.count)) + visionAttention
 
+        var prefillWork = StageFLOPs(attention: prefillAttention)
+        prefillWork.add(layerMatrices.map(\.weight), rows: t)
+        prefillWork.add([decoder.output.weight], rows: 1)
+        var visionWork = StageFLOPs(attention: visionAttention)
+        visionWork.add(visionMatrices.map(\.weight) + [model.vision.embeddings.patch.weight, model.projector.weight], rows: n)
+
         readBandwidthProbes = [bandwidth]
         fmaPeakProbes = [peak]
         decodeBytesPerToken = decodeBytes
         prefillFLOPs = prefill
         self.visionFLOPs = visionFLOPs
+        self.prefillWork = prefillWork
+        self.visionWork = visionWork
         self.bf16Kernel = bf16Kernel.name
-        setLimits(bandwidth: bandwidth, peak: peak, bf16Peak: bf16Peak)
+        int8DotInstruction = IntegerDot.pairs.instruction
+        int4DotInstruction = IntegerDot.quads.instruction
+        setLimits(bandwidth: bandwidth, peak: peak, bf16Peak: bf16Peak, int8Peak: int8Peak, int4Peak: int4Peak)
     }
 }

@@ -259,4 +259,18 @@ extension Kernels {
     public static func measureBF16Peak(_ kernel: FastKernel, rounds: Int = 2_500_000) -> Double {
         pg_measure_bf16_gflops(Int32(kernel.rawValue), rounds)
     }
+    /// Peak of the integer dot-product instruction the int8 (`pairs`: vpmaddwd or vpdpwssd) or
+    /// 4-bit (`quads`: vpmaddubsw or vpdpbusd) kernels use here, in GOP/s; 0 below AVX2.
+    public static func measureIntegerDotPeak(_ kind: IntegerDot, rounds: Int = 2_500_000) -> Double {
+        pg_measure_int_dot_gops(Int32(kind.rawValue), rounds)
+    }
+}
+
+/// The integer dot products of the quantized kernels: int16 pairs for int8 weights, uint8 x int8
+/// quads for 4-bit weights.
+public enum IntegerDot: Int, Sendable, CaseIterable {
+    case pairs = 0, quads = 1
+    /// The instruction its kernel uses on this thread ("vpmaddwd", "vpdpwssd", "vpmaddubsw",
+    /// "vpdpbusd"; "none" below AVX2).
+    public var instruction: String { String(cString: pg_int_dot_instruction(Int32(rawValue))) }
 }
