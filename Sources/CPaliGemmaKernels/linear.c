@@ -257,19 +257,14 @@ void pg_linear_q4_isa(int isa, const float *x, long ldx, const uint8_t *w, const
     linear_run(isa, FAST_BY_PRECISION, 0, x, ldx, w, PG_Q4, K, NULL, scales, bias, y, ldy, M, N, K);
 }
 
-// FAST products through a k-major w (e.g. dX = dY · W): AMX has no packing of its own for it, so
-// it runs on AVX512-BF16, which every CPU with AMX-BF16 so far also has.
-static int matmul_fast_kernel(int kernel) {
-    if (kernel == PG_FAST_AMX) kernel = pg_features() & PG_FEAT_AVX512_BF16 ? PG_FAST_AVX512_BF16 : PG_FAST_NONE;
-    return kernel;
-}
-
+// FAST products through a k-major w (e.g. dX = dY · W): gemm_bf16.c copies w's blocks into the
+// layout both kernels take (as it does for weights that are not bf16), so AMX runs them as well.
 int pg_matmul_fast(const float *x, long ldx, const void *w, int wdtype, long ldw, const uint16_t *q4scales, float *y,
                    long ldy, long M, long N, long K) {
     int isa = pg_isa();
     if (M <= 4 || N <= 0 || K <= 0 || pg_precision() != PG_PRECISION_FAST) return 0;
     if (wdtype == PG_Q4 && (N % PG_Q4_GROUP != 0 || ldw != N || !q4scales)) return 0;
-    int kernel = matmul_fast_kernel(pg_fast_kernel_at(isa));
+    int kernel = pg_fast_kernel_at(isa);
     if (kernel == PG_FAST_NONE) return 0;
     linear_run(isa, kernel, 1, x, ldx, w, wdtype, ldw, NULL, q4scales, NULL, y, ldy, M, N, K);
     return 1;
@@ -277,7 +272,6 @@ int pg_matmul_fast(const float *x, long ldx, const void *w, int wdtype, long ldw
 
 int pg_matmul_fast_kernel(int kernel, const float *x, long ldx, const void *w, int wdtype, long ldw,
                           const uint16_t *q4scales, float *y, long ldy, long M, long N, long K) {
-    kernel = matmul_fast_kernel(kernel);
     if (kernel == PG_FAST_NONE || !pg_fast_kernel_supported(kernel) || M <= 0 || N <= 0 || K <= 0) return 0;
     if (wdtype == PG_Q4 && (N % PG_Q4_GROUP != 0 || ldw != N || !q4scales)) return 0;
     linear_run(pg_isa_supported(), kernel, 1, x, ldx, w, wdtype, ldw, NULL, q4scales, NULL, y, ldy, M, N, K);

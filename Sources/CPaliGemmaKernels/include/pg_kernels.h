@@ -164,7 +164,7 @@ void pg_linear_isa(int isa, const float *x, long ldx, const void *w, int wdtype,
 /// float32 (y must not alias x); columns are split over the pool.
 void pg_matmul(const float *x, long ldx, const void *w, int wdtype, long ldw, float *y, long ldy, long M, long N, long K);
 /// pg_matmul in FAST precision, when this thread's precision is FAST, M > 4 and a fast kernel
-/// exists (AVX512-BF16; AMX CPUs use it too): x and w rounded to bfloat16, sums in float32.
+/// exists (pg_fast_kernel_at: AMX or AVX512-BF16): x and w rounded to bfloat16, sums in float32.
 /// w as pg_matmul takes it, or 4-bit (PG_Q4) with its group scales: a linear layer's W [out, in]
 /// as pg_quantize_q4 stores it (ldw = N = in, a multiple of PG_Q4_GROUP; each value q · scale
 /// rounded to bf16). Returns 1 when it wrote y, 0 (nothing written) when the product is not FAST.
