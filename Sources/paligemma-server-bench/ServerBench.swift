@@ -8,7 +8,7 @@
 //
 // Usage: paligemma-server-bench --model DIR [--clients 1,2,4,8] [--requests 1] [--max-tokens 64]
 //          [--prompt "caption en"] [--threads N] [--prefill-share 1] [--same-image] [--adapters N]
-//          [--adapter-rank 8] [--out FILE]
+//          [--adapter-rank 8] [--precision exact|fast] [--out FILE]
 //        paligemma-server-bench --model DIR --soak 1000 [--soak-workers 8]   (see Soak.swift)
 // With a random checkpoint (`paligemma random-checkpoint`) answers rarely end early, so every
 // request generates --max-tokens tokens; each client sends its own random image unless
@@ -45,6 +45,8 @@ struct Level: Encodable {
 struct Report: Encodable {
     let model: String
     let threads: Int
+    let precision: String
+    let fastKernel: String
     let maxTokens: Int
     let prompt: String
     let prefillShare: Double
@@ -57,7 +59,7 @@ struct Report: Encodable {
     let peakRSSBytes: Int
 
     enum CodingKeys: String, CodingKey {
-        case model, threads, maxTokens = "max_tokens", prompt, prefillShare = "prefill_share", sameImage = "same_image"
+        case model, threads, precision, fastKernel = "fast_kernel", maxTokens = "max_tokens", prompt, prefillShare = "prefill_share", sameImage = "same_image"
         case adapters, adapterRank = "adapter_rank"
         case loadSeconds = "load_s", levels, worstPrefillStallSeconds = "worst_prefill_stall_s", peakRSSBytes = "peak_rss_bytes"
     }
@@ -83,6 +85,7 @@ struct Settings: Sendable {
     var soakWorkers = 8
     var adapters = 0
     var adapterRank = 8
+    var precision: Precision?
 
     static func parse(_ arguments: [String]) -> Settings {
         var s = Settings()
@@ -111,11 +114,14 @@ struct Settings: Sendable {
             case "--soak-workers": s.soakWorkers = number()
             case "--adapters": s.adapters = number()
             case "--adapter-rank": s.adapterRank = number()
+            case "--precision":
+                guard let p = Precision(rawValue: value()) else { fail("--precision takes exact or fast") }
+                s.precision = p
             default: fail("unknown argument \(a)")
             }
         }
         guard let model, !s.clientLevels.isEmpty, s.requestsPerClient > 0, s.maxTokens > 0, (s.soak ?? 1) > 0, s.soakWorkers > 0 else {
-            fail("usage: paligemma-server-bench --model DIR [--clients 1,2,4,8] [--requests 1] [--max-tokens 64] [--prompt P] [--threads N] [--prefill-share X] [--same-image] [--adapters N] [--adapter-rank R] [--out FILE] | --soak N [--soak-workers 8]")
+            fail("usage: paligemma-server-bench --model DIR [--clients 1,2,4,8] [--requests 1] [--max-tokens 64] [--prompt P] [--threads N] [--prefill-share X] [--same-image] [--adapters N] [--adapter-rank R] [--precision exact|fast] [--out FILE] | --soak N [--soak-workers 8]")
         }
         s.model = model
         return s
@@ -183,6 +189,7 @@ struct ServerBench {
     static func main() async throws {
         let settings = Settings.parse(Array(CommandLine.arguments.dropFirst()))
         if let threads = settings.threads { Kernels.threads = threads }
+        Kernels.useFrontEndPrecision(settings.precision)  // as `paligemma serve` chooses it
         var options = ServerOptions()
         options.port = 0
         options.maxBatch = settings.clientLevels.max() ?? 8
@@ -288,7 +295,8 @@ struct ServerBench {
             FileHandle.standardError.write(Data("clients \(clients): \(String(format: "%.2f", level.tokensPerSecond)) tokens/s, itl p95 \(String(format: "%.3f", level.interTokenP95)) s\n".utf8))
         }
 
-        let report = Report(model: settings.model, threads: Kernels.threads, maxTokens: settings.maxTokens, prompt: settings.prompt,
+        let report = Report(model: settings.model, threads: Kernels.threads, precision: Kernels.precision.rawValue,
+                            fastKernel: Kernels.precision == .fast ? Kernels.fastKernelInUse.name : FastKernel.none.name, maxTokens: settings.maxTokens, prompt: settings.prompt,
                             prefillShare: settings.prefillShare, sameImage: settings.sameImage, adapters: settings.adapters,
                             adapterRank: settings.adapterRank, loadSeconds: loadSeconds, levels: levels,
                             worstPrefillStallSeconds: server.metrics.worstPrefillStall, peakRSSBytes: Benchmark.peakRSS)

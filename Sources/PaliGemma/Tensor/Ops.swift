@@ -1,4 +1,5 @@
 import CPaliGemmaKernels
+import Foundation
 
 /// Instruction-set levels of the kernels.
 public enum ISA: Int, Sendable, CaseIterable, Comparable {
@@ -55,6 +56,19 @@ public enum Kernels {
     public static var precision: Precision {
         get { Precision(kernelValue: pg_precision()) }
         set { pg_set_precision(newValue.kernelValue) }
+    }
+    /// Sets the process's precision as the inference front ends (the command line, the server
+    /// benchmark) choose it: `option`, else PALIGEMMA_PRECISION (which the kernels read
+    /// themselves), else fast wherever a fast kernel exists (AMX, or AVX512-BF16 without AMX),
+    /// else exact; the library's own default stays exact. Where both exist AMX is the one used: on
+    /// the Xeon measured `vdpbf16ps` ran at half the float32 FMA rate, while on AMD Zen 4 (no AMX)
+    /// it runs at twice it (467 against 234 GFLOP/s, docs/BENCHMARKS.md).
+    public static func useFrontEndPrecision(_ option: Precision?) {
+        if let option {
+            precision = option
+        } else if ProcessInfo.processInfo.environment["PALIGEMMA_PRECISION"] == nil {
+            precision = fastKernelInUse == .none ? .exact : .fast
+        }
     }
     /// Runs `body` with the kernels called from this thread at `precision`.
     public static func withPrecision<T>(_ precision: Precision, _ body: () throws -> T) rethrows -> T {
