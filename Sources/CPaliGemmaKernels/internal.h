@@ -38,6 +38,12 @@ static inline size_t pg_dtype_size(int dtype) { return dtype == PG_F32 ? 4 : dty
 /// Per-thread scratch memory that grows as needed and is reused across calls (never shrinks).
 /// `slot` separates independent buffers used at the same time by one thread.
 float *pg_scratch(int thread, int slot, size_t floats);
+
+// Rows of x up to which products with float weights (f32, bf16, f16) stream each weight row once
+// against all of them (decode, and batched decode of up to 8 sequences, bound by memory rather
+// than arithmetic), in float32 whatever the precision; more rows go to the blocked prefill
+// kernels. int8 and 4-bit weights switch at 4 rows.
+#define PG_GEMV_ROWS 8
 // A 64-byte-aligned buffer of at least `bytes` owned by the calling thread (contents not kept
 // when it grows), freed when the thread exits; NULL if it cannot be allocated. One per slot.
 enum { PG_TBUF_MATMUL_A, PG_TBUF_LINEAR_X, PG_TBUF_LINEAR_SCALES, PG_TBUF_SCRATCH, PG_TBUF_SLOTS = PG_TBUF_SCRATCH + 4 };

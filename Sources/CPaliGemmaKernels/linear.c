@@ -289,14 +289,16 @@ static void linear_run(int isa, int fast, int kn, const float *x, long ldx, cons
         return;
     }
     // FAST products for more than the decode rows (those are bound by memory), at the thread's precision.
+    // Rows streamed against each weight row (decode) below the blocked kernels.
+    long stream_rows = wdtype == PG_I8 || wdtype == PG_Q4 ? 4 : PG_GEMV_ROWS;
     if (fast == FAST_BY_PRECISION)
-        fast = M > 4 && pg_precision() == PG_PRECISION_FAST ? pg_fast_kernel_at(isa) : PG_FAST_NONE;
+        fast = M > stream_rows && pg_precision() == PG_PRECISION_FAST ? pg_fast_kernel_at(isa) : PG_FAST_NONE;
     int threads = pg_threads_here();
     // Column chunks: a multiple of 32, about four per thread so that uneven tasks balance out.
     long chunk = (N + 4L * threads - 1) / (4L * threads);
     chunk = (chunk + 31) / 32 * 32;
     // Each task packs all of x for its columns: with many rows and few columns, one task per thread.
-    if (M > 4 && chunk < 128 && fast == PG_FAST_NONE) chunk = ((N + threads - 1) / threads + 15) / 16 * 16;
+    if (M > stream_rows && chunk < 128 && fast == PG_FAST_NONE) chunk = ((N + threads - 1) / threads + 15) / 16 * 16;
     if ((double)M * N * K < 65536.0) chunk = N;  // tiny: not worth waking the pool
     linear_job job = { x, ldx, w, wdtype, ldw, scale, bias, y, ldy, M, N, K, chunk, isa, NULL, NULL, NULL, NULL, NULL,
                        q4scales, NULL, NULL, NULL, fast, NULL, kn, pg_features() };
@@ -312,7 +314,7 @@ static void linear_run(int isa, int fast, int kn, const float *x, long ldx, cons
     else if (wdtype == PG_Q4) kind = X_Q8G;
     else if (wdtype == PG_I8 && M <= 4) kind = X_Q16;
     else if (M > 4 && isa >= PG_ISA_AVX2 && wdtype == PG_I8) kind = X_PACK16;
-    else if (M > 4 && isa >= PG_ISA_AVX2 && chunk < N) kind = X_PACK;
+    else if (M > stream_rows && isa >= PG_ISA_AVX2 && chunk < N) kind = X_PACK;
     if (kind != X_NONE) {
         void *abuf = NULL, *sbuf = NULL;
         long groups = K / PG_Q4_GROUP, rows = M;

@@ -6,9 +6,10 @@
 //   VZERO(), VSET1(f), VLOADU(p), VSTOREU(p, v), VADD(a, b), VFMA(a, b, c) = a*b+c, VHSUM(v)
 //   VLOAD_BF16(p), VLOAD_F16(p)  load VW 16-bit values and widen to float
 //
-// Prefill (M > 4): the weight columns are packed, KC at a time, into a float panel of
+// Prefill (M > PG_GEMV_ROWS): the weight columns are packed, KC at a time, into a float panel of
 // NR = 2*VW columns, and a 6 x NR register-blocked micro-kernel sweeps all rows of x.
-// Decode (M <= 4): each weight row is streamed once and dotted with the few rows of x.
+// Decode and batched decode (M <= PG_GEMV_ROWS): each weight row is streamed once and dotted
+// with the few rows of x (from three rows on, two weight rows at a time).
 
 #define MR PG_GEMM_MR
 #define NR (2 * VW)
@@ -131,6 +132,36 @@ PG_INLINE void PG_NAME(gemv_row)(const float *x, long ldx, long rows, const void
     }
 }
 
+// Dot products of two weight rows with `rows` (1..PG_GEMV_ROWS) rows of x: each load of x serves
+// both weight rows, which halves the reads of x (for several rows of x these no longer fit L1
+// beside the weight stream, and their reads, not the weights', bound the loop).
+PG_INLINE void PG_NAME(gemv_row2)(const float *x, long ldx, const long rows, const void *w, int dtype,
+                                         long row0, long row1, long K, float out0[PG_GEMV_ROWS],
+                                         float out1[PG_GEMV_ROWS]) {
+    VF a[PG_GEMV_ROWS], b[PG_GEMV_ROWS];
+    for (long m = 0; m < rows; m++) a[m] = b[m] = VZERO();
+    long k = 0;
+    for (; k + VW <= K; k += VW) {
+        VF w0 = PG_NAME(load_w)(w, dtype, row0 + k), w1 = PG_NAME(load_w)(w, dtype, row1 + k);
+        for (long m = 0; m < rows; m++) {
+            VF xv = VLOADU(x + m * ldx + k);
+            a[m] = VFMA(xv, w0, a[m]);
+            b[m] = VFMA(xv, w1, b[m]);
+        }
+    }
+    for (long m = 0; m < rows; m++) {
+        out0[m] = VHSUM(a[m]);
+        out1[m] = VHSUM(b[m]);
+    }
+    for (; k < K; k++) {
+        float w0 = pg_load_as_f32(w, dtype, row0 + k), w1 = pg_load_as_f32(w, dtype, row1 + k);
+        for (long m = 0; m < rows; m++) {
+            out0[m] += x[m * ldx + k] * w0;
+            out1[m] += x[m * ldx + k] * w1;
+        }
+    }
+}
+
 // One row of x against one weight row. Rows are taken one after another, so a task's columns
 // are read as one sequential stream (several rows of a few KB side by side defeat the hardware
 // prefetcher); four accumulators hide the FMA latency and a software prefetch runs ahead.
@@ -181,7 +212,7 @@ PG_INLINE void PG_NAME(gemm)(const float *x, long ldx, const float *apre, const 
 PG_INLINE void PG_NAME(linear_cols)(const float *x, long ldx, const void *w, const int dtype, long ldw,
                                     const float *bias, float *y, long ldy, long M, long n0, long n1,
                                     long K, int thread) {
-    if (M <= 4) {
+    if (M <= PG_GEMV_ROWS) {
         long n = n0;
         if (M == 1 && K * (long)pg_dtype_size(dtype) >= 8192) {
             for (; n + 4 <= n1; n += 4) {
@@ -193,10 +224,32 @@ PG_INLINE void PG_NAME(linear_cols)(const float *x, long ldx, const void *w, con
         if (M == 1) {
             for (; n < n1; n++) y[n] = PG_NAME(gemv1)(x, w, dtype, n * ldw, K) + (bias ? bias[n] : 0.0f);
         }
-        for (; n < n1; n++) {
-            float out[4];
-            PG_NAME(gemv_row)(x, ldx, M, w, dtype, n * ldw, K, out);
-            for (long m = 0; m < M; m++) y[m * ldy + n] = out[m] + (bias ? bias[n] : 0.0f);
+        if (M >= 3) {
+            // Weight rows two at a time, one loop body per row count (a constant in each).
+#define PG_GEMV_PAIRS(R)                                                                            \
+            case R:                                                                                 \
+                for (; n + 2 <= n1; n += 2) {                                                       \
+                    float o0[PG_GEMV_ROWS], o1[PG_GEMV_ROWS];                                       \
+                    PG_NAME(gemv_row2)(x, ldx, R, w, dtype, n * ldw, (n + 1) * ldw, K, o0, o1);      \
+                    for (long m = 0; m < R; m++) {                                                  \
+                        y[m * ldy + n] = o0[m] + (bias ? bias[n] : 0.0f);                           \
+                        y[m * ldy + n + 1] = o1[m] + (bias ? bias[n + 1] : 0.0f);                   \
+                    }                                                                               \
+                }                                                                                   \
+                break;
+            switch (M) {
+            PG_GEMV_PAIRS(3) PG_GEMV_PAIRS(4) PG_GEMV_PAIRS(5) PG_GEMV_PAIRS(6) PG_GEMV_PAIRS(7) PG_GEMV_PAIRS(8)
+            default: break;
+            }
+#undef PG_GEMV_PAIRS
+        }
+        for (; n < n1; n++) {  // one or two rows of x, or the last weight row
+            for (long m0 = 0; m0 < M; m0 += 4) {
+                long rows = M - m0 < 4 ? M - m0 : 4;
+                float out[4];
+                PG_NAME(gemv_row)(x + m0 * ldx, ldx, rows, w, dtype, n * ldw, K, out);
+                for (long m = 0; m < rows; m++) y[(m0 + m) * ldy + n] = out[m] + (bias ? bias[n] : 0.0f);
+            }
         }
         return;
     }

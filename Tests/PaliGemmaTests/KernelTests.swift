@@ -63,7 +63,7 @@ struct KernelTests {
         print("kernel levels run here: \(Self.levels.map(\.name)) (supported: \(Kernels.supported.name))")
         var rng = SeededRandom(7)
         let shapes = [(1, 1, 1), (1, 17, 9), (1, 64, 300), (2, 33, 31), (3, 16, 8), (4, 100, 257), (5, 31, 40),
-                      (6, 32, 256), (7, 65, 513), (13, 47, 100), (64, 96, 72), (37, 130, 259),
+                      (6, 32, 256), (7, 65, 513), (8, 35, 70), (9, 20, 33), (13, 47, 100), (64, 96, 72), (37, 130, 259),
                       (1, 9, 4100)]  // rows of 8 KB and more: the four-row decode path
         var worst = 0.0
         for level in Self.levels {
@@ -170,7 +170,7 @@ struct KernelTests {
         print("pg_linear_scaled int8, fast: worst |diff| = \(worst) of its bound on \(Self.fastKernels.map(\.name))")
     }
 
-    @Test("fast precision routes pg_linear with more than 4 rows to the fast kernel, and leaves decode rows and exact alone")
+    @Test("fast precision routes pg_linear with float weights and more than 8 rows to the fast kernel, and leaves decode rows (up to 8, batched) and exact alone")
     func precisionSwitch() {
         var rng = SeededRandom(12)
         let (n, k) = (40, 96)
@@ -198,9 +198,9 @@ struct KernelTests {
         #expect(Kernels.precision == .exact || ProcessInfo.processInfo.environment["PALIGEMMA_PRECISION"] == "fast")
         let inside = Kernels.withPrecision(.fast) { Kernels.precision }
         #expect(inside == .fast)
-        for m in [3, 4] {
+        for m in [3, 4, 5, 8] {
             let (fast, exact) = (run(m, .fast), run(m, .exact))
-            #expect(fast == exact, "decode rows stay exact")
+            #expect(fast == exact, "decode rows stay exact: m \(m)")
         }
         let kernel = Kernels.fastKernelInUse
         let (fast, exact) = (run(9, .fast), run(9, .exact))
