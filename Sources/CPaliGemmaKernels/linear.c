@@ -270,14 +270,6 @@ int pg_matmul_fast(const float *x, long ldx, const void *w, int wdtype, long ldw
     return 1;
 }
 
-int pg_matmul_fast_kernel(int kernel, const float *x, long ldx, const void *w, int wdtype, long ldw,
-                          const uint16_t *q4scales, float *y, long ldy, long M, long N, long K) {
-    if (kernel == PG_FAST_NONE || !pg_fast_kernel_supported(kernel) || M <= 0 || N <= 0 || K <= 0) return 0;
-    if (wdtype == PG_Q4 && (N % PG_Q4_GROUP != 0 || ldw != N || !q4scales)) return 0;
-    linear_run(pg_isa_supported(), kernel, 1, x, ldx, w, wdtype, ldw, NULL, q4scales, NULL, y, ldy, M, N, K);
-    return 1;
-}
-
 static void linear_run(int isa, int fast, int kn, const float *x, long ldx, const void *w, int wdtype, long ldw,
                        const float *scale, const uint16_t *q4scales, const float *bias, float *y, long ldy, long M,
                        long N, long K) {

@@ -296,7 +296,7 @@ struct ServerBench {
         }
 
         let report = Report(model: settings.model, threads: Kernels.threads, precision: Kernels.precision.rawValue,
-                            fastKernel: Kernels.precision == .fast ? Kernels.fastKernelInUse.name : FastKernel.none.name, maxTokens: settings.maxTokens, prompt: settings.prompt,
+                            fastKernel: Kernels.fastKernelOfProducts.name, maxTokens: settings.maxTokens, prompt: settings.prompt,
                             prefillShare: settings.prefillShare, sameImage: settings.sameImage, adapters: settings.adapters,
                             adapterRank: settings.adapterRank, loadSeconds: loadSeconds, levels: levels,
                             worstPrefillStallSeconds: server.metrics.worstPrefillStall, peakRSSBytes: Benchmark.peakRSS)

@@ -44,7 +44,7 @@ struct Bench: ParsableCommand {
         guard images >= 1 else { throw ValidationError("--images must be at least 1") }
         if let threads { Kernels.threads = threads }
         // A training step runs exact products unless asked, as `finetune` does.
-        if train { Kernels.precision = precision ?? .exact } else { applyPrecision(precision) }
+        if train { Kernels.precision = precision ?? .exact } else { Kernels.useFrontEndPrecision(precision) }
         guard let quantization = Quantization(rawValue: quantize) else { throw ValidationError("--quantize must be none, int8 or int4") }
         let directory: URL
         do {

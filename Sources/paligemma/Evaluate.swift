@@ -33,7 +33,7 @@ struct Evaluate: ParsableCommand {
         enableVideoLines()
         do {
             if let threads { Kernels.threads = threads }
-            applyPrecision(precision)
+            Kernels.useFrontEndPrecision(precision)
             let pipeline = try PaliGemmaPipeline(directory: try modelURL(model), configStrictness: configKeys.strictness,
                                                  adapter: try adapter.map(modelURL))
             configKeys.warnAboutUnknownKeys(pipeline.model.config)

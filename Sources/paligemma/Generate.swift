@@ -49,7 +49,7 @@ struct GenerationArguments: ParsableArguments {
 
     func loadPipeline() throws -> PaliGemmaPipeline {
         if let threads { Kernels.threads = threads }
-        applyPrecision(precision)
+        Kernels.useFrontEndPrecision(precision)
         let pipeline = try PaliGemmaPipeline(directory: try modelURL(model), configStrictness: configKeys.strictness,
                                              quantization: Quantization(rawValue: quantize) ?? .none,
                                              adapter: try adapter.map(modelURL))

@@ -8,8 +8,3 @@ extension Precision: ExpressibleByArgument {}
 let precisionHelp = ArgumentHelp(
     "Products in the vision tower and the prompt's prefill: exact (float32, what the parity tests check) or fast (bfloat16 inputs, float32 sums, as PyTorch's bf16). Default: PALIGEMMA_PRECISION if set, else fast where the CPU has AMX or AVX512-BF16 (measured on both to agree with exact on 100% of 200 greedy steps, and closer to transformers' float32 logits than its own bf16 run), else exact.",
     valueName: "exact|fast")
-
-/// Sets the process's precision for an inference command (`Kernels.useFrontEndPrecision`).
-func applyPrecision(_ option: Precision?) {
-    Kernels.useFrontEndPrecision(option)
-}

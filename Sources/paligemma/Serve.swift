@@ -141,7 +141,7 @@ struct Serve: AsyncParsableCommand {
             options.corsOrigin = corsOrigin
             options.chatHistory = ChatHistoryPolicy(rawValue: chatHistory) ?? .reject
             if let threads { Kernels.threads = threads }
-            applyPrecision(precision)
+            Kernels.useFrontEndPrecision(precision)
 
             let modelDirectory = try modelURL(model)
             let (base, named) = splitAdapters()

@@ -171,9 +171,6 @@ void pg_matmul(const float *x, long ldx, const void *w, int wdtype, long ldw, fl
 /// rounded to bf16). Returns 1 when it wrote y, 0 (nothing written) when the product is not FAST.
 int pg_matmul_fast(const float *x, long ldx, const void *w, int wdtype, long ldw, const uint16_t *q4scales, float *y,
                    long ldy, long M, long N, long K);
-/// pg_matmul_fast on an explicit kernel, whatever the precision and M; for tests.
-int pg_matmul_fast_kernel(int kernel, const float *x, long ldx, const void *w, int wdtype, long ldw,
-                          const uint16_t *q4scales, float *y, long ldy, long M, long N, long K);
 /// pg_matmul on an explicit instruction-set level; for tests.
 void pg_matmul_isa(int isa, const float *x, long ldx, const void *w, int wdtype, long ldw, float *y, long ldy, long M,
                    long N, long K);

@@ -132,7 +132,7 @@ public enum Benchmark {
             if run == 0 { firstTTFT = vision + out.timings.prefill }
         }
         let steps = out.timings.decodeSteps.map { $0 * 1000 }
-        let fast = Kernels.precision == .fast ? Kernels.fastKernelInUse : .none
+        let fast = Kernels.fastKernelOfProducts
         var result = BenchmarkResult(
             model: directory.path, quantization: model.weightFormat.rawValue, threads: Kernels.threads, isa: Kernels.isa.name,
             precision: Kernels.precision.rawValue, fastKernel: fast.name, images: max(images, 1), imageTokens: n,
@@ -142,11 +142,7 @@ public enum Benchmark {
             decodeMsMax: steps.max() ?? 0, peakRSSBytes: peakRSS, runs: max(runs, 1), firstTTFTSeconds: firstTTFT,
             floors: floors ? BenchmarkFloors.measure(model: model, promptTokens: ids.count, bestOf: early) : nil)
         if let f = result.floors {
-            let (visionFloor, prefillFloor) = fast != .none && f.bf16PeakGFLOPs > 0
-                ? (f.bf16VisionFloorSeconds, f.bf16PrefillFloorSeconds)
-                : f.integerPrefillFloorSeconds > 0 ? (f.integerVisionFloorSeconds > 0 ? f.integerVisionFloorSeconds : f.visionFloorSeconds,
-                                                      f.integerPrefillFloorSeconds)
-                : (f.visionFloorSeconds, f.prefillFloorSeconds)
+            let (visionFloor, prefillFloor) = f.stageFloors(fastProducts: fast != .none)
             result.visionFloorShare = vision > 0 ? visionFloor / vision : nil
             result.prefillFloorShare = out.timings.prefill > 0 ? prefillFloor / out.timings.prefill : nil
             result.decodeFloorShare = result.decodeMsPerToken > 0 ? f.decodeFloorMs / result.decodeMsPerToken : nil

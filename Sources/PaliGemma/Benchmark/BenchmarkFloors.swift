@@ -52,7 +52,6 @@ public struct BenchmarkFloors: Codable, Sendable {
     /// attention's products (float32).
     public struct StageFLOPs: Codable, Sendable, Equatable {
         public var float = 0.0, int8 = 0.0, int4 = 0.0, attention = 0.0
-        var total: Double { float + int8 + int4 + attention }
         var hasIntegers: Bool { int8 > 0 || int4 > 0 }
 
         /// 2 · rows · weights for each matrix, by its weight form.
@@ -101,6 +100,17 @@ public struct BenchmarkFloors: Codable, Sendable {
                                      int4DotPeakGOPs: Kernels.measureIntegerDotPeak(.quads))
         if let earlier { floors = floors.best(with: earlier) }
         return floors
+    }
+
+    /// The vision and prefill floors of the instructions a run used: the bf16 ones with fast
+    /// products (where the bf16 peak was measured), the integer ones for int8 and 4-bit matrices
+    /// with exact products (vision, not quantized, keeps its float32 floor), else the float32 ones.
+    public func stageFloors(fastProducts: Bool) -> (vision: Double, prefill: Double) {
+        if fastProducts && bf16PeakGFLOPs > 0 { return (bf16VisionFloorSeconds, bf16PrefillFloorSeconds) }
+        if integerPrefillFloorSeconds > 0 {
+            return (integerVisionFloorSeconds > 0 ? integerVisionFloorSeconds : visionFloorSeconds, integerPrefillFloorSeconds)
+        }
+        return (visionFloorSeconds, prefillFloorSeconds)
     }
 
     /// The floors with each limit the better of this and `other`'s probes (same model and prompt).

@@ -29,10 +29,16 @@ extension Ops {
     public static func matmulWeight(_ a: Matrix, _ b: Matrix) -> Matrix {
         precondition(a.cols == b.rows, "matmulWeight: \(a.rows)x\(a.cols) · \(b.rows)x\(b.cols)")
         let y = Matrix(rows: a.rows, cols: b.cols)
-        if pg_matmul_fast(a.data, a.cols, b.data, Int32(PG_F32.rawValue), b.cols, nil, y.data, y.cols, a.rows, b.cols, a.cols) == 0 {
-            pg_matmul(a.data, a.cols, b.data, Int32(PG_F32.rawValue), b.cols, y.data, y.cols, a.rows, b.cols, a.cols)
-        }
+        weightProduct(a, UnsafeRawPointer(b.data), Int32(PG_F32.rawValue), into: y)
         return y
+    }
+
+    /// y = x · w for w k-major [x.cols, y.cols] (row stride y.cols) in `dtype` (not 4-bit), at the
+    /// thread's precision: `pg_matmul_fast` where FAST applies, else float32 `pg_matmul`.
+    private static func weightProduct(_ x: Matrix, _ w: UnsafeRawPointer, _ dtype: Int32, into y: Matrix) {
+        if pg_matmul_fast(x.data, x.cols, w, dtype, y.cols, nil, y.data, y.cols, x.rows, y.cols, x.cols) == 0 {
+            pg_matmul(x.data, x.cols, w, dtype, y.cols, y.data, y.cols, x.rows, y.cols, x.cols)
+        }
     }
 
     /// aᵀ · b for a [K, M] and b [K, N] (float32) -> [M, N] (e.g. dW = dYᵀ · X).
@@ -63,19 +69,14 @@ extension Ops {
         switch w {
         case .dense(let t):
             guard let p = t.pointer, let kt = t.dtype.kernelType else { return dx }
-            if pg_matmul_fast(dy.data, dy.cols, p, kt, w.cols, nil, dx.data, dx.cols, dy.rows, w.cols, w.rows) == 0 {
-                pg_matmul(dy.data, dy.cols, p, kt, w.cols, dx.data, dx.cols, dy.rows, w.cols, w.rows)
-            }
+            weightProduct(dy, p, kt, into: dx)
         case .int8(let t, let scales):
             guard let p = t.pointer else { return dx }
             let scaled = Matrix(rows: dy.rows, cols: dy.cols)
             for r in 0..<dy.rows {
                 for c in 0..<dy.cols { scaled[r, c] = dy[r, c] * scales[c] }
             }
-            let i8 = Int32(PG_I8.rawValue)
-            if pg_matmul_fast(scaled.data, scaled.cols, p, i8, w.cols, nil, dx.data, dx.cols, dy.rows, w.cols, w.rows) == 0 {
-                pg_matmul(scaled.data, scaled.cols, p, i8, w.cols, dx.data, dx.cols, dy.rows, w.cols, w.rows)
-            }
+            weightProduct(scaled, p, Int32(PG_I8.rawValue), into: dx)
         case .int4(let packed, let scales):
             guard let p = packed.pointer, let s = scales.pointer else { return dx }
             if pg_matmul_fast(dy.data, dy.cols, p, Int32(PG_Q4.rawValue), w.cols, s.assumingMemoryBound(to: UInt16.self),

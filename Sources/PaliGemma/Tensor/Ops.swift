@@ -85,6 +85,9 @@ public enum Kernels {
     /// The kernel `fast` products actually run on from this thread: none below the AVX-512 level,
     /// and within the thread's extensions (`withFeatures`).
     public static var fastKernelInUse: FastKernel { FastKernel(rawValue: Int(pg_fast_kernel_at(pg_isa()))) ?? .none }
+    /// The kernel this thread's products run on at its precision: `fastKernelInUse` with fast,
+    /// none with exact.
+    public static var fastKernelOfProducts: FastKernel { precision == .fast ? fastKernelInUse : .none }
     /// Extensions this CPU has beyond its ISA level, by name (avx512-bf16, avx512-vnni, avx-vnni, amx-bf16).
     public static var features: [String] {
         let f = Int(pg_cpu_features())
