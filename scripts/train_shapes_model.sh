@@ -1,23 +1,24 @@
 #!/usr/bin/env bash
 # Trains the bundled shapes model (Models/shapes-tiny) from random initialisation with this
 # project's own trainer, then copies the trained weights into Models/shapes-tiny. Every step is
-# seeded: the same commit on the same CPU writes the same weights. About 45 minutes on a 2-core
+# seeded: the same commit on the same CPU writes the same weights. About 55 minutes on a 2-core
 # machine (Models/shapes-tiny/README.md has the measured run).
 #
 #   scripts/train_shapes_model.sh [WORK_FOLDER]        (default /tmp/shapes-model)
 #
 # What it runs:
-#   1. 24,000 training scenes (seed 1, every question: 245,283 lines) and 30 validation scenes
-#      (seed 2; the first 60 lines give the validation loss every 1,000 steps);
+#   1. 184,000 training scenes (seed 1), two questions of each drawn at random (368,000 lines),
+#      and 30 validation scenes (seed 2, every question; the first 60 lines give the validation
+#      loss every 1,000 steps);
 #   2. random weights in the shape Models/shapes-tiny/config.json gives (seed 1), with the
 #      tokenizer and preprocessor files beside that config; the <loc> embedding rows start as
 #      sinusoids of the coordinate and SigLIP's position embeddings as the 2D sin-cos table of
 #      the patch grid, so that near coordinates and near patches start alike;
 #   3. `paligemma finetune --method full`: AdamW (betas 0.9 / 0.95, weight decay 0.05), peak
-#      learning rate 5e-4, 200 warmup steps, then cosine to zero, 14,000 steps of 16 examples
-#      (224,000 examples, 0.91 of a pass), whole images shuffled so that a step runs the vision
-#      tower once per image, the loss averaged over the step's answer tokens, two examples at a
-#      time on a 2-core machine;
+#      learning rate 5e-4, 200 warmup steps, then cosine to zero, 23,000 steps of 16 examples
+#      (one pass), whole images shuffled so that a step sees 8 images and runs the vision tower
+#      once for each, the loss averaged over the step's answer tokens, two examples at a time on
+#      a 2-core machine;
 #   4. the trained model.safetensors and config.json copied into Models/shapes-tiny, and the
 #      loss curve into docs/shapes-model-loss.png.
 set -euo pipefail
@@ -27,15 +28,15 @@ mkdir -p "$WORK"
 swift build -c release --product paligemma
 P=.build/release/paligemma
 
-[ -d "$WORK/train24" ] || $P shapes --output "$WORK/train24" --count 24000 --seed 1
+[ -d "$WORK/train184" ] || $P shapes --output "$WORK/train184" --count 184000 --seed 1 --questions 2
 [ -d "$WORK/val" ] || $P shapes --output "$WORK/val" --count 30 --seed 2
 head -60 "$WORK/val/data.jsonl" > "$WORK/val/val60.jsonl"
 rm -rf "$WORK/init"
 $P random-checkpoint --config Models/shapes-tiny/config.json --dtype f32 --seed 1 --output "$WORK/init" \
     --loc-embeddings sinusoidal --position-embeddings sincos
-time $P finetune --model "$WORK/init" --train "$WORK/train24/data.jsonl" --eval "$WORK/val/val60.jsonl" \
+time $P finetune --model "$WORK/init" --train "$WORK/train184/data.jsonl" --eval "$WORK/val/val60.jsonl" \
     --eval-every 1000 --eval-tokens 0 --output "$WORK/run" --overwrite --method full --lr 5e-4 --weight-decay 0.05 \
-    --adam-beta2 0.95 --batch-size 16 --steps 14000 --shuffle --group-images --warmup-steps 200 --schedule cosine \
+    --adam-beta2 0.95 --batch-size 16 --steps 23000 --shuffle --group-images --warmup-steps 200 --schedule cosine \
     --average tokens --seed 1 --save-every 2000
 cp "$WORK/run/model/model.safetensors" "$WORK/run/model/config.json" Models/shapes-tiny/
 cp "$WORK/run/loss.png" docs/shapes-model-loss.png

@@ -36,6 +36,35 @@ import Testing
         #expect((0..<20).map { a.example($0).scene } != (0..<20).map { c.example($0).scene })
     }
 
+    @Test("questionsPerImage keeps that many of each image's questions, in list order, drawn by the seed; the scenes do not change")
+    func questionSubsets() throws {
+        let all = try ShapesGenerator(seed: 5)
+        #expect(throws: PaliGemmaError.self) { try ShapesGenerator(seed: 5, questionsPerImage: 0) }
+        var drawn: [Set<Int>] = []
+        for k in [1, 2, 3] {
+            let some = try ShapesGenerator(seed: 5, questionsPerImage: k)
+            var positions = Set<Int>()
+            for i in 0..<40 {
+                let (scene, questions) = some.example(i)
+                let full = all.example(i)
+                #expect(scene == full.scene && questions == some.example(i).questions)
+                #expect(questions.count == k)
+                // A subsequence of the full list: each kept question found after the previous one.
+                var next = full.questions.startIndex
+                for q in questions {
+                    guard let at = full.questions[next...].firstIndex(of: q) else { Issue.record("image \(i): \(q) not in order"); break }
+                    positions.insert(at)
+                    next = at + 1
+                }
+            }
+            drawn.append(positions)
+        }
+        // The draw reaches the whole list (9 to 12 questions), not only its first ones.
+        #expect(drawn.allSatisfy { $0.count >= 9 }, "\(drawn.map(\.count))")
+        // More than an image's list keeps all of it.
+        #expect(try ShapesGenerator(seed: 5, questionsPerImage: 50).example(3).questions == all.example(3).questions)
+    }
+
     @Test("sampled scenes keep every rule of the world", arguments: [(224, 300), (97, 100), (448, 100)])
     func worldRules(size: Int, count: Int) throws {
         let scenes = try Self.scenes(size: size, count: count, seed: UInt64(size))
@@ -225,5 +254,13 @@ import Testing
         #expect(try TrainingData.read(jsonl: only.appendingPathComponent("data.jsonl")).map(\.prefix) == ["caption en", "caption en"])
         let bad = try EndToEndTests.run(["shapes", "--output", dir.appendingPathComponent("d").path, "--count", "2", "--seed", "3", "--tasks", "colour"])
         #expect(bad.status == 65 && bad.stderr.contains("colour"), "\(bad.stderr)")
+        let two = dir.appendingPathComponent("e")
+        let pairs = try EndToEndTests.run(["shapes", "--output", two.path, "--count", "5", "--seed", "3", "--questions", "2"])
+        #expect(pairs.status == 0, "\(pairs.stderr)")
+        let kept = try ShapesGenerator(seed: 3, questionsPerImage: 2)
+        #expect(try TrainingData.read(jsonl: two.appendingPathComponent("data.jsonl")).map(\.prefix)
+                == (0..<5).flatMap { kept.example($0).questions.map(\.prefix) })
+        let none = try EndToEndTests.run(["shapes", "--output", dir.appendingPathComponent("f").path, "--count", "2", "--seed", "3", "--questions", "0"])
+        #expect(none.status == 65 && none.stderr.contains("--questions"), "\(none.stderr)")
     }
 }

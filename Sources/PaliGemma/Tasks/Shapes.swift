@@ -324,24 +324,36 @@ public struct ShapesGenerator: Sendable {
     public let seed: UInt64
     public let tasks: [ShapesTask]
     public let antialias: ShapesAntialias
+    /// Questions kept per image, drawn at random from its full list (in list order); nil: all.
+    /// The scenes do not depend on it, so fewer questions over more images is the same world.
+    public let questionsPerImage: Int?
 
-    /// Throws `PaliGemmaError.input` for a size outside `ShapesWorld.sizes` or no task.
-    public init(size: Int = 224, seed: UInt64, tasks: [ShapesTask] = ShapesTask.allCases, antialias: ShapesAntialias = .random) throws {
+    /// Throws `PaliGemmaError.input` for a size outside `ShapesWorld.sizes`, no task, or fewer
+    /// than 1 question per image.
+    public init(size: Int = 224, seed: UInt64, tasks: [ShapesTask] = ShapesTask.allCases, antialias: ShapesAntialias = .random,
+                questionsPerImage: Int? = nil) throws {
         guard ShapesWorld.sizes.contains(size) else {
             throw PaliGemmaError.input("shapes: --size must be in \(ShapesWorld.sizes.lowerBound)...\(ShapesWorld.sizes.upperBound), got \(size)")
         }
         guard !tasks.isEmpty else { throw PaliGemmaError.input("shapes: no task given") }
+        if let k = questionsPerImage, k < 1 { throw PaliGemmaError.input("shapes: --questions must be at least 1, got \(k)") }
         self.size = size
         self.seed = seed
         self.tasks = tasks
         self.antialias = antialias
+        self.questionsPerImage = questionsPerImage
     }
 
-    /// Example `index`: its scene and questions.
+    /// Example `index`: its scene and questions (`questionsPerImage` of them, when set).
     public func example(_ index: Int) -> (scene: ShapesScene, questions: [ShapesQuestion]) {
         var rng = Xoshiro256(seed: seed ^ (UInt64(truncatingIfNeeded: index) &* 0xD1B5_4A32_D192_ED03 &+ 0x8CB9_2BA7_2F3D_8DD7))
         let scene = ShapesScene.sample(size: size, antialias: antialias, rng: &rng)
-        return (scene, scene.questions(tasks, rng: &rng))
+        let all = scene.questions(tasks, rng: &rng)
+        guard let k = questionsPerImage, k < all.count else { return (scene, all) }
+        // A seeded partial Fisher-Yates draw of k positions, kept in list order.
+        var positions = Array(all.indices)
+        for i in 0..<k { positions.swapAt(i, i + Int(rng.next() % UInt64(all.count - i))) }
+        return (scene, positions[..<k].sorted().map { all[$0] })
     }
 
     /// Parses "caption,count,color,detect" (any subset, any order).
