@@ -362,3 +362,115 @@ void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const voi
     (void)n0; (void)n1; (void)thread;  // never called: no fast kernel without x86 SIMD
 #endif
 }
+
+// ---- decode rows: a few rows of x streamed against each weight row -----------------------------
+// FAST products of 2..PG_GEMV_ROWS rows of x (batched decode) are bound by memory, not by the
+// multiply-adds: each weight row is read once and dotted with every row of x, as the float32
+// streaming loop does (linear_impl.h, gemv_row2), but on vdpbf16ps with x rounded to bf16. With
+// float32 x that loop is bound by its reads of x (8 rows of a 16384-deep product do not fit
+// L1); bf16 x halves those bytes and each instruction does 32 products instead of 16.
+// xr: x as bf16 in chunks of 32 values, the M rows' chunks side by side: chunk c of row m at
+// (c·M + m)·32, zero past K (Kp = K rounded up to 32 in all), so x is read as one sequential
+// stream beside the two weight rows. (8 rows still take 30 ms against 24 for 7 in a harness
+// over 512 MB of weights, as they did with x as separate rows, with or without a row stride
+// off 4 KB or a software prefetch of the weights: docs/BENCHMARKS.md.)
+
+size_t pg_xrows_bf16_size(long M, long K) { return (size_t)M * (size_t)((K + 31) / 32 * 32) * sizeof(uint16_t); }
+
+#if PG_X86_SIMD
+PG_BF16_TARGET static void x_rows_to_bf16(const float *x, long ldx, long M, long K, uint16_t *dst) {
+    long Kp = (K + 31) / 32 * 32;
+    for (long m = 0; m < M; m++) {
+        for (long k = 0; k < Kp; k += 32) {
+            __mmask16 lo = K - k >= 16 ? 0xFFFF : K - k <= 0 ? 0 : (__mmask16)((1u << (K - k)) - 1);
+            __mmask16 hi = K - k - 16 >= 16 ? 0xFFFF : K - k - 16 <= 0 ? 0 : (__mmask16)((1u << (K - k - 16)) - 1);
+            const float *src = x + m * ldx + k;
+            __m512 a = _mm512_maskz_loadu_ps(lo, src), b = _mm512_maskz_loadu_ps(hi, src + 16);
+            _mm512_storeu_si512(dst + k * M + m * 32, (__m512i)_mm512_cvtne2ps_pbh(b, a));
+        }
+    }
+}
+
+// 32 weights of row `at` (element index) as bf16, those at or past `valid` zero; f32 and f16
+// rounded to nearest even as copy_block rounds them.
+PG_BF16_TARGET static inline __attribute__((always_inline)) __m512bh w32(const void *w, int dtype, size_t at, long valid) {
+    __mmask32 m32 = valid >= 32 ? 0xFFFFFFFFu : (__mmask32)((1ull << valid) - 1);
+    if (dtype == PG_BF16) return (__m512bh)_mm512_maskz_loadu_epi16(m32, (const uint16_t *)w + at);
+    __mmask16 lo = (__mmask16)m32, hi = (__mmask16)(m32 >> 16);
+    __m512 a, b;
+    if (dtype == PG_F16) {
+        a = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lo, (const uint16_t *)w + at));
+        b = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(hi, (const uint16_t *)w + at + 16));
+    } else {
+        a = _mm512_maskz_loadu_ps(lo, (const float *)w + at);
+        b = _mm512_maskz_loadu_ps(hi, (const float *)w + at + 16);
+    }
+    return _mm512_cvtne2ps_pbh(b, a);
+}
+
+// Weight rows n0, n0 + 1 against R rows of xr (R a constant in each expansion).
+#define PG_GEMV_BF16_PAIR(R)                                                                          \
+PG_BF16_TARGET static void gemv_bf16_pair##R(const uint16_t *xr, long K, const void *w, int dtype, \
+                                             long ldw, long n, float *y, long ldy, const float *bias) {       \
+    __m512 a[R], b[R];                                                                                \
+    for (int m = 0; m < R; m++) a[m] = b[m] = _mm512_setzero_ps();                                    \
+    size_t r0 = (size_t)n * (size_t)ldw, r1 = r0 + (size_t)ldw;                                       \
+    for (long k = 0; k < K; k += 32) {                                                                \
+        __m512bh w0 = w32(w, dtype, r0 + (size_t)k, K - k), w1 = w32(w, dtype, r1 + (size_t)k, K - k); \
+        for (int m = 0; m < R; m++) {                                                                 \
+            __m512bh xv = (__m512bh)_mm512_loadu_si512(xr + k * R + m * 32);                          \
+            a[m] = _mm512_dpbf16_ps(a[m], xv, w0);                                                    \
+            b[m] = _mm512_dpbf16_ps(b[m], xv, w1);                                                    \
+        }                                                                                             \
+    }                                                                                                 \
+    float b0 = bias ? bias[n] : 0.0f, b1 = bias ? bias[n + 1] : 0.0f;                                 \
+    for (int m = 0; m < R; m++) {                                                                     \
+        y[m * ldy + n] = _mm512_reduce_add_ps(a[m]) + b0;                                             \
+        y[m * ldy + n + 1] = _mm512_reduce_add_ps(b[m]) + b1;                                         \
+    }                                                                                                 \
+}
+PG_GEMV_BF16_PAIR(1) PG_GEMV_BF16_PAIR(2) PG_GEMV_BF16_PAIR(3) PG_GEMV_BF16_PAIR(4)
+PG_GEMV_BF16_PAIR(5) PG_GEMV_BF16_PAIR(6) PG_GEMV_BF16_PAIR(7) PG_GEMV_BF16_PAIR(8)
+#undef PG_GEMV_BF16_PAIR
+
+// The last weight row of an odd range, one row of x at a time.
+PG_BF16_TARGET static void gemv_bf16_row(const uint16_t *xr, long M, long K, const void *w, int dtype,
+                                         long ldw, long n, float *y, long ldy, const float *bias) {
+    for (long m = 0; m < M; m++) {
+        __m512 a = _mm512_setzero_ps();
+        for (long k = 0; k < K; k += 32)
+            a = _mm512_dpbf16_ps(a, (__m512bh)_mm512_loadu_si512(xr + k * M + m * 32), w32(w, dtype, (size_t)n * (size_t)ldw + (size_t)k, K - k));
+        y[m * ldy + n] = _mm512_reduce_add_ps(a) + (bias ? bias[n] : 0.0f);
+    }
+}
+#endif
+
+void pg_x_rows_to_bf16(const float *x, long ldx, long M, long K, uint16_t *dst) {
+#if PG_X86_SIMD
+    x_rows_to_bf16(x, ldx, M, K, dst);
+#else
+    (void)x; (void)ldx; (void)M; (void)K; (void)dst;  // never called: no fast kernel without x86 SIMD
+#endif
+}
+
+void pg_gemv_bf16_cols(const uint16_t *xr, long M, long K, const void *w, int dtype, long ldw, const float *bias,
+                       float *y, long ldy, long n0, long n1) {
+#if PG_X86_SIMD
+    long n = n0;
+    for (; n + 2 <= n1; n += 2) {
+        switch (M) {
+        case 1: gemv_bf16_pair1(xr, K, w, dtype, ldw, n, y, ldy, bias); break;
+        case 2: gemv_bf16_pair2(xr, K, w, dtype, ldw, n, y, ldy, bias); break;
+        case 3: gemv_bf16_pair3(xr, K, w, dtype, ldw, n, y, ldy, bias); break;
+        case 4: gemv_bf16_pair4(xr, K, w, dtype, ldw, n, y, ldy, bias); break;
+        case 5: gemv_bf16_pair5(xr, K, w, dtype, ldw, n, y, ldy, bias); break;
+        case 6: gemv_bf16_pair6(xr, K, w, dtype, ldw, n, y, ldy, bias); break;
+        case 7: gemv_bf16_pair7(xr, K, w, dtype, ldw, n, y, ldy, bias); break;
+        default: gemv_bf16_pair8(xr, K, w, dtype, ldw, n, y, ldy, bias); break;
+        }
+    }
+    if (n < n1) gemv_bf16_row(xr, M, K, w, dtype, ldw, n, y, ldy, bias);
+#else
+    (void)xr; (void)M; (void)K; (void)w; (void)dtype; (void)ldw; (void)bias; (void)y; (void)ldy; (void)n0; (void)n1;
+#endif
+}

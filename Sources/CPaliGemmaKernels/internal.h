@@ -41,8 +41,9 @@ float *pg_scratch(int thread, int slot, size_t floats);
 
 // Rows of x up to which products with float weights (f32, bf16, f16) stream each weight row once
 // against all of them (decode, and batched decode of up to 8 sequences, bound by memory rather
-// than arithmetic), in float32 whatever the precision; more rows go to the blocked prefill
-// kernels. int8 and 4-bit weights switch at 4 rows.
+// than arithmetic): in float32, or from 2 rows at FAST precision on vdpbf16ps
+// (pg_gemv_bf16_cols); more rows go to the blocked prefill kernels. int8 and 4-bit weights
+// switch at 4 rows.
 #define PG_GEMV_ROWS 8
 // A 64-byte-aligned buffer of at least `bytes` owned by the calling thread (contents not kept
 // when it grows), freed when the thread exits; NULL if it cannot be allocated. One per slot.
@@ -137,6 +138,15 @@ void pg_amx_configure(void);
 void pg_amx_release(void);
 #endif
 void pg_x_to_bf16(const float *x, long ldx, long M, long K, uint16_t *dst);
+// FAST products of 1..PG_GEMV_ROWS rows of x (used for 2 and more: batched decode) with f32, bf16 or f16 weights, on
+// vdpbf16ps, each weight row streamed once: pg_x_rows_to_bf16 writes x as bf16 in chunks of 32,
+// the rows' chunks side by side (pg_xrows_bf16_size bytes, zero-padded; gemm_bf16.c), and
+// pg_gemv_bf16_cols (M as given to it) then gives y[m][n]
+// for n in [n0, n1) = bias[n] + sum_k bf16(x[m][k]) bf16(w[n][k]). Needs AVX512-BF16.
+size_t pg_xrows_bf16_size(long M, long K);
+void pg_x_rows_to_bf16(const float *x, long ldx, long M, long K, uint16_t *dst);
+void pg_gemv_bf16_cols(const uint16_t *xr, long M, long K, const void *w, int dtype, long ldw, const float *bias,
+                       float *y, long ldy, long n0, long n1);
 void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const void *w, int dtype, int kn, long ldw,
                        const uint16_t *q4scales, const float *scale, const float *bias, float *y, long ldy, long n0,
                        long n1, int thread);

@@ -163,6 +163,7 @@ typedef struct {
     const int8_t *xq8; const float *dx8, *cx8;  // x quantized per group to int8 (4-bit weights)
     int fast; const uint16_t *xb;        // FAST products: the kernel, and x as bf16 (gemm_bf16.c)
     int kn;                              // FAST products only: w k-major [K][N] (pg_matmul_fast)
+    const uint16_t *xr;                  // FAST batched decode: x as bf16 rows (gemm_bf16.c), else NULL
     int features;                        // pg_features() of the calling thread
 } linear_job;
 
@@ -178,7 +179,9 @@ static void linear_task(void *p, long task, int thread) {
                           n0, n1, thread);
         return;
     }
-    if (j->dtype == PG_Q4) {
+    if (j->xr) {
+        pg_gemv_bf16_cols(j->xr, j->M, j->K, j->w, j->dtype, j->ldw, bias, j->y, j->ldy, n0, n1);
+    } else if (j->dtype == PG_Q4) {
         if (j->isa >= PG_ISA_AVX2) pg_gemm_q4_cols_avx2(j->xq8, j->dx8, j->cx8, j->M, j->K, j->w, j->q4scales, j->y, j->ldy, n0, n1, j->features);
         else pg_gemv_q4_cols_scalar(j->xq8, j->dx8, j->cx8, j->M, j->K, j->w, j->q4scales, j->y, j->ldy, n0, n1);
     } else if (j->apack16) {
@@ -283,8 +286,14 @@ static void linear_run(int isa, int fast, int kn, const float *x, long ldx, cons
     // FAST products for more than the decode rows (those are bound by memory), at the thread's precision.
     // Rows streamed against each weight row (decode) below the blocked kernels.
     long stream_rows = wdtype == PG_I8 || wdtype == PG_Q4 ? 4 : PG_GEMV_ROWS;
-    if (fast == FAST_BY_PRECISION)
-        fast = M > stream_rows && pg_precision() == PG_PRECISION_FAST ? pg_fast_kernel_at(isa) : PG_FAST_NONE;
+    // Batched decode (2..8 rows) of float weights at FAST precision: still streamed, on vdpbf16ps.
+    int decode_bf16 = 0;
+    if (fast == FAST_BY_PRECISION) {
+        int kernel = pg_precision() == PG_PRECISION_FAST ? pg_fast_kernel_at(isa) : PG_FAST_NONE;
+        fast = M > stream_rows ? kernel : PG_FAST_NONE;
+        decode_bf16 = kernel != PG_FAST_NONE && M >= 2 && M <= PG_GEMV_ROWS && (pg_features() & PG_FEAT_AVX512_BF16) &&
+                      (wdtype == PG_F32 || wdtype == PG_BF16 || wdtype == PG_F16);
+    }
     int threads = pg_threads_here();
     // Column chunks: a multiple of 32, about four per thread so that uneven tasks balance out.
     long chunk = (N + 4L * threads - 1) / (4L * threads);
@@ -293,16 +302,18 @@ static void linear_run(int isa, int fast, int kn, const float *x, long ldx, cons
     if (M > stream_rows && chunk < 128 && fast == PG_FAST_NONE) chunk = ((N + threads - 1) / threads + 15) / 16 * 16;
     if ((double)M * N * K < 65536.0) chunk = N;  // tiny: not worth waking the pool
     linear_job job = { x, ldx, w, wdtype, ldw, scale, bias, y, ldy, M, N, K, chunk, isa, NULL, NULL, NULL, NULL, NULL,
-                       q4scales, NULL, NULL, NULL, fast, NULL, kn, pg_features() };
+                       q4scales, NULL, NULL, NULL, fast, NULL, kn, NULL, pg_features() };
     // How x is prepared once for all tasks, in row blocks that keep the copy under PG_APACK_BYTES:
     //   X_Q16:    int16 rows (int8 weights, decode; linear_i8.c)
     //   X_Q8G:    int8 groups of 32 (4-bit weights; linear_q4.c), needed: no fallback
     //   X_PACK16: int16 pairs in the prefill layout (int8 weights, prefill, AVX2; gemm_i8.c)
     //   X_PACK:   float32 in the prefill layout (prefill, SIMD, several tasks)
     //   X_BF16:   bf16 rows (FAST products; gemm_bf16.c), needed: no fallback
+    //   X_ROWS16: bf16 rows of x, plain (FAST batched decode; gemm_bf16.c)
     // The buffers belong to the calling thread and only grow, so steady-state decoding allocates nothing.
-    enum { X_NONE, X_Q16, X_Q8G, X_PACK16, X_PACK, X_BF16 } kind = X_NONE;
+    enum { X_NONE, X_Q16, X_Q8G, X_PACK16, X_PACK, X_BF16, X_ROWS16 } kind = X_NONE;
     if (fast != PG_FAST_NONE) kind = X_BF16;
+    else if (decode_bf16) kind = X_ROWS16;
     else if (wdtype == PG_Q4) kind = X_Q8G;
     else if (wdtype == PG_I8 && M <= 4) kind = X_Q16;
     else if (M > 4 && isa >= PG_ISA_AVX2 && wdtype == PG_I8) kind = X_PACK16;
@@ -334,6 +345,10 @@ static void linear_run(int isa, int fast, int kn, const float *x, long ldx, cons
             sbytes = kind == X_PACK16 ? (size_t)rows * sizeof(float) : 1;
             break;
         }
+        case X_ROWS16:
+            abytes = pg_xrows_bf16_size(M, K);
+            sbytes = 1;
+            break;
         case X_BF16: {
             size_t row_bytes = (size_t)((K + 31) / 32 * 32) * sizeof(uint16_t);
             rows = (long)(PG_APACK_BYTES / row_bytes) / 32 * 32;
@@ -368,6 +383,10 @@ static void linear_run(int isa, int fast, int kn, const float *x, long ldx, cons
                 case X_BF16:
                     pg_x_to_bf16(part.x, ldx, mb, K, abuf);
                     part.xb = abuf;
+                    break;
+                case X_ROWS16:
+                    pg_x_rows_to_bf16(part.x, ldx, mb, K, abuf);
+                    part.xr = abuf;
                     break;
                 case X_PACK16:
                     pg_pack_a16(part.x, ldx, mb, K, abuf, sbuf);

@@ -120,6 +120,41 @@ struct KernelTests {
         print("pg_linear fast: worst |diff| vs float64 reference of the bf16 operands \(worst) of its bound")
     }
 
+    @Test("fast precision streams batched decode rows (2 to 8) of float weights on vdpbf16ps; one row, and CPUs without AVX512-BF16, stay float32")
+    func linearFastDecodeRows() {
+        var rng = SeededRandom(14)
+        // Depths not a multiple of 32 (a masked last chunk), odd column counts (a last single row).
+        let shapes = [(37, 9), (3, 1), (64, 33), (2080, 17)]
+        let bf16 = Kernels.fastKernelInUse != .none && Kernels.features.contains("avx512-bf16")
+        var worst: Double = 0
+        for withFeatures in [true, false] where withFeatures || bf16 {
+            let features = withFeatures ? Set(Kernels.features) : Set(Kernels.features).subtracting(["avx512-bf16", "amx-bf16"])
+            let rounded = withFeatures && bf16
+            for dtype in [DType.float32, .bfloat16, .float16] {
+                for m in 1...8 {
+                    for (k, n) in shapes {
+                        let x = rng.floats(m * k)
+                        let (wBytes, w) = Self.encode(rng.floats(n * k), dtype)
+                        let bias = rng.floats(n)
+                        // bf16 products for 2..8 rows with the extension; float32 ones otherwise.
+                        let bf = rounded && m >= 2
+                        let label = "decode rows, features \(features.sorted()) \(dtype) m\(m) k\(k) n\(n)"
+                        guard let err = Self.checkLinear(label, m, n, k, x: x, bf ? x.map(pg_bf16_round) : x, wBytes,
+                                                         bf ? w.map(pg_bf16_round) : w, bias: bias, relative: 2e-6, { xp, wp, bp, yp in
+                            Kernels.withFeatures(features) {
+                                Kernels.withPrecision(.fast) {
+                                    pg_linear(xp, k, wp, dtype.kernelType!, k, bp, yp, n, m, n, k)
+                                }
+                            }
+                        }) else { return }
+                        worst = max(worst, err)
+                    }
+                }
+            }
+        }
+        print("fast batched decode rows (bf16 products \(bf16 ? "ran" : "not on this CPU")): worst |diff| \(worst) of its bound")
+    }
+
     @Test("fast precision with int8 weights: row scales and bias applied as y is written, on each bf16 kernel")
     func linearFastInt8() {
         var rng = SeededRandom(13)
@@ -170,7 +205,7 @@ struct KernelTests {
         print("pg_linear_scaled int8, fast: worst |diff| = \(worst) of its bound on \(Self.fastKernels.map(\.name))")
     }
 
-    @Test("fast precision routes pg_linear with float weights and more than 8 rows to the fast kernel, and leaves decode rows (up to 8, batched) and exact alone")
+    @Test("fast precision routes pg_linear with float weights and more than 8 rows to the fast kernel, batched decode rows (2 to 8) to bf16 streaming where the CPU has AVX512-BF16, and leaves one row and exact alone")
     func precisionSwitch() {
         var rng = SeededRandom(12)
         let (n, k) = (40, 96)
@@ -198,9 +233,12 @@ struct KernelTests {
         #expect(Kernels.precision == .exact || ProcessInfo.processInfo.environment["PALIGEMMA_PRECISION"] == "fast")
         let inside = Kernels.withPrecision(.fast) { Kernels.precision }
         #expect(inside == .fast)
-        for m in [3, 4, 5, 8] {
+        #expect(run(1, .fast) == run(1, .exact), "one decode row stays exact")
+        let decodeBF16 = Kernels.fastKernelInUse != .none && Kernels.features.contains("avx512-bf16")
+        for m in [2, 3, 5, 8] {
             let (fast, exact) = (run(m, .fast), run(m, .exact))
-            #expect(fast == exact, "decode rows stay exact: m \(m)")
+            if decodeBF16 { #expect(fast != exact, "batched decode rows in bf16 change some low bits: m \(m)") }
+            else { #expect(fast == exact, "no AVX512-BF16: batched decode rows stay exact: m \(m)") }
         }
         let kernel = Kernels.fastKernelInUse
         let (fast, exact) = (run(9, .fast), run(9, .exact))
