@@ -55,21 +55,19 @@ PG_BF16_TARGET static inline __attribute__((always_inline)) void transpose16(__m
     }
 }
 
+// 32 floats from src as bf16 (rounded to nearest even), those at or past `valid` zero.
+PG_BF16_TARGET static inline __attribute__((always_inline)) __m512i f32x32_to_bf16(const float *src, long valid) {
+    __mmask16 lo = valid >= 16 ? 0xFFFF : valid <= 0 ? 0 : (__mmask16)((1u << valid) - 1);
+    __mmask16 hi = valid >= 32 ? 0xFFFF : valid <= 16 ? 0 : (__mmask16)((1u << (valid - 16)) - 1);
+    return (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, src + 16), _mm512_maskz_loadu_ps(lo, src));
+}
+
 // Rows [m0, m0 + 16) x pairs [p0, p0 + 16) of xt from x (rows >= M and k >= K are zero).
 PG_BF16_TARGET static void xt_block(const float *x, long ldx, long M, long K, long Kp, long m0, long p0, uint32_t *xt) {
     __m512i r[16];
     long k0 = 2 * p0;
-    __mmask16 lo = K - k0 >= 16 ? 0xFFFF : K - k0 <= 0 ? 0 : (__mmask16)((1u << (K - k0)) - 1);
-    __mmask16 hi = K - k0 - 16 >= 16 ? 0xFFFF : K - k0 - 16 <= 0 ? 0 : (__mmask16)((1u << (K - k0 - 16)) - 1);
-    for (int i = 0; i < 16; i++) {
-        if (m0 + i >= M) {
-            r[i] = _mm512_setzero_si512();
-            continue;
-        }
-        const float *src = x + (m0 + i) * ldx + k0;
-        __m512 a = _mm512_maskz_loadu_ps(lo, src), b = _mm512_maskz_loadu_ps(hi, src + 16);
-        r[i] = (__m512i)_mm512_cvtne2ps_pbh(b, a);  // bf16 of src[0..32) in order: dword j = pair j
-    }
+    for (int i = 0; i < 16; i++)  // bf16 of x[m0 + i][k0 .. k0 + 32) in order: dword j = pair j
+        r[i] = m0 + i < M ? f32x32_to_bf16(x + (m0 + i) * ldx + k0, K - k0) : _mm512_setzero_si512();
     transpose16(r);
     uint32_t *dst = xt + (m0 / BM) * (Kp / 2) * BM + m0 % BM;
     for (int p = 0; p < 16; p++) _mm512_storeu_si512(dst + (p0 + p) * BM, r[p]);
@@ -371,9 +369,11 @@ void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const voi
 // L1); bf16 x halves those bytes and each instruction does 32 products instead of 16.
 // xr: x as bf16 in chunks of 32 values, the M rows' chunks side by side: chunk c of row m at
 // (c·M + m)·32, zero past K (Kp = K rounded up to 32 in all), so x is read as one sequential
-// stream beside the two weight rows. (8 rows still take 30 ms against 24 for 7 in a harness
-// over 512 MB of weights, as they did with x as separate rows, with or without a row stride
-// off 4 KB or a software prefetch of the weights: docs/BENCHMARKS.md.)
+// stream beside the weight rows. Four weight rows are read side by side with a software
+// prefetch ahead of them, against at most four rows of x at a time (gemv_bf16_quads). In a
+// harness over 512 MB of bf16 weights (2 threads, Zen 4) 8 rows went from 34 to 16 ms at a
+// depth of 2048 and from 32 to 20 ms at 16384, where one row's float32 loop takes 14-19 ms
+// (docs/BENCHMARKS.md).
 
 size_t pg_xrows_bf16_size(long M, long K) { return (size_t)M * (size_t)((K + 31) / 32 * 32) * sizeof(uint16_t); }
 
@@ -381,13 +381,7 @@ size_t pg_xrows_bf16_size(long M, long K) { return (size_t)M * (size_t)((K + 31)
 PG_BF16_TARGET static void x_rows_to_bf16(const float *x, long ldx, long M, long K, uint16_t *dst) {
     long Kp = (K + 31) / 32 * 32;
     for (long m = 0; m < M; m++) {
-        for (long k = 0; k < Kp; k += 32) {
-            __mmask16 lo = K - k >= 16 ? 0xFFFF : K - k <= 0 ? 0 : (__mmask16)((1u << (K - k)) - 1);
-            __mmask16 hi = K - k - 16 >= 16 ? 0xFFFF : K - k - 16 <= 0 ? 0 : (__mmask16)((1u << (K - k - 16)) - 1);
-            const float *src = x + m * ldx + k;
-            __m512 a = _mm512_maskz_loadu_ps(lo, src), b = _mm512_maskz_loadu_ps(hi, src + 16);
-            _mm512_storeu_si512(dst + k * M + m * 32, (__m512i)_mm512_cvtne2ps_pbh(b, a));
-        }
+        for (long k = 0; k < Kp; k += 32) _mm512_storeu_si512(dst + k * M + m * 32, f32x32_to_bf16(x + m * ldx + k, K - k));
     }
 }
 
@@ -396,44 +390,77 @@ PG_BF16_TARGET static void x_rows_to_bf16(const float *x, long ldx, long M, long
 PG_BF16_TARGET static inline __attribute__((always_inline)) __m512bh w32(const void *w, int dtype, size_t at, long valid) {
     __mmask32 m32 = valid >= 32 ? 0xFFFFFFFFu : (__mmask32)((1ull << valid) - 1);
     if (dtype == PG_BF16) return (__m512bh)_mm512_maskz_loadu_epi16(m32, (const uint16_t *)w + at);
+    if (dtype == PG_F32) return (__m512bh)f32x32_to_bf16((const float *)w + at, valid);
     __mmask16 lo = (__mmask16)m32, hi = (__mmask16)(m32 >> 16);
-    __m512 a, b;
-    if (dtype == PG_F16) {
-        a = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lo, (const uint16_t *)w + at));
-        b = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(hi, (const uint16_t *)w + at + 16));
-    } else {
-        a = _mm512_maskz_loadu_ps(lo, (const float *)w + at);
-        b = _mm512_maskz_loadu_ps(hi, (const float *)w + at + 16);
-    }
-    return _mm512_cvtne2ps_pbh(b, a);
+    return _mm512_cvtne2ps_pbh(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(hi, (const uint16_t *)w + at + 16)),
+                               _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lo, (const uint16_t *)w + at)));
 }
 
-// Weight rows n0, n0 + 1 against R rows of xr (R a constant in each expansion).
-#define PG_GEMV_BF16_PAIR(R)                                                                          \
-PG_BF16_TARGET static void gemv_bf16_pair##R(const uint16_t *xr, long K, const void *w, int dtype, \
-                                             long ldw, long n, float *y, long ldy, const float *bias) {       \
-    __m512 a[R], b[R];                                                                                \
-    for (int m = 0; m < R; m++) a[m] = b[m] = _mm512_setzero_ps();                                    \
-    size_t r0 = (size_t)n * (size_t)ldw, r1 = r0 + (size_t)ldw;                                       \
-    for (long k = 0; k < K; k += 32) {                                                                \
-        __m512bh w0 = w32(w, dtype, r0 + (size_t)k, K - k), w1 = w32(w, dtype, r1 + (size_t)k, K - k); \
+// Software prefetch of the weights: GEMV_PF bytes ahead of each row's read, into L2. The rows of
+// a range are read side by side, four at a time, so this reaches the next group's rows where the
+// rows are short; the hardware prefetchers alone leave the weight reads and the products in turn.
+#define GEMV_PF 16384
+#define GEMV_KB 512  // depth block of the passes over 5 to 8 rows of x
+
+// Weight rows n .. n + 3 against R rows of xr, rows m0 .. m0 + R - 1 of M (R a constant in each
+// expansion), over depths [k0, k1): 4·R float32 accumulators, each x chunk loaded once for four
+// weight rows; the accumulators start from `acc` (zero where k0 = 0) and are left there.
+#define PG_GEMV_BF16_QUAD(R)                                                                          \
+PG_BF16_TARGET static void gemv_bf16_quad##R(const uint16_t *xr, long M, long m0, long K, long k0, long k1, \
+                                             const void *w, int dtype, long ldw, long n, __m512 *acc) { \
+    __m512 a[4][R];                                                                                   \
+    for (int j = 0; j < 4; j++)                                                                       \
+        for (int m = 0; m < R; m++) a[j][m] = k0 == 0 ? _mm512_setzero_ps() : acc[j * R + m];        \
+    size_t esz = dtype == PG_F32 ? 4 : 2, r[4];                                                       \
+    for (int j = 0; j < 4; j++) r[j] = (size_t)(n + j) * (size_t)ldw;                                 \
+    const uint16_t *xm = xr + m0 * 32;                                                                \
+    for (long k = k0; k < k1; k += 32) {                                                              \
+        __m512bh wv[4];                                                                               \
+        for (int j = 0; j < 4; j++) {                                                                 \
+            const char *at = (const char *)w + (r[j] + (size_t)k) * esz;                              \
+            _mm_prefetch(at + GEMV_PF, _MM_HINT_T1);                                                  \
+            if (esz == 4) _mm_prefetch(at + GEMV_PF + 64, _MM_HINT_T1);                               \
+            wv[j] = w32(w, dtype, r[j] + (size_t)k, K - k);                                           \
+        }                                                                                             \
         for (int m = 0; m < R; m++) {                                                                 \
-            __m512bh xv = (__m512bh)_mm512_loadu_si512(xr + k * R + m * 32);                          \
-            a[m] = _mm512_dpbf16_ps(a[m], xv, w0);                                                    \
-            b[m] = _mm512_dpbf16_ps(b[m], xv, w1);                                                    \
+            __m512bh xv = (__m512bh)_mm512_loadu_si512(xm + k * M + m * 32);                          \
+            for (int j = 0; j < 4; j++) a[j][m] = _mm512_dpbf16_ps(a[j][m], xv, wv[j]);               \
         }                                                                                             \
     }                                                                                                 \
-    float b0 = bias ? bias[n] : 0.0f, b1 = bias ? bias[n + 1] : 0.0f;                                 \
-    for (int m = 0; m < R; m++) {                                                                     \
-        y[m * ldy + n] = _mm512_reduce_add_ps(a[m]) + b0;                                             \
-        y[m * ldy + n + 1] = _mm512_reduce_add_ps(b[m]) + b1;                                         \
-    }                                                                                                 \
+    for (int j = 0; j < 4; j++)                                                                       \
+        for (int m = 0; m < R; m++) acc[j * R + m] = a[j][m];                                         \
 }
-PG_GEMV_BF16_PAIR(1) PG_GEMV_BF16_PAIR(2) PG_GEMV_BF16_PAIR(3) PG_GEMV_BF16_PAIR(4)
-PG_GEMV_BF16_PAIR(5) PG_GEMV_BF16_PAIR(6) PG_GEMV_BF16_PAIR(7) PG_GEMV_BF16_PAIR(8)
-#undef PG_GEMV_BF16_PAIR
+PG_GEMV_BF16_QUAD(1) PG_GEMV_BF16_QUAD(2) PG_GEMV_BF16_QUAD(3) PG_GEMV_BF16_QUAD(4)
+#undef PG_GEMV_BF16_QUAD
 
-// The last weight row of an odd range, one row of x at a time.
+// Weight rows n .. n + 3 against all M rows of x (M <= 8): in passes of at most four rows of x,
+// which take turns over depth blocks of GEMV_KB so that the second pass reads the weights the
+// first has just brought in, while they are still in L1.
+PG_BF16_TARGET static void gemv_bf16_quads(const uint16_t *xr, long M, long K, const void *w, int dtype, long ldw,
+                                           long n, float *y, long ldy, const float *bias) {
+    __m512 acc[2][16];
+    long kb = M > 4 ? GEMV_KB : K;
+    for (long k0 = 0; k0 < K; k0 += kb) {
+        long k1 = K - k0 < kb ? K : k0 + kb;
+        for (long m0 = 0, p = 0; m0 < M; m0 += 4, p++) {
+            switch (M - m0 < 4 ? M - m0 : 4) {
+            case 1: gemv_bf16_quad1(xr, M, m0, K, k0, k1, w, dtype, ldw, n, acc[p]); break;
+            case 2: gemv_bf16_quad2(xr, M, m0, K, k0, k1, w, dtype, ldw, n, acc[p]); break;
+            case 3: gemv_bf16_quad3(xr, M, m0, K, k0, k1, w, dtype, ldw, n, acc[p]); break;
+            default: gemv_bf16_quad4(xr, M, m0, K, k0, k1, w, dtype, ldw, n, acc[p]); break;
+            }
+        }
+    }
+    for (long m0 = 0, p = 0; m0 < M; m0 += 4, p++) {
+        long R = M - m0 < 4 ? M - m0 : 4;
+        for (int j = 0; j < 4; j++) {
+            float bj = bias ? bias[n + j] : 0.0f;
+            for (long m = 0; m < R; m++) y[(m0 + m) * ldy + n + j] = _mm512_reduce_add_ps(acc[p][j * R + m]) + bj;
+        }
+    }
+}
+
+// The last one to three weight rows of a range, one row of x at a time.
 PG_BF16_TARGET static void gemv_bf16_row(const uint16_t *xr, long M, long K, const void *w, int dtype,
                                          long ldw, long n, float *y, long ldy, const float *bias) {
     for (long m = 0; m < M; m++) {
@@ -456,20 +483,13 @@ void pg_x_rows_to_bf16(const float *x, long ldx, long M, long K, uint16_t *dst) 
 void pg_gemv_bf16_cols(const uint16_t *xr, long M, long K, const void *w, int dtype, long ldw, const float *bias,
                        float *y, long ldy, long n0, long n1) {
 #if PG_X86_SIMD
+    // Four weight rows at a time against at most four rows of x: 8 rows of x go in two passes of
+    // four over the same weight rows, the second reading them from cache. (One pass over all 8
+    // rows streamed the whole of x, 32 KB at a depth of 2048, past each weight pair: it did not
+    // stay in L1, and 8 rows took 34 ms where 7 took 27 in a harness over 512 MB of weights.)
     long n = n0;
-    for (; n + 2 <= n1; n += 2) {
-        switch (M) {
-        case 1: gemv_bf16_pair1(xr, K, w, dtype, ldw, n, y, ldy, bias); break;
-        case 2: gemv_bf16_pair2(xr, K, w, dtype, ldw, n, y, ldy, bias); break;
-        case 3: gemv_bf16_pair3(xr, K, w, dtype, ldw, n, y, ldy, bias); break;
-        case 4: gemv_bf16_pair4(xr, K, w, dtype, ldw, n, y, ldy, bias); break;
-        case 5: gemv_bf16_pair5(xr, K, w, dtype, ldw, n, y, ldy, bias); break;
-        case 6: gemv_bf16_pair6(xr, K, w, dtype, ldw, n, y, ldy, bias); break;
-        case 7: gemv_bf16_pair7(xr, K, w, dtype, ldw, n, y, ldy, bias); break;
-        default: gemv_bf16_pair8(xr, K, w, dtype, ldw, n, y, ldy, bias); break;
-        }
-    }
-    if (n < n1) gemv_bf16_row(xr, M, K, w, dtype, ldw, n, y, ldy, bias);
+    for (; n + 4 <= n1; n += 4) gemv_bf16_quads(xr, M, K, w, dtype, ldw, n, y, ldy, bias);
+    for (; n < n1; n++) gemv_bf16_row(xr, M, K, w, dtype, ldw, n, y, ldy, bias);
 #else
     (void)xr; (void)M; (void)K; (void)w; (void)dtype; (void)ldw; (void)bias; (void)y; (void)ldy; (void)n0; (void)n1;
 #endif

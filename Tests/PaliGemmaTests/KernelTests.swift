@@ -123,8 +123,10 @@ struct KernelTests {
     @Test("fast precision streams batched decode rows (2 to 8) of float weights on vdpbf16ps; one row, and CPUs without AVX512-BF16, stay float32")
     func linearFastDecodeRows() {
         var rng = SeededRandom(14)
-        // Depths not a multiple of 32 (a masked last chunk), odd column counts (a last single row).
-        let shapes = [(37, 9), (3, 1), (64, 33), (2080, 17)]
+        // Depths not a multiple of 32 (a masked last chunk) and over several 512-deep blocks (the
+        // passes over 5 to 8 rows take turns by block), column counts not a multiple of 4 (one to
+        // three last rows on their own).
+        let shapes = [(37, 9), (3, 1), (64, 33), (2080, 17), (1100, 7), (600, 6)]
         let bf16 = Kernels.fastKernelInUse != .none && Kernels.features.contains("avx512-bf16")
         var worst: Double = 0
         for withFeatures in [true, false] where withFeatures || bf16 {
