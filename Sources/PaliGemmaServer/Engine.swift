@@ -4,8 +4,9 @@ import PaliGemma
 // The continuous-batching engine: one thread owns the model; requests wait in a bounded queue,
 // join the running batch at token boundaries (up to `maxBatch`), and every step of the running
 // requests is one batched forward (`PaliGemmaModel.forward(_:)`: the weights are read once per
-// step). A new request's prefill goes into the same forward as the others' decode rows. Events
-// reach each request's consumer through an AsyncStream; dropping the stream cancels the request.
+// step). A new request's prefill runs in pieces (a vision or decoder layer each, `StagedPrefill`)
+// after each decode step, for up to `prefillShare` of that step's time. Events reach each
+// request's consumer through an AsyncStream; dropping the stream cancels the request.
 
 /// An image ready for the engine: its size and content key, and its pixel tensor unless the
 /// vision cache already holds its features (the HTTP side skips decoding on a hit).
@@ -132,6 +133,8 @@ public final class InferenceEngine: @unchecked Sendable {
     private var loopExited = false
     private var lastProgress = Date()
     private var thread: Thread?
+    /// The engine thread's own: how long prefill pieces take.
+    private var pieceTimes = PrefillPieceTimes()
 
     /// `contextTokens` is the most tokens (prompt + answer) one request may hold: the KV cache
     /// pool holds `maxBatch` of them.
@@ -351,17 +354,20 @@ public final class InferenceEngine: @unchecked Sendable {
         return now.timeIntervalSince(clock)
     }
 
-    /// Runs prefill pieces, oldest request first, until `budget` seconds are spent (at least one
-    /// piece). With nothing decoding the budget is unlimited, but the loop returns as soon as one
-    /// prefill finishes, so that its request starts decoding while the next one prefills.
+    /// Runs prefill pieces, oldest request first, within `budget` seconds (at least one piece;
+    /// a piece expected to overrun what is left waits for the next step). With nothing decoding
+    /// the budget is unlimited, but the loop returns as soon as one prefill finishes, so that its
+    /// request starts decoding while the next one prefills.
     private func runPrefills(_ jobs: [Job], budget: Double) -> (pieces: Int, seconds: Double) {
         let clock = Date()
         var pieces = 0
         for job in jobs {
             guard let prefill = job.prefill else { continue }
             while !prefill.isFinished {
-                let pieceClock = Date()
                 let vision = prefill.inVision
+                guard pieceTimes.allows(vision: vision, elapsed: Date().timeIntervalSince(clock), budget: budget,
+                                        piecesRun: pieces) else { return (pieces, Date().timeIntervalSince(clock)) }
+                let pieceClock = Date()
                 do {
                     try prefill.advance()
                 } catch {
@@ -370,12 +376,12 @@ public final class InferenceEngine: @unchecked Sendable {
                 }
                 pieces += 1
                 let seconds = Date().timeIntervalSince(pieceClock)
+                pieceTimes.record(vision: vision, seconds: seconds)
                 if vision { job.summary.visionSeconds += seconds }
                 if prefill.isFinished {
                     finishPrefill(job, prefill)
                     if budget == .infinity { return (pieces, Date().timeIntervalSince(clock)) }
                 }
-                if Date().timeIntervalSince(clock) >= budget { return (pieces, Date().timeIntervalSince(clock)) }
             }
         }
         return (pieces, Date().timeIntervalSince(clock))
@@ -513,5 +519,27 @@ struct StopStringMatcher: Sendable {
     mutating func flush() -> String {
         defer { held = "" }
         return held
+    }
+}
+
+/// How long the last prefill piece of each kind took (a vision-tower piece, or a decoder piece),
+/// so that a step starts a piece only where it is expected to end within the step's budget: the
+/// running streams then wait one decode step plus at most the budget (or one piece, when a
+/// single piece is longer).
+struct PrefillPieceTimes {
+    private var vision: Double?
+    private var decoder: Double?
+
+    mutating func record(vision isVision: Bool, seconds: Double) {
+        if isVision { vision = seconds } else { decoder = seconds }
+    }
+
+    /// Whether the next piece may start `elapsed` seconds into a step's prefill time: always the
+    /// first piece of the step, then only while the last piece of its kind would still fit.
+    func allows(vision isVision: Bool, elapsed: Double, budget: Double, piecesRun: Int) -> Bool {
+        if piecesRun == 0 { return true }
+        if elapsed >= budget { return false }
+        guard let expected = isVision ? vision : decoder else { return true }
+        return elapsed + expected <= budget
     }
 }
