@@ -201,6 +201,7 @@ typedef struct { long iters; int kind, features; volatile int sink[256]; } intdo
 #define INTDOT_PROBE(name, isa_target, step)                                                            \
     __attribute__((target(isa_target))) static int name(long iters) {                                  \
         __m256i a[12], b = _mm256_set1_epi16(3), c = _mm256_set1_epi16(5);                          \
+        (void)b;                                                                                    \
         for (int i = 0; i < 12; i++) a[i] = _mm256_set1_epi32(i);                                   \
         for (long t = 0; t < iters; t++)                                                            \
             for (int i = 0; i < 12; i++) a[i] = step(a[i], b, c);                                   \
@@ -208,13 +209,15 @@ typedef struct { long iters; int kind, features; volatile int sink[256]; } intdo
         for (int i = 1; i < 12; i++) s = _mm256_add_epi32(s, a[i]);                                 \
         return _mm256_extract_epi32(s, 0);                                                          \
     }
-// int16 pairs (int8 weights): vpmaddwd then vpaddd, or one vpdpwssd.
-#define PAIRS_AVX2(a, b, c) _mm256_add_epi32(a, _mm256_madd_epi16(b, c))
+// int16 pairs (int8 weights): vpmaddwd then vpaddd, or one vpdpwssd. The AVX2 forms multiply the
+// accumulator itself (a, not b): with loop-invariant inputs the compiler hoists the multiply out of
+// the loop and the probe times only the adds (it reported 15,000 GOP/s on a Zen 1).
+#define PAIRS_AVX2(a, b, c) _mm256_add_epi32(a, _mm256_madd_epi16(a, c))
 #define PAIRS_AVXVNNI(a, b, c) _mm256_dpwssd_avx_epi32(a, b, c)
 #define PAIRS_AVX512VNNI(a, b, c) _mm256_dpwssd_epi32(a, b, c)
 // uint8 x int8 quads (4-bit weights): vpmaddubsw then vpaddw (the kernel adds a block's products
 // in int16 and turns them into int32 once per block), or one vpdpbusd.
-#define QUADS_AVX2(a, b, c) _mm256_add_epi16(a, _mm256_maddubs_epi16(b, c))
+#define QUADS_AVX2(a, b, c) _mm256_add_epi16(a, _mm256_maddubs_epi16(a, c))
 #define QUADS_AVXVNNI(a, b, c) _mm256_dpbusd_avx_epi32(a, b, c)
 #define QUADS_AVX512VNNI(a, b, c) _mm256_dpbusd_epi32(a, b, c)
 INTDOT_PROBE(pairs_avx2, "avx2", PAIRS_AVX2)
