@@ -46,7 +46,9 @@ float *pg_scratch(int thread, int slot, size_t floats);
 // switch at 4 rows.
 #define PG_GEMV_ROWS 8
 // How far ahead of its reads (bytes) the one-row decode loop prefetches each weight row.
+#ifndef PG_GEMV_PREFETCH  // (a harness may set it)
 #define PG_GEMV_PREFETCH 8192
+#endif
 // A 64-byte-aligned buffer of at least `bytes` owned by the calling thread (contents not kept
 // when it grows), freed when the thread exits; NULL if it cannot be allocated. One per slot.
 enum { PG_TBUF_MATMUL_A, PG_TBUF_LINEAR_X, PG_TBUF_LINEAR_SCALES, PG_TBUF_SCRATCH, PG_TBUF_SLOTS = PG_TBUF_SCRATCH + 4 };

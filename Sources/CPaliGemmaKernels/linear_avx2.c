@@ -20,6 +20,11 @@
 #define VLOAD_I8(p) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
 
 #define VHSUM(v) pg_hsum_avx2(v)
+// A one-row decode streams each weight row on its own (gemv1), not four side by side (gemv4): on
+// an AMD Zen 1 (512 MB of bf16 weights, 2 threads, alternating runs) 16384 x 2048 took
+// 21.5-22.3 ms one row at a time against 24.5-26.2 ms four at a time (24-25 GB/s against a read
+// probe of 27-28), and 2048 x 16384 21.3-22.7 against 23.3-25.1 ms.
+#define PG_GEMV_FOUR_ROWS 0
 
 // In-register transpose of 8 vectors of 8 floats (r[t][j] -> r[j][t]).
 #define PG_TRANSPOSE8(r) transpose8_avx2(r)

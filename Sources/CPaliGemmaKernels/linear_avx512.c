@@ -18,6 +18,9 @@
 #define VLOAD_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
 #define VLOAD_I8(p) _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p))))
 #define VHSUM(v) _mm512_reduce_add_ps(v)
+// A one-row decode reads four weight rows side by side (gemv4 in linear_impl.h), as measured on
+// a Zen 4; AVX2 machines read one at a time (linear_avx2.c).
+#define PG_GEMV_FOUR_ROWS 1
 
 #include "linear_impl.h"
 #else

@@ -5,6 +5,8 @@
 //   VF, VW     vector type and width in floats
 //   VZERO(), VSET1(f), VLOADU(p), VSTOREU(p, v), VADD(a, b), VFMA(a, b, c) = a*b+c, VHSUM(v)
 //   VLOAD_BF16(p), VLOAD_F16(p)  load VW 16-bit values and widen to float
+//   PG_GEMV_FOUR_ROWS  1: a one-row decode reads four weight rows side by side (gemv4); 0: one
+//                      row at a time (gemv1), whichever streams faster on that level's CPUs
 //
 // Prefill (M > PG_GEMV_ROWS): the weight columns are packed, KC at a time, into a float panel of
 // NR = 2*VW columns, and a 6 x NR register-blocked micro-kernel sweeps all rows of x.
@@ -162,8 +164,9 @@ PG_INLINE void PG_NAME(gemv_row2)(const float *x, long ldx, const long rows, con
     }
 }
 
-// One row of x against one weight row (the last one to three rows of a range): four
-// accumulators hide the FMA latency and a software prefetch runs ahead.
+// One row of x against one weight row (every row without PG_GEMV_FOUR_ROWS, else the last one to
+// three rows of a range): four accumulators hide the FMA latency and a software prefetch runs
+// ahead.
 PG_INLINE float PG_NAME(gemv1)(const float *x, const void *w, int dtype, long row, long K) {
     VF a0 = VZERO(), a1 = VZERO(), a2 = VZERO(), a3 = VZERO();
     const char *base = (const char *)w + (size_t)row * pg_dtype_size(dtype);
@@ -225,7 +228,7 @@ PG_INLINE void PG_NAME(linear_cols)(const float *x, long ldx, const void *w, con
                                     long K, int thread) {
     if (M <= PG_GEMV_ROWS) {
         long n = n0;
-        if (M == 1) {
+        if (M == 1 && PG_GEMV_FOUR_ROWS) {
             for (; n + 4 <= n1; n += 4) {
                 float out[4];
                 PG_NAME(gemv4)(x, w, dtype, ldw, n, K, out);
@@ -368,3 +371,4 @@ PG_TARGET void PG_NAME(pg_axpy_f32)(float *y, float alpha, const float *x, long 
 #undef NR
 #undef KC
 #undef PG_INLINE
+#undef PG_GEMV_FOUR_ROWS
