@@ -4,7 +4,7 @@ same example shape (image tokens + <bos> + prompt + "\\n" prefix, supervised suf
 same thread count, same machine, one run. Prints seconds per example and peak RSS with ratios;
 writes JSON with --out.
 
-    python3 scripts/bench_train_compare.py --model /tmp/pg-random --threads 2 [--runs 2] [--int4] [--fast]
+    python3 scripts/bench_train_compare.py --model /tmp/pg-random --threads 2 [--runs 2] [--int4] [--fast] [--reference bf16,f32]
 
 The reference venv is the one ../shared/PALIGEMMA.md describes (/tmp/ref with torch 2.13.0+cpu,
 transformers 5.24.0 and peft; see scripts/requirements-finetune-fixtures.txt). Each side runs
@@ -12,6 +12,9 @@ in its own process, so peak RSS is each one's own. transformers trains in the ch
 (bf16 here) with PEFT's defaults for the rest: LoRA r 8, alpha 16, dropout 0, the q/k/v/o/gate/
 up/down targets (SigLIP's q/k/v match too), AdamW; ours the same (float32 adapters over the
 stored bf16 base). --int4 adds our 4-bit base (`--quantize int4`; PEFT has no CPU 4-bit base).
+--reference picks transformers' base dtypes (default bf16; f32 loads the base in float32: on CPUs
+without bf16 dot products PyTorch's bf16 products are slow, and float32 is what a user there would
+train in). Ratios are against the first reference row.
 """
 import argparse
 import json
@@ -26,16 +29,16 @@ REFERENCE = r'''
 import json, resource, sys, time, torch
 from transformers import PaliGemmaForConditionalGeneration
 from peft import LoraConfig, get_peft_model
-folder, threads, prompt_tokens, suffix_tokens, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+folder, threads, prompt_tokens, suffix_tokens, runs, dtype = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), getattr(torch, sys.argv[6])
 torch.set_num_threads(threads)
-model = PaliGemmaForConditionalGeneration.from_pretrained(folder, dtype=torch.bfloat16, attn_implementation="eager")
+model = PaliGemmaForConditionalGeneration.from_pretrained(folder, dtype=dtype, attn_implementation="eager")
 model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
     target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
 model.train()
 cfg = model.config
 n, size = cfg.text_config.num_image_tokens, cfg.vision_config.image_size
 g = torch.Generator().manual_seed(1)
-pixels = (torch.rand((1, 3, size, size), generator=g) * 2 - 1).to(torch.bfloat16)
+pixels = (torch.rand((1, 3, size, size), generator=g) * 2 - 1).to(dtype)
 text = torch.randint(3, 20000, (prompt_tokens,), generator=g)
 suffix = torch.randint(3, 20000, (suffix_tokens,), generator=g)
 prefix = torch.cat([torch.full((n,), cfg.image_token_index), torch.tensor([2]), text, torch.tensor([108])])
@@ -72,14 +75,20 @@ def main():
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--int4", action="store_true")
     ap.add_argument("--fast", action="store_true", help="also ours with --precision fast (bf16 products, forward and backward)")
+    ap.add_argument("--reference", default="bf16", help="transformers base dtypes, comma-separated: bf16, f32")
     ap.add_argument("--out")
     a = ap.parse_args()
     binary = os.path.join(ROOT, ".build/release/paligemma")
     subprocess.run(["swift", "build", "-c", "release", "--product", "paligemma"], cwd=ROOT, check=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
     rows = {}
-    rows["transformers + PEFT, bf16"] = run([f"{VENV}/bin/python", "-c", REFERENCE, a.model, str(a.threads),
-                                             str(a.prompt_tokens), str(a.suffix_tokens), str(a.runs)], env)
+    dtypes = {"bf16": "bfloat16", "f32": "float32"}
+    for d in a.reference.split(","):
+        if d not in dtypes:
+            sys.exit(f"--reference: unknown dtype {d!r} (bf16, f32)")
+    for name, dtype in [(f"transformers + PEFT, {d}", dtypes[d]) for d in a.reference.split(",")]:
+        rows[name] = run([f"{VENV}/bin/python", "-c", REFERENCE, a.model, str(a.threads),
+                          str(a.prompt_tokens), str(a.suffix_tokens), str(a.runs), dtype], env)
     ours = [binary, "bench", "--model", a.model, "--train", "--json", "--threads", str(a.threads), "--runs", str(a.runs),
             "--prompt-tokens", str(a.prompt_tokens), "--suffix-tokens", str(a.suffix_tokens)]
     rows["this runtime, bf16"] = run(ours + ["--precision", "exact"])
@@ -89,7 +98,7 @@ def main():
         rows["this runtime, 4-bit base"] = run(ours + ["--precision", "exact", "--quantize", "int4"])
     if a.int4 and a.fast:
         rows["this runtime, 4-bit base, fast"] = run(ours + ["--precision", "fast", "--quantize", "int4"])
-    ref = rows["transformers + PEFT, bf16"]
+    ref = next(iter(rows.values()))
     print(f"{'':34} {'s/step':>8} {'ex/s':>8} {'peak RSS':>10} {'speed ratio':>12} {'memory ratio':>13}")
     for name, r in rows.items():
         s, rss = r["seconds_per_step"], r["peak_rss_bytes"] / 2**30
