@@ -177,15 +177,15 @@ void pg_gemv_i8_cols_avx2(const int16_t *xq, const float *xs, long M, long K, co
                           float *y, long ldy, long n0, long n1);
 // 4-bit weights (linear_q4.c): x rows quantized to int8 per group of 32 (each group as a
 // pg_quantize_q8 row of 32) in the kernels' interleaved block layout, with dx [M, K / 32] (scales)
-// and c [M, K / 32] (8 · dx · group sum), rows spread over the pool (inline for M <= 4);
+// and c [M, K / 32] (8 · the group sum of the int8 values), rows spread over the pool (inline for M <= 4);
 // y[m, n] for n in [n0, n1) = sum_g dw[n, g] dx[m, g] (integer group sum).
-void pg_quantize_x8_groups_pool(int isa, const float *x, long ldx, long M, long K, int8_t *xq, float *dx, float *c);
-void pg_gemv_q4_cols_scalar(const int8_t *xq, const float *dx, const float *c, long M, long K, const uint8_t *w,
+void pg_quantize_x8_groups_pool(int isa, const float *x, long ldx, long M, long K, int8_t *xq, float *dx, int32_t *c);
+void pg_gemv_q4_cols_scalar(const int8_t *xq, const float *dx, const int32_t *c, long M, long K, const uint8_t *w,
                             const uint16_t *scales, float *y, long ldy, long n0, long n1);
-void pg_gemv_q4_cols_avx2(const int8_t *xq, const float *dx, const float *c, long M, long K, const uint8_t *w,
+void pg_gemv_q4_cols_avx2(const int8_t *xq, const float *dx, const int32_t *c, long M, long K, const uint8_t *w,
                           const uint16_t *scales, float *y, long ldy, long n0, long n1, int features);
 /// The same for any M (prefill): blocks of weight rows against 4 rows of x at a time.
-void pg_gemm_q4_cols_avx2(const int8_t *xq, const float *dx, const float *c, long M, long K, const uint8_t *w,
+void pg_gemm_q4_cols_avx2(const int8_t *xq, const float *dx, const int32_t *c, long M, long K, const uint8_t *w,
                           const uint16_t *scales, float *y, long ldy, long n0, long n1, int features);
 // y[m][n] = sum_k x[m][k] * w[k][n] (float32, w k-major with row stride ldw), single-threaded
 // on `thread`'s scratch: the blocked kernel with panels copied instead of transposed.

@@ -160,7 +160,7 @@ typedef struct {
     const float *apack;                  // x packed once for all tasks (prefill, SIMD), else NULL
     const int16_t *apack16; const float *xs16;  // x as int16 pairs (int8 weights, prefill, AVX2), else NULL
     const uint16_t *q4scales;            // group scales of 4-bit weights (dtype PG_Q4)
-    const int8_t *xq8; const float *dx8, *cx8;  // x quantized per group to int8 (4-bit weights)
+    const int8_t *xq8; const float *dx8; const int32_t *cx8;  // x quantized per group to int8 (4-bit weights)
     int fast; const uint16_t *xb;        // FAST products: the kernel, and x as bf16 (gemm_bf16.c)
     int kn;                              // FAST products only: w k-major [K][N] (pg_matmul_fast)
     const uint16_t *xr;                  // FAST batched decode: x as bf16 rows (gemm_bf16.c), else NULL
@@ -332,7 +332,7 @@ static void linear_run(int isa, int fast, int kn, const float *x, long ldx, cons
             if (rows < 4) rows = 4;
             if (rows > M) rows = M;
             abytes = (size_t)rows * (size_t)K;
-            sbytes = 2 * (size_t)rows * (size_t)groups * sizeof(float);  // dx, then c
+            sbytes = 2 * (size_t)rows * (size_t)groups * sizeof(float);  // dx, then c (int32)
             break;
         case X_PACK16:
         case X_PACK: {
@@ -377,8 +377,8 @@ static void linear_run(int isa, int fast, int kn, const float *x, long ldx, cons
                 case X_Q8G:
                     part.xq8 = abuf;
                     part.dx8 = sbuf;
-                    part.cx8 = (float *)sbuf + (size_t)mb * (size_t)groups;
-                    pg_quantize_x8_groups_pool(isa, part.x, ldx, mb, K, abuf, sbuf, (float *)part.cx8);
+                    part.cx8 = (int32_t *)((float *)sbuf + (size_t)mb * (size_t)groups);
+                    pg_quantize_x8_groups_pool(isa, part.x, ldx, mb, K, abuf, sbuf, (int32_t *)part.cx8);
                     break;
                 case X_BF16:
                     pg_x_to_bf16(part.x, ldx, mb, K, abuf);

@@ -6,8 +6,9 @@
 // rounded away from zero), laid out like the nibbles, and the sums run in integers: vpmaddubsw
 // multiplies the unsigned nibbles (q + 8) with x, and since every 16-bit lane then belongs to one
 // group for the whole block, the 8 products of a block add up lane by lane (each lane at most
-// 8 · 2 · 15 · 127 = 30480, inside int16); one vpmaddwd gives the 8 group sums, converted and
-// scaled by dw · dx once per block; the 8 · sum(x) that the + 8 added is taken off per group.
+// 8 · 2 · 15 · 127 = 30480, inside int16); one vpmaddwd gives the 8 group sums, and taking off
+// c = 8 · sum(x) (what the + 8 added) in int32 leaves the exact sum of q · x, converted and
+// scaled by dw · dx once per block.
 // With VNNI (AVX-VNNI or AVX512-VNNI+VL, where present) vpdpbusd forms the group sums directly
 // in int32, the same integers. Decode (M <= 4) streams each weight row once; prefill runs the same kernel 4 rows of x at a
 // time over blocks of weight rows that stay in L2. The scalar kernel computes the same integer
@@ -155,9 +156,9 @@ void pg_dequantize_q4(const uint8_t *w, const uint16_t *scales, long rows, long 
 // ---- x -------------------------------------------------------------------------------------
 // Each group of 32 values of a row is a pg_quantize_q8 row of 32 (scale max|x| / 127, rounded half
 // away from zero), laid out as x_byte says, with dx [groups] (the scales) and c [groups] =
-// 8 · dx · sum of the group's values, which turns the sum against unsigned nibbles (q + 8) into
-// the sum against q.
-static void quantize_x8_row(int isa, const float *row, long K, int8_t *out, float *dx, float *c) {
+// 8 · the sum of the group's values, which turns the integer sum against unsigned nibbles (q + 8)
+// into the sum against q.
+static void quantize_x8_row(int isa, const float *row, long K, int8_t *out, float *dx, int32_t *c) {
     long groups = K / G;
     for (long g = 0; g < groups; g++) {
         int8_t q[G];
@@ -165,12 +166,12 @@ static void quantize_x8_row(int isa, const float *row, long K, int8_t *out, floa
         else pg_quantize_q8_row_scalar(row + g * G, G, q, dx + g);
         int32_t sum = 0;
         for (int i = 0; i < G; i++) sum += q[i];
-        c[g] = 8.0f * dx[g] * (float)sum;
+        c[g] = 8 * sum;
         for (int i = 0; i < G; i += 4) memcpy(out + x_byte(groups, g, i), q + i, 4);  // runs of 4 stay together
     }
 }
 
-typedef struct { const float *x; long ldx, K; int8_t *xq; float *dx, *c; int isa; } x8_job;
+typedef struct { const float *x; long ldx, K; int8_t *xq; float *dx; int32_t *c; int isa; } x8_job;
 
 static void x8_task(void *p, long m, int thread) {
     (void)thread;
@@ -179,7 +180,7 @@ static void x8_task(void *p, long m, int thread) {
     quantize_x8_row(j->isa, j->x + m * j->ldx, j->K, j->xq + m * j->K, j->dx + m * groups, j->c + m * groups);
 }
 
-void pg_quantize_x8_groups_pool(int isa, const float *x, long ldx, long M, long K, int8_t *xq, float *dx, float *c) {
+void pg_quantize_x8_groups_pool(int isa, const float *x, long ldx, long M, long K, int8_t *xq, float *dx, int32_t *c) {
     x8_job j = { x, ldx, K, xq, dx, c, isa };
     if (M <= 4) {  // decode: not worth waking the pool
         for (long m = 0; m < M; m++) x8_task(&j, m, 0);
@@ -199,7 +200,7 @@ static inline int32_t q4_group_dot(const uint8_t *b, const int8_t *xq, long grou
     return t;
 }
 
-void pg_gemv_q4_cols_scalar(const int8_t *xq, const float *dx, const float *c, long M, long K, const uint8_t *w,
+void pg_gemv_q4_cols_scalar(const int8_t *xq, const float *dx, const int32_t *c, long M, long K, const uint8_t *w,
                             const uint16_t *scales, float *y, long ldy, long n0, long n1) {
     (void)c;
     long groups = K / G;
@@ -216,66 +217,62 @@ void pg_gemv_q4_cols_scalar(const int8_t *xq, const float *dx, const float *c, l
 }
 
 #if PG_X86_SIMD
-// The 8 group sums (int32) of one block for one row of x: GROUP_SUMS(g32, lo, hi, xp). AVX2:
-// vpmaddubsw pairs added lane by lane in int16, then one vpmaddwd; VNNI: vpdpbusd straight into
-// int32 lanes (lane q holds group q's bytes either way, and no int16 sum saturates, so both give
-// the same integers).
-#define GROUP_SUMS_AVX2(g32, lo, hi, xp) {                                                                       \
-        __m256i part[4]; /* added as a tree: a short dependency chain */                                       \
-        PG_UNROLL for (int j = 0; j < 4; j++)                                                                  \
-            part[j] = _mm256_add_epi16(_mm256_maddubs_epi16(lo[j], _mm256_loadu_si256((const __m256i *)(xp + 64 * j))), \
-                                       _mm256_maddubs_epi16(hi[j], _mm256_loadu_si256((const __m256i *)(xp + 64 * j + 32)))); \
-        __m256i sum = _mm256_add_epi16(_mm256_add_epi16(part[0], part[1]), _mm256_add_epi16(part[2], part[3])); \
-        g32 = _mm256_madd_epi16(sum, _mm256_set1_epi16(1)); }
-#define GROUP_SUMS_VNNI(DP, g32, lo, hi, xp) {                                                                   \
-        __m256i e = _mm256_setzero_si256(), o = _mm256_setzero_si256(); /* two chains */                        \
-        PG_UNROLL for (int j = 0; j < 4; j++) {                                                                \
-            e = DP(e, lo[j], _mm256_loadu_si256((const __m256i *)(xp + 64 * j)));                               \
-            o = DP(o, hi[j], _mm256_loadu_si256((const __m256i *)(xp + 64 * j + 32)));                          \
-        }                                                                                                      \
-        g32 = _mm256_add_epi32(e, o); }
-#define GROUP_SUMS_AVXVNNI(g32, lo, hi, xp) GROUP_SUMS_VNNI(_mm256_dpbusd_avx_epi32, g32, lo, hi, xp)
-#define GROUP_SUMS_AVX512VNNI(g32, lo, hi, xp) GROUP_SUMS_VNNI(_mm256_dpbusd_epi32, g32, lo, hi, xp)
+// One 32-byte chunk j of a block (4 bytes of each of its 8 groups: low nibbles lo, high nibbles
+// hi) against row xp of x, added to that row's running sums: CHUNK(sum, lo, hi, xp, first); then
+// FINISH(g32, sum) gives the block's 8 group sums in int32. AVX2: vpmaddubsw pairs added lane by
+// lane in int16 (lane q holds group q's bytes, and no int16 sum saturates), one vpmaddwd at the
+// end; VNNI: vpdpbusd straight into the int32 lanes. Both give the same integers.
+#define CHUNK_AVX2(sum, lo, hi, xp, first) {                                                                     \
+        __m256i t_ = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(xp))),     \
+                                      _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)((xp) + 32)))); \
+        sum = (first) ? t_ : _mm256_add_epi16(sum, t_); }
+#define FINISH_AVX2(g32, sum) g32 = _mm256_madd_epi16(sum, _mm256_set1_epi16(1));
+#define CHUNK_VNNI(DP, sum, lo, hi, xp, first)                                                                   \
+        sum = DP(DP((first) ? _mm256_setzero_si256() : sum, lo, _mm256_loadu_si256((const __m256i *)(xp))),    \
+                 hi, _mm256_loadu_si256((const __m256i *)((xp) + 32)));
+#define CHUNK_AVXVNNI(sum, lo, hi, xp, first) CHUNK_VNNI(_mm256_dpbusd_avx_epi32, sum, lo, hi, xp, first)
+#define CHUNK_AVX512VNNI(sum, lo, hi, xp, first) CHUNK_VNNI(_mm256_dpbusd_epi32, sum, lo, hi, xp, first)
+#define FINISH_VNNI(g32, sum) g32 = sum;
 
 // NAME(b, s, groups, K, xq, dx, c, MM, out): one weight row against MM (1-4) rows of quantized x,
-// full blocks of 8 groups in SIMD, the rest scalar.
-#define PG_Q4_ROW(NAME, TARGET, GROUP_SUMS)                                                                      \
+// full blocks of 8 groups in SIMD (chunk by chunk, each unpacked once for the MM rows), the rest
+// scalar. Each block's sums less c (the + 8's share) are the exact sums of q · x.
+#define PG_Q4_ROW(NAME, TARGET, CHUNK, FINISH)                                                                   \
 TARGET static inline __attribute__((always_inline)) void NAME##_rows(                                            \
-        const uint8_t *b, const uint16_t *s, long groups, long K, const int8_t *xq, const float *dx, const float *c, \
+        const uint8_t *b, const uint16_t *s, long groups, long K, const int8_t *xq, const float *dx, const int32_t *c, \
         const long MM, float *out) {                                                                           \
     const __m256i low = _mm256_set1_epi8(15);                                                                  \
-    __m256 acc[4], corr[4];                                                                                    \
-    PG_UNROLL for (long m = 0; m < MM; m++) acc[m] = corr[m] = _mm256_setzero_ps();                             \
+    __m256 acc[4];                                                                                             \
+    PG_UNROLL for (long m = 0; m < MM; m++) acc[m] = _mm256_setzero_ps();                                      \
     long g = 0;                                                                                                \
     for (; g + BLOCK <= groups; g += BLOCK) {                                                                  \
         const uint8_t *wb = b + g * 16;                                                                        \
         _mm_prefetch((const char *)(wb + 1024), _MM_HINT_T0);                                                  \
         _mm_prefetch((const char *)(wb + 1088), _MM_HINT_T0);                                                  \
-        __m256i lo[4], hi[4];                                                                                  \
+        __m256i sum[4];                                                                                        \
         PG_UNROLL for (int j = 0; j < 4; j++) {                                                                \
             __m256i v = _mm256_loadu_si256((const __m256i *)(wb + 32 * j));                                    \
-            lo[j] = _mm256_and_si256(v, low);                                                                  \
-            hi[j] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);                                            \
+            __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);        \
+            PG_UNROLL for (long m = 0; m < MM; m++) CHUNK(sum[m], lo, hi, xq + m * K + g * 32 + 64 * j, j == 0) \
         }                                                                                                      \
         __m256 sw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + g)));                                \
         PG_UNROLL for (long m = 0; m < MM; m++) {                                                              \
-            const int8_t *xp = xq + m * K + g * 32;                                                            \
             __m256i g32;                                                                                       \
-            GROUP_SUMS(g32, lo, hi, xp)                                                                        \
+            FINISH(g32, sum[m])                                                                                \
+            g32 = _mm256_sub_epi32(g32, _mm256_loadu_si256((const __m256i *)(c + m * groups + g)));            \
             __m256 sc = _mm256_mul_ps(sw, _mm256_loadu_ps(dx + m * groups + g));                               \
             acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(g32), sc, acc[m]);                                     \
-            corr[m] = _mm256_fmadd_ps(sw, _mm256_loadu_ps(c + m * groups + g), corr[m]);                       \
         }                                                                                                      \
     }                                                                                                          \
     PG_UNROLL for (long m = 0; m < MM; m++) {                                                                  \
-        float t = pg_hsum_avx2(_mm256_sub_ps(acc[m], corr[m]));                                                \
+        float t = pg_hsum_avx2(acc[m]);                                                                        \
         for (long r = g; r < groups; r++)                                                                      \
             t += pg_f16_to_f32_scalar(s[r]) * dx[m * groups + r] * (float)q4_group_dot(b, xq + m * K, groups, r); \
         out[m] = t;                                                                                            \
     }                                                                                                          \
 }                                                                                                              \
 TARGET static void NAME(const uint8_t *b, const uint16_t *s, long groups, long K, const int8_t *xq,             \
-                        const float *dx, const float *c, long MM, float *out) {                                \
+                        const float *dx, const int32_t *c, long MM, float *out) {                              \
     switch (MM) {                                                                                              \
     case 1: NAME##_rows(b, s, groups, K, xq, dx, c, 1, out); break;                                           \
     case 2: NAME##_rows(b, s, groups, K, xq, dx, c, 2, out); break;                                           \
@@ -283,14 +280,14 @@ TARGET static void NAME(const uint8_t *b, const uint16_t *s, long groups, long K
     default: NAME##_rows(b, s, groups, K, xq, dx, c, 4, out); break;                                          \
     }                                                                                                          \
 }
-PG_Q4_ROW(q4_row_avx2, T_AVX2, GROUP_SUMS_AVX2)
-PG_Q4_ROW(q4_row_avxvnni, __attribute__((target("avx2,fma,f16c,avxvnni"))), GROUP_SUMS_AVXVNNI)
-PG_Q4_ROW(q4_row_avx512vnni, __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512vnni"))), GROUP_SUMS_AVX512VNNI)
+PG_Q4_ROW(q4_row_avx2, T_AVX2, CHUNK_AVX2, FINISH_AVX2)
+PG_Q4_ROW(q4_row_avxvnni, __attribute__((target("avx2,fma,f16c,avxvnni"))), CHUNK_AVXVNNI, FINISH_VNNI)
+PG_Q4_ROW(q4_row_avx512vnni, __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512vnni"))), CHUNK_AVX512VNNI, FINISH_VNNI)
 
-typedef void (*q4_row_fn)(const uint8_t *, const uint16_t *, long, long, const int8_t *, const float *, const float *,
+typedef void (*q4_row_fn)(const uint8_t *, const uint16_t *, long, long, const int8_t *, const float *, const int32_t *,
                           long, float *);
 
-T_AVX2 void pg_gemv_q4_cols_avx2(const int8_t *xq, const float *dx, const float *c, long M, long K, const uint8_t *w,
+T_AVX2 void pg_gemv_q4_cols_avx2(const int8_t *xq, const float *dx, const int32_t *c, long M, long K, const uint8_t *w,
                                  const uint16_t *scales, float *y, long ldy, long n0, long n1, int features) {
     long groups = K / G;
     q4_row_fn row = features & PG_FEAT_AVX_VNNI ? q4_row_avxvnni
@@ -307,7 +304,7 @@ T_AVX2 void pg_gemv_q4_cols_avx2(const int8_t *xq, const float *dx, const float 
 // Any M (prefill): the kernel on 4 rows of x at a time, over blocks of weight rows small enough
 // to stay in L2 while every group of 4 x rows passes over them (each weight byte is unpacked once
 // per 4 rows of x and read from memory once per block).
-T_AVX2 void pg_gemm_q4_cols_avx2(const int8_t *xq, const float *dx, const float *c, long M, long K, const uint8_t *w,
+T_AVX2 void pg_gemm_q4_cols_avx2(const int8_t *xq, const float *dx, const int32_t *c, long M, long K, const uint8_t *w,
                                  const uint16_t *scales, float *y, long ldy, long n0, long n1, int features) {
     long groups = K / G;
     long row_bytes = K / 2 + groups * 2;
@@ -341,12 +338,12 @@ void pg_q4_row_to_bf16(const uint8_t *row, const uint16_t *scales, long groups, 
     }
 }
 #else
-void pg_gemv_q4_cols_avx2(const int8_t *xq, const float *dx, const float *c, long M, long K, const uint8_t *w,
+void pg_gemv_q4_cols_avx2(const int8_t *xq, const float *dx, const int32_t *c, long M, long K, const uint8_t *w,
                           const uint16_t *scales, float *y, long ldy, long n0, long n1, int features) {
     (void)features;
     pg_gemv_q4_cols_scalar(xq, dx, c, M, K, w, scales, y, ldy, n0, n1);
 }
-void pg_gemm_q4_cols_avx2(const int8_t *xq, const float *dx, const float *c, long M, long K, const uint8_t *w,
+void pg_gemm_q4_cols_avx2(const int8_t *xq, const float *dx, const int32_t *c, long M, long K, const uint8_t *w,
                           const uint16_t *scales, float *y, long ldy, long n0, long n1, int features) {
     (void)features;
     pg_gemv_q4_cols_scalar(xq, dx, c, M, K, w, scales, y, ldy, n0, n1);
