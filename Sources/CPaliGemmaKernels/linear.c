@@ -332,7 +332,7 @@ static void linear_run(int isa, int fast, int kn, const float *x, long ldx, cons
             if (rows < 4) rows = 4;
             if (rows > M) rows = M;
             abytes = (size_t)rows * (size_t)K;
-            sbytes = 2 * (size_t)rows * (size_t)groups * sizeof(float);  // dx, then c (int32)
+            sbytes = (size_t)rows * (size_t)groups * (sizeof(float) + sizeof(int32_t));  // dx, then c
             break;
         case X_PACK16:
         case X_PACK: {
@@ -374,12 +374,14 @@ static void linear_run(int isa, int fast, int kn, const float *x, long ldx, cons
                     part.xq = abuf;
                     part.xs = sbuf;
                     break;
-                case X_Q8G:
+                case X_Q8G: {
+                    int32_t *c8 = (int32_t *)((float *)sbuf + (size_t)mb * (size_t)groups);
+                    pg_quantize_x8_groups_pool(isa, part.x, ldx, mb, K, abuf, sbuf, c8);
                     part.xq8 = abuf;
                     part.dx8 = sbuf;
-                    part.cx8 = (int32_t *)((float *)sbuf + (size_t)mb * (size_t)groups);
-                    pg_quantize_x8_groups_pool(isa, part.x, ldx, mb, K, abuf, sbuf, (int32_t *)part.cx8);
+                    part.cx8 = c8;
                     break;
+                }
                 case X_BF16:
                     pg_x_to_bf16(part.x, ldx, mb, K, abuf);
                     part.xb = abuf;
