@@ -165,6 +165,16 @@ void pg_linear_cols_avx2(const float *x, long ldx, const void *w, int wdtype, lo
 void pg_linear_cols_avx512(const float *x, long ldx, const void *w, int wdtype, long ldw,
                            const float *bias, float *y, long ldy, long M, long n0, long n1, long K,
                            int thread);
+// Batched exact decode with bf16 weights on AVX2 (2..PG_GEMV_ROWS rows of x; linear_avx2.c). A
+// 32-byte load of a weight row holds 16 bf16 values, lane i of its eight 32-bit lanes being
+// w[2i] (low half) and w[2i + 1] (high half): a shift by 16 gives the even values as floats and a
+// mask the odd ones, two vectors for two operations where widening 8 values takes two. x is
+// prepared to match by pg_x_rows_eo: each block of 16 of a row as its 8 even entries, then its 8
+// odd ones (the last K % 16 as they are), rows K apart (M * K floats). pg_gemv_bf16_eo_cols_avx2
+// then gives y[m][n] for n in [n0, n1) = bias[n] + sum_k x[m][k] w[n][k], in float32.
+void pg_x_rows_eo(const float *x, long ldx, long M, long K, float *dst);
+void pg_gemv_bf16_eo_cols_avx2(const float *xeo, long M, long K, const uint16_t *w, long ldw, const float *bias,
+                               float *y, long ldy, long n0, long n1);
 // int8 weights against 1..4 rows of x quantized to int16 (linear_i8.c): y[m, n] for n in [n0, n1)
 // = xs[m] * sum_k xq[m, k] * w[n, k] (the weight's row scale is applied by the caller).
 void pg_quantize_x16(const float *x, long ldx, long M, long K, int16_t *xq, float *xs);

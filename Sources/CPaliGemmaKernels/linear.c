@@ -164,6 +164,7 @@ typedef struct {
     int fast; const uint16_t *xb;        // FAST products: the kernel, and x as bf16 (gemm_bf16.c)
     int kn;                              // FAST products only: w k-major [K][N] (pg_matmul_fast)
     const uint16_t *xr;                  // FAST batched decode: x as bf16 rows (gemm_bf16.c), else NULL
+    const float *xeo;                    // exact batched decode, bf16 weights, AVX2: x by pg_x_rows_eo, else NULL
     int features;                        // pg_features() of the calling thread
 } linear_job;
 
@@ -181,6 +182,8 @@ static void linear_task(void *p, long task, int thread) {
     }
     if (j->xr) {
         pg_gemv_bf16_cols(j->xr, j->M, j->K, j->w, j->dtype, j->ldw, bias, j->y, j->ldy, n0, n1);
+    } else if (j->xeo) {
+        pg_gemv_bf16_eo_cols_avx2(j->xeo, j->M, j->K, j->w, j->ldw, bias, j->y, j->ldy, n0, n1);
     } else if (j->dtype == PG_Q4) {
         if (j->isa >= PG_ISA_AVX2) pg_gemm_q4_cols_avx2(j->xq8, j->dx8, j->cx8, j->M, j->K, j->w, j->q4scales, j->y, j->ldy, n0, n1, j->features);
         else pg_gemv_q4_cols_scalar(j->xq8, j->dx8, j->cx8, j->M, j->K, j->w, j->q4scales, j->y, j->ldy, n0, n1);
@@ -302,7 +305,7 @@ static void linear_run(int isa, int fast, int kn, const float *x, long ldx, cons
     if (M > stream_rows && chunk < 128 && fast == PG_FAST_NONE) chunk = ((N + threads - 1) / threads + 15) / 16 * 16;
     if ((double)M * N * K < 65536.0) chunk = N;  // tiny: not worth waking the pool
     linear_job job = { x, ldx, w, wdtype, ldw, scale, bias, y, ldy, M, N, K, chunk, isa, NULL, NULL, NULL, NULL, NULL,
-                       q4scales, NULL, NULL, NULL, fast, NULL, kn, NULL, pg_features() };
+                       q4scales, NULL, NULL, NULL, fast, NULL, kn, NULL, NULL, pg_features() };
     // How x is prepared once for all tasks, in row blocks that keep the copy under PG_APACK_BYTES:
     //   X_Q16:    int16 rows (int8 weights, decode; linear_i8.c)
     //   X_Q8G:    int8 groups of 32 (4-bit weights; linear_q4.c), needed: no fallback
@@ -310,10 +313,13 @@ static void linear_run(int isa, int fast, int kn, const float *x, long ldx, cons
     //   X_PACK:   float32 in the prefill layout (prefill, SIMD, several tasks)
     //   X_BF16:   bf16 rows (FAST products; gemm_bf16.c), needed: no fallback
     //   X_ROWS16: bf16 rows of x, plain (FAST batched decode; gemm_bf16.c)
+    //   X_EO:     float32 rows, each block of 16 split into even and odd entries (exact batched
+    //             decode with bf16 weights on the AVX2 level; linear_avx2.c)
     // The buffers belong to the calling thread and only grow, so steady-state decoding allocates nothing.
-    enum { X_NONE, X_Q16, X_Q8G, X_PACK16, X_PACK, X_BF16, X_ROWS16 } kind = X_NONE;
+    enum { X_NONE, X_Q16, X_Q8G, X_PACK16, X_PACK, X_BF16, X_ROWS16, X_EO } kind = X_NONE;
     if (fast != PG_FAST_NONE) kind = X_BF16;
     else if (decode_bf16) kind = X_ROWS16;
+    else if (isa == PG_ISA_AVX2 && wdtype == PG_BF16 && M >= 2 && M <= PG_GEMV_ROWS && K >= 16) kind = X_EO;
     else if (wdtype == PG_Q4) kind = X_Q8G;
     else if (wdtype == PG_I8 && M <= 4) kind = X_Q16;
     else if (M > 4 && isa >= PG_ISA_AVX2 && wdtype == PG_I8) kind = X_PACK16;
@@ -347,6 +353,10 @@ static void linear_run(int isa, int fast, int kn, const float *x, long ldx, cons
         }
         case X_ROWS16:
             abytes = pg_xrows_bf16_size(M, K);
+            sbytes = 1;
+            break;
+        case X_EO:
+            abytes = (size_t)M * (size_t)K * sizeof(float);
             sbytes = 1;
             break;
         case X_BF16: {
@@ -390,6 +400,10 @@ static void linear_run(int isa, int fast, int kn, const float *x, long ldx, cons
                     pg_x_rows_to_bf16(part.x, ldx, mb, K, abuf);
                     part.xr = abuf;
                     break;
+                case X_EO:
+                    pg_x_rows_eo(part.x, ldx, mb, K, abuf);
+                    part.xeo = abuf;
+                    break;
                 case X_PACK16:
                     pg_pack_a16(part.x, ldx, mb, K, abuf, sbuf);
                     part.apack16 = abuf;
@@ -411,6 +425,20 @@ static void linear_run(int isa, int fast, int kn, const float *x, long ldx, cons
         // Otherwise the tasks convert the weights and pack x themselves.
     }
     pg_parallel_for((N + chunk - 1) / chunk, linear_task, &job);
+}
+
+void pg_x_rows_eo(const float *x, long ldx, long M, long K, float *dst) {
+    for (long m = 0; m < M; m++) {
+        const float *src = x + m * ldx;
+        float *d = dst + m * K;
+        long k = 0;
+        for (; k + 16 <= K; k += 16)
+            for (long i = 0; i < 8; i++) {
+                d[k + i] = src[k + 2 * i];
+                d[k + 8 + i] = src[k + 2 * i + 1];
+            }
+        for (; k < K; k++) d[k] = src[k];
+    }
 }
 
 // ---- x packed once for the prefill kernel ----------------------------------------------------

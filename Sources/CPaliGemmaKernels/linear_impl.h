@@ -11,7 +11,8 @@
 // Prefill (M > PG_GEMV_ROWS): the weight columns are packed, KC at a time, into a float panel of
 // NR = 2*VW columns, and a 6 x NR register-blocked micro-kernel sweeps all rows of x.
 // Decode and batched decode (M <= PG_GEMV_ROWS): each weight row is streamed once and dotted
-// with the few rows of x (from three rows on, two weight rows at a time).
+// with the few rows of x (from three rows on, two weight rows at a time; bf16 weights with 2 or
+// more rows on the AVX2 level go to linear_avx2.c's register tiles instead, linear.c X_EO).
 
 #define MR PG_GEMM_MR
 #define NR (2 * VW)
