@@ -21,6 +21,9 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("vision-batches"), parsing: .singleValue,
             help: "Instead of generating, time the vision tower over --images images encoded this many at a time (repeatable: the sizes are measured in turn, --runs rounds).")
     var visionBatches: [Int] = []
+    @Option(name: .customLong("decode-batches"), parsing: .singleValue,
+            help: "Instead of generating, prefill one prompt, copy its KV cache to this many sequences and time --new-tokens decode steps of all of them at once, as the server batches them (repeatable: the sizes are measured in turn).")
+    var decodeBatches: [Int] = []
     @Option(help: "Threads (default: all CPUs).") var threads: Int?
     @Option(help: precisionHelp) var precision: Precision?
     @Option(help: "Measure this many times in one process and report the last run (the first also maps the weights in).")
@@ -66,6 +69,26 @@ struct Bench: ParsableCommand {
                     for t in timings {
                         print(String(format: "vision, %d images %d at a time: best %.3f s (%.3f s an image); runs %@", t.images, t.batch, t.best,
                                      t.best / Double(t.images), t.seconds.map { String(format: "%.3f", $0) }.joined(separator: ", ")))
+                    }
+                }
+            } catch {
+                fail(error)
+            }
+            return
+        }
+        if !decodeBatches.isEmpty {
+            guard decodeBatches.allSatisfy({ $0 >= 1 && $0 <= 256 }) else { throw ValidationError("--decode-batches must be 1 to 256") }
+            do {
+                let timings = try Benchmark.decodeBatches(directory: directory, promptTokens: promptTokens, sequences: decodeBatches,
+                                                          steps: newTokens, quantization: quantization)
+                if json {
+                    print(try JSONOutput.string(timings))
+                } else {
+                    let one = timings.first { $0.sequences == 1 }?.tokensPerSecond
+                    for t in timings {
+                        let ratio = one.map { String(format: ", %.2f× one sequence", t.tokensPerSecond / $0) } ?? ""
+                        print(String(format: "decode, %d sequence%@ at once: %.1f ms a step (median of %d, fastest %.1f), %.2f tokens/s%@",
+                                     t.sequences, t.sequences == 1 ? "" : "s", t.msPerStep, t.steps, t.msMin, t.tokensPerSecond, ratio))
                     }
                 }
             } catch {

@@ -240,6 +240,29 @@ struct BatchForwardTests {
         #expect(error([SequenceInput(ids: [5], prefixLength: 0, cache: wrong)]).contains("another decoder shape"))
     }
 
+    @Test("a copied KV cache continues the prompt as the original does (other pool, other block size); shapes checked")
+    func cacheCopy() throws {
+        let model = try PaliGemmaModel(directory: Fixtures.model("pg2-f32"))
+        var rng = SeededRandom(29)
+        let plan = try Self.plans(model, count: 1, rng: &rng)[0]
+        let original = try model.makeCache(capacity: plan.prompt.count + 1)
+        _ = try model.forward(ids: plan.prompt, imageFeatures: plan.features, prefixLength: plan.prompt.count, cache: original)
+        let t = model.config.textConfig
+        let pool = try KVCachePool(layers: t.numHiddenLayers, kvWidth: t.numKeyValueHeads * t.headDim, blockTokens: 5, blockCount: 200)
+        _ = try pool.makeCache(reserving: 7)  // so the copy's blocks are not the pool's first
+        let copy = try pool.makeCache()
+        try copy.copy(from: original)
+        #expect(copy.length == original.length)
+        let next = 3 + Int(rng.next() % 100)
+        let a = try model.forward(ids: [next], imageFeatures: nil, prefixLength: plan.prompt.count, cache: original).values
+        let b = try model.forward(ids: [next], imageFeatures: nil, prefixLength: plan.prompt.count, cache: copy).values
+        let diff = Self.relativeDiff(b, a)
+        print("copied cache vs original, next step: worst |diff| / max(1, |logit|) \(diff) (bound \(Self.relativeBound))")
+        #expect(diff <= Self.relativeBound)
+        let wrong = try KVCache(layers: 1, capacity: 8, kvWidth: 4)
+        #expect(throws: PaliGemmaError.self) { try wrong.copy(from: original) }
+    }
+
     // MARK: Cache pool
 
     @Test("KV cache pool: bounded, blocks reused, bytes per token of PaliGemma 1 and 2 3B")

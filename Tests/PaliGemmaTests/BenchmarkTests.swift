@@ -15,6 +15,20 @@ struct BenchmarkTests {
         #expect(list?.compactMap { $0["batch"] as? Int } == [1, 3])
     }
 
+    @Test("bench --decode-batches: each number of sequences stepped together, in one JSON list")
+    func decodeBatches() throws {
+        let timings = try Benchmark.decodeBatches(directory: Fixtures.model("pg1-f32"), promptTokens: 3, sequences: [1, 3], steps: 4)
+        #expect(timings.map(\.sequences) == [1, 3] && timings.allSatisfy { $0.steps == 4 && $0.msMin > 0 && $0.msMin <= $0.msPerStep })
+        #expect(timings.allSatisfy { abs($0.tokensPerSecond - Double($0.sequences) * 1000 / $0.msPerStep) < 1e-9 * $0.tokensPerSecond })
+        let cli = try EndToEndTests.run(["bench", "--model", Fixtures.model("pg1-f32").path, "--new-tokens", "2",
+                                         "--decode-batches", "2", "--decode-batches", "1", "--json"])
+        #expect(cli.status == 0, "\(cli.stderr)")
+        let list = try JSONSerialization.jsonObject(with: Data(cli.stdout.utf8)) as? [[String: Any]]
+        #expect(list?.compactMap { $0["sequences"] as? Int } == [2, 1] && list?.allSatisfy { $0["steps"] as? Int == 2 } == true)
+        let bad = try EndToEndTests.run(["bench", "--model", Fixtures.model("pg1-f32").path, "--decode-batches", "0"])
+        #expect(bad.status != 0 && bad.stderr.contains("--decode-batches"))
+    }
+
     @Test("bench floors: bytes decode streams per token, FLOPs of prefill and vision, and the floors from them")
     func floors() throws {
         // pg1-f32: decoder D 64, 4 query heads and 1 key/value head of 16, MLP 96, 2 layers, 320

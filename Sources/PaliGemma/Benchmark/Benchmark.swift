@@ -225,6 +225,52 @@ extension Benchmark {
     }
 }
 
+extension Benchmark {
+    /// Decode steps of several sequences at once, as the server's continuous batching runs them:
+    /// one prompt (image tokens + <bos> + `promptTokens` + "\n") is prefilled once, its KV cache
+    /// copied to each of `sequences` sequences, and `steps` greedy decode steps of all of them
+    /// are timed as single batched forward passes (weights read once a step). Each size in turn.
+    public static func decodeBatches(directory: URL, promptTokens: Int, sequences: [Int], steps: Int,
+                                     quantization: Quantization = .none) throws -> [DecodeBatchTiming] {
+        let model = try PaliGemmaModel(directory: directory, quantization: quantization)
+        let (pixels, ids) = syntheticInput(model, promptTokens: promptTokens)
+        let image = try model.imageFeatures(pixels: pixels)
+        let capacity = ids.count + max(steps, 1)
+        let prompt = try model.makeCache(capacity: capacity)
+        let first = try model.forward(ids: ids, imageFeatures: image, prefixLength: ids.count, cache: prompt)
+        let firstToken = first.values.withUnsafeBufferPointer { Sampler.argmax($0) }
+        return try sequences.map { count in
+            let caches = try (0..<max(count, 1)).map { _ in
+                let cache = try model.makeCache(capacity: capacity)
+                try cache.copy(from: prompt)
+                return cache
+            }
+            var tokens = [Int](repeating: firstToken, count: caches.count)
+            var seconds: [Double] = []
+            for _ in 0..<max(steps, 1) {
+                let batch = zip(tokens, caches).map { SequenceInput(ids: [$0], prefixLength: ids.count, cache: $1) }
+                let clock = Date()
+                let logits = try model.forward(batch)
+                seconds.append(Date().timeIntervalSince(clock))
+                tokens = logits.map { $0.values.withUnsafeBufferPointer { Sampler.argmax($0) } }
+            }
+            let median = seconds.sorted()[seconds.count / 2]
+            return DecodeBatchTiming(sequences: caches.count, steps: seconds.count, msPerStep: median * 1000,
+                                     msMin: (seconds.min() ?? 0) * 1000, tokensPerSecond: Double(caches.count) / median)
+        }
+    }
+}
+
+/// Batched decode steps of `sequences` sequences (`Benchmark.decodeBatches`): the median and the
+/// fastest step, and the tokens a second the median gives (sequences / median step).
+public struct DecodeBatchTiming: Codable, Sendable {
+    public let sequences: Int
+    public let steps: Int
+    public let msPerStep: Double
+    public let msMin: Double
+    public let tokensPerSecond: Double
+}
+
 /// The vision tower's time for `images` images encoded `batch` at a time (`Benchmark.visionBatches`).
 public struct VisionBatchTiming: Codable, Sendable {
     public let batch: Int

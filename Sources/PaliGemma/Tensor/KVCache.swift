@@ -143,6 +143,22 @@ public final class KVCache: @unchecked Sendable {
     /// Bytes of pool memory held.
     public var byteCount: Int { capacity * pool.bytesPerToken }
 
+    /// Replaces this cache's tokens with a copy of `other`'s (a pool of the same layer shape),
+    /// taking blocks as needed: several sequences then continue one prefilled prompt.
+    public func copy(from other: KVCache) throws {
+        guard other.pool.layers == pool.layers, other.pool.kvWidth == pool.kvWidth else {
+            throw PaliGemmaError.input("KV cache copy: the caches were made for different decoder shapes")
+        }
+        try reserve(other.length)
+        for layer in 0..<pool.layers {
+            for token in 0..<other.length {
+                keys(layer: layer, token: token).update(from: other.keys(layer: layer, token: token), count: pool.kvWidth)
+                values(layer: layer, token: token).update(from: other.values(layer: layer, token: token), count: pool.kvWidth)
+            }
+        }
+        length = other.length
+    }
+
     /// Pointer to the keys (or values) of sequence index `token` in `layer`.
     func keys(layer: Int, token: Int) -> UnsafeMutablePointer<Float> {
         pool.keys[layer] + row(token) * pool.kvWidth
