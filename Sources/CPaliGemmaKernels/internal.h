@@ -175,7 +175,7 @@ void pg_linear_cols_avx512(const float *x, long ldx, const void *w, int wdtype, 
 void pg_x_rows_eo(const float *x, long ldx, long M, long K, float *dst);
 void pg_gemv_bf16_eo_cols_avx2(const float *xeo, long M, long K, const uint16_t *w, long ldw, const float *bias,
                                float *y, long ldy, long n0, long n1);
-// int8 weights against 1..4 rows of x quantized to int16 (linear_i8.c): y[m, n] for n in [n0, n1)
+// int8 weights against 1..PG_GEMV_ROWS rows of x quantized to int16 (linear_i8.c): y[m, n] for n in [n0, n1)
 // = xs[m] * sum_k xq[m, k] * w[n, k] (the weight's row scale is applied by the caller).
 void pg_quantize_x16(const float *x, long ldx, long M, long K, int16_t *xq, float *xs);
 /// One row of pg_quantize_q8 (values already float32); every level gives the same bytes.

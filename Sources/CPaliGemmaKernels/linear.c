@@ -156,7 +156,7 @@ void pg_matmul_ta_isa(int isa, const float *a, long lda, const void *w, int wdty
 typedef struct {
     const float *x; long ldx; const void *w; int dtype; long ldw; const float *scale; const float *bias;
     float *y; long ldy; long M, N, K; long chunk; int isa;
-    const int16_t *xq; const float *xs;  // x quantized to int16 (int8 weights, M <= 4), else NULL
+    const int16_t *xq; const float *xs;  // x quantized to int16 (int8 weights, M <= PG_GEMV_ROWS, exact), else NULL
     const float *apack;                  // x packed once for all tasks (prefill, SIMD), else NULL
     const int16_t *apack16; const float *xs16;  // x as int16 pairs (int8 weights, prefill, AVX2), else NULL
     const uint16_t *q4scales;            // group scales of 4-bit weights (dtype PG_Q4)
@@ -297,17 +297,19 @@ static void linear_run(int isa, int fast, int kn, const float *x, long ldx, cons
         decode_bf16 = kernel != PG_FAST_NONE && M >= 2 && M <= PG_GEMV_ROWS && (pg_features() & PG_FEAT_AVX512_BF16) &&
                       (wdtype == PG_F32 || wdtype == PG_BF16 || wdtype == PG_F16);
     }
+    // int8 weights against up to 8 exact rows: x quantized to int16, weight rows streamed (linear_i8.c).
+    int i8_stream = wdtype == PG_I8 && M <= PG_GEMV_ROWS && fast == PG_FAST_NONE;
     int threads = pg_threads_here();
     // Column chunks: a multiple of 32, about four per thread so that uneven tasks balance out.
     long chunk = (N + 4L * threads - 1) / (4L * threads);
     chunk = (chunk + 31) / 32 * 32;
     // Each task packs all of x for its columns: with many rows and few columns, one task per thread.
-    if (M > stream_rows && chunk < 128 && fast == PG_FAST_NONE) chunk = ((N + threads - 1) / threads + 15) / 16 * 16;
+    if (M > stream_rows && !i8_stream && chunk < 128 && fast == PG_FAST_NONE) chunk = ((N + threads - 1) / threads + 15) / 16 * 16;
     if ((double)M * N * K < 65536.0) chunk = N;  // tiny: not worth waking the pool
     linear_job job = { x, ldx, w, wdtype, ldw, scale, bias, y, ldy, M, N, K, chunk, isa, NULL, NULL, NULL, NULL, NULL,
                        q4scales, NULL, NULL, NULL, fast, NULL, kn, NULL, NULL, pg_features() };
     // How x is prepared once for all tasks, in row blocks that keep the copy under PG_APACK_BYTES:
-    //   X_Q16:    int16 rows (int8 weights, decode; linear_i8.c)
+    //   X_Q16:    int16 rows (int8 weights, decode and batched decode; linear_i8.c)
     //   X_Q8G:    int8 groups of 32 (4-bit weights; linear_q4.c), needed: no fallback
     //   X_PACK16: int16 pairs in the prefill layout (int8 weights, prefill, AVX2; gemm_i8.c)
     //   X_PACK:   float32 in the prefill layout (prefill, SIMD, several tasks)
@@ -321,7 +323,7 @@ static void linear_run(int isa, int fast, int kn, const float *x, long ldx, cons
     else if (decode_bf16) kind = X_ROWS16;
     else if (isa == PG_ISA_AVX2 && wdtype == PG_BF16 && M >= 2 && M <= PG_GEMV_ROWS && K >= 16) kind = X_EO;
     else if (wdtype == PG_Q4) kind = X_Q8G;
-    else if (wdtype == PG_I8 && M <= 4) kind = X_Q16;
+    else if (i8_stream) kind = X_Q16;
     else if (M > 4 && isa >= PG_ISA_AVX2 && wdtype == PG_I8) kind = X_PACK16;
     else if (M > stream_rows && isa >= PG_ISA_AVX2 && chunk < N) kind = X_PACK;
     if (kind != X_NONE) {

@@ -35,9 +35,11 @@ struct QuantizationTests {
         var rng = SeededRandom(4)
         var worst: Float = 0  // largest error as a share of its bound
         // K above 2048 crosses the integer kernel's accumulation blocks; K % 16 != 0 its tail;
-        // K of 8192 and more takes the four-row path.
+        // K of 8192 and more takes the four-row path; 2 to 8 rows the tiles of 3 weight rows (5 to 8
+        // rows in two passes), columns not a multiple of 3 the one-row tiles.
         let shapes = [(1, 33, 17), (1, 64, 300), (2, 9, 2100), (1, 40, 4133), (2, 6, 8200), (3, 20, 40), (4, 7, 2048),
-                      (7, 45, 257), (40, 70, 130), (13, 37, 515), (66, 33, 1030)]  // prefill: ragged rows, columns, odd k
+                      (7, 45, 257), (5, 10, 4100), (8, 8, 2066), (6, 4, 31),
+                      (40, 70, 130), (13, 37, 515), (66, 33, 1030)]  // prefill: ragged rows, columns, odd k
         for level in KernelTests.levels {
             for (m, n, k) in shapes {
                 // One row of x with a large outlier: the int16 quantization step follows max|x|.
@@ -61,9 +63,9 @@ struct QuantizationTests {
                         }
                     }
                     for i in 0..<m {
-                        // Rows of x are quantized to int16 (decode on every level, prefill with SIMD):
-                        // each x moves by at most half a step.
-                        let integer = m <= 4 || level != .scalar
+                        // Rows of x are quantized to int16 (decode and batched decode on every level,
+                        // prefill with SIMD): each x moves by at most half a step.
+                        let integer = m <= 8 || level != .scalar
                         let step = integer ? Double((0..<k).map { abs(x[i * k + $0]) }.max() ?? 0) / 32767 : 0
                         for j in 0..<n {
                             let s = useScales ? Double(scales[j]) : 1
