@@ -222,17 +222,16 @@ T_AVX2 void pg_gemv_i8_cols_avx2(const int16_t *xq, const float *xs, long M, lon
         gemv_i8_tiles_avx2(xq, xs, M, K, w, ldw, y, ldy, n0, n1);
         return;
     }
+    // One row of x (memory-bound): 4 weight rows at a time on long rows, else one at a time.
     long n = n0;
     if (K >= 8192) {
-        for (; n + 4 <= n1; n += 4)
-            for (long m = 0; m < M; m++) {
-                float out[4];
-                dot4_i8_avx2(xq + m * K, K, w + n * ldw, ldw, out);
-                for (int j = 0; j < 4; j++) y[m * ldy + n + j] = out[j] * xs[m];
-            }
+        for (; n + 4 <= n1; n += 4) {
+            float out[4];
+            dot4_i8_avx2(xq, K, w + n * ldw, ldw, out);
+            for (int j = 0; j < 4; j++) y[n + j] = out[j] * xs[0];
+        }
     }
-    for (; n < n1; n++)
-        for (long m = 0; m < M; m++) y[m * ldy + n] = dot1_i8_avx2(xq + m * K, K, w + n * ldw) * xs[m];
+    for (; n < n1; n++) y[n] = dot1_i8_avx2(xq, K, w + n * ldw) * xs[0];
 }
 #else
 void pg_quantize_q8_row_avx2(const float *v, long cols, int8_t *out, float *scale) {
