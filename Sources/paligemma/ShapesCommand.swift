@@ -13,8 +13,9 @@ struct Shapes: ParsableCommand {
         format `paligemma finetune --train` reads: caption 1 line per image, count 4, color 0-3 \
         (one per shape present exactly once), detect 4 (each shape alone, then one two-label \
         prompt), so 9 to 12 lines per image with every task; --questions N keeps N of them, \
-        drawn at random, for training sets that see more images per question. The same \
-        seed, size, tasks and --questions give the same bytes; image i does not depend on --count. The output must not exist \
+        drawn at random, for training sets that see more images per question, and \
+        --always caption keeps each image's caption among them. The same \
+        seed, size, tasks, --questions and --always give the same bytes; image i does not depend on --count. The output must not exist \
         (or be an empty folder).
 
         Example:
@@ -29,6 +30,8 @@ struct Shapes: ParsableCommand {
     @Option(help: "Canvas side in pixels (64...2048); object sizes scale with it.") var size = 224
     @Option(help: "Comma-separated question sets: caption, count, color, detect.") var tasks = "caption,count,color,detect"
     @Option(help: "Questions per image, drawn at random from its list (default: all); the images do not change.") var questions: Int?
+    @Option(help: "Comma-separated question sets always kept with --questions (e.g. caption); the rest drawn from the others.")
+    var always = ""
     @Option(help: "Edges: random (per scene, from the seed), on (4x4 supersampled coverage) or off.") var antialias = "random"
 
     func run() throws {
@@ -37,7 +40,8 @@ struct Shapes: ParsableCommand {
                 throw PaliGemmaError.input("shapes: --antialias must be random, on or off, got '\(antialias)'")
             }
             let generator = try ShapesGenerator(size: size, seed: seed, tasks: try ShapesGenerator.tasks(tasks), antialias: edges,
-                                                questionsPerImage: questions)
+                                                questionsPerImage: questions,
+                                                alwaysKept: always.isEmpty ? [] : try ShapesGenerator.tasks(always))
             let folder = URL(fileURLWithPath: (output as NSString).expandingTildeInPath)
             let progress = PercentProgress("generating")
             let lines = try ShapesDataset.write(generator, count: count, to: folder) { progress.update($0, count) }

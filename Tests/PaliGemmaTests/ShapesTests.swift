@@ -65,6 +65,37 @@ import Testing
         #expect(try ShapesGenerator(seed: 5, questionsPerImage: 50).example(3).questions == all.example(3).questions)
     }
 
+    @Test("alwaysKept keeps each image's caption and draws the rest from the other questions; nothing always kept is the plain draw")
+    func alwaysKeptQuestions() throws {
+        let all = try ShapesGenerator(seed: 5)
+        #expect(throws: PaliGemmaError.self) { try ShapesGenerator(seed: 5, tasks: [.count], questionsPerImage: 2, alwaysKept: [.caption]) }
+        // An empty list changes nothing: the same draw as before the option existed.
+        let plain = try ShapesGenerator(seed: 5, questionsPerImage: 2)
+        let none = try ShapesGenerator(seed: 5, questionsPerImage: 2, alwaysKept: [])
+        #expect((0..<40).map { plain.example($0).questions } == (0..<40).map { none.example($0).questions })
+        for k in [1, 2, 3] {
+            let some = try ShapesGenerator(seed: 5, questionsPerImage: k, alwaysKept: [.caption])
+            var others = Set<String>()
+            for i in 0..<60 {
+                let (scene, questions) = some.example(i)
+                let full = all.example(i)
+                #expect(scene == full.scene)
+                #expect(questions.count == k, "image \(i): \(questions.count) questions for k = \(k)")
+                #expect(questions.first == full.questions.first && questions.first?.prefix == "caption en", "image \(i)")
+                #expect(questions.dropFirst().allSatisfy { $0.prefix != "caption en" && full.questions.contains($0) })
+                // Kept in list order.
+                let at = questions.compactMap { full.questions.firstIndex(of: $0) }
+                #expect(at == at.sorted() && at.count == questions.count)
+                questions.dropFirst().forEach { others.insert($0.prefix) }
+            }
+            // The others are drawn from all the other tasks, not only the first ones.
+            if k > 1 { #expect(others.contains { $0.hasPrefix("detect") } && others.contains { $0.hasPrefix("answer en how many") }) }
+        }
+        // Two always-kept tasks beyond the count: all of them kept.
+        let both = try ShapesGenerator(seed: 5, questionsPerImage: 1, alwaysKept: [.caption, .count])
+        #expect(both.example(0).questions == Array(all.example(0).questions.prefix(5)))
+    }
+
     @Test("sampled scenes keep every rule of the world", arguments: [(224, 300), (97, 100), (448, 100)])
     func worldRules(size: Int, count: Int) throws {
         let scenes = try Self.scenes(size: size, count: count, seed: UInt64(size))

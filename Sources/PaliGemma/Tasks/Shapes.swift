@@ -286,31 +286,37 @@ public struct ShapesScene: Sendable, Equatable {
     ///   then one two-label prompt such as `detect triangle ; circle`, its pair and order drawn
     ///   from `rng` (4 lines).
     func questions(_ tasks: [ShapesTask], rng: inout Xoshiro256) -> [ShapesQuestion] {
-        var out: [ShapesQuestion] = []
+        taggedQuestions(tasks, rng: &rng).map(\.question)
+    }
+
+    /// `questions(_:rng:)` with the task each question belongs to.
+    func taggedQuestions(_ tasks: [ShapesTask], rng: inout Xoshiro256) -> [(task: ShapesTask, question: ShapesQuestion)] {
+        var out: [(task: ShapesTask, question: ShapesQuestion)] = []
+        func append(_ task: ShapesTask, _ question: ShapesQuestion) { out.append((task, question)) }
         for task in ShapesTask.allCases where tasks.contains(task) {
             switch task {
             case .caption:
-                out.append(ShapesQuestion(prefix: "caption en", suffix: caption))
+                append(task, ShapesQuestion(prefix: "caption en", suffix: caption))
             case .count:
-                out.append(ShapesQuestion(prefix: "answer en how many shapes are there?", suffix: String(objects.count)))
+                append(task, ShapesQuestion(prefix: "answer en how many shapes are there?", suffix: String(objects.count)))
                 for kind in ShapeKind.allCases {
-                    out.append(ShapesQuestion(prefix: "answer en how many \(kind.plural) are there?", suffix: String(count(of: kind))))
+                    append(task, ShapesQuestion(prefix: "answer en how many \(kind.plural) are there?", suffix: String(count(of: kind))))
                 }
             case .color:
                 for kind in ShapeKind.allCases {
                     if let name = colorName(of: kind) {
-                        out.append(ShapesQuestion(prefix: "answer en what color is the \(kind.rawValue)?", suffix: name.rawValue))
+                        append(task, ShapesQuestion(prefix: "answer en what color is the \(kind.rawValue)?", suffix: name.rawValue))
                     }
                 }
             case .detect:
                 for kind in ShapeKind.allCases {
-                    out.append(ShapesQuestion(prefix: "detect \(kind.rawValue)", suffix: detection([kind])))
+                    append(task, ShapesQuestion(prefix: "detect \(kind.rawValue)", suffix: detection([kind])))
                 }
                 var kinds = ShapeKind.allCases
                 kinds.remove(at: min(2, Int(rng.nextDouble() * 3)))
                 if rng.nextDouble() < 0.5 { kinds.reverse() }
-                out.append(ShapesQuestion(prefix: "detect " + kinds.map(\.rawValue).joined(separator: " ; "),
-                                          suffix: detection(kinds)))
+                append(task, ShapesQuestion(prefix: "detect " + kinds.map(\.rawValue).joined(separator: " ; "),
+                                            suffix: detection(kinds)))
             }
         }
         return out
@@ -327,33 +333,45 @@ public struct ShapesGenerator: Sendable {
     /// Questions kept per image, drawn at random from its full list (in list order); nil: all.
     /// The scenes do not depend on it, so fewer questions over more images is the same world.
     public let questionsPerImage: Int?
+    /// Tasks whose questions are always among an image's kept ones when `questionsPerImage` is
+    /// set (for example `[.caption]`: each image's caption, plus questionsPerImage - 1 drawn
+    /// from the rest); they are kept even beyond questionsPerImage. Empty: a plain draw.
+    public let alwaysKept: [ShapesTask]
 
-    /// Throws `PaliGemmaError.input` for a size outside `ShapesWorld.sizes`, no task, or fewer
-    /// than 1 question per image.
+    /// Throws `PaliGemmaError.input` for a size outside `ShapesWorld.sizes`, no task, fewer
+    /// than 1 question per image, or an always-kept task that is not among `tasks`.
     public init(size: Int = 224, seed: UInt64, tasks: [ShapesTask] = ShapesTask.allCases, antialias: ShapesAntialias = .random,
-                questionsPerImage: Int? = nil) throws {
+                questionsPerImage: Int? = nil, alwaysKept: [ShapesTask] = []) throws {
         guard ShapesWorld.sizes.contains(size) else {
             throw PaliGemmaError.input("shapes: --size must be in \(ShapesWorld.sizes.lowerBound)...\(ShapesWorld.sizes.upperBound), got \(size)")
         }
         guard !tasks.isEmpty else { throw PaliGemmaError.input("shapes: no task given") }
         if let k = questionsPerImage, k < 1 { throw PaliGemmaError.input("shapes: --questions must be at least 1, got \(k)") }
+        if let missing = alwaysKept.first(where: { !tasks.contains($0) }) {
+            throw PaliGemmaError.input("shapes: --always names '\(missing.rawValue)', which is not among --tasks")
+        }
         self.size = size
         self.seed = seed
         self.tasks = tasks
         self.antialias = antialias
         self.questionsPerImage = questionsPerImage
+        self.alwaysKept = alwaysKept
     }
 
     /// Example `index`: its scene and questions (`questionsPerImage` of them, when set).
     public func example(_ index: Int) -> (scene: ShapesScene, questions: [ShapesQuestion]) {
         var rng = Xoshiro256(seed: seed ^ (UInt64(truncatingIfNeeded: index) &* 0xD1B5_4A32_D192_ED03 &+ 0x8CB9_2BA7_2F3D_8DD7))
         let scene = ShapesScene.sample(size: size, antialias: antialias, rng: &rng)
-        let all = scene.questions(tasks, rng: &rng)
+        let tagged = scene.taggedQuestions(tasks, rng: &rng)
+        let all = tagged.map(\.question)
         guard let k = questionsPerImage, k < all.count else { return (scene, all) }
-        // A seeded partial Fisher-Yates draw of k positions, kept in list order.
-        var positions = Array(all.indices)
-        for i in 0..<k { positions.swapAt(i, i + Int(rng.next() % UInt64(all.count - i))) }
-        return (scene, positions[..<k].sorted().map { all[$0] })
+        // The always-kept questions, then a seeded partial Fisher-Yates draw from the others
+        // (all of them when nothing is always kept); the kept ones in list order.
+        let kept = tagged.indices.filter { alwaysKept.contains(tagged[$0].task) }
+        var positions = tagged.indices.filter { !alwaysKept.contains(tagged[$0].task) }
+        let draw = min(max(0, k - kept.count), positions.count)
+        for i in 0..<draw { positions.swapAt(i, i + Int(rng.next() % UInt64(positions.count - i))) }
+        return (scene, (kept + positions[..<draw]).sorted().map { all[$0] })
     }
 
     /// Parses "caption,count,color,detect" (any subset, any order).
