@@ -23,7 +23,7 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Write one JSON line per example (answer, reference, loss, metrics) here.") var output: String?
     @Option(name: .customLong("max-tokens"), help: "Most tokens per greedy answer.") var maxTokens = 64
     @Flag(help: "Print one JSON object instead of a summary.") var json = false
-    @Option(name: .customLong("group-by"), help: "Also report the metrics per group: prefix (each distinct prompt) or shapes (the shapes world's caption, count, color and detect questions).")
+    @Option(name: .customLong("group-by"), help: "Also report the metrics per group: prefix (each distinct prompt) or shapes (the shapes world's caption, count, color and detect questions, and the captions by number of objects).")
     var groupBy: String?
     @Option(help: "Threads (default: all CPUs).") var threads: Int?
     @Option(help: precisionHelp) var precision: Precision?
@@ -40,9 +40,12 @@ struct Evaluate: ParsableCommand {
             let records = try TrainingData.read(jsonl: URL(fileURLWithPath: (data as NSString).expandingTildeInPath))
             var sink: JSONLinesFile?
             if let output { sink = try JSONLinesFile(path: (output as NSString).expandingTildeInPath, append: false) }
-            let report = try Evaluation.run(pipeline: pipeline, records: records, maxTokens: maxTokens,
+            var report = try Evaluation.run(pipeline: pipeline, records: records, maxTokens: maxTokens,
                                             groupBy: try grouping()) { item in
                 try sink?.write(item)
+            }
+            if groupBy == "shapes" {
+                report.groups?.sort { ShapesTask.evaluationGroupRank($0.name) < ShapesTask.evaluationGroupRank($1.name) }
             }
             if json {
                 print(try JSONOutput.string(report))
@@ -58,11 +61,11 @@ struct Evaluate: ParsableCommand {
         }
     }
 
-    func grouping() throws -> ((TrainingRecord) -> String)? {
+    func grouping() throws -> ((TrainingRecord) -> [String])? {
         switch groupBy {
         case nil: return nil
-        case "prefix": return { $0.prefix }
-        case "shapes": return { ShapesTask(prefix: $0.prefix)?.rawValue ?? "other" }
+        case "prefix": return { [$0.prefix] }
+        case "shapes": return { ShapesTask.evaluationGroups(prefix: $0.prefix, suffix: $0.suffix) }
         case let other?: throw PaliGemmaError.input("--group-by must be prefix or shapes, got '\(other)'")
         }
     }

@@ -218,6 +218,24 @@ import Testing
         #expect(one.questions([.color], rng: &rng) == [ShapesQuestion(prefix: "answer en what color is the circle?", suffix: "red")])
     }
 
+    @Test("eval groups: each line's set, captions also by their number of objects, listed in the sets' order")
+    func evaluationGroups() {
+        let scenes = [[Self.redCircle], [Self.blueSquare, Self.redCircle],
+                      [Self.yellowTriangle, Self.redCircle, Self.blueSquare],
+                      [Self.yellowTriangle, Self.redCircle, Self.blueSquare, Self.greenSquare]].map { Self.scene($0) }
+        for (n, scene) in zip(1..., scenes) {
+            #expect(ShapesTask.evaluationGroups(prefix: "caption en", suffix: scene.caption)
+                    == ["caption", n == 1 ? "caption, 1 object" : "caption, \(n) objects"])
+        }
+        #expect(ShapesTask.evaluationGroups(prefix: "answer en how many circles are there?", suffix: "0") == ["count"])
+        #expect(ShapesTask.evaluationGroups(prefix: "answer en what color is the square?", suffix: "blue") == ["color"])
+        #expect(ShapesTask.evaluationGroups(prefix: "detect circle ; square", suffix: "") == ["detect"])
+        #expect(ShapesTask.evaluationGroups(prefix: "ocr", suffix: "a red circle") == ["other"])
+        let listed = ["other", "detect", "caption, 4 objects", "color", "caption, 1 object", "count", "caption", "caption, 2 objects"]
+            .sorted { ShapesTask.evaluationGroupRank($0) < ShapesTask.evaluationGroupRank($1) }
+        #expect(listed == ["caption", "caption, 1 object", "caption, 2 objects", "caption, 4 objects", "count", "color", "detect", "other"])
+    }
+
     @Test("detect answers parse back through DetectionParser to boxes within 1/1023 of the truth")
     func detectionsParse() throws {
         for size in [224, 97] {

@@ -138,6 +138,28 @@ public enum ShapesTask: String, CaseIterable, Sendable {
         else if prefix.hasPrefix("detect ") { self = .detect }
         else { return nil }
     }
+
+    /// The groups `paligemma eval --group-by shapes` counts a line in: its set ("other" for a
+    /// prompt outside the world) and, for a caption, also "caption, N objects" (N read from the
+    /// reference caption), since the left-to-right order gets harder with every object.
+    public static func evaluationGroups(prefix: String, suffix: String) -> [String] {
+        guard let task = ShapesTask(prefix: prefix) else { return ["other"] }
+        guard task == .caption else { return [task.rawValue] }
+        let objects = suffix.isEmpty ? 0 : suffix.components(separatedBy: ", ")
+            .reduce(0) { $0 + $1.components(separatedBy: " and ").count }
+        return [task.rawValue, "caption, \(objects) object" + (objects == 1 ? "" : "s")]
+    }
+
+    /// Where a group of `evaluationGroups` is listed: the sets in `allCases` order, each
+    /// caption group by its number of objects right after "caption", anything else last.
+    public static func evaluationGroupRank(_ name: String) -> Int {
+        if let task = ShapesTask(rawValue: name), let index = allCases.firstIndex(of: task) { return 100 * index }
+        let captionPrefix = "caption, "
+        if name.hasPrefix(captionPrefix), let n = Int(name.dropFirst(captionPrefix.count).prefix { $0.isNumber }) {
+            return 1 + min(n, 98)
+        }
+        return 100 * allCases.count
+    }
 }
 
 /// One prompt and its answer (a fine-tuning line's prefix and suffix).

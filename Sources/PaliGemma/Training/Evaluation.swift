@@ -74,9 +74,10 @@ public enum Evaluation {
 
     /// Evaluates every record: loss, greedy answer (up to `maxTokens`), metrics. `onItem` sees
     /// each example's result as it completes. With `groupBy`, the report also holds the same
-    /// metrics per group (the closure's name for each record), in order of first appearance.
+    /// metrics per group (the closure names each group a record counts in), in order of first
+    /// appearance.
     public static func run(pipeline: PaliGemmaPipeline, records: [TrainingRecord], maxTokens: Int,
-                           groupBy: ((TrainingRecord) -> String)? = nil,
+                           groupBy: ((TrainingRecord) -> [String])? = nil,
                            onItem: (EvaluationItem) throws -> Void = { _ in }) throws -> EvaluationReport {
         var total = Tally()
         var groups: [String: Tally] = [:], order: [String] = []
@@ -96,9 +97,10 @@ public enum Evaluation {
                                       boxes: counts.map { .init(predicted: $0.predicted, reference: $0.reference, matched: $0.matched, meanIoU: $0.meanIoU) })
             total.add(item, lossSum: sum, counts: counts)
             if let groupBy {
-                let name = groupBy(record)
-                if groups[name] == nil { order.append(name) }
-                groups[name, default: Tally()].add(item, lossSum: sum, counts: counts)
+                for name in groupBy(record) {
+                    if groups[name] == nil { order.append(name) }
+                    groups[name, default: Tally()].add(item, lossSum: sum, counts: counts)
+                }
             }
             try onItem(item)
         }
