@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Trains the bundled shapes model (Models/shapes-tiny) from random initialisation with this
-# project's own trainer, in three stages, then copies the trained weights into Models/shapes-tiny.
+# project's own trainer, in four stages, then copies the trained weights into Models/shapes-tiny.
 # Every step is seeded: the same commit on the same CPU writes the same weights. Stages 1 and 2
-# took 1 hour 50 minutes on a 2-core AMD Zen 4, stage 3 51 minutes on a 2-core AMD Zen 1, which
-# trains this model at 58 examples/s where the Zen 4 did 128 (Models/shapes-tiny/README.md has
-# the measured runs).
+# took 1 hour 50 minutes on a 2-core AMD Zen 4, stages 3 and 4 about 50 minutes each on a 2-core
+# AMD Zen 1, which trains this model at 58 examples/s where the Zen 4 did 128
+# (Models/shapes-tiny/README.md has the measured runs).
 #
 #   scripts/train_shapes_model.sh [WORK_FOLDER]        (default /tmp/shapes-model)
 #
@@ -28,8 +28,9 @@
 #      one other question drawn at random (`--questions 2 --always caption`: half the lines are
 #      captions, whose left-to-right order the first two stages left the weakest task): peak
 #      learning rate 2e-4, 9,600 steps, otherwise the same settings;
-#   6. the trained model.safetensors and config.json copied into Models/shapes-tiny, and the
-#      loss curves and logs of the three stages into docs/.
+#   6. stage 4, from stage 3's weights: stage 3 again over 77,000 new scenes (seed 6);
+#   7. the trained model.safetensors and config.json copied into Models/shapes-tiny, and the
+#      loss curves and logs of the four stages into docs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-/tmp/shapes-model}
@@ -57,12 +58,19 @@ time $P finetune --model "$WORK/run2/model" --train "$WORK/train77s5/data.jsonl"
     --eval-every 1000 --eval-tokens 0 --output "$WORK/run3" --overwrite --method full --lr 2e-4 --weight-decay 0.05 \
     --adam-beta2 0.95 --batch-size 16 --steps 9600 --shuffle --group-images --warmup-steps 200 --schedule cosine \
     --average tokens --seed 5 --save-every 2000
-cp "$WORK/run3/model/model.safetensors" "$WORK/run3/model/config.json" Models/shapes-tiny/
+[ -d "$WORK/train77s6" ] || $P shapes --output "$WORK/train77s6" --count 77000 --seed 6 --questions 2 --always caption
+time $P finetune --model "$WORK/run3/model" --train "$WORK/train77s6/data.jsonl" --eval "$WORK/val/val60.jsonl" \
+    --eval-every 1000 --eval-tokens 0 --output "$WORK/run4" --overwrite --method full --lr 2e-4 --weight-decay 0.05 \
+    --adam-beta2 0.95 --batch-size 16 --steps 9600 --shuffle --group-images --warmup-steps 200 --schedule cosine \
+    --average tokens --seed 6 --save-every 2000
+cp "$WORK/run4/model/model.safetensors" "$WORK/run4/model/config.json" Models/shapes-tiny/
 cp "$WORK/run/loss.png" docs/shapes-model-loss.png
 cp "$WORK/run2/loss.png" docs/shapes-model-loss-stage2.png
 cp "$WORK/run3/loss.png" docs/shapes-model-loss-stage3.png
+cp "$WORK/run4/loss.png" docs/shapes-model-loss-stage4.png
 LOG='import json,sys; [print(json.dumps({k: r[k] for k in ("step","loss","lr","grad_norm","seconds","eval_loss") if k in r}, separators=(",",":"))) for r in map(json.loads, sys.stdin)]'
 python3 -c "$LOG" < "$WORK/run/training_log.jsonl" > docs/shapes-model-training-log.jsonl
 python3 -c "$LOG" < "$WORK/run2/training_log.jsonl" > docs/shapes-model-training-log-stage2.jsonl
 python3 -c "$LOG" < "$WORK/run3/training_log.jsonl" > docs/shapes-model-training-log-stage3.jsonl
+python3 -c "$LOG" < "$WORK/run4/training_log.jsonl" > docs/shapes-model-training-log-stage4.jsonl
 echo "trained; now: $P eval --data <fresh scenes>/data.jsonl --group-by shapes"
