@@ -14,8 +14,9 @@ struct Shapes: ParsableCommand {
         (one per shape present exactly once), detect 4 (each shape alone, then one two-label \
         prompt), so 9 to 12 lines per image with every task; --questions N keeps N of them, \
         drawn at random, for training sets that see more images per question, and \
-        --always caption keeps each image's caption among them. The same \
-        seed, size, tasks, --questions and --always give the same bytes; image i does not depend on --count. The output must not exist \
+        --always caption keeps each image's caption among them; --objects 3-4 draws only \
+        scenes with 3 or 4 objects (the hardest captions). The same seed, size, tasks, \
+        --questions, --always and --objects give the same bytes; image i does not depend on --count. The output must not exist \
         (or be an empty folder).
 
         Example:
@@ -32,6 +33,7 @@ struct Shapes: ParsableCommand {
     @Option(help: "Questions per image, drawn at random from its list (default: all); the images do not change.") var questions: Int?
     @Option(help: "Comma-separated question sets always kept with --questions (e.g. caption); the rest drawn from the others.")
     var always = ""
+    @Option(help: "Objects per scene: a range such as 3-4, or one count (within 1-4).") var objects = "1-4"
     @Option(help: "Edges: random (per scene, from the seed), on (4x4 supersampled coverage) or off.") var antialias = "random"
 
     func run() throws {
@@ -41,7 +43,8 @@ struct Shapes: ParsableCommand {
             }
             let generator = try ShapesGenerator(size: size, seed: seed, tasks: try ShapesGenerator.tasks(tasks), antialias: edges,
                                                 questionsPerImage: questions,
-                                                alwaysKept: always.isEmpty ? [] : try ShapesGenerator.tasks(always))
+                                                alwaysKept: always.isEmpty ? [] : try ShapesGenerator.tasks(always),
+                                                objectCounts: try ShapesGenerator.objectCounts(objects))
             let folder = URL(fileURLWithPath: (output as NSString).expandingTildeInPath)
             let progress = PercentProgress("generating")
             let lines = try ShapesDataset.write(generator, count: count, to: folder) { progress.update($0, count) }

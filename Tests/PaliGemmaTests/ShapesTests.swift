@@ -133,6 +133,29 @@ import Testing
         #expect(objectCounts == [1, 2, 3, 4] && kinds.count == 3 && names.count == 4 && edges == [false, true])
     }
 
+    @Test("objectCounts: the whole range is the default draw; a narrower one gives only those counts, each count in turn, and checks its bounds")
+    func objectCountRanges() throws {
+        let plain = try ShapesGenerator(seed: 11), explicit = try ShapesGenerator(seed: 11, objectCounts: 1...4)
+        for i in 0..<50 { #expect(plain.example(i) == explicit.example(i)) }
+        let hard = try ShapesGenerator(seed: 11, objectCounts: 3...4)
+        var seen = Set<Int>()
+        for i in 0..<100 {
+            let scene = hard.example(i).scene
+            #expect((3...4).contains(scene.objects.count), "scene \(i) has \(scene.objects.count) objects")
+            seen.insert(scene.objects.count)
+        }
+        #expect(seen == [3, 4])
+        let four = try ShapesGenerator(seed: 11, objectCounts: 4...4)
+        #expect((0..<20).allSatisfy { four.example($0).scene.objects.count == 4 })
+        #expect(try ShapesGenerator.objectCounts("3-4") == 3...4 && ShapesGenerator.objectCounts(" 2 ") == 2...2)
+        for bad in ["", "4-3", "1-", "a", "1-2-3"] {
+            #expect(throws: PaliGemmaError.self, "\(bad)") { try ShapesGenerator.objectCounts(bad) }
+        }
+        for bad in [0...2, 2...5, 5...5] {
+            #expect(throws: PaliGemmaError.self, "\(bad)") { try ShapesGenerator(seed: 1, objectCounts: bad) }
+        }
+    }
+
     @Test("rendering: each object's centre pixel has its colour, every pixel outside the boxes the background",
           arguments: [ShapesAntialias.on, .off])
     func pixels(antialias: ShapesAntialias) throws {
@@ -311,5 +334,13 @@ import Testing
                 == (0..<5).flatMap { kept.example($0).questions.map(\.prefix) })
         let none = try EndToEndTests.run(["shapes", "--output", dir.appendingPathComponent("f").path, "--count", "2", "--seed", "3", "--questions", "0"])
         #expect(none.status == 65 && none.stderr.contains("--questions"), "\(none.stderr)")
+        let crowded = dir.appendingPathComponent("g")
+        let hard = try EndToEndTests.run(["shapes", "--output", crowded.path, "--count", "4", "--seed", "3", "--objects", "3-4", "--tasks", "caption"])
+        #expect(hard.status == 0, "\(hard.stderr)")
+        let hardGenerator = try ShapesGenerator(seed: 3, tasks: [.caption], objectCounts: 3...4)
+        #expect(try TrainingData.read(jsonl: crowded.appendingPathComponent("data.jsonl")).map(\.suffix)
+                == (0..<4).map { hardGenerator.example($0).scene.caption })
+        let outside = try EndToEndTests.run(["shapes", "--output", dir.appendingPathComponent("h").path, "--count", "2", "--seed", "3", "--objects", "0-5"])
+        #expect(outside.status == 65 && outside.stderr.contains("--objects"), "\(outside.stderr)")
     }
 }

@@ -196,7 +196,9 @@ public struct ShapesScene: Sendable, Equatable {
     // MARK: sampling
 
     /// A scene drawn to the world's rules from `rng`.
-    static func sample(size: Int, antialias: ShapesAntialias, rng: inout Xoshiro256) -> ShapesScene {
+    /// `objectCounts` must lie within `ShapesWorld.objectCounts` (the generator checks it).
+    static func sample(size: Int, antialias: ShapesAntialias, objectCounts: ClosedRange<Int> = ShapesWorld.objectCounts,
+                       rng: inout Xoshiro256) -> ShapesScene {
         func uniform(_ range: ClosedRange<Int>) -> Int {
             range.lowerBound + min(range.count - 1, Int(rng.nextDouble() * Double(range.count)))
         }
@@ -208,7 +210,7 @@ public struct ShapesScene: Sendable, Equatable {
         case .on: antialiased = true
         case .off: antialiased = false
         }
-        let count = uniform(ShapesWorld.objectCounts)
+        let count = uniform(objectCounts)
         let sides = ShapesWorld.sides(size: size), gap = ShapesWorld.gap(size: size)
         // Rejection sampling: a placement that fails 200 times starts the layout again (at the
         // sizes accepted, four of the largest boxes fit easily, so this ends quickly).
@@ -359,11 +361,18 @@ public struct ShapesGenerator: Sendable {
     /// set (for example `[.caption]`: each image's caption, plus questionsPerImage - 1 drawn
     /// from the rest); they are kept even beyond questionsPerImage. Empty: a plain draw.
     public let alwaysKept: [ShapesTask]
+    /// How many objects a scene holds, drawn uniformly from this range (a part of
+    /// `ShapesWorld.objectCounts`, all of it by default: then the scenes are those drawn before
+    /// the range existed). A narrower range concentrates a training set on, say, the 3- and
+    /// 4-object scenes whose captions are hardest; each scene is still one of the world's.
+    public let objectCounts: ClosedRange<Int>
 
     /// Throws `PaliGemmaError.input` for a size outside `ShapesWorld.sizes`, no task, fewer
-    /// than 1 question per image, or an always-kept task that is not among `tasks`.
+    /// than 1 question per image, an always-kept task that is not among `tasks`, or object counts
+    /// outside `ShapesWorld.objectCounts`.
     public init(size: Int = 224, seed: UInt64, tasks: [ShapesTask] = ShapesTask.allCases, antialias: ShapesAntialias = .random,
-                questionsPerImage: Int? = nil, alwaysKept: [ShapesTask] = []) throws {
+                questionsPerImage: Int? = nil, alwaysKept: [ShapesTask] = [],
+                objectCounts: ClosedRange<Int> = ShapesWorld.objectCounts) throws {
         guard ShapesWorld.sizes.contains(size) else {
             throw PaliGemmaError.input("shapes: --size must be in \(ShapesWorld.sizes.lowerBound)...\(ShapesWorld.sizes.upperBound), got \(size)")
         }
@@ -372,18 +381,23 @@ public struct ShapesGenerator: Sendable {
         if let missing = alwaysKept.first(where: { !tasks.contains($0) }) {
             throw PaliGemmaError.input("shapes: --always names '\(missing.rawValue)', which is not among --tasks")
         }
+        let world = ShapesWorld.objectCounts
+        guard world.contains(objectCounts.lowerBound), world.contains(objectCounts.upperBound) else {
+            throw PaliGemmaError.input("shapes: --objects must lie within \(world.lowerBound)-\(world.upperBound), got \(objectCounts.lowerBound)-\(objectCounts.upperBound)")
+        }
         self.size = size
         self.seed = seed
         self.tasks = tasks
         self.antialias = antialias
         self.questionsPerImage = questionsPerImage
         self.alwaysKept = alwaysKept
+        self.objectCounts = objectCounts
     }
 
     /// Example `index`: its scene and questions (`questionsPerImage` of them, when set).
     public func example(_ index: Int) -> (scene: ShapesScene, questions: [ShapesQuestion]) {
         var rng = Xoshiro256(seed: seed ^ (UInt64(truncatingIfNeeded: index) &* 0xD1B5_4A32_D192_ED03 &+ 0x8CB9_2BA7_2F3D_8DD7))
-        let scene = ShapesScene.sample(size: size, antialias: antialias, rng: &rng)
+        let scene = ShapesScene.sample(size: size, antialias: antialias, objectCounts: objectCounts, rng: &rng)
         let tagged = scene.taggedQuestions(tasks, rng: &rng)
         let all = tagged.map(\.question)
         guard let k = questionsPerImage, k < all.count else { return (scene, all) }
@@ -394,6 +408,17 @@ public struct ShapesGenerator: Sendable {
         let draw = min(max(0, k - kept.count), positions.count)
         for i in 0..<draw { positions.swapAt(i, i + Int(rng.next() % UInt64(positions.count - i))) }
         return (scene, (kept + positions[..<draw]).sorted().map { all[$0] })
+    }
+
+    /// Parses "3-4" (a range) or "3" (one count) for `objectCounts`; the generator checks the bounds.
+    public static func objectCounts(_ text: String) throws -> ClosedRange<Int> {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        switch parts.count {
+        case 1: if let n = parts[0] { return n...n }
+        case 2: if let low = parts[0], let high = parts[1], low <= high { return low...high }
+        default: break
+        }
+        throw PaliGemmaError.input("shapes: --objects must be a count or a range such as 3-4, got '\(text)'")
     }
 
     /// Parses "caption,count,color,detect" (any subset, any order).
