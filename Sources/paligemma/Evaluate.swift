@@ -40,13 +40,12 @@ struct Evaluate: ParsableCommand {
             let records = try TrainingData.read(jsonl: URL(fileURLWithPath: (data as NSString).expandingTildeInPath))
             var sink: JSONLinesFile?
             if let output { sink = try JSONLinesFile(path: (output as NSString).expandingTildeInPath, append: false) }
+            let groups = try grouping()
             var report = try Evaluation.run(pipeline: pipeline, records: records, maxTokens: maxTokens,
-                                            groupBy: try grouping()) { item in
+                                            groupBy: groups?.names) { item in
                 try sink?.write(item)
             }
-            if groupBy == "shapes" {
-                report.groups?.sort { ShapesTask.evaluationGroupRank($0.name) < ShapesTask.evaluationGroupRank($1.name) }
-            }
+            if let rank = groups?.rank { report.groups?.sort { rank($0.name) < rank($1.name) } }
             if json {
                 print(try JSONOutput.string(report))
             } else {
@@ -61,11 +60,13 @@ struct Evaluate: ParsableCommand {
         }
     }
 
-    func grouping() throws -> ((TrainingRecord) -> [String])? {
+    /// The groups each record counts in, and how to order the groups in the report (nil: by
+    /// first appearance).
+    func grouping() throws -> (names: (TrainingRecord) -> [String], rank: ((String) -> Int)?)? {
         switch groupBy {
         case nil: return nil
-        case "prefix": return { [$0.prefix] }
-        case "shapes": return { ShapesTask.evaluationGroups(prefix: $0.prefix, suffix: $0.suffix) }
+        case "prefix": return ({ [$0.prefix] }, nil)
+        case "shapes": return ({ ShapesTask.evaluationGroups(prefix: $0.prefix, suffix: $0.suffix) }, ShapesTask.evaluationGroupRank)
         case let other?: throw PaliGemmaError.input("--group-by must be prefix or shapes, got '\(other)'")
         }
     }

@@ -69,6 +69,38 @@ struct FinetuneCommandTests {
         #expect(changed.status != 0 && changed.stderr.contains("options differ"))
     }
 
+    @Test("eval --group-by: prefix groups in order of first appearance, shapes groups in the world's order, anything else refused")
+    func evalGroups() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let train = try Self.dataset(dir)
+        // The detect line first, so that appearance order and the shapes order differ.
+        let lines = try String(contentsOf: train, encoding: .utf8).split(separator: "\n")
+        let data = dir.appendingPathComponent("reordered.jsonl")
+        try ([lines[2], lines[0], lines[1]].joined(separator: "\n") + "\n").write(to: data, atomically: true, encoding: .utf8)
+        struct Report: Decodable {
+            struct Group: Decodable { let name: String; let report: Inner }
+            struct Inner: Decodable { let examples: Int }
+            let examples: Int; let groups: [Group]?
+        }
+        var names: [String: [String]] = [:]
+        func groups(_ by: String) throws -> [String: Int]? {
+            let run = try EndToEndTests.run(["eval", "--model", Fixtures.model("e2e-pg1").path, "--data", data.path, "--json",
+                                             "--max-tokens", "2", "--group-by", by])
+            #expect(run.status == 0, "\(run.stderr)")
+            let report = try JSONDecoder().decode(Report.self, from: Data(run.stdout.utf8))
+            #expect(report.examples == 3)
+            names[by] = report.groups?.map(\.name)
+            return report.groups.map { Dictionary(uniqueKeysWithValues: $0.map { ($0.name, $0.report.examples) }) }
+        }
+        #expect(try groups("prefix") == ["detect circle": 1, "caption en": 2])
+        #expect(names["prefix"] == ["detect circle", "caption en"])
+        #expect(try groups("shapes") == ["caption": 2, "caption, 1 object": 2, "detect": 1])
+        #expect(names["shapes"] == ["caption", "caption, 1 object", "detect"])
+        let bad = try EndToEndTests.run(["eval", "--model", Fixtures.model("e2e-pg1").path, "--data", data.path, "--group-by", "task"])
+        #expect(bad.status != 0 && bad.stderr.contains("--group-by"), "\(bad.stderr)")
+    }
+
     /// Two `--method full` steps at rate 0.01 on the tiny e2e model into `dir`/full, with `extra` options.
     static func fullRun(in dir: URL, _ extra: [String]) throws
         -> (train: URL, model: String, out: URL, trained: PaliGemmaModel, base: PaliGemmaModel) {
