@@ -29,7 +29,8 @@ struct Finetune: ParsableCommand {
         """)
 
     @Option(help: "Checkpoint folder (or a hub id already in the local cache). Default: the bundled shapes model.") var model: String?
-    @Option(help: "Training examples (JSON Lines).") var train: String
+    @Option(help: "Training examples (JSON Lines); repeat it to train on several files, their lines in the order given.")
+    var train: [String]
     @Option(help: "Evaluation examples (JSON Lines): teacher-forced loss every --eval-every steps.") var eval: String?
     @Option(help: "Folder for the results (must be new or empty, unless --resume or --overwrite).") var output: String
     @Option(help: "lora (default), attention (the decoder's q/k/v/o, float32 copies) or full.") var method = "lora"
@@ -151,6 +152,8 @@ struct Finetune: ParsableCommand {
 
 /// The settings a run was started with, kept beside its state so `--resume` continues the same run.
 struct FinetuneRecord: Codable, Equatable {
+    /// The first --train file; the others in `moreTrain` (nil with one, so records written
+    /// before --train was repeatable read the same).
     var model: String?, train: String, method: String, rank: Int, alpha: Float, rslora: Bool, targets: String
     var optimizer: String, lr: Float, weightDecay: Float, schedule: String, warmupSteps: Int, clipNorm: Float
     var batchSize: Int, gradAccum: Int, steps: Int?, epochs: Int, seed: UInt64, shuffle: Bool, average: String
@@ -159,6 +162,7 @@ struct FinetuneRecord: Codable, Equatable {
     var groupImages: Bool?
     /// nil when the run used the defaults (0.9, 0.999), so records written before these options read the same.
     var adamBeta1: Float?, adamBeta2: Float?
+    var moreTrain: [String]?
 }
 
 /// One line of the training log.
@@ -189,13 +193,15 @@ struct FinetuneRun {
         let output = URL(fileURLWithPath: (c.output as NSString).expandingTildeInPath)
         let stateURL = output.appendingPathComponent("trainer_state.safetensors")
         let recordURL = output.appendingPathComponent("trainer_options.json")
-        let record = FinetuneRecord(model: c.model, train: c.train, method: c.method, rank: c.rank, alpha: c.alpha, rslora: c.rslora,
+        guard let firstTrain = c.train.first else { throw PaliGemmaError.input("finetune: --train is required") }
+        let record = FinetuneRecord(model: c.model, train: firstTrain, method: c.method, rank: c.rank, alpha: c.alpha, rslora: c.rslora,
                                     targets: c.targets, optimizer: c.optimizer, lr: c.lr, weightDecay: c.weightDecay,
                                     schedule: c.schedule, warmupSteps: c.warmupSteps, clipNorm: c.clipNorm, batchSize: c.batchSize,
                                     gradAccum: c.gradAccum, steps: c.steps, epochs: c.epochs, seed: c.seed, shuffle: c.shuffle,
                                     average: c.average, dropout: c.dropout, freeze: c.freeze,
                                     groupImages: c.groupImages ? true : nil,
-                                    adamBeta1: c.adamBeta1 == 0.9 ? nil : c.adamBeta1, adamBeta2: c.adamBeta2 == 0.999 ? nil : c.adamBeta2)
+                                    adamBeta1: c.adamBeta1 == 0.9 ? nil : c.adamBeta1, adamBeta2: c.adamBeta2 == 0.999 ? nil : c.adamBeta2,
+                                    moreTrain: c.train.count > 1 ? Array(c.train.dropFirst()) : nil)
         try prepareOutput(output, stateURL: stateURL, recordURL: recordURL, record: record)
         // One run at a time per folder: an advisory lock, released when the process ends.
         let lockPath = output.appendingPathComponent(".finetune.lock").path
@@ -207,7 +213,7 @@ struct FinetuneRun {
 
         let pipeline = try PaliGemmaPipeline(directory: try modelURL(c.model), configStrictness: c.configKeys.strictness)
         c.configKeys.warnAboutUnknownKeys(pipeline.model.config)
-        let trainRecords = try TrainingData.read(jsonl: URL(fileURLWithPath: (c.train as NSString).expandingTildeInPath))
+        let trainRecords = try c.train.flatMap { try TrainingData.read(jsonl: URL(fileURLWithPath: ($0 as NSString).expandingTildeInPath)) }
         let evalRecords = try c.eval.map { try TrainingData.read(jsonl: URL(fileURLWithPath: ($0 as NSString).expandingTildeInPath)) } ?? []
         let trainable: TrainableModel
         if let initAdapter = c.initAdapter {

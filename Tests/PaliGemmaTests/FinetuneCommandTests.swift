@@ -168,3 +168,44 @@ extension FinetuneCommandTests {
         }
     }
 }
+
+extension FinetuneCommandTests {
+    @Test("finetune --train twice: both files' lines, each image relative to its own file, as one merged file gives; kept for --resume")
+    func severalTrainFiles() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let a = dir.appendingPathComponent("a"), b = dir.appendingPathComponent("b/deeper")
+        for folder in [a, b] { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) }
+        let first = try Self.dataset(a)
+        try FileManager.default.copyItem(at: Fixtures.root.appendingPathComponent("e2e/images/wide.png"), to: b.appendingPathComponent("other.png"))
+        let second = b.appendingPathComponent("more.jsonl")
+        try #"{"image": "other.png", "prefix": "caption en", "suffix": "a green triangle"}"#.write(to: second, atomically: true, encoding: .utf8)
+        // The same four lines in one file beside both folders.
+        let merged = dir.appendingPathComponent("merged.jsonl")
+        let lines = try String(contentsOf: first, encoding: .utf8).split(separator: "\n")
+            .map { $0.replacingOccurrences(of: #""image": ""#, with: #""image": "a/"#) }
+            + [#"{"image": "b/deeper/other.png", "prefix": "caption en", "suffix": "a green triangle"}"#]
+        try (lines.joined(separator: "\n") + "\n").write(to: merged, atomically: true, encoding: .utf8)
+        let model = Fixtures.model("e2e-pg1").path
+        func train(_ files: [URL], into name: String, _ extra: [String] = []) throws -> (status: Int32, stderr: String, out: URL) {
+            let out = dir.appendingPathComponent(name)
+            let run = try EndToEndTests.run(["finetune", "--model", model, "--output", out.path, "--method", "full", "--optimizer", "sgd",
+                                             "--schedule", "constant", "--steps", "2", "--lr", "0.01", "--batch-size", "4", "--shuffle", "--seed", "5"]
+                                            + files.flatMap { ["--train", $0.path] } + extra)
+            return (run.status, run.stderr, out)
+        }
+        let two = try train([first, second], into: "two"), one = try train([merged], into: "one")
+        #expect(two.status == 0 && one.status == 0, "\(two.stderr) \(one.stderr)")
+        #expect(two.stderr.contains("4 training examples"), "\(two.stderr)")
+        let weights = { (out: URL) in try Data(contentsOf: out.appendingPathComponent("model/model.safetensors")) }
+        #expect(try weights(two.out) == weights(one.out), "two files train as their merged lines do")
+        #expect(try weights(two.out) != Data(contentsOf: Fixtures.model("e2e-pg1").appendingPathComponent("model.safetensors")))
+        // --resume needs the same files, in the same order.
+        let swapped = try train([second, first], into: "two", ["--resume"])
+        #expect(swapped.status != 0 && swapped.stderr.contains("options differ"), "\(swapped.stderr)")
+        let alone = try train([first], into: "two", ["--resume"])
+        #expect(alone.status != 0 && alone.stderr.contains("options differ"), "\(alone.stderr)")
+        let same = try train([first, second], into: "two", ["--resume"])
+        #expect(same.status == 0, "\(same.stderr)")
+    }
+}
