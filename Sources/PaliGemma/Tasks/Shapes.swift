@@ -197,8 +197,7 @@ public struct ShapesScene: Sendable, Equatable {
 
     /// A scene drawn to the world's rules from `rng`.
     /// `objectCounts` must lie within `ShapesWorld.objectCounts` (the generator checks it).
-    static func sample(size: Int, antialias: ShapesAntialias, objectCounts: ClosedRange<Int> = ShapesWorld.objectCounts,
-                       rng: inout Xoshiro256) -> ShapesScene {
+    static func sample(size: Int, antialias: ShapesAntialias, objectCounts: ClosedRange<Int>, rng: inout Xoshiro256) -> ShapesScene {
         func uniform(_ range: ClosedRange<Int>) -> Int {
             range.lowerBound + min(range.count - 1, Int(rng.nextDouble() * Double(range.count)))
         }
