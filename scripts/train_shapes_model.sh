@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Trains the bundled shapes model (Models/shapes-tiny) from random initialisation with this
-# project's own trainer, in five stages, then copies the trained weights into Models/shapes-tiny.
+# project's own trainer, in seven stages, then copies the trained weights into Models/shapes-tiny.
 # Every step is seeded: the same commit on the same CPU writes the same weights. Stages 1 and 2
 # took 1 hour 50 minutes on a 2-core AMD Zen 4, stages 3 to 5 about 50 minutes each on a 2-core
-# AMD Zen 1, which trains this model at 58 examples/s where the Zen 4 did 128
-# (Models/shapes-tiny/README.md has the measured runs).
+# AMD Zen 1, stages 6 and 7 about 18 minutes each on a 2-core AMD Zen 5: these CPUs train this
+# model at 58 (Zen 1), 128 (Zen 4) and 200 (Zen 5) examples/s (Models/shapes-tiny/README.md
+# has the measured runs).
 #
 #   scripts/train_shapes_model.sh [WORK_FOLDER]        (default /tmp/shapes-model)
 #
@@ -33,8 +34,13 @@
 #      (seed 7, a caption and one other question each) and 60,000 scenes of 3 or 4 objects
 #      (seed 8, `--objects 3-4`, captions only), both files given to one run (`--train` twice:
 #      140,000 lines, 71% captions), 8,750 steps (one pass), seed 7, otherwise stage 3's settings;
-#   8. the trained model.safetensors and config.json copied into Models/shapes-tiny, and the
-#      loss curves and logs of the five stages into docs/.
+#   8. stage 6, from stage 5's weights, dwelling on four objects: 60,000 new scenes (seed 9, a
+#      caption and one other question each) and 60,000 scenes of 4 objects (seed 10, `--objects
+#      4`, captions only): 180,000 lines, 11,250 steps (one pass), seed 9;
+#   9. stage 7, from stage 6's weights: stage 6 again over new scenes, the second set of 3 or 4
+#      objects (seeds 11 and 12, `--objects 3-4`), seed 11;
+#  10. the trained model.safetensors and config.json copied into Models/shapes-tiny, and the
+#      loss curves and logs of the seven stages into docs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-/tmp/shapes-model}
@@ -73,16 +79,32 @@ time $P finetune --model "$WORK/run4/model" --train "$WORK/train40s7/data.jsonl"
     --eval "$WORK/val/val60.jsonl" --eval-every 1000 --eval-tokens 0 --output "$WORK/run5" --overwrite --method full \
     --lr 2e-4 --weight-decay 0.05 --adam-beta2 0.95 --batch-size 16 --steps 8750 --shuffle --group-images \
     --warmup-steps 200 --schedule cosine --average tokens --seed 7 --save-every 2000
-cp "$WORK/run5/model/model.safetensors" "$WORK/run5/model/config.json" Models/shapes-tiny/
+[ -d "$WORK/train60s9" ] || $P shapes --output "$WORK/train60s9" --count 60000 --seed 9 --questions 2 --always caption
+[ -d "$WORK/four60s10" ] || $P shapes --output "$WORK/four60s10" --count 60000 --seed 10 --objects 4 --tasks caption
+time $P finetune --model "$WORK/run5/model" --train "$WORK/train60s9/data.jsonl" --train "$WORK/four60s10/data.jsonl" \
+    --eval "$WORK/val/val60.jsonl" --eval-every 1000 --eval-tokens 0 --output "$WORK/run6" --overwrite --method full \
+    --lr 2e-4 --weight-decay 0.05 --adam-beta2 0.95 --batch-size 16 --steps 11250 --shuffle --group-images \
+    --warmup-steps 200 --schedule cosine --average tokens --seed 9 --save-every 2000
+[ -d "$WORK/train60s11" ] || $P shapes --output "$WORK/train60s11" --count 60000 --seed 11 --questions 2 --always caption
+[ -d "$WORK/crowded60s12" ] || $P shapes --output "$WORK/crowded60s12" --count 60000 --seed 12 --objects 3-4 --tasks caption
+time $P finetune --model "$WORK/run6/model" --train "$WORK/train60s11/data.jsonl" --train "$WORK/crowded60s12/data.jsonl" \
+    --eval "$WORK/val/val60.jsonl" --eval-every 1000 --eval-tokens 0 --output "$WORK/run7" --overwrite --method full \
+    --lr 2e-4 --weight-decay 0.05 --adam-beta2 0.95 --batch-size 16 --steps 11250 --shuffle --group-images \
+    --warmup-steps 200 --schedule cosine --average tokens --seed 11 --save-every 2000
+cp "$WORK/run7/model/model.safetensors" "$WORK/run7/model/config.json" Models/shapes-tiny/
 cp "$WORK/run/loss.png" docs/shapes-model-loss.png
 cp "$WORK/run2/loss.png" docs/shapes-model-loss-stage2.png
 cp "$WORK/run3/loss.png" docs/shapes-model-loss-stage3.png
 cp "$WORK/run4/loss.png" docs/shapes-model-loss-stage4.png
 cp "$WORK/run5/loss.png" docs/shapes-model-loss-stage5.png
+cp "$WORK/run6/loss.png" docs/shapes-model-loss-stage6.png
+cp "$WORK/run7/loss.png" docs/shapes-model-loss-stage7.png
 LOG='import json,sys; [print(json.dumps({k: r[k] for k in ("step","loss","lr","grad_norm","seconds","eval_loss") if k in r}, separators=(",",":"))) for r in map(json.loads, sys.stdin)]'
 python3 -c "$LOG" < "$WORK/run/training_log.jsonl" > docs/shapes-model-training-log.jsonl
 python3 -c "$LOG" < "$WORK/run2/training_log.jsonl" > docs/shapes-model-training-log-stage2.jsonl
 python3 -c "$LOG" < "$WORK/run3/training_log.jsonl" > docs/shapes-model-training-log-stage3.jsonl
 python3 -c "$LOG" < "$WORK/run4/training_log.jsonl" > docs/shapes-model-training-log-stage4.jsonl
 python3 -c "$LOG" < "$WORK/run5/training_log.jsonl" > docs/shapes-model-training-log-stage5.jsonl
+python3 -c "$LOG" < "$WORK/run6/training_log.jsonl" > docs/shapes-model-training-log-stage6.jsonl
+python3 -c "$LOG" < "$WORK/run7/training_log.jsonl" > docs/shapes-model-training-log-stage7.jsonl
 echo "trained; now: $P eval --data <fresh scenes>/data.jsonl --group-by shapes"
