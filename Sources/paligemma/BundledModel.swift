@@ -13,7 +13,7 @@ enum BundledModel {
     static func candidates(environment: [String: String] = ProcessInfo.processInfo.environment) -> [URL] {
         var out: [URL] = []
         if let path = environment["PALIGEMMA_DEFAULT_MODEL"], !path.isEmpty {
-            out.append(URL(fileURLWithPath: (path as NSString).expandingTildeInPath))
+            out.append(expandedURL(path))
         }
         let executable = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath()
         let binDir = executable.deletingLastPathComponent()

@@ -37,9 +37,9 @@ struct Evaluate: ParsableCommand {
             let pipeline = try PaliGemmaPipeline(directory: try modelURL(model), configStrictness: configKeys.strictness,
                                                  adapter: try adapter.map(modelURL))
             configKeys.warnAboutUnknownKeys(pipeline.model.config)
-            let records = try TrainingData.read(jsonl: URL(fileURLWithPath: (data as NSString).expandingTildeInPath))
+            let records = try TrainingData.read(jsonl: expandedURL(data))
             var sink: JSONLinesFile?
-            if let output { sink = try JSONLinesFile(path: (output as NSString).expandingTildeInPath, append: false) }
+            if let output { sink = try JSONLinesFile(path: expandedPath(output), append: false) }
             let groups = try grouping()
             var report = try Evaluation.run(pipeline: pipeline, records: records, maxTokens: maxTokens,
                                             groupBy: groups?.names) { item in

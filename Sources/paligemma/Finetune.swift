@@ -190,7 +190,7 @@ struct FinetuneRun {
         let c = command
         if let threads = c.threads { Kernels.threads = threads }
         if let precision = c.precision { Kernels.precision = precision }
-        let output = URL(fileURLWithPath: (c.output as NSString).expandingTildeInPath)
+        let output = expandedURL(c.output)
         let stateURL = output.appendingPathComponent("trainer_state.safetensors")
         let recordURL = output.appendingPathComponent("trainer_options.json")
         guard let firstTrain = c.train.first else { throw PaliGemmaError.input("finetune: --train is required") }
@@ -213,12 +213,12 @@ struct FinetuneRun {
 
         let pipeline = try PaliGemmaPipeline(directory: try modelURL(c.model), configStrictness: c.configKeys.strictness)
         c.configKeys.warnAboutUnknownKeys(pipeline.model.config)
-        let trainRecords = try c.train.flatMap { try TrainingData.read(jsonl: URL(fileURLWithPath: ($0 as NSString).expandingTildeInPath)) }
-        let evalRecords = try c.eval.map { try TrainingData.read(jsonl: URL(fileURLWithPath: ($0 as NSString).expandingTildeInPath)) } ?? []
+        let trainRecords = try c.train.flatMap { try TrainingData.read(jsonl: expandedURL($0)) }
+        let evalRecords = try c.eval.map { try TrainingData.read(jsonl: expandedURL($0)) } ?? []
         let trainable: TrainableModel
         if let initAdapter = c.initAdapter {
             // The adapter decides rank, alpha and targets; training continues from its A and B.
-            let adapter = try LoRAAdapter(directory: URL(fileURLWithPath: (initAdapter as NSString).expandingTildeInPath))
+            let adapter = try LoRAAdapter(directory: expandedURL(initAdapter))
             var config = try LoRAConfig(adapter: adapter.config)
             config.dropout = c.dropout
             trainable = TrainableModel(model: pipeline.model, method: .lora(config), seed: c.seed)
@@ -284,7 +284,7 @@ struct FinetuneRun {
         }
         let evalExamples = try evalRecords.map { try TrainingData.example($0, pipeline: pipeline) }
 
-        let logURL = c.log.map { URL(fileURLWithPath: ($0 as NSString).expandingTildeInPath) } ?? output.appendingPathComponent("training_log.jsonl")
+        let logURL = c.log.map { expandedURL($0) } ?? output.appendingPathComponent("training_log.jsonl")
         var history = c.resume ? try TrainingLog.keep(logURL, upTo: trainer.step) : []
         let logSink = try JSONLinesFile(path: logURL.path, append: c.resume)
         signal(SIGINT) { _ in interruptRequested = 1 }

@@ -77,7 +77,7 @@ struct GenerationArguments: ParsableArguments {
 
     func loadImages() throws -> [RGBImage] {
         if let video {
-            let path = (video as NSString).expandingTildeInPath
+            let path = expandedPath(video)
             let clip = try VideoReader.frames(path: path, sampling: sampling)
             let i = clip.info
             let shown = clip.indices.prefix(8).map(String.init).joined(separator: ", ") + (clip.indices.count > 8 ? ", ..." : "")
@@ -94,7 +94,7 @@ struct GenerationArguments: ParsableArguments {
                 let data = FileHandle.standardInput.readDataToEndOfFile()
                 return try ImageDecoder.decode(data: data, name: "<stdin>", options: options)
             }
-            return try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: (image as NSString).expandingTildeInPath), options: options)
+            return try ImageDecoder.decode(contentsOf: expandedURL(image), options: options)
         }
     }
 

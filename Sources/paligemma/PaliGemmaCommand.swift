@@ -27,6 +27,12 @@ enum ExitStatus {
     static let model: Int32 = 66
 }
 
+/// A path the user gave (`~` expanded) as a file URL.
+func expandedURL(_ path: String) -> URL { URL(fileURLWithPath: expandedPath(path)) }
+
+/// A path the user gave with `~` expanded.
+func expandedPath(_ path: String) -> String { (path as NSString).expandingTildeInPath }
+
 /// Prints one clear line to stderr and exits with the code for the kind of error.
 func fail(_ error: Error) -> Never {
     // One line, whatever the error's own layout.

@@ -43,7 +43,7 @@ func writeCheckpointFolder(model: String?, output: String, configKeys: ConfigKey
         let checkpoint = try Checkpoint(directory: try modelURL(model), configStrictness: configKeys.strictness)
         configKeys.warnAboutUnknownKeys(checkpoint.config)
         let progress = PercentProgress(progressLabel)
-        let line = try write(checkpoint, URL(fileURLWithPath: (output as NSString).expandingTildeInPath), progress)
+        let line = try write(checkpoint, expandedURL(output), progress)
         progress.finish()
         print(line)
     } catch {

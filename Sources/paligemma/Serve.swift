@@ -170,7 +170,7 @@ struct Serve: AsyncParsableCommand {
     }
 
     static func mediaRootPath(_ path: String) throws -> String {
-        let expanded = (path as NSString).expandingTildeInPath
+        let expanded = expandedPath(path)
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: expanded, isDirectory: &isDirectory), isDirectory.boolValue,
               let real = URL(fileURLWithPath: expanded).resolvingSymlinksInPath().path.removingPercentEncoding else {
@@ -180,7 +180,7 @@ struct Serve: AsyncParsableCommand {
     }
 
     static func readKeys(_ path: String) throws -> [String] {
-        guard let text = try? String(contentsOfFile: (path as NSString).expandingTildeInPath, encoding: .utf8) else {
+        guard let text = try? String(contentsOfFile: expandedPath(path), encoding: .utf8) else {
             throw PaliGemmaError.io(path: path, reason: "cannot read the API key file")
         }
         let keys = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }

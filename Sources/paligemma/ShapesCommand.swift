@@ -45,7 +45,7 @@ struct Shapes: ParsableCommand {
                                                 questionsPerImage: questions,
                                                 alwaysKept: always.isEmpty ? [] : try ShapesGenerator.tasks(always),
                                                 objectCounts: try ShapesGenerator.objectCounts(objects))
-            let folder = URL(fileURLWithPath: (output as NSString).expandingTildeInPath)
+            let folder = expandedURL(output)
             let progress = PercentProgress("generating")
             let lines = try ShapesDataset.write(generator, count: count, to: folder) { progress.update($0, count) }
             progress.finish()

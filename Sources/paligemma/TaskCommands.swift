@@ -68,7 +68,7 @@ struct Parse: ParsableCommand {
             let size = try TaskOutput.parseImageSize(imageSize)
             var picture: RGBImage?
             if let image {
-                picture = try ImageDecoder.decode(contentsOf: URL(fileURLWithPath: (image as NSString).expandingTildeInPath))
+                picture = try ImageDecoder.decode(contentsOf: expandedURL(image))
             }
             let response = try TaskOutputRequest(
                 text: text, imageWidth: size.width, imageHeight: size.height, vaePath: outputs.vae,
