@@ -48,63 +48,53 @@ mkdir -p "$WORK"
 swift build -c release --product paligemma
 P=.build/release/paligemma
 
-[ -d "$WORK/train184" ] || $P shapes --output "$WORK/train184" --count 184000 --seed 1 --questions 2
-[ -d "$WORK/val" ] || $P shapes --output "$WORK/val" --count 30 --seed 2
+# scenes NAME ARGS...: `paligemma shapes ARGS` into $WORK/NAME unless it is there already.
+scenes() {
+    local name=$1
+    shift
+    [ -d "$WORK/$name" ] || $P shapes --output "$WORK/$name" "$@"
+}
+# stage FROM OUT LR STEPS SEED DATA...: one `finetune --method full` from FROM's weights over the
+# DATA folders' lines (given in order, drawn from as one set), the settings every stage shares.
+stage() {
+    local from=$1 out=$2 lr=$3 steps=$4 seed=$5
+    shift 5
+    local train=()
+    for name in "$@"; do train+=(--train "$WORK/$name/data.jsonl"); done
+    time $P finetune --model "$from" "${train[@]}" --eval "$WORK/val/val60.jsonl" --eval-every 1000 --eval-tokens 0 \
+        --output "$WORK/$out" --overwrite --method full --lr "$lr" --weight-decay 0.05 --adam-beta2 0.95 \
+        --batch-size 16 --steps "$steps" --shuffle --group-images --warmup-steps 200 --schedule cosine \
+        --average tokens --seed "$seed" --save-every 2000
+}
+
+scenes train184 --count 184000 --seed 1 --questions 2
+scenes val --count 30 --seed 2
 head -60 "$WORK/val/data.jsonl" > "$WORK/val/val60.jsonl"
 rm -rf "$WORK/init"
 $P random-checkpoint --config Models/shapes-tiny/config.json --dtype f32 --seed 1 --output "$WORK/init" \
     --loc-embeddings sinusoidal --position-embeddings sincos
-time $P finetune --model "$WORK/init" --train "$WORK/train184/data.jsonl" --eval "$WORK/val/val60.jsonl" \
-    --eval-every 1000 --eval-tokens 0 --output "$WORK/run" --overwrite --method full --lr 5e-4 --weight-decay 0.05 \
-    --adam-beta2 0.95 --batch-size 16 --steps 23000 --shuffle --group-images --warmup-steps 200 --schedule cosine \
-    --average tokens --seed 1 --save-every 2000
-[ -d "$WORK/train200s4" ] || $P shapes --output "$WORK/train200s4" --count 200000 --seed 4 --questions 2
-time $P finetune --model "$WORK/run/model" --train "$WORK/train200s4/data.jsonl" --eval "$WORK/val/val60.jsonl" \
-    --eval-every 1000 --eval-tokens 0 --output "$WORK/run2" --overwrite --method full --lr 3e-4 --weight-decay 0.05 \
-    --adam-beta2 0.95 --batch-size 16 --steps 25000 --shuffle --group-images --warmup-steps 200 --schedule cosine \
-    --average tokens --seed 4 --save-every 2000
-[ -d "$WORK/train77s5" ] || $P shapes --output "$WORK/train77s5" --count 77000 --seed 5 --questions 2 --always caption
-time $P finetune --model "$WORK/run2/model" --train "$WORK/train77s5/data.jsonl" --eval "$WORK/val/val60.jsonl" \
-    --eval-every 1000 --eval-tokens 0 --output "$WORK/run3" --overwrite --method full --lr 2e-4 --weight-decay 0.05 \
-    --adam-beta2 0.95 --batch-size 16 --steps 9600 --shuffle --group-images --warmup-steps 200 --schedule cosine \
-    --average tokens --seed 5 --save-every 2000
-[ -d "$WORK/train77s6" ] || $P shapes --output "$WORK/train77s6" --count 77000 --seed 6 --questions 2 --always caption
-time $P finetune --model "$WORK/run3/model" --train "$WORK/train77s6/data.jsonl" --eval "$WORK/val/val60.jsonl" \
-    --eval-every 1000 --eval-tokens 0 --output "$WORK/run4" --overwrite --method full --lr 2e-4 --weight-decay 0.05 \
-    --adam-beta2 0.95 --batch-size 16 --steps 9600 --shuffle --group-images --warmup-steps 200 --schedule cosine \
-    --average tokens --seed 6 --save-every 2000
-[ -d "$WORK/train40s7" ] || $P shapes --output "$WORK/train40s7" --count 40000 --seed 7 --questions 2 --always caption
-[ -d "$WORK/crowded60s8" ] || $P shapes --output "$WORK/crowded60s8" --count 60000 --seed 8 --objects 3-4 --tasks caption
-time $P finetune --model "$WORK/run4/model" --train "$WORK/train40s7/data.jsonl" --train "$WORK/crowded60s8/data.jsonl" \
-    --eval "$WORK/val/val60.jsonl" --eval-every 1000 --eval-tokens 0 --output "$WORK/run5" --overwrite --method full \
-    --lr 2e-4 --weight-decay 0.05 --adam-beta2 0.95 --batch-size 16 --steps 8750 --shuffle --group-images \
-    --warmup-steps 200 --schedule cosine --average tokens --seed 7 --save-every 2000
-[ -d "$WORK/train60s9" ] || $P shapes --output "$WORK/train60s9" --count 60000 --seed 9 --questions 2 --always caption
-[ -d "$WORK/four60s10" ] || $P shapes --output "$WORK/four60s10" --count 60000 --seed 10 --objects 4 --tasks caption
-time $P finetune --model "$WORK/run5/model" --train "$WORK/train60s9/data.jsonl" --train "$WORK/four60s10/data.jsonl" \
-    --eval "$WORK/val/val60.jsonl" --eval-every 1000 --eval-tokens 0 --output "$WORK/run6" --overwrite --method full \
-    --lr 2e-4 --weight-decay 0.05 --adam-beta2 0.95 --batch-size 16 --steps 11250 --shuffle --group-images \
-    --warmup-steps 200 --schedule cosine --average tokens --seed 9 --save-every 2000
-[ -d "$WORK/train60s11" ] || $P shapes --output "$WORK/train60s11" --count 60000 --seed 11 --questions 2 --always caption
-[ -d "$WORK/crowded60s12" ] || $P shapes --output "$WORK/crowded60s12" --count 60000 --seed 12 --objects 3-4 --tasks caption
-time $P finetune --model "$WORK/run6/model" --train "$WORK/train60s11/data.jsonl" --train "$WORK/crowded60s12/data.jsonl" \
-    --eval "$WORK/val/val60.jsonl" --eval-every 1000 --eval-tokens 0 --output "$WORK/run7" --overwrite --method full \
-    --lr 2e-4 --weight-decay 0.05 --adam-beta2 0.95 --batch-size 16 --steps 11250 --shuffle --group-images \
-    --warmup-steps 200 --schedule cosine --average tokens --seed 11 --save-every 2000
+stage "$WORK/init" run 5e-4 23000 1 train184
+scenes train200s4 --count 200000 --seed 4 --questions 2
+stage "$WORK/run/model" run2 3e-4 25000 4 train200s4
+scenes train77s5 --count 77000 --seed 5 --questions 2 --always caption
+stage "$WORK/run2/model" run3 2e-4 9600 5 train77s5
+scenes train77s6 --count 77000 --seed 6 --questions 2 --always caption
+stage "$WORK/run3/model" run4 2e-4 9600 6 train77s6
+scenes train40s7 --count 40000 --seed 7 --questions 2 --always caption
+scenes crowded60s8 --count 60000 --seed 8 --objects 3-4 --tasks caption
+stage "$WORK/run4/model" run5 2e-4 8750 7 train40s7 crowded60s8
+scenes train60s9 --count 60000 --seed 9 --questions 2 --always caption
+scenes four60s10 --count 60000 --seed 10 --objects 4 --tasks caption
+stage "$WORK/run5/model" run6 2e-4 11250 9 train60s9 four60s10
+scenes train60s11 --count 60000 --seed 11 --questions 2 --always caption
+scenes crowded60s12 --count 60000 --seed 12 --objects 3-4 --tasks caption
+stage "$WORK/run6/model" run7 2e-4 11250 11 train60s11 crowded60s12
 cp "$WORK/run7/model/model.safetensors" "$WORK/run7/model/config.json" Models/shapes-tiny/
 cp "$WORK/run/loss.png" docs/shapes-model-loss.png
-cp "$WORK/run2/loss.png" docs/shapes-model-loss-stage2.png
-cp "$WORK/run3/loss.png" docs/shapes-model-loss-stage3.png
-cp "$WORK/run4/loss.png" docs/shapes-model-loss-stage4.png
-cp "$WORK/run5/loss.png" docs/shapes-model-loss-stage5.png
-cp "$WORK/run6/loss.png" docs/shapes-model-loss-stage6.png
-cp "$WORK/run7/loss.png" docs/shapes-model-loss-stage7.png
 LOG='import json,sys; [print(json.dumps({k: r[k] for k in ("step","loss","lr","grad_norm","seconds","eval_loss") if k in r}, separators=(",",":"))) for r in map(json.loads, sys.stdin)]'
 python3 -c "$LOG" < "$WORK/run/training_log.jsonl" > docs/shapes-model-training-log.jsonl
-python3 -c "$LOG" < "$WORK/run2/training_log.jsonl" > docs/shapes-model-training-log-stage2.jsonl
-python3 -c "$LOG" < "$WORK/run3/training_log.jsonl" > docs/shapes-model-training-log-stage3.jsonl
-python3 -c "$LOG" < "$WORK/run4/training_log.jsonl" > docs/shapes-model-training-log-stage4.jsonl
-python3 -c "$LOG" < "$WORK/run5/training_log.jsonl" > docs/shapes-model-training-log-stage5.jsonl
-python3 -c "$LOG" < "$WORK/run6/training_log.jsonl" > docs/shapes-model-training-log-stage6.jsonl
-python3 -c "$LOG" < "$WORK/run7/training_log.jsonl" > docs/shapes-model-training-log-stage7.jsonl
+for n in 2 3 4 5 6 7; do
+    cp "$WORK/run$n/loss.png" "docs/shapes-model-loss-stage$n.png"
+    python3 -c "$LOG" < "$WORK/run$n/training_log.jsonl" > "docs/shapes-model-training-log-stage$n.jsonl"
+done
 echo "trained; now: $P eval --data <fresh scenes>/data.jsonl --group-by shapes"
