@@ -153,10 +153,25 @@ final class TrainLinear {
 
     /// What backward needs from one forward call.
     struct Saved {
-        let x: Matrix
+        /// The input, kept only where backward reads it (a trained weight or an adapter); empty
+        /// where it is not needed or where the layer recomputes it (`droppingInput`).
+        var x: Matrix
         let h: Matrix?  // x' · Aᵀ, x' = x (with dropout: x ⊙ keep)
         var keep: Matrix? = nil  // dropout's mask: 0 or 1 / (1 - p)
+
+        /// Without the input: the layer holding it recomputes it for backward (`restoring`),
+        /// which keeps a cheap product (a norm, an activation) out of the saved activations.
+        func droppingInput() -> Saved { restoring(Matrix(rows: 0, cols: 0)) }
+        /// With the input the layer recomputed.
+        func restoring(_ input: Matrix) -> Saved {
+            var s = self
+            s.x = input
+            return s
+        }
     }
+
+    /// Whether backward reads the forward input: for dW or for the adapter's gradients.
+    var needsInput: Bool { weight != nil || loraA != nil }
 
     init(path: String, base: Linear, trainWeights: Bool, lora: LoRAConfig?, rng: inout Xoshiro256,
          dropoutState: DropoutState? = nil, index: Int = 0) {
@@ -211,7 +226,7 @@ final class TrainLinear {
             Ops.addScaled(y, Ops.matmulTransposed(hx, loraB.value), loraScale)
             h = hx
         }
-        return (y, Saved(x: x, h: h, keep: keep))
+        return (y, Saved(x: needsInput ? x : Matrix(rows: 0, cols: 0), h: h, keep: keep))
     }
 
     /// dy [T, O] -> dx [T, I]; adds the parameters' gradients.

@@ -71,6 +71,8 @@ struct TrainSigLIPLayer {
     let attention: TrainAttention
     let exactGelu: Bool
 
+    /// What backward needs. The layer norms' outputs and the GELU's are not kept: backward
+    /// recomputes them from x, x1 and h (cheap, and a third less memory held per layer).
     struct Saved {
         let x: Matrix, x1: Matrix
         let q: TrainLinear.Saved, k: TrainLinear.Saved, v: TrainLinear.Saved, out: TrainLinear.Saved
@@ -88,25 +90,32 @@ struct TrainSigLIPLayer {
         let x1 = x.rows(0..<x.rows)
         Ops.add(x1, a)
         let (h, s1) = fc1.forward(norm2.layer(x1))
-        let g = h.rows(0..<h.rows)
-        Ops.gelu(g, exact: exactGelu)
+        let g = gelu(h)
         let (m, s2) = fc2.forward(g)
         let y = x1.rows(0..<x1.rows)
         Ops.add(y, m)
-        return (y, Saved(x: x, x1: x1, q: sq, k: sk, v: sv, out: so, attention: sa, fc1: s1, fc2: s2, h: h))
+        return (y, Saved(x: x, x1: x1, q: sq.droppingInput(), k: sk.droppingInput(), v: sv.droppingInput(), out: so,
+                         attention: sa, fc1: s1.droppingInput(), fc2: s2.droppingInput(), h: h))
+    }
+
+    private func gelu(_ h: Matrix) -> Matrix {
+        let g = h.rows(0..<h.rows)
+        Ops.gelu(g, exact: exactGelu)
+        return g
     }
 
     func backward(_ dy: Matrix, _ s: Saved, segments: [RowSegment]) -> Matrix {
-        let dg = fc2.backward(dy, s.fc2) ?? Matrix(rows: 0, cols: 0)
+        let dg = fc2.backward(dy, fc2.needsInput ? s.fc2.restoring(gelu(s.h)) : s.fc2) ?? Matrix(rows: 0, cols: 0)
         let dh = Ops.geluBackward(dg, input: s.h, exact: exactGelu)
-        let dn2 = fc1.backward(dh, s.fc1) ?? Matrix(rows: 0, cols: 0)
+        let dn2 = fc1.backward(dh, fc1.needsInput ? s.fc1.restoring(norm2.layer(s.x1)) : s.fc1) ?? Matrix(rows: 0, cols: 0)
         let dx1 = dy.rows(0..<dy.rows)
         Ops.add(dx1, norm2.layerBackward(dn2, x: s.x1))
         let dmixed = out.backward(dx1, s.out) ?? Matrix(rows: 0, cols: 0)
         let (dq, dk, dv) = attention.backward(dmixed, s.attention, segments: segments)
-        let dn1 = q.backward(dq, s.q) ?? Matrix(rows: 0, cols: 0)
-        if let d = k.backward(dk, s.k) { Ops.add(dn1, d) }
-        if let d = v.backward(dv, s.v) { Ops.add(dn1, d) }
+        let n1 = q.needsInput || k.needsInput || v.needsInput ? norm1.layer(s.x) : Matrix(rows: 0, cols: 0)
+        let dn1 = q.backward(dq, s.q.restoring(n1)) ?? Matrix(rows: 0, cols: 0)
+        if let d = k.backward(dk, s.k.restoring(n1)) { Ops.add(dn1, d) }
+        if let d = v.backward(dv, s.v.restoring(n1)) { Ops.add(dn1, d) }
         let dx = dx1.rows(0..<dx1.rows)
         Ops.add(dx, norm1.layerBackward(dn1, x: s.x))
         return dx
@@ -123,8 +132,11 @@ struct TrainGemmaLayer {
     let invFreq: [Float]
     let exactGelu: Bool
 
+    /// What backward needs. The norms' outputs and GeGLU's product are not kept: backward
+    /// recomputes them from x, x1, g and u (the product alone is [T, F], the largest activation
+    /// a layer holds after g and u). a and m: the attention and MLP outputs (Gemma 2's post-norms).
     struct Saved {
-        let x: Matrix, x1: Matrix, a: Matrix, m: Matrix
+        let x: Matrix, x1: Matrix, a: Matrix?, m: Matrix?
         let q: TrainLinear.Saved, k: TrainLinear.Saved, v: TrainLinear.Saved, o: TrainLinear.Saved
         let attention: [TrainAttention.Saved]
         let gate: TrainLinear.Saved, up: TrainLinear.Saved, down: TrainLinear.Saved
@@ -134,6 +146,15 @@ struct TrainGemmaLayer {
     /// The attention of one sequence (each segment sets its own prefix).
     var attention: TrainAttention {
         TrainAttention(heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale, softcap: softcap, window: window, prefix: 0)
+    }
+
+    /// The norm before the MLP: Gemma 2's pre-feedforward norm, Gemma's post-attention norm.
+    private var mlpNorm: TrainNorm { preFeedforwardNorm ?? postAttentionNorm }
+
+    private func geglu(_ g: Matrix, _ u: Matrix) -> Matrix {
+        let act = g.rows(0..<g.rows)
+        Ops.geglu(act, u, exact: exactGelu)
+        return act
     }
 
     /// x [ΣT, D]: the sequences' rows stacked, one segment each; positions per row.
@@ -146,33 +167,37 @@ struct TrainGemmaLayer {
         let (a, so) = o.forward(mixed)
         let x1 = x.rows(0..<x.rows)
         Ops.add(x1, postFeedforwardNorm == nil ? a : postAttentionNorm.rms(a))
-        let n2 = (preFeedforwardNorm ?? postAttentionNorm).rms(x1)
+        let n2 = mlpNorm.rms(x1)
         let (g, sg) = gate.forward(n2), (u, su) = up.forward(n2)
-        let act = g.rows(0..<g.rows)
-        Ops.geglu(act, u, exact: exactGelu)
-        let (m, sd) = down.forward(act)
+        let (m, sd) = down.forward(geglu(g, u))
         let y = x1.rows(0..<x1.rows)
         Ops.add(y, postFeedforwardNorm?.rms(m) ?? m)
-        return (y, Saved(x: x, x1: x1, a: a, m: m, q: sq, k: sk, v: sv, o: so, attention: sa,
-                         gate: sg, up: su, down: sd, g: g, u: u))
+        let post = postFeedforwardNorm != nil
+        return (y, Saved(x: x, x1: x1, a: post ? a : nil, m: post ? m : nil,
+                         q: sq.droppingInput(), k: sk.droppingInput(), v: sv.droppingInput(), o: so, attention: sa,
+                         gate: sg.droppingInput(), up: su.droppingInput(), down: sd.droppingInput(), g: g, u: u))
     }
 
     func backward(_ dy: Matrix, _ s: Saved, positions: [Float], segments: [RowSegment]) -> Matrix {
-        let dm = postFeedforwardNorm?.rmsBackward(dy, x: s.m) ?? dy
-        let dact = down.backward(dm, s.down) ?? Matrix(rows: 0, cols: 0)
+        var dm = dy
+        if let post = postFeedforwardNorm, let m = s.m { dm = post.rmsBackward(dy, x: m) }
+        let dact = down.backward(dm, down.needsInput ? s.down.restoring(geglu(s.g, s.u)) : s.down) ?? Matrix(rows: 0, cols: 0)
         let (dg, du) = Ops.gegluBackward(dact, gate: s.g, up: s.u, exact: exactGelu)
-        let dn2 = gate.backward(dg, s.gate) ?? Matrix(rows: 0, cols: 0)
-        if let d = up.backward(du, s.up) { Ops.add(dn2, d) }
+        let n2 = gate.needsInput || up.needsInput ? mlpNorm.rms(s.x1) : Matrix(rows: 0, cols: 0)
+        let dn2 = gate.backward(dg, s.gate.restoring(n2)) ?? Matrix(rows: 0, cols: 0)
+        if let d = up.backward(du, s.up.restoring(n2)) { Ops.add(dn2, d) }
         let dx1 = dy.rows(0..<dy.rows)
-        Ops.add(dx1, (preFeedforwardNorm ?? postAttentionNorm).rmsBackward(dn2, x: s.x1))
-        let da = postFeedforwardNorm == nil ? dx1 : postAttentionNorm.rmsBackward(dx1, x: s.a)
+        Ops.add(dx1, mlpNorm.rmsBackward(dn2, x: s.x1))
+        var da = dx1
+        if postFeedforwardNorm != nil, let a = s.a { da = postAttentionNorm.rmsBackward(dx1, x: a) }
         let dmixed = o.backward(da, s.o) ?? Matrix(rows: 0, cols: 0)
         let (dq, dk, dv) = attention.backward(dmixed, s.attention, segments: segments)
         Ops.ropeBackward(dq, heads: heads, dim: headDim, positions: positions, invFreq: invFreq)
         Ops.ropeBackward(dk, heads: kvHeads, dim: headDim, positions: positions, invFreq: invFreq)
-        let dn1 = q.backward(dq, s.q) ?? Matrix(rows: 0, cols: 0)
-        if let d = k.backward(dk, s.k) { Ops.add(dn1, d) }
-        if let d = v.backward(dv, s.v) { Ops.add(dn1, d) }
+        let n1 = q.needsInput || k.needsInput || v.needsInput ? inputNorm.rms(s.x) : Matrix(rows: 0, cols: 0)
+        let dn1 = q.backward(dq, s.q.restoring(n1)) ?? Matrix(rows: 0, cols: 0)
+        if let d = k.backward(dk, s.k.restoring(n1)) { Ops.add(dn1, d) }
+        if let d = v.backward(dv, s.v.restoring(n1)) { Ops.add(dn1, d) }
         let dx = dx1.rows(0..<dx1.rows)
         Ops.add(dx, inputNorm.rmsBackward(dn1, x: s.x))
         return dx
