@@ -182,4 +182,37 @@ struct TrainingKernelTests {
         }
         print("GeGLU/GELU backward: worst |diff| vs float64 \(worst)")
     }
+
+    @Test("AdamW (pg_adamw) and the gradient norm (pg_sum_squares) over tensors of odd sizes across chunks, against float64")
+    func optimizerKernels() {
+        var rng = SeededRandom(29)
+        // One value, a tail shorter than the vector lanes, and tensors over one and two chunks (32,768).
+        let sizes = [1, 7, 32_771, 70_001]
+        let parameters = sizes.enumerated().map { Parameter(name: "p\($0.offset)", shape: [$0.element], values: rng.floats($0.element)) }
+        var reference = parameters.map { $0.value.values.map(Double.init) }
+        var m = sizes.map { [Double](repeating: 0, count: $0) }, v = m
+        let adamw = AdamW(parameters, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.05)
+        var worstValue = 0.0, worstNorm = 0.0
+        for (t, lr) in [Float(1e-2), 3e-3, 5e-4].enumerated() {
+            for p in parameters { for i in 0..<p.count { p.grad.data[i] = rng.float() * (t == 1 ? 1e-3 : 1) } }
+            let want = parameters.reduce(0.0) { s, p in s + (0..<p.count).reduce(0.0) { $0 + Double(p.grad.data[$1]) * Double(p.grad.data[$1]) } }
+            let norm = clipGradientNorm(parameters, maxNorm: 0)
+            worstNorm = max(worstNorm, abs(Double(norm) - want.squareRoot()) / want.squareRoot())
+            adamw.step(lr: lr)
+            let step = Double(t + 1), bc1 = 1 - pow(0.9, step), bc2 = (1 - pow(0.95, step)).squareRoot()
+            for (k, p) in parameters.enumerated() {
+                for i in 0..<p.count {
+                    let g = Double(p.grad.data[i])
+                    reference[k][i] *= 1 - Double(lr) * 0.05
+                    m[k][i] = 0.9 * m[k][i] + 0.1 * g
+                    v[k][i] = 0.95 * v[k][i] + 0.05 * g * g
+                    reference[k][i] -= Double(lr) / bc1 * m[k][i] / (v[k][i].squareRoot() / bc2 + 1e-8)
+                    worstValue = max(worstValue, abs(Double(p.value.data[i]) - reference[k][i]))
+                }
+            }
+        }
+        print("pg_adamw: worst |value - float64| \(worstValue) (bound 1e-6); pg_sum_squares: worst relative norm error \(worstNorm) (bound 1e-6)")
+        #expect(worstValue <= 1e-6)
+        #expect(worstNorm <= 1e-6)
+    }
 }

@@ -206,6 +206,18 @@ void pg_softcap(float *x, long n, float cap);
 void pg_add(float *y, const float *x, long n);
 /// In place: x *= s.
 void pg_scale(float *x, long n, float s);
+/// One AdamW update's constants (torch.optim.AdamW): decay = 1 - lr·weight_decay, step_size =
+/// lr / (1 - β1ᵗ), bias_correction2_sqrt = √(1 - β2ᵗ).
+typedef struct { float decay, beta1, beta2, step_size, bias_correction2_sqrt, eps; } pg_adamw_step;
+/// AdamW over `count` tensors of n[i] values at once (values p, gradients g, moments m and v):
+/// p ·= decay; m += (1 - β1)(g - m); v = β2 v + (1 - β2) g²; p -= step_size · m / (√v /
+/// bias_correction2_sqrt + eps), in that order of operations.
+void pg_adamw(float *const *p, const float *const *g, float *const *m, float *const *v, const long *n, long count,
+              pg_adamw_step step);
+/// Σ x² over `count` tensors of n[i] values, summed in double in a fixed order (the same for
+/// any number of threads).
+double pg_sum_squares(const float *const *x, const long *n, long count);
+
 /// In place softmax over rows.
 void pg_softmax(float *x, long ld, long rows, long n);
 

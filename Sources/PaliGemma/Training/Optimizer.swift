@@ -1,3 +1,4 @@
+import CPaliGemmaKernels
 import Foundation
 
 // Optimisers, gradient clipping and learning-rate schedules, with PyTorch's and transformers'
@@ -28,13 +29,9 @@ public enum LearningRateSchedule: Sendable, Equatable {
 /// and scales every gradient by min(1, maxNorm / (norm + 1e-6)) when maxNorm > 0.
 @discardableResult
 public func clipGradientNorm(_ parameters: [Parameter], maxNorm: Float) -> Float {
-    var total = 0.0
-    for p in parameters {
-        var s: Float = 0
-        for i in 0..<p.grad.count { s += p.grad.data[i] * p.grad.data[i] }
-        total += Double(s)
-    }
-    let norm = Float(total.squareRoot())
+    let grads: [UnsafePointer<Float>?] = parameters.map { UnsafePointer($0.grad.data) }
+    let counts = parameters.map(\.grad.count)
+    let norm = Float(pg_sum_squares(grads, counts, parameters.count).squareRoot())
     if maxNorm > 0 {
         let coefficient = min(1, maxNorm / (norm + 1e-6))
         if coefficient < 1 { for p in parameters { Ops.scale(p.grad, by: coefficient) } }
@@ -60,7 +57,8 @@ public final class SGD: Optimizer {
 }
 
 /// AdamW with decoupled weight decay (torch.optim.AdamW): p ·= 1 - lr·wd; m = β1 m + (1-β1) g;
-/// v = β2 v + (1-β2) g²; p -= lr / (1-β1ᵗ) · m / (√v / √(1-β2ᵗ) + ε).
+/// v = β2 v + (1-β2) g²; p -= lr / (1-β1ᵗ) · m / (√v / √(1-β2ᵗ) + ε), over every tensor at once
+/// (`pg_adamw`: bound by memory, so spread over the threads).
 public final class AdamW: Optimizer {
     let parameters: [Parameter]
     public let beta1: Float, beta2: Float, eps: Float, weightDecay: Float
@@ -82,18 +80,11 @@ public final class AdamW: Optimizer {
     public func step(lr: Float) {
         t += 1
         let bc1 = 1 - pow(Double(beta1), Double(t)), bc2sqrt = (1 - pow(Double(beta2), Double(t))).squareRoot()
-        let stepSize = Float(Double(lr) / bc1)
-        for (k, p) in parameters.enumerated() {
-            let (mk, vk) = (m[k].data, v[k].data)
-            let decay = Float(1 - Double(lr) * Double(weightDecay))
-            for i in 0..<p.count {
-                let g = p.grad.data[i]
-                p.value.data[i] *= decay
-                mk[i] += (1 - beta1) * (g - mk[i])  // torch's lerp_
-                vk[i] = beta2 * vk[i] + (1 - beta2) * g * g
-                let denom = vk[i].squareRoot() / Float(bc2sqrt) + eps
-                p.value.data[i] -= stepSize * mk[i] / denom
-            }
-        }
+        let constants = pg_adamw_step(decay: Float(1 - Double(lr) * Double(weightDecay)), beta1: beta1, beta2: beta2,
+                                      step_size: Float(Double(lr) / bc1), bias_correction2_sqrt: Float(bc2sqrt), eps: eps)
+        let values: [UnsafeMutablePointer<Float>?] = parameters.map(\.value.data)
+        let grads: [UnsafePointer<Float>?] = parameters.map { UnsafePointer($0.grad.data) }
+        let firsts: [UnsafeMutablePointer<Float>?] = m.map(\.data), seconds: [UnsafeMutablePointer<Float>?] = v.map(\.data)
+        pg_adamw(values, grads, firsts, seconds, parameters.map(\.count), parameters.count, constants)
     }
 }

@@ -22,9 +22,12 @@ struct TrainAttention {
         let capped: [Matrix]  // per head [T, T]: the soft-capped logits (with a soft cap)
     }
 
-    func visible(_ i: Int, _ j: Int) -> Bool {
-        let causal = j <= i && (window.map { j > i - $0 } ?? true)
-        return causal || (i < prefix && j < prefix)
+    /// The keys query i sees among t: key j is visible when j <= i inside the window (causal) or
+    /// when i and j are both in the prefix. That is always one run: the prefix for a query inside
+    /// it (its causal keys lie within), else the causal keys inside the window.
+    func visibleColumns(_ i: Int, _ t: Int) -> Range<Int> {
+        if i < prefix { return 0..<min(prefix, t) }
+        return max(0, window.map { i - $0 + 1 } ?? 0)..<i + 1
     }
 
     static func columns(_ x: Matrix, _ c0: Int, _ n: Int) -> Matrix {
@@ -49,22 +52,25 @@ struct TrainAttention {
             let g = h / group
             let qh = Self.columns(q, h * headDim, headDim), kh = Self.columns(k, g * headDim, headDim)
             let s = Ops.matmulTransposed(qh, kh)  // [T, T]: logits, then probabilities
-            for i in 0..<s.count {
-                let x = s.data[i] * scale
-                s.data[i] = softcap.map { tanhf(x / $0) * $0 } ?? x
+            if let cap = softcap {
+                for i in 0..<s.count { s.data[i] = tanhf(s.data[i] * scale / cap) * cap }
+                capped.append(s.rows(0..<t))  // for the soft cap's derivative
+            } else {
+                Ops.scale(s, by: scale)
             }
-            if softcap != nil { capped.append(s.rows(0..<t)) }  // for the soft cap's derivative
             for i in 0..<t {
-                let row = s.row(i)
+                let row = s.row(i), seen = visibleColumns(i, t)
                 var mx = -Float.infinity
-                for j in 0..<t where visible(i, j) { mx = max(mx, row[j]) }
+                for j in seen { mx = max(mx, row[j]) }
                 var sum: Float = 0
-                for j in 0..<t {
-                    let e = visible(i, j) ? expf(row[j] - mx) : 0
+                for j in seen {
+                    let e = expf(row[j] - mx)
                     row[j] = e
                     sum += e
                 }
-                for j in 0..<t { row[j] /= sum }
+                row.update(repeating: 0, count: seen.lowerBound)
+                (row + seen.upperBound).update(repeating: 0, count: t - seen.upperBound)
+                for j in seen { row[j] /= sum }
             }
             Self.addColumns(out, h * headDim, Ops.matmul(s, Self.columns(v, g * headDim, headDim)))
             probs.append(s)
