@@ -149,14 +149,25 @@ public final class Trainer: @unchecked Sendable {
     /// batchSize · gradAccum of the run's sequence of epochs.
     public func batch(step: Int) -> [Int] {
         let n = options.examplesPerStep
-        var orders: [Int: [Int]] = [:]  // a step spans at most a few epochs; each order is built once
         return (0..<n).map { i in
             let k = step * n + i
-            let epoch = k / exampleCount
-            let o = orders[epoch] ?? order(epoch: epoch)
-            orders[epoch] = o
-            return o[k % exampleCount]
+            return cachedOrder(epoch: k / exampleCount)[k % exampleCount]
         }
+    }
+
+    /// The orders of the epochs the last steps drew from, each built once: building the order of
+    /// a few hundred thousand examples at every step took a fifth of a small model's step.
+    private var orders: [Int: [Int]] = [:]
+    private let ordersLock = NSLock()
+
+    private func cachedOrder(epoch: Int) -> [Int] {
+        ordersLock.lock()
+        defer { ordersLock.unlock() }
+        if let o = orders[epoch] { return o }
+        let o = order(epoch: epoch)
+        if orders.count >= 2, let oldest = orders.keys.min() { orders[oldest] = nil }
+        orders[epoch] = o
+        return o
     }
 
     /// One optimiser step over `examples` (the step's batch, already built): forward and
