@@ -69,7 +69,7 @@ struct Finetune: ParsableCommand {
     var evalTokens = 32
     @Option(name: .customLong("save-every"), help: "Save the results and the resumable state every N steps (0: at the end only).")
     var saveEvery = 0
-    @Flag(name: .customLong("recompute"), help: "Recompute each layer's activations in the backward pass (gradient checkpointing): less memory, about a third more time.")
+    @Flag(name: .customLong("recompute"), help: "Recompute each layer's activations in the backward pass (gradient checkpointing): less memory, about a third more time (half with --precision fast).")
     var recompute = false
     @Flag(help: "Continue the interrupted run in --output from its last saved state.") var resume = false
     @Flag(help: "Replace what --output holds.") var overwrite = false
