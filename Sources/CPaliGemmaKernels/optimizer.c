@@ -58,7 +58,7 @@ static void adamw_chunk(const adamw_job *j, long k, long i) {
 #endif
     for (; i < end; i++) {
         float gi = g[i], pi = p[i] * s.decay;
-        float mi = m[i] + c1 * (g[i] - m[i]);
+        float mi = m[i] + c1 * (gi - m[i]);
         float vi = s.beta2 * v[i] + c2 * gi * gi;
         float denom = sqrtf(vi) / s.bias_correction2_sqrt + s.eps;
         p[i] = pi - s.step_size * mi / denom;

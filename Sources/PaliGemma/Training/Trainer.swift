@@ -156,7 +156,7 @@ public final class Trainer: @unchecked Sendable {
     }
 
     /// The orders of the epochs the last steps drew from, each built once: building the order of
-    /// a few hundred thousand examples at every step took a fifth of a small model's step.
+    /// a few hundred thousand examples at every step took a third of a small model's step.
     private var orders: [Int: [Int]] = [:]
     private let ordersLock = NSLock()
 
