@@ -457,9 +457,8 @@ public enum ShapesDataset {
         /// One line of data.jsonl: the fine-tuning format's three keys.
         struct Line: Encodable { let image: String, prefix: String, suffix: String }
         let digits = max(5, String(count - 1).count)
-        var jsonl = ""
-        var lines = 0
-        for index in 0..<count {
+        // Image `index`: rendered, written, and its lines of data.jsonl.
+        @Sendable func example(_ index: Int) throws -> (jsonl: String, lines: Int) {
             let (scene, questions) = generator.example(index)
             let number = String(index)
             let name = String(repeating: "0", count: digits - number.count) + number + ".png"
@@ -467,11 +466,26 @@ public enum ShapesDataset {
             do { try PNGWriter.write(scene.render(), to: url) } catch {
                 throw PaliGemmaError.io(path: url.path, reason: "cannot write: \(error)")
             }
-            for q in questions {
-                jsonl += try JSONOutput.string(Line(image: name, prefix: q.prefix, suffix: q.suffix)) + "\n"
-                lines += 1
+            var jsonl = ""
+            for q in questions { jsonl += try JSONOutput.string(Line(image: name, prefix: q.prefix, suffix: q.suffix)) + "\n" }
+            return (jsonl, questions.count)
+        }
+        // Blocks of images drawn and written on every core (each image depends only on its
+        // index); their lines joined in index order, so the bytes do not depend on the cores.
+        var jsonl = ""
+        var lines = 0
+        let block = 256
+        for start in stride(from: 0, to: count, by: block) {
+            let n = min(block, count - start)
+            let results = WorkerSlots<Result<(jsonl: String, lines: Int), Error>>(n)
+            DispatchQueue.concurrentPerform(iterations: n) { k in results[k] = Result { try example(start + k) } }
+            for k in 0..<n {
+                guard let result = results[k] else { throw PaliGemmaError.io(path: folder.path, reason: "image \(start + k) was not written") }
+                let (text, lineCount) = try result.get()
+                jsonl += text
+                lines += lineCount
             }
-            progress?(index + 1)
+            progress?(start + n)
         }
         let url = folder.appendingPathComponent("data.jsonl")
         do { try Data(jsonl.utf8).write(to: url) } catch {
