@@ -162,6 +162,25 @@ void pg_softmax(float *x, long ld, long rows, long n) {
     pg_parallel_for(rows, softmax_task, &j);
 }
 
+void pg_softmax_span(float *x, long n, long lo, long hi) {
+    if (lo < 0) lo = 0;
+    if (hi > n) hi = n;
+    if (hi <= lo) {
+        for (long i = 0; i < n; i++) x[i] = 0.0f;
+        return;
+    }
+    float mx = -INFINITY;
+    for (long i = lo; i < hi; i++) mx = x[i] > mx ? x[i] : mx;
+    for (long i = 0; i < lo; i++) x[i] = 0.0f;
+    for (long i = hi; i < n; i++) x[i] = 0.0f;
+    if (mx == -INFINITY) {  // every visible entry masked
+        for (long i = lo; i < hi; i++) x[i] = 0.0f;
+        return;
+    }
+    float sum = pg_exp_shift_sum(pg_isa(), x + lo, hi - lo, mx);
+    for (long i = lo; i < hi; i++) x[i] /= sum;
+}
+
 void pg_rope(float *x, long ld, long rows, int heads, int dim, const float *positions, const float *inv_freq) {
     int half = dim / 2;
     for (long r = 0; r < rows; r++) {

@@ -220,6 +220,9 @@ double pg_sum_squares(const float *const *x, const long *n, long count);
 
 /// In place softmax over rows.
 void pg_softmax(float *x, long ld, long rows, long n);
+/// In place softmax of one row's entries lo..<hi, the row's other entries (of n) set to zero (a
+/// training attention row and its visible keys), on this level's exp (as inference's attention).
+void pg_softmax_span(float *x, long n, long lo, long hi);
 
 /// Rotary embedding, half-split ("rotate_half") layout, in place on `heads` vectors of length
 /// dim (stride between heads: dim) for each of `rows` tokens (row stride ld). Token r has

@@ -1,4 +1,5 @@
 import Foundation
+import CPaliGemmaKernels
 
 // Attention for training: one sequence (or several stacked by rows, each attending only to
 // itself), all of its tokens at once, keeping each head's probabilities for the backward pass.
@@ -59,18 +60,8 @@ struct TrainAttention {
                 Ops.scale(s, by: scale)
             }
             for i in 0..<t {
-                let row = s.row(i), seen = visibleColumns(i, t)
-                var mx = -Float.infinity
-                for j in seen { mx = max(mx, row[j]) }
-                var sum: Float = 0
-                for j in seen {
-                    let e = expf(row[j] - mx)
-                    row[j] = e
-                    sum += e
-                }
-                row.update(repeating: 0, count: seen.lowerBound)
-                (row + seen.upperBound).update(repeating: 0, count: t - seen.upperBound)
-                for j in seen { row[j] /= sum }
+                let seen = visibleColumns(i, t)
+                pg_softmax_span(s.row(i), t, seen.lowerBound, seen.upperBound)
             }
             Self.addColumns(out, h * headDim, Ops.matmul(s, Self.columns(v, g * headDim, headDim)))
             probs.append(s)
