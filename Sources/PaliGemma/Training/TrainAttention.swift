@@ -31,10 +31,39 @@ struct TrainAttention {
         return max(0, window.map { i - $0 + 1 } ?? 0)..<i + 1
     }
 
-    static func columns(_ x: Matrix, _ c0: Int, _ n: Int) -> Matrix {
-        let y = Matrix(rows: x.rows, cols: n)
-        for r in 0..<x.rows { y.row(r).update(from: x.row(r) + c0, count: n) }
+    // Products of head slices read in place: columns c0 ..< c0 + n of a [T, ·] matrix are its
+    // data from c0 with the matrix's row stride, so no head is copied out.
+    private static let f32 = Int32(PG_F32.rawValue)
+
+    /// x[:, xc ..< xc + K] · w[:, wc ..< wc + K]ᵀ -> [x.rows, w.rows].
+    static func productT(_ x: Matrix, _ xc: Int, _ w: Matrix, _ wc: Int, depth: Int) -> Matrix {
+        let y = Matrix(rows: x.rows, cols: w.rows)
+        pg_linear(x.data + xc, x.cols, w.data + wc, f32, w.cols, nil, y.data, y.cols, x.rows, w.rows, depth)
         return y
+    }
+
+    /// y[:, yc ..< yc + N] (=, or += with `accumulate`) a · w[:, wc ..< wc + N] for a [M, K] and
+    /// w's K rows.
+    static func product(_ a: Matrix, _ w: Matrix, _ wc: Int, width: Int, into y: Matrix, _ yc: Int, accumulate: Bool) {
+        if !accumulate {
+            pg_matmul(a.data, a.cols, w.data + wc, f32, w.cols, y.data + yc, y.cols, a.rows, width, a.cols)
+            return
+        }
+        let part = Matrix(rows: a.rows, cols: width)
+        pg_matmul(a.data, a.cols, w.data + wc, f32, w.cols, part.data, width, a.rows, width, a.cols)
+        addColumns(y, yc, part)
+    }
+
+    /// y[:, yc ..< yc + N] (=, or += with `accumulate`) aᵀ · w[:, wc ..< wc + N] for a [K, M] and
+    /// w's K rows.
+    static func productTA(_ a: Matrix, _ w: Matrix, _ wc: Int, width: Int, into y: Matrix, _ yc: Int, accumulate: Bool) {
+        if !accumulate {
+            pg_matmul_ta(a.data, a.cols, w.data + wc, f32, w.cols, y.data + yc, y.cols, a.cols, width, a.rows)
+            return
+        }
+        let part = Matrix(rows: a.cols, cols: width)
+        pg_matmul_ta(a.data, a.cols, w.data + wc, f32, w.cols, part.data, width, a.cols, width, a.rows)
+        addColumns(y, yc, part)
     }
 
     static func addColumns(_ x: Matrix, _ c0: Int, _ part: Matrix) {
@@ -51,8 +80,7 @@ struct TrainAttention {
         var probs: [Matrix] = [], capped: [Matrix] = []
         for h in 0..<heads {
             let g = h / group
-            let qh = Self.columns(q, h * headDim, headDim), kh = Self.columns(k, g * headDim, headDim)
-            let s = Ops.matmulTransposed(qh, kh)  // [T, T]: logits, then probabilities
+            let s = Self.productT(q, h * headDim, k, g * headDim, depth: headDim)  // [T, T]: logits, then probabilities
             if let cap = softcap {
                 for i in 0..<s.count { s.data[i] = tanhf(s.data[i] * scale / cap) * cap }
                 capped.append(s.rows(0..<t))  // for the soft cap's derivative
@@ -63,7 +91,7 @@ struct TrainAttention {
                 let seen = visibleColumns(i, t)
                 pg_softmax_span(s.row(i), t, seen.lowerBound, seen.upperBound)
             }
-            Self.addColumns(out, h * headDim, Ops.matmul(s, Self.columns(v, g * headDim, headDim)))
+            Self.product(s, v, g * headDim, width: headDim, into: out, h * headDim, accumulate: false)  // P V
             probs.append(s)
         }
         return (out, Saved(q: q, k: k, v: v, probs: probs, capped: capped))
@@ -76,11 +104,11 @@ struct TrainAttention {
         let dk = Matrix(rows: t, cols: kvHeads * headDim), dv = Matrix(rows: t, cols: kvHeads * headDim)
         for h in 0..<heads {
             let g = h / group
+            // The group's first head writes dk and dv, the others add to them.
+            let shared = h % group != 0
             let p = saved.probs[h]
-            let doh = Self.columns(dOut, h * headDim, headDim)
-            let vh = Self.columns(saved.v, g * headDim, headDim)
-            Self.addColumns(dv, g * headDim, Ops.matmulTransposedA(p, doh))  // Pᵀ dO
-            let dp = Ops.matmulTransposed(doh, vh)  // dO Vᵀ [T, T]
+            Self.productTA(p, dOut, h * headDim, width: headDim, into: dv, g * headDim, accumulate: shared)  // Pᵀ dO
+            let dp = Self.productT(dOut, h * headDim, saved.v, g * headDim, depth: headDim)  // dO Vᵀ [T, T]
             // Softmax backward: dS = P ⊙ (dP - Σ_j dP·P), then the soft cap and the scale.
             for i in 0..<t {
                 let pr = p.row(i), dr = dp.row(i)
@@ -90,9 +118,8 @@ struct TrainAttention {
             }
             if let c = softcap { Ops.softcapBackward(dp, output: saved.capped[h], cap: c) }
             Ops.scale(dp, by: scale)
-            let qh = Self.columns(saved.q, h * headDim, headDim), kh = Self.columns(saved.k, g * headDim, headDim)
-            Self.addColumns(dq, h * headDim, Ops.matmul(dp, kh))  // dS K
-            Self.addColumns(dk, g * headDim, Ops.matmulTransposedA(dp, qh))  // dSᵀ Q
+            Self.product(dp, saved.k, g * headDim, width: headDim, into: dq, h * headDim, accumulate: false)  // dS K
+            Self.productTA(dp, saved.q, h * headDim, width: headDim, into: dk, g * headDim, accumulate: shared)  // dSᵀ Q
         }
         return (dq, dk, dv)
     }
