@@ -3,7 +3,9 @@
 # project's own trainer, in one stage that fits the hour on a 2-core machine (data
 # included: 56 min 34 s on a 2-core AMD Zen 5), then copies the trained weights into
 # Models/shapes-tiny and the loss curve and log into docs/. Every step is seeded: the same commit
-# on the same CPU writes the same weights.
+# on the same CPU writes the same weights. The bundled ones are those of commit c8038cb; the
+# trainer's attention changed after it (same results up to float rounding, 12% less time a step),
+# so later commits write weights that differ from them beyond the last bits.
 #
 #   scripts/train_shapes_model.sh [WORK_FOLDER]        (default /tmp/shapes-model)
 #
