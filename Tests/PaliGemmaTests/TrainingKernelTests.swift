@@ -183,6 +183,35 @@ struct TrainingKernelTests {
         print("GeGLU/GELU backward: worst |diff| vs float64 \(worst)")
     }
 
+    @Test("Training attention's softmax over a row's visible keys (pg_softmax_span) against float64 on every ISA level; the rest of the row zero")
+    func softmaxSpan() {
+        var rng = SeededRandom(31)
+        let n = 77
+        // Spans: the whole row, a prefix, a causal run, one key, tails shorter than the lanes,
+        // bounds past the row (clamped), and none.
+        let spans = [(0, n), (0, 64), (0, 13), (5, 6), (40, 77), (70, 77), (-3, 9), (60, 90), (20, 20)]
+        var worst = 0.0
+        for level in KernelTests.levels {
+            Kernels.withISA(level) {
+                for (lo, hi) in spans {
+                    let x = rng.floats(n).map { $0 * 12 }
+                    var row = x
+                    row.withUnsafeMutableBufferPointer { pg_softmax_span($0.baseAddress, n, lo, hi) }
+                    let a = max(lo, 0), b = min(hi, n)
+                    let mx = a < b ? x[a..<b].map(Double.init).max() ?? 0 : 0
+                    let sum = (a..<max(a, b)).reduce(0.0) { $0 + exp(Double(x[$1]) - mx) }
+                    for i in 0..<n {
+                        let want = i >= a && i < b ? exp(Double(x[i]) - mx) / sum : 0
+                        let e = abs(Double(row[i]) - want)
+                        worst = max(worst, e)
+                        #expect(e <= 1e-6 && (want != 0 || row[i] == 0), "\(level.name) span \(lo)..<\(hi) at \(i): \(row[i]) vs \(want)")
+                    }
+                }
+            }
+        }
+        print("pg_softmax_span: worst |p - float64| \(worst) (bound 1e-6)")
+    }
+
     @Test("AdamW (pg_adamw) and the gradient norm (pg_sum_squares) over tensors of odd sizes across chunks, against float64")
     func optimizerKernels() {
         var rng = SeededRandom(29)
