@@ -42,28 +42,16 @@ struct TrainAttention {
         return y
     }
 
-    /// y[:, yc ..< yc + N] (=, or += with `accumulate`) a · w[:, wc ..< wc + N] for a [M, K] and
-    /// w's K rows.
-    static func product(_ a: Matrix, _ w: Matrix, _ wc: Int, width: Int, into y: Matrix, _ yc: Int, accumulate: Bool) {
-        if !accumulate {
-            pg_matmul(a.data, a.cols, w.data + wc, f32, w.cols, y.data + yc, y.cols, a.rows, width, a.cols)
-            return
-        }
-        let part = Matrix(rows: a.rows, cols: width)
-        pg_matmul(a.data, a.cols, w.data + wc, f32, w.cols, part.data, width, a.rows, width, a.cols)
-        addColumns(y, yc, part)
-    }
-
-    /// y[:, yc ..< yc + N] (=, or += with `accumulate`) aᵀ · w[:, wc ..< wc + N] for a [K, M] and
-    /// w's K rows.
-    static func productTA(_ a: Matrix, _ w: Matrix, _ wc: Int, width: Int, into y: Matrix, _ yc: Int, accumulate: Bool) {
-        if !accumulate {
-            pg_matmul_ta(a.data, a.cols, w.data + wc, f32, w.cols, y.data + yc, y.cols, a.cols, width, a.rows)
-            return
-        }
-        let part = Matrix(rows: a.cols, cols: width)
-        pg_matmul_ta(a.data, a.cols, w.data + wc, f32, w.cols, part.data, width, a.cols, width, a.rows)
-        addColumns(y, yc, part)
+    /// y[:, yc ..< yc + N] (=, or += with `accumulate`) a · w[:, wc ..< wc + N] for a [M, K], or
+    /// aᵀ · w[:, wc ..< wc + N] for a [K, M] with `transposed`; w has K rows.
+    static func product(_ a: Matrix, transposed: Bool = false, _ w: Matrix, _ wc: Int, width: Int, into y: Matrix, _ yc: Int,
+                        accumulate: Bool) {
+        let (m, k) = transposed ? (a.cols, a.rows) : (a.rows, a.cols)
+        let part = accumulate ? Matrix(rows: m, cols: width) : nil
+        let (out, ld) = part.map { ($0.data, width) } ?? (y.data + yc, y.cols)
+        let kernel = transposed ? pg_matmul_ta : pg_matmul
+        kernel(a.data, a.cols, w.data + wc, f32, w.cols, out, ld, m, width, k)
+        if let part { addColumns(y, yc, part) }
     }
 
     static func addColumns(_ x: Matrix, _ c0: Int, _ part: Matrix) {
@@ -107,7 +95,7 @@ struct TrainAttention {
             // The group's first head writes dk and dv, the others add to them.
             let shared = h % group != 0
             let p = saved.probs[h]
-            Self.productTA(p, dOut, h * headDim, width: headDim, into: dv, g * headDim, accumulate: shared)  // Pᵀ dO
+            Self.product(p, transposed: true, dOut, h * headDim, width: headDim, into: dv, g * headDim, accumulate: shared)  // Pᵀ dO
             let dp = Self.productT(dOut, h * headDim, saved.v, g * headDim, depth: headDim)  // dO Vᵀ [T, T]
             // Softmax backward: dS = P ⊙ (dP - Σ_j dP·P), then the soft cap and the scale.
             for i in 0..<t {
@@ -119,7 +107,7 @@ struct TrainAttention {
             if let c = softcap { Ops.softcapBackward(dp, output: saved.capped[h], cap: c) }
             Ops.scale(dp, by: scale)
             Self.product(dp, saved.k, g * headDim, width: headDim, into: dq, h * headDim, accumulate: false)  // dS K
-            Self.productTA(dp, saved.q, h * headDim, width: headDim, into: dk, g * headDim, accumulate: shared)  // dSᵀ Q
+            Self.product(dp, transposed: true, saved.q, h * headDim, width: headDim, into: dk, g * headDim, accumulate: shared)  // dSᵀ Q
         }
         return (dq, dk, dv)
     }
