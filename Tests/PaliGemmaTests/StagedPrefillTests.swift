@@ -22,7 +22,7 @@ struct StagedPrefillTests {
         let cacheB = try model.makeCache(capacity: ids.count + 1)
         let staged = try StagedPrefill(model: model, input: SequenceInput(ids: ids, prefixLength: ids.count, cache: cacheB), pixels: pixels)
         let pieces = staged.remainingPieces
-        #expect(pieces == model.config.visionConfig.numHiddenLayers + model.config.textConfig.numHiddenLayers + 3)
+        #expect(pieces == model.config.visionConfig.numHiddenLayers + 2 * model.config.textConfig.numHiddenLayers + 3)
         var ran = 0
         var got: Matrix?
         while !staged.isFinished {
@@ -46,9 +46,47 @@ struct StagedPrefillTests {
         let cacheC = try model.makeCache(capacity: ids.count)
         let fromFeatures = try StagedPrefill(model: model, input: SequenceInput(ids: ids, imageFeatures: features,
                                                                                 prefixLength: ids.count, cache: cacheC))
-        #expect(fromFeatures.remainingPieces == model.config.textConfig.numHiddenLayers + 1)
+        #expect(fromFeatures.remainingPieces == 2 * model.config.textConfig.numHiddenLayers + 1)
         #expect(try fromFeatures.run().values == want.values)
         print("[\(name)] staged prefill: \(pieces) pieces, logits identical to forward")
+    }
+
+    @Test("feed-forward halves cut into pieces of rows give the same logits and cache, bit for bit", arguments: ModelParityTests.names)
+    func feedForwardInRowPieces(name: String) throws {
+        let model = try PaliGemmaModel(directory: Fixtures.model(name))
+        var rng = SeededRandom(11)
+        let pixels = rng.floats(model.pixelCount)
+        let n = model.config.numImageTokens
+        let text = (0..<56 - n).map { _ in 3 + Int(rng.next() % UInt64(min(model.decoder.vocabRows, model.config.imageTokenIndex) - 3)) }
+        let ids = [Int](repeating: model.config.imageTokenIndex, count: n) + [2] + text
+        let least = StagedPrefill.minimumRows
+        #expect(ids.count > 3 * least)
+
+        let whole = try model.makeCache(capacity: ids.count + 1)
+        let want = try StagedPrefill(model: model, input: SequenceInput(ids: ids, prefixLength: ids.count, cache: whole), pixels: pixels).run()
+        let cut = try model.makeCache(capacity: ids.count + 1)
+        let staged = try StagedPrefill(model: model, input: SequenceInput(ids: ids, prefixLength: ids.count, cache: cut), pixels: pixels)
+        // Asking for 1 row gets 16; a remainder under 16 goes with the piece before it.
+        var sizes: [Int] = []
+        var asked = [1, least + 3, least]
+        while !staged.isFinished {
+            guard case let .decoderFeedForward(left) = staged.nextPiece else {
+                try staged.advance(rows: 1)  // other pieces ignore it
+                continue
+            }
+            try staged.advance(rows: asked.isEmpty ? least : asked.removeFirst())
+            if case let .decoderFeedForward(now) = staged.nextPiece { sizes.append(left - now) } else { sizes.append(left) }
+        }
+        let t = ids.count  // 57: 16 + 19 + 22 in the first layer, then 16 + 16 + 25
+        #expect(t == 57)
+        #expect(sizes == [16, 19, 22] + Array(repeating: [16, 16, 25], count: model.config.textConfig.numHiddenLayers - 1).flatMap { $0 })
+        let logits = try #require(staged.logits)
+        #expect(logits.values == want.values, "\(name): row pieces change the logits by \(maxAbsDiff(logits.values, want.values).diff)")
+        let next = [text[0]]
+        let a = try model.forward([SequenceInput(ids: next, prefixLength: ids.count, cache: whole)])[0]
+        let b = try model.forward([SequenceInput(ids: next, prefixLength: ids.count, cache: cut)])[0]
+        #expect(a.values == b.values)
+        print("[\(name)] feed-forward in \(sizes.count) row pieces (\(sizes.prefix(4)) …): logits identical")
     }
 
     @Test("three images, one of them cached: the staged prefill encodes the other two and equals forward exactly", arguments: ModelParityTests.names)
@@ -68,7 +106,7 @@ struct StagedPrefillTests {
         let staged = try StagedPrefill(model: model, input: SequenceInput(ids: ids, prefixLength: ids.count, cache: cacheB),
                                        images: [.pixels(pixels[0]), .features(cached), .pixels(pixels[2])])
         let visionPieces = model.config.visionConfig.numHiddenLayers + 2
-        #expect(staged.remainingPieces == 2 * visionPieces + model.config.textConfig.numHiddenLayers + 1)
+        #expect(staged.remainingPieces == 2 * visionPieces + 2 * model.config.textConfig.numHiddenLayers + 1)
         let got = try staged.run()
         #expect(got.values == want.values, "\(name): differ by \(maxAbsDiff(got.values, want.values).diff)")
         #expect(staged.imageFeatures?.values == features.values)

@@ -125,13 +125,23 @@ struct GemmaDecoderLayer: Sendable {
 
     /// Updates x [R, D] in place.
     func callAsFunction(_ x: Matrix, batch: DecoderBatch, layer: Int) {
+        attentionBlock(x, batch: batch, layer: layer)
+        feedForwardBlock(x, routes: batch.routes)
+    }
+
+    /// The first half, in place: h = x + attn(input_norm(x)) (Gemma 2: through post_attention_norm).
+    func attentionBlock(_ x: Matrix, batch: DecoderBatch, layer: Int) {
         let a = attention(inputNorm(x), batch: batch, layer: layer)
+        Ops.add(x, postFeedforwardNorm == nil ? a : postAttentionNorm(a))
+    }
+
+    /// The second half, in place: out = h + mlp(norm(h)). Each row on its own, so it may run on
+    /// any subset of a call's rows (the staged prefill cuts it into pieces of rows).
+    func feedForwardBlock(_ x: Matrix, routes: LoRARoutes) {
         if let preFeedforwardNorm, let postFeedforwardNorm {
-            Ops.add(x, postAttentionNorm(a))
-            Ops.add(x, postFeedforwardNorm(mlp(preFeedforwardNorm(x), routes: batch.routes)))
+            Ops.add(x, postFeedforwardNorm(mlp(preFeedforwardNorm(x), routes: routes)))
         } else {
-            Ops.add(x, a)
-            Ops.add(x, mlp(postAttentionNorm(x), routes: batch.routes))
+            Ops.add(x, mlp(postAttentionNorm(x), routes: routes))
         }
     }
 }

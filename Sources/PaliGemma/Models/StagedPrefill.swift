@@ -5,13 +5,17 @@ import Foundation
 // chunks the way a causal prompt can; it can be split by layer. The pieces, in order:
 //
 //   for each image to encode: vision embedding · each SigLIP layer · post-LayerNorm + projector
-//   then: token embedding + each decoder layer · final norm + logits of the last row
+//   then: token embedding · for each decoder layer: its attention half (every row), its
+//   feed-forward half (every row, or cut into pieces of rows) · final norm + logits of the last row
 //
 // A scheduler runs a few pieces per step between the decode steps of the running requests, so
-// that they are not frozen for the whole prefill (see the server's engine). The pieces do the
-// same operations on the same rows as `visionFeatures` + `project` + `forward` for this one
-// sequence, in the same order, so the result is the same, bit for bit. A served adapter
-// (`input.adapter`) applies to the vision pieces too (`imageFeatures(pixels:adapter:)`).
+// that they are not frozen for the whole prefill (see the server's engine). The feed-forward half
+// (nine tenths of a decoder layer's work) works on each row alone, so it can be cut into pieces of
+// any number of rows to fill the time a step has left. The pieces do the same operations on the
+// same rows as `visionFeatures` + `project` + `forward` for this one sequence, in the same order,
+// so the result is the same, bit for bit (products of more than 8 rows take the same kernels,
+// whose rows do not depend on each other; pieces are never smaller than `minimumRows`). A served
+// adapter (`input.adapter`) applies to the vision pieces too (`imageFeatures(pixels:adapter:)`).
 //
 // Shape letters: I images, N image tokens per image, Dv vision width, T prompt tokens, D decoder
 // width, V vocabulary.
@@ -45,7 +49,25 @@ public final class StagedPrefill: @unchecked Sendable {
 
     enum Stage: Equatable {
         case visionEmbedding(image: Int), visionLayer(image: Int, Int), projection(image: Int)
-        case decoderLayer(Int), output, finished
+        /// Decoder layer i's attention half; its feed-forward half from row `row` on.
+        case decoderAttention(Int), decoderFeedForward(Int, row: Int), output, finished
+    }
+
+    /// The smallest piece of a feed-forward half, in rows (a product of up to 8 rows takes the
+    /// decode kernels, which sum in another order).
+    public static let minimumRows = 16
+
+    /// What the next piece is.
+    public enum Piece: Equatable, Sendable {
+        /// A piece of the vision tower or the projector.
+        case vision
+        /// A decoder layer's attention half (every row).
+        case decoderAttention
+        /// A decoder layer's feed-forward half, with `rows` rows still to run.
+        case decoderFeedForward(rows: Int)
+        /// The final norm and the last row's logits.
+        case output
+        case finished
     }
 
     /// A prefill of `input` (whose cache must be empty of its rows: they are appended). The image
@@ -84,34 +106,43 @@ public final class StagedPrefill: @unchecked Sendable {
     public var isFinished: Bool { stage == .finished }
 
     /// Whether the next piece belongs to the vision tower or the projector.
-    public var inVision: Bool {
+    public var inVision: Bool { nextPiece == .vision }
+
+    /// The kind of the next piece.
+    public var nextPiece: Piece {
         switch stage {
-        case .visionEmbedding, .visionLayer, .projection: return true
-        case .decoderLayer, .output, .finished: return false
+        case .visionEmbedding, .visionLayer, .projection: return .vision
+        case .decoderAttention: return .decoderAttention
+        case let .decoderFeedForward(_, row): return .decoderFeedForward(rows: input.ids.count - row)
+        case .output: return .output
+        case .finished: return .finished
         }
     }
 
     /// The tokens [N, D] of image `i` (given or encoded here), once known.
     public func features(ofImage i: Int) -> Matrix? { perImage.indices.contains(i) ? perImage[i] : nil }
 
-    /// Pieces still to run.
+    /// Pieces still to run, each feed-forward half counted as one (as `advance()` runs it).
     public var remainingPieces: Int {
         let visionLayers = model.vision.layers.count, decoderLayers = model.decoder.layers.count
-        let perImagePieces = 1 + visionLayers + 1, decoderPieces = decoderLayers + 1
+        let perImagePieces = 1 + visionLayers + 1, decoderPieces = 2 * decoderLayers + 1
         func later(_ i: Int) -> Int { pixels[(i + 1)...].filter { $0 != nil }.count * perImagePieces }
         switch stage {
         case let .visionEmbedding(i): return perImagePieces + later(i) + decoderPieces
         case let .visionLayer(i, l): return visionLayers - l + 1 + later(i) + decoderPieces
         case let .projection(i): return 1 + later(i) + decoderPieces
-        case let .decoderLayer(i): return decoderLayers - i + 1
+        case let .decoderAttention(i): return 2 * (decoderLayers - i) + 1
+        case let .decoderFeedForward(i, _): return 2 * (decoderLayers - i)
         case .output: return 1
         case .finished: return 0
         }
     }
 
-    /// Runs the next piece; returns the logits [1, V] when it was the last one.
+    /// Runs the next piece; returns the logits [1, V] when it was the last one. A feed-forward
+    /// half runs at most `rows` of its remaining rows (at least `minimumRows`, and all of them
+    /// where fewer than `minimumRows` would be left); nil runs them all.
     @discardableResult
-    public func advance() throws -> Matrix? {
+    public func advance(rows: Int? = nil) throws -> Matrix? {
         switch stage {
         case let .visionEmbedding(i):
             visionHidden = model.vision.embeddings([pixels[i] ?? []], adapter: input.adapter)
@@ -124,10 +155,28 @@ public final class StagedPrefill: @unchecked Sendable {
             if let x = visionHidden { perImage[i] = model.project(model.vision.postLayerNorm(x), adapter: input.adapter) }
             visionHidden = nil
             stage = nextVisionStage(after: i)
-        case let .decoderLayer(i):
+        case let .decoderAttention(i):
             if i == 0 { try embed() }
-            if let x = hidden, let batch { model.decoder.layers[i](x, batch: batch, layer: i) }
-            stage = i + 1 < model.decoder.layers.count ? .decoderLayer(i + 1) : .output
+            if let x = hidden, let batch { model.decoder.layers[i].attentionBlock(x, batch: batch, layer: i) }
+            stage = .decoderFeedForward(i, row: 0)
+        case let .decoderFeedForward(i, row):
+            guard let x = hidden else { throw PaliGemmaError.input("staged prefill: the decoder's rows are missing at layer \(i)") }
+            let total = x.rows, left = total - row
+            var take = max(Self.minimumRows, rows ?? left)
+            if take >= left || left - take < Self.minimumRows { take = left }
+            let layer = model.decoder.layers[i]
+            if take == total {
+                layer.feedForwardBlock(x, routes: .all(total, input.adapter))
+            } else {
+                let part = x.rows(row..<row + take)
+                layer.feedForwardBlock(part, routes: .all(take, input.adapter))
+                Ops.copyRows(part, 0..<take, into: x, at: row)
+            }
+            if row + take < total {
+                stage = .decoderFeedForward(i, row: row + take)
+            } else {
+                stage = i + 1 < model.decoder.layers.count ? .decoderAttention(i + 1) : .output
+            }
         case .output:
             if hidden == nil { try embed() }  // a decoder without layers
             guard let x = hidden else { return nil }
@@ -160,7 +209,7 @@ public final class StagedPrefill: @unchecked Sendable {
             }
             imageFeatures = all
         }
-        return .decoderLayer(0)
+        return .decoderAttention(0)
     }
 
     /// Runs every remaining piece; returns the logits [1, V].
