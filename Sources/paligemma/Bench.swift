@@ -24,6 +24,9 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("decode-batches"), parsing: .singleValue,
             help: "Instead of generating, prefill one prompt, copy its KV cache to this many sequences and time --new-tokens decode steps of all of them at once, as the server batches them (repeatable: the sizes are measured in turn).")
     var decodeBatches: [Int] = []
+    @Option(name: .customLong("prefill-pieces"), parsing: .singleValue,
+            help: "Instead of generating, time the decoder's prefill run in pieces as the server runs it, each feed-forward half cut into pieces of at most this many rows (repeatable; whole halves are always measured as the reference; --runs rounds).")
+    var prefillPieces: [Int] = []
     @Option(help: "Threads (default: all CPUs).") var threads: Int?
     @Option(help: precisionHelp) var precision: Precision?
     @Option(help: "Measure this many times in one process and report the last run (the first also maps the weights in).")
@@ -89,6 +92,29 @@ struct Bench: ParsableCommand {
                         let ratio = one.map { String(format: ", %.2f× one sequence", t.tokensPerSecond / $0) } ?? ""
                         print(String(format: "decode, %d sequence%@ at once: %.1f ms a step (median of %d, fastest %.1f), %.2f tokens/s%@",
                                      t.sequences, t.sequences == 1 ? "" : "s", t.msPerStep, t.steps, t.msMin, t.tokensPerSecond, ratio))
+                    }
+                }
+            } catch {
+                fail(error)
+            }
+            return
+        }
+        if !prefillPieces.isEmpty {
+            guard prefillPieces.allSatisfy({ $0 >= 0 }) else { throw ValidationError("--prefill-pieces must be 0 or more rows") }
+            do {
+                let timings = try Benchmark.prefillPieces(directory: directory, promptTokens: promptTokens, rows: prefillPieces,
+                                                          rounds: runs, quantization: quantization)
+                if json {
+                    print(try JSONOutput.string(timings))
+                } else {
+                    for t in timings {
+                        print(String(format: "prefill, feed-forward pieces of %@: %d pieces, best %.3f s (runs %@), slowest feed-forward piece %.3f s, other %.3f s, logits %@",
+                                     t.rows == 0 ? "whole halves" : "\(t.rows) rows", t.pieces, t.best,
+                                     t.seconds.map { String(format: "%.3f", $0) }.joined(separator: ", "),
+                                     t.slowestFeedForwardPiece, t.slowestOtherPiece, t.identical ? "identical" : "DIFFERENT"))
+                    }
+                    if let t = timings.first {
+                        print(String(format: "prefill as one forward call: best %.3f s", t.forwardBest))
                     }
                 }
             } catch {

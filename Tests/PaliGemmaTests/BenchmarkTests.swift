@@ -15,6 +15,23 @@ struct BenchmarkTests {
         #expect(list?.compactMap { $0["batch"] as? Int } == [1, 3])
     }
 
+    @Test("bench --prefill-pieces: whole halves first, each cut timed every round, logits compared bit for bit")
+    func prefillPieces() throws {
+        // 16 image tokens + <bos> + 40 + "\n": 58 rows, cut into 16 + 16 + 26 or 20 + 20 + 18.
+        let timings = try Benchmark.prefillPieces(directory: Fixtures.model("pg1-f32"), promptTokens: 40, rows: [16, 20], rounds: 2)
+        let layers = 2
+        #expect(timings.map(\.rows) == [0, 16, 20])
+        #expect(timings.map(\.pieces) == [2 * layers + 1, 4 * layers + 1, 4 * layers + 1])
+        #expect(timings.allSatisfy { $0.identical && $0.seconds.count == 2 && $0.best == $0.seconds.min() && $0.forwardBest > 0 })
+        let cli = try EndToEndTests.run(["bench", "--model", Fixtures.model("pg1-f32").path, "--prompt-tokens", "40",
+                                         "--prefill-pieces", "16", "--json"])
+        #expect(cli.status == 0, "\(cli.stderr)")
+        let list = try JSONSerialization.jsonObject(with: Data(cli.stdout.utf8)) as? [[String: Any]]
+        #expect(list?.compactMap { $0["rows"] as? Int } == [0, 16] && list?.allSatisfy { $0["identical"] as? Bool == true } == true)
+        let bad = try EndToEndTests.run(["bench", "--model", Fixtures.model("pg1-f32").path, "--prefill-pieces", "-1"])
+        #expect(bad.status != 0 && bad.stderr.contains("--prefill-pieces"))
+    }
+
     @Test("bench --decode-batches: each number of sequences stepped together, in one JSON list")
     func decodeBatches() throws {
         let timings = try Benchmark.decodeBatches(directory: Fixtures.model("pg1-f32"), promptTokens: 3, sequences: [1, 3], steps: 4)
