@@ -5,7 +5,11 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #define PG_MAX_THREADS 256
 
@@ -201,4 +205,16 @@ float *pg_scratch(int thread, int slot, size_t floats) {
         s->cap = want;
     }
     return s->ptr;
+}
+
+int pg_keep_freed_memory(void) {
+#ifdef __GLIBC__
+    const char *tunables = getenv("GLIBC_TUNABLES");
+    if (tunables && strstr(tunables, "glibc.malloc.")) return 0;  // the user's own settings win
+    int ok = mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    ok &= mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    return ok ? 1 : 0;
+#else
+    return 0;
+#endif
 }

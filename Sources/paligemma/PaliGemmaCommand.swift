@@ -19,6 +19,22 @@ struct PaliGemmaCommand: AsyncParsableCommand {
                       Inspect.self, Download.self, Quantize.self, Merge.self, Finetune.self, Evaluate.self,
                       Tokenize.self, Detokenize.self, Serve.self, Bench.self, Shapes.self, RandomCheckpointCommand.self]
     )
+
+    /// argument-parser's own entry point, after asking the C library to keep freed activations
+    /// for reuse (`Kernels.keepFreedMemory`: whole commands only, as it is process-wide).
+    static func main() async {
+        Kernels.keepFreedMemory()
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// Exit codes: 64 usage (swift-argument-parser's), 65 bad input data, 66 model/checkpoint problems.

@@ -498,3 +498,15 @@ struct KernelTests {
         #expect(Kernels.threads >= 1)
     }
 }
+
+extension KernelTests {
+    @Test("keepFreedMemory applies with glibc unless GLIBC_TUNABLES sets malloc tunables")
+    func keepFreedMemory() {
+        #if canImport(Glibc)
+        let own = ProcessInfo.processInfo.environment["GLIBC_TUNABLES"]?.contains("glibc.malloc.") == true
+        #expect(Kernels.keepFreedMemory() == !own)
+        #else
+        #expect(!Kernels.keepFreedMemory())
+        #endif
+    }
+}

@@ -95,6 +95,14 @@ int pg_fast_kernel_at(int isa);
 int pg_set_fast_kernel(int kernel);
 const char *pg_fast_kernel_name(int kernel);
 
+// ---- memory ------------------------------------------------------------------------------
+/// Asks the C library to keep freed memory for reuse instead of handing it back to the system
+/// at once (glibc: blocks up to 64 MiB from the heap, the heap's top kept up to 1 GiB): each
+/// layer allocates and frees activations of several MB, and pages handed back are faulted and
+/// zeroed again by the next layer. Process-wide, so front ends call it, not the library. Does
+/// nothing where GLIBC_TUNABLES sets malloc tunables, or without glibc. Returns 1 when applied.
+int pg_keep_freed_memory(void);
+
 // ---- threads -------------------------------------------------------------------------
 /// Number of threads used by parallel kernels (default: online CPUs, or PALIGEMMA_THREADS).
 int pg_threads(void);
