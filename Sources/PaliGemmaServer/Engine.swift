@@ -122,6 +122,10 @@ public final class InferenceEngine: @unchecked Sendable {
     /// least one piece runs per step): how much longer running streams wait while a new
     /// request prefills, traded against that request's time to first token.
     public let prefillShare: Double
+    /// The default share: a running stream's token then takes at most about 1.8 times as long
+    /// while a request prefills (at 1, about twice: at the edge of the 2× the load benchmark
+    /// allows; docs/BENCHMARKS.md).
+    public static let defaultPrefillShare = 0.8
     let pool: KVCachePool
     weak var observer: (any EngineObserver)?
 
@@ -139,7 +143,7 @@ public final class InferenceEngine: @unchecked Sendable {
     /// `contextTokens` is the most tokens (prompt + answer) one request may hold: the KV cache
     /// pool holds `maxBatch` of them.
     public init(pipeline: PaliGemmaPipeline, maxBatch: Int, maxQueue: Int, contextTokens: Int, visionCacheEntries: Int,
-                prefillShare: Double = 1) throws {
+                prefillShare: Double = InferenceEngine.defaultPrefillShare) throws {
         guard maxBatch >= 1 else { throw PaliGemmaError.input("max batch must be at least 1") }
         guard maxQueue >= 0 else { throw PaliGemmaError.input("max queue must be >= 0") }
         self.pipeline = pipeline
@@ -364,20 +368,20 @@ public final class InferenceEngine: @unchecked Sendable {
         for job in jobs {
             guard let prefill = job.prefill else { continue }
             while !prefill.isFinished {
-                let vision = prefill.inVision
-                guard pieceTimes.allows(vision: vision, elapsed: Date().timeIntervalSince(clock), budget: budget,
-                                        piecesRun: pieces) else { return (pieces, Date().timeIntervalSince(clock)) }
+                let piece = prefill.nextPiece
+                guard case let .run(rows) = pieceTimes.plan(piece, elapsed: Date().timeIntervalSince(clock), budget: budget,
+                                                            piecesRun: pieces) else { return (pieces, Date().timeIntervalSince(clock)) }
                 let pieceClock = Date()
                 do {
-                    try prefill.advance()
+                    try prefill.advance(rows: rows)
                 } catch {
                     job.fail(error)
                     break
                 }
                 pieces += 1
                 let seconds = Date().timeIntervalSince(pieceClock)
-                pieceTimes.record(vision: vision, seconds: seconds)
-                if vision { job.summary.visionSeconds += seconds }
+                pieceTimes.record(piece, after: prefill.nextPiece, seconds: seconds)
+                if piece == .vision { job.summary.visionSeconds += seconds }
                 if prefill.isFinished {
                     finishPrefill(job, prefill)
                     if budget == .infinity { return (pieces, Date().timeIntervalSince(clock)) }
@@ -522,24 +526,63 @@ struct StopStringMatcher: Sendable {
     }
 }
 
-/// How long the last prefill piece of each kind took (a vision-tower piece, or a decoder piece),
-/// so that a step starts a piece only where it is expected to end within the step's budget: the
-/// running streams then wait one decode step plus at most the budget (or one piece, when a
-/// single piece is longer).
+/// How long the last prefill piece of each kind took (a vision-tower piece, a decoder layer's
+/// attention half, the output), and a feed-forward half's time per row, so that a step starts a
+/// piece only where it is expected to end within the step's budget, and cuts feed-forward halves
+/// to the rows that fit: the running streams then wait one decode step plus about the budget (or
+/// one piece, when a single piece is longer).
 struct PrefillPieceTimes {
+    /// The fewest rows a feed-forward piece runs: its matrices are read once a piece, so a piece
+    /// of few rows runs at a fraction of the kernel's speed.
+    static let minimumFeedForwardRows = 64
     private var vision: Double?
-    private var decoder: Double?
+    private var attention: Double?
+    private var output: Double?
+    private var feedForwardPerRow: Double?
 
-    mutating func record(vision isVision: Bool, seconds: Double) {
-        if isVision { vision = seconds } else { decoder = seconds }
+    /// Records a piece of kind `piece` that took `seconds`; `next` is the piece after it (to
+    /// count the rows a feed-forward piece ran).
+    mutating func record(_ piece: StagedPrefill.Piece, after next: StagedPrefill.Piece, seconds: Double) {
+        switch piece {
+        case .vision: vision = seconds
+        case .decoderAttention: attention = seconds
+        case .output: output = seconds
+        case let .decoderFeedForward(before):
+            var ran = before
+            if case let .decoderFeedForward(left) = next { ran = before - left }
+            if ran > 0 { feedForwardPerRow = seconds / Double(ran) }
+        case .finished: break
+        }
     }
 
-    /// Whether the next piece may start `elapsed` seconds into a step's prefill time: always the
-    /// first piece of the step, then only while the last piece of its kind would still fit.
-    func allows(vision isVision: Bool, elapsed: Double, budget: Double, piecesRun: Int) -> Bool {
-        if piecesRun == 0 { return true }
-        if elapsed >= budget { return false }
-        guard let expected = isVision ? vision : decoder else { return true }
-        return elapsed + expected <= budget
+    /// What to do with the next piece.
+    enum Plan: Equatable {
+        /// Leave it for the next step.
+        case wait
+        /// Run it; a feed-forward half with at most `rows` rows (nil: all that are left).
+        case run(rows: Int?)
+    }
+
+    /// Whether the next piece may start `elapsed` seconds into a step's prefill time, and how many
+    /// rows of a feed-forward half: always the first piece of the step, then only while a piece of
+    /// its kind, as long as the last one, would still fit; feed-forward halves cut to the rows that
+    /// fit (at least `minimumFeedForwardRows`). With an unlimited budget, everything.
+    func plan(_ piece: StagedPrefill.Piece, elapsed: Double, budget: Double, piecesRun: Int) -> Plan {
+        if budget == .infinity { return .run(rows: nil) }
+        if piecesRun > 0 && elapsed >= budget { return .wait }
+        let expected: Double?
+        switch piece {
+        case .vision: expected = vision
+        case .decoderAttention: expected = attention
+        case .output: expected = output
+        case .finished: return .wait
+        case .decoderFeedForward:
+            guard let perRow = feedForwardPerRow, perRow > 0 else { return piecesRun == 0 ? .run(rows: nil) : .wait }
+            let fit = Int(max(0, budget - elapsed) / perRow)
+            if fit >= Self.minimumFeedForwardRows { return .run(rows: fit) }
+            return piecesRun == 0 ? .run(rows: Self.minimumFeedForwardRows) : .wait
+        }
+        guard piecesRun > 0, let expected else { return .run(rows: nil) }
+        return elapsed + expected <= budget ? .run(rows: nil) : .wait
     }
 }

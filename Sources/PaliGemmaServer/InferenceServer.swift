@@ -35,7 +35,7 @@ public struct ServerOptions: Sendable {
     /// How chat requests with system messages or earlier turns are treated.
     public var chatHistory: ChatHistoryPolicy = .reject
     /// Time a step may give to a new request's prefill, as a share of the decode step's time.
-    public var prefillShare = 1.0
+    public var prefillShare = InferenceEngine.defaultPrefillShare
     /// /health answers 503 when the engine has had work but made no progress for this long.
     public var stallSeconds = 120.0
     /// LoRA adapters served beside the base model (`--adapter NAME=DIR`), chosen by a request's

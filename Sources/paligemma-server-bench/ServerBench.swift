@@ -78,7 +78,7 @@ struct Settings: Sendable {
     var maxTokens = 64
     var prompt = "caption en"
     var threads: Int?
-    var prefillShare = 1.0
+    var prefillShare = InferenceEngine.defaultPrefillShare
     var sameImage = false
     var out: String?
     var soak: Int?
@@ -190,6 +190,7 @@ struct ServerBench {
         let settings = Settings.parse(Array(CommandLine.arguments.dropFirst()))
         if let threads = settings.threads { Kernels.threads = threads }
         Kernels.useFrontEndPrecision(settings.precision)  // as `paligemma serve` chooses it
+        Kernels.keepFreedMemory()  // as the `paligemma` command does
         var options = ServerOptions()
         options.port = 0
         options.maxBatch = settings.clientLevels.max() ?? 8

@@ -35,7 +35,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-batch"), help: "Most requests generating at once (one batched forward per step).") var maxBatch = 8
     @Option(name: .customLong("max-queue"), help: "Most requests waiting behind the running batch; more get 503 with Retry-After.") var maxQueue = 64
     @Option(name: .customLong("prefill-share"), help: "Time each step gives to a new request's prefill, as a share of the decode step (running streams wait that much longer while a request joins).")
-    var prefillShare = 1.0
+    var prefillShare = InferenceEngine.defaultPrefillShare
     @Option(name: .customLong("vision-cache"), help: "Images whose vision features are kept (least recently used go first).") var visionCache = 64
 
     @Option(name: .customLong("max-body-bytes"), help: "Largest request body (413 beyond).") var maxBodyBytes = 20 << 20
