@@ -207,14 +207,23 @@ float *pg_scratch(int thread, int slot, size_t floats) {
     return s->ptr;
 }
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define PG_SANITIZER_ALLOCATOR 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define PG_SANITIZER_ALLOCATOR 1
+#endif
+
 int pg_keep_freed_memory(void) {
-#ifdef __GLIBC__
+#if defined(__GLIBC__) && !defined(PG_SANITIZER_ALLOCATOR)
     const char *tunables = getenv("GLIBC_TUNABLES");
     if (tunables && strstr(tunables, "glibc.malloc.")) return 0;  // the user's own settings win
     int ok = mallopt(M_MMAP_THRESHOLD, 64 << 20);
     ok &= mallopt(M_TRIM_THRESHOLD, 1 << 30);
-    return ok ? 1 : 0;
+    return ok ? 1 : -2;
 #else
-    return 0;
+    return -1;  // not glibc's allocator (another C library, or a sanitizer's)
 #endif
 }

@@ -535,6 +535,9 @@ struct PrefillPieceTimes {
     /// The fewest rows a feed-forward piece runs: its matrices are read once a piece, so a piece
     /// of few rows runs at a fraction of the kernel's speed.
     static let minimumFeedForwardRows = 64
+    /// Feed-forward pieces run a multiple of this many rows (but the last): the bf16 prefill
+    /// kernel works in blocks of 32 rows, so a piece of 133 rows would pad to 160.
+    static let rowMultiple = 32
     private var vision: Double?
     private var attention: Double?
     private var output: Double?
@@ -566,7 +569,8 @@ struct PrefillPieceTimes {
     /// Whether the next piece may start `elapsed` seconds into a step's prefill time, and how many
     /// rows of a feed-forward half: always the first piece of the step, then only while a piece of
     /// its kind, as long as the last one, would still fit; feed-forward halves cut to the rows that
-    /// fit (at least `minimumFeedForwardRows`). With an unlimited budget, everything.
+    /// fit, in multiples of `rowMultiple` (at least `minimumFeedForwardRows`). With an unlimited
+    /// budget, everything.
     func plan(_ piece: StagedPrefill.Piece, elapsed: Double, budget: Double, piecesRun: Int) -> Plan {
         if budget == .infinity { return .run(rows: nil) }
         if piecesRun > 0 && elapsed >= budget { return .wait }
@@ -578,7 +582,7 @@ struct PrefillPieceTimes {
         case .finished: return .wait
         case .decoderFeedForward:
             guard let perRow = feedForwardPerRow, perRow > 0 else { return piecesRun == 0 ? .run(rows: nil) : .wait }
-            let fit = Int(max(0, budget - elapsed) / perRow)
+            let fit = Int(max(0, budget - elapsed) / perRow) / Self.rowMultiple * Self.rowMultiple
             if fit >= Self.minimumFeedForwardRows { return .run(rows: fit) }
             return piecesRun == 0 ? .run(rows: Self.minimumFeedForwardRows) : .wait
         }

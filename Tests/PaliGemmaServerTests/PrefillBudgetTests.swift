@@ -49,5 +49,9 @@ struct PrefillBudgetTests {
         times.record(.decoderFeedForward(rows: 128), after: .decoderAttention, seconds: 0.125)
         #expect(times.plan(.decoderFeedForward(rows: 266), elapsed: 0, budget: 0.125, piecesRun: 0) == .run(rows: 128))
         #expect(times.plan(.decoderFeedForward(rows: 266), elapsed: 0.0625, budget: 0.125, piecesRun: 1) == .run(rows: 64))
+        // Rows that fit are rounded down to the kernel's blocks of 32: 100 rows' time runs 96.
+        let multiple = PrefillPieceTimes.rowMultiple
+        #expect(multiple == 32)
+        #expect(times.plan(.decoderFeedForward(rows: 266), elapsed: 0, budget: 100.0 / 1024, piecesRun: 0) == .run(rows: 96))
     }
 }

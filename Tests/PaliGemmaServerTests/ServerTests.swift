@@ -253,7 +253,9 @@ struct ServerTests {
         let images = ["Examples/shapes.png", "Examples/shapes-four.png"]
         var expected: [String: String] = [:]
         for p in prompts { for i in images { expected[p + "|" + i] = try Self.libraryAnswer(p, image: i) } }
-        let s = try await TestServer { $0.maxBatch = 4 }
+        // The answers are a few tokens long: with a generous prefill share each prompt joins the
+        // batch within a step or two instead of trailing one piece a step behind the others.
+        let s = try await TestServer { $0.maxBatch = 4; $0.prefillShare = 50 }
         let encoded = try images.map(dataURL)
         let results = try await withThrowingTaskGroup(of: (String, String?).self) { group in
             for p in prompts {

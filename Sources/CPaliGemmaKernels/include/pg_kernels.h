@@ -99,8 +99,9 @@ const char *pg_fast_kernel_name(int kernel);
 /// Asks the C library to keep freed memory for reuse instead of handing it back to the system
 /// at once (glibc: blocks up to 64 MiB from the heap, the heap's top kept up to 1 GiB): each
 /// layer allocates and frees activations of several MB, and pages handed back are faulted and
-/// zeroed again by the next layer. Process-wide, so front ends call it, not the library. Does
-/// nothing where GLIBC_TUNABLES sets malloc tunables, or without glibc. Returns 1 when applied.
+/// zeroed again by the next layer. Process-wide, so front ends call it, not the library. Returns
+/// 1 when applied; 0 where GLIBC_TUNABLES sets malloc tunables (left as the user set them); -1
+/// where the allocator is not glibc's (another C library, or a sanitizer's); -2 if glibc refused.
 int pg_keep_freed_memory(void);
 
 // ---- threads -------------------------------------------------------------------------

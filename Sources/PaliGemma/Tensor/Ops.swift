@@ -110,9 +110,10 @@ public enum Kernels {
     /// layer's activations would be faulted in and zeroed again (the prefill and a training step
     /// run 6–9% faster; peak RSS is unchanged). Process-wide: the command line and the server call
     /// it at start; an application embedding the library may too. Skipped where GLIBC_TUNABLES
-    /// sets malloc tunables. Returns whether it applied.
+    /// sets malloc tunables and where the allocator is not glibc's (a sanitizer's, another C
+    /// library's). Returns whether it applied.
     @discardableResult
-    public static func keepFreedMemory() -> Bool { pg_keep_freed_memory() != 0 }
+    public static func keepFreedMemory() -> Bool { pg_keep_freed_memory() == 1 }
     /// Threads used by parallel kernels (PALIGEMMA_THREADS, or the number of CPUs).
     public static var threads: Int {
         get { Int(pg_threads()) }
