@@ -190,7 +190,7 @@ struct ServerBench {
         let settings = Settings.parse(Array(CommandLine.arguments.dropFirst()))
         if let threads = settings.threads { Kernels.threads = threads }
         Kernels.useFrontEndPrecision(settings.precision)  // as `paligemma serve` chooses it
-        Kernels.keepFreedMemory()  // as the `paligemma` command does
+        // No Kernels.keepFreedMemory(): `paligemma serve` hands freed memory back (the soak's bound).
         var options = ServerOptions()
         options.port = 0
         options.maxBatch = settings.clientLevels.max() ?? 8

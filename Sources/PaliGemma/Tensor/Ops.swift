@@ -108,8 +108,9 @@ public enum Kernels {
     /// Asks the C library to keep freed memory for reuse (glibc: blocks up to 64 MiB from the
     /// heap, up to 1 GiB of free heap kept) instead of returning it to the system, where each
     /// layer's activations would be faulted in and zeroed again (the prefill and a training step
-    /// run 6–9% faster; peak RSS is unchanged). Process-wide: the command line and the server call
-    /// it at start; an application embedding the library may too. Skipped where GLIBC_TUNABLES
+    /// run 6–9% faster; peak RSS is unchanged, but resident memory stays near its high mark).
+    /// Process-wide: the command line calls it at start for commands that run to an end (not
+    /// `serve`); an application embedding the library may too. Skipped where GLIBC_TUNABLES
     /// sets malloc tunables and where the allocator is not glibc's (a sanitizer's, another C
     /// library's). Returns whether it applied.
     @discardableResult
