@@ -582,7 +582,8 @@ struct PrefillPieceTimes {
         case .finished: return .wait
         case .decoderFeedForward:
             guard let perRow = feedForwardPerRow, perRow > 0 else { return piecesRun == 0 ? .run(rows: nil) : .wait }
-            let fit = Int(max(0, budget - elapsed) / perRow) / Self.rowMultiple * Self.rowMultiple
+            // Clamped before the conversion: a huge --prefill-share must not overflow Int.
+            let fit = Int(min(max(0, budget - elapsed) / perRow, 1e9)) / Self.rowMultiple * Self.rowMultiple
             if fit >= Self.minimumFeedForwardRows { return .run(rows: fit) }
             return piecesRun == 0 ? .run(rows: Self.minimumFeedForwardRows) : .wait
         }

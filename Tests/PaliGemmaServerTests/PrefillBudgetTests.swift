@@ -53,5 +53,7 @@ struct PrefillBudgetTests {
         let multiple = PrefillPieceTimes.rowMultiple
         #expect(multiple == 32)
         #expect(times.plan(.decoderFeedForward(rows: 266), elapsed: 0, budget: 100.0 / 1024, piecesRun: 0) == .run(rows: 96))
+        // A huge finite budget (a huge --prefill-share) asks for many rows without overflowing.
+        #expect(times.plan(.decoderFeedForward(rows: 266), elapsed: 0, budget: 1e300, piecesRun: 3) == .run(rows: 1_000_000_000 / multiple * multiple))
     }
 }
