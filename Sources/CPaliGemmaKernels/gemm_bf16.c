@@ -401,26 +401,35 @@ PG_BF16_TARGET static inline __attribute__((always_inline)) __m512bh w32(const v
 // rows are short; the hardware prefetchers alone leave the weight reads and the products in turn.
 #define GEMV_PF 16384
 #define GEMV_KB 512  // depth block of the passes over 5 to 8 rows of x
+#define GEMV_PF_ONE 8192  // the same for one row of x (gemv_bf16_one): 4096-16384 measured alike
 
 // Weight rows n .. n + 3 against R rows of xr, rows m0 .. m0 + R - 1 of M (R a constant in each
 // expansion), over depths [k0, k1): 4·R float32 accumulators, each x chunk loaded once for four
-// weight rows; the accumulators start from `acc` (zero where k0 = 0) and are left there.
+// weight rows; the accumulators start from `acc` (zero where k0 = 0) and are left there. Inlined
+// into one body per weight dtype (gemv_bf16_quads), with full chunks of 32 read unmasked and the
+// last partial one masked: with the dtype and the mask decided inside the loop, one row of x took
+// 95 ms over a decode step's 5 GB of bf16 weights where loads alone took 71 (harness, 2 threads,
+// Zen 5); now 72-75 ms.
 #define PG_GEMV_BF16_QUAD(R)                                                                          \
-PG_BF16_TARGET static void gemv_bf16_quad##R(const uint16_t *xr, long M, long m0, long K, long k0, long k1, \
-                                             const void *w, int dtype, long ldw, long n, __m512 *acc) { \
+PG_BF16_TARGET static inline __attribute__((always_inline)) void gemv_bf16_quad##R(                   \
+    const uint16_t *xr, long M, long m0, long K, long k0, long k1, const void *w, const int dtype,     \
+    long ldw, long n, __m512 *acc) {                                                                  \
     __m512 a[4][R];                                                                                   \
     for (int j = 0; j < 4; j++)                                                                       \
         for (int m = 0; m < R; m++) a[j][m] = k0 == 0 ? _mm512_setzero_ps() : acc[j * R + m];        \
-    size_t esz = dtype == PG_F32 ? 4 : 2, r[4];                                                       \
+    const size_t esz = dtype == PG_F32 ? 4 : 2;                                                       \
+    size_t r[4];                                                                                      \
     for (int j = 0; j < 4; j++) r[j] = (size_t)(n + j) * (size_t)ldw;                                 \
     const uint16_t *xm = xr + m0 * 32;                                                                \
-    for (long k = k0; k < k1; k += 32) {                                                              \
+    long k = k0;                                                                                      \
+    for (; k < k1; k += 32) {                                                                         \
+        const long valid = k + 32 <= K ? 32 : K - k;                                                  \
         __m512bh wv[4];                                                                               \
         for (int j = 0; j < 4; j++) {                                                                 \
             const char *at = (const char *)w + (r[j] + (size_t)k) * esz;                              \
             _mm_prefetch(at + GEMV_PF, _MM_HINT_T1);                                                  \
             if (esz == 4) _mm_prefetch(at + GEMV_PF + 64, _MM_HINT_T1);                               \
-            wv[j] = w32(w, dtype, r[j] + (size_t)k, K - k);                                           \
+            wv[j] = valid == 32 ? w32(w, dtype, r[j] + (size_t)k, 32) : w32(w, dtype, r[j] + (size_t)k, valid); \
         }                                                                                             \
         for (int m = 0; m < R; m++) {                                                                 \
             __m512bh xv = (__m512bh)_mm512_loadu_si512(xm + k * M + m * 32);                          \
@@ -436,8 +445,9 @@ PG_GEMV_BF16_QUAD(1) PG_GEMV_BF16_QUAD(2) PG_GEMV_BF16_QUAD(3) PG_GEMV_BF16_QUAD
 // Weight rows n .. n + 3 against all M rows of x (M <= 8): in passes of at most four rows of x,
 // which take turns over depth blocks of GEMV_KB so that the second pass reads the weights the
 // first has just brought in, while they are still in L1.
-PG_BF16_TARGET static void gemv_bf16_quads(const uint16_t *xr, long M, long K, const void *w, int dtype, long ldw,
-                                           long n, float *y, long ldy, const float *bias) {
+PG_BF16_TARGET static inline __attribute__((always_inline)) void gemv_bf16_quads_dt(
+    const uint16_t *xr, long M, long K, const void *w, const int dtype, long ldw, long n, float *y, long ldy,
+    const float *bias) {
     __m512 acc[2][16];
     long kb = M > 4 ? GEMV_KB : K;
     for (long k0 = 0; k0 < K; k0 += kb) {
@@ -457,6 +467,57 @@ PG_BF16_TARGET static void gemv_bf16_quads(const uint16_t *xr, long M, long K, c
             float bj = bias ? bias[n + j] : 0.0f;
             for (long m = 0; m < R; m++) y[(m0 + m) * ldy + n + j] = _mm512_reduce_add_ps(acc[p][j * R + m]) + bj;
         }
+    }
+}
+
+// One row of x (a single sequence's decode step) against weight rows n .. n + 3: four
+// accumulators, each weight chunk a memory operand of its product.
+PG_BF16_TARGET static inline __attribute__((always_inline)) void gemv_bf16_one(
+    const uint16_t *x, long K, const void *w, const int dtype, long ldw, long n, float *y, const float *bias) {
+    const size_t esz = dtype == PG_F32 ? 4 : 2;
+    size_t r0 = (size_t)n * (size_t)ldw, r1 = r0 + (size_t)ldw, r2 = r1 + (size_t)ldw, r3 = r2 + (size_t)ldw;
+    const char *wb = (const char *)w;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    long k = 0;
+    for (; k + 32 <= K; k += 32) {
+        _mm_prefetch(wb + (r0 + (size_t)k) * esz + GEMV_PF_ONE, _MM_HINT_T1);
+        _mm_prefetch(wb + (r1 + (size_t)k) * esz + GEMV_PF_ONE, _MM_HINT_T1);
+        _mm_prefetch(wb + (r2 + (size_t)k) * esz + GEMV_PF_ONE, _MM_HINT_T1);
+        _mm_prefetch(wb + (r3 + (size_t)k) * esz + GEMV_PF_ONE, _MM_HINT_T1);
+        __m512bh xv = (__m512bh)_mm512_loadu_si512(x + k);
+        a0 = _mm512_dpbf16_ps(a0, xv, w32(w, dtype, r0 + (size_t)k, 32));
+        a1 = _mm512_dpbf16_ps(a1, xv, w32(w, dtype, r1 + (size_t)k, 32));
+        a2 = _mm512_dpbf16_ps(a2, xv, w32(w, dtype, r2 + (size_t)k, 32));
+        a3 = _mm512_dpbf16_ps(a3, xv, w32(w, dtype, r3 + (size_t)k, 32));
+    }
+    if (k < K) {
+        __m512bh xv = (__m512bh)_mm512_loadu_si512(x + k);
+        a0 = _mm512_dpbf16_ps(a0, xv, w32(w, dtype, r0 + (size_t)k, K - k));
+        a1 = _mm512_dpbf16_ps(a1, xv, w32(w, dtype, r1 + (size_t)k, K - k));
+        a2 = _mm512_dpbf16_ps(a2, xv, w32(w, dtype, r2 + (size_t)k, K - k));
+        a3 = _mm512_dpbf16_ps(a3, xv, w32(w, dtype, r3 + (size_t)k, K - k));
+    }
+    y[n] = _mm512_reduce_add_ps(a0) + (bias ? bias[n] : 0.0f);
+    y[n + 1] = _mm512_reduce_add_ps(a1) + (bias ? bias[n + 1] : 0.0f);
+    y[n + 2] = _mm512_reduce_add_ps(a2) + (bias ? bias[n + 2] : 0.0f);
+    y[n + 3] = _mm512_reduce_add_ps(a3) + (bias ? bias[n + 3] : 0.0f);
+}
+
+PG_BF16_TARGET static void gemv_bf16_quads(const uint16_t *xr, long M, long K, const void *w, int dtype, long ldw,
+                                           long n0, long n1, float *y, long ldy, const float *bias) {
+    long n = n0;
+    if (M == 1) {
+        switch (dtype) {
+        case PG_BF16: for (; n + 4 <= n1; n += 4) gemv_bf16_one(xr, K, w, PG_BF16, ldw, n, y, bias); break;
+        case PG_F16: for (; n + 4 <= n1; n += 4) gemv_bf16_one(xr, K, w, PG_F16, ldw, n, y, bias); break;
+        default: for (; n + 4 <= n1; n += 4) gemv_bf16_one(xr, K, w, PG_F32, ldw, n, y, bias); break;
+        }
+        return;
+    }
+    switch (dtype) {
+    case PG_BF16: for (; n + 4 <= n1; n += 4) gemv_bf16_quads_dt(xr, M, K, w, PG_BF16, ldw, n, y, ldy, bias); break;
+    case PG_F16: for (; n + 4 <= n1; n += 4) gemv_bf16_quads_dt(xr, M, K, w, PG_F16, ldw, n, y, ldy, bias); break;
+    default: for (; n + 4 <= n1; n += 4) gemv_bf16_quads_dt(xr, M, K, w, PG_F32, ldw, n, y, ldy, bias); break;
     }
 }
 
@@ -487,8 +548,8 @@ void pg_gemv_bf16_cols(const uint16_t *xr, long M, long K, const void *w, int dt
     // four over the same weight rows, the second reading them from cache. (One pass over all 8
     // rows streamed the whole of x, 32 KB at a depth of 2048, past each weight pair: it did not
     // stay in L1, and 8 rows took 34 ms where 7 took 27 in a harness over 512 MB of weights.)
-    long n = n0;
-    for (; n + 4 <= n1; n += 4) gemv_bf16_quads(xr, M, K, w, dtype, ldw, n, y, ldy, bias);
+    long n = n0 + (n1 - n0) / 4 * 4;
+    gemv_bf16_quads(xr, M, K, w, dtype, ldw, n0, n, y, ldy, bias);
     for (; n < n1; n++) gemv_bf16_row(xr, M, K, w, dtype, ldw, n, y, ldy, bias);
 #else
     (void)xr; (void)M; (void)K; (void)w; (void)dtype; (void)ldw; (void)bias; (void)y; (void)ldy; (void)n0; (void)n1;

@@ -289,12 +289,12 @@ static void linear_run(int isa, int fast, int kn, const float *x, long ldx, cons
     // FAST products for more than the decode rows (those are bound by memory), at the thread's precision.
     // Rows streamed against each weight row (decode) below the blocked kernels.
     long stream_rows = wdtype == PG_I8 || wdtype == PG_Q4 ? 4 : PG_GEMV_ROWS;
-    // Batched decode (2..8 rows) of float weights at FAST precision: still streamed, on vdpbf16ps.
+    // Decode (1..8 rows) of float weights at FAST precision: still streamed, on vdpbf16ps.
     int decode_bf16 = 0;
     if (fast == FAST_BY_PRECISION) {
         int kernel = pg_precision() == PG_PRECISION_FAST ? pg_fast_kernel_at(isa) : PG_FAST_NONE;
         fast = M > stream_rows ? kernel : PG_FAST_NONE;
-        decode_bf16 = kernel != PG_FAST_NONE && M >= 2 && M <= PG_GEMV_ROWS && (pg_features() & PG_FEAT_AVX512_BF16) &&
+        decode_bf16 = kernel != PG_FAST_NONE && M >= 1 && M <= PG_GEMV_ROWS && (pg_features() & PG_FEAT_AVX512_BF16) &&
                       (wdtype == PG_F32 || wdtype == PG_BF16 || wdtype == PG_F16);
     }
     // int8 weights against up to 8 exact rows: x quantized to int16, weight rows streamed (linear_i8.c).
@@ -314,7 +314,7 @@ static void linear_run(int isa, int fast, int kn, const float *x, long ldx, cons
     //   X_PACK16: int16 pairs in the prefill layout (int8 weights, prefill, AVX2; gemm_i8.c)
     //   X_PACK:   float32 in the prefill layout (prefill, SIMD, several tasks)
     //   X_BF16:   bf16 rows (FAST products; gemm_bf16.c), needed: no fallback
-    //   X_ROWS16: bf16 rows of x, plain (FAST batched decode; gemm_bf16.c)
+    //   X_ROWS16: bf16 rows of x, plain (FAST decode, one sequence or batched; gemm_bf16.c)
     //   X_EO:     float32 rows, each block of 16 split into even and odd entries (exact batched
     //             decode with bf16 weights on the AVX2 level; linear_avx2.c)
     // The buffers belong to the calling thread and only grow, so steady-state decoding allocates nothing.

@@ -217,6 +217,68 @@ struct BatchForwardTests {
         print("[\(name), \(quantization)] batched vs alone: worst |diff| / max(1, |logit|) \(worst) (bound \(Self.bound(quantization)))")
     }
 
+    @Test("fast precision: a sequence's decode steps give the same bits alone as batched with up to 7 others, where decode runs on vdpbf16ps",
+          arguments: ModelParityTests.names)
+    func fastDecodeAloneEqualsBatched(name: String) throws {
+        // One-row and batched decode share gemv_bf16_quads' accumulation order at fast precision,
+        // so a served request's tokens do not depend on how many others share its steps.
+        let bf16 = Kernels.fastKernelInUse != .none && Kernels.features.contains("avx512-bf16")
+        let model = try PaliGemmaModel(directory: Fixtures.model(name))
+        var rng = SeededRandom(31)
+        let count = 8, steps = 4
+        let plans = try Self.plans(model, count: count, rng: &rng)
+        let ids = (0..<count).map { _ in (0..<steps).map { _ in 3 + Int(rng.next() % UInt64(model.decoder.vocabRows - 3)) } }
+            .map { $0.map { $0 == model.config.imageTokenIndex ? 3 : $0 } }
+        var alone = [[[Float]]](), together = [[[Float]]](repeating: [], count: count)
+        var exactDiff: Float = 0
+        try Kernels.withPrecision(.fast) {
+            // Alone: each sequence's prompt, then its steps one at a time.
+            for (i, p) in plans.enumerated() {
+                let cache = try model.makeCache(capacity: p.prompt.count + steps)
+                _ = try model.forward(ids: p.prompt, imageFeatures: p.features, prefixLength: p.prompt.count, cache: cache)
+                alone.append(try ids[i].map { id in
+                    try model.forward(ids: [id], imageFeatures: nil, prefixLength: p.prompt.count, cache: cache).values
+                })
+            }
+            // Together: the same prompts, then every step of 1 to 8 of them in one forward (sequence
+            // i joins from step 0 only if i < the batch's size for that step, so the sizes vary).
+            let caches = try plans.map { try model.makeCache(capacity: $0.prompt.count + steps) }
+            for (p, cache) in zip(plans, caches) {
+                _ = try model.forward(ids: p.prompt, imageFeatures: p.features, prefixLength: p.prompt.count, cache: cache)
+            }
+            var next = [Int](repeating: 0, count: count)
+            for round in 0..<(steps * count) {
+                let members = (0..<count).filter { next[$0] < steps && ($0 + round) % 3 != 0 }
+                guard !members.isEmpty else { continue }
+                let inputs = members.map {
+                    SequenceInput(ids: [ids[$0][next[$0]]], prefixLength: plans[$0].prompt.count, cache: caches[$0])
+                }
+                for (i, l) in zip(members, try model.forward(inputs)) {
+                    together[i].append(l.values)
+                    next[i] += 1
+                }
+            }
+            for i in 0..<count where next[i] < steps {  // stragglers, alone
+                while next[i] < steps {
+                    together[i].append(try model.forward(ids: [ids[i][next[i]]], imageFeatures: nil,
+                                                         prefixLength: plans[i].prompt.count, cache: caches[i]).values)
+                    next[i] += 1
+                }
+            }
+        }
+        for i in 0..<count {
+            for t in 0..<steps {
+                exactDiff = max(exactDiff, Self.relativeDiff(together[i][t], alone[i][t]))
+                if bf16 {
+                    #expect(together[i][t] == alone[i][t], "\(name) seq \(i) step \(t): batched bits differ from alone")
+                } else {
+                    #expect(Self.relativeDiff(together[i][t], alone[i][t]) <= Self.bound(.none), "\(name) seq \(i) step \(t)")
+                }
+            }
+        }
+        print("[\(name)] fast decode, batched vs alone (\(bf16 ? "vdpbf16ps: bit for bit" : "no AVX512-BF16: within the bound")): worst \(exactDiff)")
+    }
+
     @Test("batched forward refuses bad batches and changes nothing")
     func refusals() throws {
         let model = try PaliGemmaModel(directory: Fixtures.model("pg2-f32"))

@@ -123,7 +123,7 @@ struct KernelTests {
         print("pg_linear fast: worst |diff| vs float64 reference of the bf16 operands \(worst) of its bound")
     }
 
-    @Test("fast precision streams batched decode rows (2 to 8) of float weights on vdpbf16ps; one row, and CPUs without AVX512-BF16, stay float32")
+    @Test("fast precision streams decode rows (1 to 8) of float weights on vdpbf16ps; CPUs without AVX512-BF16 stay float32")
     func linearFastDecodeRows() {
         var rng = SeededRandom(14)
         // Depths not a multiple of 32 (a masked last chunk) and over several 512-deep blocks (the
@@ -141,8 +141,8 @@ struct KernelTests {
                         let x = rng.floats(m * k)
                         let (wBytes, w) = Self.encode(rng.floats(n * k), dtype)
                         let bias = rng.floats(n)
-                        // bf16 products for 2..8 rows with the extension; float32 ones otherwise.
-                        let bf = rounded && m >= 2
+                        // bf16 products for 1..8 rows with the extension; float32 ones otherwise.
+                        let bf = rounded
                         let label = "decode rows, features \(features.sorted()) \(dtype) m\(m) k\(k) n\(n)"
                         guard let err = Self.checkLinear(label, m, n, k, x: x, bf ? x.map(pg_bf16_round) : x, wBytes,
                                                          bf ? w.map(pg_bf16_round) : w, bias: bias, relative: 2e-6, { xp, wp, bp, yp in
@@ -157,7 +157,7 @@ struct KernelTests {
                 }
             }
         }
-        print("fast batched decode rows (bf16 products \(bf16 ? "ran" : "not on this CPU")): worst |diff| \(worst) of its bound")
+        print("fast decode rows (bf16 products \(bf16 ? "ran" : "not on this CPU")): worst |diff| \(worst) of its bound")
     }
 
     @Test("fast precision with int8 weights: row scales and bias applied as y is written, on each bf16 kernel")
@@ -210,7 +210,7 @@ struct KernelTests {
         print("pg_linear_scaled int8, fast: worst |diff| = \(worst) of its bound on \(Self.fastKernels.map(\.name))")
     }
 
-    @Test("fast precision routes pg_linear with float weights and more than 8 rows to the fast kernel, batched decode rows (2 to 8) to bf16 streaming where the CPU has AVX512-BF16, and leaves one row and exact alone")
+    @Test("fast precision routes pg_linear with float weights and more than 8 rows to the fast kernel, decode rows (1 to 8) to bf16 streaming where the CPU has AVX512-BF16, and leaves exact alone")
     func precisionSwitch() {
         var rng = SeededRandom(12)
         let (n, k) = (40, 96)
@@ -238,12 +238,11 @@ struct KernelTests {
         #expect(Kernels.precision == .exact || ProcessInfo.processInfo.environment["PALIGEMMA_PRECISION"] == "fast")
         let inside = Kernels.withPrecision(.fast) { Kernels.precision }
         #expect(inside == .fast)
-        #expect(run(1, .fast) == run(1, .exact), "one decode row stays exact")
         let decodeBF16 = Kernels.fastKernelInUse != .none && Kernels.features.contains("avx512-bf16")
-        for m in [2, 3, 5, 8] {
+        for m in [1, 2, 3, 5, 8] {
             let (fast, exact) = (run(m, .fast), run(m, .exact))
-            if decodeBF16 { #expect(fast != exact, "batched decode rows in bf16 change some low bits: m \(m)") }
-            else { #expect(fast == exact, "no AVX512-BF16: batched decode rows stay exact: m \(m)") }
+            if decodeBF16 { #expect(fast != exact, "decode rows in bf16 change some low bits: m \(m)") }
+            else { #expect(fast == exact, "no AVX512-BF16: decode rows stay exact: m \(m)") }
         }
         let kernel = Kernels.fastKernelInUse
         let (fast, exact) = (run(9, .fast), run(9, .exact))
