@@ -169,12 +169,16 @@ void pg_linear_cols_avx512(const float *x, long ldx, const void *w, int wdtype, 
 // 32-byte load of a weight row holds 16 bf16 values, lane i of its eight 32-bit lanes being
 // w[2i] (low half) and w[2i + 1] (high half): a shift by 16 gives the even values as floats and a
 // mask the odd ones, two vectors for two operations where widening 8 values takes two. x is
-// prepared to match by pg_x_rows_eo: each block of 16 of a row as its 8 even entries, then its 8
-// odd ones (the last K % 16 as they are), rows K apart (M * K floats). pg_gemv_bf16_eo_cols_avx2
-// then gives y[m][n] for n in [n0, n1) = bias[n] + sum_k x[m][k] w[n][k], in float32.
-void pg_x_rows_eo(const float *x, long ldx, long M, long K, float *dst);
+// prepared to match by pg_x_rows_eo(…, 16): each block of 16 of a row as its 8 even entries, then
+// its 8 odd ones (the last K % 16 as they are), rows K apart (M * K floats).
+// pg_gemv_bf16_eo_cols_avx2 then gives y[m][n] for n in [n0, n1) = bias[n] + sum_k x[m][k] w[n][k],
+// in float32. The same on AVX-512 for one row of x (a single sequence's exact decode; linear_avx512.c):
+// 64-byte loads of 32 values, x by pg_x_rows_eo(…, 32).
+void pg_x_rows_eo(const float *x, long ldx, long M, long K, long block, float *dst);
 void pg_gemv_bf16_eo_cols_avx2(const float *xeo, long M, long K, const uint16_t *w, long ldw, const float *bias,
                                float *y, long ldy, long n0, long n1);
+void pg_gemv_bf16_eo1_cols_avx512(const float *xeo, long K, const uint16_t *w, long ldw, const float *bias, float *y,
+                                  long n0, long n1);
 // int8 weights against 1..PG_GEMV_ROWS rows of x quantized to int16 (linear_i8.c): y[m, n] for n in [n0, n1)
 // = xs[m] * sum_k xq[m, k] * w[n, k] (the weight's row scale is applied by the caller).
 void pg_quantize_x16(const float *x, long ldx, long M, long K, int16_t *xq, float *xs);

@@ -164,7 +164,7 @@ typedef struct {
     int fast; const uint16_t *xb;        // FAST products: the kernel, and x as bf16 (gemm_bf16.c)
     int kn;                              // FAST products only: w k-major [K][N] (pg_matmul_fast)
     const uint16_t *xr;                  // FAST batched decode: x as bf16 rows (gemm_bf16.c), else NULL
-    const float *xeo;                    // exact batched decode, bf16 weights, AVX2: x by pg_x_rows_eo, else NULL
+    const float *xeo;                    // exact decode, bf16 weights (X_EO): x by pg_x_rows_eo, else NULL
     int features;                        // pg_features() of the calling thread
 } linear_job;
 
@@ -182,6 +182,8 @@ static void linear_task(void *p, long task, int thread) {
     }
     if (j->xr) {
         pg_gemv_bf16_cols(j->xr, j->M, j->K, j->w, j->dtype, j->ldw, bias, j->y, j->ldy, n0, n1);
+    } else if (j->xeo && j->isa == PG_ISA_AVX512) {
+        pg_gemv_bf16_eo1_cols_avx512(j->xeo, j->K, j->w, j->ldw, bias, j->y, n0, n1);
     } else if (j->xeo) {
         pg_gemv_bf16_eo_cols_avx2(j->xeo, j->M, j->K, j->w, j->ldw, bias, j->y, j->ldy, n0, n1);
     } else if (j->dtype == PG_Q4) {
@@ -315,13 +317,15 @@ static void linear_run(int isa, int fast, int kn, const float *x, long ldx, cons
     //   X_PACK:   float32 in the prefill layout (prefill, SIMD, several tasks)
     //   X_BF16:   bf16 rows (FAST products; gemm_bf16.c), needed: no fallback
     //   X_ROWS16: bf16 rows of x, plain (FAST decode, one sequence or batched; gemm_bf16.c)
-    //   X_EO:     float32 rows, each block of 16 split into even and odd entries (exact batched
-    //             decode with bf16 weights on the AVX2 level; linear_avx2.c)
+    //   X_EO:     float32 rows, each block of 16 (32) split into even and odd entries (exact
+    //             decode with bf16 weights: batched on the AVX2 level, linear_avx2.c; one row on
+    //             the AVX-512 level, linear_avx512.c)
     // The buffers belong to the calling thread and only grow, so steady-state decoding allocates nothing.
     enum { X_NONE, X_Q16, X_Q8G, X_PACK16, X_PACK, X_BF16, X_ROWS16, X_EO } kind = X_NONE;
     if (fast != PG_FAST_NONE) kind = X_BF16;
     else if (decode_bf16) kind = X_ROWS16;
     else if (isa == PG_ISA_AVX2 && wdtype == PG_BF16 && M >= 2 && M <= PG_GEMV_ROWS && K >= 16) kind = X_EO;
+    else if (isa == PG_ISA_AVX512 && wdtype == PG_BF16 && M == 1 && K >= 32) kind = X_EO;
     else if (wdtype == PG_Q4) kind = X_Q8G;
     else if (i8_stream) kind = X_Q16;
     else if (M > 4 && isa >= PG_ISA_AVX2 && wdtype == PG_I8) kind = X_PACK16;
@@ -403,7 +407,7 @@ static void linear_run(int isa, int fast, int kn, const float *x, long ldx, cons
                     part.xr = abuf;
                     break;
                 case X_EO:
-                    pg_x_rows_eo(part.x, ldx, mb, K, abuf);
+                    pg_x_rows_eo(part.x, ldx, mb, K, isa == PG_ISA_AVX512 ? 32 : 16, abuf);
                     part.xeo = abuf;
                     break;
                 case X_PACK16:
@@ -429,15 +433,16 @@ static void linear_run(int isa, int fast, int kn, const float *x, long ldx, cons
     pg_parallel_for((N + chunk - 1) / chunk, linear_task, &job);
 }
 
-void pg_x_rows_eo(const float *x, long ldx, long M, long K, float *dst) {
+void pg_x_rows_eo(const float *x, long ldx, long M, long K, long block, float *dst) {
+    long half = block / 2;
     for (long m = 0; m < M; m++) {
         const float *src = x + m * ldx;
         float *d = dst + m * K;
         long k = 0;
-        for (; k + 16 <= K; k += 16)
-            for (long i = 0; i < 8; i++) {
+        for (; k + block <= K; k += block)
+            for (long i = 0; i < half; i++) {
                 d[k + i] = src[k + 2 * i];
-                d[k + 8 + i] = src[k + 2 * i + 1];
+                d[k + half + i] = src[k + 2 * i + 1];
             }
         for (; k < K; k++) d[k] = src[k];
     }

@@ -65,6 +65,7 @@ struct KernelTests {
         let shapes = [(1, 1, 1), (1, 17, 9), (1, 64, 300), (2, 33, 31), (3, 16, 8), (4, 100, 257), (5, 31, 40),
                       (6, 32, 256), (7, 65, 513), (8, 35, 70), (9, 20, 33), (13, 47, 100), (64, 96, 72), (37, 130, 259),
                       (1, 9, 4100),  // rows of 8 KB and more: the four-row decode path
+                      (1, 3, 64), (1, 6, 33),  // one row, bf16 on AVX-512 (even/odd): lone rows, depth tails
                       // batched decode over long rows (bf16 on AVX2: tiles of 3 and 2 weight rows, passes of 4
                       // rows of x for 7 and 8, depths past the last block of 16)
                       (2, 7, 4100), (6, 8, 1040), (7, 4, 2050), (8, 5, 2080)]
