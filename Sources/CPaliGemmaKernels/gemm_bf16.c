@@ -406,10 +406,13 @@ PG_BF16_TARGET static inline __attribute__((always_inline)) __m512bh w32(const v
 // Weight rows n .. n + 3 against R rows of xr, rows m0 .. m0 + R - 1 of M (R a constant in each
 // expansion), over depths [k0, k1): 4·R float32 accumulators, each x chunk loaded once for four
 // weight rows; the accumulators start from `acc` (zero where k0 = 0) and are left there. Inlined
-// into one body per weight dtype (gemv_bf16_quads), with full chunks of 32 read unmasked and the
-// last partial one masked: with the dtype and the mask decided inside the loop, one row of x took
-// 95 ms over a decode step's 5 GB of bf16 weights where loads alone took 71 (harness, 2 threads,
-// Zen 5); now 72-75 ms.
+// into one body per weight dtype (gemv_bf16_quads); the last partial chunk of 32 is read masked.
+// Holding the weights in registers is what rows of x from two on want: reading them again from
+// L1 for each row of x as memory operands (C harness and the 3B model, Zen 5) made 2 sequences'
+// decode step 4% faster and 4 sequences' 4% slower, 8 rows of x much slower (26 against 38 GB/s)
+// where the rows are not 64-byte aligned, as tensors in a safetensors file need not be. One row
+// of x has its own loop (gemv_bf16_one): through this one it read a decode step's 5 GB of bf16
+// weights in 95 ms where loads alone took 71; through its own, 72-75 ms.
 #define PG_GEMV_BF16_QUAD(R)                                                                          \
 PG_BF16_TARGET static inline __attribute__((always_inline)) void gemv_bf16_quad##R(                   \
     const uint16_t *xr, long M, long m0, long K, long k0, long k1, const void *w, const int dtype,     \

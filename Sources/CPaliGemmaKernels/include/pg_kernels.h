@@ -66,9 +66,9 @@ int pg_set_thread_features(int mask);
 /// Precision of matrix products. EXACT: float32 products of the weights as stored (the parity
 /// tests' mode). FAST: prefill products (pg_linear and pg_linear_scaled with more than 8 rows of
 /// x for f32/bf16/f16 weights, more than 4 for int8 ones, and pg_linear_q4 with more than 4 and
-/// each 4-bit value q · scale rounded to bf16; one row of x (decode) stays float32, and 2 to 8
-/// rows with float weights (batched decode, bound by memory) stream each weight row once on
-/// vdpbf16ps where the thread may use AVX512-BF16, else stay float32 too), and training's
+/// each 4-bit value q · scale rounded to bf16; 1 to 8 rows with float weights (decode of one
+/// sequence or a batch, bound by memory) stream each weight row once on vdpbf16ps where the
+/// thread may use AVX512-BF16, else stay float32), and training's
 /// products through the weights (pg_matmul_fast), with x and the weights
 /// rounded to bfloat16 and the sums in float32, as PyTorch's
 /// bf16 matmuls do, on a fast kernel where the CPU has one (pg_fast_kernel) and the calling

@@ -51,8 +51,8 @@ public enum Kernels {
         defer { pg_set_thread_serial(old) }
         return try body()
     }
-    /// The precision of prefill products (and of batched decode steps, 2 to 8 rows, where the CPU
-    /// has AVX512-BF16) on this thread (its override, else the process-wide one:
+    /// The precision of prefill products (and of decode steps, one sequence or up to 8, where the
+    /// CPU has AVX512-BF16) on this thread (its override, else the process-wide one:
     /// `exact` unless PALIGEMMA_PRECISION=fast). Setting it sets the process-wide precision.
     public static var precision: Precision {
         get { Precision(kernelValue: pg_precision()) }
