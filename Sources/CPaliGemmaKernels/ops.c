@@ -7,6 +7,26 @@ typedef struct {
     const float *x; long ldx; float *y; long ldy; long rows, n; const float *w, *b; float eps; int kind;
 } norm_job;
 
+// Row statistics in double, over 8 interleaved partial sums added in a fixed order at the end:
+// with one running sum each element waited on the previous add (four cycles), and SigLIP's
+// LayerNorms took 4.4% of the vision tower's time (Zen 5, 256 rows of 1152 twice a layer).
+#define PG_NORM_LANES 8
+static double row_sum(const float *x, long n, double center, int squares) {
+    double s[PG_NORM_LANES] = { 0 };
+    long i = 0;
+    for (; i + PG_NORM_LANES <= n; i += PG_NORM_LANES)
+        for (int t = 0; t < PG_NORM_LANES; t++) {
+            double d = (double)x[i + t] - center;
+            s[t] += squares ? d * d : d;
+        }
+    double total = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; i < n; i++) {
+        double d = (double)x[i] - center;
+        total += squares ? d * d : d;
+    }
+    return total;
+}
+
 static void norm_task(void *p, long r, int thread) {
     (void)thread;
     const norm_job *j = p;
@@ -14,23 +34,23 @@ static void norm_task(void *p, long r, int thread) {
     float *y = j->y + r * j->ldy;
     long n = j->n;
     if (j->kind == 0) {  // LayerNorm, two-pass in double for the statistics
-        double mean = 0;
-        for (long i = 0; i < n; i++) mean += x[i];
-        mean /= (double)n;
-        double var = 0;
-        for (long i = 0; i < n; i++) { double d = x[i] - mean; var += d * d; }
-        var /= (double)n;
+        double mean = row_sum(x, n, 0.0, 0) / (double)n;
+        double var = row_sum(x, n, mean, 1) / (double)n;
         float inv = (float)(1.0 / sqrt(var + j->eps));
         float m = (float)mean;
-        for (long i = 0; i < n; i++) {
-            float v = (x[i] - m) * inv;
-            y[i] = v * (j->w ? j->w[i] : 1.0f) + (j->b ? j->b[i] : 0.0f);
-        }
+        // One loop per case, each a straight line the compiler vectorizes (a test on w or b per
+        // element kept the loop scalar); the same arithmetic as v * (w or 1) + (b or 0).
+        const float *w = j->w, *b = j->b;
+        if (w && b) for (long i = 0; i < n; i++) y[i] = ((x[i] - m) * inv) * w[i] + b[i];
+        else if (w) for (long i = 0; i < n; i++) y[i] = ((x[i] - m) * inv) * w[i] + 0.0f;
+        else if (b) for (long i = 0; i < n; i++) y[i] = ((x[i] - m) * inv) * 1.0f + b[i];
+        else for (long i = 0; i < n; i++) y[i] = ((x[i] - m) * inv) * 1.0f + 0.0f;
     } else {  // Gemma RMSNorm
-        double ss = 0;
-        for (long i = 0; i < n; i++) ss += (double)x[i] * x[i];
+        double ss = row_sum(x, n, 0.0, 1);
         float inv = 1.0f / sqrtf((float)(ss / (double)n) + j->eps);
-        for (long i = 0; i < n; i++) y[i] = (x[i] * inv) * (1.0f + (j->w ? j->w[i] : 0.0f));
+        const float *w = j->w;
+        if (w) for (long i = 0; i < n; i++) y[i] = (x[i] * inv) * (1.0f + w[i]);
+        else for (long i = 0; i < n; i++) y[i] = (x[i] * inv) * (1.0f + 0.0f);
     }
 }
 

@@ -398,6 +398,37 @@ struct KernelTests {
         }
         check("layerNorm", ln.values, wantLN)
         check("rmsNorm", rms.values, wantRMS)
+        // The kernels' other cases: LayerNorm without weight and/or bias, RMSNorm without weight.
+        for (useW, useB) in [(true, false), (false, true), (false, false)] {
+            var y = [Float](repeating: .nan, count: rows * n)
+            x.values.withUnsafeBufferPointer { xp in
+                w.withUnsafeBufferPointer { wp in
+                    b.withUnsafeBufferPointer { bp in
+                        y.withUnsafeMutableBufferPointer { yp in
+                            pg_layer_norm(xp.baseAddress, n, yp.baseAddress, n, rows, n, useW ? wp.baseAddress : nil,
+                                          useB ? bp.baseAddress : nil, 1e-6)
+                        }
+                    }
+                }
+            }
+            let want = (0..<(rows * n)).map { at -> Double in
+                let (r, i) = (at / n, at % n)
+                let v = (0..<n).map { Double(x[r, $0]) }
+                let mean = v.reduce(0, +) / Double(n)
+                let varc = v.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(n)
+                return (v[i] - mean) / (varc + 1e-6).squareRoot() * (useW ? Double(w[i]) : 1) + (useB ? Double(b[i]) : 0)
+            }
+            check("layerNorm weight \(useW) bias \(useB)", y, want)
+        }
+        var rmsPlain = [Float](repeating: .nan, count: rows * n)
+        x.values.withUnsafeBufferPointer { xp in
+            rmsPlain.withUnsafeMutableBufferPointer { yp in pg_rms_norm(xp.baseAddress, n, yp.baseAddress, n, rows, n, nil, 1e-6) }
+        }
+        check("rmsNorm without weight", rmsPlain, (0..<(rows * n)).map { at in
+            let r = at / n
+            let ms = (0..<n).map { Double(x[r, $0]) * Double(x[r, $0]) }.reduce(0, +) / Double(n)
+            return Double(x[r, at % n]) / (ms + 1e-6).squareRoot()
+        })
 
         let g = Matrix(rows: rows, cols: n, values: x.values)
         Ops.gelu(g, exact: false)
