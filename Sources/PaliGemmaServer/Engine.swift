@@ -122,10 +122,12 @@ public final class InferenceEngine: @unchecked Sendable {
     /// least one piece runs per step): how much longer running streams wait while a new
     /// request prefills, traded against that request's time to first token.
     public let prefillShare: Double
-    /// The default share: a running stream's token then takes at most about 1.8 times as long
-    /// while a request prefills (at 1, about twice: at the edge of the 2× the load benchmark
-    /// allows; docs/BENCHMARKS.md).
-    public static let defaultPrefillShare = 0.8
+    /// The default share: a running stream's token then takes at most about 1.6 times as long
+    /// while a request prefills. Since one sequence's decode step is 20% faster than a batched
+    /// one (fast precision, Zen 5), 0.8 made 8 clients' p95 gap 2.17-2.37× one client's, past
+    /// the 2× the load benchmark allows; 0.6 gave 1.92× at the same throughput
+    /// (docs/BENCHMARKS.md).
+    public static let defaultPrefillShare = 0.6
     let pool: KVCachePool
     weak var observer: (any EngineObserver)?
 
