@@ -412,7 +412,7 @@ PG_BF16_TARGET static inline __attribute__((always_inline)) __m512bh w32(const v
 // decode step 4% faster and 4 sequences' 4% slower, 8 rows of x much slower (26 against 38 GB/s)
 // where the rows are not 64-byte aligned, as tensors in a safetensors file need not be. One row
 // of x has its own loop (gemv_bf16_one): through this one it read a decode step's 5 GB of bf16
-// weights in 95 ms where loads alone took 71; through its own, 72-75 ms.
+// weights in 92-97 ms where loads alone took 70-73; through its own, 77-79 ms.
 #define PG_GEMV_BF16_QUAD(R)                                                                          \
 PG_BF16_TARGET static inline __attribute__((always_inline)) void gemv_bf16_quad##R(                   \
     const uint16_t *xr, long M, long m0, long K, long k0, long k1, const void *w, const int dtype,     \
@@ -483,10 +483,11 @@ PG_BF16_TARGET static inline __attribute__((always_inline)) void gemv_bf16_one(
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     long k = 0;
     for (; k + 32 <= K; k += 32) {
-        _mm_prefetch(wb + (r0 + (size_t)k) * esz + GEMV_PF_ONE, _MM_HINT_T1);
-        _mm_prefetch(wb + (r1 + (size_t)k) * esz + GEMV_PF_ONE, _MM_HINT_T1);
-        _mm_prefetch(wb + (r2 + (size_t)k) * esz + GEMV_PF_ONE, _MM_HINT_T1);
-        _mm_prefetch(wb + (r3 + (size_t)k) * esz + GEMV_PF_ONE, _MM_HINT_T1);
+        const size_t rows[4] = { r0, r1, r2, r3 };
+        for (int j = 0; j < 4; j++) {  // the chunk's line(s) GEMV_PF_ONE ahead: two for float32 weights
+            _mm_prefetch(wb + (rows[j] + (size_t)k) * esz + GEMV_PF_ONE, _MM_HINT_T1);
+            if (esz == 4) _mm_prefetch(wb + (rows[j] + (size_t)k) * esz + GEMV_PF_ONE + 64, _MM_HINT_T1);
+        }
         __m512bh xv = (__m512bh)_mm512_loadu_si512(x + k);
         a0 = _mm512_dpbf16_ps(a0, xv, w32(w, dtype, r0 + (size_t)k, 32));
         a1 = _mm512_dpbf16_ps(a1, xv, w32(w, dtype, r1 + (size_t)k, 32));
