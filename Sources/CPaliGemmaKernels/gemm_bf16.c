@@ -405,8 +405,7 @@ PG_BF16_TARGET static inline __attribute__((always_inline)) __m512bh w32(const v
 
 // Weight rows n .. n + 3 against R rows of xr, rows m0 .. m0 + R - 1 of M (R a constant in each
 // expansion), over depths [k0, k1): 4·R float32 accumulators, each x chunk loaded once for four
-// weight rows; the accumulators start from `acc` (zero where k0 = 0) and are left there. Inlined
-// into one body per weight dtype (gemv_bf16_quads); the last partial chunk of 32 is read masked.
+// weight rows; the accumulators start from `acc` (zero where k0 = 0) and are left there.
 // Holding the weights in registers is what rows of x from two on want: reading them again from
 // L1 for each row of x as memory operands (C harness and the 3B model, Zen 5) made 2 sequences'
 // decode step 4% faster and 4 sequences' 4% slower, 8 rows of x much slower (26 against 38 GB/s)
@@ -414,25 +413,21 @@ PG_BF16_TARGET static inline __attribute__((always_inline)) __m512bh w32(const v
 // of x has its own loop (gemv_bf16_one): through this one it read a decode step's 5 GB of bf16
 // weights in 92-97 ms where loads alone took 70-73; through its own, 77-79 ms.
 #define PG_GEMV_BF16_QUAD(R)                                                                          \
-PG_BF16_TARGET static inline __attribute__((always_inline)) void gemv_bf16_quad##R(                   \
-    const uint16_t *xr, long M, long m0, long K, long k0, long k1, const void *w, const int dtype,     \
-    long ldw, long n, __m512 *acc) {                                                                  \
+PG_BF16_TARGET static void gemv_bf16_quad##R(const uint16_t *xr, long M, long m0, long K, long k0, long k1, \
+                                             const void *w, int dtype, long ldw, long n, __m512 *acc) { \
     __m512 a[4][R];                                                                                   \
     for (int j = 0; j < 4; j++)                                                                       \
         for (int m = 0; m < R; m++) a[j][m] = k0 == 0 ? _mm512_setzero_ps() : acc[j * R + m];        \
-    const size_t esz = dtype == PG_F32 ? 4 : 2;                                                       \
-    size_t r[4];                                                                                      \
+    size_t esz = dtype == PG_F32 ? 4 : 2, r[4];                                                       \
     for (int j = 0; j < 4; j++) r[j] = (size_t)(n + j) * (size_t)ldw;                                 \
     const uint16_t *xm = xr + m0 * 32;                                                                \
-    long k = k0;                                                                                      \
-    for (; k < k1; k += 32) {                                                                         \
-        const long valid = k + 32 <= K ? 32 : K - k;                                                  \
+    for (long k = k0; k < k1; k += 32) {                                                              \
         __m512bh wv[4];                                                                               \
         for (int j = 0; j < 4; j++) {                                                                 \
             const char *at = (const char *)w + (r[j] + (size_t)k) * esz;                              \
             _mm_prefetch(at + GEMV_PF, _MM_HINT_T1);                                                  \
             if (esz == 4) _mm_prefetch(at + GEMV_PF + 64, _MM_HINT_T1);                               \
-            wv[j] = valid == 32 ? w32(w, dtype, r[j] + (size_t)k, 32) : w32(w, dtype, r[j] + (size_t)k, valid); \
+            wv[j] = w32(w, dtype, r[j] + (size_t)k, K - k);                                           \
         }                                                                                             \
         for (int m = 0; m < R; m++) {                                                                 \
             __m512bh xv = (__m512bh)_mm512_loadu_si512(xm + k * M + m * 32);                          \
@@ -448,9 +443,8 @@ PG_GEMV_BF16_QUAD(1) PG_GEMV_BF16_QUAD(2) PG_GEMV_BF16_QUAD(3) PG_GEMV_BF16_QUAD
 // Weight rows n .. n + 3 against all M rows of x (M <= 8): in passes of at most four rows of x,
 // which take turns over depth blocks of GEMV_KB so that the second pass reads the weights the
 // first has just brought in, while they are still in L1.
-PG_BF16_TARGET static inline __attribute__((always_inline)) void gemv_bf16_quads_dt(
-    const uint16_t *xr, long M, long K, const void *w, const int dtype, long ldw, long n, float *y, long ldy,
-    const float *bias) {
+PG_BF16_TARGET static void gemv_bf16_quads(const uint16_t *xr, long M, long K, const void *w, int dtype, long ldw,
+                                           long n, float *y, long ldy, const float *bias) {
     __m512 acc[2][16];
     long kb = M > 4 ? GEMV_KB : K;
     for (long k0 = 0; k0 < K; k0 += kb) {
@@ -474,54 +468,39 @@ PG_BF16_TARGET static inline __attribute__((always_inline)) void gemv_bf16_quads
 }
 
 // One row of x (a single sequence's decode step) against weight rows n .. n + 3: four
-// accumulators, each weight chunk a memory operand of its product.
+// accumulators, each full weight chunk a memory operand of its product, the last partial one
+// masked. The sums run in the order gemv_bf16_quad1 runs them, so a row of x gives the same bits
+// alone as batched.
 PG_BF16_TARGET static inline __attribute__((always_inline)) void gemv_bf16_one(
     const uint16_t *x, long K, const void *w, const int dtype, long ldw, long n, float *y, const float *bias) {
     const size_t esz = dtype == PG_F32 ? 4 : 2;
-    size_t r0 = (size_t)n * (size_t)ldw, r1 = r0 + (size_t)ldw, r2 = r1 + (size_t)ldw, r3 = r2 + (size_t)ldw;
+    size_t r[4];
+    for (int j = 0; j < 4; j++) r[j] = (size_t)(n + j) * (size_t)ldw;
     const char *wb = (const char *)w;
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    __m512 a[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
     long k = 0;
     for (; k + 32 <= K; k += 32) {
-        const size_t rows[4] = { r0, r1, r2, r3 };
         for (int j = 0; j < 4; j++) {  // the chunk's line(s) GEMV_PF_ONE ahead: two for float32 weights
-            _mm_prefetch(wb + (rows[j] + (size_t)k) * esz + GEMV_PF_ONE, _MM_HINT_T1);
-            if (esz == 4) _mm_prefetch(wb + (rows[j] + (size_t)k) * esz + GEMV_PF_ONE + 64, _MM_HINT_T1);
+            _mm_prefetch(wb + (r[j] + (size_t)k) * esz + GEMV_PF_ONE, _MM_HINT_T1);
+            if (esz == 4) _mm_prefetch(wb + (r[j] + (size_t)k) * esz + GEMV_PF_ONE + 64, _MM_HINT_T1);
         }
         __m512bh xv = (__m512bh)_mm512_loadu_si512(x + k);
-        a0 = _mm512_dpbf16_ps(a0, xv, w32(w, dtype, r0 + (size_t)k, 32));
-        a1 = _mm512_dpbf16_ps(a1, xv, w32(w, dtype, r1 + (size_t)k, 32));
-        a2 = _mm512_dpbf16_ps(a2, xv, w32(w, dtype, r2 + (size_t)k, 32));
-        a3 = _mm512_dpbf16_ps(a3, xv, w32(w, dtype, r3 + (size_t)k, 32));
+        for (int j = 0; j < 4; j++) a[j] = _mm512_dpbf16_ps(a[j], xv, w32(w, dtype, r[j] + (size_t)k, 32));
     }
     if (k < K) {
         __m512bh xv = (__m512bh)_mm512_loadu_si512(x + k);
-        a0 = _mm512_dpbf16_ps(a0, xv, w32(w, dtype, r0 + (size_t)k, K - k));
-        a1 = _mm512_dpbf16_ps(a1, xv, w32(w, dtype, r1 + (size_t)k, K - k));
-        a2 = _mm512_dpbf16_ps(a2, xv, w32(w, dtype, r2 + (size_t)k, K - k));
-        a3 = _mm512_dpbf16_ps(a3, xv, w32(w, dtype, r3 + (size_t)k, K - k));
+        for (int j = 0; j < 4; j++) a[j] = _mm512_dpbf16_ps(a[j], xv, w32(w, dtype, r[j] + (size_t)k, K - k));
     }
-    y[n] = _mm512_reduce_add_ps(a0) + (bias ? bias[n] : 0.0f);
-    y[n + 1] = _mm512_reduce_add_ps(a1) + (bias ? bias[n + 1] : 0.0f);
-    y[n + 2] = _mm512_reduce_add_ps(a2) + (bias ? bias[n + 2] : 0.0f);
-    y[n + 3] = _mm512_reduce_add_ps(a3) + (bias ? bias[n + 3] : 0.0f);
+    for (int j = 0; j < 4; j++) y[n + j] = _mm512_reduce_add_ps(a[j]) + (bias ? bias[n + j] : 0.0f);
 }
 
-PG_BF16_TARGET static void gemv_bf16_quads(const uint16_t *xr, long M, long K, const void *w, int dtype, long ldw,
-                                           long n0, long n1, float *y, long ldy, const float *bias) {
-    long n = n0;
-    if (M == 1) {
-        switch (dtype) {
-        case PG_BF16: for (; n + 4 <= n1; n += 4) gemv_bf16_one(xr, K, w, PG_BF16, ldw, n, y, bias); break;
-        case PG_F16: for (; n + 4 <= n1; n += 4) gemv_bf16_one(xr, K, w, PG_F16, ldw, n, y, bias); break;
-        default: for (; n + 4 <= n1; n += 4) gemv_bf16_one(xr, K, w, PG_F32, ldw, n, y, bias); break;
-        }
-        return;
-    }
+// Weight rows n0 .. n1 (a multiple of 4 apart) against one row of x: one body per weight dtype.
+PG_BF16_TARGET static void gemv_bf16_ones(const uint16_t *x, long K, const void *w, int dtype, long ldw, long n0,
+                                          long n1, float *y, const float *bias) {
     switch (dtype) {
-    case PG_BF16: for (; n + 4 <= n1; n += 4) gemv_bf16_quads_dt(xr, M, K, w, PG_BF16, ldw, n, y, ldy, bias); break;
-    case PG_F16: for (; n + 4 <= n1; n += 4) gemv_bf16_quads_dt(xr, M, K, w, PG_F16, ldw, n, y, ldy, bias); break;
-    default: for (; n + 4 <= n1; n += 4) gemv_bf16_quads_dt(xr, M, K, w, PG_F32, ldw, n, y, ldy, bias); break;
+    case PG_BF16: for (long n = n0; n < n1; n += 4) gemv_bf16_one(x, K, w, PG_BF16, ldw, n, y, bias); break;
+    case PG_F16: for (long n = n0; n < n1; n += 4) gemv_bf16_one(x, K, w, PG_F16, ldw, n, y, bias); break;
+    default: for (long n = n0; n < n1; n += 4) gemv_bf16_one(x, K, w, PG_F32, ldw, n, y, bias); break;
     }
 }
 
@@ -552,8 +531,12 @@ void pg_gemv_bf16_cols(const uint16_t *xr, long M, long K, const void *w, int dt
     // four over the same weight rows, the second reading them from cache. (One pass over all 8
     // rows streamed the whole of x, 32 KB at a depth of 2048, past each weight pair: it did not
     // stay in L1, and 8 rows took 34 ms where 7 took 27 in a harness over 512 MB of weights.)
-    long n = n0 + (n1 - n0) / 4 * 4;
-    gemv_bf16_quads(xr, M, K, w, dtype, ldw, n0, n, y, ldy, bias);
+    long n = n0;
+    if (M == 1) {
+        n = n0 + (n1 - n0) / 4 * 4;
+        gemv_bf16_ones(xr, K, w, dtype, ldw, n0, n, y, bias);
+    }
+    for (; n + 4 <= n1; n += 4) gemv_bf16_quads(xr, M, K, w, dtype, ldw, n, y, ldy, bias);
     for (; n < n1; n++) gemv_bf16_row(xr, M, K, w, dtype, ldw, n, y, ldy, bias);
 #else
     (void)xr; (void)M; (void)K; (void)w; (void)dtype; (void)ldw; (void)bias; (void)y; (void)ldy; (void)n0; (void)n1;
