@@ -35,44 +35,35 @@ PG_TARGET void pg_gemv_bf16_eo1_cols_avx512(const float *xeo, long K, const uint
                                             float *y, long n0, long n1) {
     const long K32 = K / 32 * 32;
     const __m512i high = _mm512_set1_epi32((int)0xffff0000u);
+    // Chunk k of weight row r: its even values into a, its odd ones into b.
+#define PG_EO_ROW(r, a, b) {                                                                    \
+        __m512i v = _mm512_loadu_si512((const void *)((r) + k));                               \
+        a = _mm512_fmadd_ps(_mm512_loadu_ps(xeo + k), _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)), a); \
+        b = _mm512_fmadd_ps(_mm512_loadu_ps(xeo + k + 16), _mm512_castsi512_ps(_mm512_and_si512(v, high)), b); }
     long n = n0;
     for (; n + 4 <= n1; n += 4) {
-        const uint16_t *r0 = w + n * ldw, *r1 = r0 + ldw, *r2 = r1 + ldw, *r3 = r2 + ldw;
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        const uint16_t *r[4] = { w + n * ldw, w + (n + 1) * ldw, w + (n + 2) * ldw, w + (n + 3) * ldw };
+        __m512 a[4], b[4];
+        for (int j = 0; j < 4; j++) a[j] = b[j] = _mm512_setzero_ps();
         for (long k = 0; k < K32; k += 32) {
-            __builtin_prefetch((const char *)(r0 + k) + PG_GEMV_PREFETCH, 0, 2);
-            __builtin_prefetch((const char *)(r1 + k) + PG_GEMV_PREFETCH, 0, 2);
-            __builtin_prefetch((const char *)(r2 + k) + PG_GEMV_PREFETCH, 0, 2);
-            __builtin_prefetch((const char *)(r3 + k) + PG_GEMV_PREFETCH, 0, 2);
-            __m512 xe = _mm512_loadu_ps(xeo + k), xo = _mm512_loadu_ps(xeo + k + 16);
-            __m512i v;
-#define PG_EO_ROW(r, a, b)                                                                 \
-            v = _mm512_loadu_si512((const void *)((r) + k));                               \
-            a = _mm512_fmadd_ps(xe, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)), a);     \
-            b = _mm512_fmadd_ps(xo, _mm512_castsi512_ps(_mm512_and_si512(v, high)), b);
-            PG_EO_ROW(r0, a0, b0) PG_EO_ROW(r1, a1, b1) PG_EO_ROW(r2, a2, b2) PG_EO_ROW(r3, a3, b3)
-#undef PG_EO_ROW
+            for (int j = 0; j < 4; j++) __builtin_prefetch((const char *)(r[j] + k) + PG_GEMV_PREFETCH, 0, 2);
+            for (int j = 0; j < 4; j++) PG_EO_ROW(r[j], a[j], b[j])
         }
-        float out[4] = { _mm512_reduce_add_ps(_mm512_add_ps(a0, b0)), _mm512_reduce_add_ps(_mm512_add_ps(a1, b1)),
-                         _mm512_reduce_add_ps(_mm512_add_ps(a2, b2)), _mm512_reduce_add_ps(_mm512_add_ps(a3, b3)) };
-        const uint16_t *rows[4] = { r0, r1, r2, r3 };
         for (int j = 0; j < 4; j++) {
-            for (long k = K32; k < K; k++) out[j] += xeo[k] * pg_load_as_f32(rows[j], PG_BF16, k);
-            y[n + j] = out[j] + (bias ? bias[n + j] : 0.0f);
+            float s = _mm512_reduce_add_ps(_mm512_add_ps(a[j], b[j]));
+            for (long k = K32; k < K; k++) s += xeo[k] * pg_load_as_f32(r[j], PG_BF16, k);
+            y[n + j] = s + (bias ? bias[n + j] : 0.0f);
         }
     }
     for (; n < n1; n++) {
         const uint16_t *r = w + n * ldw;
         __m512 a = _mm512_setzero_ps(), b = a;
-        for (long k = 0; k < K32; k += 32) {
-            __m512i v = _mm512_loadu_si512((const void *)(r + k));
-            a = _mm512_fmadd_ps(_mm512_loadu_ps(xeo + k), _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)), a);
-            b = _mm512_fmadd_ps(_mm512_loadu_ps(xeo + k + 16), _mm512_castsi512_ps(_mm512_and_si512(v, high)), b);
-        }
+        for (long k = 0; k < K32; k += 32) PG_EO_ROW(r, a, b)
         float s = _mm512_reduce_add_ps(_mm512_add_ps(a, b));
         for (long k = K32; k < K; k++) s += xeo[k] * pg_load_as_f32(r, PG_BF16, k);
         y[n] = s + (bias ? bias[n] : 0.0f);
     }
+#undef PG_EO_ROW
 }
 #else
 void pg_linear_cols_avx512(const float *x, long ldx, const void *w, int wdtype, long ldw, const float *bias,
