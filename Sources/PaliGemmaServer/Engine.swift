@@ -5,8 +5,11 @@ import PaliGemma
 // join the running batch at token boundaries (up to `maxBatch`), and every step of the running
 // requests is one batched forward (`PaliGemmaModel.forward(_:)`: the weights are read once per
 // step). A new request's prefill runs in pieces (a vision or decoder layer each, `StagedPrefill`)
-// after each decode step, for up to `prefillShare` of that step's time. Events reach each
-// request's consumer through an AsyncStream; dropping the stream cancels the request.
+// after each decode step, for up to `prefillShare` of that step's time. Requests that arrive
+// together while nothing decodes form a burst: their prefills run whole, one after another, and
+// all of them start streaming once the last is done, so that they decode in full batches from
+// their first step (`burstPrefill`). Events reach each request's consumer through an
+// AsyncStream; dropping the stream cancels the request.
 
 /// An image ready for the engine: its size and content key, and its pixel tensor unless the
 /// vision cache already holds its features (the HTTP side skips decoding on a hit).
@@ -128,6 +131,15 @@ public final class InferenceEngine: @unchecked Sendable {
     /// the 2× the load benchmark allows; 0.6 gave 1.92× at the same throughput
     /// (docs/BENCHMARKS.md).
     public static let defaultPrefillShare = 0.6
+    /// Whether requests that arrive while nothing decodes are prefilled as a burst: the first
+    /// prompt to finish its prefill holds its first token while the others that were queued or
+    /// prefilling at that moment finish theirs (at most `maxBatch` in all), then all of them
+    /// stream together. Each decode step then carries the whole burst (a step over 8 sequences
+    /// costs about 1.4 times one sequence's, so steps over a few at a time, while the others
+    /// prefill in slices, waste most of that), and nobody's stream pauses for a prefill; the
+    /// price is the first request's time to first token, which becomes the burst's. Off: the
+    /// first prompt streams as soon as it is ready and the others join it slice by slice.
+    public let burstPrefill: Bool
     let pool: KVCachePool
     weak var observer: (any EngineObserver)?
 
@@ -141,17 +153,21 @@ public final class InferenceEngine: @unchecked Sendable {
     private var thread: Thread?
     /// The engine thread's own: how long prefill pieces take.
     private var pieceTimes = PrefillPieceTimes()
+    /// The engine thread's own: the requests of the burst being prefilled, whose prefills must
+    /// end before the held first tokens go out (nil when there is no burst).
+    private var burst: [Job]?
 
     /// `contextTokens` is the most tokens (prompt + answer) one request may hold: the KV cache
     /// pool holds `maxBatch` of them.
     public init(pipeline: PaliGemmaPipeline, maxBatch: Int, maxQueue: Int, contextTokens: Int, visionCacheEntries: Int,
-                prefillShare: Double = InferenceEngine.defaultPrefillShare) throws {
+                prefillShare: Double = InferenceEngine.defaultPrefillShare, burstPrefill: Bool = true) throws {
         guard maxBatch >= 1 else { throw PaliGemmaError.input("max batch must be at least 1") }
         guard maxQueue >= 0 else { throw PaliGemmaError.input("max queue must be >= 0") }
         self.pipeline = pipeline
         self.maxBatch = maxBatch
         self.maxQueue = maxQueue
         self.prefillShare = max(0, prefillShare)
+        self.burstPrefill = burstPrefill
         let blocks = (contextTokens + KVCachePool.defaultBlockTokens - 1) / KVCachePool.defaultBlockTokens
         pool = try pipeline.model.makeCachePool(tokens: maxBatch * blocks * KVCachePool.defaultBlockTokens)
         visionCache = VisionCache(capacity: visionCacheEntries)
@@ -286,7 +302,8 @@ public final class InferenceEngine: @unchecked Sendable {
                 if let deadline = job.request.deadline, Date() > deadline { job.end(.timeout); return false }
                 return true
             }
-            let decoding = active.filter { $0.prefill == nil }
+            releaseBurst(active)
+            let decoding = active.filter { $0.prefill == nil && $0.held == nil && !$0.isFinished }
             let decodeSeconds = decoding.isEmpty ? 0 : step(decoding)
             let prefilling = active.filter { $0.prefill != nil && !$0.isFinished }
             let (pieces, prefillSeconds) = prefilling.isEmpty ? (0, 0)
@@ -385,12 +402,45 @@ public final class InferenceEngine: @unchecked Sendable {
                 pieceTimes.record(piece, after: prefill.nextPiece, seconds: seconds)
                 if piece == .vision { job.summary.visionSeconds += seconds }
                 if prefill.isFinished {
-                    finishPrefill(job, prefill)
+                    if holds(job, budget: budget) {
+                        job.prefill = nil
+                        job.held = prefill
+                    } else {
+                        finishPrefill(job, prefill)
+                    }
                     if budget == .infinity { return (pieces, Date().timeIntervalSince(clock)) }
                 }
             }
         }
         return (pieces, Date().timeIntervalSince(clock))
+    }
+
+    /// Whether `job`, whose prefill has just ended, holds its first token for a burst: only with
+    /// nothing decoding (an unlimited budget). The first to end opens the burst, whose members
+    /// are the requests then prefilling or queued for the batch's free places.
+    private func holds(_ job: Job, budget: Double) -> Bool {
+        guard burstPrefill, budget == .infinity else { return false }
+        if burst != nil { return true }
+        let prefilling = running.filter { $0 !== job && !$0.isFinished && $0.prefill != nil }
+        let free = maxBatch - running.count
+        let queued = free > 0 ? condition.withLock { Array(waiting.prefix(free)) } : []
+        guard !(prefilling + queued).isEmpty else { return false }
+        burst = prefilling + queued
+        return true
+    }
+
+    /// Once every member of the burst has ended its prefill (or its request has ended), the
+    /// held first tokens go out, in the order the requests came.
+    private func releaseBurst(_ active: [Job]) {
+        guard let members = burst else { return }
+        let done = members.allSatisfy { $0.isFinished || $0.held != nil || ($0.generator != nil && $0.prefill == nil) }
+        guard done else { return }
+        burst = nil
+        for job in active {
+            guard let prefill = job.held else { continue }
+            job.held = nil
+            finishPrefill(job, prefill)
+        }
     }
 
     /// The prompt is in the cache: keep the features of the images it encoded, draw the first token.
@@ -419,6 +469,8 @@ public final class InferenceEngine: @unchecked Sendable {
         var generator: TokenGenerator?
         /// The prompt's prefill while it runs (nil once the request decodes).
         var prefill: StagedPrefill?
+        /// The prompt's finished prefill while its first token waits for the rest of a burst.
+        var held: StagedPrefill?
         var summary: EngineSummary
         var stops: StopStringMatcher
         weak var observer: (any EngineObserver)?

@@ -36,6 +36,9 @@ public struct ServerOptions: Sendable {
     public var chatHistory: ChatHistoryPolicy = .reject
     /// Time a step may give to a new request's prefill, as a share of the decode step's time.
     public var prefillShare = InferenceEngine.defaultPrefillShare
+    /// Whether requests arriving together while nothing decodes start streaming together, once
+    /// all their prefills are done (`InferenceEngine.burstPrefill`).
+    public var burstPrefill = true
     /// /health answers 503 when the engine has had work but made no progress for this long.
     public var stallSeconds = 120.0
     /// LoRA adapters served beside the base model (`--adapter NAME=DIR`), chosen by a request's
@@ -185,7 +188,8 @@ public final class InferenceServer: Sendable {
             let contextTokens = pipeline.model.config.numImageTokens + 1 + options.maxPromptTokens + options.maxTokensLimit
             let engine = try InferenceEngine(pipeline: pipeline, maxBatch: options.maxBatch, maxQueue: options.maxQueue,
                                              contextTokens: min(contextTokens, pipeline.model.config.textConfig.maxPositionEmbeddings),
-                                             visionCacheEntries: options.visionCacheEntries, prefillShare: options.prefillShare)
+                                             visionCacheEntries: options.visionCacheEntries, prefillShare: options.prefillShare,
+                                             burstPrefill: options.burstPrefill)
             let id = options.modelID ?? pipeline.directory.lastPathComponent
             var adapters: [LoRASet] = []
             for named in options.adapters {

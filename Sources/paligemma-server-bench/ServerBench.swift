@@ -50,6 +50,7 @@ struct Report: Encodable {
     let maxTokens: Int
     let prompt: String
     let prefillShare: Double
+    let burstPrefill: Bool
     let sameImage: Bool
     let adapters: Int
     let adapterRank: Int
@@ -59,7 +60,8 @@ struct Report: Encodable {
     let peakRSSBytes: Int
 
     enum CodingKeys: String, CodingKey {
-        case model, threads, precision, fastKernel = "fast_kernel", maxTokens = "max_tokens", prompt, prefillShare = "prefill_share", sameImage = "same_image"
+        case model, threads, precision, fastKernel = "fast_kernel", maxTokens = "max_tokens", prompt, prefillShare = "prefill_share", burstPrefill = "burst_prefill"
+        case sameImage = "same_image"
         case adapters, adapterRank = "adapter_rank"
         case loadSeconds = "load_s", levels, worstPrefillStallSeconds = "worst_prefill_stall_s", peakRSSBytes = "peak_rss_bytes"
     }
@@ -79,6 +81,7 @@ struct Settings: Sendable {
     var prompt = "caption en"
     var threads: Int?
     var prefillShare = InferenceEngine.defaultPrefillShare
+    var burstPrefill = true
     var sameImage = false
     var out: String?
     var soak: Int?
@@ -108,6 +111,7 @@ struct Settings: Sendable {
             case "--prompt": s.prompt = value()
             case "--threads": s.threads = number() as Int
             case "--prefill-share": s.prefillShare = number()
+            case "--no-burst-prefill": s.burstPrefill = false
             case "--same-image": s.sameImage = true
             case "--out": s.out = value()
             case "--soak": s.soak = number() as Int
@@ -121,7 +125,7 @@ struct Settings: Sendable {
             }
         }
         guard let model, !s.clientLevels.isEmpty, s.requestsPerClient > 0, s.maxTokens > 0, (s.soak ?? 1) > 0, s.soakWorkers > 0 else {
-            fail("usage: paligemma-server-bench --model DIR [--clients 1,2,4,8] [--requests 1] [--max-tokens 64] [--prompt P] [--threads N] [--prefill-share X] [--same-image] [--adapters N] [--adapter-rank R] [--precision exact|fast] [--out FILE] | --soak N [--soak-workers 8]")
+            fail("usage: paligemma-server-bench --model DIR [--clients 1,2,4,8] [--requests 1] [--max-tokens 64] [--prompt P] [--threads N] [--prefill-share X] [--no-burst-prefill] [--same-image] [--adapters N] [--adapter-rank R] [--precision exact|fast] [--out FILE] | --soak N [--soak-workers 8]")
         }
         s.model = model
         return s
@@ -196,6 +200,7 @@ struct ServerBench {
         options.maxBatch = settings.clientLevels.max() ?? 8
         options.maxTokensLimit = settings.soak == nil ? max(settings.maxTokens, 16) : 1024
         options.prefillShare = settings.prefillShare
+        options.burstPrefill = settings.burstPrefill
         options.requestTimeout = 3600
         let modelURL = URL(fileURLWithPath: settings.model)
         var adapterFolders: [URL] = []
@@ -298,7 +303,7 @@ struct ServerBench {
 
         let report = Report(model: settings.model, threads: Kernels.threads, precision: Kernels.precision.rawValue,
                             fastKernel: Kernels.fastKernelOfProducts.name, maxTokens: settings.maxTokens, prompt: settings.prompt,
-                            prefillShare: settings.prefillShare, sameImage: settings.sameImage, adapters: settings.adapters,
+                            prefillShare: settings.prefillShare, burstPrefill: settings.burstPrefill, sameImage: settings.sameImage, adapters: settings.adapters,
                             adapterRank: settings.adapterRank, loadSeconds: loadSeconds, levels: levels,
                             worstPrefillStallSeconds: server.metrics.worstPrefillStall, peakRSSBytes: Benchmark.peakRSS)
         let json = try JSONOutput.string(report)

@@ -36,6 +36,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-queue"), help: "Most requests waiting behind the running batch; more get 503 with Retry-After.") var maxQueue = 64
     @Option(name: .customLong("prefill-share"), help: "Time each step gives to a new request's prefill, as a share of the decode step (running streams wait that much longer while a request joins).")
     var prefillShare = InferenceEngine.defaultPrefillShare
+    @Flag(name: .customLong("burst-prefill"), inversion: .prefixedNo,
+          help: "Requests that arrive together while nothing is decoding start streaming together, once all their prompts are prefilled (full batches from the first step, no stream paused by a prefill; the first request's first token comes later).")
+    var burstPrefill = true
     @Option(name: .customLong("vision-cache"), help: "Images whose vision features are kept (least recently used go first).") var visionCache = 64
 
     @Option(name: .customLong("max-body-bytes"), help: "Largest request body (413 beyond).") var maxBodyBytes = 20 << 20
@@ -125,6 +128,7 @@ struct Serve: AsyncParsableCommand {
             options.maxQueue = maxQueue
             options.visionCacheEntries = visionCache
             options.prefillShare = prefillShare
+            options.burstPrefill = burstPrefill
             options.maxBodyBytes = maxBodyBytes
             options.images = ImagePolicy(mediaRoot: try mediaRoot.map(Self.mediaRootPath), maxBytes: maxImageBytes, maxPixels: maxImagePixels,
                                          maxImages: maxImages, maxVideoBytes: maxVideoBytes, maxVideoFrames: maxVideoFrames,
