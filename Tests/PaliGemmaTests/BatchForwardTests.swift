@@ -348,6 +348,35 @@ struct BatchForwardTests {
         print("KV cache bytes per token: PaliGemma 1 \(pg1.kvBytesPerToken), PaliGemma 2 3B \(pg2.kvBytesPerToken)")
     }
 
+    @Test("KV cache pool: a block's pages go back to the system when it is freed, and read as zero when taken again")
+    func poolGivesPagesBack() throws {
+        // 64 tokens of 128 floats: a block is 32 KB, whole pages, in each of the 2·2 arenas.
+        let pool = try KVCachePool(layers: 2, kvWidth: 128, blockTokens: 64, blockCount: 6)
+        let rows = Matrix(rows: 128, cols: 128)
+        for i in 0..<rows.count { rows.data[i] = Float(i % 97) + 1 }
+        var cache: KVCache? = try pool.makeCache(reserving: 128)  // 2 blocks
+        let held = try #require(cache?.blocks)
+        for layer in 0..<2 { cache?.store(layer: layer, start: 0, keys: rows, values: rows, rows: 0..<128) }
+        #expect(cache?.keys(layer: 1, token: 127)[5] == rows.row(127)[5])
+        let other = try pool.makeCache(reserving: 64)  // a third block, written and kept
+        other.store(layer: 0, start: 0, keys: rows, values: rows, rows: 0..<64)
+        cache = nil
+        // The same blocks again (the free list is last in, first out): zero, as fresh pages are.
+        let again = try pool.makeCache(reserving: 128)
+        #expect(Set(again.blocks) == Set(held))
+        var nonzero = 0
+        for layer in 0..<2 {
+            for token in 0..<128 {
+                for c in 0..<128 where again.keys(layer: layer, token: token)[c] != 0 || again.values(layer: layer, token: token)[c] != 0 {
+                    nonzero += 1
+                }
+            }
+        }
+        #expect(nonzero == 0, "\(nonzero) values of freed blocks kept")
+        // A block still held keeps what was written.
+        #expect(other.keys(layer: 0, token: 63)[7] == rows.row(63)[7] && other.values(layer: 0, token: 0)[0] == rows.row(0)[0])
+    }
+
     // MARK: Steppable generation
 
     @Test("TokenGenerators stepped together through one batched forward give each request's own tokens",

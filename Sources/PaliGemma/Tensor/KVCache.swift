@@ -1,4 +1,9 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 // Keys and values of the decoder layers, per sequence, taken from a bounded pool of fixed-size
 // blocks (a paged cache, as in vLLM): sequences of different lengths come and go without
@@ -9,8 +14,10 @@ import Foundation
 
 /// Memory for the KV caches of many sequences: per layer, N blocks of B tokens of keys and of
 /// values (float32). Blocks are handed to `KVCache`s as they grow and come back when a cache is
-/// released or freed. The arenas are reserved once and touched only as blocks are used, so a
-/// large pool costs resident memory only for what sequences have written.
+/// released or freed. The arenas are reserved once (anonymous mappings) and touched only as
+/// blocks are used, and a block's pages go back to the system when it comes back to the pool,
+/// so a large pool costs resident memory only for what the sequences alive now have written (a
+/// server's memory falls back when its requests end, instead of staying at its busiest moment).
 public final class KVCachePool: @unchecked Sendable {
     public let layers: Int
     /// Floats of one token's keys (or values) in one layer: Hkv·Dh.
@@ -21,6 +28,8 @@ public final class KVCachePool: @unchecked Sendable {
     public let blockCount: Int
     let keys: [UnsafeMutablePointer<Float>]  // per layer [N·B, Hkv·Dh]
     let values: [UnsafeMutablePointer<Float>]  // per layer [N·B, Hkv·Dh]
+    /// Bytes of each of those mappings (whole pages).
+    private let arenaBytes: Int
     private let lock = NSLock()
     private var free: [Int32]
 
@@ -41,10 +50,21 @@ public final class KVCachePool: @unchecked Sendable {
         self.kvWidth = kvWidth
         self.blockTokens = blockTokens
         self.blockCount = blockCount
-        // Not initialised: pages are committed when a block is first written, and a cache never
-        // reads past what it wrote.
-        keys = (0..<layers).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: floats) }
-        values = (0..<layers).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: floats) }
+        // Zero pages until written: pages are committed when a block is first written, and a
+        // cache never reads past what it wrote.
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let bytes = (floats * MemoryLayout<Float>.size + page - 1) / page * page
+        var arenas: [UnsafeMutablePointer<Float>] = []
+        for _ in 0..<2 * layers {
+            guard let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else {
+                for a in arenas { munmap(a, bytes) }
+                throw PaliGemmaError.input("KV cache pool of \(blockCount) blocks of \(blockTokens) tokens: cannot reserve \(bytes) bytes per layer (\(String(cString: strerror(errno))))")
+            }
+            arenas.append(p.bindMemory(to: Float.self, capacity: floats))
+        }
+        arenaBytes = bytes
+        keys = Array(arenas[..<layers])
+        values = Array(arenas[layers...])
         free = (0..<Int32(blockCount)).reversed()
     }
 
@@ -57,8 +77,7 @@ public final class KVCachePool: @unchecked Sendable {
     }
 
     deinit {
-        for p in keys { p.deallocate() }
-        for p in values { p.deallocate() }
+        for p in keys + values { munmap(p, arenaBytes) }
     }
 
     /// Bytes of cache one token takes: keys and values of every layer, float32.
@@ -89,7 +108,28 @@ public final class KVCachePool: @unchecked Sendable {
 
     func give(_ blocks: [Int32]) {
         guard !blocks.isEmpty else { return }
+        releasePages(of: blocks)
         lock.withLock { free.append(contentsOf: blocks) }
+    }
+
+    /// Hands the pages of `blocks` (not in the free list yet, so no cache writes them meanwhile)
+    /// back to the system: they read as zero until written again. Runs of consecutive blocks go
+    /// in one call per arena; only whole pages inside a run are released.
+    private func releasePages(of blocks: [Int32]) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let blockBytes = blockTokens * kvWidth * MemoryLayout<Float>.size
+        let sorted = blocks.sorted()
+        var i = 0
+        while i < sorted.count {
+            var j = i + 1
+            while j < sorted.count && sorted[j] == sorted[j - 1] + 1 { j += 1 }
+            let start = (Int(sorted[i]) * blockBytes + page - 1) / page * page
+            let end = Int(sorted[j - 1] + 1) * blockBytes / page * page
+            if end > start {
+                for arena in keys + values { _ = madvise(UnsafeMutableRawPointer(arena) + start, end - start, MADV_DONTNEED) }
+            }
+            i = j
+        }
     }
 }
 
