@@ -225,6 +225,11 @@ long pg_geglu_backward_avx2(const float *da, const float *gate, const float *up,
 /// (exp from the same polynomial as the GELU, a few float32 ulps; -inf gives 0).
 float pg_scale_max_avx2(float *x, long n, float scale);
 float pg_exp_shift_sum_avx2(float *x, long n, float shift);
+/// The same three on AVX-512 (activations_avx512.c; the GELU as x / (1 + exp(-2y)), every element
+/// including the tail, so it returns n).
+long pg_gelu_tanh_avx512(float *a, const float *b, long n);
+float pg_scale_max_avx512(float *x, long n, float scale);
+float pg_exp_shift_sum_avx512(float *x, long n, float shift);
 /// The same on an explicit level (ops.c; the scalar level uses expf).
 float pg_scale_max(int isa, float *x, long n, float scale);
 float pg_exp_shift_sum(int isa, float *x, long n, float shift);

@@ -79,7 +79,9 @@ static void ew_task(void *p, long t, int thread) {
     const ew_job *j = p;
     long i0 = t * PG_ELEMWISE_CHUNK, i1 = i0 + PG_ELEMWISE_CHUNK < j->n ? i0 + PG_ELEMWISE_CHUNK : j->n;
     float *a = j->a;
-    if ((j->kind == 0 || j->kind == 2) && j->isa >= PG_ISA_AVX2)
+    if ((j->kind == 0 || j->kind == 2) && j->isa >= PG_ISA_AVX512)
+        i0 += pg_gelu_tanh_avx512(a + i0, j->kind == 2 ? j->b + i0 : NULL, i1 - i0);
+    else if ((j->kind == 0 || j->kind == 2) && j->isa >= PG_ISA_AVX2)
         i0 += pg_gelu_tanh_avx2(a + i0, j->kind == 2 ? j->b + i0 : NULL, i1 - i0);
     switch (j->kind) {
     case 0: for (long i = i0; i < i1; i++) a[i] = gelu_tanh1(a[i]); break;
@@ -139,6 +141,7 @@ void pg_geglu_backward(const float *da, const float *gate, const float *up, floa
 }
 
 float pg_scale_max(int isa, float *x, long n, float scale) {
+    if (isa >= PG_ISA_AVX512) return pg_scale_max_avx512(x, n, scale);
     if (isa >= PG_ISA_AVX2) return pg_scale_max_avx2(x, n, scale);
     float mx = -INFINITY;
     for (long i = 0; i < n; i++) {
@@ -149,6 +152,7 @@ float pg_scale_max(int isa, float *x, long n, float scale) {
 }
 
 float pg_exp_shift_sum(int isa, float *x, long n, float shift) {
+    if (isa >= PG_ISA_AVX512) return pg_exp_shift_sum_avx512(x, n, shift);
     if (isa >= PG_ISA_AVX2) return pg_exp_shift_sum_avx2(x, n, shift);
     float sum = 0;
     for (long i = 0; i < n; i++) {

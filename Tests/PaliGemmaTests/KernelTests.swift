@@ -456,6 +456,44 @@ struct KernelTests {
         print("elementwise ops: worst |diff| \(worst)")
     }
 
+    @Test("tanh GELU, GeGLU and softmax (whose exp the attention kernel shares) against float64 on every ISA level, tails and the exp's clamp included")
+    func activationsEveryLevel() {
+        var rng = SeededRandom(23)
+        let rows = 5, n = 75  // 4 x 16 + 11 and 9 x 8 + 3: every vector width leaves a tail
+        let x = rng.floats(rows * n).map { $0 * 14 }  // |x| up to 14: exp(-2y) clamps past about 6
+        let up = rng.floats(rows * n)
+        func gelu(_ v: Float) -> Double {
+            let d = Double(v)
+            return 0.5 * d * (1 + tanh(0.7978845608028654 * (d + 0.044715 * d * d * d)))
+        }
+        var wantSM: [Double] = []
+        for r in 0..<rows {
+            let v = (0..<n).map { Double(x[r * n + $0]) / 4 }
+            let e = v.map { exp($0 - v.max()!) }
+            wantSM += e.map { $0 / e.reduce(0, +) }
+        }
+        var worst = 0.0
+        for level in KernelTests.levels {
+            Kernels.withISA(level) {
+                let g = Matrix(rows: rows, cols: n, values: x)
+                Ops.gelu(g, exact: false)
+                let gg = Matrix(rows: rows, cols: n, values: x)
+                Ops.geglu(gg, Matrix(rows: rows, cols: n, values: up), exact: false)
+                let sm = Matrix(rows: rows, cols: n, values: x.map { $0 / 4 })
+                Ops.softmax(sm)
+                for i in 0..<(rows * n) {
+                    // Relative to the value's size: GELU(x) is about x for large x.
+                    let e1 = abs(Double(g.data[i]) - gelu(x[i])) / max(1, abs(Double(x[i])))
+                    let e2 = abs(Double(gg.data[i]) - gelu(x[i]) * Double(up[i])) / max(1, abs(Double(x[i])))
+                    let e3 = abs(Double(sm.data[i]) - wantSM[i])
+                    worst = max(worst, e1, e2, e3)
+                    #expect(e1 <= 1e-6 && e2 <= 1e-6 && e3 <= 1e-6, "\(level.name) at \(i): x \(x[i]) gelu \(e1) geglu \(e2) softmax \(e3)")
+                }
+            }
+        }
+        print("GELU, GeGLU, softmax on every level: worst difference \(worst)")
+    }
+
     @Test("rotary embedding (half-split) against a float64 reference")
     func rope() {
         var rng = SeededRandom(9)
