@@ -372,7 +372,9 @@ struct BatchForwardTests {
                 }
             }
         }
+        #if os(Linux)  // MADV_DONTNEED empties private anonymous pages there; elsewhere it is advice
         #expect(nonzero == 0, "\(nonzero) values of freed blocks kept")
+        #endif
         // A block still held keeps what was written.
         #expect(other.keys(layer: 0, token: 63)[7] == rows.row(63)[7] && other.values(layer: 0, token: 0)[0] == rows.row(0)[0])
     }
