@@ -41,6 +41,9 @@ PG_TARGET static inline __m256 gelu_avx2(__m256 x) {
     return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(_mm256_set1_ps(1.0f), tanh_avx2(y)));
 }
 
+// Every element, the tail too (masked), through the same instructions, so that an element's
+// result does not depend on where it sits in the array (a staged prefill must equal a forward
+// pass over other row counts, bit for bit).
 PG_TARGET long pg_gelu_tanh_avx2(float *a, const float *b, long n) {
     long i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -48,7 +51,14 @@ PG_TARGET long pg_gelu_tanh_avx2(float *a, const float *b, long n) {
         if (b) g = _mm256_mul_ps(g, _mm256_loadu_ps(b + i));
         _mm256_storeu_ps(a + i, g);
     }
-    return i;  // elements done; the caller finishes the tail
+    if (i < n) {
+        __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        __m256i t = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - i)), lanes);
+        __m256 g = gelu_avx2(_mm256_maskload_ps(a + i, t));
+        if (b) g = _mm256_mul_ps(g, _mm256_maskload_ps(b + i, t));
+        _mm256_maskstore_ps(a + i, t, g);
+    }
+    return n;
 }
 
 // Backward of GeGLU with the tanh GELU: dgate = da · up · gelu'(gate), dup = da · gelu(gate)

@@ -217,7 +217,7 @@ void pg_matmul_cols_avx512(const float *x, long ldx, const void *w, int dtype, l
                            long n0, long n1, long K, int thread);
 void pg_axpy_f32_avx2(float *y, float a, const float *x, long n);
 void pg_axpy_f32_avx512(float *y, float a, const float *x, long n);
-/// gelu_tanh(a) (times b when given) in place with AVX2; returns how many leading elements it did.
+/// gelu_tanh(a) (times b when given) in place with AVX2, every element (the tail masked); returns n.
 long pg_gelu_tanh_avx2(float *a, const float *b, long n);
 /// Backward of GeGLU (tanh GELU; up NULL for the plain GELU) with AVX2; returns elements done.
 long pg_geglu_backward_avx2(const float *da, const float *gate, const float *up, float *dgate, float *dup, long n);

@@ -491,6 +491,20 @@ struct KernelTests {
                 }
             }
         }
+        // An element's GELU does not depend on where it sits: the same values in arrays of other
+        // lengths and offsets give the same bits (the staged prefill relies on it).
+        for level in KernelTests.levels {
+            Kernels.withISA(level) {
+                let whole = Matrix(rows: 1, cols: x.count, values: x)
+                Ops.gelu(whole, exact: false)
+                for (start, count) in [(0, 5), (3, 16), (7, 37), (50, 300)] {
+                    let part = Matrix(rows: 1, cols: count, values: Array(x[start..<start + count]))
+                    Ops.gelu(part, exact: false)
+                    #expect((0..<count).allSatisfy { part.data[$0].bitPattern == whole.data[start + $0].bitPattern },
+                            "\(level.name): GELU of x[\(start)..<\(start + count)] alone differs from the same values in the whole array")
+                }
+            }
+        }
         print("GELU, GeGLU, softmax on every level: worst difference \(worst)")
     }
 
