@@ -118,7 +118,7 @@ public final class KVCachePool: @unchecked Sendable {
     private func releasePages(of blocks: [Int32]) {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let blockBytes = blockTokens * kvWidth * MemoryLayout<Float>.size
-        let sorted = blocks.sorted()
+        let sorted = blocks.sorted(), arenas = keys + values
         var i = 0
         while i < sorted.count {
             var j = i + 1
@@ -126,7 +126,7 @@ public final class KVCachePool: @unchecked Sendable {
             let start = (Int(sorted[i]) * blockBytes + page - 1) / page * page
             let end = Int(sorted[j - 1] + 1) * blockBytes / page * page
             if end > start {
-                for arena in keys + values { _ = madvise(UnsafeMutableRawPointer(arena) + start, end - start, MADV_DONTNEED) }
+                for arena in arenas { _ = madvise(UnsafeMutableRawPointer(arena) + start, end - start, MADV_DONTNEED) }
             }
             i = j
         }
