@@ -17,6 +17,10 @@
 // cache) against every 32-row block of x (the chunk of xt stays in L2 for all of the task's rows), the 32 x 32 sums of yᵀ carried between chunks in a scratch buffer (in tiles with
 // AMX) and transposed into y at the end. (A software prefetch of the next weight block, a share
 // per block of x, cost more in stalls on its own instructions than it saved.)
+// Through a k-major w (kn: dX = dY · W in training) the roles swap (gemm_kn): x's rows as bf16
+// are the A operand and w's rows, paired along k, the B operand in xt's layout, so nothing is
+// transposed; that ran the decoder's dX products 25-28% faster than copying w's blocks
+// transposed into the A layout (harness, Zen 5: 645-652 -> 828-833 GFLOP/s with the prefetch).
 #include "internal.h"
 #include <stdlib.h>
 
@@ -93,6 +97,31 @@ void pg_x_to_bf16(const float *x, long ldx, long M, long K, uint16_t *dst) {
 #endif
 }
 
+#if PG_X86_SIMD
+typedef struct { const float *x; long ldx, M, K, Kp; uint16_t *dst; } xrows_job;
+
+// Row m of x as bf16 at dst + m·Kp (rows >= M and k >= K zero).
+PG_BF16_TARGET static void x_row_bf16(const float *x, long ldx, long M, long K, long Kp, long m, uint16_t *dst) {
+    for (long k = 0; k < Kp; k += 32)
+        _mm512_storeu_si512(dst + m * Kp + k, m < M ? f32x32_to_bf16(x + m * ldx + k, K - k) : _mm512_setzero_si512());
+}
+
+static void xrows_task(void *p, long m, int thread) {
+    (void)thread;
+    const xrows_job *j = p;
+    x_row_bf16(j->x, j->ldx, j->M, j->K, j->Kp, m, j->dst);
+}
+#endif
+
+void pg_x_to_bf16_rows(const float *x, long ldx, long M, long K, uint16_t *dst) {
+#if PG_X86_SIMD
+    xrows_job j = { x, ldx, M, K, (K + 31) / 32 * 32, dst };
+    pg_parallel_for((M + BM - 1) / BM * BM, xrows_task, &j);
+#else
+    (void)x; (void)ldx; (void)M; (void)K; (void)dst;  // never called: no fast kernel without x86 SIMD
+#endif
+}
+
 // ---- weight blocks ---------------------------------------------------------------------------------
 #if PG_X86_SIMD
 // n values of a row in dtype (f32, f16, or int8, whose values bf16 holds exactly) as bf16.
@@ -162,36 +191,41 @@ PG_BF16_TARGET static __m512i kn_segment(const void *w, int dtype, const uint16_
     return (__m512i)_mm512_cvtne2ps_pbh(b, a);
 }
 
-// `blocks` A blocks of a k-major w (kn), one after another at dst + b·BN·ldd: w's columns
-// [nb + 32b, nb + 32b + 32) (those at or past n1 zero) are block b's rows and its rows [k0,
-// k0 + width) the depth (those at or past K zero), as bf16 in copy_block's layout (width a
-// multiple of 32). Each row of w is read across all the blocks' columns at once, so the reads
-// run along rows; sixteen pairs of rows are interleaved into pairs (k, k + 1) per column, then
-// turned column-major in registers.
-PG_BF16_TARGET static void copy_blocks_kn(uint16_t *dst, long ldd, long width, const void *w, int dtype,
-                                          const uint16_t *q4scales, long ldw, long K, long nb, long n1, long blocks,
-                                          long k0) {
+// Pairs of a k-major w (kn) for `blocks` blocks of 32 columns, one after another at dst +
+// b·(width / 2)·32: block b covers w's columns [nb + 32b, nb + 32b + 32) (those at or past n1
+// zero), its depths [k0, k0 + width) (those at or past K zero; width a multiple of 32), in xt's
+// layout: pair (p, i) = (w[k0 + 2p][c], w[k0 + 2p + 1][c]) for column c = nb + 32b + i. Each row of
+// w is read across all the blocks' columns at once, so the reads run along rows; two rows make
+// each pair by one interleave, nothing is transposed.
+// Software prefetch distance of pairs_kn, in pairs of rows: the rows are read 512 bytes at a
+// time at a stride of a whole row, a pattern the hardware prefetchers do not follow. In a
+// harness of dX = dY · W on the decoder's shapes (304 rows, bf16 W from memory, 2 threads, Zen 5)
+// 0 / 2 / 4 / 8 / 16 pairs ran the product at 751 / 798 / 833 / 828 / 815 GFLOP/s (best of 3).
+#define PF_PAIRS 8
+PG_BF16_TARGET static void pairs_kn(uint32_t *dst, long width, const void *w, int dtype, const uint16_t *q4scales,
+                                    long ldw, long K, long nb, long n1, long blocks, long k0) {
     const __m512i first = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
                                            39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
     const __m512i second = _mm512_add_epi16(first, _mm512_set1_epi16(16));
-    for (long d0 = 0; d0 < width; d0 += 32) {
+    for (long p = 0; p < width / 2; p++) {
+        long k = k0 + 2 * p;
+        if (dtype != PG_Q4 && k + 2 * PF_PAIRS + 1 < K) {  // the rows PF_PAIRS pairs ahead, into L1
+            size_t es = pg_dtype_size(dtype);
+            const char *r0 = (const char *)w + ((size_t)(k + 2 * PF_PAIRS) * (size_t)ldw + (size_t)nb) * es;
+            const char *r1 = r0 + (size_t)ldw * es;
+            long bytes = (n1 - nb < blocks * BN ? n1 - nb : blocks * BN) * (long)es;
+            for (long o = 0; o < bytes; o += 64) {
+                __builtin_prefetch(r0 + o, 0, 3);
+                __builtin_prefetch(r1 + o, 0, 3);
+            }
+        }
         for (long b = 0; b < blocks; b++) {
             long c0 = nb + b * BN, nr = n1 - c0 < BN ? n1 - c0 : BN;
-            __m512i lo[16], hi[16];  // pair p of the 32 depths: columns 0-15 in lo[p], 16-31 in hi[p]
-            for (int p = 0; p < 16; p++) {
-                long k = k0 + d0 + 2 * p;
-                __m512i x = k < K ? kn_segment(w, dtype, q4scales, ldw, k, c0, nr) : _mm512_setzero_si512();
-                __m512i y = k + 1 < K ? kn_segment(w, dtype, q4scales, ldw, k + 1, c0, nr) : _mm512_setzero_si512();
-                lo[p] = _mm512_permutex2var_epi16(x, first, y);
-                hi[p] = _mm512_permutex2var_epi16(x, second, y);
-            }
-            transpose16(lo);
-            transpose16(hi);
-            uint16_t *out = dst + b * BN * ldd + d0;
-            for (int j = 0; j < 16; j++) {
-                _mm512_storeu_si512(out + j * ldd, lo[j]);
-                _mm512_storeu_si512(out + (16 + j) * ldd, hi[j]);
-            }
+            __m512i x = k < K ? kn_segment(w, dtype, q4scales, ldw, k, c0, nr) : _mm512_setzero_si512();
+            __m512i y = k + 1 < K ? kn_segment(w, dtype, q4scales, ldw, k + 1, c0, nr) : _mm512_setzero_si512();
+            uint32_t *out = dst + b * (width / 2) * BM + p * BM;
+            _mm512_storeu_si512(out, _mm512_permutex2var_epi16(x, first, y));
+            _mm512_storeu_si512(out + 16, _mm512_permutex2var_epi16(x, second, y));
         }
     }
 }
@@ -294,27 +328,33 @@ PG_BF16_TARGET static void store_transposed(const float *c, const float *scale, 
         }
     }
 }
+
+// y[mb + i][nb + j] = c[i][j] for i < mr, j < nr (c [BN][BM] holds y's block as it is: k-major w).
+PG_BF16_TARGET static void store_rows(const float *c, float *y, long ldy, long mb, long mr, long nb, long nr) {
+    for (int j0 = 0; j0 < BM && j0 < nr; j0 += 16) {
+        __mmask16 cols = nr - j0 >= 16 ? 0xFFFF : (__mmask16)((1u << (nr - j0)) - 1);
+        for (long i = 0; i < mr; i++) _mm512_mask_storeu_ps(y + (mb + i) * ldy + nb + j0, cols, _mm512_loadu_ps(c + i * BM + j0));
+    }
+}
 #endif
 
 // Depth of a chunk: the A block (32 rows x 1024, 64 KB) stays in L2 while the chunk runs over
 // every row of x; longer chunks mean fewer reloads of the block sums between them.
 #define KC 1024
-// Blocks of a k-major w copied together (8 x 64 KB): its rows are read 512 bytes at a time.
+// Blocks of a k-major w paired together (8 x 64 KB): its rows are read 512 bytes at a time.
 #define KN_BLOCKS 8
 
-void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const void *w, int dtype, int kn, long ldw,
-                       const uint16_t *q4scales, const float *scale, const float *bias, float *y, long ldy, long n0,
-                       long n1, int thread) {
 #if PG_X86_SIMD
-    const uint32_t *xt = (const uint32_t *)xb;
+// y = x · wᵀ (w [N][K]), formed transposed: per depth chunk, each block of 32 weight rows (the
+// A operand, read in place when bf16 and whole) against every 32-row block of xt (the B operand).
+PG_BF16_TARGET static void gemm_nk(int amx, const uint32_t *xt, long M, long K, const void *w, int dtype, long ldw,
+                                   const uint16_t *q4scales, const float *scale, const float *bias, float *y, long ldy,
+                                   long n0, long n1, int thread) {
     long Mp = (M + BM - 1) / BM * BM, Kp = (K + 31) / 32 * 32;
     long mblocks = Mp / BM, nblocks = (n1 - n0 + BN - 1) / BN;
-    int amx = kernel == PG_FAST_AMX;
     // yᵀ of the task: nblocks x mblocks blocks of [BN][BM] float32, carried between chunks.
     float *yt = pg_scratch(thread, 1, (size_t)nblocks * mblocks * BN * BM);
-    // Weight blocks copied at a time: one, or with kn up to KN_BLOCKS (rows read across them).
-    long group = kn ? (nblocks < KN_BLOCKS ? nblocks : KN_BLOCKS) : 1;
-    uint16_t *copy = (uint16_t *)pg_scratch(thread, 0, (size_t)group * BN * KC / 2);
+    uint16_t *copy = (uint16_t *)pg_scratch(thread, 0, (size_t)BN * KC / 2);
     if (!yt || !copy) return;
     if (amx) pg_amx_configure();
     for (long kc0 = 0; kc0 < Kp; kc0 += KC) {
@@ -324,14 +364,7 @@ void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const voi
             // The A operand: the weights themselves, or a rounded, zero-padded copy of the chunk.
             const uint16_t *a;
             long lda;
-            if (kn) {
-                if (nbi % group == 0) {
-                    long left = nblocks - nbi;
-                    copy_blocks_kn(copy, KC, kc, w, dtype, q4scales, ldw, K, nb, n1, left < group ? left : group, kc0);
-                }
-                a = copy + (nbi % group) * BN * KC;
-                lda = KC;
-            } else if (dtype == PG_BF16 && nr == BN && kc0 + kc <= K) {
+            if (dtype == PG_BF16 && nr == BN && kc0 + kc <= K) {
                 a = (const uint16_t *)w + nb * ldw + kc0;
                 lda = ldw;
             } else {
@@ -355,6 +388,56 @@ void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const voi
             store_transposed(yt + (nbi * mblocks + mbi) * BN * BM, scale, bias, y, ldy, mb, mr, nb, nr);
         }
     }
+}
+
+// y = x · w (w k-major [K][N]), the operands' roles swapped: x's rows as bf16 (xr, [Mp][Kp]) are
+// the A operand, read in place, and w's columns, paired along k by pairs_kn, the B operand; the
+// sums come out as y's blocks themselves. So w is interleaved, never transposed, and neither is
+// x nor y. The products and their order per output are those of the other orientation (each
+// vdpbf16ps lane sums the same two products), so the results are the same to the bit.
+PG_BF16_TARGET static void gemm_kn(int amx, const uint16_t *xr, long M, long K, const void *w, int dtype, long ldw,
+                                   const uint16_t *q4scales, float *y, long ldy, long n0, long n1, int thread) {
+    long Mp = (M + BM - 1) / BM * BM, Kp = (K + 31) / 32 * 32;
+    long mblocks = Mp / BM, nblocks = (n1 - n0 + BN - 1) / BN;
+    long group = nblocks < KN_BLOCKS ? nblocks : KN_BLOCKS;
+    float *acc = pg_scratch(thread, 1, (size_t)nblocks * mblocks * BN * BM);  // y's blocks, [BN][BM] each
+    uint32_t *pairs = (uint32_t *)pg_scratch(thread, 0, (size_t)group * BM * KC / 2);
+    if (!acc || !pairs) return;
+    if (amx) pg_amx_configure();
+    for (long kc0 = 0; kc0 < Kp; kc0 += KC) {
+        long kc = Kp - kc0 < KC ? Kp - kc0 : KC;
+        for (long nbi = 0; nbi < nblocks; nbi++) {
+            long nb = n0 + nbi * BN;
+            if (nbi % group == 0) {
+                long left = nblocks - nbi;
+                pairs_kn(pairs, kc, w, dtype, q4scales, ldw, K, nb, n1, left < group ? left : group, kc0);
+            }
+            const uint32_t *b = pairs + (nbi % group) * (kc / 2) * BM;
+            for (long mbi = 0; mbi < mblocks; mbi++) {
+                float *c = acc + (nbi * mblocks + mbi) * BN * BM;
+                if (amx) block_amx(xr + mbi * BM * Kp + kc0, Kp, b, kc, c, kc0 == 0);
+                else block_avx512bf16(xr + mbi * BM * Kp + kc0, Kp, b, kc, c, kc0 == 0);
+            }
+        }
+    }
+    if (amx) pg_amx_release();
+    for (long nbi = 0; nbi < nblocks; nbi++) {
+        long nb = n0 + nbi * BN, nr = n1 - nb < BN ? n1 - nb : BN;
+        for (long mbi = 0; mbi < mblocks; mbi++) {
+            long mb = mbi * BM, mr = M - mb < BM ? M - mb : BM;
+            store_rows(acc + (nbi * mblocks + mbi) * BN * BM, y, ldy, mb, mr, nb, nr);
+        }
+    }
+}
+#endif
+
+void pg_gemm_bf16_cols(int kernel, const uint16_t *xb, long M, long K, const void *w, int dtype, int kn, long ldw,
+                       const uint16_t *q4scales, const float *scale, const float *bias, float *y, long ldy, long n0,
+                       long n1, int thread) {
+#if PG_X86_SIMD
+    if (kn) gemm_kn(kernel == PG_FAST_AMX, xb, M, K, w, dtype, ldw, q4scales, y, ldy, n0, n1, thread);
+    else gemm_nk(kernel == PG_FAST_AMX, (const uint32_t *)xb, M, K, w, dtype, ldw, q4scales, scale, bias, y, ldy, n0, n1,
+                 thread);
 #else
     (void)kernel; (void)xb; (void)M; (void)K; (void)w; (void)dtype; (void)kn; (void)ldw; (void)q4scales; (void)scale; (void)bias; (void)y; (void)ldy;
     (void)n0; (void)n1; (void)thread;  // never called: no fast kernel without x86 SIMD

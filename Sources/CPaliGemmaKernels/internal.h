@@ -131,6 +131,8 @@ void pg_gemm_i8_avx2(const int16_t *apack, const float *xs, const int8_t *w, lon
 // (PG_FAST_AMX or PG_FAST_AVX512_BF16); w f32, bf16, f16, int8, or 4-bit with its group scales
 // q4scales (each value q · scale rounded to bf16). With kn, w is k-major ([K][N], row stride
 // ldw; 4-bit: groups of 32 along N, ldw = N) and y[m][n] = sum_k bf16(x[m][k]) bf16(w[k][n]).
+// With kn, x goes in as its rows rounded to bf16 instead, [Mp][Kp] zero-padded
+// (pg_x_to_bf16_rows; the same pg_xbf16_size bytes).
 size_t pg_xbf16_size(long M, long K);
 #if PG_X86_SIMD
 /// Groups [g0, g1) of one 4-bit weight row (its bytes and its groups' scales) as bf16 values into
@@ -142,6 +144,7 @@ void pg_amx_configure(void);
 void pg_amx_release(void);
 #endif
 void pg_x_to_bf16(const float *x, long ldx, long M, long K, uint16_t *dst);
+void pg_x_to_bf16_rows(const float *x, long ldx, long M, long K, uint16_t *dst);
 // FAST products of 1..PG_GEMV_ROWS rows of x (used for 2 and more: batched decode) with f32, bf16 or f16 weights, on
 // vdpbf16ps, each weight row streamed once: pg_x_rows_to_bf16 writes x as bf16 in chunks of 32,
 // the rows' chunks side by side (pg_xrows_bf16_size bytes, zero-padded; gemm_bf16.c), and

@@ -265,8 +265,9 @@ void pg_linear_q4_isa(int isa, const float *x, long ldx, const uint8_t *w, const
     linear_run(isa, FAST_BY_PRECISION, 0, x, ldx, w, PG_Q4, K, NULL, scales, bias, y, ldy, M, N, K);
 }
 
-// FAST products through a k-major w (e.g. dX = dY · W): gemm_bf16.c copies w's blocks into the
-// layout both kernels take (as it does for weights that are not bf16), so AMX runs them as well.
+// FAST products through a k-major w (e.g. dX = dY · W): gemm_bf16.c pairs w's rows into the
+// layout both kernels take for their B operand, with x's rows as the A operand, so AMX runs them
+// as well.
 int pg_matmul_fast(const float *x, long ldx, const void *w, int wdtype, long ldw, const uint16_t *q4scales, float *y,
                    long ldy, long M, long N, long K) {
     int isa = pg_isa();
@@ -399,7 +400,8 @@ static void linear_run(int isa, int fast, int kn, const float *x, long ldx, cons
                     break;
                 }
                 case X_BF16:
-                    pg_x_to_bf16(part.x, ldx, mb, K, abuf);
+                    if (kn) pg_x_to_bf16_rows(part.x, ldx, mb, K, abuf);
+                    else pg_x_to_bf16(part.x, ldx, mb, K, abuf);
                     part.xb = abuf;
                     break;
                 case X_ROWS16:
