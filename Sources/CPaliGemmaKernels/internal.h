@@ -142,6 +142,10 @@ void pg_q4_row_to_bf16(const uint8_t *row, const uint16_t *scales, long groups, 
 /// and its release; only where the CPU has AMX.
 void pg_amx_configure(void);
 void pg_amx_release(void);
+/// One 32 x 32 block of float32 sums on vdpbf16ps: c[i][j] = sum_{p < kc/2} a[i][2p] xt[p][j].lo +
+/// a[i][2p + 1] xt[p][j].hi, for 32 rows of bf16 a (row stride lda elements, kc even) against
+/// xt's pairs ([kc/2][32] uint32, the layout of gemm_bf16.c's B operand). Needs AVX512-BF16.
+void pg_bf16_block(const uint16_t *a, long lda, const uint32_t *xt, long kc, float *c);
 #endif
 void pg_x_to_bf16(const float *x, long ldx, long M, long K, uint16_t *dst);
 void pg_x_to_bf16_rows(const float *x, long ldx, long M, long K, uint16_t *dst);

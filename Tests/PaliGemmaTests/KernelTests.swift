@@ -369,6 +369,87 @@ struct KernelTests {
         print("pg_attention: worst |diff| vs float64 reference \(worst)")
     }
 
+    @Test("pg_self_attention: fast precision on vdpbf16ps against a float64 reference of the bf16-rounded operands; exact precision is pg_attention")
+    func selfAttentionFast() {
+        var rng = SeededRandom(31)
+        // (T, H, D): partial blocks of 32 queries and keys, heads narrower and wider than 32
+        // columns and not a multiple of 32 (SigLIP's 72), an odd width (float32 at any precision).
+        let cases = [(1, 1, 2), (5, 2, 8), (33, 3, 72), (70, 2, 40), (256, 4, 72), (100, 1, 130), (9, 2, 9)]
+        var worst = 0.0
+        for (T, H, D) in cases {
+            let q = rng.floats(T * H * D).map { $0 * 3 }, k = rng.floats(T * H * D), v = rng.floats(T * H * D)
+            let scale = 1 / Float(D).squareRoot()
+            func run(_ precision: Precision) -> [Float] {
+                var out = [Float](repeating: .nan, count: T * H * D)
+                Kernels.withPrecision(precision) {
+                    q.withUnsafeBufferPointer { qp in
+                        k.withUnsafeBufferPointer { kp in
+                            v.withUnsafeBufferPointer { vp in
+                                out.withUnsafeMutableBufferPointer { op in
+                                    pg_self_attention(qp.baseAddress, kp.baseAddress, vp.baseAddress, H * D, op.baseAddress, H * D, T,
+                                                      Int32(H), Int32(D), scale)
+                                }
+                            }
+                        }
+                    }
+                }
+                return out
+            }
+            var direct = [Float](repeating: .nan, count: T * H * D)
+            q.withUnsafeBufferPointer { qp in
+                k.withUnsafeBufferPointer { kp in
+                    v.withUnsafeBufferPointer { vp in
+                        direct.withUnsafeMutableBufferPointer { op in
+                            pg_attention(qp.baseAddress, H * D, kp.baseAddress, vp.baseAddress, H * D, op.baseAddress, H * D, T, T,
+                                         Int32(H), Int32(H), Int32(D), 0, T, 0, scale, 0)
+                        }
+                    }
+                }
+            }
+            let exact = run(.exact), fast = run(.fast)
+            #expect(exact == direct, "T\(T) H\(H) D\(D): exact precision is pg_attention's float32")
+            let bf16 = Kernels.isa == .avx512 && !Self.fastKernels.isEmpty && D % 2 == 0
+            guard bf16 else {
+                #expect(fast == direct, "T\(T) H\(H) D\(D): without the bf16 path fast is float32")
+                continue
+            }
+            #expect(fast != direct, "T\(T) H\(H) D\(D): the bf16 path ran")
+            // Reference: logits of the rounded q and k in float64, softmax in float64, the
+            // probabilities and v rounded to bf16. A probability the kernel rounds the other way
+            // (its float32 logits differ in the last bits) moves by one bf16 step (2^-7 of
+            // itself); such flips are rare, so each output is held to 2^-10 of its magnitude
+            // sum |p·v| (the worst seen is about 6e-5 of it).
+            let r = { (x: Float) in Double(pg_bf16_round(x)) }
+            for t in 0..<T {
+                for h in 0..<H {
+                    var logits = [Double](repeating: 0, count: T)
+                    for s in 0..<T {
+                        var dot = 0.0
+                        for d in 0..<D { dot += r(q[(t * H + h) * D + d]) * r(k[(s * H + h) * D + d]) }
+                        logits[s] = dot * Double(scale)
+                    }
+                    let mx = logits.max() ?? 0
+                    let e = logits.map { exp($0 - mx) }, sum = e.reduce(0, +)
+                    let p = e.map { r(Float($0 / sum)) }
+                    for d in 0..<D {
+                        var want = 0.0, mag = 0.0
+                        for s in 0..<T {
+                            want += p[s] * r(v[(s * H + h) * D + d])
+                            mag += abs(p[s] * r(v[(s * H + h) * D + d]))
+                        }
+                        let err = abs(Double(fast[(t * H + h) * D + d]) - want), bound = mag / 1024
+                        worst = max(worst, err / bound)
+                        if !(err <= bound) {
+                            Issue.record("T\(T) H\(H) D\(D): out[\(t), \(h), \(d)] = \(fast[(t * H + h) * D + d]), want \(want)")
+                            return
+                        }
+                    }
+                }
+            }
+        }
+        print("pg_self_attention, fast: worst |diff| = \(worst) of its bound")
+    }
+
     @Test("norms, activations, soft cap and softmax against float64 references")
     func elementwise() {
         var rng = SeededRandom(5)

@@ -275,6 +275,14 @@ void pg_attention(const float *q, long ldq, const float *k, const float *v, long
 void pg_attention_isa(int isa, const float *q, long ldq, const float *k, const float *v, long ldkv,
                       float *out, long ldo, long T, long S, int Hq, int Hkv, int D,
                       long q_start, long prefix, long window, float scale, float softcap);
+/// Self-attention of T tokens among themselves with no mask (the vision tower): q, k, v and out
+/// [T, H, D] at row stride ld (ldo for out), logits q.k * scale. At the thread's FAST precision
+/// where AVX512-BF16 is present (and D is even) both products run on vdpbf16ps as PyTorch's bf16
+/// attention computes them: q and k rounded to bf16 for the logits, the softmax in float32, the
+/// probabilities and v rounded to bf16 for the weighted sum, sums in float32
+/// (attention_bf16.c); otherwise it is pg_attention in float32.
+void pg_self_attention(const float *q, const float *k, const float *v, long ld, float *out, long ldo, long T, int H,
+                       int D, float scale);
 
 
 /// One sequence of a batched attention call: its rows of q and out, and its keys and values.

@@ -58,7 +58,9 @@ extension Ops {
 
     /// Full (unmasked) multi-head attention of N tokens among themselves: q, k, v [N, H·Dh] -> [N, H·Dh].
     /// With `blocks` > 1 the rows are that many sequences of N / blocks tokens each (several
-    /// images stacked), each attending only among itself.
+    /// images stacked), each attending only among itself. At fast precision (where the CPU has
+    /// AVX512-BF16) both products run in bf16 as PyTorch's bf16 attention does
+    /// (`pg_self_attention`); at exact precision in float32.
     public static func selfAttention(q: Matrix, k: Matrix, v: Matrix, heads: Int, headDim: Int, scale: Float, blocks: Int = 1) -> Matrix {
         precondition(q.cols == heads * headDim && k.cols == q.cols && v.cols == q.cols && k.rows == q.rows && v.rows == q.rows)
         precondition(blocks >= 1 && q.rows % blocks == 0, "the rows do not split into \(blocks) equal sequences")
@@ -66,8 +68,8 @@ extension Ops {
         let n = q.rows / blocks
         for b in 0..<blocks {
             let at = b * n * q.cols
-            pg_attention(q.data + at, q.cols, k.data + at, v.data + at, k.cols, out.data + at, out.cols, n, n, Int32(heads), Int32(heads),
-                         Int32(headDim), 0, n, 0, scale, 0)
+            pg_self_attention(q.data + at, k.data + at, v.data + at, q.cols, out.data + at, out.cols, n, Int32(heads),
+                              Int32(headDim), scale)
         }
         return out
     }
