@@ -21,7 +21,9 @@ struct BenchmarkTests {
         let timings = try Benchmark.prefillPieces(directory: Fixtures.model("pg1-f32"), promptTokens: 40, rows: [16, 20], rounds: 2)
         let layers = 2
         #expect(timings.map(\.rows) == [0, 16, 20])
-        #expect(timings.map(\.pieces) == [2 * layers + 1, 4 * layers + 1, 4 * layers + 1])
+        // Cut: each layer's attention, then its feed-forward half in three pieces, except the last
+        // layer's, which runs on the prompt's last row alone (one piece); then the output.
+        #expect(timings.map(\.pieces) == [2 * layers + 1, 4 * layers - 1, 4 * layers - 1])
         #expect(timings.allSatisfy { $0.identical && $0.seconds.count == 2 && $0.best == $0.seconds.min() && $0.forwardBest > 0 })
         let cli = try EndToEndTests.run(["bench", "--model", Fixtures.model("pg1-f32").path, "--prompt-tokens", "40",
                                          "--prefill-pieces", "16", "--json"])
@@ -61,7 +63,11 @@ struct BenchmarkTests {
         #expect(BenchmarkFloors(model: int8, promptTokens: 26, readBandwidthGBs: 10, fmaPeakGFLOPs: 100).decodeBytesPerToken
                 == decodeParams + scales * 4)
 
-        let prefill = 2.0 * 26 * Double(2 * perLayer) + 4.0 * 26 * 26 * 4 * 16 * 2 + 2.0 * 320 * 64
+        // The first layer over all 26 rows; the last one's keys and values over all rows, its
+        // queries, output projection and MLP (and attention) for the last row; the head for it.
+        let lastRowParams = 64 * 64 + 64 * 64 + 3 * 64 * 96, kvParams = 2 * 16 * 64
+        let prefill = 2.0 * 26 * Double(perLayer + kvParams) + 2.0 * Double(lastRowParams) + 4.0 * 26 * 4 * 16 * (26 + 1)
+            + 2.0 * 320 * 64
         #expect(f.prefillFLOPs == prefill)
         let visionParams = 2 * (4 * 32 * 32 + 2 * 32 * 48) + 32 * 3 * 14 * 14 + 64 * 32
         #expect(f.visionFLOPs == 2.0 * 16 * Double(visionParams) + 4.0 * 16 * 16 * 32 * 2)
@@ -93,8 +99,10 @@ struct BenchmarkTests {
     @Test("bench floors with int8 and 4-bit matrices: each at its integer instruction's peak, attention and float matrices at the FMA peak")
     func integerFloors() throws {
         let perLayer = 64 * 64 + 2 * 16 * 64 + 64 * 64 + 3 * 64 * 96
-        let matrices = 2.0 * 26 * Double(2 * perLayer) + 2.0 * 320 * 64  // the decoder's and the output head's
-        let attention = 4.0 * 26 * 26 * 4 * 16 * 2
+        let lastRowParams = 64 * 64 + 64 * 64 + 3 * 64 * 96, kvParams = 2 * 16 * 64
+        // The decoder's (its last layer's queries, output projection and MLP for one row) and the output head's.
+        let matrices = 2.0 * 26 * Double(perLayer + kvParams) + 2.0 * Double(lastRowParams) + 2.0 * 320 * 64
+        let attention = 4.0 * 26 * 4 * 16 * (26 + 1)
         for (quantization, form) in [(Quantization.int8, "int8"), (.int4, "int4")] {
             let model = try PaliGemmaModel(directory: Fixtures.model("pg1-f32"), quantization: quantization)
             let f = BenchmarkFloors(model: model, promptTokens: 26, readBandwidthGBs: 10, fmaPeakGFLOPs: 100,

@@ -7,6 +7,8 @@ import Foundation
 ///   they are held in (int8 or 4-bit + scales, or as stored): floor = those bytes / read bandwidth.
 /// - prefill and vision are matrix multiplies: floor = their multiply-add FLOPs (matrices plus
 ///   attention's two products) / float32 FMA peak. Norms, activations and softmax are left out.
+///   The prefill counts the work it needs: the last decoder layer's queries, output projection
+///   and MLP for the prompt's last row only (as `PaliGemmaModel.forward` runs it).
 /// - With `fast` precision on a CPU with a bf16 kernel, the matrices run on its instruction
 ///   (tdpbf16ps or vdpbf16ps): the `bf16_*` floors divide the same FLOPs by its measured peak.
 /// - With exact products, int8 and 4-bit matrices run on integer dot products (int8: vpmaddwd,
@@ -152,9 +154,17 @@ public struct BenchmarkFloors: Codable, Sendable {
 
         func params(_ m: [Linear]) -> Double { m.reduce(0.0) { $0 + Double($1.weight.count) } }
         let t = Double(promptTokens)
-        // Prefix-LM: every prompt row attends to the whole prompt (QK and PV: 2 · 2 · T² · H · Dh).
-        let prefillAttention = 4 * t * t * Double(text.numAttentionHeads * text.headDim * text.numHiddenLayers)
-        let prefill = 2 * t * params(layerMatrices) + prefillAttention + 2 * Double(decoder.output.weight.count)
+        // The work the prefill needs: every layer's matrices over the T prompt rows, except the
+        // last layer's queries, output projection and MLP, which only the last row needs (its
+        // keys and values go to the cache for every row); the output head for the last row.
+        let lastLayer = decoder.layers.last
+        let allRows = decoder.layers.dropLast().flatMap(\.matrices) + (lastLayer.map { [$0.attention.k, $0.attention.v] } ?? [])
+        let lastRow = lastLayer.map { [$0.attention.q, $0.attention.o] + $0.mlp.matrices } ?? []
+        // Prefix-LM: every prompt row attends to the whole prompt (QK and PV: 2 · 2 · T² · H · Dh),
+        // the last layer's one row to T keys.
+        let perLayerAttention = 4 * t * Double(text.numAttentionHeads * text.headDim)
+        let prefillAttention = perLayerAttention * (t * Double(max(text.numHiddenLayers - 1, 0)) + (lastLayer == nil ? 0 : 1))
+        let prefill = 2 * t * params(allRows) + 2 * params(lastRow) + prefillAttention + 2 * Double(decoder.output.weight.count)
 
         let n = Double(vision.numPatches)
         let visionMatrices = model.vision.layers.flatMap { $0.attention.matrices + $0.mlp.matrices }
@@ -163,8 +173,8 @@ public struct BenchmarkFloors: Codable, Sendable {
             + Double(model.projector.weight.count)) + visionAttention
 
         var prefillWork = StageFLOPs(attention: prefillAttention)
-        prefillWork.add(layerMatrices.map(\.weight), rows: t)
-        prefillWork.add([decoder.output.weight], rows: 1)
+        prefillWork.add(allRows.map(\.weight), rows: t)
+        prefillWork.add(lastRow.map(\.weight) + [decoder.output.weight], rows: 1)
         var visionWork = StageFLOPs(attention: visionAttention)
         visionWork.add(visionMatrices.map(\.weight) + [model.vision.embeddings.patch.weight, model.projector.weight], rows: n)
 

@@ -18,12 +18,30 @@ struct DecoderBatch {
     let positions: [Float]
     /// The rows of segments whose sequence has a served adapter.
     let routes: LoRARoutes
+    /// Segment i's served adapter, where given.
+    let adapters: [LoRASet?]
 
     /// `adapters[i]` (when given) is segment i's served adapter.
     init(segments: [AttentionSegment], adapters: [LoRASet?] = []) {
         self.segments = segments
+        self.adapters = adapters
         positions = segments.flatMap { s in (0..<s.rows.count).map { Float(s.start + $0 + 1) } }
         routes = LoRARoutes(spans: zip(segments, adapters).compactMap { s, a in a.map { (s.rows, $0) } })
+    }
+
+    /// The last `keep[i]` rows of each segment i, stacked in order: which rows of this batch
+    /// they are, and the batch they form (same caches and prefixes, rows renumbered).
+    func keeping(_ keep: [Int]) -> (rows: [Range<Int>], batch: DecoderBatch) {
+        precondition(keep.count == segments.count)
+        var rows: [Range<Int>] = [], kept: [AttentionSegment] = []
+        var at = 0
+        for (s, n) in zip(segments, keep) {
+            precondition(n >= 0 && n <= s.rows.count)
+            rows.append(s.rows.upperBound - n..<s.rows.upperBound)
+            kept.append(AttentionSegment(rows: at..<at + n, cache: s.cache, start: s.start + s.rows.count - n, prefix: s.prefix))
+            at += n
+        }
+        return (rows, DecoderBatch(segments: kept, adapters: adapters))
     }
 }
 
@@ -59,16 +77,19 @@ struct GemmaAttention: Sendable {
     }
 
     /// x [R, D] -> [R, D]: each segment's rows attend over its own cache, to which their keys
-    /// and values are appended first.
-    func callAsFunction(_ x: Matrix, batch: DecoderBatch, layer: Int) -> Matrix {
-        let r = batch.routes
-        let (qs, ks, vs) = (q(x, routes: r), k(x, routes: r), v(x, routes: r))  // [R, H·Dh], [R, Hkv·Dh], [R, Hkv·Dh]
-        Ops.rope(qs, heads: heads, dim: headDim, positions: batch.positions, invFreq: invFreq)
+    /// and values are appended first. With `queries` (rows of x [Q, D] and the batch they form,
+    /// from `DecoderBatch.keeping`), every row's keys and values are appended but only those
+    /// rows ask: -> [Q, D].
+    func callAsFunction(_ x: Matrix, batch: DecoderBatch, layer: Int, queries: (x: Matrix, batch: DecoderBatch)? = nil) -> Matrix {
+        let (ks, vs) = (k(x, routes: batch.routes), v(x, routes: batch.routes))  // [R, Hkv·Dh] each
         Ops.rope(ks, heads: kvHeads, dim: headDim, positions: batch.positions, invFreq: invFreq)
         for s in batch.segments { s.cache.store(layer: layer, start: s.start, keys: ks, values: vs, rows: s.rows) }
-        let mixed = Ops.attention(qs, segments: batch.segments, layer: layer, heads: heads, kvHeads: kvHeads,
+        let (qx, qb) = queries ?? (x, batch)
+        let qs = q(qx, routes: qb.routes)  // [Q, H·Dh]
+        Ops.rope(qs, heads: heads, dim: headDim, positions: qb.positions, invFreq: invFreq)
+        let mixed = Ops.attention(qs, segments: qb.segments, layer: layer, heads: heads, kvHeads: kvHeads,
                                   headDim: headDim, window: window, scale: scale, softcap: softcap)
-        return o(mixed, routes: r)
+        return o(mixed, routes: qb.routes)
     }
 }
 
@@ -135,6 +156,17 @@ struct GemmaDecoderLayer: Sendable {
         Ops.add(x, postFeedforwardNorm == nil ? a : postAttentionNorm(a))
     }
 
+    /// The first half for the rows `rows` of x only (the batch `kept` they form), after every
+    /// row's keys and values went to the caches: returns h for those rows [Q, D]. The last
+    /// layer runs so, since nothing reads its other rows.
+    func attentionBlock(_ x: Matrix, batch: DecoderBatch, layer: Int, keeping rows: [Range<Int>], _ kept: DecoderBatch) -> Matrix {
+        let n = inputNorm(x)
+        let h = Ops.gatherRows(x, rows)
+        let a = attention(n, batch: batch, layer: layer, queries: (Ops.gatherRows(n, rows), kept))
+        Ops.add(h, postFeedforwardNorm == nil ? a : postAttentionNorm(a))
+        return h
+    }
+
     /// The second half, in place: out = h + mlp(norm(h)). Each row on its own, so it may run on
     /// any subset of a call's rows (the staged prefill cuts it into pieces of rows).
     func feedForwardBlock(_ x: Matrix, routes: LoRARoutes) {
@@ -184,10 +216,21 @@ public struct GemmaDecoder: Sendable {
         Ops.gatherRow(embedTokens, id, scale: embedScale, into: x, row: row)
     }
 
-    /// Runs x [R, D] through every layer and the final norm.
-    func callAsFunction(_ x: Matrix, batch: DecoderBatch) -> Matrix {
-        for (i, layer) in layers.enumerated() { layer(x, batch: batch, layer: i) }
-        return norm(x)
+    /// Runs x [R, D] through every layer and the final norm. With `keep`, returns only the last
+    /// keep[i] rows of each segment i, stacked in order ([Σ keep, D]): the last layer then
+    /// appends every row's keys and values to the caches but runs its queries, attention,
+    /// output projection and MLP on those rows alone (for a prompt's last row: about 1/L of
+    /// the prefill's products saved), each row's values as they would be otherwise.
+    func callAsFunction(_ x: Matrix, batch: DecoderBatch, keep: [Int]? = nil) -> Matrix {
+        guard let keep, let last = layers.last else {
+            for (i, layer) in layers.enumerated() { layer(x, batch: batch, layer: i) }
+            return keep == nil ? norm(x) : Ops.gatherRows(norm(x), batch.keeping(keep ?? []).rows)
+        }
+        for (i, layer) in layers.dropLast().enumerated() { layer(x, batch: batch, layer: i) }
+        let (rows, kept) = batch.keeping(keep)
+        let h = last.attentionBlock(x, batch: batch, layer: layers.count - 1, keeping: rows, kept)
+        last.feedForwardBlock(h, routes: kept.routes)
+        return norm(h)
     }
 
     /// h [R, D] -> logits [R, V], with the final soft cap when configured.

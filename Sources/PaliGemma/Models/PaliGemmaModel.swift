@@ -267,29 +267,21 @@ public final class PaliGemmaModel: Sendable {
                                              prefix: s.prefixLength))
             row += s.ids.count
         }
-        let h = decoder(x, batch: DecoderBatch(segments: segments, adapters: batch.map(\.adapter)))
-        for s in batch { s.cache.length += s.ids.count }
-
-        // The rows asked for, through the output projection in one product.
-        var wanted: [Range<Int>] = []
-        for (s, segment) in zip(batch, segments) {
+        // The rows asked for (the last layer runs on them alone), through the output projection in one product.
+        let wanted = zip(batch, segments).map { s, segment in
             switch s.logits {
-            case .all: wanted.append(segment.rows)
-            case .last: wanted.append(segment.rows.upperBound - 1..<segment.rows.upperBound)
-            case .none: wanted.append(0..<0)
+            case .all: segment.rows.count
+            case .last: 1
+            case .none: 0
             }
         }
-        let picked = Matrix(rows: wanted.reduce(0) { $0 + $1.count }, cols: h.cols)
+        let h = decoder(x, batch: DecoderBatch(segments: segments, adapters: batch.map(\.adapter)), keep: wanted)
+        for s in batch { s.cache.length += s.ids.count }
+        let logits = h.rows > 0 ? decoder.logits(h) : Matrix(rows: 0, cols: decoder.vocabRows)
         var at = 0
-        for r in wanted {
-            Ops.copyRows(h, r, into: picked, at: at)
-            at += r.count
-        }
-        let logits = picked.rows > 0 ? decoder.logits(picked) : Matrix(rows: 0, cols: decoder.vocabRows)
-        at = 0
-        return wanted.map { r in
-            defer { at += r.count }
-            return logits.rows(at..<at + r.count)
+        return wanted.map { n in
+            defer { at += n }
+            return logits.rows(at..<at + n)
         }
     }
 }

@@ -41,7 +41,7 @@ public final class StagedPrefill: @unchecked Sendable {
     /// The image tokens for the decoder [I·N, D] (given, or assembled once every image is
     /// encoded; kept after the end).
     public private(set) var imageFeatures: Matrix?
-    /// The decoder's hidden state [T, D] while it runs.
+    /// The decoder's hidden state [T, D] while it runs ([1, D] from the last layer's attention on).
     private var hidden: Matrix?
     private var batch: DecoderBatch?
     /// Logits [1, V] of the prompt's last position, once finished.
@@ -113,7 +113,7 @@ public final class StagedPrefill: @unchecked Sendable {
         switch stage {
         case .visionEmbedding, .visionLayer, .projection: return .vision
         case .decoderAttention: return .decoderAttention
-        case let .decoderFeedForward(_, row): return .decoderFeedForward(rows: input.ids.count - row)
+        case let .decoderFeedForward(_, row): return .decoderFeedForward(rows: (hidden?.rows ?? input.ids.count) - row)
         case .output: return .output
         case .finished: return .finished
         }
@@ -157,7 +157,15 @@ public final class StagedPrefill: @unchecked Sendable {
             stage = nextVisionStage(after: i)
         case let .decoderAttention(i):
             if i == 0 { try embed() }
-            if let x = hidden, let batch { model.decoder.layers[i].attentionBlock(x, batch: batch, layer: i) }
+            if let x = hidden, let batch {
+                if i + 1 < model.decoder.layers.count {
+                    model.decoder.layers[i].attentionBlock(x, batch: batch, layer: i)
+                } else {
+                    // The last layer: every row's keys and values, then the last row alone (as `forward` runs it).
+                    let (rows, kept) = batch.keeping([1])
+                    hidden = model.decoder.layers[i].attentionBlock(x, batch: batch, layer: i, keeping: rows, kept)
+                }
+            }
             stage = .decoderFeedForward(i, row: 0)
         case let .decoderFeedForward(i, row):
             guard let x = hidden else { throw PaliGemmaError.input("staged prefill: the decoder's rows are missing at layer \(i)") }

@@ -103,6 +103,17 @@ extension Ops {
         if scale != 1 { pg_scale(dst.row(row), dst.cols, scale) }
     }
 
+    /// The rows of src in `ranges`, one range after another: [Σ counts, cols].
+    public static func gatherRows(_ src: Matrix, _ ranges: [Range<Int>]) -> Matrix {
+        let out = Matrix(rows: ranges.reduce(0) { $0 + $1.count }, cols: src.cols)
+        var at = 0
+        for r in ranges {
+            copyRows(src, r, into: out, at: at)
+            at += r.count
+        }
+        return out
+    }
+
     /// dst[dstRow + i] = src[srcRows.lowerBound + i].
     public static func copyRows(_ src: Matrix, _ srcRows: Range<Int>, into dst: Matrix, at dstRow: Int) {
         precondition(src.cols == dst.cols && srcRows.upperBound <= src.rows && dstRow + srcRows.count <= dst.rows)
