@@ -18,9 +18,9 @@ struct TrainAttention {
     let prefix: Int
 
     struct Saved {
-        let q: Matrix, k: Matrix, v: Matrix  // [T, H·Dh], [T, Hkv·Dh], [T, Hkv·Dh] (after RoPE)
-        let probs: [Matrix]  // per head [T, T]
-        let capped: [Matrix]  // per head [T, T]: the soft-capped logits (with a soft cap)
+        let q: Matrix, k: Matrix, v: Matrix  // [Tq, H·Dh], [T, Hkv·Dh], [T, Hkv·Dh] (after RoPE)
+        let probs: [Matrix]  // per head [Tq, T]
+        let capped: [Matrix]  // per head [Tq, T]: the soft-capped logits (with a soft cap)
     }
 
     /// The keys query i sees among t: key j is visible when j <= i inside the window (causal) or
@@ -61,22 +61,24 @@ struct TrainAttention {
         }
     }
 
-    /// q [T, H·Dh], k and v [T, Hkv·Dh] -> [T, H·Dh].
+    /// q [Tq, H·Dh], k and v [T, Hkv·Dh] -> [Tq, H·Dh]: the queries are the sequence's last Tq
+    /// tokens (Tq <= T; all of them, or the rows a loss reads in a last layer).
     func forward(q: Matrix, k: Matrix, v: Matrix) -> (Matrix, Saved) {
-        let t = q.rows, group = heads / kvHeads
-        let out = Matrix(rows: t, cols: heads * headDim)
+        let t = k.rows, tq = q.rows, q0 = t - tq, group = heads / kvHeads
+        precondition(tq <= t)
+        let out = Matrix(rows: tq, cols: heads * headDim)
         var probs: [Matrix] = [], capped: [Matrix] = []
         for h in 0..<heads {
             let g = h / group
-            let s = Self.productT(q, h * headDim, k, g * headDim, depth: headDim)  // [T, T]: logits, then probabilities
+            let s = Self.productT(q, h * headDim, k, g * headDim, depth: headDim)  // [Tq, T]: logits, then probabilities
             if let cap = softcap {
                 for i in 0..<s.count { s.data[i] = tanhf(s.data[i] * scale / cap) * cap }
-                capped.append(s.rows(0..<t))  // for the soft cap's derivative
+                capped.append(s.rows(0..<tq))  // for the soft cap's derivative
             } else {
                 Ops.scale(s, by: scale)
             }
-            for i in 0..<t {
-                let seen = visibleColumns(i, t)
+            for i in 0..<tq {
+                let seen = visibleColumns(q0 + i, t)
                 pg_softmax_span(s.row(i), t, seen.lowerBound, seen.upperBound)
             }
             Self.product(s, v, g * headDim, width: headDim, into: out, h * headDim, accumulate: false)  // P V
@@ -85,10 +87,10 @@ struct TrainAttention {
         return (out, Saved(q: q, k: k, v: v, probs: probs, capped: capped))
     }
 
-    /// dOut [T, H·Dh] -> (dq, dk, dv).
+    /// dOut [Tq, H·Dh] -> (dq [Tq, H·Dh], dk, dv [T, Hkv·Dh]).
     func backward(_ dOut: Matrix, _ saved: Saved) -> (Matrix, Matrix, Matrix) {
-        let t = dOut.rows, group = heads / kvHeads
-        let dq = Matrix(rows: t, cols: heads * headDim)
+        let t = saved.k.rows, tq = dOut.rows, group = heads / kvHeads
+        let dq = Matrix(rows: tq, cols: heads * headDim)
         let dk = Matrix(rows: t, cols: kvHeads * headDim), dv = Matrix(rows: t, cols: kvHeads * headDim)
         for h in 0..<heads {
             let g = h / group
@@ -96,9 +98,9 @@ struct TrainAttention {
             let shared = h % group != 0
             let p = saved.probs[h]
             Self.product(p, transposed: true, dOut, h * headDim, width: headDim, into: dv, g * headDim, accumulate: shared)  // Pᵀ dO
-            let dp = Self.productT(dOut, h * headDim, saved.v, g * headDim, depth: headDim)  // dO Vᵀ [T, T]
+            let dp = Self.productT(dOut, h * headDim, saved.v, g * headDim, depth: headDim)  // dO Vᵀ [Tq, T]
             // Softmax backward: dS = P ⊙ (dP - Σ_j dP·P), then the soft cap and the scale.
-            for i in 0..<t {
+            for i in 0..<tq {
                 let pr = p.row(i), dr = dp.row(i)
                 var dot: Float = 0
                 for j in 0..<t { dot += pr[j] * dr[j] }
@@ -128,33 +130,37 @@ extension TrainAttention {
         TrainAttention(heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale, softcap: softcap, window: window, prefix: prefix)
     }
 
-    /// Attention within each segment of rows stacked in q [ΣT, H·Dh], k and v [ΣT, Hkv·Dh]: no
-    /// row sees another segment's rows. -> [ΣT, H·Dh] and what each segment's backward needs.
-    func forward(q: Matrix, k: Matrix, v: Matrix, segments: [RowSegment]) -> (Matrix, [Saved]) {
-        if segments.count == 1, segments[0].start == 0, segments[0].count == q.rows {
+    /// Attention within each segment of rows stacked in k and v [ΣT, Hkv·Dh]: no row sees
+    /// another segment's rows. q [ΣTq, H·Dh] holds the rows `queries` names (segment i's last
+    /// queries[i].count tokens; nil: every row). -> [ΣTq, H·Dh] and what each segment's backward needs.
+    func forward(q: Matrix, k: Matrix, v: Matrix, segments: [RowSegment], queries: [RowSegment]? = nil) -> (Matrix, [Saved]) {
+        let queries = queries ?? segments
+        if segments.count == 1, segments[0].start == 0, segments[0].count == k.rows, queries[0].count == q.rows {
             let (out, s) = with(prefix: segments[0].prefix).forward(q: q, k: k, v: v)
             return (out, [s])
         }
         let out = Matrix(rows: q.rows, cols: heads * headDim)
         var saves: [Saved] = []
-        for s in segments {
-            let (o, saved) = with(prefix: s.prefix).forward(q: q.rows(s.rows), k: k.rows(s.rows), v: v.rows(s.rows))
-            Ops.copyRows(o, 0..<s.count, into: out, at: s.start)
+        for (s, sq) in zip(segments, queries) {
+            let (o, saved) = with(prefix: s.prefix).forward(q: q.rows(sq.rows), k: k.rows(s.rows), v: v.rows(s.rows))
+            Ops.copyRows(o, 0..<sq.count, into: out, at: sq.start)
             saves.append(saved)
         }
         return (out, saves)
     }
 
-    /// dOut [ΣT, H·Dh] -> (dq, dk, dv), segment by segment.
-    func backward(_ dOut: Matrix, _ saved: [Saved], segments: [RowSegment]) -> (Matrix, Matrix, Matrix) {
-        if segments.count == 1, segments[0].start == 0, segments[0].count == dOut.rows {
+    /// dOut [ΣTq, H·Dh] -> (dq [ΣTq, H·Dh], dk, dv [ΣT, Hkv·Dh]), segment by segment.
+    func backward(_ dOut: Matrix, _ saved: [Saved], segments: [RowSegment], queries: [RowSegment]? = nil) -> (Matrix, Matrix, Matrix) {
+        let queries = queries ?? segments
+        let total = segments.last.map { $0.start + $0.count } ?? 0
+        if segments.count == 1, segments[0].start == 0, queries[0].count == dOut.rows {
             return with(prefix: segments[0].prefix).backward(dOut, saved[0])
         }
         let dq = Matrix(rows: dOut.rows, cols: heads * headDim)
-        let dk = Matrix(rows: dOut.rows, cols: kvHeads * headDim), dv = Matrix(rows: dOut.rows, cols: kvHeads * headDim)
-        for (s, sv) in zip(segments, saved) {
-            let (q, k, v) = with(prefix: s.prefix).backward(dOut.rows(s.rows), sv)
-            Ops.copyRows(q, 0..<s.count, into: dq, at: s.start)
+        let dk = Matrix(rows: total, cols: kvHeads * headDim), dv = Matrix(rows: total, cols: kvHeads * headDim)
+        for ((s, sq), sv) in zip(zip(segments, queries), saved) {
+            let (q, k, v) = with(prefix: s.prefix).backward(dOut.rows(sq.rows), sv)
+            Ops.copyRows(q, 0..<sq.count, into: dq, at: sq.start)
             Ops.copyRows(k, 0..<s.count, into: dk, at: s.start)
             Ops.copyRows(v, 0..<s.count, into: dv, at: s.start)
         }

@@ -157,15 +157,27 @@ struct TrainGemmaLayer {
         return act
     }
 
-    /// x [ΣT, D]: the sequences' rows stacked, one segment each; positions per row.
-    func forward(_ x: Matrix, positions: [Float], segments: [RowSegment]) -> (Matrix, Saved) {
+    /// The rows of x that `keep` names (segment i's last keep[i].count rows), in order.
+    static func keptRows(_ segments: [RowSegment], _ keep: [RowSegment]) -> [Range<Int>] {
+        zip(segments, keep).map { s, k in s.start + s.count - k.count..<s.start + s.count }
+    }
+
+    /// x [ΣT, D]: the sequences' rows stacked, one segment each; positions per row. With `keep`
+    /// (segment i's last keep[i].count rows, stacked as keep[i] says: the rows a loss reads
+    /// after the last layer), every row's keys and values are formed but the queries,
+    /// attention, output projection and MLP run on the kept rows only: -> [Σ keep, D].
+    func forward(_ x: Matrix, positions: [Float], segments: [RowSegment], keep: [RowSegment]? = nil) -> (Matrix, Saved) {
         let n1 = inputNorm.rms(x)
-        let (qs, sq) = q.forward(n1), (ks, sk) = k.forward(n1), (vs, sv) = v.forward(n1)
-        Ops.rope(qs, heads: heads, dim: headDim, positions: positions, invFreq: invFreq)
+        let (ks, sk) = k.forward(n1), (vs, sv) = v.forward(n1)
         Ops.rope(ks, heads: kvHeads, dim: headDim, positions: positions, invFreq: invFreq)
-        let (mixed, sa) = attention.forward(q: qs, k: ks, v: vs, segments: segments)
+        let rows = keep.map { Self.keptRows(segments, $0) }
+        let nq = rows.map { Ops.gatherRows(n1, $0) } ?? n1
+        let (qs, sq) = q.forward(nq)
+        let qPositions = rows.map { $0.flatMap { positions[$0] } } ?? positions
+        Ops.rope(qs, heads: heads, dim: headDim, positions: qPositions, invFreq: invFreq)
+        let (mixed, sa) = attention.forward(q: qs, k: ks, v: vs, segments: segments, queries: keep)
         let (a, so) = o.forward(mixed)
-        let x1 = x.rows(0..<x.rows)
+        let x1 = rows.map { Ops.gatherRows(x, $0) } ?? x.rows(0..<x.rows)
         Ops.add(x1, postFeedforwardNorm == nil ? a : postAttentionNorm.rms(a))
         let n2 = mlpNorm.rms(x1)
         let (g, sg) = gate.forward(n2), (u, su) = up.forward(n2)
@@ -178,7 +190,8 @@ struct TrainGemmaLayer {
                          gate: sg.droppingInput(), up: su.droppingInput(), down: sd.droppingInput(), g: g, u: u))
     }
 
-    func backward(_ dy: Matrix, _ s: Saved, positions: [Float], segments: [RowSegment]) -> Matrix {
+    /// dy [ΣT, D] (with `keep`, as in forward: [Σ keep, D]) -> dx [ΣT, D].
+    func backward(_ dy: Matrix, _ s: Saved, positions: [Float], segments: [RowSegment], keep: [RowSegment]? = nil) -> Matrix {
         var dm = dy
         if let post = postFeedforwardNorm, let m = s.m { dm = post.rmsBackward(dy, x: m) }
         let dact = down.backward(dm, down.needsInput ? s.down.restoring(geglu(s.g, s.u)) : s.down) ?? Matrix(rows: 0, cols: 0)
@@ -191,16 +204,36 @@ struct TrainGemmaLayer {
         var da = dx1
         if postFeedforwardNorm != nil, let a = s.a { da = postAttentionNorm.rmsBackward(dx1, x: a) }
         let dmixed = o.backward(da, s.o) ?? Matrix(rows: 0, cols: 0)
-        let (dq, dk, dv) = attention.backward(dmixed, s.attention, segments: segments)
-        Ops.ropeBackward(dq, heads: heads, dim: headDim, positions: positions, invFreq: invFreq)
+        let (dq, dk, dv) = attention.backward(dmixed, s.attention, segments: segments, queries: keep)
+        let rows = keep.map { Self.keptRows(segments, $0) }
+        let qPositions = rows.map { $0.flatMap { positions[$0] } } ?? positions
+        Ops.ropeBackward(dq, heads: heads, dim: headDim, positions: qPositions, invFreq: invFreq)
         Ops.ropeBackward(dk, heads: kvHeads, dim: headDim, positions: positions, invFreq: invFreq)
         let n1 = q.needsInput || k.needsInput || v.needsInput ? inputNorm.rms(s.x) : Matrix(rows: 0, cols: 0)
-        let dn1 = q.backward(dq, s.q.restoring(n1)) ?? Matrix(rows: 0, cols: 0)
-        if let d = k.backward(dk, s.k.restoring(n1)) { Ops.add(dn1, d) }
+        guard let rows else {
+            let dn1 = q.backward(dq, s.q.restoring(n1)) ?? Matrix(rows: 0, cols: 0)
+            if let d = k.backward(dk, s.k.restoring(n1)) { Ops.add(dn1, d) }
+            if let d = v.backward(dv, s.v.restoring(n1)) { Ops.add(dn1, d) }
+            let dx = dx1.rows(0..<dx1.rows)
+            Ops.add(dx, inputNorm.rmsBackward(dn1, x: s.x))
+            return dx
+        }
+        // Kept rows take the queries' and the residual's gradients; every row the keys' and values'.
+        let dn1 = k.backward(dk, s.k.restoring(n1)) ?? Matrix(rows: s.x.rows, cols: s.x.cols)
         if let d = v.backward(dv, s.v.restoring(n1)) { Ops.add(dn1, d) }
-        let dx = dx1.rows(0..<dx1.rows)
-        Ops.add(dx, inputNorm.rmsBackward(dn1, x: s.x))
+        if let d = q.backward(dq, s.q.restoring(q.needsInput ? Ops.gatherRows(n1, rows) : n1)) { Self.scatterAdd(d, rows, into: dn1) }
+        let dx = inputNorm.rmsBackward(dn1, x: s.x)
+        Self.scatterAdd(dx1, rows, into: dx)
         return dx
+    }
+
+    /// dst[rows[i]] += src's rows, one range after another.
+    static func scatterAdd(_ src: Matrix, _ rows: [Range<Int>], into dst: Matrix) {
+        var at = 0
+        for r in rows {
+            Ops.addRows(src, at..<at + r.count, into: dst, at: r.lowerBound)
+            at += r.count
+        }
     }
 }
 
@@ -473,20 +506,32 @@ public final class TrainableModel: @unchecked Sendable {
                 }
             }
         }
+        // The last layer runs its queries, attention, output projection and MLP only on the rows
+        // the loss reads: each example's rows from its first scored position on (its last row
+        // when none is scored), stacked as `keep` says. Nothing reads the others' outputs.
+        var keep: [RowSegment] = [], kept = 0
+        for (example, segment) in zip(examples, segments) {
+            let count = segment.count - (example.scoredPositions.first ?? segment.count - 1)
+            keep.append(RowSegment(start: kept, count: count, prefix: segment.prefix))
+            kept += count
+        }
+        func keeping(_ i: Int) -> [RowSegment]? { i == layers.count - 1 ? keep : nil }
         var saves: [TrainGemmaLayer.Saved] = [], inputs: [Matrix] = []
         var x = x0
-        for layer in layers {
-            let (y, s) = layer.forward(x, positions: positions, segments: segments)
+        for (i, layer) in layers.enumerated() {
+            let (y, s) = layer.forward(x, positions: positions, segments: segments, keep: keeping(i))
             if backward { if recompute { inputs.append(x) } else { saves.append(s) } }
             x = y
         }
+        // x: the kept rows (all rows for a decoder without layers).
+        let keptRows = layers.isEmpty ? segments : keep
         let h = norm.rms(x)
-        // Scored rows only through the output head: row r of the logits is decoder row
-        // scoredRows[r], of example scoredExample[r].
+        // Scored rows only through the output head: row r of the logits is row scoredRows[r] of
+        // h, of example scoredExample[r].
         var scoredRows: [Int] = [], scoredExample: [Int] = [], targets: [Int] = []
         for (e, example) in examples.enumerated() {
             for p in example.scoredPositions {
-                scoredRows.append(segments[e].start + p)
+                scoredRows.append(keptRows[e].start + p - (segments[e].count - keptRows[e].count))
                 scoredExample.append(e)
                 targets.append(try example.target(after: p, vocabulary: model.decoder.vocabRows))
             }
@@ -519,12 +564,12 @@ public final class TrainableModel: @unchecked Sendable {
         } else {
             dhs = Ops.linearBackwardInput(dlogits, model.decoder.output.weight)
         }
-        let dh = Matrix(rows: total, cols: d)
+        let dh = Matrix(rows: x.rows, cols: d)
         for (r, p) in scoredRows.enumerated() { Ops.copyRows(dhs, r..<r + 1, into: dh, at: p) }
         var dx = norm.rmsBackward(dh, x: x)
         for (i, layer) in layers.enumerated().reversed() {
-            let s = recompute ? layer.forward(inputs[i], positions: positions, segments: segments).1 : saves[i]
-            dx = layer.backward(dx, s, positions: positions, segments: segments)
+            let s = recompute ? layer.forward(inputs[i], positions: positions, segments: segments, keep: keeping(i)).1 : saves[i]
+            dx = layer.backward(dx, s, positions: positions, segments: segments, keep: keeping(i))
         }
         if let embedding {
             let sink = embedding.gradientSink
