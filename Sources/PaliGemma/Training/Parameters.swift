@@ -236,8 +236,12 @@ final class TrainLinear {
         var dx: Matrix?
         if needInput { dx = weight.map { Ops.matmulWeight(dy, $0.value) } ?? base.backwardInput(dy) }
         if let loraA, let loraB, let h = saved.h {
-            Ops.addScaled(loraB.gradientSink, Ops.matmulTransposedA(dy, h), loraScale)  // dB = s · dyᵀ h
-            let dh = Ops.matmul(dy, loraB.value)  // [T, R]
+            // dy [T, O] is the wide operand of both products here, and each streams it once:
+            // dB = s · dyᵀ h formed as (hᵀ dy)ᵀ (dy read as the k-major side, where dyᵀ h packed a
+            // transposed copy of all of dy), and dh = dy · B [T, R] as (Bᵀ dyᵀ)ᵀ (dy's rows read
+            // against B's R columns, where dy · B packed dy for an R-column product), in float32.
+            Ops.addScaled(loraB.gradientSink, Ops.transpose(Ops.matmulTransposedA(h, dy)), loraScale)
+            let dh = Ops.transpose(Kernels.withPrecision(.exact) { Ops.matmulTransposed(Ops.transpose(loraB.value), dy) })
             Ops.scale(dh, by: loraScale)
             if let keep = saved.keep {
                 let xl = Matrix(rows: saved.x.rows, cols: saved.x.cols)
