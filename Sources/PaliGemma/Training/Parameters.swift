@@ -229,6 +229,17 @@ final class TrainLinear {
         return (y, Saved(x: needsInput ? x : Matrix(rows: 0, cols: 0), h: h, keep: keep))
     }
 
+    /// The input gradient of several projections of one input (attention's q, k and v): the sum
+    /// of their dx, each adding its parameters' gradients; `input` restores the input they dropped.
+    static func backward(_ parts: [(TrainLinear, dy: Matrix, Saved)], input: Matrix) -> Matrix {
+        var sum: Matrix?
+        for (layer, dy, saved) in parts {
+            guard let d = layer.backward(dy, saved.restoring(input)) else { continue }
+            if let sum { Ops.add(sum, d) } else { sum = d }
+        }
+        return sum ?? Matrix(rows: 0, cols: 0)
+    }
+
     /// dy [T, O] -> dx [T, I]; adds the parameters' gradients.
     func backward(_ dy: Matrix, _ saved: Saved, needInput: Bool = true) -> Matrix? {
         if let weight { Ops.add(weight.gradientSink, Ops.matmulTransposedA(dy, saved.x)) }

@@ -113,9 +113,7 @@ struct TrainSigLIPLayer {
         let dmixed = out.backward(dx1, s.out) ?? Matrix(rows: 0, cols: 0)
         let (dq, dk, dv) = attention.backward(dmixed, s.attention, segments: segments)
         let n1 = q.needsInput || k.needsInput || v.needsInput ? norm1.layer(s.x) : Matrix(rows: 0, cols: 0)
-        let dn1 = q.backward(dq, s.q.restoring(n1)) ?? Matrix(rows: 0, cols: 0)
-        if let d = k.backward(dk, s.k.restoring(n1)) { Ops.add(dn1, d) }
-        if let d = v.backward(dv, s.v.restoring(n1)) { Ops.add(dn1, d) }
+        let dn1 = TrainLinear.backward([(q, dq, s.q), (k, dk, s.k), (v, dv, s.v)], input: n1)
         let dx = dx1.rows(0..<dx1.rows)
         Ops.add(dx, norm1.layerBackward(dn1, x: s.x))
         return dx
@@ -211,16 +209,13 @@ struct TrainGemmaLayer {
         Ops.ropeBackward(dk, heads: kvHeads, dim: headDim, positions: positions, invFreq: invFreq)
         let n1 = q.needsInput || k.needsInput || v.needsInput ? inputNorm.rms(s.x) : Matrix(rows: 0, cols: 0)
         guard let rows else {
-            let dn1 = q.backward(dq, s.q.restoring(n1)) ?? Matrix(rows: 0, cols: 0)
-            if let d = k.backward(dk, s.k.restoring(n1)) { Ops.add(dn1, d) }
-            if let d = v.backward(dv, s.v.restoring(n1)) { Ops.add(dn1, d) }
+            let dn1 = TrainLinear.backward([(q, dq, s.q), (k, dk, s.k), (v, dv, s.v)], input: n1)
             let dx = dx1.rows(0..<dx1.rows)
             Ops.add(dx, inputNorm.rmsBackward(dn1, x: s.x))
             return dx
         }
         // Kept rows take the queries' and the residual's gradients; every row the keys' and values'.
-        let dn1 = k.backward(dk, s.k.restoring(n1)) ?? Matrix(rows: s.x.rows, cols: s.x.cols)
-        if let d = v.backward(dv, s.v.restoring(n1)) { Ops.add(dn1, d) }
+        let dn1 = TrainLinear.backward([(k, dk, s.k), (v, dv, s.v)], input: n1)
         if let d = q.backward(dq, s.q.restoring(q.needsInput ? Ops.gatherRows(n1, rows) : n1)) { Self.scatterAdd(d, rows, into: dn1) }
         let dx = inputNorm.rmsBackward(dn1, x: s.x)
         Self.scatterAdd(dx1, rows, into: dx)
