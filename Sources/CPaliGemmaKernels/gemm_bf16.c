@@ -341,11 +341,13 @@ PG_BF16_TARGET static void store_rows(const float *c, float *y, long ldy, long m
 // Depth of a chunk: the A block (32 rows x 1024, 64 KB) stays in L2 while the chunk runs over
 // every row of x; longer chunks mean fewer reloads of the block sums between them.
 #define KC 1024
+#if PG_X86_SIMD
 // One 32 x 32 block of sums on vdpbf16ps for other kernels (attention_bf16.c): c[i][j] = sum over
 // pairs p < kc / 2 of a[i][2p..2p+1] · xt[p][j] (a's rows at stride lda, bf16).
 PG_BF16_TARGET void pg_bf16_block(const uint16_t *a, long lda, const uint32_t *xt, long kc, float *c) {
     block_avx512bf16(a, lda, xt, kc, c, 1);
 }
+#endif
 
 // Blocks of a k-major w paired together (8 x 64 KB): its rows are read 512 bytes at a time.
 #define KN_BLOCKS 8
