@@ -21,30 +21,14 @@ typedef struct {
 
 #if PG_X86_SIMD
 #include <immintrin.h>
-#define PG_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
-
-// 32 floats from src as bf16 (rounded to nearest even), those at or past `valid` zero.
-PG_BF16_TARGET static inline __m512i bf16x32(const float *src, long valid) {
-    __mmask16 lo = valid >= 16 ? 0xFFFF : valid <= 0 ? 0 : (__mmask16)((1u << valid) - 1);
-    __mmask16 hi = valid >= 32 ? 0xFFFF : valid <= 16 ? 0 : (__mmask16)((1u << (valid - 16)) - 1);
-    return (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, src + 16), _mm512_maskz_loadu_ps(lo, src));
-}
-
-// n floats of src as bf16 into dst, then zeros up to `width`.
-PG_BF16_TARGET static void row_bf16(const float *src, long n, long width, uint16_t *dst) {
-    for (long i = 0; i < width; i += 32) {
-        __m512i h = bf16x32(src + i, n - i);
-        long left = width - i;
-        __mmask32 keep = left >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << left) - 1);
-        _mm512_mask_storeu_epi16(dst + i, keep, h);
-    }
-}
+#include "bf16_inline.h"
 
 PG_BF16_TARGET static void sa_task(void *p, long task, int thread) {
     const sa_job *j = p;
     const long T = j->T, Tp = j->Tp, D = j->D, half = D / 2, dblocks = (D + KB - 1) / KB;
-    const int h = (int)(task / ((T + j->chunk - 1) / j->chunk));
-    const long t0 = task % ((T + j->chunk - 1) / j->chunk) * j->chunk, t1 = t0 + j->chunk < T ? t0 + j->chunk : T;
+    const long chunks = (T + j->chunk - 1) / j->chunk;
+    const int h = (int)(task / chunks);
+    const long t0 = task % chunks * j->chunk, t1 = t0 + j->chunk < T ? t0 + j->chunk : T;
     // Scratch: keys' pairs [Tp/KB][D/2][KB], values' pairs [dblocks][Tp/2][KB], a block of query
     // rows [QB][D] and of probabilities [QB][Tp] as bf16, the block's logits [QB][Tp], one tile.
     size_t kt_n = (size_t)Tp * half, vt_n = (size_t)dblocks * Tp / 2 * KB, qb_n = (size_t)QB * half,
@@ -59,30 +43,29 @@ PG_BF16_TARGET static void sa_task(void *p, long task, int thread) {
     // The head's keys as pairs along the width, 32 keys per block (keys past T zero).
     uint32_t krow[PG_SA_MAX_D / 2];
     for (long s = 0; s < Tp; s++) {
-        if (s < T) row_bf16(kh + s * j->ld, D, D, (uint16_t *)krow);
+        if (s < T) pg_row_to_bf16(kh + s * j->ld, D, D, (uint16_t *)krow);
         else memset(krow, 0, (size_t)half * 4);
         uint32_t *dst = kt + (s / KB) * half * KB + s % KB;
         for (long pi = 0; pi < half; pi++) dst[pi * KB] = krow[pi];
     }
     // Its values as pairs along the tokens, 32 of the head's columns per block (past D or T zero):
     // two rows' bf16 interleaved.
-    const __m512i first = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
-                                           39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
-    const __m512i second = _mm512_add_epi16(first, _mm512_set1_epi16(16));
     for (long si = 0; si < Tp / 2; si++) {
         long s = 2 * si;
         for (long db = 0; db < dblocks; db++) {
-            __m512i x = s < T ? bf16x32(vh + s * j->ld + db * KB, D - db * KB) : _mm512_setzero_si512();
-            __m512i y = s + 1 < T ? bf16x32(vh + (s + 1) * j->ld + db * KB, D - db * KB) : _mm512_setzero_si512();
+            __m512i x = s < T ? pg_f32x32_to_bf16(vh + s * j->ld + db * KB, D - db * KB) : _mm512_setzero_si512();
+            __m512i y = s + 1 < T ? pg_f32x32_to_bf16(vh + (s + 1) * j->ld + db * KB, D - db * KB) : _mm512_setzero_si512();
             uint32_t *dst = vt + db * (Tp / 2) * KB + si * KB;
-            _mm512_storeu_si512(dst, _mm512_permutex2var_epi16(x, first, y));
-            _mm512_storeu_si512(dst + 16, _mm512_permutex2var_epi16(x, second, y));
+            __m512i lo, hi;
+            pg_pairs_bf16(x, y, &lo, &hi);
+            _mm512_storeu_si512(dst, lo);
+            _mm512_storeu_si512(dst + 16, hi);
         }
     }
     for (long r0 = t0; r0 < t1; r0 += QB) {
         long rows = t1 - r0 < QB ? t1 - r0 : QB;
         for (long r = 0; r < QB; r++) {
-            if (r < rows) row_bf16(qh + (r0 + r) * j->ld, D, D, qb + r * D);
+            if (r < rows) pg_row_to_bf16(qh + (r0 + r) * j->ld, D, D, qb + r * D);
             else memset(qb + r * D, 0, (size_t)D * 2);
         }
         // Logits [rows][T], 32 keys at a time.
@@ -98,7 +81,7 @@ PG_BF16_TARGET static void sa_task(void *p, long task, int thread) {
                 float sum = pg_exp_shift_sum(PG_ISA_AVX512, x, T, mx);
                 float inv = sum > 0 ? 1.0f / sum : 0.0f;
                 for (long s = 0; s < T; s++) x[s] *= inv;
-                row_bf16(x, T, Tp, pb + r * Tp);
+                pg_row_to_bf16(x, T, Tp, pb + r * Tp);
             } else {
                 memset(pb + r * Tp, 0, (size_t)Tp * 2);
             }

@@ -33,7 +33,7 @@ size_t pg_xbf16_size(long M, long K) {
 
 #if PG_X86_SIMD
 #include <immintrin.h>
-#define PG_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+#include "bf16_inline.h"
 
 // In-register transpose of 16 vectors of 16 dwords: r[i] lane j -> r[j] lane i.
 PG_BF16_TARGET static inline __attribute__((always_inline)) void transpose16(__m512i r[16]) {
@@ -59,19 +59,12 @@ PG_BF16_TARGET static inline __attribute__((always_inline)) void transpose16(__m
     }
 }
 
-// 32 floats from src as bf16 (rounded to nearest even), those at or past `valid` zero.
-PG_BF16_TARGET static inline __attribute__((always_inline)) __m512i f32x32_to_bf16(const float *src, long valid) {
-    __mmask16 lo = valid >= 16 ? 0xFFFF : valid <= 0 ? 0 : (__mmask16)((1u << valid) - 1);
-    __mmask16 hi = valid >= 32 ? 0xFFFF : valid <= 16 ? 0 : (__mmask16)((1u << (valid - 16)) - 1);
-    return (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, src + 16), _mm512_maskz_loadu_ps(lo, src));
-}
-
 // Rows [m0, m0 + 16) x pairs [p0, p0 + 16) of xt from x (rows >= M and k >= K are zero).
 PG_BF16_TARGET static void xt_block(const float *x, long ldx, long M, long K, long Kp, long m0, long p0, uint32_t *xt) {
     __m512i r[16];
     long k0 = 2 * p0;
     for (int i = 0; i < 16; i++)  // bf16 of x[m0 + i][k0 .. k0 + 32) in order: dword j = pair j
-        r[i] = m0 + i < M ? f32x32_to_bf16(x + (m0 + i) * ldx + k0, K - k0) : _mm512_setzero_si512();
+        r[i] = m0 + i < M ? pg_f32x32_to_bf16(x + (m0 + i) * ldx + k0, K - k0) : _mm512_setzero_si512();
     transpose16(r);
     uint32_t *dst = xt + (m0 / BM) * (Kp / 2) * BM + m0 % BM;
     for (int p = 0; p < 16; p++) _mm512_storeu_si512(dst + (p0 + p) * BM, r[p]);
@@ -101,15 +94,10 @@ void pg_x_to_bf16(const float *x, long ldx, long M, long K, uint16_t *dst) {
 typedef struct { const float *x; long ldx, M, K, Kp; uint16_t *dst; } xrows_job;
 
 // Row m of x as bf16 at dst + m·Kp (rows >= M and k >= K zero).
-PG_BF16_TARGET static void x_row_bf16(const float *x, long ldx, long M, long K, long Kp, long m, uint16_t *dst) {
-    for (long k = 0; k < Kp; k += 32)
-        _mm512_storeu_si512(dst + m * Kp + k, m < M ? f32x32_to_bf16(x + m * ldx + k, K - k) : _mm512_setzero_si512());
-}
-
-static void xrows_task(void *p, long m, int thread) {
+PG_BF16_TARGET static void xrows_task(void *p, long m, int thread) {
     (void)thread;
     const xrows_job *j = p;
-    x_row_bf16(j->x, j->ldx, j->M, j->K, j->Kp, m, j->dst);
+    pg_row_to_bf16(j->x + (m < j->M ? m : 0) * j->ldx, m < j->M ? j->K : 0, j->Kp, j->dst + m * j->Kp);
 }
 #endif
 
@@ -191,29 +179,28 @@ PG_BF16_TARGET static __m512i kn_segment(const void *w, int dtype, const uint16_
     return (__m512i)_mm512_cvtne2ps_pbh(b, a);
 }
 
+// Software prefetch distance of pairs_kn, in pairs of rows: the rows are read 512 bytes at a
+// time at a stride of a whole row, a pattern the hardware prefetchers do not follow. In a
+// harness of dX = dY · W on the decoder's shapes (304 rows, bf16 W from memory, 2 threads, Zen 5)
+// 0 / 2 / 4 / 8 / 16 pairs ran the product at 751 / 798 / 833 / 828 / 815 GFLOP/s (best of 3).
+#define PF_PAIRS 8
+
 // Pairs of a k-major w (kn) for `blocks` blocks of 32 columns, one after another at dst +
 // b·(width / 2)·32: block b covers w's columns [nb + 32b, nb + 32b + 32) (those at or past n1
 // zero), its depths [k0, k0 + width) (those at or past K zero; width a multiple of 32), in xt's
 // layout: pair (p, i) = (w[k0 + 2p][c], w[k0 + 2p + 1][c]) for column c = nb + 32b + i. Each row of
 // w is read across all the blocks' columns at once, so the reads run along rows; two rows make
 // each pair by one interleave, nothing is transposed.
-// Software prefetch distance of pairs_kn, in pairs of rows: the rows are read 512 bytes at a
-// time at a stride of a whole row, a pattern the hardware prefetchers do not follow. In a
-// harness of dX = dY · W on the decoder's shapes (304 rows, bf16 W from memory, 2 threads, Zen 5)
-// 0 / 2 / 4 / 8 / 16 pairs ran the product at 751 / 798 / 833 / 828 / 815 GFLOP/s (best of 3).
-#define PF_PAIRS 8
 PG_BF16_TARGET static void pairs_kn(uint32_t *dst, long width, const void *w, int dtype, const uint16_t *q4scales,
                                     long ldw, long K, long nb, long n1, long blocks, long k0) {
-    const __m512i first = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
-                                           39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
-    const __m512i second = _mm512_add_epi16(first, _mm512_set1_epi16(16));
+    // Bytes of each row the blocks read, prefetched PF_PAIRS pairs ahead into L1 (not for 4-bit rows).
+    size_t es = dtype == PG_Q4 ? 0 : pg_dtype_size(dtype);
+    long bytes = (n1 - nb < blocks * BN ? n1 - nb : blocks * BN) * (long)es;
     for (long p = 0; p < width / 2; p++) {
         long k = k0 + 2 * p;
-        if (dtype != PG_Q4 && k + 2 * PF_PAIRS + 1 < K) {  // the rows PF_PAIRS pairs ahead, into L1
-            size_t es = pg_dtype_size(dtype);
+        if (k + 2 * PF_PAIRS + 1 < K) {
             const char *r0 = (const char *)w + ((size_t)(k + 2 * PF_PAIRS) * (size_t)ldw + (size_t)nb) * es;
             const char *r1 = r0 + (size_t)ldw * es;
-            long bytes = (n1 - nb < blocks * BN ? n1 - nb : blocks * BN) * (long)es;
             for (long o = 0; o < bytes; o += 64) {
                 __builtin_prefetch(r0 + o, 0, 3);
                 __builtin_prefetch(r1 + o, 0, 3);
@@ -223,9 +210,11 @@ PG_BF16_TARGET static void pairs_kn(uint32_t *dst, long width, const void *w, in
             long c0 = nb + b * BN, nr = n1 - c0 < BN ? n1 - c0 : BN;
             __m512i x = k < K ? kn_segment(w, dtype, q4scales, ldw, k, c0, nr) : _mm512_setzero_si512();
             __m512i y = k + 1 < K ? kn_segment(w, dtype, q4scales, ldw, k + 1, c0, nr) : _mm512_setzero_si512();
+            __m512i lo, hi;
+            pg_pairs_bf16(x, y, &lo, &hi);
             uint32_t *out = dst + b * (width / 2) * BM + p * BM;
-            _mm512_storeu_si512(out, _mm512_permutex2var_epi16(x, first, y));
-            _mm512_storeu_si512(out + 16, _mm512_permutex2var_epi16(x, second, y));
+            _mm512_storeu_si512(out, lo);
+            _mm512_storeu_si512(out + 16, hi);
         }
     }
 }
@@ -472,7 +461,7 @@ size_t pg_xrows_bf16_size(long M, long K) { return (size_t)M * (size_t)((K + 31)
 PG_BF16_TARGET static void x_rows_to_bf16(const float *x, long ldx, long M, long K, uint16_t *dst) {
     long Kp = (K + 31) / 32 * 32;
     for (long m = 0; m < M; m++) {
-        for (long k = 0; k < Kp; k += 32) _mm512_storeu_si512(dst + k * M + m * 32, f32x32_to_bf16(x + m * ldx + k, K - k));
+        for (long k = 0; k < Kp; k += 32) _mm512_storeu_si512(dst + k * M + m * 32, pg_f32x32_to_bf16(x + m * ldx + k, K - k));
     }
 }
 
@@ -481,7 +470,7 @@ PG_BF16_TARGET static void x_rows_to_bf16(const float *x, long ldx, long M, long
 PG_BF16_TARGET static inline __attribute__((always_inline)) __m512bh w32(const void *w, int dtype, size_t at, long valid) {
     __mmask32 m32 = valid >= 32 ? 0xFFFFFFFFu : (__mmask32)((1ull << valid) - 1);
     if (dtype == PG_BF16) return (__m512bh)_mm512_maskz_loadu_epi16(m32, (const uint16_t *)w + at);
-    if (dtype == PG_F32) return (__m512bh)f32x32_to_bf16((const float *)w + at, valid);
+    if (dtype == PG_F32) return (__m512bh)pg_f32x32_to_bf16((const float *)w + at, valid);
     __mmask16 lo = (__mmask16)m32, hi = (__mmask16)(m32 >> 16);
     return _mm512_cvtne2ps_pbh(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(hi, (const uint16_t *)w + at + 16)),
                                _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lo, (const uint16_t *)w + at)));

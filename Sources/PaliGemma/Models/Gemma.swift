@@ -222,10 +222,11 @@ public struct GemmaDecoder: Sendable {
     /// output projection and MLP on those rows alone (for a prompt's last row: about 1/L of
     /// the prefill's products saved), each row's values as they would be otherwise.
     func callAsFunction(_ x: Matrix, batch: DecoderBatch, keep: [Int]? = nil) -> Matrix {
-        guard let keep, let last = layers.last else {
+        guard let keep else {
             for (i, layer) in layers.enumerated() { layer(x, batch: batch, layer: i) }
-            return keep == nil ? norm(x) : Ops.gatherRows(norm(x), batch.keeping(keep ?? []).rows)
+            return norm(x)
         }
+        guard let last = layers.last else { return Ops.gatherRows(norm(x), batch.keeping(keep).rows) }
         for (i, layer) in layers.dropLast().enumerated() { layer(x, batch: batch, layer: i) }
         let (rows, kept) = batch.keeping(keep)
         let h = last.attentionBlock(x, batch: batch, layer: layers.count - 1, keeping: rows, kept)
