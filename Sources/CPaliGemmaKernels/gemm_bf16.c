@@ -14,9 +14,12 @@
 //   go the same way, their row scales applied with the bias when y is written, and 4-bit ones
 //   as q · scale rounded to bf16.
 // Each column task runs depth chunks of KC: per chunk, each block of 32 weight rows (kept in
-// cache) against every 32-row block of x (the chunk of xt stays in L2 for all of the task's rows), the 32 x 32 sums of yᵀ carried between chunks in a scratch buffer (in tiles with
-// AMX) and transposed into y at the end. (A software prefetch of the next weight block, a share
-// per block of x, cost more in stalls on its own instructions than it saved.)
+// cache) against every 32-row block of x (the chunk of xt stays in L2 for all of the task's
+// rows), the 32 x 32 sums of yᵀ carried between chunks in a scratch buffer (in tiles with AMX)
+// and, in the last chunk, transposed into y as soon as each block is done, while its sums are
+// still in L1 (storing every block after the last chunk read them back from L3: the task's sums
+// outgrow L2). (A software prefetch of the next weight block, a share per block of x, cost more
+// in stalls on its own instructions than it saved.)
 // Through a k-major w (kn: dX = dY · W in training) the roles swap (gemm_kn): x's rows as bf16
 // are the A operand and w's rows, paired along k, the B operand in xt's layout, so nothing is
 // transposed; that ran the decoder's dX products 25-28% faster than copying w's blocks
@@ -374,17 +377,14 @@ PG_BF16_TARGET static void gemm_nk(int amx, const uint32_t *xt, long M, long K, 
                 float *c = yt + (nbi * mblocks + mbi) * BN * BM;
                 if (amx) block_amx(a, lda, b, kc, c, kc0 == 0);
                 else block_avx512bf16(a, lda, b, kc, c, kc0 == 0);
+                if (kc0 + kc == Kp) {  // the last chunk: y's block now, while its sums are in L1
+                    long mb = mbi * BM, mr = M - mb < BM ? M - mb : BM;
+                    store_transposed(c, scale, bias, y, ldy, mb, mr, nb, nr);
+                }
             }
         }
     }
     if (amx) pg_amx_release();
-    for (long nbi = 0; nbi < nblocks; nbi++) {
-        long nb = n0 + nbi * BN, nr = n1 - nb < BN ? n1 - nb : BN;
-        for (long mbi = 0; mbi < mblocks; mbi++) {
-            long mb = mbi * BM, mr = M - mb < BM ? M - mb : BM;
-            store_transposed(yt + (nbi * mblocks + mbi) * BN * BM, scale, bias, y, ldy, mb, mr, nb, nr);
-        }
-    }
 }
 
 // y = x · w (w k-major [K][N]), the operands' roles swapped: x's rows as bf16 (xr, [Mp][Kp]) are
@@ -414,17 +414,14 @@ PG_BF16_TARGET static void gemm_kn(int amx, const uint16_t *xr, long M, long K, 
                 float *c = acc + (nbi * mblocks + mbi) * BN * BM;
                 if (amx) block_amx(xr + mbi * BM * Kp + kc0, Kp, b, kc, c, kc0 == 0);
                 else block_avx512bf16(xr + mbi * BM * Kp + kc0, Kp, b, kc, c, kc0 == 0);
+                if (kc0 + kc == Kp) {  // the last chunk: y's block now, while its sums are in L1
+                    long mb = mbi * BM, mr = M - mb < BM ? M - mb : BM, nr = n1 - nb < BN ? n1 - nb : BN;
+                    store_rows(c, y, ldy, mb, mr, nb, nr);
+                }
             }
         }
     }
     if (amx) pg_amx_release();
-    for (long nbi = 0; nbi < nblocks; nbi++) {
-        long nb = n0 + nbi * BN, nr = n1 - nb < BN ? n1 - nb : BN;
-        for (long mbi = 0; mbi < mblocks; mbi++) {
-            long mb = mbi * BM, mr = M - mb < BM ? M - mb : BM;
-            store_rows(acc + (nbi * mblocks + mbi) * BN * BM, y, ldy, mb, mr, nb, nr);
-        }
-    }
 }
 #endif
 
