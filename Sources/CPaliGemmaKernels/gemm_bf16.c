@@ -276,10 +276,39 @@ static void block_amx(const uint16_t *a, long lda, const uint32_t *xt, long kc, 
     _tile_stored(3, c + 16 * BM + 16, BM * 4);
 }
 
-// The same with vdpbf16ps, 8 weight rows x 32 rows of x in 16 registers at a time.
+// Only the first 16 columns of xt hold data (the rest is padding: a last block of at most 16
+// rows of x): 8 of a's rows x those 16 columns in 8 registers at a time, about two thirds of a
+// whole block's time (harness, Zen 4). Not 16 rows at a time: rows 4 KB apart (a depth of 2048)
+// all fall in one set of the 8-way L1, and 16 of them ran slower than the whole block.
+PG_BF16_TARGET static void block_avx512bf16_half(const uint16_t *a, long lda, const uint32_t *xt, long kc, float *c,
+                                                 int first, int rows) {
+    for (int r0 = 0; r0 < rows; r0 += 8) {
+        __m512 acc[8];
+        for (int i = 0; i < 8; i++) acc[i] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(c + (r0 + i) * BM);
+        const uint16_t *ar = a + r0 * lda;
+        for (long p = 0; p < kc / 2; p++) {
+            __m512bh b0 = (__m512bh)_mm512_loadu_si512(xt + p * BM);
+            for (int i = 0; i < 8; i++) {
+                uint32_t pair;
+                memcpy(&pair, ar + i * lda + 2 * p, 4);
+                acc[i] = _mm512_dpbf16_ps(acc[i], (__m512bh)_mm512_set1_epi32((int)pair), b0);
+            }
+        }
+        for (int i = 0; i < 8; i++) _mm512_storeu_ps(c + (r0 + i) * BM, acc[i]);
+    }
+}
+
+// The same with vdpbf16ps, 8 weight rows x 32 rows of x in 16 registers at a time. Only a's
+// first `rows` rows (rounded up to 8; the rest padding) and, with `half`, xt's first 16 columns
+// are summed; the other sums of c are left as they were, and nothing reads them. Each sum formed
+// runs over the same products in the same order either way.
 PG_BF16_TARGET static void block_avx512bf16(const uint16_t *a, long lda, const uint32_t *xt, long kc, float *c,
-                                            int first) {
-    for (int r0 = 0; r0 < BN; r0 += 8) {
+                                            int first, int rows, int half) {
+    if (half) {
+        block_avx512bf16_half(a, lda, xt, kc, c, first, rows);
+        return;
+    }
+    for (int r0 = 0; r0 < rows; r0 += 8) {
         __m512 acc[8][2];
         for (int i = 0; i < 8; i++) {
             acc[i][0] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(c + (r0 + i) * BM);
@@ -337,7 +366,7 @@ PG_BF16_TARGET static void store_rows(const float *c, float *y, long ldy, long m
 // One 32 x 32 block of sums on vdpbf16ps for other kernels (attention_bf16.c): c[i][j] = sum over
 // pairs p < kc / 2 of a[i][2p..2p+1] · xt[p][j] (a's rows at stride lda, bf16).
 PG_BF16_TARGET void pg_bf16_block(const uint16_t *a, long lda, const uint32_t *xt, long kc, float *c) {
-    block_avx512bf16(a, lda, xt, kc, c, 1);
+    block_avx512bf16(a, lda, xt, kc, c, 1, BN, 0);
 }
 #endif
 
@@ -375,12 +404,11 @@ PG_BF16_TARGET static void gemm_nk(int amx, const uint32_t *xt, long M, long K, 
             for (long mbi = 0; mbi < mblocks; mbi++) {
                 const uint32_t *b = xt + mbi * (Kp / 2) * BM + (kc0 / 2) * BM;
                 float *c = yt + (nbi * mblocks + mbi) * BN * BM;
+                long mb = mbi * BM, mr = M - mb < BM ? M - mb : BM;
                 if (amx) block_amx(a, lda, b, kc, c, kc0 == 0);
-                else block_avx512bf16(a, lda, b, kc, c, kc0 == 0);
-                if (kc0 + kc == Kp) {  // the last chunk: y's block now, while its sums are in L1
-                    long mb = mbi * BM, mr = M - mb < BM ? M - mb : BM;
+                else block_avx512bf16(a, lda, b, kc, c, kc0 == 0, (int)nr, mr <= 16);
+                if (kc0 + kc == Kp)  // the last chunk: y's block now, while its sums are in L1
                     store_transposed(c, scale, bias, y, ldy, mb, mr, nb, nr);
-                }
             }
         }
     }
@@ -410,14 +438,14 @@ PG_BF16_TARGET static void gemm_kn(int amx, const uint16_t *xr, long M, long K, 
                 pairs_kn(pairs, kc, w, dtype, q4scales, ldw, K, nb, n1, left < group ? left : group, kc0);
             }
             const uint32_t *b = pairs + (nbi % group) * (kc / 2) * BM;
+            long nr = n1 - nb < BN ? n1 - nb : BN;
             for (long mbi = 0; mbi < mblocks; mbi++) {
                 float *c = acc + (nbi * mblocks + mbi) * BN * BM;
+                long mb = mbi * BM, mr = M - mb < BM ? M - mb : BM;
                 if (amx) block_amx(xr + mbi * BM * Kp + kc0, Kp, b, kc, c, kc0 == 0);
-                else block_avx512bf16(xr + mbi * BM * Kp + kc0, Kp, b, kc, c, kc0 == 0);
-                if (kc0 + kc == Kp) {  // the last chunk: y's block now, while its sums are in L1
-                    long mb = mbi * BM, mr = M - mb < BM ? M - mb : BM, nr = n1 - nb < BN ? n1 - nb : BN;
+                else block_avx512bf16(xr + mbi * BM * Kp + kc0, Kp, b, kc, c, kc0 == 0, (int)mr, nr <= 16);
+                if (kc0 + kc == Kp)  // the last chunk: y's block now, while its sums are in L1
                     store_rows(c, y, ldy, mb, mr, nb, nr);
-                }
             }
         }
     }
