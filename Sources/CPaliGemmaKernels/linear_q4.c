@@ -316,19 +316,25 @@ T_AVX2 void pg_gemv_q4_cols_avx2(const int8_t *xq, const float *dx, const int32_
 // unpacked once for the 3 x rows: one row of weights against 4 of x took a load of x per
 // vpdpbusd. The sums start at -c instead of taking c off at the end (the same integers), and each
 // pair of rows sums exactly as q4_row_avx512vnni_rows does, so the results are the same bits.
+// The first pass over a block of weight rows (pf) prefetches them as the row kernel does.
 // 2 x 4 and 4 x 2 tiles were slower (C harness, the 3B decoder's products over 266 rows, Zen 4:
 // one row at a time 387 GOP/s, 2 x 4 516-525, 4 x 2 470-481, 3 x 3 536-554).
 #define Q4_TILE_ROWS 3
 #define Q4_TILE_X 3
 __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512vnni"))) static inline __attribute__((always_inline)) void
 q4_tile_avx512vnni_rows(const uint8_t *b, const uint16_t *s, long groups, long K, const int8_t *xq, const float *dx,
-                        const int32_t *c, const long MM, float out[Q4_TILE_ROWS][Q4_TILE_X]) {
+                        const int32_t *c, const long MM, int pf, float out[Q4_TILE_ROWS][Q4_TILE_X]) {
     const __m256i low = _mm256_set1_epi8(15);
     const long wstride = K / 2;
     __m256 acc[Q4_TILE_ROWS][Q4_TILE_X];
     PG_UNROLL for (int r = 0; r < Q4_TILE_ROWS; r++) PG_UNROLL for (long m = 0; m < MM; m++) acc[r][m] = _mm256_setzero_ps();
     long g = 0;
     for (; g + BLOCK <= groups; g += BLOCK) {
+        if (pf)
+            PG_UNROLL for (int r = 0; r < Q4_TILE_ROWS; r++) {
+                _mm_prefetch((const char *)(b + r * wstride + g * 16 + Q4_PF), _MM_HINT_T0);
+                _mm_prefetch((const char *)(b + r * wstride + g * 16 + Q4_PF + 64), _MM_HINT_T0);
+            }
         __m256i sum[Q4_TILE_ROWS][Q4_TILE_X], negc[Q4_TILE_X];  // the sums start at -c: the + 8's share comes off as they run
         PG_UNROLL for (long m = 0; m < MM; m++)
             negc[m] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_loadu_si256((const __m256i *)(c + m * groups + g)));
@@ -364,15 +370,15 @@ q4_tile_avx512vnni_rows(const uint8_t *b, const uint16_t *s, long groups, long K
 
 __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512vnni"))) static void
 q4_tile_avx512vnni(const uint8_t *b, const uint16_t *s, long groups, long K, const int8_t *xq, const float *dx,
-                   const int32_t *c, long MM, float out[Q4_TILE_ROWS][Q4_TILE_X]) {
+                   const int32_t *c, long MM, int pf, float out[Q4_TILE_ROWS][Q4_TILE_X]) {
     switch (MM) {
-    case 1: q4_tile_avx512vnni_rows(b, s, groups, K, xq, dx, c, 1, out); break;
-    case 2: q4_tile_avx512vnni_rows(b, s, groups, K, xq, dx, c, 2, out); break;
-    default: q4_tile_avx512vnni_rows(b, s, groups, K, xq, dx, c, 3, out); break;
+    case 1: q4_tile_avx512vnni_rows(b, s, groups, K, xq, dx, c, 1, pf, out); break;
+    case 2: q4_tile_avx512vnni_rows(b, s, groups, K, xq, dx, c, 2, pf, out); break;
+    default: q4_tile_avx512vnni_rows(b, s, groups, K, xq, dx, c, 3, pf, out); break;
     }
 }
 
-// Any M (prefill): the kernel on 4 rows of x at a time (the tile's 3 with AVX512-VNNI), over
+// Any M: the kernel on 4 rows of x at a time (for more than 8, the tile's 3 with AVX512-VNNI), over
 // blocks of weight rows small enough to stay in L2 while every group of x rows passes over them
 // (each weight byte is unpacked once per group of x rows and read from memory once per block).
 T_AVX2 void pg_gemm_q4_cols_avx2(const int8_t *xq, const float *dx, const int32_t *c, long M, long K, const uint8_t *w,
@@ -381,7 +387,9 @@ T_AVX2 void pg_gemm_q4_cols_avx2(const int8_t *xq, const float *dx, const int32_
     long row_bytes = K / 2 + groups * 2;
     long nb_rows = (256L << 10) / row_bytes;
     if (nb_rows < 8) nb_rows = 8;
-    int tile = (features & PG_FEAT_AVX512_VNNI) != 0;
+    // Decode and batched decode (up to 8 rows, where 2 passes of 4 rows were as fast: 133-135 ms a
+    // step of 8 sequences on the 3B, against 136-138 in 3 passes of the tile) stay on the row kernel.
+    int tile = M > PG_GEMV_ROWS && (features & PG_FEAT_AVX512_VNNI);
     for (long nb = n0; nb < n1; nb += nb_rows) {
         long ne = n1 - nb < nb_rows ? n1 : nb + nb_rows;
         long step = tile ? Q4_TILE_X : 4;
@@ -390,7 +398,7 @@ T_AVX2 void pg_gemm_q4_cols_avx2(const int8_t *xq, const float *dx, const int32_
             for (; tile && n + Q4_TILE_ROWS <= ne; n += Q4_TILE_ROWS) {
                 float out[Q4_TILE_ROWS][Q4_TILE_X];
                 q4_tile_avx512vnni(w + (size_t)n * (size_t)(K / 2), scales + (size_t)n * (size_t)groups, groups, K,
-                                   xq + m * K, dx + m * groups, c + m * groups, mm, out);
+                                   xq + m * K, dx + m * groups, c + m * groups, mm, m == 0, out);
                 for (long i = 0; i < mm; i++)
                     for (int r = 0; r < Q4_TILE_ROWS; r++) y[(m + i) * ldy + n + r] = out[r][i];
             }

@@ -122,10 +122,12 @@ struct Int4Tests {
         var rng = SeededRandom(42)
         var worst: Float = 0  // largest error as a share of its bound
         // Groups: 1 and 3 (no full block of 8), 8 and 16 (blocks only), 11 and 72 (blocks and a
-        // tail), 512; prefill with ragged rows (M % 4 != 0) and columns, and more weight rows than
-        // one L2 block (40 x 130 x 256 is below it; 5 x 40 x 16384 above: 28 rows of 16384).
+        // tail), 512; prefill with ragged rows (M % 4 != 0, and above 8 rows M % 3 != 0 for the
+        // VNNI tile) and columns, and more weight rows than one L2 block (40 x 130 x 256 is below
+        // it; 5 and 9 x 40 x 16384 above: 28 rows of 16384).
         let shapes = [(1, 17, 32), (1, 33, 96), (2, 9, 256), (1, 40, 352), (3, 20, 512), (4, 7, 2304), (1, 5, 16_384),
-                      (5, 45, 32), (7, 70, 96), (13, 37, 352), (40, 130, 256), (5, 40, 16_384)]
+                      (5, 45, 32), (7, 70, 96), (13, 37, 352), (11, 38, 352), (40, 130, 256), (5, 40, 16_384),
+                      (9, 40, 16_384)]
         for level in KernelTests.levels {
             for (m, n, k) in shapes {
                 var x = rng.floats(m * k)
@@ -169,7 +171,10 @@ struct Int4Tests {
     func linearInt4VNNI() {
         var rng = SeededRandom(43)
         print("4-bit VNNI variants run here: \(Self.vnniVariants.map { $0.sorted() })")
-        let shapes = [(1, 17, 32), (1, 33, 352), (3, 20, 512), (4, 7, 2304), (5, 45, 96), (13, 37, 352), (40, 130, 256)]
+        // Prefill (more than 8 rows) runs tiles of 3 weight rows by 3 rows of x with AVX512-VNNI:
+        // 13 x 37 and 11 x 38 leave 1 and 2 of each over.
+        let shapes = [(1, 17, 32), (1, 33, 352), (3, 20, 512), (4, 7, 2304), (5, 45, 96), (13, 37, 352), (11, 38, 352),
+                      (40, 130, 256)]
         for (m, n, k) in shapes {
             var x = rng.floats(m * k)
             x[k / 2] = 9
