@@ -276,61 +276,41 @@ static void block_amx(const uint16_t *a, long lda, const uint32_t *xt, long kc, 
     _tile_stored(3, c + 16 * BM + 16, BM * 4);
 }
 
-// Only the first 16 columns of xt hold data (the rest is padding: a last block of at most 16
-// rows of x): 8 of a's rows x those 16 columns in 8 registers at a time, about two thirds of a
-// whole block's time (harness, Zen 4). Not 16 rows at a time: rows 4 KB apart (a depth of 2048)
-// all fall in one set of the 8-way L1, and 16 of them ran slower than the whole block.
-PG_BF16_TARGET static void block_avx512bf16_half(const uint16_t *a, long lda, const uint32_t *xt, long kc, float *c,
-                                                 int first, int rows) {
+// The block kernel's body: 8 weight rows x `nv` registers of 16 rows of x (nv = 2: the whole
+// block; 1: its first 16 columns) in 8 · nv accumulators at a time.
+PG_BF16_TARGET static inline __attribute__((always_inline)) void block_body(const uint16_t *a, long lda, const uint32_t *xt,
+                                                                           long kc, float *c, int first, int rows, const int nv) {
     for (int r0 = 0; r0 < rows; r0 += 8) {
-        __m512 acc[8];
-        for (int i = 0; i < 8; i++) acc[i] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(c + (r0 + i) * BM);
+        __m512 acc[8][2];
+        for (int i = 0; i < 8; i++)
+            for (int v = 0; v < nv; v++) acc[i][v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(c + (r0 + i) * BM + 16 * v);
         const uint16_t *ar = a + r0 * lda;
         for (long p = 0; p < kc / 2; p++) {
-            __m512bh b0 = (__m512bh)_mm512_loadu_si512(xt + p * BM);
+            __m512bh b[2];
+            for (int v = 0; v < nv; v++) b[v] = (__m512bh)_mm512_loadu_si512(xt + p * BM + 16 * v);
             for (int i = 0; i < 8; i++) {
                 uint32_t pair;
                 memcpy(&pair, ar + i * lda + 2 * p, 4);
-                acc[i] = _mm512_dpbf16_ps(acc[i], (__m512bh)_mm512_set1_epi32((int)pair), b0);
+                __m512bh av = (__m512bh)_mm512_set1_epi32((int)pair);
+                for (int v = 0; v < nv; v++) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], av, b[v]);
             }
         }
-        for (int i = 0; i < 8; i++) _mm512_storeu_ps(c + (r0 + i) * BM, acc[i]);
+        for (int i = 0; i < 8; i++)
+            for (int v = 0; v < nv; v++) _mm512_storeu_ps(c + (r0 + i) * BM + 16 * v, acc[i][v]);
     }
 }
 
 // The same with vdpbf16ps, 8 weight rows x 32 rows of x in 16 registers at a time. Only a's
 // first `rows` rows (rounded up to 8; the rest padding) and, with `half`, xt's first 16 columns
 // are summed; the other sums of c are left as they were, and nothing reads them. Each sum formed
-// runs over the same products in the same order either way.
+// runs over the same products in the same order either way. `half` is for a last block of x
+// with at most 16 rows (the rest padding): 8 registers at a time, about two thirds of a whole
+// block's time (harness, Zen 4). Not 16 weight rows at a time there: rows 4 KB apart (a depth of
+// 2048) all fall in one set of the 8-way L1, and 16 of them ran slower than the whole block.
 PG_BF16_TARGET static void block_avx512bf16(const uint16_t *a, long lda, const uint32_t *xt, long kc, float *c,
                                             int first, int rows, int half) {
-    if (half) {
-        block_avx512bf16_half(a, lda, xt, kc, c, first, rows);
-        return;
-    }
-    for (int r0 = 0; r0 < rows; r0 += 8) {
-        __m512 acc[8][2];
-        for (int i = 0; i < 8; i++) {
-            acc[i][0] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(c + (r0 + i) * BM);
-            acc[i][1] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(c + (r0 + i) * BM + 16);
-        }
-        const uint16_t *ar = a + r0 * lda;
-        for (long p = 0; p < kc / 2; p++) {
-            __m512bh b0 = (__m512bh)_mm512_loadu_si512(xt + p * BM);
-            __m512bh b1 = (__m512bh)_mm512_loadu_si512(xt + p * BM + 16);
-            for (int i = 0; i < 8; i++) {
-                uint32_t pair;
-                memcpy(&pair, ar + i * lda + 2 * p, 4);
-                __m512bh av = (__m512bh)_mm512_set1_epi32((int)pair);
-                acc[i][0] = _mm512_dpbf16_ps(acc[i][0], av, b0);
-                acc[i][1] = _mm512_dpbf16_ps(acc[i][1], av, b1);
-            }
-        }
-        for (int i = 0; i < 8; i++) {
-            _mm512_storeu_ps(c + (r0 + i) * BM, acc[i][0]);
-            _mm512_storeu_ps(c + (r0 + i) * BM + 16, acc[i][1]);
-        }
-    }
+    if (half) block_body(a, lda, xt, kc, c, first, rows, 1);
+    else block_body(a, lda, xt, kc, c, first, rows, 2);
 }
 
 // y[mb + i][nb + j] = c[j][i] (· scale[nb + j]) (+ bias[nb + j]) for i < mr, j < nr.
