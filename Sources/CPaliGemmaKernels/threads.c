@@ -30,7 +30,7 @@ typedef struct {
     void *ctx;
     long ntasks;
     atomic_long next;
-    atomic_int active;             // workers still inside the current job
+    atomic_long active;            // workers still inside the current job
 } pool_t;
 
 static pool_t g_pool = {
@@ -60,18 +60,10 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-// Spin, for at most PG_SPIN_NS, while *v still equals `from` (or, below, while it is positive).
-static void spin_while_long(atomic_long *v, long from) {
+// Spin, for at most PG_SPIN_NS, until whether *v equals `value` is `equal`.
+static void spin_until(atomic_long *v, long value, int equal) {
     long start = now_ns();
-    for (int i = 1; atomic_load_explicit(v, memory_order_acquire) == from; i++) {
-        if ((i & 63) == 0 && now_ns() - start > PG_SPIN_NS) return;
-        cpu_relax();
-    }
-}
-
-static void spin_while_positive(atomic_int *v) {
-    long start = now_ns();
-    for (int i = 1; atomic_load_explicit(v, memory_order_acquire) > 0; i++) {
+    for (int i = 1; (atomic_load_explicit(v, memory_order_acquire) == value) != equal; i++) {
         if ((i & 63) == 0 && now_ns() - start > PG_SPIN_NS) return;
         cpu_relax();
     }
@@ -123,7 +115,7 @@ static void *worker_main(void *arg) {
     int thread = (int)(long)arg;
     long seen = 0;
     for (;;) {
-        spin_while_long(&g_pool.generation, seen);
+        spin_until(&g_pool.generation, seen, 0);  // until the next job
         pthread_mutex_lock(&g_pool.lock);
         while (atomic_load(&g_pool.generation) == seen) pthread_cond_wait(&g_pool.wake, &g_pool.lock);
         seen = atomic_load(&g_pool.generation);
@@ -189,7 +181,7 @@ void pg_parallel_for(long ntasks, pg_task_fn fn, void *ctx) {
 
     run_tasks(0);
 
-    spin_while_positive(&g_pool.active);
+    spin_until(&g_pool.active, 0, 1);  // until every worker is done
     pthread_mutex_lock(&g_pool.lock);
     while (atomic_load(&g_pool.active) > 0) pthread_cond_wait(&g_pool.done, &g_pool.lock);
     pthread_mutex_unlock(&g_pool.lock);
