@@ -150,23 +150,15 @@ static void copy_block(uint16_t *dst, long ldd, long width, const void *w, int d
     }
 }
 
-// 32 values of row k of a k-major w, columns [nb, nb + nr) (nr <= 32; the rest zero), as bf16.
-// 4-bit rows (ldw = N values, a multiple of 32) come whole: nb is a group's first column.
-PG_BF16_TARGET static __m512i kn_segment(const void *w, int dtype, const uint16_t *q4scales, long ldw, long k, long nb,
-                                         long nr) {
+// 32 values of row k of a k-major w, columns [nb, nb + nr) (nr <= 32; the rest zero), as bf16
+// (4-bit rows: pairs_kn_q4).
+PG_BF16_TARGET static __m512i kn_segment(const void *w, int dtype, long ldw, long k, long nb, long nr) {
     __mmask32 m32 = nr >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << nr) - 1);
     __mmask16 lo = (__mmask16)m32, hi = (__mmask16)(m32 >> 16);
     size_t at = (size_t)k * (size_t)ldw + (size_t)nb;
     __m512 a, b;
     switch (dtype) {
     case PG_BF16: return _mm512_maskz_loadu_epi16(m32, (const uint16_t *)w + at);
-    case PG_Q4: {
-        uint16_t seg[32];
-        long groups = ldw / PG_Q4_GROUP;
-        pg_q4_row_to_bf16((const uint8_t *)w + (size_t)k * (size_t)(ldw / 2), q4scales + k * groups, groups,
-                          nb / PG_Q4_GROUP, nb / PG_Q4_GROUP + 1, seg);
-        return _mm512_loadu_si512(seg);
-    }
     case PG_F16:
         a = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lo, (const uint16_t *)w + at));
         b = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(hi, (const uint16_t *)w + at + 16));
@@ -188,6 +180,48 @@ PG_BF16_TARGET static __m512i kn_segment(const void *w, int dtype, const uint16_
 // 0 / 2 / 4 / 8 / 16 pairs ran the product at 751 / 798 / 833 / 828 / 815 GFLOP/s (best of 3).
 #define PF_PAIRS 8
 
+// Blocks of a k-major w paired together (8 x 64 KB): its rows are read 512 bytes at a time.
+#define KN_BLOCKS 8
+
+// pairs_kn for 4-bit rows (blocks <= KN_BLOCKS; nb a group's first column): the blocks' span of
+// each row of w (whole groups) converted at once, so that whole blocks of 8 groups go through
+// pg_q4_row_to_bf16's transposes and each row's bytes are read once (one group per block and
+// row took 8% of a LoRA step on a 4-bit base, Zen 4, most of it waiting on those loads).
+PG_BF16_TARGET static void pairs_kn_q4(uint32_t *dst, long width, const void *w, const uint16_t *q4scales, long ldw,
+                                       long K, long nb, long n1, long blocks, long k0) {
+    uint16_t rows[2][KN_BLOCKS * BN];
+    long groups = ldw / PG_Q4_GROUP, g0 = nb / PG_Q4_GROUP;
+    long gn = ((n1 - nb < blocks * BN ? n1 - nb : blocks * BN) + PG_Q4_GROUP - 1) / PG_Q4_GROUP;
+    const uint8_t *q = w;
+    for (long p = 0; p < width / 2; p++) {
+        long k = k0 + 2 * p;
+        if (k + 2 * PF_PAIRS + 1 < K)
+            for (int r = 0; r < 2; r++) {
+                const char *at = (const char *)(q + (size_t)(k + 2 * PF_PAIRS + r) * (size_t)(ldw / 2) + (size_t)(nb / 2));
+                for (long o = 0; o < gn * (PG_Q4_GROUP / 2); o += 64) __builtin_prefetch(at + o, 0, 3);
+            }
+        for (int r = 0; r < 2; r++) {
+            if (k + r < K)
+                pg_q4_row_to_bf16(q + (size_t)(k + r) * (size_t)(ldw / 2), q4scales + (k + r) * groups, groups, g0, g0 + gn,
+                                  rows[r]);
+            else
+                memset(rows[r], 0, sizeof rows[r]);
+        }
+        for (long b = 0; b < blocks; b++) {
+            __m512i x = _mm512_setzero_si512(), y = x;
+            if (b < gn) {  // columns past n1 stay zero
+                x = _mm512_loadu_si512(rows[0] + b * BN);
+                y = _mm512_loadu_si512(rows[1] + b * BN);
+            }
+            __m512i lo, hi;
+            pg_pairs_bf16(x, y, &lo, &hi);
+            uint32_t *out = dst + b * (width / 2) * BM + p * BM;
+            _mm512_storeu_si512(out, lo);
+            _mm512_storeu_si512(out + 16, hi);
+        }
+    }
+}
+
 // Pairs of a k-major w (kn) for `blocks` blocks of 32 columns, one after another at dst +
 // b·(width / 2)·32: block b covers w's columns [nb + 32b, nb + 32b + 32) (those at or past n1
 // zero), its depths [k0, k0 + width) (those at or past K zero; width a multiple of 32), in xt's
@@ -196,8 +230,12 @@ PG_BF16_TARGET static __m512i kn_segment(const void *w, int dtype, const uint16_
 // each pair by one interleave, nothing is transposed.
 PG_BF16_TARGET static void pairs_kn(uint32_t *dst, long width, const void *w, int dtype, const uint16_t *q4scales,
                                     long ldw, long K, long nb, long n1, long blocks, long k0) {
-    // Bytes of each row the blocks read, prefetched PF_PAIRS pairs ahead into L1 (not for 4-bit rows).
-    size_t es = dtype == PG_Q4 ? 0 : pg_dtype_size(dtype);
+    if (dtype == PG_Q4) {
+        pairs_kn_q4(dst, width, w, q4scales, ldw, K, nb, n1, blocks, k0);
+        return;
+    }
+    // Bytes of each row the blocks read, prefetched PF_PAIRS pairs ahead into L1.
+    size_t es = pg_dtype_size(dtype);
     long bytes = (n1 - nb < blocks * BN ? n1 - nb : blocks * BN) * (long)es;
     for (long p = 0; p < width / 2; p++) {
         long k = k0 + 2 * p;
@@ -211,8 +249,8 @@ PG_BF16_TARGET static void pairs_kn(uint32_t *dst, long width, const void *w, in
         }
         for (long b = 0; b < blocks; b++) {
             long c0 = nb + b * BN, nr = n1 - c0 < BN ? n1 - c0 : BN;
-            __m512i x = k < K ? kn_segment(w, dtype, q4scales, ldw, k, c0, nr) : _mm512_setzero_si512();
-            __m512i y = k + 1 < K ? kn_segment(w, dtype, q4scales, ldw, k + 1, c0, nr) : _mm512_setzero_si512();
+            __m512i x = k < K ? kn_segment(w, dtype, ldw, k, c0, nr) : _mm512_setzero_si512();
+            __m512i y = k + 1 < K ? kn_segment(w, dtype, ldw, k + 1, c0, nr) : _mm512_setzero_si512();
             __m512i lo, hi;
             pg_pairs_bf16(x, y, &lo, &hi);
             uint32_t *out = dst + b * (width / 2) * BM + p * BM;
@@ -350,8 +388,6 @@ PG_BF16_TARGET void pg_bf16_block(const uint16_t *a, long lda, const uint32_t *x
 }
 #endif
 
-// Blocks of a k-major w paired together (8 x 64 KB): its rows are read 512 bytes at a time.
-#define KN_BLOCKS 8
 
 #if PG_X86_SIMD
 // y = x · wᵀ (w [N][K]), formed transposed: per depth chunk, each block of 32 weight rows (the
