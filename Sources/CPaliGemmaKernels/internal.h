@@ -205,7 +205,8 @@ void pg_gemv_q4_cols_scalar(const int8_t *xq, const float *dx, const int32_t *c,
                             const uint16_t *scales, float *y, long ldy, long n0, long n1);
 void pg_gemv_q4_cols_avx2(const int8_t *xq, const float *dx, const int32_t *c, long M, long K, const uint8_t *w,
                           const uint16_t *scales, float *y, long ldy, long n0, long n1, int features);
-/// The same for any M (prefill): blocks of weight rows against 4 rows of x at a time.
+/// The same for any M: blocks of weight rows against 4 rows of x at a time (above 8 rows with
+/// AVX512-VNNI, tiles of 3 weight rows by 3 rows of x).
 void pg_gemm_q4_cols_avx2(const int8_t *xq, const float *dx, const int32_t *c, long M, long K, const uint8_t *w,
                           const uint16_t *scales, float *y, long ldy, long n0, long n1, int features);
 // y[m][n] = sum_k x[m][k] * w[k][n] (float32, w k-major with row stride ldw), single-threaded
