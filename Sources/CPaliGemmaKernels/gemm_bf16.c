@@ -151,7 +151,7 @@ static void copy_block(uint16_t *dst, long ldd, long width, const void *w, int d
 }
 
 // 32 values of row k of a k-major w, columns [nb, nb + nr) (nr <= 32; the rest zero), as bf16
-// (4-bit rows: pairs_kn_q4).
+// (4-bit rows are converted in pairs_kn).
 PG_BF16_TARGET static __m512i kn_segment(const void *w, int dtype, long ldw, long k, long nb, long nr) {
     __mmask32 m32 = nr >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << nr) - 1);
     __mmask16 lo = (__mmask16)m32, hi = (__mmask16)(m32 >> 16);
@@ -183,74 +183,52 @@ PG_BF16_TARGET static __m512i kn_segment(const void *w, int dtype, long ldw, lon
 // Blocks of a k-major w paired together (8 x 64 KB): its rows are read 512 bytes at a time.
 #define KN_BLOCKS 8
 
-// pairs_kn for 4-bit rows (blocks <= KN_BLOCKS; nb a group's first column): the blocks' span of
-// each row of w (whole groups) converted at once, so that whole blocks of 8 groups go through
-// pg_q4_row_to_bf16's transposes and each row's bytes are read once (one group per block and
-// row took 8% of a LoRA step on a 4-bit base, Zen 4, most of it waiting on those loads).
-PG_BF16_TARGET static void pairs_kn_q4(uint32_t *dst, long width, const void *w, const uint16_t *q4scales, long ldw,
-                                       long K, long nb, long n1, long blocks, long k0) {
-    uint16_t rows[2][KN_BLOCKS * BN];
-    long groups = ldw / PG_Q4_GROUP, g0 = nb / PG_Q4_GROUP;
-    long gn = ((n1 - nb < blocks * BN ? n1 - nb : blocks * BN) + PG_Q4_GROUP - 1) / PG_Q4_GROUP;
-    const uint8_t *q = w;
-    for (long p = 0; p < width / 2; p++) {
-        long k = k0 + 2 * p;
-        if (k + 2 * PF_PAIRS + 1 < K)
-            for (int r = 0; r < 2; r++) {
-                const char *at = (const char *)(q + (size_t)(k + 2 * PF_PAIRS + r) * (size_t)(ldw / 2) + (size_t)(nb / 2));
-                for (long o = 0; o < gn * (PG_Q4_GROUP / 2); o += 64) __builtin_prefetch(at + o, 0, 3);
-            }
-        for (int r = 0; r < 2; r++) {
-            if (k + r < K)
-                pg_q4_row_to_bf16(q + (size_t)(k + r) * (size_t)(ldw / 2), q4scales + (k + r) * groups, groups, g0, g0 + gn,
-                                  rows[r]);
-            else
-                memset(rows[r], 0, sizeof rows[r]);
-        }
-        for (long b = 0; b < blocks; b++) {
-            __m512i x = _mm512_setzero_si512(), y = x;
-            if (b < gn) {  // columns past n1 stay zero
-                x = _mm512_loadu_si512(rows[0] + b * BN);
-                y = _mm512_loadu_si512(rows[1] + b * BN);
-            }
-            __m512i lo, hi;
-            pg_pairs_bf16(x, y, &lo, &hi);
-            uint32_t *out = dst + b * (width / 2) * BM + p * BM;
-            _mm512_storeu_si512(out, lo);
-            _mm512_storeu_si512(out + 16, hi);
-        }
-    }
-}
-
 // Pairs of a k-major w (kn) for `blocks` blocks of 32 columns, one after another at dst +
 // b·(width / 2)·32: block b covers w's columns [nb + 32b, nb + 32b + 32) (those at or past n1
 // zero), its depths [k0, k0 + width) (those at or past K zero; width a multiple of 32), in xt's
 // layout: pair (p, i) = (w[k0 + 2p][c], w[k0 + 2p + 1][c]) for column c = nb + 32b + i. Each row of
 // w is read across all the blocks' columns at once, so the reads run along rows; two rows make
-// each pair by one interleave, nothing is transposed.
+// each pair by one interleave, nothing is transposed. 4-bit rows (blocks <= KN_BLOCKS, nb a
+// group's first column) are converted a span at a time, so that whole blocks of 8 groups go
+// through pg_q4_row_to_bf16's transposes and each row's bytes are read once (one group per
+// block and row took 8% of a LoRA step on a 4-bit base, Zen 4, most of it waiting on the loads).
 PG_BF16_TARGET static void pairs_kn(uint32_t *dst, long width, const void *w, int dtype, const uint16_t *q4scales,
                                     long ldw, long K, long nb, long n1, long blocks, long k0) {
-    if (dtype == PG_Q4) {
-        pairs_kn_q4(dst, width, w, q4scales, ldw, K, nb, n1, blocks, k0);
-        return;
-    }
-    // Bytes of each row the blocks read, prefetched PF_PAIRS pairs ahead into L1.
+    int q4 = dtype == PG_Q4;
+    long span = n1 - nb < blocks * BN ? n1 - nb : blocks * BN;  // columns the blocks read
+    // Each row's bytes for them, prefetched PF_PAIRS pairs ahead into L1.
     size_t es = pg_dtype_size(dtype);
-    long bytes = (n1 - nb < blocks * BN ? n1 - nb : blocks * BN) * (long)es;
+    size_t stride = q4 ? (size_t)(ldw / 2) : (size_t)ldw * es, at0 = q4 ? (size_t)(nb / 2) : (size_t)nb * es;
+    long bytes = q4 ? span / 2 : span * (long)es;
+    uint16_t rows[2][KN_BLOCKS * BN];  // 4-bit: rows k and k + 1 as bf16
+    long groups = ldw / PG_Q4_GROUP, g0 = nb / PG_Q4_GROUP, gn = (span + PG_Q4_GROUP - 1) / PG_Q4_GROUP;
     for (long p = 0; p < width / 2; p++) {
         long k = k0 + 2 * p;
         if (k + 2 * PF_PAIRS + 1 < K) {
-            const char *r0 = (const char *)w + ((size_t)(k + 2 * PF_PAIRS) * (size_t)ldw + (size_t)nb) * es;
-            const char *r1 = r0 + (size_t)ldw * es;
+            const char *r0 = (const char *)w + (size_t)(k + 2 * PF_PAIRS) * stride + at0;
+            const char *r1 = r0 + stride;
             for (long o = 0; o < bytes; o += 64) {
                 __builtin_prefetch(r0 + o, 0, 3);
                 __builtin_prefetch(r1 + o, 0, 3);
             }
         }
+        for (int r = 0; q4 && r < 2; r++) {
+            if (k + r < K)
+                pg_q4_row_to_bf16((const uint8_t *)w + (size_t)(k + r) * stride, q4scales + (k + r) * groups, groups, g0,
+                                  g0 + gn, rows[r]);
+            else
+                memset(rows[r], 0, sizeof rows[r]);
+        }
         for (long b = 0; b < blocks; b++) {
             long c0 = nb + b * BN, nr = n1 - c0 < BN ? n1 - c0 : BN;
-            __m512i x = k < K ? kn_segment(w, dtype, ldw, k, c0, nr) : _mm512_setzero_si512();
-            __m512i y = k + 1 < K ? kn_segment(w, dtype, ldw, k + 1, c0, nr) : _mm512_setzero_si512();
+            __m512i x = _mm512_setzero_si512(), y = x;
+            if (q4 && b < gn) {  // columns past n1 stay zero
+                x = _mm512_loadu_si512(rows[0] + b * BN);
+                y = _mm512_loadu_si512(rows[1] + b * BN);
+            } else if (!q4) {
+                if (k < K) x = kn_segment(w, dtype, ldw, k, c0, nr);
+                if (k + 1 < K) y = kn_segment(w, dtype, ldw, k + 1, c0, nr);
+            }
             __m512i lo, hi;
             pg_pairs_bf16(x, y, &lo, &hi);
             uint32_t *out = dst + b * (width / 2) * BM + p * BM;
@@ -387,7 +365,6 @@ PG_BF16_TARGET void pg_bf16_block(const uint16_t *a, long lda, const uint32_t *x
     block_avx512bf16(a, lda, xt, kc, c, 1, BN, 0);
 }
 #endif
-
 
 #if PG_X86_SIMD
 // y = x · wᵀ (w [N][K]), formed transposed: per depth chunk, each block of 32 weight rows (the

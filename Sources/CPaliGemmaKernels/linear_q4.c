@@ -223,10 +223,9 @@ void pg_gemv_q4_cols_scalar(const int8_t *xq, const float *dx, const int32_t *c,
 // FINISH(g32, sum) gives the block's 8 group sums in int32. AVX2: vpmaddubsw pairs added lane by
 // lane in int16 (lane q holds group q's bytes, and no int16 sum saturates), one vpmaddwd at the
 // end; VNNI: vpdpbusd straight into the int32 lanes. Both give the same integers.
-#define CHUNK_AVX2(sum, lo, hi, xp, first) \
-        DOT2_AVX2(sum, lo, hi, _mm256_loadu_si256((const __m256i *)(xp)), _mm256_loadu_si256((const __m256i *)((xp) + 32)), first)
-#define DOT2_AVX2(sum, lo, hi, x0, x1, first) {                                                                   \
-        __m256i t_ = _mm256_add_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_maddubs_epi16(hi, x1));              \
+#define CHUNK_AVX2(sum, lo, hi, xp, first) {                                                                     \
+        __m256i t_ = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(xp))),     \
+                                      _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)((xp) + 32)))); \
         sum = (first) ? t_ : _mm256_add_epi16(sum, t_); }
 #define FINISH_AVX2(g32, sum) g32 = _mm256_madd_epi16(sum, _mm256_set1_epi16(1));
 #define CHUNK_VNNI(DP, sum, lo, hi, xp, first)                                                                   \
@@ -234,8 +233,6 @@ void pg_gemv_q4_cols_scalar(const int8_t *xq, const float *dx, const int32_t *c,
                  hi, _mm256_loadu_si256((const __m256i *)((xp) + 32)));
 #define CHUNK_AVXVNNI(sum, lo, hi, xp, first) CHUNK_VNNI(_mm256_dpbusd_avx_epi32, sum, lo, hi, xp, first)
 #define CHUNK_AVX512VNNI(sum, lo, hi, xp, first) CHUNK_VNNI(_mm256_dpbusd_epi32, sum, lo, hi, xp, first)
-#define DOT2_AVX512VNNI(sum, lo, hi, x0, x1, first) \
-        sum = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32((first) ? _mm256_setzero_si256() : sum, lo, x0), hi, x1);
 #define FINISH_VNNI(g32, sum) g32 = sum;
 
 // Software prefetch of the weight rows this far ahead, into L1: 4 KB is four rows at a depth of
