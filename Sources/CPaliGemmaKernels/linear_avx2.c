@@ -27,7 +27,7 @@
 #define PG_GEMV_FOUR_ROWS 0
 
 // In-register transpose of 8 vectors of 8 floats (r[t][j] -> r[j][t]).
-#define PG_TRANSPOSE8(r) transpose8_avx2(r)
+#define PG_TRANSPOSE(r) transpose8_avx2(r)
 PG_TARGET static inline __attribute__((always_inline)) void transpose8_avx2(__m256 r[8]) {
     __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
     __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);

@@ -46,15 +46,15 @@ PG_INLINE void PG_NAME(pack)(float *panel, const void *w, int dtype, int kn, lon
         }
         return;
     }
-#ifdef PG_TRANSPOSE8
-    if (nr == NR) {  // full panel: 8 rows x 8 k at a time through registers
+#ifdef PG_TRANSPOSE
+    if (nr == NR) {  // full panel: VW rows x VW k at a time through registers
         long k = 0;
-        for (; k + 8 <= kc; k += 8) {
-            for (long j0 = 0; j0 < NR; j0 += 8) {
-                VF r[8];
-                for (int t = 0; t < 8; t++) r[t] = PG_NAME(load_w)(w, dtype, (nb + j0 + t) * ldw + kc0 + k);
-                PG_TRANSPOSE8(r);
-                for (int t = 0; t < 8; t++) VSTOREU(panel + (k + t) * NR + j0, r[t]);
+        for (; k + VW <= kc; k += VW) {
+            for (long j0 = 0; j0 < NR; j0 += VW) {
+                VF r[VW];
+                for (int t = 0; t < VW; t++) r[t] = PG_NAME(load_w)(w, dtype, (nb + j0 + t) * ldw + kc0 + k);
+                PG_TRANSPOSE(r);
+                for (int t = 0; t < VW; t++) VSTOREU(panel + (k + t) * NR + j0, r[t]);
             }
         }
         for (; k < kc; k++)
