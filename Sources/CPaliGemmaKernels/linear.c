@@ -331,11 +331,13 @@ static void linear_run(int isa, int fast, int kn, const float *x, long ldx, cons
     else if (i8_stream) kind = X_Q16;
     else if (M > 4 && isa >= PG_ISA_AVX2 && wdtype == PG_I8) kind = X_PACK16;
     else if (M > stream_rows && isa >= PG_ISA_AVX2 && chunk < N) kind = X_PACK;
-    // x packed once for all tasks (X_PACK): one task per thread. Each task sweeps every depth block
-    // of the pack, which outgrows L2 (the vision tower's 256 x 1152 floats are 1.2 MB), so every
-    // further task of a thread streams it from L3 again. The vision tower's products (C harness, 2
-    // threads, Zen 4): 185-186 GFLOP/s with four tasks per thread, 193-200 with one.
-    if (kind == X_PACK) job.chunk = chunk = ((N + threads - 1) / threads + 31) / 32 * 32;
+    // Prefill with x prepared once for all tasks (X_PACK, X_BF16): two column tasks per thread, not
+    // four. Each task sweeps all of x once per depth block, and the vision tower's (256 x 1152
+    // floats, 1.2 MB) outgrows L2, so every further task of a thread streams it from L3 again.
+    // Vision tower's products (C harness, 2 threads, Zen 4): exact 185-186 -> 193-200 GFLOP/s, fast
+    // 378-393 -> 414-420 (one task per thread: the same); decoder-shaped products unchanged.
+    if ((kind == X_PACK || kind == X_BF16) && M > stream_rows)
+        job.chunk = chunk = ((N + 2L * threads - 1) / (2L * threads) + 31) / 32 * 32;
     if (kind != X_NONE) {
         void *abuf = NULL, *sbuf = NULL;
         long groups = K / PG_Q4_GROUP, rows = M;
