@@ -7,6 +7,8 @@
 //   VLOAD_BF16(p), VLOAD_F16(p)  load VW 16-bit values and widen to float
 //   PG_GEMV_FOUR_ROWS  1: a one-row decode reads four weight rows side by side (gemv4); 0: one
 //                      row at a time (gemv1), whichever streams faster on that level's CPUs
+//   PG_TRANSPOSE(r)    (optional) in-register transpose of VW vectors of VW floats: full weight
+//                      panels are packed through it, else column by column
 //
 // Prefill (M > PG_GEMV_ROWS): the weight columns are packed, KC at a time, into a float panel of
 // NR = 2*VW columns, and a 6 x NR register-blocked micro-kernel sweeps all rows of x.
