@@ -36,31 +36,8 @@ size_t pg_xbf16_size(long M, long K) {
 
 #if PG_X86_SIMD
 #include <immintrin.h>
+#include "avx512_inline.h"
 #include "bf16_inline.h"
-
-// In-register transpose of 16 vectors of 16 dwords: r[i] lane j -> r[j] lane i.
-PG_BF16_TARGET static inline __attribute__((always_inline)) void transpose16(__m512i r[16]) {
-    __m512i t[16], u[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {  // u[i + c], 128-bit lane L: rows i..i+3 at column 4L + c
-        u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-        u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-        u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-        u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-    for (int c = 0; c < 4; c++) {  // then a 4 x 4 transpose of 128-bit lanes
-        __m512i ab_lo = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44), ab_hi = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xEE);
-        __m512i cd_lo = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44);
-        __m512i cd_hi = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xEE);
-        r[c] = _mm512_shuffle_i32x4(ab_lo, cd_lo, 0x88);
-        r[4 + c] = _mm512_shuffle_i32x4(ab_lo, cd_lo, 0xDD);
-        r[8 + c] = _mm512_shuffle_i32x4(ab_hi, cd_hi, 0x88);
-        r[12 + c] = _mm512_shuffle_i32x4(ab_hi, cd_hi, 0xDD);
-    }
-}
 
 // Rows [m0, m0 + 16) x pairs [p0, p0 + 16) of xt from x (rows >= M and k >= K are zero).
 PG_BF16_TARGET static void xt_block(const float *x, long ldx, long M, long K, long Kp, long m0, long p0, uint32_t *xt) {
@@ -68,7 +45,7 @@ PG_BF16_TARGET static void xt_block(const float *x, long ldx, long M, long K, lo
     long k0 = 2 * p0;
     for (int i = 0; i < 16; i++)  // bf16 of x[m0 + i][k0 .. k0 + 32) in order: dword j = pair j
         r[i] = m0 + i < M ? pg_f32x32_to_bf16(x + (m0 + i) * ldx + k0, K - k0) : _mm512_setzero_si512();
-    transpose16(r);
+    pg_transpose16_avx512(r);
     uint32_t *dst = xt + (m0 / BM) * (Kp / 2) * BM + m0 % BM;
     for (int p = 0; p < 16; p++) _mm512_storeu_si512(dst + (p0 + p) * BM, r[p]);
 }
@@ -339,7 +316,7 @@ PG_BF16_TARGET static void store_transposed(const float *c, const float *scale, 
         for (int i0 = 0; i0 < BM && i0 < mr; i0 += 16) {
             __m512i r[16];
             for (int j = 0; j < 16; j++) r[j] = _mm512_loadu_si512(c + (j0 + j) * BM + i0);
-            transpose16(r);
+            pg_transpose16_avx512(r);
             for (int i = 0; i < 16 && i0 + i < mr; i++)
                 _mm512_mask_storeu_ps(y + (mb + i0 + i) * ldy + nb + j0, cols, _mm512_fmadd_ps((__m512)r[i], sc, b));
         }

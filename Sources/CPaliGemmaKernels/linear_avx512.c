@@ -2,6 +2,7 @@
 #include "internal.h"
 #if PG_X86_SIMD
 #include <immintrin.h>
+#include "avx512_inline.h"
 
 #define PG_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
 #define PG_NAME(x) x##_avx512
@@ -22,27 +23,14 @@
 // a Zen 4; AVX2 machines read one at a time (linear_avx2.c).
 #define PG_GEMV_FOUR_ROWS 1
 
-// In-register transpose of 16 vectors of 16 floats (r[t][j] -> r[j][t]), for packing weight
-// panels: 4 x 4 blocks inside each 128-bit lane as on AVX2, then the lanes. Packing column by
+// Full weight panels are packed through pg_transpose16_avx512 (16 rows x 16 k at a time): column by
 // column through a buffer (16 scalar stores per vector) took 8% of the vision tower's products.
-#define PG_TRANSPOSE(r) transpose16_avx512(r)
-PG_TARGET static inline __attribute__((always_inline)) void transpose16_avx512(__m512 r[16]) {
-    __m512 u[4][4];  // u[g][c]: lane L holds k = 4L + c of rows 4g .. 4g + 3
-    for (int g = 0; g < 4; g++) {
-        __m512 t0 = _mm512_unpacklo_ps(r[4 * g], r[4 * g + 1]), t1 = _mm512_unpackhi_ps(r[4 * g], r[4 * g + 1]);
-        __m512 t2 = _mm512_unpacklo_ps(r[4 * g + 2], r[4 * g + 3]), t3 = _mm512_unpackhi_ps(r[4 * g + 2], r[4 * g + 3]);
-        u[g][0] = _mm512_shuffle_ps(t0, t2, 0x44); u[g][1] = _mm512_shuffle_ps(t0, t2, 0xEE);
-        u[g][2] = _mm512_shuffle_ps(t1, t3, 0x44); u[g][3] = _mm512_shuffle_ps(t1, t3, 0xEE);
-    }
-    for (int c = 0; c < 4; c++) {
-        // Lanes 0 and 2 (v) and 1 and 3 (w) of groups 0, 1 and of 2, 3; then lane L of each group in order.
-        __m512 v01 = _mm512_shuffle_f32x4(u[0][c], u[1][c], 0x88), w01 = _mm512_shuffle_f32x4(u[0][c], u[1][c], 0xDD);
-        __m512 v23 = _mm512_shuffle_f32x4(u[2][c], u[3][c], 0x88), w23 = _mm512_shuffle_f32x4(u[2][c], u[3][c], 0xDD);
-        r[c] = _mm512_shuffle_f32x4(v01, v23, 0x88);
-        r[4 + c] = _mm512_shuffle_f32x4(w01, w23, 0x88);
-        r[8 + c] = _mm512_shuffle_f32x4(v01, v23, 0xDD);
-        r[12 + c] = _mm512_shuffle_f32x4(w01, w23, 0xDD);
-    }
+#define PG_TRANSPOSE(r) transpose16_ps(r)
+PG_TARGET static inline __attribute__((always_inline)) void transpose16_ps(__m512 r[16]) {
+    __m512i v[16];
+    for (int i = 0; i < 16; i++) v[i] = _mm512_castps_si512(r[i]);
+    pg_transpose16_avx512(v);
+    for (int i = 0; i < 16; i++) r[i] = _mm512_castsi512_ps(v[i]);
 }
 
 #include "linear_impl.h"
